@@ -1,0 +1,200 @@
+import FelhomCore
+import Foundation
+
+/// The fenced list of things the agent does as root because the Proxmox API cannot.
+///
+/// Exactly four operations, each building a fixed argument vector from validated input and running
+/// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
+/// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
+/// mount a USB disk by filesystem UUID, read SMART data, read sensors. It makes no HTTP calls; the
+/// ``PVEClient`` runs no commands.
+public struct PrivilegedBackend: Sendable {
+    let runner: CommandRunner
+
+    public init(runner: CommandRunner) { self.runner = runner }
+
+    // MARK: 1. Golden template
+
+    /// What the golden template container is created from.
+    public struct GoldenTemplateSpec: Sendable, Equatable {
+        public var vmid: Int
+        /// A `vztmpl` volid, e.g. `local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`.
+        public var ostemplate: String
+        public var hostname: String
+        public var storage: String
+        public var memoryMiB: Int
+        public var diskGiB: Int
+
+        public init(vmid: Int, ostemplate: String, hostname: String = "felhom-golden", storage: String = "local",
+                    memoryMiB: Int = 512, diskGiB: Int = 4) {
+            self.vmid = vmid
+            self.ostemplate = ostemplate
+            self.hostname = hostname
+            self.storage = storage
+            self.memoryMiB = memoryMiB
+            self.diskGiB = diskGiB
+        }
+    }
+
+    /// The argv of `pct create` for the golden template (unprivileged, `nesting=1,keyctl=1`).
+    public static func goldenTemplateArguments(_ spec: GoldenTemplateSpec) throws -> [String] {
+        guard (100...999_999_999).contains(spec.vmid) else { throw invalid("vmid \(spec.vmid) is outside 100…999999999") }
+        guard spec.ostemplate.range(of: #"^[A-Za-z][A-Za-z0-9\-_.]*:vztmpl/[A-Za-z0-9._+\-]+$"#, options: .regularExpression) != nil
+        else { throw invalid("ostemplate '\(spec.ostemplate)' is not a STORAGE:vztmpl/FILE volid") }
+        guard spec.hostname.range(of: #"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"#, options: .regularExpression) != nil else {
+            throw invalid("hostname '\(spec.hostname)' is not a DNS label")
+        }
+        guard spec.storage.range(of: #"^[A-Za-z][A-Za-z0-9\-_.]*$"#, options: .regularExpression) != nil else {
+            throw invalid("storage '\(spec.storage)' is not a storage id")
+        }
+        guard spec.memoryMiB >= 16, spec.diskGiB >= 1 else { throw invalid("memory must be ≥16 MiB and disk ≥1 GiB") }
+        return [
+            "create", String(spec.vmid), spec.ostemplate,
+            "--hostname", spec.hostname,
+            "--features", "keyctl=1,nesting=1",
+            "--unprivileged", "1",
+            "--memory", String(spec.memoryMiB),
+            "--rootfs", "\(spec.storage):\(spec.diskGiB)",
+            "--net0", "name=eth0,bridge=vmbr0,ip=dhcp",
+            "--description", "felhom golden template",
+        ]
+    }
+
+    /// Runs `pct create …` for the golden template.
+    public func createGoldenTemplate(_ spec: GoldenTemplateSpec) async throws {
+        let args = try Self.goldenTemplateArguments(spec)
+        try check(try await runner.run("pct", args), what: "pct create \(spec.vmid)")
+    }
+
+    // MARK: 2. Mount a USB disk by filesystem UUID
+
+    /// The argv of `mount` for a disk by filesystem UUID under `/mnt/felhom/`.
+    public static func mountArguments(filesystemUUID: String, mountPoint: String) throws -> [String] {
+        // ext4/xfs/btrfs UUIDs (8-4-4-4-12) or vfat/exfat serials (XXXX-XXXX).
+        let uuidPattern = #"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4})$"#
+        guard filesystemUUID.range(of: uuidPattern, options: .regularExpression) != nil else {
+            throw invalid("'\(filesystemUUID)' is not a filesystem UUID")
+        }
+        guard mountPoint.range(of: #"^/mnt/felhom/[A-Za-z0-9][A-Za-z0-9._\-]*$"#, options: .regularExpression) != nil else {
+            throw invalid("mount point '\(mountPoint)' must be /mnt/felhom/NAME")
+        }
+        return ["UUID=\(filesystemUUID)", mountPoint, "-o", "nosuid,nodev,noexec"]
+    }
+
+    /// Mounts the filesystem with `filesystemUUID` at `mountPoint` (`/mnt/felhom/NAME`).
+    public func mountDisk(filesystemUUID: String, mountPoint: String) async throws {
+        let args = try Self.mountArguments(filesystemUUID: filesystemUUID, mountPoint: mountPoint)
+        try check(try await runner.run("mount", args), what: "mount UUID=\(filesystemUUID)")
+    }
+
+    // MARK: 3. SMART
+
+    /// The health summary of one disk, from `smartctl --json`.
+    public struct SMARTReport: Sendable, Equatable {
+        public var device: String
+        public var model: String?
+        public var serial: String?
+        /// `smart_status.passed`; `nil` when the drive did not report it.
+        public var passed: Bool?
+        public var temperatureCelsius: Int?
+        public var powerOnHours: Int?
+        /// smartctl's exit status bitmask (bits 2–7 are warnings about the disk, not failures to run).
+        public var exitStatus: Int32
+    }
+
+    /// The argv of `smartctl` for one device (`/dev/sdX`, `/dev/nvmeN`, `/dev/disk/by-id/…`).
+    public static func smartArguments(device: String) throws -> [String] {
+        guard device.range(of: #"^/dev/(sd[a-z]{1,2}|nvme[0-9]+(n[0-9]+)?|disk/by-id/[A-Za-z0-9_.:\-]+)$"#, options: .regularExpression) != nil
+        else { throw invalid("'\(device)' is not a disk device path") }
+        return ["--json=c", "--all", device]
+    }
+
+    /// Reads SMART data of `device`.
+    public func smart(device: String) async throws -> SMARTReport {
+        let r = try await runner.run("smartctl", try Self.smartArguments(device: device))
+        // Bits 0 and 1: command line or device open failed. Other bits describe the disk.
+        if r.exitCode & 0b11 != 0 {
+            throw PrivilegedError(code: .commandFailed, message: "smartctl \(device) failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr.isEmpty ? r.stdout : r.stderr))")
+        }
+        return try Self.parseSMART(r.stdout, device: device, exitStatus: r.exitCode)
+    }
+
+    /// Parses `smartctl --json` output.
+    public static func parseSMART(_ text: String, device: String, exitStatus: Int32 = 0) throws -> SMARTReport {
+        let json: JSONValue
+        do { json = try JSONValue.parse(text) } catch {
+            throw PrivilegedError(code: .badOutput, message: "smartctl output for \(device) is not JSON")
+        }
+        guard json["json_format_version"] != nil else {
+            throw PrivilegedError(code: .badOutput, message: "smartctl output for \(device) has no json_format_version")
+        }
+        return SMARTReport(
+            device: json["device"]?["name"]?.stringValue ?? device,
+            model: json["model_name"]?.stringValue ?? json["model_family"]?.stringValue,
+            serial: json["serial_number"]?.stringValue,
+            passed: json["smart_status"]?["passed"]?.lenientBool,
+            temperatureCelsius: json["temperature"]?["current"]?.lenientInt.map { Int($0) },
+            powerOnHours: json["power_on_time"]?["hours"]?.lenientInt.map { Int($0) },
+            exitStatus: exitStatus)
+    }
+
+    // MARK: 4. Sensors
+
+    /// One temperature/fan/voltage reading from `sensors -j`.
+    public struct SensorReading: Sendable, Equatable {
+        public var chip: String
+        public var label: String
+        /// The `*_input` key, e.g. `temp1_input`.
+        public var key: String
+        public var value: Double
+    }
+
+    /// Reads all sensor inputs.
+    public func sensors() async throws -> [SensorReading] {
+        let r = try await runner.run("sensors", ["-j"])
+        guard r.exitCode == 0 else {
+            throw PrivilegedError(code: .commandFailed, message: "sensors -j failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr))")
+        }
+        return try Self.parseSensors(r.stdout)
+    }
+
+    /// Parses `sensors -j` output: chip → feature label → `*_input` values.
+    public static func parseSensors(_ text: String) throws -> [SensorReading] {
+        guard let chips = (try? JSONValue.parse(text))?.objectValue else {
+            throw PrivilegedError(code: .badOutput, message: "sensors output is not a JSON object")
+        }
+        var out: [SensorReading] = []
+        for (chip, features) in chips {
+            for (label, values) in features.objectValue ?? [:] {
+                for (key, v) in values.objectValue ?? [:] where key.hasSuffix("_input") {
+                    if let d = v.lenientDouble { out.append(SensorReading(chip: chip, label: label, key: key, value: d)) }
+                }
+            }
+        }
+        return out.sorted { ($0.chip, $0.label, $0.key) < ($1.chip, $1.label, $1.key) }
+    }
+
+    // MARK: -
+
+    private func check(_ r: CommandResult, what: String) throws {
+        guard r.exitCode == 0 else {
+            throw PrivilegedError(code: .commandFailed, message: "\(what) failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr))")
+        }
+    }
+
+    static func firstLine(_ s: String) -> String {
+        String(s.split(separator: "\n").first ?? "").trimmingCharacters(in: .whitespaces)
+    }
+
+    private static func invalid(_ message: String) -> PrivilegedError {
+        PrivilegedError(code: .invalidArgument, message: message)
+    }
+}
+
+/// A root operation that was refused or failed.
+public struct PrivilegedError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable { case invalidArgument, commandFailed, badOutput }
+    public var code: Code
+    public var message: String
+    public var description: String { "privileged \(code.rawValue): \(message)" }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// HTTP/1.1 over TLS on SwiftNIO, with the trust modes of ``TLSTrust``.
+///
+/// async-http-client has no hook to verify a leaf fingerprint, so this small client uses
+/// `NIOSSLClientHandler`'s custom verification callback directly. One connection per request:
+/// pveproxy closes idle keep-alive connections after 5 s, so pooling buys little and races a lot.
+public struct NIOHTTPTransport: HTTPTransport {
+    public let host: String
+    public let port: Int
+    public let useTLS: Bool
+    public let trust: TLSTrust
+    /// Upper bound for one request (connect + send + full answer).
+    public let requestTimeout: Duration
+
+    public init(host: String, port: Int, useTLS: Bool = true, trust: TLSTrust, requestTimeout: Duration = .seconds(60)) {
+        self.host = host
+        self.port = port
+        self.useTLS = useTLS
+        self.trust = trust
+        self.requestTimeout = requestTimeout
+    }
+
+    public func send(_ request: HTTPRequestSpec) async throws -> HTTPResponseSpec {
+        try await withThrowingTaskGroup(of: HTTPResponseSpec.self) { group in
+            group.addTask { try await self.perform(request) }
+            group.addTask {
+                try await Task.sleep(for: self.requestTimeout)
+                throw PVEError(
+                    code: .timeout, message: "no answer from \(self.host):\(self.port) within \(self.requestTimeout)",
+                    request: "\(request.method) \(Self.pathOnly(request.target))")
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else {
+                throw PVEError(code: .transport, message: "request was cancelled")
+            }
+            return first
+        }
+    }
+
+    static func pathOnly(_ target: String) -> String {
+        target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+    }
+
+    private final class PeerObservation: Sendable {
+        let fingerprint = Mutex<CertificateFingerprint?>(nil)
+    }
+
+    private func perform(_ request: HTTPRequestSpec) async throws -> HTTPResponseSpec {
+        let observed = PeerObservation()
+        let sslContext: NIOSSLContext?
+        if useTLS {
+            sslContext = try makeSSLContext()
+        } else {
+            sslContext = nil
+        }
+        let trust = self.trust
+        let host = self.host
+        let isIP = Self.isIPAddress(host)
+        let requestName = "\(request.method) \(Self.pathOnly(request.target))"
+
+        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(10))
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let sslContext {
+                            let handler: NIOSSLClientHandler
+                            switch trust {
+                            case .pinnedLeafSHA256(let pin):
+                                handler = try NIOSSLClientHandler(
+                                    context: sslContext, serverHostname: isIP ? nil : host,
+                                    customVerificationCallback: { certs, promise in
+                                        guard let leaf = certs.first, let der = try? leaf.toDERBytes() else {
+                                            promise.succeed(.failed)
+                                            return
+                                        }
+                                        let got = CertificateFingerprint.of(der: der)
+                                        observed.fingerprint.withLock { $0 = got }
+                                        promise.succeed(got == pin ? .certificateVerified : .failed)
+                                    })
+                            default:
+                                handler = try NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : host)
+                            }
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
+                            wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw PVEError(code: .transport, message: "cannot connect to \(host):\(port): \(error)", request: requestName)
+        }
+
+        do {
+            return try await channel.executeThenClose { inbound, outbound in
+                var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target)
+                head.headers.add(name: "Host", value: isIP && host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+                head.headers.add(name: "Connection", value: "close")
+                head.headers.add(name: "Accept", value: "application/json")
+                for (k, v) in request.headers { head.headers.add(name: k, value: v) }
+                if let body = request.body {
+                    head.headers.add(name: "Content-Length", value: String(body.count))
+                }
+                try await outbound.write(.head(head))
+                if let body = request.body, !body.isEmpty {
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
+                }
+                try await outbound.write(.end(nil))
+
+                var status = 0
+                var reason = ""
+                var headers: [(String, String)] = []
+                var body = ByteBuffer()
+                for try await part in inbound {
+                    switch part {
+                    case .head(let h):
+                        status = Int(h.status.code)
+                        reason = h.status.reasonPhrase
+                        headers = h.headers.map { ($0.name, $0.value) }
+                    case .body(var b):
+                        body.writeBuffer(&b)
+                    case .end:
+                        return HTTPResponseSpec(status: status, reason: reason, headers: headers, body: Data(body.readableBytesView))
+                    }
+                }
+                throw PVEError(code: .transport, message: "connection closed before the answer was complete", request: requestName)
+            }
+        } catch let e as PVEError {
+            throw e
+        } catch let e as NIOSSLError {
+            throw tlsError(e, observed: observed, request: requestName)
+        } catch let e as BoringSSLError {
+            throw tlsError(e, observed: observed, request: requestName)
+        } catch {
+            throw PVEError(code: .transport, message: "\(host):\(port): \(error)", request: requestName)
+        }
+    }
+
+    private func tlsError(_ error: Error, observed: PeerObservation, request: String) -> PVEError {
+        switch trust {
+        case .pinnedLeafSHA256(let pin):
+            if let got = observed.fingerprint.withLock({ $0 }), got != pin {
+                return PVEError(
+                    code: .tls,
+                    message: "server certificate fingerprint \(got) does not match the pinned \(pin)", request: request)
+            }
+        default: break
+        }
+        return PVEError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(error)", request: request)
+    }
+
+    private func makeSSLContext() throws -> NIOSSLContext {
+        var config = TLSConfiguration.makeClientConfiguration()
+        config.minimumTLSVersion = .tlsv12
+        switch trust {
+        case .pinnedLeafSHA256:
+            // The custom callback replaces chain and hostname checks with the pin comparison.
+            config.certificateVerification = .noHostnameVerification
+        case .caFile(let path):
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw PVEError(code: .invalidArgument, message: "CA file '\(path)' is not readable")
+            }
+            config.trustRoots = .file(path)
+            config.certificateVerification = .fullVerification
+        case .systemDefault:
+            config.certificateVerification = .fullVerification
+        case .insecureSkipVerification:
+            config.certificateVerification = .none
+        }
+        return try NIOSSLContext(configuration: config)
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
