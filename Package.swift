@@ -83,7 +83,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PVESimulatorTests",
-            dependencies: ["PVESimulator", "Proxmox", "FelhomCore"]
+            dependencies: ["PVESimulator", "Proxmox", "FelhomCore"],
+            exclude: ["Fixtures"]
         ),
         .testTarget(name: "FelhomAgentTests", dependencies: ["FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore"]),
     ],

@@ -1,1 +1,56 @@
-print("x")
+import ArgumentParser
+import FelhomAgent
+import FelhomCore
+import Foundation
+import Proxmox
+
+@main
+struct FelhomAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "felhom-agent",
+        abstract: "The Felhom host agent (runs on each Proxmox VE host).",
+        subcommands: [SelftestCommand.self])
+}
+
+struct SelftestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest",
+        abstract: "Check a live Proxmox host through the agent's client.",
+        discussion: """
+            read: every read the agent relies on (version, nodes, node status, containers, configs, storage, backups).
+            task: reversible changes on the scratch guest (selftest.vmid): config round trip and snapshot → rollback → delete.
+            Configuration: JSON file plus FELHOM_AGENT_* environment variables (e.g. FELHOM_AGENT_PVE_TOKEN_SECRET).
+            """)
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case read, task }
+
+    @Argument(help: "read or task") var mode: Mode
+    @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+    @Option(name: .long, help: "Scratch guest for task mode (overrides selftest.vmid).") var vmid: Int?
+
+    func run() async throws {
+        let cfg: AgentConfig
+        let connection: PVEConnection
+        do {
+            cfg = try AgentConfig.load(file: config)
+            connection = try cfg.pveConnection()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let client = PVEClient(connection: connection)
+        let selftest = Selftest(api: client, node: cfg.pve.node)
+        let target = "\(connection.baseURL) as \(connection.tokenID), node \(cfg.pve.node)"
+        let report: Selftest.Report
+        switch mode {
+        case .read:
+            report = await selftest.read(target: target)
+        case .task:
+            guard let v = vmid ?? cfg.selftest?.vmid else {
+                throw ValidationError("task mode needs a scratch guest: --vmid N or selftest.vmid in the config")
+            }
+            report = await selftest.task(vmid: v, target: target)
+        }
+        print(report.rendered(), terminator: "")
+        if !report.passed { throw ExitCode(1) }
+    }
+}

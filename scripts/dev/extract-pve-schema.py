@@ -36,7 +36,9 @@ DROP = {"description", "verbose_description", "typetext", "renderer", "format_de
 
 def strip(v):
     if isinstance(v, dict):
-        return {k: strip(x) for k, x in v.items() if k not in DROP}
+        # Drop documentation strings, but keep properties that happen to be named like them
+        # (`description` is a real parameter of config updates and snapshots).
+        return {k: strip(x) for k, x in v.items() if not (k in DROP and not isinstance(x, dict))}
     if isinstance(v, list):
         return [strip(x) for x in v]
     return v
