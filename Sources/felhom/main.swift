@@ -61,13 +61,12 @@ struct PVESimCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         let scheme = plainHttp ? "http" : "https"
-        print("felhom pve-sim: Proxmox VE API simulator listening on \(scheme)://\(host):\(sim.port)/api2/json")
-        if let fp = sim.fingerprint { print("certificate SHA-256 fingerprint: \(fp)") }
-        if let state {
-            print(sim.resumed ? "state resumed from \(state)" : "state seeded into \(state)")
-        }
-        for t in sim.tokens { print("PVEAPIToken=\(t.id)=\(t.secret)") }
-        FileHandle.standardOutput.synchronizeFile()
+        var lines = ["felhom pve-sim: Proxmox VE API simulator listening on \(scheme)://\(host):\(sim.port)/api2/json"]
+        if let fp = sim.fingerprint { lines.append("certificate SHA-256 fingerprint: \(fp)") }
+        if let state { lines.append(sim.resumed ? "state resumed from \(state)" : "state seeded into \(state)") }
+        for t in sim.tokens { lines.append("PVEAPIToken=\(t.id)=\(t.secret)") }
+        // Unbuffered: scripts wait for these lines while the simulator keeps running.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         while !Task.isCancelled {
             try await Task.sleep(for: .seconds(3600))
         }

@@ -52,7 +52,11 @@ extension PVESimEngine {
             task.lockedVmids = spec.vmids
             task.lockName = lockName
         }
-        let warnings = spec.successLog.filter { $0.hasPrefix("WARN: ") }.count
+        var warnings = spec.successLog.filter { $0.hasPrefix("WARN: ") }.count
+        for (prefix, n) in state.faults.taskWarnings where spec.requestPath.hasPrefix(prefix) {
+            warnings += n
+            task.log += (0..<n).map { "WARN: simulated warning \($0 + 1)" }
+        }
         if failure == nil, warnings > 0 { task.exitStatus = "WARNINGS: \(warnings)" }
         state.tasks.append(task)
         return upid

@@ -98,7 +98,7 @@ public final class PVESimServer: Sendable {
                         response = await engine.handle(request)
                     }
                     var rh = HTTPResponseHead(
-                        version: h.version, status: HTTPResponseStatus(statusCode: response.status, reasonPhrase: response.reason))
+                        version: h.version, status: .custom(code: UInt(response.status), reasonPhrase: response.reason))
                     rh.headers.add(name: "Content-Type", value: response.contentType)
                     rh.headers.add(name: "Content-Length", value: String(response.body.count))
                     rh.headers.add(name: "Server", value: "pve-api-daemon/3.0")

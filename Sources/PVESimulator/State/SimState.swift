@@ -217,6 +217,8 @@ public struct SimFaults: Codable, Sendable {
     /// Task failures: a request path prefix (e.g. `/nodes/pve1/lxc/101/status/start`) → the error text
     /// the task ends with.
     public var taskFailures: [String: String] = [:]
+    /// Tasks that end with `WARNINGS: n`: a request path prefix → n.
+    public var taskWarnings: [String: Int] = [:]
     /// Locks forced onto containers (vmid → lock name), as if a backup were holding them.
     public var forcedLocks: [Int: String] = [:]
 
