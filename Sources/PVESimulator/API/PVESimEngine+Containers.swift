@@ -26,7 +26,7 @@ extension PVESimEngine {
     static func confText(_ c: SimContainer) -> String {
         func section(_ cfg: [String: String]) -> String {
             var s = ""
-            for line in (cfg["description"] ?? "").split(separator: "\n") {
+            for line in (cfg["description"] ?? "").unicodeScalars.split(separator: "\n").map({ String(String.UnicodeScalarView($0)) }) {
                 s += "#" + (line.addingPercentEncoding(withAllowedCharacters: .init(charactersIn: " !\"#$&'()*+,-./0123456789;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~")) ?? String(line)) + "\n"
             }
             for k in cfg.keys.sorted() where k != "description" && !k.hasPrefix("x-sim-") { s += "\(k): \(cfg[k]!)\n" }
@@ -397,6 +397,11 @@ extension PVESimEngine {
 enum FelhomSimText {
     /// PVE's description round trip: each non-empty line followed by a newline.
     static func normalizedDescription(_ s: String) -> String {
-        s.split(separator: "\n").filter { !$0.isEmpty }.map { $0 + "\n" }.joined()
+        var out = String.UnicodeScalarView()
+        for line in s.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: true) {
+            out.append(contentsOf: line)
+            out.append("\n")
+        }
+        return String(out)
     }
 }

@@ -6,11 +6,14 @@
 public enum GuestDescription {
     /// What Proxmox returns after storing `text`: each non-empty line followed by `"\n"`.
     public static func normalized(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: true)
-            .map { line -> Substring in line.hasSuffix("\r") ? line.dropLast() : line }
-            .filter { !$0.isEmpty }
-            .map { $0 + "\n" }
-            .joined()
+        // Split on LF only, as Perl's split(/\n/) does: a CR before it stays part of the line.
+        // (Splitting the String would treat CRLF as one character.)
+        var out = String.UnicodeScalarView()
+        for line in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: true) {
+            out.append(contentsOf: line)
+            out.append("\n")
+        }
+        return String(out)
     }
 
     /// True when two descriptions are the same after the Proxmox round trip.

@@ -6,8 +6,8 @@ import Foundation
 /// Exactly four operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
-/// mount a USB disk by filesystem UUID, read SMART data, read sensors. It makes no HTTP calls; the
-/// ``PVEClient`` runs no commands.
+/// mount a USB disk by filesystem UUID, read SMART data, read sensors. It makes no HTTP calls, and
+/// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
 

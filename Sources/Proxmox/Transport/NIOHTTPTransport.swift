@@ -47,8 +47,24 @@ public struct NIOHTTPTransport: HTTPTransport {
         target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
     }
 
+    /// What the TLS layer saw: the peer's leaf fingerprint and any handshake error, which can
+    /// surface to the writer only as "I/O on closed channel".
     private final class PeerObservation: Sendable {
         let fingerprint = Mutex<CertificateFingerprint?>(nil)
+        let tlsFailure = Mutex<String?>(nil)
+    }
+
+    /// Records TLS errors passing through the pipeline, then forwards them.
+    private final class TLSErrorRecorder: ChannelInboundHandler, Sendable {
+        typealias InboundIn = NIOAny
+        let observed: PeerObservation
+        init(_ observed: PeerObservation) { self.observed = observed }
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            if error is NIOSSLError || error is BoringSSLError {
+                observed.tlsFailure.withLock { $0 = $0 ?? "\(error)" }
+            }
+            context.fireErrorCaught(error)
+        }
     }
 
     private func perform(_ request: HTTPRequestSpec) async throws -> HTTPResponseSpec {
@@ -89,12 +105,18 @@ public struct NIOHTTPTransport: HTTPTransport {
                                 handler = try NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : host)
                             }
                             try channel.pipeline.syncOperations.addHandler(handler)
+                            try channel.pipeline.syncOperations.addHandler(TLSErrorRecorder(observed))
                         }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
                             wrappingChannelSynchronously: channel)
                     }
                 }
+        } catch let e as NIOSSLError {
+            // Under load the handshake can fail before the connect future completes.
+            throw tlsError(e, observed: observed, request: requestName)
+        } catch let e as BoringSSLError {
+            throw tlsError(e, observed: observed, request: requestName)
         } catch {
             throw PVEError(code: .transport, message: "cannot connect to \(host):\(port): \(error)", request: requestName)
         }
@@ -140,6 +162,9 @@ public struct NIOHTTPTransport: HTTPTransport {
         } catch let e as BoringSSLError {
             throw tlsError(e, observed: observed, request: requestName)
         } catch {
+            if observed.tlsFailure.withLock({ $0 }) != nil {
+                throw tlsError(error, observed: observed, request: requestName)
+            }
             throw PVEError(code: .transport, message: "\(host):\(port): \(error)", request: requestName)
         }
     }
@@ -154,7 +179,8 @@ public struct NIOHTTPTransport: HTTPTransport {
             }
         default: break
         }
-        return PVEError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(error)", request: request)
+        let cause = observed.tlsFailure.withLock { $0 } ?? "\(error)"
+        return PVEError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(cause)", request: request)
     }
 
     private func makeSSLContext() throws -> NIOSSLContext {

@@ -1,0 +1,104 @@
+import FelhomCore
+import Foundation
+import PVESimulator
+import Testing
+
+@testable import Proxmox
+
+/// Real TLS handshakes against the simulator's HTTPS server with certificates made in the test.
+@Suite struct TLSTrustTests {
+    func withServer(_ tls: TLSMaterial, _ body: (Int, String) async throws -> Void) async throws {
+        var options = PVESimulator.Options()
+        options.port = 0
+        options.tls = tls
+        let sim = try await PVESimulator.start(options)
+        do {
+            try await body(sim.port, sim.secret(for: SimSeed.agentTokenID) ?? "")
+        } catch {
+            await sim.shutdown()
+            throw error
+        }
+        await sim.shutdown()
+    }
+
+    func client(_ port: Int, _ secret: String, _ trust: TLSTrust, host: String = "127.0.0.1") throws -> PVEClient {
+        PVEClient(connection: try PVEConnection(
+            host: host, port: port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(secret), trust: trust,
+            requestTimeout: .seconds(20)))
+    }
+
+    @Test func pinnedSelfSignedLeafIsAccepted() async throws {
+        let tls = try TLSMaterial.selfSigned(commonName: "pve1")
+        try await withServer(tls) { port, secret in
+            let v = try await client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: tls.fingerprint))).version()
+            #expect(v.release == "9.1")
+            // The node list reports the same fingerprint, as PVE's ssl_fingerprint does.
+            let nodes = try await client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: tls.fingerprint))).nodes()
+            #expect(nodes.first?.sslFingerprint == tls.fingerprint)
+        }
+    }
+
+    @Test func wrongPinIsRefusedWithBothFingerprints() async throws {
+        let tls = try TLSMaterial.selfSigned(commonName: "pve1")
+        let other = try TLSMaterial.selfSigned(commonName: "pve1")
+        try await withServer(tls) { port, secret in
+            let e = await #expect(throws: PVEError.self) {
+                _ = try await client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: other.fingerprint))).version()
+            }
+            #expect(e?.code == .tls, "\(String(describing: e))")
+            #expect(e?.message.contains(tls.fingerprint) == true)
+            #expect(e?.message.contains(other.fingerprint) == true)
+            #expect(e?.message.contains(secret) == false)
+        }
+    }
+
+    @Test func caSignedLeafVerifiesWithCAFileAndCanAlsoBePinned() async throws {
+        let ca = try TLSMaterial.certificateAuthority(commonName: "Felhom Test CA")
+        let leaf = try TLSMaterial.leaf(commonName: "pve1", issuer: ca)
+        let caPath = NSTemporaryDirectory() + "felhom-ca-\(UUID().uuidString).pem"
+        try ca.material.certificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
+        try await withServer(leaf) { port, secret in
+            _ = try await client(port, secret, .caFile(caPath)).version()
+            _ = try await client(port, secret, .caFile(caPath), host: "localhost").version()
+            _ = try await client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: leaf.fingerprint))).version()
+            // Pinning the CA instead of the leaf is not the same thing: refused.
+            await #expect(throws: PVEError.self) {
+                _ = try await client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: ca.material.fingerprint))).version()
+            }
+        }
+    }
+
+    @Test func selfSignedIsRefusedByCAFileAndSystemTrust() async throws {
+        let tls = try TLSMaterial.selfSigned(commonName: "pve1")
+        let ca = try TLSMaterial.certificateAuthority(commonName: "Unrelated CA")
+        let caPath = NSTemporaryDirectory() + "felhom-ca-\(UUID().uuidString).pem"
+        try ca.material.certificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
+        try await withServer(tls) { port, secret in
+            for trust in [TLSTrust.caFile(caPath), .systemDefault] {
+                let e = await #expect(throws: PVEError.self) { _ = try await client(port, secret, trust).version() }
+                #expect(e?.code == .tls)
+            }
+        }
+    }
+
+    @Test func insecureSwitchAcceptsAnything() async throws {
+        let tls = try TLSMaterial.selfSigned(commonName: "pve1")
+        try await withServer(tls) { port, secret in
+            _ = try await client(port, secret, .insecureSkipVerification).version()
+        }
+    }
+
+    @Test func unreadableCAFileIsAClearError() async throws {
+        let e = await #expect(throws: PVEError.self) {
+            _ = try await client(1, "s", .caFile("/nonexistent/ca.pem")).version()
+        }
+        #expect(e?.message.contains("/nonexistent/ca.pem") == true)
+    }
+
+    @Test func connectionRefusedIsTransport() async throws {
+        let e = await #expect(throws: PVEError.self) {
+            _ = try await client(1, "s", .insecureSkipVerification).version()
+        }
+        #expect(e?.code == .transport)
+    }
+}
