@@ -52,6 +52,35 @@ public struct NIOHTTPTransport: HTTPTransport {
     private final class PeerObservation: Sendable {
         let fingerprint = Mutex<CertificateFingerprint?>(nil)
         let tlsFailure = Mutex<String?>(nil)
+        /// The raw reason phrase: Proxmox's error message. NIO's HTTP decoder drops it.
+        let reasonPhrase = Mutex<String?>(nil)
+    }
+
+    /// Reads the status line of the (single) response on this connection before the HTTP decoder
+    /// sees the bytes, keeping the reason phrase verbatim. Bytes pass through unchanged.
+    private final class StatusLineSniffer: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        let observed: PeerObservation
+        var head: [UInt8] = []
+        var done = false
+        init(_ observed: PeerObservation) { self.observed = observed }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if !done {
+                let buf = unwrapInboundIn(data)
+                head += buf.readableBytesView.prefix(max(0, 8192 - head.count))
+                if let cr = head.firstIndex(of: 0x0D) ?? (head.count >= 8192 ? head.count : nil) {
+                    done = true
+                    let line = String(decoding: head[..<cr], as: UTF8.self)
+                    // "HTTP/1.1 500 CT is locked (disk)"
+                    let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+                    if parts.count == 3 { observed.reasonPhrase.withLock { $0 = String(parts[2]) } }
+                    head = []
+                }
+            }
+            context.fireChannelRead(data)
+        }
     }
 
     /// Records TLS errors passing through the pipeline, then forwards them.
@@ -107,6 +136,7 @@ public struct NIOHTTPTransport: HTTPTransport {
                             try channel.pipeline.syncOperations.addHandler(handler)
                             try channel.pipeline.syncOperations.addHandler(TLSErrorRecorder(observed))
                         }
+                        try channel.pipeline.syncOperations.addHandler(StatusLineSniffer(observed))
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
                             wrappingChannelSynchronously: channel)
@@ -145,7 +175,7 @@ public struct NIOHTTPTransport: HTTPTransport {
                     switch part {
                     case .head(let h):
                         status = Int(h.status.code)
-                        reason = h.status.reasonPhrase
+                        reason = observed.reasonPhrase.withLock { $0 } ?? h.status.reasonPhrase
                         headers = h.headers.map { ($0.name, $0.value) }
                     case .body(var b):
                         body.writeBuffer(&b)
