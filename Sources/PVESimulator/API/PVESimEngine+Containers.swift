@@ -194,8 +194,9 @@ extension PVESimEngine {
         keys = keys.filter { !$0.hasPrefix("x-sim-") }
         let items: [JSONValue] = keys.sorted().map { k in
             var o: [String: JSONValue] = ["key": .string(k)]
-            if let v = c.config[k] { o["value"] = Self.typed(k, v) }
-            if let v = c.pending[k] { o["pending"] = Self.typed(k, v) }
+            // config_with_pending_array hands out the raw config strings (the schema says string).
+            if let v = c.config[k] { o["value"] = .string(v) }
+            if let v = c.pending[k] { o["pending"] = .string(v) }
             if c.pendingDelete.contains(k) { o["delete"] = 1 }
             return .object(o)
         }
