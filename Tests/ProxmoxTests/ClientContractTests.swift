@@ -1,9 +1,30 @@
 import FelhomCore
 import Foundation
 import PVESimulator
+import Synchronization
 import Testing
 
 @testable import Proxmox
+
+/// A manual clock that stands still until `start()`, then moves 1 s every 10 ms: lets a test look at
+/// a running task however slow the machine is, then lets every task finish quickly.
+final class TickingClock: Sendable {
+    let clock = ManualClock(start: Date())
+    private let ticker = Mutex<Task<Void, Never>?>(nil)
+
+    func start() {
+        ticker.withLock {
+            $0 = $0 ?? Task { [clock] in
+                while !Task.isCancelled {
+                    clock.advance(by: 1)
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+            }
+        }
+    }
+
+    deinit { ticker.withLock { $0?.cancel() } }
+}
 
 /// The client contract: every typed call against the simulator, as the agent would use it.
 @Suite struct ClientContractTests {
@@ -125,7 +146,8 @@ import Testing
     }
 
     @Test func provisionByRestoringTheGoldenTemplate() async throws {
-        try await withSim(taskSeconds: 0.4) { h in
+        let clock = TickingClock()
+        try await withSim(clock: clock.clock, taskSeconds: 1) { h in
             let c = try h.client()
             var spec = ContainerCreateSpec(vmid: 120, ostemplate: SimSeed.goldenTemplateVolid, restore: true)
             spec.storage = "local-lvm"
@@ -136,6 +158,7 @@ import Testing
             #expect(up.type == "vzrestore")
             // While the task runs the config carries lock: create.
             #expect(try await c.containerStatus(node: node, vmid: 120).lock == "create")
+            clock.start()
             _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
             let cfg = try await c.containerConfig(node: node, vmid: 120, current: true)
             #expect(cfg.features == "keyctl=1,nesting=1")  // from the backup: a token could not set keyctl itself
@@ -184,7 +207,8 @@ import Testing
     }
 
     @Test func vzdumpProducesContentEntries() async throws {
-        try await withSim(taskSeconds: 0.4) { h in
+        let clock = TickingClock()
+        try await withSim(clock: clock.clock, taskSeconds: 1) { h in
             let c = try h.client()
             var o = VzdumpOptions(vmids: [101], storage: "pbs")
             o.notesTemplate = "{{guestname}} nightly"
@@ -195,6 +219,7 @@ import Testing
             }
             #expect(up.type == "vzdump" && up.id == "101")
             #expect(try await c.containerStatus(node: node, vmid: 101).lock == "backup")
+            clock.start()
             _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
             let items = try await c.storageContent(node: node, storage: "pbs", content: "backup", vmid: 101)
             #expect(items.count == 1)
@@ -218,7 +243,9 @@ import Testing
     }
 
     @Test func locksHeldByTasksFailTheSecondOperation() async throws {
-        try await withSim(taskSeconds: 0.5) { h in
+        // A manual clock keeps the backup running for as long as the test needs.
+        let clock = ManualClock(start: Date())
+        try await withSim(clock: clock, taskSeconds: 1) { h in
             let c = try h.client()
             guard case .task(let backup) = try await c.vzdump(node: node, VzdumpOptions(vmids: [101], storage: "local")) else { return }
             // A synchronous call sees the lock at once…
@@ -229,6 +256,7 @@ import Testing
             #expect(sync?.lock == "backup")
             // …a task-based one is accepted and fails inside its task.
             let start = try await c.startContainer(node: node, vmid: 101)
+            clock.advance(by: 2)
             let e = await #expect(throws: PVEError.self) { _ = try await c.waitTask(start, initialInterval: .milliseconds(10)) }
             #expect(e?.code == .taskFailed)
             #expect(e?.lock == "backup")
