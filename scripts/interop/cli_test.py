@@ -7,41 +7,20 @@ config fail with clear messages; checks the token secret never appears in any ou
 `felhom demo`. Prints `N passed, N failed`.
 Usage: cli_test.py BIN_DIR
 """
-import json, os, re, socket, subprocess, sys, tempfile, time
+import json, os, subprocess, sys
+
+from common import Checks, Simulator
 
 bin_dir = sys.argv[1]
 felhom = os.path.join(bin_dir, "felhom")
 agent = os.path.join(bin_dir, "felhom-agent")
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
-port = free_port()
-work = tempfile.mkdtemp(prefix="felhom-cli-")
-proc = subprocess.Popen([felhom, "pve-sim", "--listen", f"127.0.0.1:{port}", "--state", os.path.join(work, "sim")],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-passed, failed = 0, 0
-
-def check(name, fn):
-    global passed, failed
-    try:
-        fn(); passed += 1; print(f"PASS {name}")
-    except Exception as e:  # noqa: BLE001
-        failed += 1; print(f"FAIL {name}: {e}")
-
-try:
-    fingerprint, secret = None, None
-    deadline = time.time() + 30
-    while time.time() < deadline and secret is None:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.match(r"certificate SHA-256 fingerprint: (\S+)", line)
-        if m: fingerprint = m.group(1)
-        m = re.match(r"PVEAPIToken=felhom@pve!agent=(\S+)", line.strip())
-        if m: secret = m.group(1)
-    assert fingerprint and secret, "simulator did not print its fingerprint and agent token"
-
+def main(sim):
+    checks = Checks("cli")
+    check = checks.check
+    work, port, fingerprint = sim.work, sim.port, sim.fingerprint
+    secret = sim.tokens["felhom@pve!agent"]
     config = os.path.join(work, "agent.json")
     with open(config, "w") as f:
         json.dump({"pve": {"host": "127.0.0.1", "port": port, "node": "pve1", "token_id": "felhom@pve!agent",
@@ -101,12 +80,9 @@ try:
     check("missing config file is named", missing_config_is_named)
     check("task mode asks for a scratch guest", task_mode_needs_a_guest)
     check("felhom demo", demo_runs)
-finally:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return checks.finish()
 
-print(f"cli: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+
+with Simulator(felhom) as simulator:
+    status = main(simulator)
+sys.exit(status)

@@ -3,51 +3,27 @@
 
 Starts the simulator binary on a free loopback port, then with proxmoxer: lists guests, starts a
 stopped guest and waits for its task with proxmoxer's own task helper, checks the guest runs, and
-checks that a read-only (PVEAuditor) token is refused with 403. Prints `N passed, N failed`.
+checks that a read-only (PVEAuditor) token is refused with 403. TLS is verified against the
+certificate the simulator keeps in its state dir. Prints `N passed, N failed`.
 Usage: proxmoxer_test.py PATH-TO-felhom
 """
-import os, re, socket, subprocess, sys, tempfile, time
+import os, sys
 
-import urllib3
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 from proxmoxer.tools import Tasks
 
-urllib3.disable_warnings()
+from common import Checks, Simulator
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
-binary = sys.argv[1]
-port = free_port()
-state = tempfile.mkdtemp(prefix="felhom-proxmoxer-")
-proc = subprocess.Popen([binary, "pve-sim", "--listen", f"127.0.0.1:{port}", "--state", state],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-tokens = {}
-try:
-    deadline = time.time() + 30
-    while time.time() < deadline and len(tokens) < 3:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.match(r"PVEAPIToken=(\S+?)!(\S+?)=(\S+)$", line.strip())
-        if m:
-            tokens[f"{m.group(1)}!{m.group(2)}"] = (m.group(1), m.group(2), m.group(3))
-    assert len(tokens) == 3, f"simulator did not print its tokens (got {tokens.keys()})"
-
+def main(sim):
     def api(tokenid):
-        user, name, secret = tokens[tokenid]
-        return ProxmoxAPI("127.0.0.1", port=port, user=user, token_name=name, token_value=secret,
-                          verify_ssl=False, timeout=10)
+        user, name = tokenid.split("!")
+        return ProxmoxAPI("127.0.0.1", port=sim.port, user=user, token_name=name, token_value=sim.tokens[tokenid],
+                          verify_ssl=os.path.join(sim.work, "sim", "cert.pem"), timeout=10)
 
-    passed, failed = 0, 0
-    def check(name, fn):
-        global passed, failed
-        try:
-            fn(); passed += 1; print(f"PASS {name}")
-        except Exception as e:  # noqa: BLE001 - report every failure
-            failed += 1; print(f"FAIL {name}: {e!r}")
-
+    checks = Checks("proxmoxer")
+    check = checks.check
     agent = api("felhom@pve!agent")
     ro = api("auditor@pve!readonly")
 
@@ -101,11 +77,9 @@ try:
     check("second start refused with PVE's text", start_twice_is_refused)
     check("read-only token refused with 403", read_only_refused)
     check("parameter errors come back per parameter", bad_param_errors_map)
-    print(f"proxmoxer: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-finally:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return checks.finish()
+
+
+with Simulator(sys.argv[1]) as simulator:
+    status = main(simulator)
+sys.exit(status)

@@ -1,0 +1,70 @@
+"""Shared helpers of the interop tests: start `felhom pve-sim`, run named checks, print the summary."""
+import os, re, socket, subprocess, tempfile, time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Simulator:
+    """`felhom pve-sim` on a free loopback port with a fresh state dir; a context manager."""
+
+    def __init__(self, felhom):
+        self.port = free_port()
+        self.work = tempfile.mkdtemp(prefix="felhom-interop-")
+        self.proc = subprocess.Popen(
+            [felhom, "pve-sim", "--listen", f"127.0.0.1:{self.port}", "--state", os.path.join(self.work, "sim")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.fingerprint = None
+        self.tokens = {}  # "user@realm!name" -> secret
+        deadline = time.time() + 60
+        while time.time() < deadline and len(self.tokens) < 3:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"certificate SHA-256 fingerprint: (\S+)", line)
+            if m:
+                self.fingerprint = m.group(1)
+            m = re.match(r"PVEAPIToken=(\S+?!\S+?)=(\S+)$", line.strip())
+            if m:
+                self.tokens[m.group(1)] = m.group(2)
+        if len(self.tokens) < 3 or not self.fingerprint:
+            self.close()
+            raise RuntimeError(f"felhom pve-sim did not print its fingerprint and tokens (got {sorted(self.tokens)})")
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Checks:
+    """Runs named checks, prints PASS/FAIL per check and a closing `N passed, N failed` line."""
+
+    def __init__(self, name):
+        self.name, self.passed, self.failed = name, 0, 0
+
+    def check(self, title, fn):
+        try:
+            fn()
+            self.passed += 1
+            print(f"PASS {title}")
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
+            self.failed += 1
+            print(f"FAIL {title}: {e!r}")
+
+    def finish(self):
+        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
+        return 1 if self.failed else 0
