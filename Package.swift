@@ -72,7 +72,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FelhomCoreTests", dependencies: ["FelhomCore"]),
+        .testTarget(
+            name: "FelhomCoreTests",
+            dependencies: ["FelhomCore", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "ProxmoxTests",
             dependencies: [
