@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "felhom-agent", targets: ["felhom-agent"]),
         .library(name: "Proxmox", targets: ["Proxmox"]),
         .library(name: "PVESimulator", targets: ["PVESimulator"]),
+        .library(name: "FelhomSigning", targets: ["FelhomSigning"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -26,6 +27,14 @@ let package = Package(
         .target(
             name: "FelhomCore",
             dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "FelhomSigning",
+            dependencies: [
+                "FelhomCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
         ),
         .target(
             name: "Proxmox",
@@ -61,8 +70,9 @@ let package = Package(
         .executableTarget(
             name: "felhom",
             dependencies: [
-                "FelhomCore", "Proxmox", "PVESimulator", "FelhomAgent",
+                "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
             ]
         ),
         .executableTarget(
@@ -88,6 +98,15 @@ let package = Package(
         .testTarget(
             name: "PVESimulatorTests",
             dependencies: ["PVESimulator", "Proxmox", "FelhomCore"],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "FelhomSigningTests",
+            dependencies: [
+                "FelhomSigning", "FelhomCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "FelhomAgentTests", dependencies: ["FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore"]),
