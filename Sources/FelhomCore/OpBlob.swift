@@ -91,7 +91,9 @@ public struct OpBlob: Sendable, Equatable {
         for p in op.requiredParams {
             guard case .string(let v)? = params[p], !v.isEmpty else { throw bad("params.\(p)", "\(op.rawValue) needs a non-empty string") }
         }
-        guard nonce.count >= 16, nonce.count <= 128 else { throw bad("nonce", "must be 16–128 characters") }
+        guard nonce.count >= 16, nonce.count <= 128,
+            nonce.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") })
+        else { throw bad("nonce", "must be 16–128 characters of [A-Za-z0-9_-]") }
         guard expiresAt > issuedAt else { throw bad("expires_at", "must be after issued_at") }
     }
 

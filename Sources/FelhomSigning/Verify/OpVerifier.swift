@@ -1,0 +1,93 @@
+import FelhomCore
+import Foundation
+
+/// The agent's check of an operator-signed op (SPEC §4), in this order: parse armor → namespace →
+/// public key → allow-list by key bytes → signature over the raw received bytes → parse blob →
+/// target host → time window → record the nonce, last and durably.
+///
+/// A bad signature therefore never burns a nonce, and nothing about the blob is trusted before
+/// its signature checks out.
+public struct OpVerifier: Sendable {
+    /// The SSHSIG namespace of Felhom ops.
+    public static let namespace = "felhom-op-v1"
+
+    /// Limits on time.
+    public struct Policy: Sendable {
+        /// Tolerated clock difference between the signer's and the agent's clocks.
+        public var clockSkew: TimeInterval = 300
+        /// Longest allowed `expires_at - issued_at`.
+        public var maxLifetime: TimeInterval = 24 * 3600
+        /// Security-key signatures must carry the user-presence flag.
+        public var requireUserPresence = true
+        public init() {}
+    }
+
+    /// A verified op: what to do and who signed it.
+    public struct Verified: Sendable {
+        public var op: OpBlob
+        public var signer: PinnedSigner
+        public var signature: SSHSignature
+    }
+
+    public let signers: [PinnedSigner]
+    public let hostID: String
+    public let nonces: NonceStore
+    public let clock: WallClock
+    public let policy: Policy
+
+    public init(signers: [PinnedSigner], hostID: String, nonces: NonceStore, clock: WallClock = SystemWallClock(), policy: Policy = Policy()) {
+        self.signers = signers
+        self.hostID = hostID
+        self.nonces = nonces
+        self.clock = clock
+        self.policy = policy
+    }
+
+    public func verify(blob: [UInt8], signature armored: String) throws(SignatureError) -> Verified {
+        // 1–3. Armor, blob structure and key.
+        let sig = try SSHSignature(armored: armored)
+        // 2. Namespace.
+        guard sig.namespace == Self.namespace else {
+            throw SignatureError(.namespace, "signature is for namespace '\(sig.namespace)', not '\(Self.namespace)'")
+        }
+        // 4. Allow-list by key bytes.
+        let now = clock.now()
+        guard let signer = signers.first(where: { $0.key == sig.publicKey }) else {
+            throw SignatureError(.unknownSigner, "key \(sig.publicKey.fingerprint) is not a pinned operator key")
+        }
+        if let ns = signer.namespaces, !ns.contains(Self.namespace) {
+            throw SignatureError(.unknownSigner, "key of \(signer.name) is not allowed for namespace \(Self.namespace)")
+        }
+        if let after = signer.validAfter, now < after {
+            throw SignatureError(.unknownSigner, "key of \(signer.name) is not valid before \(after.formatted(.iso8601))")
+        }
+        if let before = signer.validBefore, now > before {
+            throw SignatureError(.unknownSigner, "key of \(signer.name) expired at \(before.formatted(.iso8601))")
+        }
+        // 5. Signature over the raw received bytes.
+        try sig.verify(message: blob, requireUserPresence: policy.requireUserPresence)
+        // 6. Only now parse what was signed.
+        let op: OpBlob
+        do { op = try OpBlob(parsing: blob) } catch { throw SignatureError(.malformed, "\(error)") }
+        // 7. Target.
+        guard op.hostID == hostID else {
+            throw SignatureError(.target, "op is for host '\(op.hostID)', this is host '\(hostID)'")
+        }
+        // 8. Time window.
+        guard op.expiresAt.timeIntervalSince(op.issuedAt) <= policy.maxLifetime else {
+            throw SignatureError(.malformed, "op lifetime exceeds the maximum of \(Int(policy.maxLifetime)) s")
+        }
+        if now.addingTimeInterval(policy.clockSkew) < op.issuedAt {
+            throw SignatureError(.notYetValid, "op is issued for \(op.issuedAt.formatted(.iso8601)), in the future")
+        }
+        if now.addingTimeInterval(-policy.clockSkew) > op.expiresAt {
+            throw SignatureError(.expired, "op expired at \(op.expiresAt.formatted(.iso8601))")
+        }
+        // 9. Nonce, last.
+        switch nonces.record(op.nonce, expiresAt: op.expiresAt.addingTimeInterval(policy.clockSkew)) {
+        case .recorded: return Verified(op: op, signer: signer, signature: sig)
+        case .seen: throw SignatureError(.replay, "op nonce \(op.nonce) was already used")
+        case .unavailable(let why): throw SignatureError(.replay, "cannot confirm the nonce is fresh (\(why)); refusing")
+        }
+    }
+}

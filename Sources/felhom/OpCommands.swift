@@ -1,0 +1,180 @@
+import ArgumentParser
+import FelhomCore
+import FelhomSigning
+import Foundation
+import Subprocess
+
+/// `felhom jcs`: canonical JSON of stdin.
+struct JCSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jcs", abstract: "Print the RFC 8785 canonical form of the JSON on standard input.")
+
+    func run() throws {
+        let input = FileHandle.standardInput.readDataToEndOfFile()
+        do {
+            let out = try CanonicalJSON.canonicalize(Array(input))
+            FileHandle.standardOutput.write(Data(out))
+        } catch {
+            FileHandle.standardError.write(Data("felhom jcs: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `felhom op …`: make, sign and verify operator-signed ops.
+struct OpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "op", abstract: "Create, sign and verify operator-signed operations.",
+        subcommands: [OpNew.self, OpSign.self, OpVerify.self])
+}
+
+/// Parses `90`, `90s`, `15m`, `2h`, `1h30m`, `1d`.
+func parseDuration(_ text: String) throws -> TimeInterval {
+    if let s = TimeInterval(text) { return s }
+    var total: TimeInterval = 0, num = ""
+    for ch in text {
+        if ch.isNumber { num.append(ch); continue }
+        guard let n = TimeInterval(num) else { throw ValidationError("invalid duration '\(text)' (use e.g. 90s, 15m, 2h, 1d)") }
+        switch ch {
+        case "s": total += n
+        case "m": total += n * 60
+        case "h": total += n * 3600
+        case "d": total += n * 86400
+        default: throw ValidationError("invalid duration unit '\(ch)' in '\(text)'")
+        }
+        num = ""
+    }
+    guard num.isEmpty, total > 0 else { throw ValidationError("invalid duration '\(text)' (use e.g. 90s, 15m, 2h, 1d)") }
+    return total
+}
+
+func readFileBytes(_ path: String, what: String) throws -> [UInt8] {
+    guard let d = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(what) '\(path)'") }
+    return Array(d)
+}
+
+struct OpNew: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "new",
+        abstract: "Print a new op blob (canonical JSON, no trailing newline) to sign.",
+        discussion: "Ops: " + OpBlob.Op.allCases.map { "\($0.rawValue) (\($0.requiredParams.isEmpty ? "no params" : "params: " + $0.requiredParams.joined(separator: ", ")))" }.joined(separator: "; "))
+
+    @Option(help: "Operation name.") var op: String
+    @Option(help: "Target host id.") var host: String
+    @Option(help: "Target guest id (for guest ops).") var guest: String?
+    @Option(help: "Parameters as a JSON object.") var params: String = "{}"
+    @Option(help: "How long the op stays valid (e.g. 15m, 2h; at most 24h).") var ttl: String = "15m"
+    @Option(name: .customLong("key-id"), help: "Informational id of the signing key (e.g. its SHA256 fingerprint).")
+    var keyID: String = ""
+
+    func run() throws {
+        guard let o = OpBlob.Op(rawValue: op) else {
+            throw ValidationError("unknown op '\(op)' (known: \(OpBlob.Op.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let p: JSONValue
+        do { p = try CanonicalJSON.parse(Array(params.utf8)) } catch { throw ValidationError("--params: \(error)") }
+        guard case .object(let obj) = p else { throw ValidationError("--params must be a JSON object") }
+        do {
+            let blob = try OpBlob.new(op: o, hostID: host, guestID: guest, params: obj, ttl: try parseDuration(ttl), keyID: keyID)
+            FileHandle.standardOutput.write(Data(try blob.canonicalBytes()))
+        } catch let e as OpBlobError {
+            throw ValidationError("\(e)")
+        }
+    }
+}
+
+struct OpSign: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Sign an op blob file with an SSH key; prints the SSHSIG armored signature.",
+        discussion: """
+            Unencrypted ed25519, ecdsa and rsa keys are used directly. Passphrase-protected or security (FIDO) keys \
+            are handed to `ssh-keygen -Y sign` (it asks for the passphrase or touch itself); --ssh-keygen forces that.
+            """)
+
+    @Option(help: "Private key file (OpenSSH format).") var key: String
+    @Flag(name: .customLong("ssh-keygen"), help: "Always sign through ssh-keygen -Y sign.") var viaSSHKeygen = false
+    @Argument(help: "The op blob file (as printed by `felhom op new`).") var blob: String
+
+    func run() async throws {
+        let message = try readFileBytes(blob, what: "op blob")
+        if !viaSSHKeygen {
+            guard let text = try? String(contentsOfFile: key, encoding: .utf8) else { throw ValidationError("cannot read key '\(key)'") }
+            do {
+                let k = try SSHPrivateKey(openSSHText: text)
+                print(try k.sign(message: message, namespace: OpVerifier.namespace).armored, terminator: "")
+                return
+            } catch let e as SignatureError where e.code == .unsupportedKey {
+                FileHandle.standardError.write(Data("felhom op sign: \(e.message); using ssh-keygen\n".utf8))
+            } catch let e as SignatureError {
+                throw ValidationError("\(key): \(e.message)")
+            }
+        }
+        print(try await signWithSSHKeygen(key: key, blobPath: blob), terminator: "")
+    }
+
+    /// `ssh-keygen -Y sign -f KEY -n felhom-op-v1 FILE` writes FILE.sig; the key never passes through us.
+    func signWithSSHKeygen(key: String, blobPath: String) async throws -> String {
+        let tmpDir = NSTemporaryDirectory() + "felhom-sign-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: tmpDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmpDir) }
+        let copy = tmpDir + "/op.json"
+        try Data(try readFileBytes(blobPath, what: "op blob")).write(to: URL(fileURLWithPath: copy))
+        let result = try await Subprocess.run(
+            .name("ssh-keygen"), arguments: ["-Y", "sign", "-f", key, "-n", OpVerifier.namespace, copy],
+            output: .discarded, error: .string(limit: 64 * 1024))
+        guard result.terminationStatus.isSuccess, let sig = try? String(contentsOfFile: copy + ".sig", encoding: .utf8) else {
+            throw ValidationError("ssh-keygen -Y sign failed: \((result.standardError ?? "").trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return sig
+    }
+}
+
+struct OpVerify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Verify a signed op as the agent does; exit 0 and describe it, or exit 1 with the error code.",
+        discussion: """
+            The signers file uses OpenSSH allowed_signers syntax; add role=recovery to a line's comment for a \
+            recovery key. Without --nonce-store the nonce is checked in memory only (no replay protection \
+            across runs).
+            """)
+
+    @Option(help: "Pinned signers (allowed_signers format).") var signers: String
+    @Option(help: "This host's id; the op must target it.") var host: String
+    @Option(name: .customLong("nonce-store"), help: "Durable nonce log (created if missing).") var nonceStore: String?
+    @Option(name: .customLong("hold-after-record"), help: .hidden) var holdAfterRecord: Double?
+    @Argument(help: "The op blob file.") var blob: String
+    @Argument(help: "The armored signature file.") var signature: String
+
+    func run() throws {
+        let signerText = (try? String(contentsOfFile: signers, encoding: .utf8)) ?? ""
+        guard FileManager.default.isReadableFile(atPath: signers) else { throw ValidationError("cannot read signers file '\(signers)'") }
+        let pinned: [PinnedSigner]
+        do { pinned = try AllowedSigners.parse(signerText) } catch { throw ValidationError("\(signers): \(error.message)") }
+        let store: NonceStore
+        if let nonceStore {
+            do { store = try FileNonceStore(path: nonceStore) } catch { throw ValidationError("\(error)") }
+        } else {
+            store = InMemoryNonceStore()
+        }
+        let message = try readFileBytes(blob, what: "op blob")
+        guard let sig = try? String(contentsOfFile: signature, encoding: .utf8) else {
+            throw ValidationError("cannot read signature '\(signature)'")
+        }
+        let verifier = OpVerifier(signers: pinned, hostID: host, nonces: store)
+        do {
+            let v = try verifier.verify(blob: message, signature: sig)
+            print("OK: \(v.op.plainDescription)")
+            print("signed by \(v.signer.name) (\(v.signer.role.rawValue) key, \(v.signer.key.fingerprint))")
+            if let hold = holdAfterRecord {
+                // Crash tests: the nonce is on disk; stay alive to be killed.
+                FileHandle.standardError.write(Data("nonce recorded\n".utf8))
+                Thread.sleep(forTimeInterval: hold)
+            }
+        } catch {
+            FileHandle.standardError.write(Data("rejected: \(error.code): \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
