@@ -38,7 +38,13 @@ public final class FileNonceStore: NonceStore {
         var live: [String: Int64] = [:]
         var lines = 0
         var goodLength = 0
-        if let data = FileManager.default.contents(atPath: path) {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw NonceStoreError(message: "nonce log '\(path)' is a directory")
+        }
+        // Replay regular files only (a device such as /dev/full is opened but never read).
+        let isRegular = (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular
+        if isRegular, let data = FileManager.default.contents(atPath: path) {
             let bytes = [UInt8](data)
             var start = 0
             while let nl = bytes[start...].firstIndex(of: 0x0A) {

@@ -71,7 +71,7 @@ public struct SSHPublicKey: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses an OpenSSH public key line: `TYPE BASE64 [comment]`.
     public init(openSSHLine line: String) throws(SignatureError) {
-        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" })
         guard fields.count >= 2 else { throw SignatureError(.malformed, "expected 'TYPE BASE64 [comment]'") }
         guard let data = Data(base64Encoded: String(fields[1])) else {
             throw SignatureError(.malformed, "key is not valid base64")
