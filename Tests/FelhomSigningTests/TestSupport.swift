@@ -13,6 +13,8 @@ enum OpenSSH {
         FileManager.default.isExecutableFile(atPath: $0)
     }
     static var available: Bool {
+        // In CI the peer is installed by scripts/install-test-deps: never skip there, fail instead.
+        if ProcessInfo.processInfo.environment["CI"] != nil { return true }
         if sshKeygen == nil {
             print("note: ssh-keygen not found: OpenSSH interop tests are skipped (scripts/test installs openssh-client)")
         }

@@ -80,6 +80,66 @@ def main(sim):
     check("missing config file is named", missing_config_is_named)
     check("task mode asks for a scratch guest", task_mode_needs_a_guest)
     check("felhom demo", demo_runs)
+
+    # Operator-signed ops with keys made by ssh-keygen.
+    def op_roundtrip(keytype, extra):
+        d = os.path.join(work, "op-" + keytype)
+        os.makedirs(d)
+        key = os.path.join(d, "id")
+        r = run("ssh-keygen", "-q", "-t", keytype, *extra, "-N", "", "-C", f"{keytype}@felhom", "-f", key)
+        assert r.returncode == 0, r.stderr
+        with open(key + ".pub") as f:
+            pub = " ".join(f.read().split()[:2])
+        signers = os.path.join(d, "allowed_signers")
+        with open(signers, "w") as f:
+            f.write(f'alice@felhom namespaces="felhom-op-v1" {pub}\n')
+        blob, sig = os.path.join(d, "op.json"), os.path.join(d, "op.sig")
+        r = run(felhom, "op", "new", "--op", "guest.rollback", "--host", "box-7", "--guest", "101",
+                "--params", '{"snapshot": "before-upgrade"}', "--ttl", "15m")
+        assert r.returncode == 0, r.stderr
+        assert not r.stdout.endswith("\n") and '"op":"guest.rollback"' in r.stdout, r.stdout
+        with open(blob, "w") as f:
+            f.write(r.stdout)
+        r = run(felhom, "op", "sign", "--key", key, blob)
+        assert r.returncode == 0 and r.stdout.startswith("-----BEGIN SSH SIGNATURE-----\n"), r.stderr
+        with open(sig, "w") as f:
+            f.write(r.stdout)
+        with open(blob, "rb") as f:
+            data = f.read()
+        v = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", signers, "-I", "alice@felhom", "-n", "felhom-op-v1", "-s", sig],
+                           input=data, capture_output=True)
+        assert v.returncode == 0, v.stdout + v.stderr
+        store = os.path.join(d, "nonces.log")
+        r = run(felhom, "op", "verify", "--signers", signers, "--host", "box-7", "--nonce-store", store, blob, sig)
+        assert r.returncode == 0 and r.stdout.startswith("OK: guest.rollback"), r.stdout + r.stderr
+        assert "snapshot=before-upgrade" in r.stdout, r.stdout
+        r = run(felhom, "op", "verify", "--signers", signers, "--host", "box-7", "--nonce-store", store, blob, sig)
+        assert r.returncode == 1 and r.stderr.startswith("rejected: replay:"), r.stderr
+        r = run(felhom, "op", "verify", "--signers", signers, "--host", "box-8", blob, sig)
+        assert r.returncode == 1 and r.stderr.startswith("rejected: target:"), r.stderr
+        # A signature made by ssh-keygen itself verifies too.
+        r = run(felhom, "op", "sign", "--ssh-keygen", "--key", key, blob)
+        assert r.returncode == 0, r.stderr
+        with open(sig, "w") as f:
+            f.write(r.stdout)
+        r = run(felhom, "op", "verify", "--signers", signers, "--host", "box-7", blob, sig)
+        assert r.returncode == 0, r.stderr
+
+    check("op new/sign/verify with an ed25519 key", lambda: op_roundtrip("ed25519", []))
+    check("op new/sign/verify with an ecdsa key", lambda: op_roundtrip("ecdsa", ["-b", "256"]))
+    check("op new/sign/verify with an rsa key", lambda: op_roundtrip("rsa", ["-b", "3072"]))
+
+    def op_bad_input():
+        r = run(felhom, "op", "new", "--op", "guest.explode", "--host", "h")
+        assert r.returncode != 0 and "unknown op 'guest.explode'" in r.stderr, r.stderr
+        r = run(felhom, "op", "new", "--op", "guest.rollback", "--host", "h", "--guest", "1")
+        assert r.returncode != 0 and "params.snapshot" in r.stderr, r.stderr
+        r = subprocess.run([felhom, "jcs"], input=b'{"a":1,"a":2}', capture_output=True)
+        assert r.returncode == 1 and b"duplicate property name" in r.stderr, r.stderr
+        r = subprocess.run([felhom, "jcs"], input=b'{"b":[1E2,"\\u00e9"],"a":0.1}', capture_output=True)
+        assert r.returncode == 0 and r.stdout == '{"a":0.1,"b":[100,"é"]}'.encode(), r.stdout
+
+    check("op and jcs refuse bad input clearly", op_bad_input)
     return checks.finish()
 
 
