@@ -105,6 +105,7 @@ let package = Package(
             dependencies: [
                 "FelhomSigning", "FelhomCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             exclude: ["Fixtures"]

@@ -106,8 +106,8 @@ struct OpSign: AsyncParsableCommand {
                 return
             } catch let e as SignatureError where e.code == .unsupportedKey {
                 FileHandle.standardError.write(Data("felhom op sign: \(e.message); using ssh-keygen\n".utf8))
-            } catch let e as SignatureError {
-                throw ValidationError("\(key): \(e.message)")
+            } catch {
+                throw ValidationError("\(key): \(error.message)")
             }
         }
         print(try await signWithSSHKeygen(key: key, blobPath: blob), terminator: "")
@@ -124,7 +124,7 @@ struct OpSign: AsyncParsableCommand {
             .name("ssh-keygen"), arguments: ["-Y", "sign", "-f", key, "-n", OpVerifier.namespace, copy],
             output: .discarded, error: .string(limit: 64 * 1024))
         guard result.terminationStatus.isSuccess, let sig = try? String(contentsOfFile: copy + ".sig", encoding: .utf8) else {
-            throw ValidationError("ssh-keygen -Y sign failed: \((result.standardError ?? "").trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw ValidationError("ssh-keygen -Y sign failed: \(result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return sig
     }

@@ -1,5 +1,7 @@
+import Crypto
 import Foundation
 import Testing
+import _CryptoExtras
 
 @testable import FelhomSigning
 
@@ -51,6 +53,32 @@ struct OpenSSHInteropTests {
             let bad = try await run(OpenSSH.sshKeygen!, ["-Y", "verify", "-f", dir + "/allowed", "-I", "alice@felhom", "-n", "felhom-op-v1", "-s", dir + "/msg.sig"], stdin: msg + [0x0A])
             #expect(bad.status != 0)
         }
+    }
+
+    /// OpenSSH ≥ 10 signs RSA with rsa-sha2-256 when hashalg=sha256; legacy ssh-rsa (SHA-1) is refused.
+    @Test func rsaSignatureTypes() async throws {
+        let dir = try tempDir()
+        let path = try await makeKey(dir, "rsa", ["-t", "rsa", "-b", "2048"])
+        let key = try SSHPrivateKey(openSSHText: try String(contentsOfFile: path, encoding: .utf8))
+        guard case .rsa(let rsa) = key.material else {
+            Issue.record("expected an RSA key")
+            return
+        }
+        let msg = Array("op".utf8)
+        let sd = SSHSignature.signedData(namespace: "felhom-op-v1", hashAlgorithm: .sha256, message: msg)
+        func sig(_ type: String, _ raw: [UInt8]) -> SSHSignature {
+            var w = SSHWireWriter()
+            w.writeString(type)
+            w.writeString(raw)
+            return SSHSignature(publicKey: key.publicKey, namespace: "felhom-op-v1", hashAlgorithm: .sha256, signatureBlob: w.bytes)
+        }
+        let s256 = Array(try rsa.signature(for: SHA256.hash(data: sd), padding: .insecurePKCS1v1_5).rawRepresentation)
+        try sig("rsa-sha2-256", s256).verify(message: msg)
+        #expect(throws: SignatureError.self) { try sig("rsa-sha2-512", s256).verify(message: msg) }
+        let e = #expect(throws: SignatureError.self) { try sig("ssh-rsa", s256).verify(message: msg) }
+        #expect(e?.message.contains("not allowed") == true)
+        let s512 = Array(try rsa.signature(for: SHA512.hash(data: sd), padding: .insecurePKCS1v1_5).rawRepresentation)
+        try sig("rsa-sha2-512", s512).verify(message: msg)
     }
 
     @Test func shortRSAKeysAndEncryptedKeysAreRefused() async throws {

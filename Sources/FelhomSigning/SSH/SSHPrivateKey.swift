@@ -149,14 +149,6 @@ public struct SSHPrivateKey {
         w.writeUInt32(1)
         w.writeString(publicKey.wireBytes)
         w.writeString(sec.bytes)
-        let b64 = Data(w.bytes).base64EncodedString()
-        var lines: [String] = []
-        var i = b64.startIndex
-        while i < b64.endIndex {
-            let j = b64.index(i, offsetBy: 70, limitedBy: b64.endIndex) ?? b64.endIndex
-            lines.append(String(b64[i..<j]))
-            i = j
-        }
-        return Self.header + "\n" + lines.joined(separator: "\n") + "\n" + Self.footer + "\n"
+        return Self.header + "\n" + SSHSignature.wrappedBase64(w.bytes) + "\n" + Self.footer + "\n"
     }
 }

@@ -89,7 +89,12 @@ public struct SSHSignature: Sendable, Equatable {
 
     /// The armored form, byte-identical to `ssh-keygen -Y sign`.
     public var armored: String {
-        let b64 = Data(blob).base64EncodedString()
+        Self.header + "\n" + Self.wrappedBase64(blob) + "\n" + Self.footer + "\n"
+    }
+
+    /// Base64 with a line break after every 70 characters and none at the end (OpenSSH's `sshbuf_dtob64`).
+    static func wrappedBase64(_ bytes: [UInt8]) -> String {
+        let b64 = Data(bytes).base64EncodedString()
         var lines: [Substring] = []
         var i = b64.startIndex
         while i < b64.endIndex {
@@ -97,7 +102,7 @@ public struct SSHSignature: Sendable, Equatable {
             lines.append(b64[i..<j])
             i = j
         }
-        return Self.header + "\n" + lines.joined(separator: "\n") + "\n" + Self.footer + "\n"
+        return lines.joined(separator: "\n")
     }
 
     /// What the key signs: `"SSHSIG" ‖ string namespace ‖ string "" ‖ string hashalg ‖ string H(message)`.
