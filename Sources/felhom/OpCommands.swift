@@ -104,8 +104,8 @@ struct OpSign: AsyncParsableCommand {
                 let k = try SSHPrivateKey(openSSHText: text)
                 print(try k.sign(message: message, namespace: OpVerifier.namespace).armored, terminator: "")
                 return
-            } catch let e as SignatureError where e.code == .unsupportedKey {
-                FileHandle.standardError.write(Data("felhom op sign: \(e.message); using ssh-keygen\n".utf8))
+            } catch where error.code == .unsupportedKey {
+                FileHandle.standardError.write(Data("felhom op sign: \(error.message); using ssh-keygen\n".utf8))
             } catch {
                 throw ValidationError("\(key): \(error.message)")
             }
