@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "felhom", targets: ["felhom"]),
         .executable(name: "felhom-agent", targets: ["felhom-agent"]),
+        .executable(name: "felhom-hub", targets: ["felhom-hub"]),
         .library(name: "Proxmox", targets: ["Proxmox"]),
         .library(name: "PVESimulator", targets: ["PVESimulator"]),
         .library(name: "FelhomSigning", targets: ["FelhomSigning"]),
@@ -22,6 +23,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -67,6 +73,27 @@ let package = Package(
             name: "FelhomAgent",
             dependencies: ["FelhomCore", "Proxmox", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "FelhomHub",
+            dependencies: [
+                "FelhomCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "felhom-hub",
+            dependencies: [
+                "FelhomHub", "FelhomCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
         .executableTarget(
             name: "felhom",
             dependencies: [
@@ -109,6 +136,13 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "FelhomHubTests",
+            dependencies: [
+                "FelhomHub", "FelhomCore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(name: "FelhomAgentTests", dependencies: ["FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore"]),
     ],

@@ -1,0 +1,239 @@
+import Foundation
+
+/// What a host agent sends the hub on every poll (SPEC §2). Field names are pinned by the golden
+/// fixture `host-report.golden.json`, which both sides test. Collections are always present
+/// (`[]`, never `null`).
+public struct HostReport: Codable, Sendable, Equatable {
+    /// Host metrics.
+    public struct Metrics: Codable, Sendable, Equatable {
+        /// CPU use as a fraction of all cores (0…1).
+        public var cpu: Double
+        public var memoryTotal: Int64
+        public var memoryUsed: Int64
+        public var diskTotal: Int64
+        public var diskUsed: Int64
+        public var uptime: Int64
+        public var load: [Double]
+        public var kernel: String
+        public var pveVersion: String
+
+        public init(cpu: Double, memoryTotal: Int64, memoryUsed: Int64, diskTotal: Int64, diskUsed: Int64, uptime: Int64,
+                    load: [Double], kernel: String, pveVersion: String) {
+            self.cpu = cpu
+            self.memoryTotal = memoryTotal
+            self.memoryUsed = memoryUsed
+            self.diskTotal = diskTotal
+            self.diskUsed = diskUsed
+            self.uptime = uptime
+            self.load = load
+            self.kernel = kernel
+            self.pveVersion = pveVersion
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case cpu, uptime, load, kernel
+            case memoryTotal = "memory_total"
+            case memoryUsed = "memory_used"
+            case diskTotal = "disk_total"
+            case diskUsed = "disk_used"
+            case pveVersion = "pve_version"
+        }
+    }
+
+    /// A guest mount point as reported.
+    public struct MountPoint: Codable, Sendable, Equatable {
+        /// `rootfs`, `mp0`, …
+        public var key: String
+        public var volume: String
+        public var path: String?
+        public var backup: Bool
+        public var size: String?
+
+        public init(key: String, volume: String, path: String?, backup: Bool, size: String?) {
+            self.key = key
+            self.volume = volume
+            self.path = path
+            self.backup = backup
+            self.size = size
+        }
+    }
+
+    /// A guest's reported spec (omitted when its config could not be read).
+    public struct GuestSpec: Codable, Sendable, Equatable {
+        public var cores: Int?
+        public var cpuunits: Int?
+        public var memory: Int
+        public var disk: Int64?
+        public var description: String
+        public var mountPoints: [MountPoint]
+
+        public init(cores: Int?, cpuunits: Int?, memory: Int, disk: Int64?, description: String, mountPoints: [MountPoint]) {
+            self.cores = cores
+            self.cpuunits = cpuunits
+            self.memory = memory
+            self.disk = disk
+            self.description = description
+            self.mountPoints = mountPoints
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case cores, cpuunits, memory, disk, description
+            case mountPoints = "mount_points"
+        }
+    }
+
+    /// One guest.
+    public struct Guest: Codable, Sendable, Equatable {
+        public enum Status: String, Codable, Sendable { case running, stopped, unknown }
+        public var vmid: Int
+        public var name: String
+        public var status: Status
+        public var spec: GuestSpec?
+
+        public init(vmid: Int, name: String, status: Status, spec: GuestSpec?) {
+            self.vmid = vmid
+            self.name = name
+            self.status = status
+            self.spec = spec
+        }
+    }
+
+    /// State of the host's cloudflared tunnel.
+    public enum TunnelStatus: String, Codable, Sendable { case running, stopped, unknown }
+
+    public var reportedAt: Date
+    public var agentVersion: String
+    public var host: Metrics
+    public var guests: [Guest]
+    public var cloudflared: TunnelStatus
+    public var storageTargets: [JSONValue]
+    public var backups: [JSONValue]
+    public var restoreTests: [JSONValue]
+    public var pbsSnapshots: [JSONValue]
+    public var auditTail: [JSONValue]
+    public var journalInFlight: [JSONValue]
+
+    public init(reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
+                storageTargets: [JSONValue] = [], backups: [JSONValue] = [], restoreTests: [JSONValue] = [],
+                pbsSnapshots: [JSONValue] = [], auditTail: [JSONValue] = [], journalInFlight: [JSONValue] = []) {
+        self.reportedAt = reportedAt
+        self.agentVersion = agentVersion
+        self.host = host
+        self.guests = guests
+        self.cloudflared = cloudflared
+        self.storageTargets = storageTargets
+        self.backups = backups
+        self.restoreTests = restoreTests
+        self.pbsSnapshots = pbsSnapshots
+        self.auditTail = auditTail
+        self.journalInFlight = journalInFlight
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case host, guests, cloudflared, backups
+        case reportedAt = "reported_at"
+        case agentVersion = "agent_version"
+        case storageTargets = "storage_targets"
+        case restoreTests = "restore_tests"
+        case pbsSnapshots = "pbs_snapshots"
+        case auditTail = "audit_tail"
+        case journalInFlight = "journal_in_flight"
+    }
+
+    /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
+    public static func decode(_ data: Data) throws -> HostReport {
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        let r: HostReport
+        do { r = try dec.decode(HostReport.self, from: data) } catch let e as DecodingError {
+            throw ContractError(path: e.pathText, message: e.reason)
+        } catch {
+            throw ContractError(path: "$", message: "not valid JSON")
+        }
+        try r.validate()
+        return r
+    }
+
+    /// Rules beyond types.
+    public func validate() throws {
+        if !(0...1).contains(host.cpu) { throw ContractError(path: "$.host.cpu", message: "must be between 0 and 1") }
+        for (k, v) in [("memory_total", host.memoryTotal), ("memory_used", host.memoryUsed), ("disk_total", host.diskTotal),
+                       ("disk_used", host.diskUsed), ("uptime", host.uptime)] where v < 0 {
+            throw ContractError(path: "$.host.\(k)", message: "must not be negative")
+        }
+        var seen = Set<Int>()
+        for (i, g) in guests.enumerated() {
+            guard (100...999_999_999).contains(g.vmid) else { throw ContractError(path: "$.guests[\(i)].vmid", message: "must be 100…999999999") }
+            guard seen.insert(g.vmid).inserted else { throw ContractError(path: "$.guests[\(i)].vmid", message: "duplicate vmid \(g.vmid)") }
+            if let s = g.spec, s.memory <= 0 { throw ContractError(path: "$.guests[\(i)].spec.memory", message: "must be positive") }
+        }
+    }
+
+    /// The report as JSON (ISO 8601 times, sorted keys).
+    public func encoded() -> Data {
+        let enc = JSONEncoder()
+        enc.dateEncodingStrategy = .iso8601
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? enc.encode(self)) ?? Data()
+    }
+}
+
+/// The hub's answer to a report or poll.
+public struct ControlEnvelope: Codable, Sendable, Equatable {
+    /// Seconds until the next report; the agent clamps it to [60, 3600].
+    public var pollIntervalSeconds: Int
+    /// The operator blocked this host: the agent reports but changes nothing.
+    public var blocked: Bool
+    public var desiredGeneration: Int64
+    public var hasSignedOps: Bool
+
+    public init(pollIntervalSeconds: Int, blocked: Bool, desiredGeneration: Int64, hasSignedOps: Bool) {
+        self.pollIntervalSeconds = pollIntervalSeconds
+        self.blocked = blocked
+        self.desiredGeneration = desiredGeneration
+        self.hasSignedOps = hasSignedOps
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case blocked
+        case pollIntervalSeconds = "poll_interval_seconds"
+        case desiredGeneration = "desired_generation"
+        case hasSignedOps = "has_signed_ops"
+    }
+}
+
+/// A report or request that breaks the shared contract.
+public struct ContractError: Error, Sendable, CustomStringConvertible {
+    /// JSON path of the offending value (`$.guests[0].status`).
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+extension DecodingError {
+    /// `$.a.b[2]` of the failing value.
+    public var pathText: String {
+        let ctx: Context
+        var extra: [CodingKey] = []
+        switch self {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): ctx = c
+        case .keyNotFound(let k, let c):
+            ctx = c
+            extra = [k]
+        @unknown default: return "$"
+        }
+        let p = ctx.codingPath + extra
+        return p.isEmpty ? "$" : "$" + p.map { k in k.intValue.map { "[\($0)]" } ?? ".\(k.stringValue)" }.joined()
+    }
+
+    /// What is wrong, without the path.
+    public var reason: String {
+        switch self {
+        case .typeMismatch(let t, _): return "expected \(t)"
+        case .valueNotFound(let t, _): return "expected \(t), got null"
+        case .keyNotFound: return "required but missing"
+        case .dataCorrupted(let c): return c.debugDescription
+        @unknown default: return "invalid"
+        }
+    }
+}

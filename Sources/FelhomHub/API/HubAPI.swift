@@ -1,0 +1,148 @@
+import FelhomCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The hub's JSON API (`Authorization: Bearer KEY`), documented in `openapi.yaml`.
+public enum HubAPI {
+    /// Largest request body accepted.
+    public static let maxBody = 1 << 20
+
+    /// Every route as `METHOD /path` (with `{id}` placeholders), for the OpenAPI completeness test.
+    public static let routes: [String] = [
+        "GET /healthz", "GET /openapi.yaml",
+        "POST /api/v1/customers", "POST /api/v1/customers/{id}/keys",
+        "POST /api/v1/hosts", "GET /api/v1/hosts", "GET /api/v1/hosts/{id}", "POST /api/v1/hosts/{id}/guests",
+        "POST /api/v1/host-report", "GET /api/v1/control",
+        "POST /api/v1/events", "GET /api/v1/events",
+    ]
+
+    public static func router(hub: Hub) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/healthz") { _, _ in
+            try await hub.store.withDB { db in try await db.raw("SELECT 1").run() }
+            return json(["status": "ok", "store": hub.store.kind.rawValue])
+        }
+        router.get("/openapi.yaml") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "application/yaml"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+        }
+        let v1 = router.group("api/v1")
+        v1.post("customers") { req, ctx in
+            let p = try await principal(hub, req)
+            let body = try await decode(Hub.NewCustomer.self, req)
+            let id = try await hub.createCustomer(body, by: p)
+            return json(["id": id], status: .created)
+        }
+        v1.post("customers/:id/keys") { req, ctx in
+            let p = try await principal(hub, req)
+            let key = try await hub.issueCustomerKey(customerID: try ctx.parameters.require("id"), by: p)
+            return json(["api_key": key], status: .created)
+        }
+        v1.post("hosts") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable {
+                var customerID: String
+                var name: String
+                enum CodingKeys: String, CodingKey {
+                    case name
+                    case customerID = "customer_id"
+                }
+            }
+            let b = try await decode(Body.self, req)
+            let (id, key) = try await hub.createHost(customerID: b.customerID, name: b.name, by: p)
+            return json(["id": id, "api_key": key], status: .created)
+        }
+        v1.get("hosts") { req, _ in
+            let p = try await principal(hub, req)
+            return try encode(["hosts": try await hub.hosts(by: p)])
+        }
+        v1.get("hosts/:id") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.host(try ctx.parameters.require("id"), by: p))
+        }
+        v1.post("hosts/:id/guests") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable { var name: String }
+            let b = try await decode(Body.self, req)
+            let (id, key) = try await hub.createGuest(hostID: try ctx.parameters.require("id"), name: b.name, by: p)
+            return json(["id": id, "api_key": key], status: .created)
+        }
+        v1.post("host-report") { req, _ in
+            let p = try await principal(hub, req)
+            let body = try await collect(req)
+            return try encode(try await hub.ingestHostReport(body, by: p))
+        }
+        v1.get("control") { req, _ in
+            let p = try await principal(hub, req)
+            let after = try req.uri.queryParameters.get("after_generation").map { s -> Int64 in
+                guard let v = Int64(s), v >= 0 else { throw HubError.badRequest("must be a non-negative integer", path: "after_generation") }
+                return v
+            }
+            let wait = try req.uri.queryParameters.get("wait").map { s -> Int in
+                guard let v = Int(s), v >= 0 else { throw HubError.badRequest("must be a non-negative number of seconds", path: "wait") }
+                return v
+            } ?? 0
+            return try encode(try await hub.control(after: after, wait: wait, by: p))
+        }
+        v1.post("events") { req, _ in
+            let p = try await principal(hub, req)
+            let e = try await decode(Hub.NewEvent.self, req)
+            return try encode(try await hub.postEvent(e, by: p), status: .created)
+        }
+        v1.get("events") { req, _ in
+            let p = try await principal(hub, req)
+            let q = req.uri.queryParameters
+            let since = try q.get("since").map { s -> Date in
+                guard let d = try? Date.ISO8601FormatStyle().parse(s) else {
+                    throw HubError.badRequest("must be an RFC 3339 time like 2026-01-01T00:00:00Z", path: "since")
+                }
+                return d
+            }
+            let limit = try q.get("limit").map { s -> Int in
+                guard let v = Int(s), v > 0 else { throw HubError.badRequest("must be a positive integer", path: "limit") }
+                return v
+            } ?? 100
+            let list = try await hub.events(hostID: q.get("host_id"), type: q.get("type"), since: since, limit: limit, by: p)
+            return try encode(["events": list])
+        }
+        return router
+    }
+
+    static func principal(_ hub: Hub, _ req: Request) async throws -> Principal {
+        try await hub.keys.principal(authorization: req.headers[.authorization])
+    }
+
+    static func collect(_ req: Request) async throws -> Data {
+        do {
+            let buf = try await req.body.collect(upTo: maxBody)
+            return Data(buf.readableBytesView)
+        } catch {
+            throw HubError(.contentTooLarge, "too_large", "request body larger than \(maxBody) bytes")
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ req: Request) async throws -> T {
+        let data = try await collect(req)
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        do { return try dec.decode(T.self, from: data) } catch let e as DecodingError {
+            throw HubError.badRequest(e.reason, path: e.pathText)
+        }
+    }
+
+    static func json(_ dict: [String: String], status: HTTPResponse.Status = .ok) -> Response {
+        (try? encode(dict, status: status)) ?? Response(status: .internalServerError)
+    }
+
+    static func encode<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        enc.dateEncodingStrategy = .iso8601
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try enc.encode(value))))
+    }
+}

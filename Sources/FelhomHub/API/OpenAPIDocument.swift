@@ -1,0 +1,156 @@
+/// The public API description served at `/openapi.yaml`. A test checks every route is in it.
+enum OpenAPIDocument {
+    static let yaml = """
+        openapi: 3.0.3
+        info:
+          title: Felhom hub API
+          version: "1"
+          description: |
+            JSON API of the Felhom hub. Authenticate with `Authorization: Bearer KEY`: the operator key
+            (configuration), or a customer, host or guest key (shown once when issued). Host, guest and
+            customer keys reach only their own customer's rows. Errors are
+            `{"error": {"code": "...", "message": "...", "path": "$.field"}}`.
+        components:
+          securitySchemes:
+            bearer: {type: http, scheme: bearer}
+          schemas:
+            Error:
+              type: object
+              properties:
+                error:
+                  type: object
+                  properties: {code: {type: string}, message: {type: string}, path: {type: string}}
+            ControlEnvelope:
+              type: object
+              required: [poll_interval_seconds, blocked, desired_generation, has_signed_ops]
+              properties:
+                poll_interval_seconds: {type: integer}
+                blocked: {type: boolean}
+                desired_generation: {type: integer}
+                has_signed_ops: {type: boolean}
+            Host:
+              type: object
+              properties:
+                id: {type: string}
+                customer_id: {type: string}
+                name: {type: string}
+                desired_generation: {type: integer}
+                blocked: {type: boolean}
+                liveness: {type: string, enum: [unknown, alive, stale, down]}
+                last_report_at: {type: integer, nullable: true}
+                last_report_age_seconds: {type: integer, nullable: true}
+            Event:
+              type: object
+              properties:
+                id: {type: string}
+                at: {type: string, format: date-time}
+                source: {type: string, enum: [host, guest, hub]}
+                host_id: {type: string, nullable: true}
+                guest_id: {type: string, nullable: true}
+                customer_id: {type: string, nullable: true}
+                type: {type: string}
+                severity: {type: string, enum: [info, warning, critical]}
+                data: {type: object}
+        security: [{bearer: []}]
+        paths:
+          /healthz:
+            get:
+              summary: Liveness of the hub and its store (no key needed).
+              security: []
+              responses: {"200": {description: ok}}
+          /openapi.yaml:
+            get:
+              summary: This document.
+              security: []
+              responses: {"200": {description: the API description}}
+          /api/v1/customers:
+            post:
+              summary: Create a customer (operator).
+              requestBody:
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      required: [name, email, domain]
+                      properties:
+                        name: {type: string}
+                        email: {type: string}
+                        domain: {type: string}
+                        timezone: {type: string, default: Europe/Budapest}
+                        language: {type: string, enum: [hu, en], default: hu}
+              responses:
+                "201": {description: "{id}"}
+                "400": {description: bad input, content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+          /api/v1/customers/{id}/keys:
+            post:
+              summary: Issue a customer key (operator). The key is shown once.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"201": {description: "{api_key}"}, "404": {description: no such customer}}
+          /api/v1/hosts:
+            post:
+              summary: Create a host (operator). Returns its key, shown once.
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [customer_id, name], properties: {customer_id: {type: string}, name: {type: string}}}
+              responses: {"201": {description: "{id, api_key}"}}
+            get:
+              summary: List hosts visible to the key.
+              responses: {"200": {description: "{hosts: [Host]}"}}
+          /api/v1/hosts/{id}:
+            get:
+              summary: One host with liveness and last report age.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses:
+                "200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}
+                "404": {description: no such host for this key}
+          /api/v1/hosts/{id}/guests:
+            post:
+              summary: Register a guest (operator or the host's own key). Returns the guest key, shown once.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content: {application/json: {schema: {type: object, required: [name], properties: {name: {type: string}}}}}
+              responses: {"201": {description: "{id, api_key}"}}
+          /api/v1/host-report:
+            post:
+              summary: A host agent's report (host keys). Answers with the control envelope.
+              requestBody:
+                content: {application/json: {schema: {type: object, description: "HostReport (golden fixture in FelhomCore)"}}}
+              responses:
+                "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+                "400": {description: "report breaks the contract; error.path names the field"}
+                "413": {description: body too large}
+          /api/v1/control:
+            get:
+              summary: Long-poll for a desired-state change (host keys).
+              parameters:
+                - {name: after_generation, in: query, schema: {type: integer}}
+                - {name: wait, in: query, schema: {type: integer, maximum: 55}}
+              responses:
+                "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+          /api/v1/events:
+            post:
+              summary: Record an event (host, guest or operator keys).
+              requestBody:
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      required: [type]
+                      properties:
+                        type: {type: string}
+                        severity: {type: string, enum: [info, warning, critical]}
+                        guest_id: {type: string}
+                        at: {type: string, format: date-time}
+                        data: {type: object}
+              responses: {"201": {description: the stored event}}
+            get:
+              summary: List events visible to the key, newest first.
+              parameters:
+                - {name: host_id, in: query, schema: {type: string}}
+                - {name: type, in: query, schema: {type: string}}
+                - {name: since, in: query, schema: {type: string, format: date-time}}
+                - {name: limit, in: query, schema: {type: integer, maximum: 1000}}
+              responses: {"200": {description: "{events: [Event]}"}}
+        """
+}

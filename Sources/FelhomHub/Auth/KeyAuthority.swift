@@ -1,0 +1,94 @@
+import Crypto
+import Foundation
+import SQLKit
+
+/// Issues and checks API keys. Keys are random (256 bits), shown once, stored only as SHA-256
+/// hashes, and compared in constant time. The operator key comes from configuration.
+public struct KeyAuthority: Sendable {
+    let store: HubStore
+    let operatorKeyHash: [UInt8]?
+
+    public init(store: HubStore, operatorKey: String?) {
+        self.store = store
+        self.operatorKeyHash = operatorKey.flatMap { $0.isEmpty ? nil : Array(SHA256.hash(data: Array($0.utf8))) }
+    }
+
+    /// A new key: `fh_<kind>_<43 base64url chars>`.
+    static func newKey(kind: String) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let b64 = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return "fh_\(kind)_\(b64)"
+    }
+
+    static func hash(_ key: String) -> String {
+        SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Constant-time equality of two byte strings of the same length.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<a.count { diff |= a[i] ^ b[i] }
+        return diff == 0
+    }
+
+    /// Issues a key for `kind` (`host`, `guest`, `customer`) and stores its hash; returns the key (shown once).
+    func issue(kind: String, subjectID: String, customerID: String, in db: any SQLDatabase) async throws -> String {
+        let key = Self.newKey(kind: kind)
+        try await db.insert(into: "api_keys").columns("id", "hash", "kind", "subject_id", "customer_id", "created_at")
+            .values(SQLBind(Ids.make("key")), SQLBind(Self.hash(key)), SQLBind(kind), SQLBind(subjectID), SQLBind(customerID),
+                    SQLBind(Int64(Date().timeIntervalSince1970)))
+            .run()
+        return key
+    }
+
+    /// Resolves an `Authorization: Bearer KEY` header; throws 401 for anything else.
+    public func principal(authorization: String?) async throws -> Principal {
+        guard let header = authorization, header.hasPrefix("Bearer ") else { throw HubError.unauthorized }
+        let key = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        guard !key.isEmpty, key.count <= 256 else { throw HubError.unauthorized }
+        let presented = Array(SHA256.hash(data: Array(key.utf8)))
+        if let op = operatorKeyHash, Self.constantTimeEqual(presented, op) { return .operator }
+        let hashText = presented.map { String(format: "%02x", $0) }.joined()
+        let row = try await store.withDB { db in
+            try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
+                .where("hash", .equal, SQLBind(hashText)).first()
+        }
+        guard let row, try row.decodeNil(column: "revoked_at"),
+            Self.constantTimeEqual(Array(try row.decode(column: "hash", as: String.self).utf8), Array(hashText.utf8))
+        else { throw HubError.unauthorized }
+        let subject = try row.decode(column: "subject_id", as: String.self)
+        let customer = try row.decode(column: "customer_id", as: String.self)
+        switch try row.decode(column: "kind", as: String.self) {
+        case "customer": return .customer(customerID: customer)
+        case "host": return .host(hostID: subject, customerID: customer)
+        case "guest":
+            let hostID = try await store.withDB { db in
+                try await db.select().column("host_id").from("guests").where("id", .equal, SQLBind(subject)).first()?
+                    .decode(column: "host_id", as: String.self)
+            }
+            guard let hostID else { throw HubError.unauthorized }
+            return .guest(guestID: subject, hostID: hostID, customerID: customer)
+        default: throw HubError.unauthorized
+        }
+    }
+
+    /// Revokes every key of a subject (host, guest or customer).
+    public func revoke(subjectID: String) async throws {
+        try await store.withDB { db in
+            try await db.update("api_keys").set("revoked_at", to: SQLBind(Int64(Date().timeIntervalSince1970)))
+                .where("subject_id", .equal, SQLBind(subjectID)).run()
+        }
+    }
+}
+
+/// Readable random ids: `cus_…`, `hst_…`, `gst_…`, `evt_…`.
+enum Ids {
+    static func make(_ prefix: String) -> String {
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyz23456789")
+        var rng = SystemRandomNumberGenerator()
+        return prefix + "_" + String((0..<16).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &rng)] })
+    }
+}

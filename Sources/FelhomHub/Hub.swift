@@ -1,0 +1,330 @@
+import FelhomCore
+import Foundation
+import Logging
+import SQLKit
+
+/// The hub's core operations, independent of HTTP: customers, hosts, guests, reports, events.
+/// Every query goes through ``HubStore``; every authorization decision takes a ``Principal``.
+public struct Hub: Sendable {
+    /// Hub settings.
+    public struct Settings: Sendable {
+        /// Poll interval handed to agents.
+        public var pollIntervalSeconds = 300
+        /// Longest long-poll wait a client may ask for.
+        public var maxLongPollSeconds = 55
+        public init() {}
+    }
+
+    public let store: HubStore
+    public let keys: KeyAuthority
+    public let settings: Settings
+    let clock: WallClock
+    let generations: GenerationWatch
+
+    public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock()) {
+        self.store = store
+        self.keys = KeyAuthority(store: store, operatorKey: operatorKey)
+        self.settings = settings
+        self.clock = clock
+        self.generations = GenerationWatch()
+    }
+
+    var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
+
+    // MARK: - Customers
+
+    public struct NewCustomer: Codable, Sendable {
+        public var name: String
+        public var email: String
+        public var domain: String
+        public var timezone: String?
+        public var language: String?
+    }
+
+    public func createCustomer(_ c: NewCustomer, by p: Principal) async throws -> String {
+        guard p == .operator else { throw HubError.forbidden("create customers") }
+        try Validate.text(c.name, "$.name", max: 200)
+        guard c.email.contains("@"), c.email.count <= 254 else { throw HubError.badRequest("must be an e-mail address", path: "$.email") }
+        guard c.domain.range(of: #"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$"#, options: .regularExpression) != nil else {
+            throw HubError.badRequest("must be a lower-case domain name like example.hu", path: "$.domain")
+        }
+        let tz = c.timezone ?? "Europe/Budapest"
+        guard TimeZone(identifier: tz) != nil else { throw HubError.badRequest("unknown time zone '\(tz)'", path: "$.timezone") }
+        let lang = c.language ?? "hu"
+        guard ["hu", "en"].contains(lang) else { throw HubError.badRequest("must be hu or en", path: "$.language") }
+        let id = Ids.make("cus")
+        let now = self.now
+        try await store.withDB { db in
+            try await db.insert(into: "customers").columns("id", "name", "email", "domain", "timezone", "language", "created_at")
+                .values(SQLBind(id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(tz), SQLBind(lang), SQLBind(now)).run()
+        }
+        return id
+    }
+
+    public func issueCustomerKey(customerID: String, by p: Principal) async throws -> String {
+        guard p == .operator else { throw HubError.forbidden("issue customer keys") }
+        guard try await customerExists(customerID) else { throw HubError.notFound("customer \(customerID)") }
+        return try await store.transaction { db in try await keys.issue(kind: "customer", subjectID: customerID, customerID: customerID, in: db) }
+    }
+
+    func customerExists(_ id: String) async throws -> Bool {
+        try await store.withDB { db in try await db.select().column("id").from("customers").where("id", .equal, SQLBind(id)).first() != nil }
+    }
+
+    // MARK: - Hosts and guests
+
+    public struct HostView: Codable, Sendable, Equatable {
+        public var id: String
+        public var customerID: String
+        public var name: String
+        public var desiredGeneration: Int64
+        public var blocked: Bool
+        public var liveness: String
+        public var lastReportAt: Int64?
+        public var lastReportAgeSeconds: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, blocked, liveness
+            case customerID = "customer_id"
+            case desiredGeneration = "desired_generation"
+            case lastReportAt = "last_report_at"
+            case lastReportAgeSeconds = "last_report_age_seconds"
+        }
+    }
+
+    public func createHost(customerID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
+        guard p == .operator else { throw HubError.forbidden("create hosts") }
+        try Validate.text(name, "$.name", max: 100)
+        guard try await customerExists(customerID) else { throw HubError.badRequest("no customer \(customerID)", path: "$.customer_id") }
+        let id = Ids.make("hst")
+        let now = self.now
+        let key = try await store.transaction { db in
+            try await db.insert(into: "hosts").columns("id", "customer_id", "name", "created_at")
+                .values(SQLBind(id), SQLBind(customerID), SQLBind(name), SQLBind(now)).run()
+            return try await keys.issue(kind: "host", subjectID: id, customerID: customerID, in: db)
+        }
+        return (id, key)
+    }
+
+    func hostRow(_ id: String) async throws -> HostView? {
+        let now = self.now
+        return try await store.withDB { db in
+            guard let r = try await db.select().column("*").from("hosts").where("id", .equal, SQLBind(id)).first() else { return nil }
+            return try Self.hostView(r, now: now)
+        }
+    }
+
+    static func hostView(_ r: any SQLRow, now: Int64) throws -> HostView {
+        let last = try r.decodeNil(column: "last_report_at") ? nil : try r.decode(column: "last_report_at", as: Int64.self)
+        return HostView(
+            id: try r.decode(column: "id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
+            name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
+            blocked: try r.decode(column: "blocked", as: Int.self) != 0, liveness: try r.decode(column: "liveness", as: String.self),
+            lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) })
+    }
+
+    public func host(_ id: String, by p: Principal) async throws -> HostView {
+        guard let h = try await hostRow(id), p.canReach(customerID: h.customerID) else { throw HubError.notFound("host \(id)") }
+        return h
+    }
+
+    public func hosts(by p: Principal) async throws -> [HostView] {
+        let now = self.now
+        return try await store.withDB { db in
+            var q = db.select().column("*").from("hosts")
+            if let c = p.customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
+            return try await q.orderBy("created_at").orderBy("id").all().map { try Self.hostView($0, now: now) }
+        }
+    }
+
+    public func createGuest(hostID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
+        switch p {
+        case .operator: break
+        case .host(let h, _) where h == hostID: break
+        default: throw HubError.forbidden("create guests on host \(hostID)")
+        }
+        try Validate.text(name, "$.name", max: 100)
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        let id = Ids.make("gst")
+        let now = self.now
+        let key = try await store.transaction { db in
+            try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at")
+                .values(SQLBind(id), SQLBind(hostID), SQLBind(name), SQLBind(now)).run()
+            return try await keys.issue(kind: "guest", subjectID: id, customerID: host.customerID, in: db)
+        }
+        return (id, key)
+    }
+
+    // MARK: - Reports and control
+
+    func envelope(_ h: HostView) -> ControlEnvelope {
+        ControlEnvelope(pollIntervalSeconds: settings.pollIntervalSeconds, blocked: h.blocked, desiredGeneration: h.desiredGeneration,
+                        hasSignedOps: false)
+    }
+
+    /// Stores a host report (history + latest) and answers with the control envelope.
+    public func ingestHostReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
+        guard case .host(let hostID, _) = p else { throw HubError.forbidden("post host reports (host keys only)") }
+        let report: HostReport
+        do { report = try HostReport.decode(body) } catch let e as ContractError {
+            throw HubError.badRequest(e.message, path: e.path)
+        }
+        let text = String(decoding: report.encoded(), as: UTF8.self)
+        let now = self.now
+        let kind = store.kind
+        try await store.transaction { db in
+            try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
+                .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(now), SQLBind(text)).run()
+            // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
+            _ = kind
+            try await db.insert(into: "host_report_latest").columns("host_id", "received_at", "body")
+                .values(SQLBind(hostID), SQLBind(now), SQLBind(text))
+                .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
+                .run()
+            try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID)).run()
+        }
+        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        return envelope(h)
+    }
+
+    /// The control envelope, at once if the host's generation is past `after`, else after waiting
+    /// (at most `wait` seconds) for it to move.
+    public func control(after: Int64?, wait: Int, by p: Principal) async throws -> ControlEnvelope {
+        guard case .host(let hostID, _) = p else { throw HubError.forbidden("poll control (host keys only)") }
+        let deadline = ContinuousClock.now + .seconds(min(max(wait, 0), settings.maxLongPollSeconds))
+        while true {
+            guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+            if after == nil || h.desiredGeneration > after! || ContinuousClock.now >= deadline { return envelope(h) }
+            // Wake on a local publish, or re-check the database every second (another replica may publish).
+            await generations.wait(hostID: hostID, upTo: min(.seconds(1), deadline - ContinuousClock.now))
+        }
+    }
+
+    /// Bumps a host's desired generation and wakes its long-polls (used by desired-state publishing).
+    public func bumpGeneration(hostID: String) async throws -> Int64 {
+        let gen = try await store.transaction { db in
+            try await db.raw("UPDATE hosts SET desired_generation = desired_generation + 1 WHERE id = \(bind: hostID)").run()
+            guard let r = try await db.select().column("desired_generation").from("hosts").where("id", .equal, SQLBind(hostID)).first() else {
+                throw HubError.notFound("host \(hostID)")
+            }
+            return try r.decode(column: "desired_generation", as: Int64.self)
+        }
+        await generations.notify(hostID: hostID)
+        return gen
+    }
+
+    // MARK: - Events
+
+    public struct NewEvent: Codable, Sendable {
+        public var type: String
+        public var severity: HubEvent.Severity?
+        public var guestID: String?
+        public var at: Date?
+        public var data: JSONValue?
+
+        enum CodingKeys: String, CodingKey {
+            case type, severity, at, data
+            case guestID = "guest_id"
+        }
+    }
+
+    public func postEvent(_ e: NewEvent, by p: Principal) async throws -> HubEvent {
+        let source: HubEvent.Source, hostID: String?, guestID: String?, customerID: String?
+        switch p {
+        case .host(let h, let c):
+            source = .host
+            hostID = h
+            guestID = e.guestID
+            customerID = c
+        case .guest(let g, let h, let c):
+            source = .guest
+            hostID = h
+            guestID = g
+            customerID = c
+        case .operator:
+            source = .hub
+            hostID = nil
+            guestID = e.guestID
+            customerID = nil
+        case .customer:
+            throw HubError.forbidden("post events")
+        }
+        guard e.type.range(of: #"^[a-z][a-z0-9_]{1,63}$"#, options: .regularExpression) != nil else {
+            throw HubError.badRequest("must be a lower-case snake_case event type", path: "$.type")
+        }
+        if case .object? = e.data {} else if e.data != nil { throw HubError.badRequest("must be an object", path: "$.data") }
+        let ev = HubEvent(id: Ids.make("evt"), at: e.at ?? clock.now(), source: source, hostID: hostID, guestID: guestID,
+                          customerID: customerID, type: e.type, severity: e.severity ?? .info, data: e.data ?? .object([:]))
+        try await insertEvent(ev)
+        return ev
+    }
+
+    func insertEvent(_ ev: HubEvent) async throws {
+        try await store.withDB { db in
+            try await db.insert(into: "events").columns("id", "at", "source", "host_id", "guest_id", "customer_id", "type", "severity", "data")
+                .values(SQLBind(ev.id), SQLBind(Int64(ev.at.timeIntervalSince1970)), SQLBind(ev.source.rawValue), SQLBind(ev.hostID),
+                        SQLBind(ev.guestID), SQLBind(ev.customerID), SQLBind(ev.type), SQLBind(ev.severity.rawValue),
+                        SQLBind(ev.data.serializedString()))
+                .run()
+        }
+    }
+
+    public func events(hostID: String?, type: String?, since: Date?, limit: Int, by p: Principal) async throws -> [HubEvent] {
+        if case .guest = p { throw HubError.forbidden("list events") }
+        return try await store.withDB { db in
+            var q = db.select().column("*").from("events")
+            if let c = p.customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
+            if let hostID { q = q.where("host_id", .equal, SQLBind(hostID)) }
+            if let type { q = q.where("type", .equal, SQLBind(type)) }
+            if let since { q = q.where("at", .greaterThanOrEqual, SQLBind(Int64(since.timeIntervalSince1970))) }
+            return try await q.orderBy("at", .descending).orderBy("id", .descending).limit(min(max(limit, 1), 1000)).all().map { r in
+                HubEvent(
+                    id: try r.decode(column: "id", as: String.self),
+                    at: Date(timeIntervalSince1970: TimeInterval(try r.decode(column: "at", as: Int64.self))),
+                    source: HubEvent.Source(rawValue: try r.decode(column: "source", as: String.self)) ?? .hub,
+                    hostID: try r.decode(column: "host_id", as: String?.self), guestID: try r.decode(column: "guest_id", as: String?.self),
+                    customerID: try r.decode(column: "customer_id", as: String?.self), type: try r.decode(column: "type", as: String.self),
+                    severity: HubEvent.Severity(rawValue: try r.decode(column: "severity", as: String.self)) ?? .info,
+                    data: (try? JSONValue.parse(try r.decode(column: "data", as: String.self))) ?? .object([:]))
+            }
+        }
+    }
+}
+
+/// Input checks shared by the handlers.
+enum Validate {
+    static func text(_ s: String, _ path: String, max: Int) throws {
+        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty else { throw HubError.badRequest("must not be empty", path: path) }
+        guard s.count <= max else { throw HubError.badRequest("must be at most \(max) characters", path: path) }
+        guard !s.unicodeScalars.contains(where: { $0.value < 0x20 }) else { throw HubError.badRequest("must not contain control characters", path: path) }
+    }
+}
+
+/// Wakes long-polls of a host when its generation moves in this process.
+actor GenerationWatch {
+    private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+
+    func notify(hostID: String) {
+        for (_, c) in waiters.removeValue(forKey: hostID) ?? [:] { c.resume() }
+    }
+
+    func wait(hostID: String, upTo timeout: Duration) async {
+        let id = UUID()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.park(hostID: hostID, id: id) }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            self.cancel(hostID: hostID, id: id)
+        }
+    }
+
+    private func park(hostID: String, id: UUID) async {
+        await withCheckedContinuation { c in waiters[hostID, default: [:]][id] = c }
+    }
+
+    private func cancel(hostID: String, id: UUID) {
+        if let c = waiters[hostID]?.removeValue(forKey: id) { c.resume() }
+    }
+}

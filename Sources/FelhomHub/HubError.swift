@@ -1,0 +1,39 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// An API error: HTTP status, a stable code and a message a person can act on.
+public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseError {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    /// For bad input: the JSON path of what is wrong.
+    public var path: String?
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, path: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.path = path
+    }
+
+    public var description: String { "\(status.code) \(code): \(message)" }
+
+    static func badRequest(_ message: String, path: String? = nil) -> HubError { HubError(.badRequest, "bad_request", message, path: path) }
+    static let unauthorized = HubError(.unauthorized, "unauthorized", "missing, unknown or revoked API key (Authorization: Bearer KEY)")
+    static func forbidden(_ what: String) -> HubError { HubError(.forbidden, "forbidden", "this key may not \(what)") }
+    static func notFound(_ what: String) -> HubError { HubError(.notFound, "not_found", "\(what) not found") }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var err: [String: String] = ["code": code, "message": message]
+        if let path { err["path"] = path }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let body = (try? enc.encode(["error": err])) ?? Data()
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import SQLKit
+
+/// Versioned, idempotent schema migrations, the same for SQLite and PostgreSQL.
+///
+/// Each migration runs once, in a transaction, and is recorded in `schema_migrations`. On
+/// PostgreSQL an advisory lock keeps two hub replicas from migrating at the same time.
+enum Migrations {
+    struct Migration: Sendable {
+        let version: Int
+        let name: String
+        let apply: @Sendable (any SQLDatabase) async throws -> Void
+    }
+
+    static let all: [Migration] = [
+        Migration(version: 1, name: "core tables") { db in
+            try await db.create(table: "customers").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("name", type: .text, .notNull)
+                .column("email", type: .text, .notNull)
+                .column("domain", type: .text, .notNull)
+                .column("timezone", type: .text, .notNull)
+                .column("language", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .run()
+            try await db.create(table: "hosts").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("customer_id", type: .text, .notNull, .references("customers", "id"))
+                .column("name", type: .text, .notNull)
+                .column("desired_generation", type: .bigint, .notNull, .default(0))
+                .column("blocked", type: .int, .notNull, .default(0))
+                .column("last_report_at", type: .bigint)
+                .column("liveness", type: .text, .notNull, .default("unknown"))
+                .column("created_at", type: .bigint, .notNull)
+                .run()
+            try await db.create(table: "guests").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("host_id", type: .text, .notNull, .references("hosts", "id"))
+                .column("name", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .run()
+            try await db.create(table: "api_keys").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("hash", type: .text, .notNull, .unique)
+                .column("kind", type: .text, .notNull)
+                .column("subject_id", type: .text, .notNull)
+                .column("customer_id", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("revoked_at", type: .bigint)
+                .run()
+            try await db.create(table: "host_reports").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("host_id", type: .text, .notNull, .references("hosts", "id"))
+                .column("received_at", type: .bigint, .notNull)
+                .column("body", type: .text, .notNull)
+                .run()
+            try await db.create(index: "host_reports_host_time").on("host_reports").column("host_id").column("received_at").run()
+            try await db.create(table: "host_report_latest").ifNotExists()
+                .column("host_id", type: .text, .primaryKey(autoIncrement: false), .references("hosts", "id"))
+                .column("received_at", type: .bigint, .notNull)
+                .column("body", type: .text, .notNull)
+                .run()
+            try await db.create(table: "events").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("at", type: .bigint, .notNull)
+                .column("source", type: .text, .notNull)
+                .column("host_id", type: .text)
+                .column("guest_id", type: .text)
+                .column("customer_id", type: .text)
+                .column("type", type: .text, .notNull)
+                .column("severity", type: .text, .notNull)
+                .column("data", type: .text, .notNull)
+                .run()
+            try await db.create(index: "events_host_time").on("events").column("host_id").column("at").run()
+            try await db.create(index: "events_type_time").on("events").column("type").column("at").run()
+        },
+    ]
+
+    static func apply(to store: HubStore) async throws {
+        try await store.withDB { db in
+            try await db.create(table: "schema_migrations").ifNotExists()
+                .column("version", type: .int, .primaryKey(autoIncrement: false))
+                .column("name", type: .text, .notNull)
+                .column("applied_at", type: .bigint, .notNull)
+                .run()
+        }
+        for m in all {
+            try await store.transaction { db in
+                if store.kind == .postgres {
+                    // Held to the end of the transaction: replicas migrate one after another.
+                    try await db.raw("SELECT pg_advisory_xact_lock(7265481)").run()
+                }
+                let done = try await db.select().column("version").from("schema_migrations")
+                    .where("version", .equal, SQLBind(m.version)).first()
+                guard done == nil else { return }
+                try await m.apply(db)
+                try await db.insert(into: "schema_migrations").columns("version", "name", "applied_at")
+                    .values(SQLBind(m.version), SQLBind(m.name), SQLBind(Int64(Date().timeIntervalSince1970))).run()
+            }
+        }
+    }
+
+    /// The highest applied version.
+    static func currentVersion(_ store: HubStore) async throws -> Int {
+        try await store.withDB { db in
+            let rows = try await db.select().column("version").from("schema_migrations").all()
+            return try rows.map { try $0.decode(column: "version", as: Int.self) }.max() ?? 0
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import FelhomCore
+import FelhomHub
+import Foundation
+import Hummingbird
+import Logging
+
+@main
+struct FelhomHubCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "felhom-hub", abstract: "The Felhom hub (operator's control plane).", subcommands: [Serve.self])
+}
+
+/// Hub configuration: a JSON file plus `FELHOM_HUB_*` environment overrides.
+struct HubConfig: Decodable {
+    var listen: String?
+    var database: String?
+    var operatorKey: Secret?
+    var pollIntervalSeconds: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case listen, database
+        case operatorKey = "operator_key"
+        case pollIntervalSeconds = "poll_interval_seconds"
+    }
+
+    static let loader = ConfigLoader(
+        environmentPrefix: "FELHOM_HUB",
+        keys: [.init("listen"), .init("database"), .init("operator_key"), .init("poll_interval_seconds", .integer)])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the hub API.",
+        discussion: "The operator key comes from FELHOM_HUB_OPERATOR_KEY or operator_key in the config file; it is never printed.")
+
+    @Option(help: "Address to listen on (HOST:PORT).") var listen: String?
+    @Option(help: "sqlite:PATH (default ./felhom-hub.sqlite) or postgres://USER@HOST:PORT/DB") var database: String?
+    @Option(help: "Config file (JSON).") var config: String?
+
+    func run() async throws {
+        let cfg: HubConfig
+        do { cfg = try HubConfig.loader.load(HubConfig.self, file: config) } catch { throw ValidationError("\(error)") }
+        let listenText = listen ?? cfg.listen ?? "127.0.0.1:8443"
+        guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]) else {
+            throw ValidationError("--listen must be HOST:PORT (got '\(listenText)')")
+        }
+        let host = String(listenText[..<colon])
+        guard let operatorKey = cfg.operatorKey?.reveal(), operatorKey.count >= 24 else {
+            throw ValidationError("set FELHOM_HUB_OPERATOR_KEY (at least 24 characters) or operator_key in the config file")
+        }
+        var logger = Logger(label: "felhom.hub")
+        logger.logLevel = .info
+        let url = database ?? cfg.database ?? "sqlite:./felhom-hub.sqlite"
+        let store: HubStore
+        do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
+        var settings = Hub.Settings()
+        if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
+        let hub = Hub(store: store, operatorKey: operatorKey, settings: settings)
+        let app = Application(
+            router: HubAPI.router(hub: hub), configuration: .init(address: .hostname(host, port: port), serverName: "felhom-hub"),
+            logger: logger)
+        logger.info("felhom-hub listening", metadata: ["address": "\(host):\(port)", "store": "\(store.kind.rawValue)"])
+        try await app.runService()
+        await store.close()
+    }
+}
