@@ -140,6 +140,26 @@ public struct HostReport: Codable, Sendable, Equatable {
         case journalInFlight = "journal_in_flight"
     }
 
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // Parsed here rather than by a date strategy, so a bad time reports its path.
+        let at = try c.decode(String.self, forKey: .reportedAt)
+        guard let date = try? Date.ISO8601FormatStyle().parse(at) else {
+            throw DecodingError.dataCorruptedError(forKey: .reportedAt, in: c, debugDescription: "must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
+        }
+        reportedAt = date
+        agentVersion = try c.decode(String.self, forKey: .agentVersion)
+        host = try c.decode(Metrics.self, forKey: .host)
+        guests = try c.decode([Guest].self, forKey: .guests)
+        cloudflared = try c.decode(TunnelStatus.self, forKey: .cloudflared)
+        storageTargets = try c.decode([JSONValue].self, forKey: .storageTargets)
+        backups = try c.decode([JSONValue].self, forKey: .backups)
+        restoreTests = try c.decode([JSONValue].self, forKey: .restoreTests)
+        pbsSnapshots = try c.decode([JSONValue].self, forKey: .pbsSnapshots)
+        auditTail = try c.decode([JSONValue].self, forKey: .auditTail)
+        journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
+    }
+
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
     public static func decode(_ data: Data) throws -> HostReport {
         let dec = JSONDecoder()

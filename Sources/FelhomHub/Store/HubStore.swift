@@ -175,6 +175,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { "store \(code.rawValue): \(message)" }
 
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
     static func wrap(_ error: Error) -> StoreError {
         let text = String(describing: error)
         if text.contains("UNIQUE constraint") || text.contains("duplicate key") || text.contains("23505") {

@@ -77,19 +77,18 @@ enum Migrations {
     ]
 
     static func apply(to store: HubStore) async throws {
-        try await store.withDB { db in
-            try await db.create(table: "schema_migrations").ifNotExists()
-                .column("version", type: .int, .primaryKey(autoIncrement: false))
-                .column("name", type: .text, .notNull)
-                .column("applied_at", type: .bigint, .notNull)
-                .run()
-        }
         for m in all {
             try await store.transaction { db in
                 if store.kind == .postgres {
-                    // Held to the end of the transaction: replicas migrate one after another.
+                    // Held to the end of the transaction: replicas migrate one after another
+                    // (concurrent CREATE TABLE IF NOT EXISTS races in PostgreSQL's catalog otherwise).
                     try await db.raw("SELECT pg_advisory_xact_lock(7265481)").run()
                 }
+                try await db.create(table: "schema_migrations").ifNotExists()
+                    .column("version", type: .int, .primaryKey(autoIncrement: false))
+                    .column("name", type: .text, .notNull)
+                    .column("applied_at", type: .bigint, .notNull)
+                    .run()
                 let done = try await db.select().column("version").from("schema_migrations")
                     .where("version", .equal, SQLBind(m.version)).first()
                 guard done == nil else { return }

@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+@testable import FelhomCore
+
+/// Golden fixtures pin the wire names of the shared contracts; hub and agent both rely on them.
+@Suite struct ContractTests {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/contracts")
+
+    @Test func hostReportRoundTripsTheGoldenFixtureByteForByte() throws {
+        let golden = try Data(contentsOf: Self.dir.appendingPathComponent("host-report.golden.json"))
+        let r = try HostReport.decode(golden)
+        #expect(r.guests.count == 2)
+        #expect(r.guests[0].spec?.mountPoints[1].backup == false)
+        #expect(r.guests[1].spec == nil)
+        #expect(r.cloudflared == .unknown)
+        #expect(r.encoded() == golden)
+    }
+
+    @Test func emptyCollectionsAreEncodedAsEmptyArrays() throws {
+        let r = HostReport(reportedAt: Date(timeIntervalSince1970: 0), agentVersion: "x",
+                           host: .init(cpu: 0, memoryTotal: 0, memoryUsed: 0, diskTotal: 0, diskUsed: 0, uptime: 0, load: [], kernel: "", pveVersion: ""),
+                           guests: [], cloudflared: .unknown)
+        let text = String(decoding: r.encoded(), as: UTF8.self)
+        for key in ["guests", "storage_targets", "backups", "restore_tests", "pbs_snapshots", "audit_tail", "journal_in_flight"] {
+            #expect(text.contains("\"\(key)\":[]"), "\(key)")
+        }
+        #expect(!text.contains("null"))
+    }
+
+    @Test func controlEnvelopeGolden() throws {
+        let golden = try Data(contentsOf: Self.dir.appendingPathComponent("control-envelope.golden.json"))
+        let e = try JSONDecoder().decode(ControlEnvelope.self, from: golden)
+        #expect(e == ControlEnvelope(pollIntervalSeconds: 300, blocked: false, desiredGeneration: 7, hasSignedOps: true))
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        #expect(try enc.encode(e) == golden)
+    }
+
+    @Test func badReportsNameThePath() throws {
+        let golden = try String(contentsOf: Self.dir.appendingPathComponent("host-report.golden.json"), encoding: .utf8)
+        let cases = [
+            (golden.replacingOccurrences(of: #""status":"unknown""#, with: #""status":"zombie""#), "$.guests[1].status"),
+            (golden.replacingOccurrences(of: #""memory":2048"#, with: #""memory":0"#), "$.guests[0].spec.memory"),
+            (golden.replacingOccurrences(of: #""audit_tail":[],"#, with: ""), "$.audit_tail"),
+            (golden.replacingOccurrences(of: #""reported_at":"2026-11-23T12:00:00Z""#, with: #""reported_at":"yesterday""#), "$.reported_at"),
+        ]
+        for (text, path) in cases {
+            let e = #expect(throws: ContractError.self) { try HostReport.decode(Data(text.utf8)) }
+            #expect(e?.path == path, "\(String(describing: e))")
+        }
+    }
+}

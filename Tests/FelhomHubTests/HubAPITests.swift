@@ -1,0 +1,238 @@
+import FelhomCore
+import FelhomHub
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import SQLKit
+import Testing
+
+/// The string values of `key` in each object. (A plain loop: a `compactMap` closure over
+/// `JSONValue` subscripts picked up the wrong overload in this module.)
+func field(_ key: String, of items: [JSONValue]) -> [String] {
+    var out: [String] = []
+    for item in items {
+        if case .object(let o) = item, case .string(let s)? = o[key] { out.append(s) }
+    }
+    return out
+}
+
+@Suite struct HubAPITests {
+    /// A world with two customers, each with a host, a guest and a customer key.
+    struct World {
+        var customerA = "", customerB = "", hostA = "", hostB = "", guestA = ""
+        var hostKeyA = "", hostKeyB = "", guestKeyA = "", customerKeyA = "", revokedKey = ""
+    }
+
+    func world(_ client: some TestClientProtocol, _ hub: Hub) async throws -> World {
+        var w = World()
+        func id(_ r: Reply, _ k: String = "id") -> String { r.json?[k]?.stringValue ?? "" }
+        let a = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Kiss Anna","email":"anna@example.hu","domain":"kiss.example.hu"}"#)
+        #expect(a.status == .created)
+        w.customerA = id(a)
+        w.customerB = id(try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Nagy Béla","email":"bela@example.hu","domain":"nagy.example.hu","language":"en"}"#))
+        let ha = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(w.customerA)","name":"box-a"}"#)
+        w.hostA = id(ha)
+        w.hostKeyA = id(ha, "api_key")
+        let hb = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(w.customerB)","name":"box-b"}"#)
+        w.hostB = id(hb)
+        w.hostKeyB = id(hb, "api_key")
+        let g = try await client.call(.post, "/api/v1/hosts/\(w.hostA)/guests", key: w.hostKeyA, body: #"{"name":"apps"}"#)
+        #expect(g.status == .created)
+        w.guestA = id(g)
+        w.guestKeyA = id(g, "api_key")
+        w.customerKeyA = id(try await client.call(.post, "/api/v1/customers/\(w.customerA)/keys", key: operatorKey), "api_key")
+        let extra = try await client.call(.post, "/api/v1/hosts/\(w.hostA)/guests", key: operatorKey, body: #"{"name":"old"}"#)
+        w.revokedKey = id(extra, "api_key")
+        try await hub.keys.revoke(subjectID: id(extra))
+        return w
+    }
+
+    /// Every route × every key kind (none, revoked, operator, customer, host, guest, other customer's host).
+    @Test(arguments: TestStores.kinds)
+    func accessMatrix(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            let keys: [(String, String?)] = [
+                ("none", nil), ("revoked", w.revokedKey), ("operator", operatorKey), ("customer", w.customerKeyA),
+                ("host", w.hostKeyA), ("guest", w.guestKeyA), ("otherHost", w.hostKeyB),
+            ]
+            typealias Row = (HTTPRequest.Method, String, String?, [String: HTTPResponse.Status])
+            let customerBody = #"{"name":"X","email":"x@example.hu","domain":"x.example.hu"}"#
+            let table: [Row] = [
+                (.get, "/healthz", nil, ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
+                (.get, "/openapi.yaml", nil, ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
+                (.post, "/api/v1/customers", customerBody, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/customers/\(w.customerA)/keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/hosts", #"{"customer_id":"\#(w.customerA)","name":"n"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/hosts", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
+                (.get, "/api/v1/hosts/\(w.hostA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .notFound]),
+                (.post, "/api/v1/hosts/\(w.hostA)/guests", #"{"name":"g"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/host-report", sampleReport(), ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (.post, "/api/v1/events", #"{"type":"backup_completed"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .created, "otherHost": .created]),
+                (.get, "/api/v1/events", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+            ]
+            #expect(Set(table.map { "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}"))" }) == Set(HubAPI.routes))
+            for (method, uri, body, expected) in table {
+                for (name, key) in keys {
+                    let r = try await client.call(method, uri, key: key, body: body)
+                    #expect(r.status == expected[name], "\(method) \(uri) with \(name) key: \(r.status) \(String(decoding: r.body, as: UTF8.self))")
+                }
+            }
+        }
+        await h.hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func scopingKeepsCustomersApart(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            let listA = try await client.call(.get, "/api/v1/hosts", key: w.hostKeyA)
+            #expect(field("id", of: listA.json?["hosts"]?.arrayValue ?? []) == [w.hostA])
+            let all = try await client.call(.get, "/api/v1/hosts", key: operatorKey)
+            #expect(all.json?["hosts"]?.arrayValue?.count == 2)
+            _ = try await client.call(.post, "/api/v1/events", key: w.hostKeyB, body: #"{"type":"backup_failed","severity":"critical","data":{"error":"disk full"}}"#)
+            _ = try await client.call(.post, "/api/v1/events", key: w.guestKeyA, body: #"{"type":"db_dump_completed"}"#)
+            let evA = try await client.call(.get, "/api/v1/events", key: w.customerKeyA)
+            let eventsA: [JSONValue] = evA.json?["events"]?.arrayValue ?? []
+            let typesA = field("type", of: eventsA)
+            #expect(typesA == ["db_dump_completed"], "\(String(decoding: evA.body, as: UTF8.self))")
+            #expect(evA.json?["events"]?.arrayValue?.first?["source"] == "guest")
+            #expect(evA.json?["events"]?.arrayValue?.first?["guest_id"]?.stringValue == w.guestA)
+            let evOp = try await client.call(.get, "/api/v1/events?type=backup_failed", key: operatorKey)
+            #expect(evOp.json?["events"]?.arrayValue?.first?["data"]?["error"] == "disk full")
+        }
+        await h.hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func reportIngestAndBadInput(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            let ok = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: sampleReport())
+            #expect(ok.status == .ok)
+            #expect(ok.json?["poll_interval_seconds"] == 300)
+            #expect(ok.json?["desired_generation"] == 0)
+            #expect(ok.json?["has_signed_ops"] == false)
+            let host = try await client.call(.get, "/api/v1/hosts/\(w.hostA)", key: operatorKey)
+            #expect(host.json?["last_report_age_seconds"]?.lenientInt.map { $0 <= 5 } == true)
+            // A second report replaces the latest and adds to history.
+            _ = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: sampleReport(guests: "[]"))
+            let counts = try await h.hub.store.withDB { db in
+                (try await db.select().column("id").from("host_reports").all().count,
+                 try await db.select().column("body").from("host_report_latest").all().map { try $0.decode(column: "body", as: String.self) })
+            }
+            #expect(counts.0 == 2)
+            #expect(counts.1.count == 1 && counts.1[0].contains(#""guests":[]"#))
+
+            let cases: [(String, String)] = [
+                (sampleReport(guests: #"[{"vmid":100,"name":"web","status":"sleeping"}]"#), "$.guests[0].status"),
+                (sampleReport(guests: #"[{"vmid":5,"name":"web","status":"running"}]"#), "$.guests[0].vmid"),
+                (sampleReport(guests: #"[{"vmid":100,"name":"a","status":"running"},{"vmid":100,"name":"b","status":"running"}]"#), "$.guests[1].vmid"),
+                (sampleReport().replacingOccurrences(of: #""backups":[],"#, with: ""), "$.backups"),
+                (sampleReport().replacingOccurrences(of: #""backups":[]"#, with: #""backups":null"#), "$.backups"),
+                (sampleReport().replacingOccurrences(of: #""cpu":0.12"#, with: #""cpu":7"#), "$.host.cpu"),
+                ("{not json", "$"),
+            ]
+            for (body, path) in cases {
+                let r = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: body)
+                #expect(r.status == .badRequest)
+                #expect(r.json?["error"]?["path"]?.stringValue == path, "\(String(decoding: r.body, as: UTF8.self))")
+            }
+            let huge = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: String(repeating: " ", count: HubAPI.maxBody + 10))
+            #expect(huge.status == .contentTooLarge)
+            let badCustomer = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"X","email":"nope","domain":"x.hu"}"#)
+            #expect(badCustomer.status == .badRequest)
+            #expect(badCustomer.json?["error"]?["path"] == "$.email")
+            let badTZ = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"X","email":"x@y.hu","domain":"x.hu","timezone":"Mars/Olympus"}"#)
+            #expect(badTZ.json?["error"]?["path"] == "$.timezone")
+            let missing = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"name":"n"}"#)
+            #expect(missing.json?["error"]?["path"] == "$.customer_id")
+            let noCustomer = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"cus_nope","name":"n"}"#)
+            #expect(noCustomer.status == .badRequest)
+            let badWait = try await client.call(.get, "/api/v1/control?wait=-3", key: w.hostKeyA)
+            #expect(badWait.status == .badRequest)
+        }
+        await h.hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func longPollReturnsWhenTheGenerationMoves(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            let now = try await client.call(.get, "/api/v1/control?after_generation=0&wait=0", key: w.hostKeyA)
+            #expect(now.json?["desired_generation"] == 0)
+            let hub = h.hub
+            let hostA = w.hostA
+            let bump = Task {
+                try await Task.sleep(for: .milliseconds(300))
+                return try await hub.bumpGeneration(hostID: hostA)
+            }
+            let waited = try await client.call(.get, "/api/v1/control?after_generation=0&wait=30", key: w.hostKeyA)
+            #expect(waited.json?["desired_generation"] == 1)
+            #expect(try await bump.value == 1)
+            // Already past: answered at once.
+            let past = try await client.call(.get, "/api/v1/control?after_generation=0&wait=30", key: w.hostKeyA)
+            #expect(past.json?["desired_generation"] == 1)
+        }
+        await h.hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func keysAreStoredOnlyAsHashesAndMigrationsAreIdempotent(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            let hashes = try await h.hub.store.withDB { db in
+                try await db.select().column("hash").from("api_keys").all().map { try $0.decode(column: "hash", as: String.self) }
+            }
+            #expect(hashes.count >= 5)
+            #expect(!hashes.contains(w.hostKeyA))
+            #expect(hashes.allSatisfy { $0.count == 64 })
+        }
+        // Opening the same SQLite file again applies nothing twice.
+        if kind == .sqlite {
+            let path = NSTemporaryDirectory() + "felhom-mig-\(UUID().uuidString).sqlite"
+            let a = try await HubStore.open(url: "sqlite:\(path)")
+            await a.close()
+            let b = try await HubStore.open(url: "sqlite:\(path)")
+            let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
+            #expect(versions == 1)
+            await b.close()
+        }
+        await h.hub.store.close()
+    }
+
+    @Test func badDatabaseURLsAreClearAndHidePasswords() async throws {
+        let e = await #expect(throws: StoreError.self) { _ = try await HubStore.open(url: "mysql://root:hunter2@db/x") }
+        #expect(e?.message.contains("hunter2") == false)
+        #expect(e?.code == .invalidURL)
+        let e2 = await #expect(throws: StoreError.self) { _ = try await HubStore.open(url: "sqlite:/nonexistent-dir/x/y.sqlite") }
+        #expect(e2?.code == .unavailable)
+    }
+
+    @Test func openAPIDocumentsEveryRoute() async throws {
+        let h = try await HubHarness.make(.sqlite)
+        try await h.app.test(.router) { client in
+            let r = try await client.call(.get, "/openapi.yaml", key: nil)
+            let text = String(decoding: r.body, as: UTF8.self)
+            for route in HubAPI.routes {
+                let parts = route.split(separator: " ")
+                let method = parts[0].lowercased(), path = String(parts[1])
+                guard let at = text.range(of: "\n  \(path):\n") else {
+                    Issue.record("\(path) is not documented")
+                    continue
+                }
+                let rest = text[at.upperBound...]
+                let section = rest.prefix { _ in true }.split(separator: "\n  /", maxSplits: 1).first ?? rest
+                #expect(section.contains("    \(method):"), "\(route) is not documented")
+            }
+        }
+        await h.hub.store.close()
+    }
+}
