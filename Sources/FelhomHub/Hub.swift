@@ -39,6 +39,14 @@ public struct Hub: Sendable {
         public var domain: String
         public var timezone: String?
         public var language: String?
+
+        public init(name: String, email: String, domain: String, timezone: String?, language: String?) {
+            self.name = name
+            self.email = email
+            self.domain = domain
+            self.timezone = timezone
+            self.language = language
+        }
     }
 
     public func createCustomer(_ c: NewCustomer, by p: Principal) async throws -> String {
@@ -222,6 +230,14 @@ public struct Hub: Sendable {
         public var at: Date?
         public var data: JSONValue?
 
+        public init(type: String, severity: HubEvent.Severity?, guestID: String?, at: Date?, data: JSONValue?) {
+            self.type = type
+            self.severity = severity
+            self.guestID = guestID
+            self.at = at
+            self.data = data
+        }
+
         enum CodingKeys: String, CodingKey {
             case type, severity, at, data
             case guestID = "guest_id"
@@ -260,13 +276,7 @@ public struct Hub: Sendable {
     }
 
     func insertEvent(_ ev: HubEvent) async throws {
-        try await store.withDB { db in
-            try await db.insert(into: "events").columns("id", "at", "source", "host_id", "guest_id", "customer_id", "type", "severity", "data")
-                .values(SQLBind(ev.id), SQLBind(Int64(ev.at.timeIntervalSince1970)), SQLBind(ev.source.rawValue), SQLBind(ev.hostID),
-                        SQLBind(ev.guestID), SQLBind(ev.customerID), SQLBind(ev.type), SQLBind(ev.severity.rawValue),
-                        SQLBind(ev.data.serializedString()))
-                .run()
-        }
+        try await store.withDB { db in try await Hub.insert(ev, in: db) }
     }
 
     public func events(hostID: String?, type: String?, since: Date?, limit: Int, by p: Principal) async throws -> [HubEvent] {

@@ -17,16 +17,28 @@ struct HubConfig: Decodable {
     var database: String?
     var operatorKey: Secret?
     var pollIntervalSeconds: Int?
+    var checkIntervalSeconds: Int?
+    var staleAfterSeconds: Int?
+    var downAfterSeconds: Int?
+    var backupDeadlineHour: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
         case operatorKey = "operator_key"
         case pollIntervalSeconds = "poll_interval_seconds"
+        case checkIntervalSeconds = "check_interval_seconds"
+        case staleAfterSeconds = "stale_after_seconds"
+        case downAfterSeconds = "down_after_seconds"
+        case backupDeadlineHour = "backup_deadline_hour"
     }
 
     static let loader = ConfigLoader(
         environmentPrefix: "FELHOM_HUB",
-        keys: [.init("listen"), .init("database"), .init("operator_key"), .init("poll_interval_seconds", .integer)])
+        keys: [
+            .init("listen"), .init("database"), .init("operator_key"), .init("poll_interval_seconds", .integer),
+            .init("check_interval_seconds", .integer), .init("stale_after_seconds", .integer), .init("down_after_seconds", .integer),
+            .init("backup_deadline_hour", .integer),
+        ])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -57,9 +69,20 @@ struct Serve: AsyncParsableCommand {
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
         let hub = Hub(store: store, operatorKey: operatorKey, settings: settings)
+        var checks = CheckerService.Settings()
+        if let s = cfg.checkIntervalSeconds { checks.interval = .seconds(max(1, s)) }
+        if let s = cfg.staleAfterSeconds { checks.thresholds.staleAfter = TimeInterval(s) }
+        if let s = cfg.downAfterSeconds { checks.thresholds.downAfter = TimeInterval(s) }
+        if let h = cfg.backupDeadlineHour {
+            guard (0...23).contains(h) else { throw ValidationError("backup_deadline_hour must be 0…23") }
+            checks.backupDeadlineHour = h
+        }
+        guard checks.thresholds.downAfter > checks.thresholds.staleAfter else {
+            throw ValidationError("down_after_seconds must be larger than stale_after_seconds")
+        }
         let app = Application(
             router: HubAPI.router(hub: hub), configuration: .init(address: .hostname(host, port: port), serverName: "felhom-hub"),
-            logger: logger)
+            services: [CheckerService(hub: hub, settings: checks, logger: logger)], logger: logger)
         logger.info("felhom-hub listening", metadata: ["address": "\(host):\(port)", "store": "\(store.kind.rawValue)"])
         try await app.runService()
         await store.close()

@@ -1,0 +1,54 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+/// Backup deadlines: by a configured local time, every host must have reported a backup (or
+/// db-dump) outcome since local midnight in its customer's time zone.
+public enum BackupDeadlines {
+    /// Events that count as "the backup ran" (success or failure).
+    public static let outcomeTypes = ["backup_completed", "backup_failed", "db_dump_completed", "db_dump_failed"]
+
+    /// Local midnight and the deadline of the day containing `now` in `timeZone`.
+    public static func window(now: Date, timeZone: TimeZone, deadlineHour: Int, deadlineMinute: Int = 0) -> (midnight: Date, deadline: Date, day: String) {
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = timeZone
+        let midnight = cal.startOfDay(for: now)
+        let deadline = cal.date(bySettingHour: deadlineHour, minute: deadlineMinute, second: 0, of: midnight) ?? midnight
+        let c = cal.dateComponents([.year, .month, .day], from: now)
+        return (midnight, deadline, String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0))
+    }
+}
+
+extension Hub {
+    /// One pass of the deadline checker: emits `expected_backup_missed` at most once per host and
+    /// local day (the event id is derived from host and day, so a second checker's insert is ignored).
+    @discardableResult
+    public func checkBackupDeadlines(deadlineHour: Int = 6) async throws -> [HubEvent] {
+        let now = clock.now()
+        let hosts = try await store.withDB { db in
+            try await db.raw("""
+                SELECT h.id AS id, h.customer_id AS customer_id, c.timezone AS timezone, h.created_at AS created_at
+                FROM hosts h JOIN customers c ON c.id = h.customer_id
+                """).all()
+        }
+        var emitted: [HubEvent] = []
+        for r in hosts {
+            let hostID = try r.decode(column: "id", as: String.self)
+            let tz = TimeZone(identifier: try r.decode(column: "timezone", as: String.self)) ?? TimeZone(identifier: "Europe/Budapest")!
+            let (midnight, deadline, day) = BackupDeadlines.window(now: now, timeZone: tz, deadlineHour: deadlineHour)
+            guard now >= deadline, try r.decode(column: "created_at", as: Int64.self) < Int64(midnight.timeIntervalSince1970) else { continue }
+            let since = Int64(midnight.timeIntervalSince1970)
+            let ran = try await store.withDB { db in
+                try await db.select().column("id").from("events").where("host_id", .equal, SQLBind(hostID))
+                    .where("type", .in, SQLBind.group(BackupDeadlines.outcomeTypes)).where("at", .greaterThanOrEqual, SQLBind(since))
+                    .limit(1).first() != nil
+            }
+            guard !ran else { continue }
+            let ev = HubEvent(id: "evt_missed_\(hostID)_\(day)", at: now, source: .hub, hostID: hostID, guestID: nil,
+                              customerID: try r.decode(column: "customer_id", as: String.self), type: "expected_backup_missed",
+                              severity: .warning, data: ["local_day": .string(day), "time_zone": .string(tz.identifier)])
+            if try await store.withDB({ db in try await Hub.insert(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
+        }
+        return emitted
+    }
+}

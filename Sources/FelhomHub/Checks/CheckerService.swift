@@ -1,0 +1,72 @@
+import FelhomCore
+import Foundation
+import Logging
+import PostgresNIO
+import SQLKit
+import ServiceLifecycle
+
+/// Runs the liveness and backup-deadline checks on an interval, in exactly one hub process.
+///
+/// On PostgreSQL the process holding a session advisory lock is the leader; if it dies its
+/// connection closes, the lock is released and another replica takes over. SQLite is
+/// single-process, so that process is always the leader. Each transition is also written
+/// conditionally, so a brief overlap of two leaders cannot emit an event twice.
+public struct CheckerService: Service {
+    public struct Settings: Sendable {
+        public var interval: Duration = .seconds(60)
+        public var thresholds = Liveness.Thresholds()
+        public var backupDeadlineHour = 6
+        public init() {}
+    }
+
+    static let leaderLockKey: Int64 = 7_265_482
+
+    let hub: Hub
+    let settings: Settings
+    let logger: Logger
+
+    public init(hub: Hub, settings: Settings, logger: Logger) {
+        self.hub = hub
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelOnGracefulShutdown {
+            switch hub.store.backend {
+            case .sqlite:
+                try await loop(isLeader: { true })
+            case .postgres(let client, _):
+                // The lock belongs to this leased connection for as long as the service runs.
+                try await client.withConnection { conn in
+                    var leader = false
+                    try await loop(isLeader: {
+                        if !leader {
+                            let row = try await conn.sql().raw("SELECT pg_try_advisory_lock(\(bind: Self.leaderLockKey)) AS locked").first()
+                            leader = try row?.decode(column: "locked", as: Bool.self) ?? false
+                            if leader { logger.info("this hub now runs the checkers (leader)") }
+                        }
+                        return leader
+                    })
+                }
+            }
+        }
+    }
+
+    private func loop(isLeader: () async throws -> Bool) async throws {
+        while !Task.isCancelled {
+            do {
+                if try await isLeader() {
+                    let live = try await hub.checkLiveness(thresholds: settings.thresholds)
+                    let missed = try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
+                    for e in live + missed {
+                        logger.notice("event", metadata: ["type": "\(e.type)", "host": "\(e.hostID ?? "-")"])
+                    }
+                }
+            } catch {
+                logger.error("checker pass failed; retrying next interval", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: settings.interval)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import FelhomCore
+import FelhomHub
+import Foundation
+import SQLKit
+import Testing
+
+@Suite struct LivenessRuleTests {
+    let t = Liveness.Thresholds()
+
+    @Test func states() {
+        #expect(Liveness.state(lastReportAt: nil, createdAt: 0, now: 60, thresholds: t) == "unknown")
+        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 29 * 60, thresholds: t) == "alive")
+        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 30 * 60, thresholds: t) == "stale")
+        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 60 * 60, thresholds: t) == "down")
+        #expect(Liveness.state(lastReportAt: nil, createdAt: 0, now: 61 * 60, thresholds: t) == "down")
+    }
+
+    @Test func onlyRealTransitionsEmit() {
+        #expect(Liveness.event(from: "alive", to: "stale")?.type == "node_stale")
+        #expect(Liveness.event(from: "stale", to: "down")?.type == "node_down")
+        #expect(Liveness.event(from: "alive", to: "down")?.type == "node_down")
+        #expect(Liveness.event(from: "down", to: "alive")?.type == "node_recovered")
+        #expect(Liveness.event(from: "stale", to: "alive")?.type == "node_recovered")
+        #expect(Liveness.event(from: "unknown", to: "alive") == nil)
+        #expect(Liveness.event(from: "down", to: "stale") == nil)
+    }
+
+    @Test func deadlineWindowFollowsTheCustomersTimeZone() {
+        // 2026-07-01 03:30 UTC is 05:30 in Budapest (CEST): before a 06:00 deadline.
+        let tz = TimeZone(identifier: "Europe/Budapest")!
+        let w = BackupDeadlines.window(now: Date(timeIntervalSince1970: 1_782_876_600), timeZone: tz, deadlineHour: 6)
+        #expect(w.day == "2026-07-01")
+        #expect(w.midnight == Date(timeIntervalSince1970: 1_782_856_800))  // 2026-06-30T22:00Z
+        #expect(w.deadline == Date(timeIntervalSince1970: 1_782_878_400))  // 04:00Z
+    }
+}
+
+@Suite struct CheckerTests {
+    func setup(_ kind: HubStore.Kind, clock: ManualClock) async throws -> (Hub, String, String) {
+        let store = try await TestStores.open(kind)
+        let hub = Hub(store: store, operatorKey: operatorKey, clock: clock)
+        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "a@example.hu", domain: "kiss.example.hu", timezone: "Europe/Budapest", language: nil), by: .operator)
+        let (host, key) = try await hub.createHost(customerID: c, name: "box", by: .operator)
+        return (hub, host, key)
+    }
+
+    func report(_ hub: Hub, _ host: String, _ customer: String) async throws {
+        _ = try await hub.ingestHostReport(Data(sampleReport().utf8), by: .host(hostID: host, customerID: customer))
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func livenessEmitsOnTransitionsOnly(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, _) = try await setup(kind, clock: clock)
+        let customer = try await hub.host(host, by: .operator).customerID
+        try await report(hub, host, customer)
+        #expect(try await hub.checkLiveness().isEmpty)  // unknown → alive: no event
+        #expect(try await hub.host(host, by: .operator).liveness == "alive")
+        clock.advance(by: 31 * 60)
+        #expect(try await hub.checkLiveness().map(\.type) == ["node_stale"])
+        #expect(try await hub.checkLiveness().isEmpty)  // still stale: nothing new
+        clock.advance(by: 30 * 60)
+        #expect(try await hub.checkLiveness().map(\.type) == ["node_down"])
+        clock.advance(by: 60)
+        try await report(hub, host, customer)
+        let back = try await hub.checkLiveness()
+        #expect(back.map(\.type) == ["node_recovered"])
+        #expect(back.first?.data["from"] == "down")
+        let stored = try await hub.events(hostID: host, type: nil, since: nil, limit: 10, by: .operator).map(\.type)
+        #expect(stored == ["node_recovered", "node_down", "node_stale"])
+        await hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func twoCheckersOnOneStoreEmitEachTransitionOnce(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, _) = try await setup(kind, clock: clock)
+        let other = Hub(store: hub.store, operatorKey: operatorKey, clock: clock)
+        let customer = try await hub.host(host, by: .operator).customerID
+        try await report(hub, host, customer)
+        _ = try await hub.checkLiveness()
+        clock.advance(by: 61 * 60)
+        async let a = hub.checkLiveness()
+        async let b = other.checkLiveness()
+        let total = try await a.count + b.count
+        #expect(total == 1)
+        #expect(try await hub.events(hostID: host, type: "node_down", since: nil, limit: 10, by: .operator).count == 1)
+        await hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func missedBackupIsReportedOncePerLocalDay(_ kind: HubStore.Kind) async throws {
+        // Host created the day before; now 2026-07-01 07:00 in Budapest (05:00Z), deadline 06:00.
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_782_781_200))  // 2026-06-30T01:00Z
+        let (hub, host, _) = try await setup(kind, clock: clock)
+        clock.set(Date(timeIntervalSince1970: 1_782_882_000))
+        let first = try await hub.checkBackupDeadlines(deadlineHour: 6)
+        #expect(first.map(\.type) == ["expected_backup_missed"])
+        #expect(first.first?.data["local_day"] == "2026-07-01")
+        #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        let other = Hub(store: hub.store, operatorKey: operatorKey, clock: clock)
+        #expect(try await other.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        // Next day a backup event arrives before the deadline: nothing is missed.
+        clock.advance(by: 86_400 - 3 * 3600)  // 2026-07-02 04:00 local
+        let customer = try await hub.host(host, by: .operator).customerID
+        _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
+        clock.advance(by: 4 * 3600)  // 08:00 local
+        #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        await hub.store.close()
+    }
+
+    @Test func beforeTheDeadlineNothingIsMissed() async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_782_781_200))
+        let (hub, _, _) = try await setup(.sqlite, clock: clock)
+        clock.set(Date(timeIntervalSince1970: 1_782_876_600))  // 05:30 local
+        #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        await hub.store.close()
+    }
+}
