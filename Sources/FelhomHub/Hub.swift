@@ -20,6 +20,8 @@ public struct Hub: Sendable {
     public let settings: Settings
     let clock: WallClock
     let generations: GenerationWatch
+    /// This process's counters.
+    public let metrics: HubMetrics
 
     public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock()) {
         self.store = store
@@ -27,6 +29,7 @@ public struct Hub: Sendable {
         self.settings = settings
         self.clock = clock
         self.generations = GenerationWatch()
+        self.metrics = HubMetrics()
     }
 
     var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
@@ -175,6 +178,7 @@ public struct Hub: Sendable {
         guard case .host(let hostID, _) = p else { throw HubError.forbidden("post host reports (host keys only)") }
         let report: HostReport
         do { report = try HostReport.decode(body) } catch let e as ContractError {
+            metrics.reportsRejected.increment()
             throw HubError.badRequest(e.message, path: e.path)
         }
         let text = String(decoding: report.encoded(), as: UTF8.self)
@@ -191,8 +195,18 @@ public struct Hub: Sendable {
                 .run()
             try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID)).run()
         }
+        metrics.reportsAccepted.increment()
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         return envelope(h)
+    }
+
+    /// Deletes report history older than `days` (the latest report per host is kept apart).
+    @discardableResult
+    public func pruneReports(olderThanDays days: Int) async throws -> Int {
+        let cutoff = now - Int64(days) * 86_400
+        return try await store.withDB { db in
+            try await db.delete(from: "host_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
+        }
     }
 
     /// The control envelope, at once if the host's generation is past `after`, else after waiting
@@ -272,6 +286,7 @@ public struct Hub: Sendable {
         let ev = HubEvent(id: Ids.make("evt"), at: e.at ?? clock.now(), source: source, hostID: hostID, guestID: guestID,
                           customerID: customerID, type: e.type, severity: e.severity ?? .info, data: e.data ?? .object([:]))
         try await insertEvent(ev)
+        metrics.eventsRecorded.increment()
         return ev
     }
 

@@ -21,6 +21,7 @@ struct HubConfig: Decodable {
     var staleAfterSeconds: Int?
     var downAfterSeconds: Int?
     var backupDeadlineHour: Int?
+    var reportRetentionDays: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -30,6 +31,7 @@ struct HubConfig: Decodable {
         case staleAfterSeconds = "stale_after_seconds"
         case downAfterSeconds = "down_after_seconds"
         case backupDeadlineHour = "backup_deadline_hour"
+        case reportRetentionDays = "report_retention_days"
     }
 
     static let loader = ConfigLoader(
@@ -37,7 +39,7 @@ struct HubConfig: Decodable {
         keys: [
             .init("listen"), .init("database"), .init("operator_key"), .init("poll_interval_seconds", .integer),
             .init("check_interval_seconds", .integer), .init("stale_after_seconds", .integer), .init("down_after_seconds", .integer),
-            .init("backup_deadline_hour", .integer),
+            .init("backup_deadline_hour", .integer), .init("report_retention_days", .integer),
         ])
 }
 
@@ -76,6 +78,10 @@ struct Serve: AsyncParsableCommand {
         if let h = cfg.backupDeadlineHour {
             guard (0...23).contains(h) else { throw ValidationError("backup_deadline_hour must be 0…23") }
             checks.backupDeadlineHour = h
+        }
+        if let d = cfg.reportRetentionDays {
+            guard d >= 1 else { throw ValidationError("report_retention_days must be at least 1") }
+            checks.reportRetentionDays = d
         }
         guard checks.thresholds.downAfter > checks.thresholds.staleAfter else {
             throw ValidationError("down_after_seconds must be larger than stale_after_seconds")

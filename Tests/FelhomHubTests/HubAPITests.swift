@@ -63,6 +63,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             let table: [Row] = [
                 (.get, "/healthz", nil, ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
                 (.get, "/openapi.yaml", nil, ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
+                (.get, "/metrics", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/customers", customerBody, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/customers/\(w.customerA)/keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/hosts", #"{"customer_id":"\#(w.customerA)","name":"n"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
@@ -127,6 +128,15 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                  try await db.select().column("body").from("host_report_latest").all().map { try $0.decode(column: "body", as: String.self) })
             }
             #expect(counts.0 == 2)
+            let metrics = try await client.call(.get, "/metrics", key: operatorKey)
+            let text = String(decoding: metrics.body, as: UTF8.self)
+            #expect(text.contains("felhom_hub_reports_accepted_total 2"))
+            #expect(text.contains(#"felhom_hub_hosts{liveness="unknown"} 2"#))
+            // History older than the retention goes; the latest report stays.
+            #expect(try await h.hub.pruneReports(olderThanDays: 0) == 0)
+            #expect(try await h.hub.pruneReports(olderThanDays: -1) == 2)
+            let latest = try await h.hub.store.withDB { db in try await db.select().column("host_id").from("host_report_latest").all().count }
+            #expect(latest == 1)
             #expect(counts.1.count == 1 && counts.1[0].contains(#""guests":[]"#))
 
             let cases: [(String, String)] = [

@@ -11,7 +11,7 @@ public enum HubAPI {
 
     /// Every route as `METHOD /path` (with `{id}` placeholders), for the OpenAPI completeness test.
     public static let routes: [String] = [
-        "GET /healthz", "GET /openapi.yaml",
+        "GET /healthz", "GET /openapi.yaml", "GET /metrics",
         "POST /api/v1/customers", "POST /api/v1/customers/{id}/keys",
         "POST /api/v1/hosts", "GET /api/v1/hosts", "GET /api/v1/hosts/{id}", "POST /api/v1/hosts/{id}/guests",
         "POST /api/v1/host-report", "GET /api/v1/control",
@@ -28,6 +28,12 @@ public enum HubAPI {
             var headers = HTTPFields()
             headers[.contentType] = "application/yaml"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+        }
+        router.get("/metrics") { req, _ in
+            guard try await principal(hub, req) == .operator else { throw HubError.forbidden("read metrics (operator key only)") }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: try await hub.metrics.render(store: hub.store))))
         }
         let v1 = router.group("api/v1")
         v1.post("customers") { req, ctx in

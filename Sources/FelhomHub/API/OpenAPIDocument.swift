@@ -63,6 +63,10 @@ enum OpenAPIDocument {
               summary: This document.
               security: []
               responses: {"200": {description: the API description}}
+          /metrics:
+            get:
+              summary: Prometheus metrics of this hub process (operator key).
+              responses: {"200": {description: text exposition format}, "403": {description: not the operator key}}
           /api/v1/customers:
             post:
               summary: Create a customer (operator).

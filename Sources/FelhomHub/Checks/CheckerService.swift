@@ -16,6 +16,8 @@ public struct CheckerService: Service {
         public var interval: Duration = .seconds(60)
         public var thresholds = Liveness.Thresholds()
         public var backupDeadlineHour = 6
+        /// Report history older than this is deleted.
+        public var reportRetentionDays = 30
         public init() {}
     }
 
@@ -59,6 +61,7 @@ public struct CheckerService: Service {
                 if try await isLeader() {
                     let live = try await hub.checkLiveness(thresholds: settings.thresholds)
                     let missed = try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
+                    try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
                     for e in live + missed {
                         logger.notice("event", metadata: ["type": "\(e.type)", "host": "\(e.hostID ?? "-")"])
                     }
