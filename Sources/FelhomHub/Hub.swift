@@ -183,21 +183,23 @@ public struct Hub: Sendable {
         }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
-        let kind = store.kind
-        try await store.transaction { db in
+        let row = try await store.transaction { db in
             try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
                 .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(now), SQLBind(text)).run()
             // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
-            _ = kind
             try await db.insert(into: "host_report_latest").columns("host_id", "received_at", "body")
                 .values(SQLBind(hostID), SQLBind(now), SQLBind(text))
                 .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
                 .run()
-            try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID)).run()
+            // The same statement answers what the control envelope needs.
+            return try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID))
+                .returning("desired_generation", "blocked").first()
         }
+        guard let row else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()
-        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-        return envelope(h)
+        return ControlEnvelope(
+            pollIntervalSeconds: settings.pollIntervalSeconds, blocked: try row.decode(column: "blocked", as: Int.self) != 0,
+            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), hasSignedOps: false)
     }
 
     /// Deletes report history older than `days` (the latest report per host is kept apart).

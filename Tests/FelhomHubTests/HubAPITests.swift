@@ -218,6 +218,18 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
         await h.hub.store.close()
     }
 
+    @Test(arguments: TestStores.kinds)
+    func revokingAKeyTakesEffectAtOnceDespiteTheCache(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            #expect(try await client.call(.get, "/api/v1/hosts", key: w.hostKeyA).status == .ok)  // now cached
+            try await h.hub.keys.revoke(subjectID: w.hostA)
+            #expect(try await client.call(.get, "/api/v1/hosts", key: w.hostKeyA).status == .unauthorized)
+        }
+        await h.hub.store.close()
+    }
+
     @Test func badDatabaseURLsAreClearAndHidePasswords() async throws {
         let e = await #expect(throws: StoreError.self) { _ = try await HubStore.open(url: "mysql://root:hunter2@db/x") }
         #expect(e?.message.contains("hunter2") == false)

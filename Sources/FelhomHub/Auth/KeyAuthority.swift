@@ -1,16 +1,22 @@
 import Crypto
 import Foundation
 import SQLKit
+import Synchronization
 
 /// Issues and checks API keys. Keys are random (256 bits), shown once, stored only as SHA-256
 /// hashes, and compared in constant time. The operator key comes from configuration.
+///
+/// Resolved keys are cached in the process for `cacheTTL` (default 5 s): a key revoked on this
+/// replica stops at once, on other replicas within the TTL.
 public struct KeyAuthority: Sendable {
     let store: HubStore
     let operatorKeyHash: [UInt8]?
+    let cache: PrincipalCache
 
-    public init(store: HubStore, operatorKey: String?) {
+    public init(store: HubStore, operatorKey: String?, cacheTTL: Duration = .seconds(5)) {
         self.store = store
         self.operatorKeyHash = operatorKey.flatMap { $0.isEmpty ? nil : Array(SHA256.hash(data: Array($0.utf8))) }
+        self.cache = PrincipalCache(ttl: cacheTTL)
     }
 
     /// A new key: `fh_<kind>_<43 base64url chars>`.
@@ -52,6 +58,13 @@ public struct KeyAuthority: Sendable {
         let presented = Array(SHA256.hash(data: Array(key.utf8)))
         if let op = operatorKeyHash, Self.constantTimeEqual(presented, op) { return .operator }
         let hashText = presented.map { String(format: "%02x", $0) }.joined()
+        if let cached = cache.get(hashText) { return cached }
+        let p = try await lookup(hashText)
+        cache.put(hashText, p)
+        return p
+    }
+
+    private func lookup(_ hashText: String) async throws -> Principal {
         let row = try await store.withDB { db in
             try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
                 .where("hash", .equal, SQLBind(hashText)).first()
@@ -77,11 +90,41 @@ public struct KeyAuthority: Sendable {
 
     /// Revokes every key of a subject (host, guest or customer).
     public func revoke(subjectID: String) async throws {
+        defer { cache.removeAll() }
         try await store.withDB { db in
             try await db.update("api_keys").set("revoked_at", to: SQLBind(Int64(Date().timeIntervalSince1970)))
                 .where("subject_id", .equal, SQLBind(subjectID)).run()
         }
     }
+}
+
+/// A small TTL cache of resolved keys (by key hash).
+final class PrincipalCache: Sendable {
+    private let entries = Mutex<[String: (Principal, ContinuousClock.Instant)]>([:])
+    let ttl: Duration
+
+    init(ttl: Duration) { self.ttl = ttl }
+
+    func get(_ hash: String) -> Principal? {
+        entries.withLock { e in
+            guard let (p, at) = e[hash] else { return nil }
+            if ContinuousClock.now - at > ttl {
+                e[hash] = nil
+                return nil
+            }
+            return p
+        }
+    }
+
+    func put(_ hash: String, _ p: Principal) {
+        guard ttl > .zero else { return }
+        entries.withLock { e in
+            if e.count > 100_000 { e.removeAll() }
+            e[hash] = (p, ContinuousClock.now)
+        }
+    }
+
+    func removeAll() { entries.withLock { $0.removeAll() } }
 }
 
 /// Readable random ids: `cus_…`, `hst_…`, `gst_…`, `evt_…`.
