@@ -202,12 +202,38 @@ public struct Hub: Sendable {
             desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), hasSignedOps: false)
     }
 
-    /// Deletes report history older than `days` (the latest report per host is kept apart).
+    /// Stores a guest (controller) report and answers with its host's control envelope.
+    public func ingestGuestReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
+        guard case .guest(let guestID, let hostID, _) = p else { throw HubError.forbidden("post guest reports (guest keys only)") }
+        let report: GuestReport
+        do { report = try GuestReport.decode(body) } catch let e as ContractError {
+            metrics.reportsRejected.increment()
+            throw HubError.badRequest(e.message, path: e.path)
+        }
+        let text = String(decoding: report.encoded(), as: UTF8.self)
+        let now = self.now
+        try await store.transaction { db in
+            try await db.insert(into: "guest_reports").columns("id", "guest_id", "received_at", "body")
+                .values(SQLBind(Ids.make("rep")), SQLBind(guestID), SQLBind(now), SQLBind(text)).run()
+            try await db.insert(into: "guest_report_latest").columns("guest_id", "received_at", "body")
+                .values(SQLBind(guestID), SQLBind(now), SQLBind(text))
+                .onConflict(with: ["guest_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
+                .run()
+            try await db.update("guests").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(guestID)).run()
+        }
+        metrics.reportsAccepted.increment()
+        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        return envelope(h)
+    }
+
+    /// Deletes report history older than `days` (the latest report per host and guest is kept apart).
     @discardableResult
     public func pruneReports(olderThanDays days: Int) async throws -> Int {
         let cutoff = now - Int64(days) * 86_400
         return try await store.withDB { db in
-            try await db.delete(from: "host_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
+            let hosts = try await db.delete(from: "host_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
+            let guests = try await db.delete(from: "guest_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
+            return hosts + guests
         }
     }
 

@@ -28,6 +28,17 @@ import Testing
         #expect(!text.contains("null"))
     }
 
+    @Test func guestReportRoundTripsTheGoldenFixture() throws {
+        let golden = try Data(contentsOf: Self.dir.appendingPathComponent("guest-report.golden.json"))
+        let r = try GuestReport.decode(golden)
+        #expect(r.stacks.map(\.name) == ["immich", "traefik"])
+        #expect(r.stacks[1].protected)
+        #expect(r.encoded() == golden)
+        let dup = String(decoding: golden, as: UTF8.self).replacingOccurrences(of: #""name":"traefik""#, with: #""name":"immich""#)
+        let e = #expect(throws: ContractError.self) { try GuestReport.decode(Data(dup.utf8)) }
+        #expect(e?.path == "$.stacks[1].name")
+    }
+
     @Test func controlEnvelopeGolden() throws {
         let golden = try Data(contentsOf: Self.dir.appendingPathComponent("control-envelope.golden.json"))
         let e = try JSONDecoder().decode(ControlEnvelope.self, from: golden)

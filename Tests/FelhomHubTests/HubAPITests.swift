@@ -71,6 +71,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.get, "/api/v1/hosts/\(w.hostA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .notFound]),
                 (.post, "/api/v1/hosts/\(w.hostA)/guests", #"{"name":"g"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/host-report", sampleReport(), ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (.post, "/api/v1/guest-report", sampleGuestReport, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
                 (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.post, "/api/v1/events", #"{"type":"backup_completed"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .created, "otherHost": .created]),
                 (.get, "/api/v1/events", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
@@ -164,6 +165,11 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             #expect(missing.json?["error"]?["path"] == "$.customer_id")
             let noCustomer = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"cus_nope","name":"n"}"#)
             #expect(noCustomer.status == .badRequest)
+            let guestOK = try await client.call(.post, "/api/v1/guest-report", key: w.guestKeyA, body: sampleGuestReport)
+            #expect(guestOK.status == .ok)
+            let badGuest = try await client.call(.post, "/api/v1/guest-report", key: w.guestKeyA,
+                                                 body: sampleGuestReport.replacingOccurrences(of: #""name":"immich""#, with: #""name":"Immich Photos""#))
+            #expect(badGuest.json?["error"]?["path"] == "$.stacks[0].name")
             let badWait = try await client.call(.get, "/api/v1/control?wait=-3", key: w.hostKeyA)
             #expect(badWait.status == .badRequest)
         }
@@ -212,7 +218,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 1)
+            #expect(versions == 2)
             await b.close()
         }
         await h.hub.store.close()

@@ -14,7 +14,7 @@ public enum HubAPI {
         "GET /healthz", "GET /openapi.yaml", "GET /metrics",
         "POST /api/v1/customers", "POST /api/v1/customers/{id}/keys",
         "POST /api/v1/hosts", "GET /api/v1/hosts", "GET /api/v1/hosts/{id}", "POST /api/v1/hosts/{id}/guests",
-        "POST /api/v1/host-report", "GET /api/v1/control",
+        "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
     ]
 
@@ -80,6 +80,11 @@ public enum HubAPI {
             let p = try await principal(hub, req)
             let body = try await collect(req)
             return try encode(try await hub.ingestHostReport(body, by: p))
+        }
+        v1.post("guest-report") { req, _ in
+            let p = try await principal(hub, req)
+            let body = try await collect(req)
+            return try encode(try await hub.ingestGuestReport(body, by: p))
         }
         v1.get("control") { req, _ in
             let p = try await principal(hub, req)

@@ -124,6 +124,14 @@ enum OpenAPIDocument {
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
                 "413": {description: body too large}
+          /api/v1/guest-report:
+            post:
+              summary: A guest controller's report (guest keys). Answers with its host's control envelope.
+              requestBody:
+                content: {application/json: {schema: {type: object, description: "GuestReport: reported_at, controller_version, stacks, telemetry, log_issues, storage_paths"}}}
+              responses:
+                "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+                "400": {description: "report breaks the contract; error.path names the field"}
           /api/v1/control:
             get:
               summary: Long-poll for a desired-state change (host keys).

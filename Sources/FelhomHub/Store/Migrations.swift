@@ -74,6 +74,21 @@ enum Migrations {
             try await db.create(index: "events_host_time").on("events").column("host_id").column("at").run()
             try await db.create(index: "events_type_time").on("events").column("type").column("at").run()
         },
+        Migration(version: 2, name: "guest reports") { db in
+            try await db.create(table: "guest_reports").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("guest_id", type: .text, .notNull, .references("guests", "id"))
+                .column("received_at", type: .bigint, .notNull)
+                .column("body", type: .text, .notNull)
+                .run()
+            try await db.create(index: "guest_reports_guest_time").on("guest_reports").column("guest_id").column("received_at").run()
+            try await db.create(table: "guest_report_latest").ifNotExists()
+                .column("guest_id", type: .text, .primaryKey(autoIncrement: false), .references("guests", "id"))
+                .column("received_at", type: .bigint, .notNull)
+                .column("body", type: .text, .notNull)
+                .run()
+            try await db.alter(table: "guests").column("last_report_at", type: .bigint).run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {
