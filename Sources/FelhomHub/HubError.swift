@@ -37,3 +37,15 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
+
+extension StoreError: HTTPResponseError {
+    /// A conflict is the caller's (409); anything else is the database's (503), without internals.
+    public var status: HTTPResponse.Status { code == .conflict ? .conflict : .serviceUnavailable }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let e = code == .conflict
+            ? HubError(.conflict, "conflict", "the resource already exists")
+            : HubError(.serviceUnavailable, "store_unavailable", "the hub's database is unavailable; retry later")
+        return try e.response(from: request, context: context)
+    }
+}
