@@ -22,8 +22,12 @@ public struct Hub: Sendable {
     let generations: GenerationWatch
     /// This process's counters.
     public let metrics: HubMetrics
+    /// Mail rules.
+    public let notifications: NotificationSettings
 
-    public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock()) {
+    public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
+                notifications: NotificationSettings = NotificationSettings()) {
+        self.notifications = notifications
         self.store = store
         self.keys = KeyAuthority(store: store, operatorKey: operatorKey)
         self.settings = settings
@@ -319,7 +323,7 @@ public struct Hub: Sendable {
     }
 
     func insertEvent(_ ev: HubEvent) async throws {
-        try await store.withDB { db in try await Hub.insert(ev, in: db) }
+        try await store.transaction { db in try await record(ev, in: db) }
     }
 
     public func events(hostID: String?, type: String?, since: Date?, limit: Int, by p: Principal) async throws -> [HubEvent] {

@@ -22,6 +22,10 @@ struct HubConfig: Decodable {
     var downAfterSeconds: Int?
     var backupDeadlineHour: Int?
     var reportRetentionDays: Int?
+    var operatorEmail: String?
+    var mailFrom: String?
+    var smtpHost: String?
+    var smtpPort: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -32,6 +36,10 @@ struct HubConfig: Decodable {
         case downAfterSeconds = "down_after_seconds"
         case backupDeadlineHour = "backup_deadline_hour"
         case reportRetentionDays = "report_retention_days"
+        case operatorEmail = "operator_email"
+        case mailFrom = "mail_from"
+        case smtpHost = "smtp_host"
+        case smtpPort = "smtp_port"
     }
 
     static let loader = ConfigLoader(
@@ -39,7 +47,8 @@ struct HubConfig: Decodable {
         keys: [
             .init("listen"), .init("database"), .init("operator_key"), .init("poll_interval_seconds", .integer),
             .init("check_interval_seconds", .integer), .init("stale_after_seconds", .integer), .init("down_after_seconds", .integer),
-            .init("backup_deadline_hour", .integer), .init("report_retention_days", .integer),
+            .init("backup_deadline_hour", .integer), .init("report_retention_days", .integer), .init("operator_email"),
+            .init("mail_from"), .init("smtp_host"), .init("smtp_port", .integer),
         ])
 }
 
@@ -70,7 +79,13 @@ struct Serve: AsyncParsableCommand {
         do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
-        let hub = Hub(store: store, operatorKey: operatorKey, settings: settings)
+        var mail = NotificationSettings()
+        mail.operatorEmail = cfg.operatorEmail
+        if let f = cfg.mailFrom { mail.from = f }
+        // Mail transports (SMTP, HTTP mail API) are not built yet: mail is queued in the outbox.
+        let mailer: Mailer? = nil
+        if cfg.smtpHost != nil { logger.warning("smtp_host is set but SMTP delivery is not implemented yet: mail stays queued") }
+        let hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
         var checks = CheckerService.Settings()
         if let s = cfg.checkIntervalSeconds { checks.interval = .seconds(max(1, s)) }
         if let s = cfg.staleAfterSeconds { checks.thresholds.staleAfter = TimeInterval(s) }
@@ -88,7 +103,7 @@ struct Serve: AsyncParsableCommand {
         }
         let app = Application(
             router: HubAPI.router(hub: hub), configuration: .init(address: .hostname(host, port: port), serverName: "felhom-hub"),
-            services: [CheckerService(hub: hub, settings: checks, logger: logger)], logger: logger)
+            services: [CheckerService(hub: hub, settings: checks, logger: logger, mailer: mailer)], logger: logger)
         logger.info("felhom-hub listening", metadata: ["address": "\(host):\(port)", "store": "\(store.kind.rawValue)"])
         try await app.runService()
         await store.close()

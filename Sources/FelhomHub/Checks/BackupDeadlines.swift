@@ -47,7 +47,7 @@ extension Hub {
             let ev = HubEvent(id: "evt_missed_\(hostID)_\(day)", at: now, source: .hub, hostID: hostID, guestID: nil,
                               customerID: try r.decode(column: "customer_id", as: String.self), type: "expected_backup_missed",
                               severity: .warning, data: ["local_day": .string(day), "time_zone": .string(tz.identifier)])
-            if try await store.withDB({ db in try await Hub.insert(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
+            if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
         }
         return emitted
     }

@@ -26,11 +26,14 @@ public struct CheckerService: Service {
     let hub: Hub
     let settings: Settings
     let logger: Logger
+    /// Delivers queued mail on each pass (leader only, so no mail goes out twice).
+    let mailer: Mailer?
 
-    public init(hub: Hub, settings: Settings, logger: Logger) {
+    public init(hub: Hub, settings: Settings, logger: Logger, mailer: Mailer? = nil) {
         self.hub = hub
         self.settings = settings
         self.logger = logger
+        self.mailer = mailer
     }
 
     public func run() async throws {
@@ -62,6 +65,10 @@ public struct CheckerService: Service {
                     let live = try await hub.checkLiveness(thresholds: settings.thresholds)
                     let missed = try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
                     try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
+                    if let mailer {
+                        let (sent, failed) = try await hub.deliverMail(using: mailer)
+                        if sent + failed > 0 { logger.info("mail", metadata: ["sent": "\(sent)", "failed": "\(failed)"]) }
+                    }
                     for e in live + missed {
                         logger.notice("event", metadata: ["type": "\(e.type)", "host": "\(e.hostID ?? "-")"])
                     }

@@ -55,7 +55,7 @@ extension Hub {
                 guard !changed.isEmpty, let (type, severity) = Liveness.event(from: old, to: new) else { return nil }
                 let ev = HubEvent(id: Ids.make("evt"), at: at, source: .hub, hostID: id, guestID: nil, customerID: customer, type: type,
                                   severity: severity, data: ["from": .string(old), "to": .string(new), "last_report_at": last.map { .int($0) } ?? .null])
-                try await Hub.insert(ev, in: db)
+                try await record(ev, in: db)
                 return ev
             }
             if let ev { emitted.append(ev) }

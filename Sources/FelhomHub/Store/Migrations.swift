@@ -89,6 +89,35 @@ enum Migrations {
                 .run()
             try await db.alter(table: "guests").column("last_report_at", type: .bigint).run()
         },
+        Migration(version: 3, name: "notification outbox") { db in
+            try await db.create(table: "notification_outbox").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("channel", type: .text, .notNull)
+                .column("recipient", type: .text, .notNull)
+                .column("language", type: .text, .notNull)
+                .column("host_id", type: .text)
+                .column("event_id", type: .text, .notNull)
+                .column("event_type", type: .text, .notNull)
+                .column("subject", type: .text, .notNull)
+                .column("body", type: .text, .notNull)
+                .column("status", type: .text, .notNull)
+                .column("attempts", type: .int, .notNull, .default(0))
+                .column("next_attempt_at", type: .bigint, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("sent_at", type: .bigint)
+                .column("last_error", type: .text)
+                .run()
+            try await db.create(index: "outbox_due").on("notification_outbox").column("status").column("next_attempt_at").run()
+            try await db.create(index: "outbox_cooldown").on("notification_outbox").column("channel").column("host_id").column("event_type").column("created_at").run()
+            try await db.create(table: "notification_log").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("outbox_id", type: .text, .notNull)
+                .column("at", type: .bigint, .notNull)
+                .column("result", type: .text, .notNull)
+                .column("detail", type: .text, .notNull)
+                .run()
+            try await db.alter(table: "customers").column("notify_types", type: .text).run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

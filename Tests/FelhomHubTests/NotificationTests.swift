@@ -1,0 +1,106 @@
+import FelhomCore
+import FelhomHub
+import Foundation
+import SQLKit
+import Synchronization
+import Testing
+
+/// A mailer that fails a given number of times, then records what it sends.
+final class FlakyMailer: Mailer {
+    let failures = Mutex(0)
+    let sent = Mutex<[MailMessage]>([])
+    init(failFirst n: Int) { failures.withLock { $0 = n } }
+    func send(_ message: MailMessage) async throws {
+        let fail = failures.withLock { f -> Bool in
+            if f > 0 { f -= 1; return true }
+            return false
+        }
+        if fail { throw MailError(message: "relay said 451 try again later") }
+        sent.withLock { $0.append(message) }
+    }
+}
+
+@Suite struct NotificationTests {
+    func setup(_ kind: HubStore.Kind, clock: ManualClock, language: String = "hu") async throws -> (Hub, String, String) {
+        var n = NotificationSettings()
+        n.operatorEmail = "ops@felhom.example"
+        n.from = "hub@felhom.example"
+        let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock, notifications: n)
+        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: language), by: .operator)
+        let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
+        return (hub, host, c)
+    }
+
+    func outbox(_ hub: Hub) async throws -> [(channel: String, to: String, subject: String, status: String)] {
+        try await hub.store.withDB { db in
+            try await db.select().columns("channel", "recipient", "subject", "status").from("notification_outbox").orderBy("created_at").orderBy("channel", .descending).all().map {
+                (try $0.decode(column: "channel", as: String.self), try $0.decode(column: "recipient", as: String.self),
+                 try $0.decode(column: "subject", as: String.self), try $0.decode(column: "status", as: String.self))
+            }
+        }
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func eventsQueueOperatorAndCustomerMailWithCooldowns(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, customer) = try await setup(kind, clock: clock)
+        let p = Principal.host(hostID: host, customerID: customer)
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: ["error": "disk full"]), by: p)
+        var box = try await outbox(hub)
+        #expect(box.count == 2)
+        #expect(box.contains { $0.channel == "operator" && $0.to == "ops@felhom.example" && $0.subject == "[felhom] nappali reported a FAILED backup" })
+        #expect(box.contains { $0.channel == "customer" && $0.to == "anna@example.hu" && $0.subject == "Felhom: a(z) nappali gép mentése nem sikerült" })
+        // Within the operator's hour and the customer's 6 h: nothing new.
+        clock.advance(by: 30 * 60)
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: nil, guestID: nil, at: nil, data: nil), by: p)
+        #expect(try await outbox(hub).count == 2)
+        // After an hour the operator hears again, the customer not yet.
+        clock.advance(by: 40 * 60)
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: nil, guestID: nil, at: nil, data: nil), by: p)
+        box = try await outbox(hub)
+        #expect(box.filter { $0.channel == "operator" }.count == 2)
+        #expect(box.filter { $0.channel == "customer" }.count == 1)
+        // Types outside the customer's defaults reach only the operator.
+        _ = try await hub.postEvent(.init(type: "node_stale", severity: nil, guestID: nil, at: nil, data: nil), by: p)
+        box = try await outbox(hub)
+        #expect(box.filter { $0.channel == "customer" }.count == 1)
+        #expect(box.filter { $0.channel == "operator" }.count == 3)
+        await hub.store.close()
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func failedSendsAreRetriedWithBackoffAndLogged(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, customer) = try await setup(kind, clock: clock)
+        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil),
+                                    by: .host(hostID: host, customerID: customer))
+        let mailer = FlakyMailer(failFirst: 2)
+        var r = try await hub.deliverMail(using: mailer)
+        #expect(r.sent == 0 && r.failed == 2)
+        // Not due yet: nothing is tried.
+        r = try await hub.deliverMail(using: mailer)
+        #expect(r.sent + r.failed == 0)
+        clock.advance(by: 61)
+        r = try await hub.deliverMail(using: mailer)
+        #expect(r.sent == 2)
+        #expect(mailer.sent.withLock { $0.map(\.to).sorted() } == ["anna@example.hu", "ops@felhom.example"])
+        let log = try await hub.store.withDB { db in
+            try await db.select().column("result").from("notification_log").all().map { try $0.decode(column: "result", as: String.self) }
+        }
+        #expect(log.sorted() == ["failed", "failed", "sent", "sent"])
+        #expect(try await outbox(hub).allSatisfy { $0.status == "sent" })
+        #expect(NotificationSettings.backoff(attempts: 1) == 60)
+        #expect(NotificationSettings.backoff(attempts: 3) == 240)
+        #expect(NotificationSettings.backoff(attempts: 20) == 3600)
+        await hub.store.close()
+    }
+
+    @Test func englishCustomersGetEnglishMail() async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, customer) = try await setup(.sqlite, clock: clock, language: "en")
+        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
+        #expect(try await outbox(hub).contains { $0.channel == "customer" && $0.subject.hasPrefix("[felhom] nappali is DOWN") })
+        await hub.store.close()
+    }
+}
+
