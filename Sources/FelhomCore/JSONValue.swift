@@ -161,16 +161,5 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 
 extension DecodingError {
     /// A one-line description with the coding path, for error messages people read.
-    public var shortDescription: String {
-        func path(_ p: [CodingKey]) -> String {
-            p.isEmpty ? "$" : "$" + p.map { k in k.intValue.map { "[\($0)]" } ?? ".\(k.stringValue)" }.joined()
-        }
-        switch self {
-        case .typeMismatch(let t, let ctx): return "\(path(ctx.codingPath)): expected \(t)"
-        case .valueNotFound(let t, let ctx): return "\(path(ctx.codingPath)): missing \(t) value"
-        case .keyNotFound(let k, let ctx): return "\(path(ctx.codingPath + [k])): required key is missing"
-        case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
-        @unknown default: return "\(self)"
-        }
-    }
+    public var shortDescription: String { "\(pathText): \(reason)" }
 }

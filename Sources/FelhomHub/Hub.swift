@@ -177,14 +177,18 @@ public struct Hub: Sendable {
                         hasSignedOps: false)
     }
 
-    /// Stores a host report (history + latest) and answers with the control envelope.
-    public func ingestHostReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
-        guard case .host(let hostID, _) = p else { throw HubError.forbidden("post host reports (host keys only)") }
-        let report: HostReport
-        do { report = try HostReport.decode(body) } catch let e as ContractError {
+    /// Decodes a report; a contract violation is counted and answered with 400 naming the path.
+    private func checked<R>(_ decode: () throws -> R) throws -> R {
+        do { return try decode() } catch let e as ContractError {
             metrics.reportsRejected.increment()
             throw HubError.badRequest(e.message, path: e.path)
         }
+    }
+
+    /// Stores a host report (history + latest) and answers with the control envelope.
+    public func ingestHostReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
+        guard case .host(let hostID, _) = p else { throw HubError.forbidden("post host reports (host keys only)") }
+        let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
         let row = try await store.transaction { db in
@@ -209,11 +213,7 @@ public struct Hub: Sendable {
     /// Stores a guest (controller) report and answers with its host's control envelope.
     public func ingestGuestReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
         guard case .guest(let guestID, let hostID, _) = p else { throw HubError.forbidden("post guest reports (guest keys only)") }
-        let report: GuestReport
-        do { report = try GuestReport.decode(body) } catch let e as ContractError {
-            metrics.reportsRejected.increment()
-            throw HubError.badRequest(e.message, path: e.path)
-        }
+        let report = try checked { try GuestReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
         try await store.transaction { db in

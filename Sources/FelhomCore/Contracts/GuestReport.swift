@@ -45,11 +45,7 @@ public struct GuestReport: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let at = try c.decode(String.self, forKey: .reportedAt)
-        guard let date = try? Date.ISO8601FormatStyle().parse(at) else {
-            throw DecodingError.dataCorruptedError(forKey: .reportedAt, in: c, debugDescription: "must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
-        }
-        reportedAt = date
+        reportedAt = try c.decodeContractTime(forKey: .reportedAt)
         controllerVersion = try c.decode(String.self, forKey: .controllerVersion)
         stacks = try c.decode([Stack].self, forKey: .stacks)
         telemetry = try c.decode([JSONValue].self, forKey: .telemetry)
@@ -59,12 +55,7 @@ public struct GuestReport: Codable, Sendable, Equatable {
 
     /// Decodes and checks a report; errors name the JSON path.
     public static func decode(_ data: Data) throws -> GuestReport {
-        let r: GuestReport
-        do { r = try JSONDecoder().decode(GuestReport.self, from: data) } catch let e as DecodingError {
-            throw ContractError(path: e.pathText, message: e.reason)
-        } catch {
-            throw ContractError(path: "$", message: "not valid JSON")
-        }
+        let r: GuestReport = try ContractCoding.decode(data)
         var names = Set<String>()
         for (i, s) in r.stacks.enumerated() {
             guard s.name.range(of: #"^[a-z0-9][a-z0-9_.-]{0,62}$"#, options: .regularExpression) != nil else {
@@ -76,10 +67,5 @@ public struct GuestReport: Codable, Sendable, Equatable {
     }
 
     /// The report as JSON (ISO 8601 times, sorted keys).
-    public func encoded() -> Data {
-        let enc = JSONEncoder()
-        enc.dateEncodingStrategy = .iso8601
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? enc.encode(self)) ?? Data()
-    }
+    public func encoded() -> Data { ContractCoding.encode(self) }
 }

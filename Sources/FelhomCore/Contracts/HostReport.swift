@@ -142,12 +142,7 @@ public struct HostReport: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        // Parsed here rather than by a date strategy, so a bad time reports its path.
-        let at = try c.decode(String.self, forKey: .reportedAt)
-        guard let date = try? Date.ISO8601FormatStyle().parse(at) else {
-            throw DecodingError.dataCorruptedError(forKey: .reportedAt, in: c, debugDescription: "must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
-        }
-        reportedAt = date
+        reportedAt = try c.decodeContractTime(forKey: .reportedAt)
         agentVersion = try c.decode(String.self, forKey: .agentVersion)
         host = try c.decode(Metrics.self, forKey: .host)
         guests = try c.decode([Guest].self, forKey: .guests)
@@ -162,14 +157,7 @@ public struct HostReport: Codable, Sendable, Equatable {
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
     public static func decode(_ data: Data) throws -> HostReport {
-        let dec = JSONDecoder()
-        dec.dateDecodingStrategy = .iso8601
-        let r: HostReport
-        do { r = try dec.decode(HostReport.self, from: data) } catch let e as DecodingError {
-            throw ContractError(path: e.pathText, message: e.reason)
-        } catch {
-            throw ContractError(path: "$", message: "not valid JSON")
-        }
+        let r: HostReport = try ContractCoding.decode(data)
         try r.validate()
         return r
     }
@@ -190,11 +178,38 @@ public struct HostReport: Codable, Sendable, Equatable {
     }
 
     /// The report as JSON (ISO 8601 times, sorted keys).
-    public func encoded() -> Data {
+    public func encoded() -> Data { ContractCoding.encode(self) }
+}
+
+/// How every shared contract is read and written: JSON with ISO 8601 times and sorted keys;
+/// decoding errors become ``ContractError``s naming the JSON path.
+public enum ContractCoding {
+    public static func decode<T: Decodable>(_ data: Data) throws -> T {
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        do { return try dec.decode(T.self, from: data) } catch let e as DecodingError {
+            throw ContractError(path: e.pathText, message: e.reason)
+        } catch {
+            throw ContractError(path: "$", message: "not valid JSON")
+        }
+    }
+
+    public static func encode<T: Encodable>(_ value: T) -> Data {
         let enc = JSONEncoder()
         enc.dateEncodingStrategy = .iso8601
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? enc.encode(self)) ?? Data()
+        // Contract types hold only strings, numbers, arrays and objects: encoding cannot fail.
+        return (try? enc.encode(value)) ?? Data()
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// An RFC 3339 time, parsed here rather than by a date strategy so a bad value reports its path.
+    func decodeContractTime(forKey key: Key) throws -> Date {
+        guard let date = try? Date.ISO8601FormatStyle().parse(try decode(String.self, forKey: key)) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
+        }
+        return date
     }
 }
 

@@ -87,31 +87,9 @@ public final class HubStore: Sendable {
             switch backend {
             case .sqlite(let c, let gate):
                 // One connection: transactions must not interleave.
-                return try await gate.run {
-                    let db = c.sql()
-                    try await db.raw("BEGIN IMMEDIATE").run()
-                    do {
-                        let r = try await body(db)
-                        try await db.raw("COMMIT").run()
-                        return r
-                    } catch {
-                        try? await db.raw("ROLLBACK").run()
-                        throw error
-                    }
-                }
+                return try await gate.run { try await Self.inTransaction(c.sql(), begin: "BEGIN IMMEDIATE", body) }
             case .postgres(let client, _):
-                return try await client.withConnection { conn in
-                    let db = conn.sql()
-                    try await db.raw("BEGIN").run()
-                    do {
-                        let r = try await body(db)
-                        try await db.raw("COMMIT").run()
-                        return r
-                    } catch {
-                        try? await db.raw("ROLLBACK").run()
-                        throw error
-                    }
-                }
+                return try await client.withConnection { conn in try await Self.inTransaction(conn.sql(), begin: "BEGIN", body) }
             }
         } catch let e as StoreError {
             throw e
@@ -119,6 +97,21 @@ public final class HubStore: Sendable {
             throw e
         } catch {
             throw StoreError.wrap(error)
+        }
+    }
+
+    /// BEGIN, the body, then COMMIT — or ROLLBACK and rethrow.
+    private static func inTransaction<T: Sendable>(
+        _ db: any SQLDatabase, begin: String, _ body: @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        try await db.raw(SQLQueryString(begin)).run()
+        do {
+            let r = try await body(db)
+            try await db.raw("COMMIT").run()
+            return r
+        } catch {
+            try? await db.raw("ROLLBACK").run()
+            throw error
         }
     }
 

@@ -394,7 +394,9 @@ extension PVESimEngine {
     }
 }
 
-/// Text rules shared by simulator handlers.
+/// Text rules shared by simulator handlers. Written independently of the client's
+/// `GuestDescription` on purpose: the simulator stands in for Proxmox, so it must not borrow the
+/// code it is meant to check.
 enum FelhomSimText {
     /// PVE's description round trip: each non-empty line followed by a newline.
     static func normalizedDescription(_ s: String) -> String {
