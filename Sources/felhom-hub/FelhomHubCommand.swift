@@ -1,5 +1,6 @@
 import ArgumentParser
 import FelhomCore
+import FelhomHTTP
 import FelhomHub
 import Foundation
 import Hummingbird
@@ -26,6 +27,13 @@ struct HubConfig: Decodable {
     var mailFrom: String?
     var smtpHost: String?
     var smtpPort: Int?
+    var smtpSecurity: String?
+    var smtpUsername: String?
+    var smtpPassword: Secret?
+    var smtpCAFile: String?
+    var smtpFingerprint: String?
+    var mailAPIURL: String?
+    var mailAPIKey: Secret?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -40,6 +48,13 @@ struct HubConfig: Decodable {
         case mailFrom = "mail_from"
         case smtpHost = "smtp_host"
         case smtpPort = "smtp_port"
+        case smtpSecurity = "smtp_security"
+        case smtpUsername = "smtp_username"
+        case smtpPassword = "smtp_password"
+        case smtpCAFile = "smtp_ca_file"
+        case smtpFingerprint = "smtp_fingerprint"
+        case mailAPIURL = "mail_api_url"
+        case mailAPIKey = "mail_api_key"
     }
 
     static let loader = ConfigLoader(
@@ -49,7 +64,45 @@ struct HubConfig: Decodable {
             .init("check_interval_seconds", .integer), .init("stale_after_seconds", .integer), .init("down_after_seconds", .integer),
             .init("backup_deadline_hour", .integer), .init("report_retention_days", .integer), .init("operator_email"),
             .init("mail_from"), .init("smtp_host"), .init("smtp_port", .integer),
+            .init("smtp_security"), .init("smtp_username"), .init("smtp_password"), .init("smtp_ca_file"),
+            .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"),
         ])
+
+    /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
+    func mailer() throws -> Mailer? {
+        if smtpHost != nil, mailAPIURL != nil {
+            throw ValidationError("set either smtp_host or mail_api_url, not both")
+        }
+        if let url = mailAPIURL {
+            guard let key = mailAPIKey else { throw ValidationError("mail_api_url is set but mail_api_key is missing") }
+            do { return HTTPMailAPIMailer(settings: try MailAPISettings(url: url, apiKey: key)) } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        guard let host = smtpHost else { return nil }
+        let securityText = smtpSecurity ?? "starttls"
+        guard let security = SMTPSecurity(rawValue: securityText) else {
+            throw ValidationError("smtp_security must be none, starttls or tls (got '\(securityText)')")
+        }
+        let port = smtpPort ?? (security == .tls ? 465 : security == .starttls ? 587 : 25)
+        guard (1...65535).contains(port) else { throw ValidationError("smtp_port must be 1…65535") }
+        var trust = TLSTrust.systemDefault
+        if let fp = smtpFingerprint {
+            do { trust = .pinnedLeafSHA256(try CertificateFingerprint(parsing: fp)) } catch {
+                throw ValidationError("smtp_fingerprint: \(error)")
+            }
+        } else if let ca = smtpCAFile {
+            trust = .caFile(ca)
+        }
+        if (smtpUsername == nil) != (smtpPassword == nil) {
+            throw ValidationError("set both smtp_username and smtp_password, or neither")
+        }
+        if smtpPassword != nil, security == .none {
+            throw ValidationError("smtp_password needs smtp_security starttls or tls: credentials are never sent in clear text")
+        }
+        return SMTPMailer(settings: .init(
+            host: host, port: port, security: security, trust: trust, username: smtpUsername, password: smtpPassword))
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -82,9 +135,8 @@ struct Serve: AsyncParsableCommand {
         var mail = NotificationSettings()
         mail.operatorEmail = cfg.operatorEmail
         if let f = cfg.mailFrom { mail.from = f }
-        // Mail transports (SMTP, HTTP mail API) are not built yet: mail is queued in the outbox.
-        let mailer: Mailer? = nil
-        if cfg.smtpHost != nil { logger.warning("smtp_host is set but SMTP delivery is not implemented yet: mail stays queued") }
+        let mailer = try cfg.mailer()
+        if mailer == nil { logger.warning("no mail transport configured (smtp_host or mail_api_url): notifications stay queued in the outbox") }
         let hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
         var checks = CheckerService.Settings()
         if let s = cfg.checkIntervalSeconds { checks.interval = .seconds(max(1, s)) }

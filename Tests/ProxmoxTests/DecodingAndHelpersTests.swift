@@ -121,7 +121,7 @@ import Testing
         let b = try CertificateFingerprint(parsing: a.description.lowercased())
         #expect(a == b)
         #expect(a.description.hasPrefix("AB:AB:"))
-        #expect(throws: PVEError.self) { try CertificateFingerprint(parsing: "AB:CD") }
+        #expect(throws: HTTPClientError.self) { try CertificateFingerprint(parsing: "AB:CD") }
     }
 
     @Test(arguments: ["root@pam", "root@pam!", "root!x", "root@pam!1abc", "root@pam!a b", "root@pam!a"])

@@ -128,15 +128,15 @@ final class RecordingRunner: CommandRunner {
 @Suite struct FenceTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    func sources(_ folder: String) throws -> [(String, String)] {
-        let dir = Self.root.appendingPathComponent("Sources/Proxmox/\(folder)")
+    func sources(_ folder: String, module: String = "Proxmox") throws -> [(String, String)] {
+        let dir = Self.root.appendingPathComponent("Sources/\(module)/\(folder)")
         return try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".swift") }.map {
             ($0, try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8))
         }
     }
 
     @Test func clientAndTransportNeverRunCommands() throws {
-        let files = try sources("Client") + sources("Transport") + sources("Helpers")
+        let files = try sources("Client") + sources("", module: "FelhomHTTP") + sources("Helpers")
         #expect(files.count >= 5)
         for (name, text) in files {
             for forbidden in ["import Subprocess", "CommandRunner", "Process(", "posix_spawn", "system("] {

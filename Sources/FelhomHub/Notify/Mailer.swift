@@ -6,12 +6,16 @@ public struct MailMessage: Sendable, Equatable {
     public var to: String
     public var subject: String
     public var body: String
+    /// Stable per outbox entry: an HTTP mail API that honours `Idempotency-Key` sends a retried
+    /// message once even when the first answer was lost.
+    public var idempotencyKey: String?
 
-    public init(from: String, to: String, subject: String, body: String) {
+    public init(from: String, to: String, subject: String, body: String, idempotencyKey: String? = nil) {
         self.from = from
         self.to = to
         self.subject = subject
         self.body = body
+        self.idempotencyKey = idempotencyKey
     }
 }
 

@@ -89,7 +89,8 @@ extension Hub {
             let id = try r.decode(column: "id", as: String.self)
             let attempts = try r.decode(column: "attempts", as: Int.self) + 1
             let msg = MailMessage(from: notifications.from, to: try r.decode(column: "recipient", as: String.self),
-                                  subject: try r.decode(column: "subject", as: String.self), body: try r.decode(column: "body", as: String.self))
+                                  subject: try r.decode(column: "subject", as: String.self), body: try r.decode(column: "body", as: String.self),
+                                  idempotencyKey: id)
             var failure: String?
             do { try await mailer.send(msg) } catch let e { failure = "\(e)" }
             let error = failure

@@ -41,7 +41,12 @@ public struct PVEClient: PVEAPI {
             body = Data(Self.formEncode(form).utf8)
         }
         let name = "\(method) \(path)"
-        let response = try await transport.send(HTTPRequestSpec(method: method, target: target, headers: headers, body: body))
+        let response: HTTPResponseSpec
+        do {
+            response = try await transport.send(HTTPRequestSpec(method: method, target: target, headers: headers, body: body))
+        } catch let e as HTTPClientError {
+            throw PVEError(transport: e)
+        }
         guard (200..<300).contains(response.status) else {
             throw PVEError.fromResponse(status: response.status, reason: response.reason, body: response.body, request: name)
         }

@@ -161,3 +161,17 @@ public struct PVEError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension PVEError {
+    /// The Proxmox view of a failure below HTTP (connection, TLS, timeout, bad client setting).
+    public init(transport e: HTTPClientError) {
+        let code: Code =
+            switch e.code {
+            case .tls: .tls
+            case .timeout: .timeout
+            case .invalidArgument: .invalidArgument
+            default: .transport
+            }
+        self.init(code: code, message: e.message, request: e.request)
+    }
+}

@@ -31,13 +31,13 @@ public struct NIOHTTPTransport: HTTPTransport {
             group.addTask { try await self.perform(request) }
             group.addTask {
                 try await Task.sleep(for: self.requestTimeout)
-                throw PVEError(
+                throw HTTPClientError(
                     code: .timeout, message: "no answer from \(self.host):\(self.port) within \(self.requestTimeout)",
                     request: "\(request.method) \(Self.pathOnly(request.target))")
             }
             defer { group.cancelAll() }
             guard let first = try await group.next() else {
-                throw PVEError(code: .transport, message: "request was cancelled")
+                throw HTTPClientError(code: .transport, message: "request was cancelled")
             }
             return first
         }
@@ -106,7 +106,6 @@ public struct NIOHTTPTransport: HTTPTransport {
         }
         let trust = self.trust
         let host = self.host
-        let isIP = Self.isIPAddress(host)
         let requestName = "\(request.method) \(Self.pathOnly(request.target))"
 
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
@@ -116,22 +115,8 @@ public struct NIOHTTPTransport: HTTPTransport {
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let sslContext {
-                            let handler: NIOSSLClientHandler
-                            switch trust {
-                            case .pinnedLeafSHA256(let pin):
-                                handler = try NIOSSLClientHandler(
-                                    context: sslContext, serverHostname: isIP ? nil : host,
-                                    customVerificationCallback: { certs, promise in
-                                        guard let leaf = certs.first, let der = try? leaf.toDERBytes() else {
-                                            promise.succeed(.failed)
-                                            return
-                                        }
-                                        let got = CertificateFingerprint.of(der: der)
-                                        observed.fingerprint.withLock { $0 = got }
-                                        promise.succeed(got == pin ? .certificateVerified : .failed)
-                                    })
-                            default:
-                                handler = try NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : host)
+                            let handler = try trust.makeClientHandler(context: sslContext, host: host) { got in
+                                observed.fingerprint.withLock { $0 = got }
                             }
                             try channel.pipeline.syncOperations.addHandler(handler)
                             try channel.pipeline.syncOperations.addHandler(TLSErrorRecorder(observed))
@@ -148,13 +133,13 @@ public struct NIOHTTPTransport: HTTPTransport {
         } catch let e as BoringSSLError {
             throw tlsError(e, observed: observed, request: requestName)
         } catch {
-            throw PVEError(code: .transport, message: "cannot connect to \(host):\(port): \(error)", request: requestName)
+            throw HTTPClientError(code: .transport, message: "cannot connect to \(host):\(port): \(error)", request: requestName)
         }
 
         do {
             return try await channel.executeThenClose { inbound, outbound in
                 var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target)
-                head.headers.add(name: "Host", value: isIP && host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+                head.headers.add(name: "Host", value: Self.isIPAddress(host) && host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
                 head.headers.add(name: "Connection", value: "close")
                 head.headers.add(name: "Accept", value: "application/json")
                 for (k, v) in request.headers { head.headers.add(name: k, value: v) }
@@ -183,9 +168,9 @@ public struct NIOHTTPTransport: HTTPTransport {
                         return HTTPResponseSpec(status: status, reason: reason, headers: headers, body: Data(body.readableBytesView))
                     }
                 }
-                throw PVEError(code: .transport, message: "connection closed before the answer was complete", request: requestName)
+                throw HTTPClientError(code: .transport, message: "connection closed before the answer was complete", request: requestName)
             }
-        } catch let e as PVEError {
+        } catch let e as HTTPClientError {
             throw e
         } catch let e as NIOSSLError {
             throw tlsError(e, observed: observed, request: requestName)
@@ -195,44 +180,25 @@ public struct NIOHTTPTransport: HTTPTransport {
             if observed.tlsFailure.withLock({ $0 }) != nil {
                 throw tlsError(error, observed: observed, request: requestName)
             }
-            throw PVEError(code: .transport, message: "\(host):\(port): \(error)", request: requestName)
+            throw HTTPClientError(code: .transport, message: "\(host):\(port): \(error)", request: requestName)
         }
     }
 
-    private func tlsError(_ error: Error, observed: PeerObservation, request: String) -> PVEError {
+    private func tlsError(_ error: Error, observed: PeerObservation, request: String) -> HTTPClientError {
         switch trust {
         case .pinnedLeafSHA256(let pin):
             if let got = observed.fingerprint.withLock({ $0 }), got != pin {
-                return PVEError(
+                return HTTPClientError(
                     code: .tls,
                     message: "server certificate fingerprint \(got) does not match the pinned \(pin)", request: request)
             }
         default: break
         }
         let cause = observed.tlsFailure.withLock { $0 } ?? "\(error)"
-        return PVEError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(cause)", request: request)
+        return HTTPClientError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(cause)", request: request)
     }
 
-    private func makeSSLContext() throws -> NIOSSLContext {
-        var config = TLSConfiguration.makeClientConfiguration()
-        config.minimumTLSVersion = .tlsv12
-        switch trust {
-        case .pinnedLeafSHA256:
-            // The custom callback replaces chain and hostname checks with the pin comparison.
-            config.certificateVerification = .noHostnameVerification
-        case .caFile(let path):
-            guard FileManager.default.isReadableFile(atPath: path) else {
-                throw PVEError(code: .invalidArgument, message: "CA file '\(path)' is not readable")
-            }
-            config.trustRoots = .file(path)
-            config.certificateVerification = .fullVerification
-        case .systemDefault:
-            config.certificateVerification = .fullVerification
-        case .insecureSkipVerification:
-            config.certificateVerification = .none
-        }
-        return try NIOSSLContext(configuration: config)
-    }
+    private func makeSSLContext() throws -> NIOSSLContext { try trust.makeSSLContext() }
 
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
