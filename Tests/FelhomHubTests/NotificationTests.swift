@@ -104,3 +104,38 @@ final class FlakyMailer: Mailer {
     }
 }
 
+
+@Suite struct CustomerPreferenceTests {
+    @Test(arguments: TestStores.kinds)
+    func customerChoosesTypesAndMailFollows(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock)
+        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
+        let other = try await hub.createCustomer(.init(name: "B", email: "b@example.hu", domain: "b.example.hu", timezone: nil, language: "hu"), by: .operator)
+        let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
+        let me = Principal.customer(customerID: c)
+        #expect(try await hub.customer(c, by: me).notifyTypesDefault)
+        #expect(try await hub.customer(c, by: me).notifyTypes.contains("node_down"))
+        // Bad input names the item and stores nothing.
+        let e = await #expect(throws: HubError.self) { try await hub.setNotificationTypes(customerID: c, types: ["node_down", "disk_on_fire"], by: me) }
+        #expect(e?.path == "$.types[1]")
+        #expect(try await hub.customer(c, by: me).notifyTypesDefault)
+        // Another customer's id is not found, not forbidden.
+        await #expect(throws: HubError.self) { try await hub.setNotificationTypes(customerID: other, types: [], by: me) }
+        let saved = try await hub.setNotificationTypes(customerID: c, types: ["backup_failed"], by: me)
+        #expect(saved.notifyTypes == ["backup_failed"] && !saved.notifyTypesDefault)
+        #expect(try await hub.customers(by: me).map(\.id) == [c])
+        #expect(try await hub.customers(by: .operator).count == 2)
+        let hostP = Principal.host(hostID: host, customerID: c)
+        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil), by: hostP)
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: hostP)
+        let customerMail = try await hub.store.withDB { db in
+            try await db.select().column("event_type").from("notification_outbox").where("channel", .equal, SQLBind("customer")).all()
+                .map { try $0.decode(column: "event_type", as: String.self) }
+        }
+        #expect(customerMail == ["backup_failed"])
+        // null returns to the default.
+        #expect(try await hub.setNotificationTypes(customerID: c, types: nil, by: .operator).notifyTypesDefault)
+        await hub.store.close()
+    }
+}

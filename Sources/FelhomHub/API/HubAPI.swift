@@ -12,7 +12,8 @@ public enum HubAPI {
     /// Every route as `METHOD /path` (with `{id}` placeholders), for the OpenAPI completeness test.
     public static let routes: [String] = [
         "GET /healthz", "GET /openapi.yaml", "GET /metrics",
-        "POST /api/v1/customers", "POST /api/v1/customers/{id}/keys",
+        "POST /api/v1/customers", "GET /api/v1/customers", "GET /api/v1/customers/{id}",
+        "PUT /api/v1/customers/{id}/notifications", "POST /api/v1/customers/{id}/keys", "DELETE /api/v1/keys/{id}",
         "POST /api/v1/hosts", "GET /api/v1/hosts", "GET /api/v1/hosts/{id}", "POST /api/v1/hosts/{id}/guests",
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
@@ -41,6 +42,25 @@ public enum HubAPI {
             let body = try await decode(Hub.NewCustomer.self, req)
             let id = try await hub.createCustomer(body, by: p)
             return json(["id": id], status: .created)
+        }
+        v1.get("customers") { req, _ in
+            let p = try await principal(hub, req)
+            return try encode(["customers": try await hub.customers(by: p)])
+        }
+        v1.get("customers/:id") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.customer(try ctx.parameters.require("id"), by: p))
+        }
+        v1.put("customers/:id/notifications") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable { var types: [String]? }
+            let b = try await decode(Body.self, req)
+            return try encode(try await hub.setNotificationTypes(customerID: try ctx.parameters.require("id"), types: b.types, by: p))
+        }
+        v1.delete("keys/:id") { req, ctx in
+            let p = try await principal(hub, req)
+            let n = try await hub.revokeKeys(subjectID: try ctx.parameters.require("id"), by: p)
+            return try encode(["revoked": n])
         }
         v1.post("customers/:id/keys") { req, ctx in
             let p = try await principal(hub, req)

@@ -85,6 +85,28 @@ enum OpenAPIDocument {
               responses:
                 "201": {description: "{id}"}
                 "400": {description: bad input, content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+            get:
+              summary: List customers (operator all; a customer key its own).
+              responses: {"200": {description: "{customers: [Customer]}"}}
+          /api/v1/customers/{id}:
+            get:
+              summary: One customer with notification preferences (operator or that customer).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "Customer: {id, name, email, domain, timezone, language, notify_types, notify_types_default, created_at}"}, "404": {description: no such customer for this key}}
+          /api/v1/customers/{id}/notifications:
+            put:
+              summary: Choose which event types mail the customer (operator or that customer); types null returns to the default.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, properties: {types: {type: array, nullable: true, items: {type: string, enum: [node_stale, node_down, node_recovered, backup_failed, expected_backup_missed, restore_test_failed, db_dump_failed]}}}}
+              responses: {"200": {description: the customer}, "400": {description: unknown event type (path names the item)}}
+          /api/v1/keys/{id}:
+            delete:
+              summary: Revoke every active key of a host, guest or customer (operator); records keys_revoked.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}, description: host, guest or customer id}]
+              responses: {"200": {description: "{revoked: N}"}, "404": {description: no active keys}}
           /api/v1/customers/{id}/keys:
             post:
               summary: Issue a customer key (operator). The key is shown once.

@@ -1,0 +1,123 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+extension Hub {
+    /// Event types a customer may choose to be mailed about (each has a Hungarian and English template).
+    public static let customerNotifiableTypes: Set<String> = [
+        "node_stale", "node_down", "node_recovered", "backup_failed", "expected_backup_missed", "restore_test_failed",
+        "db_dump_failed",
+    ]
+
+    /// A customer as the API shows it.
+    public struct CustomerView: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var email: String
+        public var domain: String
+        public var timezone: String
+        public var language: String
+        /// The event types this customer is mailed about (their choice, or the default).
+        public var notifyTypes: [String]
+        /// Whether `notifyTypes` is the hub's default (the customer has not chosen).
+        public var notifyTypesDefault: Bool
+        public var createdAt: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, email, domain, timezone, language
+            case notifyTypes = "notify_types"
+            case notifyTypesDefault = "notify_types_default"
+            case createdAt = "created_at"
+        }
+    }
+
+    func customerView(_ r: any SQLRow) throws -> CustomerView {
+        let prefs = try r.decode(column: "notify_types", as: String?.self)
+            .flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+        return CustomerView(
+            id: try r.decode(column: "id", as: String.self), name: try r.decode(column: "name", as: String.self),
+            email: try r.decode(column: "email", as: String.self), domain: try r.decode(column: "domain", as: String.self),
+            timezone: try r.decode(column: "timezone", as: String.self), language: try r.decode(column: "language", as: String.self),
+            notifyTypes: (prefs ?? notifications.customerDefaultTypes.sorted()).sorted(), notifyTypesDefault: prefs == nil,
+            createdAt: try r.decode(column: "created_at", as: Int64.self))
+    }
+
+    /// All customers (operator) or the caller's own (customer key). Host and guest keys may not list customers.
+    public func customers(by p: Principal) async throws -> [CustomerView] {
+        switch p {
+        case .operator, .customer: break
+        default: throw HubError.forbidden("list customers")
+        }
+        let rows = try await store.withDB { db in
+            var q = db.select().column("*").from("customers")
+            if let scope = p.customerScope { q = q.where("id", .equal, SQLBind(scope)) }
+            return try await q.orderBy("created_at").orderBy("id").all()
+        }
+        return try rows.map(customerView)
+    }
+
+    /// One customer: the operator, or that customer's own key; another customer's id answers 404.
+    public func customer(_ id: String, by p: Principal) async throws -> CustomerView {
+        switch p {
+        case .operator, .customer: break
+        default: throw HubError.forbidden("read customers")
+        }
+        guard p.canReach(customerID: id),
+            let r = try await store.withDB({ db in try await db.select().column("*").from("customers").where("id", .equal, SQLBind(id)).first() })
+        else { throw HubError.notFound("customer \(id)") }
+        return try customerView(r)
+    }
+
+    /// Sets which event types mail this customer; `nil` returns to the default. Unknown types are a 400
+    /// naming the item; nothing is stored then.
+    public func setNotificationTypes(customerID: String, types: [String]?, by p: Principal) async throws -> CustomerView {
+        switch p {
+        case .operator, .customer: break
+        default: throw HubError.forbidden("change notification preferences")
+        }
+        guard p.canReach(customerID: customerID), try await customerExists(customerID) else {
+            throw HubError.notFound("customer \(customerID)")
+        }
+        var stored: String?
+        if let types {
+            for (i, t) in types.enumerated() where !Self.customerNotifiableTypes.contains(t) {
+                throw HubError.badRequest(
+                    "unknown event type '\(t)'; choose from \(Self.customerNotifiableTypes.sorted().joined(separator: ", "))",
+                    path: "$.types[\(i)]")
+            }
+            let unique = Array(Set(types)).sorted()
+            stored = String(decoding: try JSONEncoder().encode(unique), as: UTF8.self)
+        }
+        let value = stored
+        try await store.withDB { db in
+            try await db.update("customers").set("notify_types", to: SQLBind(value)).where("id", .equal, SQLBind(customerID)).run()
+        }
+        return try await customer(customerID, by: p)
+    }
+
+    /// Revokes every API key of a host, guest or customer (operator only). Returns how many keys
+    /// were revoked; records a `keys_revoked` event. Other hub replicas stop accepting the keys
+    /// within the key cache's lifetime (5 s).
+    public func revokeKeys(subjectID: String, by p: Principal) async throws -> Int {
+        guard p == .operator else { throw HubError.forbidden("revoke keys") }
+        let now = self.now
+        let count = try await store.transaction { db -> Int in
+            let rows = try await db.select().columns("kind", "customer_id").from("api_keys")
+                .where("subject_id", .equal, SQLBind(subjectID)).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).all()
+            guard let first = rows.first else { return 0 }
+            try await db.update("api_keys").set("revoked_at", to: SQLBind(now))
+                .where("subject_id", .equal, SQLBind(subjectID)).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
+            let kind = try first.decode(column: "kind", as: String.self)
+            let ev = HubEvent(
+                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub,
+                hostID: kind == "host" ? subjectID : nil, guestID: kind == "guest" ? subjectID : nil,
+                customerID: try first.decode(column: "customer_id", as: String.self), type: "keys_revoked", severity: .warning,
+                data: ["subject_id": .string(subjectID), "kind": .string(kind), "count": .int(Int64(rows.count))])
+            try await record(ev, in: db)
+            return rows.count
+        }
+        keys.cache.removeAll()
+        guard count > 0 else { throw HubError.notFound("no active keys for '\(subjectID)'") }
+        return count
+    }
+}
