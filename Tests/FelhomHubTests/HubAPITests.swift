@@ -73,6 +73,10 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.get, "/api/v1/hosts", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
                 (.get, "/api/v1/hosts/\(w.hostA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .notFound]),
                 (.post, "/api/v1/hosts/\(w.hostA)/guests", #"{"name":"g"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/hosts/\(w.hostA)/desired", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),
+                (.put, "/api/v1/hosts/\(w.hostA)/desired", sampleDesired, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/hosts/\(w.hostA)/desired/publish", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/hosts/\(w.hostA)/drift", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),
                 (.post, "/api/v1/host-report", sampleReport(), ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.post, "/api/v1/guest-report", sampleGuestReport, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
                 (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
@@ -232,7 +236,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 3)
+            #expect(versions == 4)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

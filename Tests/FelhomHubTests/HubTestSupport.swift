@@ -79,3 +79,6 @@ func sampleReport(guests: String = #"[{"vmid":100,"name":"web","status":"running
 }
 
 let sampleGuestReport = #"{"reported_at":"2026-11-23T12:00:00Z","controller_version":"0.1.0","stacks":[{"name":"immich","state":"running","protected":false},{"name":"traefik","state":"running","protected":true}],"telemetry":[],"log_issues":[],"storage_paths":[]}"#
+
+/// A valid desired state: the guest of `sampleReport()` (in sync) plus one more.
+let sampleDesired = #"{"guests":[{"vmid":100,"name":"web","cpu":2,"memory_mb":2048,"disk_gb":8,"run_state":"running","description":"apps"},{"vmid":101,"name":"db","cpu":0.5,"memory_mb":1024,"disk_gb":4,"mount_points":[{"key":"mp0","path":"/srv/media","size_gb":100,"backup":false,"bulk":true}]}],"versions":{"agent":"0.1.0"}}"#

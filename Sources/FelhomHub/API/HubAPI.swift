@@ -15,6 +15,8 @@ public enum HubAPI {
         "POST /api/v1/customers", "GET /api/v1/customers", "GET /api/v1/customers/{id}",
         "PUT /api/v1/customers/{id}/notifications", "POST /api/v1/customers/{id}/keys", "DELETE /api/v1/keys/{id}",
         "POST /api/v1/hosts", "GET /api/v1/hosts", "GET /api/v1/hosts/{id}", "POST /api/v1/hosts/{id}/guests",
+        "GET /api/v1/hosts/{id}/desired", "PUT /api/v1/hosts/{id}/desired", "POST /api/v1/hosts/{id}/desired/publish",
+        "GET /api/v1/hosts/{id}/drift",
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
     ]
@@ -95,6 +97,23 @@ public enum HubAPI {
             let b = try await decode(Body.self, req)
             let (id, key) = try await hub.createGuest(hostID: try ctx.parameters.require("id"), name: b.name, by: p)
             return json(["id": id, "api_key": key], status: .created)
+        }
+        v1.get("hosts/:id/desired") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.desired(hostID: try ctx.parameters.require("id"), by: p))
+        }
+        v1.put("hosts/:id/desired") { req, ctx in
+            let p = try await principal(hub, req)
+            let body = try await collect(req)
+            return try encode(try await hub.putDesired(hostID: try ctx.parameters.require("id"), body: body, by: p))
+        }
+        v1.post("hosts/:id/desired/publish") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(["generation": try await hub.publishDesired(hostID: try ctx.parameters.require("id"), by: p)])
+        }
+        v1.get("hosts/:id/drift") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.drift(hostID: try ctx.parameters.require("id"), by: p))
         }
         v1.post("host-report") { req, _ in
             let p = try await principal(hub, req)

@@ -20,6 +20,33 @@ enum OpenAPIDocument {
                 error:
                   type: object
                   properties: {code: {type: string}, message: {type: string}, path: {type: string}}
+            DesiredState:
+              type: object
+              properties:
+                guests:
+                  type: array
+                  items:
+                    type: object
+                    required: [vmid, name, cpu, memory_mb, disk_gb]
+                    properties:
+                      vmid: {type: integer, minimum: 100}
+                      name: {type: string, pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
+                      cpu: {type: number, description: decimal vCPU (0.25, 0.5, 1, 2), a proportional weight}
+                      memory_mb: {type: integer, minimum: 16}
+                      disk_gb: {type: integer, minimum: 1}
+                      run_state: {type: string, enum: [running, stopped], default: running}
+                      description: {type: string}
+                      ephemeral: {type: boolean, default: false}
+                      mount_points:
+                        type: array
+                        items:
+                          type: object
+                          required: [key, path, size_gb, backup, bulk]
+                          properties: {key: {type: string}, path: {type: string}, size_gb: {type: integer}, backup: {type: boolean}, bulk: {type: boolean, description: bulk volumes must have backup=false}}
+                storage_policy:
+                  type: object
+                  properties: {backup_storage: {type: string}, backup_hour: {type: integer}, keep_last: {type: integer}}
+                versions: {type: object, additionalProperties: {type: string}}
             ControlEnvelope:
               type: object
               required: [poll_interval_seconds, blocked, desired_generation, has_signed_ops]
@@ -130,6 +157,29 @@ enum OpenAPIDocument {
               responses:
                 "200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}
                 "404": {description: no such host for this key}
+          /api/v1/hosts/{id}/desired:
+            get:
+              summary: Desired state (operator, the host's own key, its customer). spec is what is published; generation its number; draft the working copy (not shown to host keys).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{host_id, generation, spec, published_at, draft, unpublished_changes}"}, "404": {description: no such host for this key}}
+            put:
+              summary: Save the draft (operator). Validated; a 400 names the field (e.g. $.guests[0].memory_mb).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {$ref: "#/components/schemas/DesiredState"}
+              responses: {"200": {description: the desired view}, "400": {description: invalid spec}}
+          /api/v1/hosts/{id}/desired/publish:
+            post:
+              summary: Publish the draft (operator); bumps desired_generation and wakes the host's long-poll. Never touches apps.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{generation}"}, "400": {description: no draft}}
+          /api/v1/hosts/{id}/drift:
+            get:
+              summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{host_id, generation, reported_at, in_sync, guests}"}}
           /api/v1/hosts/{id}/guests:
             post:
               summary: Register a guest (operator or the host's own key). Returns the guest key, shown once.

@@ -1,0 +1,237 @@
+import Foundation
+
+/// What one host should look like (SPEC §1 rule 7: infrastructure only, never apps): its guests
+/// with their specs and run state, the storage policy and the versions to run.
+///
+/// The hub stores and publishes it; the agent reconciles towards it. Both read it through
+/// ``DesiredState/decode(_:)`` so a bad document is refused with the JSON path of what is wrong.
+public struct DesiredState: Codable, Sendable, Equatable {
+    /// One mount point of a guest beyond its root disk.
+    public struct MountPoint: Codable, Sendable, Equatable {
+        /// `mp0` … `mp255`.
+        public var key: String
+        /// Absolute path inside the guest.
+        public var path: String
+        public var sizeGB: Int
+        /// Whether vzdump includes it.
+        public var backup: Bool
+        /// A bulk volume (media): must not be backed up with the guest (SPEC §4 storage manifest).
+        public var bulk: Bool
+
+        public init(key: String, path: String, sizeGB: Int, backup: Bool, bulk: Bool) {
+            self.key = key
+            self.path = path
+            self.sizeGB = sizeGB
+            self.backup = backup
+            self.bulk = bulk
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case key, path, backup, bulk
+            case sizeGB = "size_gb"
+        }
+    }
+
+    /// Whether a guest should run.
+    public enum RunState: String, Codable, Sendable, CaseIterable { case running, stopped }
+
+    /// One guest.
+    public struct Guest: Codable, Sendable, Equatable {
+        public var vmid: Int
+        public var name: String
+        /// Decimal vCPU (0.25, 0.5, 1, 2 …): a proportional weight, not a hard limit (SPEC §6).
+        public var cpu: Double
+        /// Hard memory cap in MiB.
+        public var memoryMB: Int
+        /// Root disk size in GiB.
+        public var diskGB: Int
+        public var runState: RunState
+        public var description: String
+        public var mountPoints: [MountPoint]
+        /// A scratch guest (restore test): the agent may destroy it without a signature.
+        public var ephemeral: Bool
+
+        public init(vmid: Int, name: String, cpu: Double, memoryMB: Int, diskGB: Int, runState: RunState, description: String = "",
+                    mountPoints: [MountPoint] = [], ephemeral: Bool = false) {
+            self.vmid = vmid
+            self.name = name
+            self.cpu = cpu
+            self.memoryMB = memoryMB
+            self.diskGB = diskGB
+            self.runState = runState
+            self.description = description
+            self.mountPoints = mountPoints
+            self.ephemeral = ephemeral
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case vmid, name, cpu, description, ephemeral
+            case memoryMB = "memory_mb"
+            case diskGB = "disk_gb"
+            case runState = "run_state"
+            case mountPoints = "mount_points"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            vmid = try c.decode(Int.self, forKey: .vmid)
+            name = try c.decode(String.self, forKey: .name)
+            cpu = try c.decode(Double.self, forKey: .cpu)
+            memoryMB = try c.decode(Int.self, forKey: .memoryMB)
+            diskGB = try c.decode(Int.self, forKey: .diskGB)
+            runState = try c.decodeIfPresent(RunState.self, forKey: .runState) ?? .running
+            description = try c.decodeIfPresent(String.self, forKey: .description) ?? ""
+            mountPoints = try c.decodeIfPresent([MountPoint].self, forKey: .mountPoints) ?? []
+            ephemeral = try c.decodeIfPresent(Bool.self, forKey: .ephemeral) ?? false
+        }
+
+        /// PVE `cores`: enough visible cores for the share (at least 1).
+        public var cores: Int { max(1, Int(cpu.rounded(.up))) }
+        /// PVE `cpuunits`: the proportional weight, 100 per vCPU (PVE's cgroup v2 default is 100).
+        public var cpuunits: Int { max(1, Int((cpu * 100).rounded())) }
+    }
+
+    /// How the host's guests are backed up.
+    public struct StoragePolicy: Codable, Sendable, Equatable {
+        /// The PVE storage that receives backups (a PBS storage in production).
+        public var backupStorage: String?
+        /// Local hour (0–23) of the daily backup.
+        public var backupHour: Int
+        /// Backups to keep.
+        public var keepLast: Int
+
+        public init(backupStorage: String? = nil, backupHour: Int = 2, keepLast: Int = 14) {
+            self.backupStorage = backupStorage
+            self.backupHour = backupHour
+            self.keepLast = keepLast
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case backupStorage = "backup_storage"
+            case backupHour = "backup_hour"
+            case keepLast = "keep_last"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            backupStorage = try c.decodeIfPresent(String.self, forKey: .backupStorage)
+            backupHour = try c.decodeIfPresent(Int.self, forKey: .backupHour) ?? 2
+            keepLast = try c.decodeIfPresent(Int.self, forKey: .keepLast) ?? 14
+        }
+    }
+
+    public var guests: [Guest]
+    public var storagePolicy: StoragePolicy
+    /// Component → version (`agent`, `controller`).
+    public var versions: [String: String]
+
+    public init(guests: [Guest] = [], storagePolicy: StoragePolicy = StoragePolicy(), versions: [String: String] = [:]) {
+        self.guests = guests
+        self.storagePolicy = storagePolicy
+        self.versions = versions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case guests, versions
+        case storagePolicy = "storage_policy"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        guests = try c.decodeIfPresent([Guest].self, forKey: .guests) ?? []
+        storagePolicy = try c.decodeIfPresent(StoragePolicy.self, forKey: .storagePolicy) ?? StoragePolicy()
+        versions = try c.decodeIfPresent([String: String].self, forKey: .versions) ?? [:]
+    }
+
+    /// Decodes and validates; errors name the JSON path.
+    public static func decode(_ data: Data) throws -> DesiredState {
+        let d: DesiredState = try ContractCoding.decode(data)
+        try d.validate()
+        return d
+    }
+
+    public func encoded() -> Data { ContractCoding.encode(self) }
+
+    /// Rules beyond types.
+    public func validate() throws {
+        var vmids = Set<Int>(), names = Set<String>()
+        for (i, g) in guests.enumerated() {
+            let p = "$.guests[\(i)]"
+            guard (100...999_999_999).contains(g.vmid) else { throw ContractError(path: "\(p).vmid", message: "must be 100…999999999") }
+            guard vmids.insert(g.vmid).inserted else { throw ContractError(path: "\(p).vmid", message: "duplicate vmid \(g.vmid)") }
+            guard g.name.range(of: #"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"#, options: .regularExpression) != nil else {
+                throw ContractError(path: "\(p).name", message: "must be a host name: a-z, 0-9 and '-', at most 63 characters")
+            }
+            guard names.insert(g.name).inserted else { throw ContractError(path: "\(p).name", message: "duplicate name '\(g.name)'") }
+            guard g.cpu.isFinite, g.cpu > 0, g.cpu <= 512 else { throw ContractError(path: "\(p).cpu", message: "must be a positive number of vCPUs (e.g. 0.5, 1, 2)") }
+            guard (g.cpu * 100).rounded() == g.cpu * 100 else { throw ContractError(path: "\(p).cpu", message: "at most two decimals (e.g. 0.25)") }
+            guard g.memoryMB > 0 else { throw ContractError(path: "\(p).memory_mb", message: "memory must be positive (MiB)") }
+            guard g.memoryMB >= 16 else { throw ContractError(path: "\(p).memory_mb", message: "must be at least 16 MiB") }
+            guard g.diskGB > 0 else { throw ContractError(path: "\(p).disk_gb", message: "disk must be positive (GiB)") }
+            guard g.description.utf8.count <= 8192 else { throw ContractError(path: "\(p).description", message: "at most 8 KiB") }
+            var keys = Set<String>()
+            for (j, m) in g.mountPoints.enumerated() {
+                let mp = "\(p).mount_points[\(j)]"
+                guard m.key.range(of: #"^mp([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$"#, options: .regularExpression) != nil else {
+                    throw ContractError(path: "\(mp).key", message: "must be mp0 … mp255")
+                }
+                guard keys.insert(m.key).inserted else { throw ContractError(path: "\(mp).key", message: "duplicate mount point \(m.key)") }
+                guard m.path.hasPrefix("/"), m.path != "/", !m.path.contains(",") else {
+                    throw ContractError(path: "\(mp).path", message: "must be an absolute path other than / (no commas)")
+                }
+                guard m.sizeGB > 0 else { throw ContractError(path: "\(mp).size_gb", message: "must be positive (GiB)") }
+                if m.bulk && m.backup {
+                    throw ContractError(path: "\(mp).backup", message: "a bulk volume must have backup=false (it would bloat every backup)")
+                }
+            }
+        }
+        let sp = storagePolicy
+        guard (0...23).contains(sp.backupHour) else { throw ContractError(path: "$.storage_policy.backup_hour", message: "must be 0…23") }
+        guard (1...1000).contains(sp.keepLast) else { throw ContractError(path: "$.storage_policy.keep_last", message: "must be 1…1000") }
+        for (k, v) in versions {
+            guard v.range(of: #"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$"#, options: .regularExpression) != nil else {
+                throw ContractError(path: "$.versions.\(k)", message: "must be a version like 1.2.3")
+            }
+        }
+    }
+}
+
+/// How a desired guest compares with a reported one, field by field, on normalized values.
+///
+/// One comparison for the hub's drift view and the agent's plan: PVE appends a newline to
+/// `description`, memory is MiB, disk GiB.
+public enum GuestComparison {
+    /// A field that differs: name, desired value, actual value (as text).
+    public struct Difference: Codable, Sendable, Equatable {
+        public var field: String
+        public var desired: String
+        public var actual: String
+        public init(field: String, desired: String, actual: String) {
+            self.field = field
+            self.desired = desired
+            self.actual = actual
+        }
+    }
+
+    /// PVE stores descriptions with a trailing newline; compare without it.
+    public static func normalizedDescription(_ s: String) -> String {
+        var t = s.replacingOccurrences(of: "\r\n", with: "\n")
+        while t.hasSuffix("\n") { t.removeLast() }
+        return t
+    }
+
+    /// Spec differences (config only, not run state). Fields the report could not read are not compared.
+    public static func specDifferences(_ d: DesiredState.Guest, _ s: HostReport.GuestSpec) -> [Difference] {
+        var out: [Difference] = []
+        if let cores = s.cores, cores != d.cores { out.append(.init(field: "cores", desired: "\(d.cores)", actual: "\(cores)")) }
+        if let units = s.cpuunits, units != d.cpuunits { out.append(.init(field: "cpuunits", desired: "\(d.cpuunits)", actual: "\(units)")) }
+        if s.memory != d.memoryMB { out.append(.init(field: "memory", desired: "\(d.memoryMB)", actual: "\(s.memory)")) }
+        if normalizedDescription(s.description) != normalizedDescription(d.description) {
+            out.append(.init(field: "description", desired: normalizedDescription(d.description), actual: normalizedDescription(s.description)))
+        }
+        if let disk = s.disk, disk < Int64(d.diskGB) {
+            out.append(.init(field: "disk", desired: "\(d.diskGB)", actual: "\(disk)"))
+        }
+        return out
+    }
+}

@@ -1,0 +1,135 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+extension Hub {
+    /// A host's desired state as the API shows it.
+    public struct DesiredView: Codable, Sendable {
+        public var hostID: String
+        /// The published generation (0 = never published).
+        public var generation: Int64
+        /// What the agent reconciles towards: the last published spec (`null` before the first publish).
+        public var spec: DesiredState?
+        public var publishedAt: Int64?
+        /// The operator's working copy (operator and customer keys only).
+        public var draft: DesiredState?
+        /// Whether the draft differs from what is published.
+        public var unpublishedChanges: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case generation, spec, draft
+            case hostID = "host_id"
+            case publishedAt = "published_at"
+            case unpublishedChanges = "unpublished_changes"
+        }
+    }
+
+    /// Who may read a host's desired state: the operator, the host itself, its customer.
+    func hostForRead(_ hostID: String, by p: Principal) async throws -> HostView {
+        switch p {
+        case .operator, .customer: return try await host(hostID, by: p)
+        case .host(let h, _) where h == hostID: return try await host(hostID, by: p)
+        case .host: throw HubError.notFound("host \(hostID)")
+        case .guest: throw HubError.forbidden("read desired state")
+        }
+    }
+
+    /// The latest published spec of a host and its generation, from the durable table.
+    func publishedSpec(_ hostID: String, in db: any SQLDatabase) async throws -> (DesiredState, Int64, Int64)? {
+        guard let r = try await db.select().columns("spec", "generation", "published_at").from("desired_published")
+            .where("host_id", .equal, SQLBind(hostID)).orderBy("generation", .descending).limit(1).first()
+        else { return nil }
+        let spec = try DesiredState.decode(Data(try r.decode(column: "spec", as: String.self).utf8))
+        return (spec, try r.decode(column: "generation", as: Int64.self), try r.decode(column: "published_at", as: Int64.self))
+    }
+
+    public func desired(hostID: String, by p: Principal) async throws -> DesiredView {
+        let h = try await hostForRead(hostID, by: p)
+        let (published, draft) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, DesiredState?) in
+            let pub = try await publishedSpec(hostID, in: db)
+            let d = try await db.select().column("spec").from("desired_drafts").where("host_id", .equal, SQLBind(hostID)).first()
+                .map { try DesiredState.decode(Data(try $0.decode(column: "spec", as: String.self).utf8)) }
+            return (pub, d)
+        }
+        let showDraft: Bool = if case .host = p { false } else { true }
+        return DesiredView(
+            hostID: h.id, generation: published?.1 ?? 0, spec: published?.0, publishedAt: published?.2,
+            draft: showDraft ? (draft ?? published?.0) : nil, unpublishedChanges: draft != nil && draft != published?.0)
+    }
+
+    /// Saves the operator's draft after validating it (400 naming the field). Publishing is separate.
+    public func putDesired(hostID: String, body: Data, by p: Principal) async throws -> DesiredView {
+        guard p == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
+        guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
+        let spec: DesiredState
+        do { spec = try DesiredState.decode(body) } catch let e as ContractError {
+            throw HubError.badRequest(e.message, path: e.path)
+        }
+        let text = String(decoding: spec.encoded(), as: UTF8.self)
+        let now = self.now
+        try await store.withDB { db in
+            try await db.insert(into: "desired_drafts").columns("host_id", "spec", "updated_at")
+                .values(SQLBind(hostID), SQLBind(text), SQLBind(now))
+                .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "spec").set(excludedValueOf: "updated_at") }
+                .run()
+        }
+        return try await desired(hostID: hostID, by: p)
+    }
+
+    /// Publishes the draft: bumps `desired_generation`, keeps the spec durably under that
+    /// generation, records `desired_published`, and wakes the host's long-poll. Apps are never touched.
+    public func publishDesired(hostID: String, by p: Principal) async throws -> Int64 {
+        guard p == .operator else { throw HubError.forbidden("publish desired state (operator only)") }
+        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        let now = self.now
+        let gen = try await store.transaction { db -> Int64 in
+            guard let d = try await db.select().column("spec").from("desired_drafts").where("host_id", .equal, SQLBind(hostID)).first() else {
+                throw HubError.badRequest("no draft to publish: PUT /api/v1/hosts/\(hostID)/desired first")
+            }
+            let spec = try d.decode(column: "spec", as: String.self)
+            try await db.raw("UPDATE hosts SET desired_generation = desired_generation + 1 WHERE id = \(bind: hostID)").run()
+            guard let r = try await db.select().column("desired_generation").from("hosts").where("id", .equal, SQLBind(hostID)).first() else {
+                throw HubError.notFound("host \(hostID)")
+            }
+            let gen = try r.decode(column: "desired_generation", as: Int64.self)
+            try await db.insert(into: "desired_published").columns("host_id", "generation", "spec", "published_at")
+                .values(SQLBind(hostID), SQLBind(gen), SQLBind(spec), SQLBind(now)).run()
+            let ev = HubEvent(
+                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: hostID, guestID: nil,
+                customerID: h.customerID, type: "desired_published", severity: .info, data: ["generation": .int(gen)])
+            try await record(ev, in: db)
+            return gen
+        }
+        await generations.notify(hostID: hostID)
+        return gen
+    }
+
+    /// Desired vs last reported.
+    public struct DriftView: Codable, Sendable {
+        public var hostID: String
+        public var generation: Int64
+        public var reportedAt: Int64?
+        public var inSync: Bool
+        public var guests: [Drift.GuestDrift]
+
+        enum CodingKeys: String, CodingKey {
+            case generation, guests
+            case hostID = "host_id"
+            case reportedAt = "reported_at"
+            case inSync = "in_sync"
+        }
+    }
+
+    public func drift(hostID: String, by p: Principal) async throws -> DriftView {
+        _ = try await hostForRead(hostID, by: p)
+        let (published, report, at) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, HostReport?, Int64?) in
+            let pub = try await publishedSpec(hostID, in: db)
+            let r = try await db.select().columns("body", "received_at").from("host_report_latest").where("host_id", .equal, SQLBind(hostID)).first()
+            let report = try r.map { try HostReport.decode(Data(try $0.decode(column: "body", as: String.self).utf8)) }
+            return (pub, report, try r?.decode(column: "received_at", as: Int64.self))
+        }
+        let guests = Drift.compute(desired: published?.0, report: report)
+        return DriftView(hostID: hostID, generation: published?.1 ?? 0, reportedAt: at,
+                         inSync: report != nil && guests.allSatisfy { $0.state == "in_sync" }, guests: guests)
+    }
+}
