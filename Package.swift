@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "felhom-hub",
             dependencies: [
-                "FelhomHub", "FelhomCore", "FelhomHTTP",
+                "FelhomHub", "FelhomCore", "FelhomHTTP", "FelhomSigning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "FelhomHubTests",
             dependencies: [
-                "FelhomHub", "FelhomCore", "FelhomHTTP",
+                "FelhomHub", "FelhomCore", "FelhomHTTP", "FelhomSigning",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -172,9 +172,10 @@ public struct Hub: Sendable {
 
     // MARK: - Reports and control
 
-    func envelope(_ h: HostView) -> ControlEnvelope {
-        ControlEnvelope(pollIntervalSeconds: settings.pollIntervalSeconds, blocked: h.blocked, desiredGeneration: h.desiredGeneration,
-                        hasSignedOps: false)
+    func envelope(_ h: HostView) async throws -> ControlEnvelope {
+        let pending = try await store.withDB { db in try await hasSignedOps(hostID: h.id, in: db) }
+        return ControlEnvelope(pollIntervalSeconds: settings.pollIntervalSeconds, blocked: h.blocked, desiredGeneration: h.desiredGeneration,
+                               hasSignedOps: pending)
     }
 
     /// Decodes a report; a contract violation is counted and answered with 400 naming the path.
@@ -191,7 +192,7 @@ public struct Hub: Sendable {
         let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
-        let row = try await store.transaction { db in
+        let (row, pending) = try await store.transaction { db in
             try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
                 .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(now), SQLBind(text)).run()
             // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
@@ -200,14 +201,15 @@ public struct Hub: Sendable {
                 .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
                 .run()
             // The same statement answers what the control envelope needs.
-            return try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID))
+            let row = try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID))
                 .returning("desired_generation", "blocked").first()
+            return (row, try await hasSignedOps(hostID: hostID, in: db))
         }
         guard let row else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()
         return ControlEnvelope(
             pollIntervalSeconds: settings.pollIntervalSeconds, blocked: try row.decode(column: "blocked", as: Int.self) != 0,
-            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), hasSignedOps: false)
+            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), hasSignedOps: pending)
     }
 
     /// Stores a guest (controller) report and answers with its host's control envelope.
@@ -227,7 +229,7 @@ public struct Hub: Sendable {
         }
         metrics.reportsAccepted.increment()
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-        return envelope(h)
+        return try await envelope(h)
     }
 
     /// Deletes report history older than `days` (the latest report per host and guest is kept apart).
@@ -248,7 +250,8 @@ public struct Hub: Sendable {
         let deadline = ContinuousClock.now + .seconds(min(max(wait, 0), settings.maxLongPollSeconds))
         while true {
             guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-            if after == nil || h.desiredGeneration > after! || ContinuousClock.now >= deadline { return envelope(h) }
+            let env = try await envelope(h)
+            if after == nil || h.desiredGeneration > after! || env.hasSignedOps || ContinuousClock.now >= deadline { return env }
             // Wake on a local publish, or re-check the database every second (another replica may publish).
             await generations.wait(hostID: hostID, upTo: min(.seconds(1), deadline - ContinuousClock.now))
         }

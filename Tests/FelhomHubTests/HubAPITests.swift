@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomSigning
 import FelhomHub
 import Foundation
 import HTTPTypes
@@ -58,6 +59,9 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 ("none", nil), ("revoked", w.revokedKey), ("operator", operatorKey), ("customer", w.customerKeyA),
                 ("host", w.hostKeyA), ("guest", w.guestKeyA), ("otherHost", w.hostKeyB),
             ]
+            let signer = SSHPrivateKey.generateEd25519(comment: "ops")
+            _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(signer.publicKey.openSSHLine)"}"#)
+            let opA = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.hostA)","guest_id":"100","op":"guest.destroy"}"#).json?["id"]?.stringValue ?? ""
             typealias Row = (HTTPRequest.Method, String, String?, [String: HTTPResponse.Status])
             let customerBody = #"{"name":"X","email":"x@example.hu","domain":"x.example.hu"}"#
             var table: [Row] = [
@@ -81,6 +85,14 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.post, "/api/v1/guest-report", sampleGuestReport, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
                 (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.post, "/api/v1/events", #"{"type":"backup_completed"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .created, "otherHost": .created]),
+                (.post, "/api/v1/operator-keys", #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/operator-keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"100","op":"guest.destroy","key_id":"k"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/signed-ops", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (.get, "/api/v1/signed-ops/next", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (.get, "/api/v1/signed-ops/\(opA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),
+                (.post, "/api/v1/signed-ops/\(opA)/signature", #"{"signature":"x"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/signed-ops/\(opA)/result", #"{"outcome":"bogus"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .badRequest, "guest": .forbidden, "otherHost": .notFound]),
                 (.get, "/api/v1/events", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
             ]
             // Revocation last: it changes the world. Operator only; a second revoke finds no active keys.
@@ -89,7 +101,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 #expect(r.status == (["none", "revoked"].contains(name) ? .unauthorized : .forbidden), "DELETE keys with \(name)")
             }
             table.append((.delete, "/api/v1/keys/\(w.hostB)", nil, [:]))
-            #expect(Set(table.map { "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}"))" }) == Set(HubAPI.routes))
+            #expect(Set(table.map { "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}"))" }) == Set(HubAPI.routes))
             for (method, uri, body, expected) in table where !expected.isEmpty {
                 for (name, key) in keys {
                     let r = try await client.call(method, uri, key: key, body: body)

@@ -19,6 +19,9 @@ public enum HubAPI {
         "GET /api/v1/hosts/{id}/drift",
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
+        "POST /api/v1/operator-keys", "GET /api/v1/operator-keys",
+        "POST /api/v1/signed-ops", "GET /api/v1/signed-ops", "GET /api/v1/signed-ops/next", "GET /api/v1/signed-ops/{id}",
+        "POST /api/v1/signed-ops/{id}/signature", "POST /api/v1/signed-ops/{id}/result",
     ]
 
     public static func router(hub: Hub) -> Router<BasicRequestContext> {
@@ -157,6 +160,65 @@ public enum HubAPI {
             } ?? 100
             let list = try await hub.events(hostID: q.get("host_id"), type: q.get("type"), since: since, limit: limit, by: p)
             return try encode(["events": list])
+        }
+        v1.post("operator-keys") { req, _ in
+            let p = try await principal(hub, req)
+            struct Body: Decodable {
+                var publicKey: String
+                var role: String?
+                var name: String?
+                enum CodingKeys: String, CodingKey {
+                    case role, name
+                    case publicKey = "public_key"
+                }
+            }
+            let b = try await decode(Body.self, req)
+            return try encode(try await hub.registerOperatorKey(publicKey: b.publicKey, role: b.role, name: b.name, by: p), status: .created)
+        }
+        v1.get("operator-keys") { req, _ in
+            let p = try await principal(hub, req)
+            return try encode(["operator_keys": try await hub.operatorKeys(by: p)])
+        }
+        v1.post("signed-ops") { req, _ in
+            let p = try await principal(hub, req)
+            let b = try await decode(Hub.NewSignedOp.self, req)
+            return try encode(try await hub.createSignedOp(b, by: p), status: .created)
+        }
+        v1.get("signed-ops") { req, _ in
+            let p = try await principal(hub, req)
+            let q = req.uri.queryParameters
+            return try encode(["signed_ops": try await hub.signedOps(hostID: q.get("host_id"), status: q.get("status"), by: p)])
+        }
+        v1.get("signed-ops/next") { req, _ in
+            let p = try await principal(hub, req)
+            struct Next: Encodable {
+                var op: Hub.SignedOpView?
+                enum CodingKeys: String, CodingKey { case op }
+                func encode(to encoder: Encoder) throws {
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    if let op { try c.encode(op, forKey: .op) } else { try c.encodeNil(forKey: .op) }  // explicit null
+                }
+            }
+            return try encode(Next(op: try await hub.nextSignedOp(by: p)))
+        }
+        v1.get("signed-ops/:id") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.signedOp(try ctx.parameters.require("id"), by: p))
+        }
+        v1.post("signed-ops/:id/signature") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable { var signature: String }
+            let b = try await decode(Body.self, req)
+            return try encode(try await hub.uploadSignature(opID: try ctx.parameters.require("id"), signature: b.signature, by: p))
+        }
+        v1.post("signed-ops/:id/result") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable {
+                var outcome: String
+                var reason: String?
+            }
+            let b = try await decode(Body.self, req)
+            return try encode(try await hub.reportSignedOpResult(opID: try ctx.parameters.require("id"), outcome: b.outcome, reason: b.reason, by: p))
         }
         return router
     }

@@ -212,6 +212,56 @@ enum OpenAPIDocument {
                 - {name: wait, in: query, schema: {type: integer, maximum: 55}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+          /api/v1/operator-keys:
+            post:
+              summary: Register an operator SSH public key (operator); role operational (default) or recovery. Used for early signature feedback; agents pin their own keys.
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [public_key], properties: {public_key: {type: string, description: OpenSSH line}, role: {type: string, enum: [operational, recovery]}, name: {type: string}}}
+              responses: {"201": {description: the key}, "400": {description: not an accepted key}, "409": {description: already registered}}
+            get:
+              summary: List operator keys (operator).
+              responses: {"200": {description: "{operator_keys: [..]}"}}
+          /api/v1/signed-ops:
+            post:
+              summary: Queue a destructive op for signing (operator). The hub builds the canonical blob (nonce, expiry).
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [host_id, op], properties: {host_id: {type: string}, guest_id: {type: string, description: the guest's vmid}, op: {type: string, enum: [guest.destroy, guest.rollback, guest.restore, disk.decommission, agent.rollback]}, params: {type: object}, ttl_seconds: {type: integer}, key_id: {type: string}}}
+              responses: {"201": {description: the op (status pending_signature, blob, summary)}, "400": {description: bad op}}
+            get:
+              summary: List ops (operator all; customer and host keys their own). Filters host_id, status.
+              parameters: [{name: host_id, in: query, schema: {type: string}}, {name: status, in: query, schema: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}}]
+              responses: {"200": {description: "{signed_ops: [..]}"}}
+          /api/v1/signed-ops/next:
+            get:
+              summary: The next signed op for the calling host (host key), marked delivered; op is null when none.
+              responses: {"200": {description: "{op}"}}
+          /api/v1/signed-ops/{id}:
+            get:
+              summary: One op.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the op}, "404": {description: not found for this key}}
+          /api/v1/signed-ops/{id}/signature:
+            post:
+              summary: Upload the SSHSIG signature (operator); checked against registered keys for early feedback.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [signature], properties: {signature: {type: string, description: armored SSH SIGNATURE}}}
+              responses: {"200": {description: the op (signed)}, "400": {description: signature does not verify or key not registered}, "409": {description: not pending}}
+          /api/v1/signed-ops/{id}/result:
+            post:
+              summary: The agent reports the outcome (host key); records op_applied or op_rejected.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [outcome], properties: {outcome: {type: string, enum: [applied, rejected]}, reason: {type: string}}}
+              responses: {"200": {description: the op}, "409": {description: already finished}}
           /api/v1/events:
             post:
               summary: Record an event (host, guest or operator keys).

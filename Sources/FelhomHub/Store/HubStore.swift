@@ -76,6 +76,8 @@ public final class HubStore: Sendable {
             }
         } catch let e as StoreError {
             throw e
+        } catch let e as HubError {
+            throw e
         } catch {
             throw StoreError.wrap(error)
         }

@@ -7,8 +7,9 @@ import _CryptoExtras
 /// Ed25519, ECDSA P-256 and RSA keys are supported. Encrypted or hardware-backed keys are refused
 /// with `unsupportedKey`: for those, `felhom op sign` hands the signing to `ssh-keygen -Y sign`, so
 /// the key and its passphrase never pass through Felhom.
-public struct SSHPrivateKey {
-    enum Material {
+public struct SSHPrivateKey: Sendable {
+    // The key types are immutable values; swift-crypto 3 does not mark them Sendable.
+    enum Material: @unchecked Sendable {
         case ed25519(Curve25519.Signing.PrivateKey)
         case ecdsaP256(P256.Signing.PrivateKey)
         case rsa(_RSA.Signing.PrivateKey)

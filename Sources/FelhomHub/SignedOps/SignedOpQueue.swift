@@ -1,0 +1,323 @@
+import FelhomCore
+import FelhomSigning
+import Foundation
+import SQLKit
+
+/// The signed-op queue (SPEC §3): destructive ops wait here for the operator's SSH signature.
+///
+/// The hub builds the canonical blob and stores it and its signature as opaque text. It checks an
+/// uploaded signature against the registered operator keys only to give early feedback; the agent
+/// verifies again against its own pinned keys and is the authority (SPEC §1 rule 2: the hub holds
+/// no signing key). Life cycle: `pending_signature → signed → delivered → applied | rejected`, and
+/// `expired` for any unfinished op past its `expires_at`.
+extension Hub {
+    public static let signedOpStatuses = ["pending_signature", "signed", "delivered", "applied", "rejected", "expired"]
+
+    /// A registered operator public key.
+    public struct OperatorKeyView: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var role: String
+        public var fingerprint: String
+        public var publicKey: String
+        public var createdAt: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, role, fingerprint
+            case publicKey = "public_key"
+            case createdAt = "created_at"
+        }
+    }
+
+    /// Registers an operator's SSH public key (`role`: `operational` or `recovery`).
+    public func registerOperatorKey(publicKey: String, role: String?, name: String?, by p: Principal) async throws -> OperatorKeyView {
+        guard p == .operator else { throw HubError.forbidden("register operator keys") }
+        let key: SSHPublicKey
+        do { key = try SSHPublicKey(openSSHLine: publicKey) } catch {
+            throw HubError.badRequest("not an accepted OpenSSH public key: \(error.message)", path: "$.public_key")
+        }
+        let role = role ?? "operational"
+        guard ["operational", "recovery"].contains(role) else { throw HubError.badRequest("must be operational or recovery", path: "$.role") }
+        let comment = publicKey.split(separator: " ").dropFirst(2).joined(separator: " ")
+        let name = name ?? (comment.isEmpty ? key.fingerprint : comment)
+        try Validate.text(name, "$.name", max: 200)
+        let view = OperatorKeyView(id: Ids.make("opk"), name: name, role: role, fingerprint: key.fingerprint, publicKey: key.openSSHLine, createdAt: now)
+        try await store.withDB { db in
+            if try await db.select().column("id").from("operator_keys").where("fingerprint", .equal, SQLBind(view.fingerprint)).first() != nil {
+                throw HubError(.conflict, "conflict", "key \(view.fingerprint) is already registered")
+            }
+            try await db.insert(into: "operator_keys").columns("id", "public_key", "fingerprint", "role", "name", "created_at")
+                .values(SQLBind(view.id), SQLBind(view.publicKey), SQLBind(view.fingerprint), SQLBind(role), SQLBind(name), SQLBind(view.createdAt)).run()
+        }
+        return view
+    }
+
+    public func operatorKeys(by p: Principal) async throws -> [OperatorKeyView] {
+        guard p == .operator else { throw HubError.forbidden("list operator keys") }
+        return try await store.withDB { db in
+            try await db.select().column("*").from("operator_keys").where(SQLColumn("revoked_at"), .is, SQLLiteral.null).orderBy("created_at").all().map {
+                OperatorKeyView(id: try $0.decode(column: "id", as: String.self), name: try $0.decode(column: "name", as: String.self),
+                                role: try $0.decode(column: "role", as: String.self), fingerprint: try $0.decode(column: "fingerprint", as: String.self),
+                                publicKey: try $0.decode(column: "public_key", as: String.self), createdAt: try $0.decode(column: "created_at", as: Int64.self))
+            }
+        }
+    }
+
+    /// A queued op as the API shows it.
+    public struct SignedOpView: Codable, Sendable, Equatable {
+        public var id: String
+        public var hostID: String
+        public var hostName: String
+        public var customerID: String
+        public var customerName: String
+        public var guestID: String?
+        public var op: String
+        /// What will happen, in plain words (for the signing prompt and the dashboard).
+        public var summary: String
+        /// The exact canonical bytes to sign (UTF-8 text).
+        public var blob: String
+        public var status: String
+        public var signature: String?
+        public var signer: String?
+        public var reason: String?
+        public var expiresAt: Int64
+        public var createdAt: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case id, op, summary, blob, status, signature, signer, reason
+            case hostID = "host_id"
+            case hostName = "host_name"
+            case customerID = "customer_id"
+            case customerName = "customer_name"
+            case guestID = "guest_id"
+            case expiresAt = "expires_at"
+            case createdAt = "created_at"
+        }
+    }
+
+    public struct NewSignedOp: Codable, Sendable {
+        public var hostID: String
+        public var guestID: String?
+        public var op: String
+        public var params: [String: JSONValue]?
+        /// Validity in seconds (default 1 h, at most 24 h).
+        public var ttlSeconds: Int?
+        public var keyID: String?
+
+        public init(hostID: String, guestID: String?, op: String, params: [String: JSONValue]? = nil, ttlSeconds: Int? = nil, keyID: String? = nil) {
+            self.hostID = hostID
+            self.guestID = guestID
+            self.op = op
+            self.params = params
+            self.ttlSeconds = ttlSeconds
+            self.keyID = keyID
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case op, params
+            case hostID = "host_id"
+            case guestID = "guest_id"
+            case ttlSeconds = "ttl_seconds"
+            case keyID = "key_id"
+        }
+    }
+
+    /// Queues an op for signing. `guest_id` is the guest's vmid on the host.
+    public func createSignedOp(_ r: NewSignedOp, by p: Principal) async throws -> SignedOpView {
+        guard p == .operator else { throw HubError.forbidden("queue signed ops (operator only)") }
+        guard let op = OpBlob.Op(rawValue: r.op) else {
+            throw HubError.badRequest("unknown op; one of \(OpBlob.Op.allCases.map(\.rawValue).joined(separator: ", "))", path: "$.op")
+        }
+        guard let host = try await hostRow(r.hostID) else { throw HubError.badRequest("no host \(r.hostID)", path: "$.host_id") }
+        if let g = r.guestID, Int(g).map({ (100...999_999_999).contains($0) }) != true {
+            throw HubError.badRequest("must be the guest's vmid (100…999999999)", path: "$.guest_id")
+        }
+        let ttl = r.ttlSeconds ?? 3600
+        guard (60...86400).contains(ttl) else { throw HubError.badRequest("must be 60…86400 seconds", path: "$.ttl_seconds") }
+        let keyID: String
+        if let k = r.keyID {
+            keyID = k
+        } else {
+            let keys = try await operatorKeys(by: p).filter { $0.role == "operational" }
+            guard keys.count == 1 else {
+                throw HubError.badRequest(
+                    keys.isEmpty ? "register an operator key first (POST /api/v1/operator-keys)" : "several operator keys: say which with key_id",
+                    path: "$.key_id")
+            }
+            keyID = keys[0].fingerprint
+        }
+        let blob: OpBlob
+        let bytes: [UInt8]
+        do {
+            blob = try OpBlob.new(op: op, hostID: r.hostID, guestID: r.guestID, params: r.params ?? [:], ttl: TimeInterval(ttl), keyID: keyID,
+                                  now: Date(timeIntervalSince1970: TimeInterval(now)))
+            bytes = try blob.canonicalBytes()
+        } catch let e as OpBlobError {
+            throw HubError.badRequest(e.message, path: "$." + (e.field == "target.guest_id" ? "guest_id" : e.field))
+        }
+        let id = Ids.make("sop")
+        let created = now
+        try await store.transaction { db in
+            try await db.insert(into: "signed_ops")
+                .columns("id", "host_id", "guest_id", "customer_id", "op", "blob", "nonce", "expires_at", "status", "created_at")
+                .values(SQLBind(id), SQLBind(r.hostID), SQLBind(r.guestID), SQLBind(host.customerID), SQLBind(op.rawValue),
+                        SQLBind(String(decoding: bytes, as: UTF8.self)), SQLBind(blob.nonce), SQLBind(Int64(blob.expiresAt.timeIntervalSince1970)),
+                        SQLBind("pending_signature"), SQLBind(created)).run()
+        }
+        return try await signedOp(id, by: p)
+    }
+
+    /// Marks unfinished ops past their expiry as `expired` (run before every read).
+    func expireSignedOps(in db: any SQLDatabase) async throws {
+        try await db.update("signed_ops").set("status", to: SQLBind("expired")).set("finished_at", to: SQLBind(now))
+            .where("expires_at", .lessThan, SQLBind(now))
+            .where("status", .in, ["pending_signature", "signed", "delivered"]).run()
+    }
+
+    func signedOpViews(_ build: @escaping @Sendable (SQLSelectBuilder) -> SQLSelectBuilder) async throws -> [SignedOpView] {
+        let rows = try await store.withDB { db in
+            try await expireSignedOps(in: db)
+            return try await build(
+                db.select().column(SQLColumn("*", table: "signed_ops")).column(SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name")))
+                    .column(SQLAlias(SQLColumn("name", table: "customers"), as: SQLIdentifier("customer_name")))
+                    .from("signed_ops").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "signed_ops"))
+                    .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
+            ).all()
+        }
+        return try rows.map { r in
+            let blobText = try r.decode(column: "blob", as: String.self)
+            let parsed = try? OpBlob(parsing: Array(blobText.utf8))
+            let hostName = try r.decode(column: "host_name", as: String.self)
+            let customerName = try r.decode(column: "customer_name", as: String.self)
+            var summary = parsed.map { "\($0.op.summary) — \($0.plainDescription)" } ?? "unreadable blob"
+            summary += " (customer \(customerName), host \(hostName))"
+            return SignedOpView(
+                id: try r.decode(column: "id", as: String.self), hostID: try r.decode(column: "host_id", as: String.self), hostName: hostName,
+                customerID: try r.decode(column: "customer_id", as: String.self), customerName: customerName,
+                guestID: try r.decode(column: "guest_id", as: String?.self), op: try r.decode(column: "op", as: String.self), summary: summary,
+                blob: blobText, status: try r.decode(column: "status", as: String.self), signature: try r.decode(column: "signature", as: String?.self),
+                signer: try r.decode(column: "signer", as: String?.self), reason: try r.decode(column: "reason", as: String?.self),
+                expiresAt: try r.decode(column: "expires_at", as: Int64.self), createdAt: try r.decode(column: "created_at", as: Int64.self))
+        }
+    }
+
+    public func signedOp(_ id: String, by p: Principal) async throws -> SignedOpView {
+        if case .guest = p { throw HubError.forbidden("read signed ops") }
+        guard let v = try await signedOpViews({ $0.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }).first,
+              p.canReach(customerID: v.customerID)
+        else { throw HubError.notFound("signed op \(id)") }
+        if case .host(let h, _) = p, h != v.hostID { throw HubError.notFound("signed op \(id)") }
+        return v
+    }
+
+    /// Lists ops (operator: all; customer and host keys: their own), newest first.
+    public func signedOps(hostID: String?, status: String?, by p: Principal) async throws -> [SignedOpView] {
+        if case .guest = p { throw HubError.forbidden("list signed ops") }
+        if let status, !Self.signedOpStatuses.contains(status) {
+            throw HubError.badRequest("one of \(Self.signedOpStatuses.joined(separator: ", "))", path: "status")
+        }
+        var hostFilter = hostID
+        if case .host(let h, _) = p {
+            if let hostID, hostID != h { return [] }
+            hostFilter = h
+        }
+        let hostOnly = hostFilter
+        return try await signedOpViews { q in
+            var q = q
+            if let c = p.customerScope { q = q.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(c)) }
+            if let hostOnly { q = q.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(hostOnly)) }
+            if let status { q = q.where(SQLColumn("status", table: "signed_ops"), .equal, SQLBind(status)) }
+            return q.orderBy(SQLOrderBy(expression: SQLColumn("created_at", table: "signed_ops"), direction: SQLDirection.descending))
+                .orderBy(SQLOrderBy(expression: SQLColumn("id", table: "signed_ops"), direction: SQLDirection.descending))
+        }
+    }
+
+    /// Stores the operator's signature after checking it against the registered keys (early
+    /// feedback only: the agent verifies again).
+    public func uploadSignature(opID: String, signature armored: String, by p: Principal) async throws -> SignedOpView {
+        guard p == .operator else { throw HubError.forbidden("sign ops (operator only)") }
+        let v = try await signedOp(opID, by: p)
+        guard v.status == "pending_signature" else {
+            throw HubError(.conflict, "conflict", "op \(opID) is \(v.status), not pending_signature")
+        }
+        let sig: SSHSignature
+        do { sig = try SSHSignature(armored: armored) } catch {
+            throw HubError.badRequest("not an SSH signature: \(error.message)", path: "$.signature")
+        }
+        guard sig.namespace == OpVerifier.namespace else {
+            throw HubError.badRequest("signed for namespace '\(sig.namespace)'; use -n \(OpVerifier.namespace)", path: "$.signature")
+        }
+        let keys = try await operatorKeys(by: p)
+        guard let key = keys.first(where: { $0.fingerprint == sig.publicKey.fingerprint }) else {
+            throw HubError.badRequest("key \(sig.publicKey.fingerprint) is not a registered operator key", path: "$.signature")
+        }
+        do { try sig.verify(message: Array(v.blob.utf8), requireUserPresence: true) } catch {
+            throw HubError.badRequest("signature does not verify over this op's blob: \(error.message)", path: "$.signature")
+        }
+        let now = self.now
+        let updated = try await store.withDB { db in
+            try await db.update("signed_ops").set("status", to: SQLBind("signed")).set("signature", to: SQLBind(sig.armored))
+                .set("signer", to: SQLBind(key.name + " " + key.fingerprint)).set("signed_at", to: SQLBind(now))
+                .where("id", .equal, SQLBind(opID)).where("status", .equal, SQLBind("pending_signature"))
+                .returning("id").all().count
+        }
+        guard updated == 1 else { throw HubError(.conflict, "conflict", "op \(opID) changed while signing; list it again") }
+        await generations.notify(hostID: v.hostID)
+        return try await signedOp(opID, by: p)
+    }
+
+    /// The next signed op for the calling host (oldest first), marked delivered. An op delivered
+    /// earlier but never answered is handed out again: the agent's journal recognises it by id.
+    public func nextSignedOp(by p: Principal) async throws -> SignedOpView? {
+        guard case .host(let hostID, _) = p else { throw HubError.forbidden("fetch signed ops (host keys only)") }
+        let now = self.now
+        guard let v = try await signedOpViews({
+            $0.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(hostID))
+                .where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression([SQLBind("signed"), SQLBind("delivered")]))
+                .orderBy(SQLColumn("signed_at", table: "signed_ops")).limit(1)
+        }).first else { return nil }
+        if v.status == "signed" {
+            try await store.withDB { db in
+                try await db.update("signed_ops").set("status", to: SQLBind("delivered")).set("delivered_at", to: SQLBind(now))
+                    .where("id", .equal, SQLBind(v.id)).where("status", .equal, SQLBind("signed")).run()
+            }
+        }
+        var out = v
+        out.status = "delivered"
+        return out
+    }
+
+    /// The agent's outcome for a delivered op: `applied` or `rejected` with a reason (its error code).
+    public func reportSignedOpResult(opID: String, outcome: String, reason: String?, by p: Principal) async throws -> SignedOpView {
+        guard case .host(let hostID, let customerID) = p else { throw HubError.forbidden("report op results (host keys only)") }
+        let v = try await signedOp(opID, by: p)
+        guard v.hostID == hostID else { throw HubError.notFound("signed op \(opID)") }
+        guard ["applied", "rejected"].contains(outcome) else { throw HubError.badRequest("must be applied or rejected", path: "$.outcome") }
+        if let reason { try Validate.text(reason, "$.reason", max: 1000) }
+        guard ["delivered", "signed"].contains(v.status) else {
+            if v.status == outcome { return v }  // a repeated report after a lost answer
+            throw HubError(.conflict, "conflict", "op \(opID) is already \(v.status)")
+        }
+        let now = self.now
+        try await store.transaction { db in
+            try await db.update("signed_ops").set("status", to: SQLBind(outcome)).set("reason", to: SQLBind(reason))
+                .set("finished_at", to: SQLBind(now)).where("id", .equal, SQLBind(opID)).run()
+            var data: [String: JSONValue] = ["op_id": .string(opID), "op": .string(v.op)]
+            if let g = v.guestID { data["vmid"] = .string(g) }
+            if let reason { data["reason"] = .string(reason) }
+            let ev = HubEvent(
+                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .host, hostID: hostID, guestID: nil,
+                customerID: customerID, type: outcome == "applied" ? "op_applied" : "op_rejected",
+                severity: outcome == "applied" ? .info : .warning, data: .object(data))
+            try await record(ev, in: db)
+        }
+        return try await signedOp(opID, by: p)
+    }
+
+    /// Whether the host has signed ops waiting (for the control envelope).
+    func hasSignedOps(hostID: String, in db: any SQLDatabase) async throws -> Bool {
+        try await db.select().column("id").from("signed_ops").where("host_id", .equal, SQLBind(hostID))
+            .where("status", .in, ["signed", "delivered"]).where("expires_at", .greaterThanOrEqual, now)
+            .limit(1).first() != nil
+    }
+}
