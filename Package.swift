@@ -83,8 +83,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FelhomHubClient",
+            dependencies: ["FelhomCore", "FelhomHTTP"]
+        ),
+        .target(
             name: "FelhomAgent",
-            dependencies: ["FelhomCore", "Proxmox", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .target(
             name: "FelhomHub",
@@ -115,8 +123,9 @@ let package = Package(
         .executableTarget(
             name: "felhom",
             dependencies: [
-                "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent",
+                "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ]
         ),

@@ -98,35 +98,7 @@ struct OpSign: AsyncParsableCommand {
 
     func run() async throws {
         let message = try readFileBytes(blob, what: "op blob")
-        if !viaSSHKeygen {
-            guard let text = try? String(contentsOfFile: key, encoding: .utf8) else { throw ValidationError("cannot read key '\(key)'") }
-            do {
-                let k = try SSHPrivateKey(openSSHText: text)
-                print(try k.sign(message: message, namespace: OpVerifier.namespace).armored, terminator: "")
-                return
-            } catch where error.code == .unsupportedKey {
-                FileHandle.standardError.write(Data("felhom op sign: \(error.message); using ssh-keygen\n".utf8))
-            } catch {
-                throw ValidationError("\(key): \(error.message)")
-            }
-        }
-        print(try await signWithSSHKeygen(key: key, blobPath: blob), terminator: "")
-    }
-
-    /// `ssh-keygen -Y sign -f KEY -n felhom-op-v1 FILE` writes FILE.sig; the key never passes through us.
-    func signWithSSHKeygen(key: String, blobPath: String) async throws -> String {
-        let tmpDir = NSTemporaryDirectory() + "felhom-sign-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: tmpDir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: tmpDir) }
-        let copy = tmpDir + "/op.json"
-        try Data(try readFileBytes(blobPath, what: "op blob")).write(to: URL(fileURLWithPath: copy))
-        let result = try await Subprocess.run(
-            .name("ssh-keygen"), arguments: ["-Y", "sign", "-f", key, "-n", OpVerifier.namespace, copy],
-            output: .discarded, error: .string(limit: 64 * 1024))
-        guard result.terminationStatus.isSuccess, let sig = try? String(contentsOfFile: copy + ".sig", encoding: .utf8) else {
-            throw ValidationError("ssh-keygen -Y sign failed: \(result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-        return sig
+        print(try await OperatorSigning.sign(message, keyPath: key, viaSSHKeygen: viaSSHKeygen), terminator: "")
     }
 }
 

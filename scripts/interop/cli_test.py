@@ -140,6 +140,69 @@ def main(sim):
         assert r.returncode == 0 and r.stdout == '{"a":0.1,"b":[100,"é"]}'.encode(), r.stdout
 
     check("op and jcs refuse bad input clearly", op_bad_input)
+
+    # `felhom sign` against a real felhom-hub on SQLite, with a key made by ssh-keygen.
+    def sign_against_hub():
+        import urllib.request
+        from common import free_port
+        hub_bin = os.path.join(bin_dir, "felhom-hub")
+        OP = "cli-test-operator-key-0123456789abcdef"
+        hport = free_port()
+        d = os.path.join(work, "sign")
+        os.makedirs(d)
+        env = dict(os.environ, FELHOM_HUB_OPERATOR_KEY=OP)
+        hub = subprocess.Popen([hub_bin, "serve", "--listen", f"127.0.0.1:{hport}", "--database", f"sqlite:{d}/hub.sqlite"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            def call(method, path, body=None):
+                req = urllib.request.Request(f"http://127.0.0.1:{hport}{path}", method=method,
+                                             data=json.dumps(body).encode() if body is not None else None,
+                                             headers={"Authorization": f"Bearer {OP}", "Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return json.loads(r.read())
+            import time
+            for _ in range(150):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{hport}/healthz", timeout=1).read()
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            key = os.path.join(d, "id")
+            r = run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops@felhom", "-f", key)
+            assert r.returncode == 0, r.stderr
+            with open(key + ".pub") as f:
+                call("POST", "/api/v1/operator-keys", {"public_key": f.read().strip()})
+            cid = call("POST", "/api/v1/customers", {"name": "Kiss Anna", "email": "a@example.hu", "domain": "kiss.example.hu"})["id"]
+            host = call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "nappali"})["id"]
+            first = call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "101", "op": "guest.destroy"})["id"]
+            hub_url = f"http://127.0.0.1:{hport}"
+            # --pending lists in plain words and signs nothing.
+            r = run(felhom, "sign", "--hub", hub_url, "--pending", env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode == 0 and "DESTROY guest" in r.stdout and "vmid 101" in r.stdout and "Kiss Anna" in r.stdout, r.stdout + r.stderr
+            # Answering anything but yes skips.
+            e = dict(os.environ, FELHOM_OPERATOR_KEY=OP)
+            r = subprocess.run([felhom, "sign", "--hub", hub_url, "--key", key], input="no\n", capture_output=True, text=True, env=e, timeout=60)
+            assert r.returncode == 0 and "skipped" in r.stdout, r.stdout + r.stderr
+            assert call("GET", f"/api/v1/signed-ops/{first}")["status"] == "pending_signature"
+            # yes signs and uploads; the hub checked the signature against the registered key.
+            r = subprocess.run([felhom, "sign", "--hub", hub_url, "--key", key], input="yes\n", capture_output=True, text=True, env=e, timeout=60)
+            assert r.returncode == 0 and "signed and uploaded" in r.stdout, r.stdout + r.stderr
+            assert call("GET", f"/api/v1/signed-ops/{first}")["status"] == "signed"
+            # A key the hub does not know is refused with the hub's reason; exit status 1.
+            other = os.path.join(d, "other")
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other)
+            call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "102", "op": "guest.destroy"})
+            r = run(felhom, "sign", "--hub", hub_url, "--key", other, "--yes", env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode == 1 and "not a registered operator key" in r.stdout, r.stdout + r.stderr
+            assert OP not in r.stdout + r.stderr
+            # A wrong operator key is a clear error.
+            r = run(felhom, "sign", "--hub", hub_url, "--pending", env={"FELHOM_OPERATOR_KEY": "wrong-key-000000000000000000"})
+            assert r.returncode != 0 and "401" in r.stdout + r.stderr, r.stdout + r.stderr
+        finally:
+            hub.terminate()
+            hub.wait(timeout=30)
+
+    check("felhom sign against a real hub", sign_against_hub)
     return checks.finish()
 
 
