@@ -85,6 +85,8 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.post, "/api/v1/guest-report", sampleGuestReport, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
                 (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.post, "/api/v1/events", #"{"type":"backup_completed"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .created, "otherHost": .created]),
+                (.post, "/api/v1/hosts/\(w.hostA)/enrollment", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/enroll", #"{"token":"fh_enroll_nope"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .unauthorized, "otherHost": .unauthorized]),
                 (.post, "/api/v1/operator-keys", #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.get, "/api/v1/operator-keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"100","op":"guest.destroy","key_id":"k"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
@@ -248,7 +250,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 4)  // one row per migration: bump with each new one
+            #expect(versions == 5)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -19,6 +19,7 @@ public enum HubAPI {
         "GET /api/v1/hosts/{id}/drift",
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
+        "POST /api/v1/hosts/{id}/enrollment", "POST /api/v1/enroll",
         "POST /api/v1/operator-keys", "GET /api/v1/operator-keys",
         "POST /api/v1/signed-ops", "GET /api/v1/signed-ops", "GET /api/v1/signed-ops/next", "GET /api/v1/signed-ops/{id}",
         "POST /api/v1/signed-ops/{id}/signature", "POST /api/v1/signed-ops/{id}/result",
@@ -161,6 +162,21 @@ public enum HubAPI {
             let list = try await hub.events(hostID: q.get("host_id"), type: q.get("type"), since: since, limit: limit, by: p)
             return try encode(["events": list])
         }
+        v1.post("hosts/:id/enrollment") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable {
+                var ttlSeconds: Int?
+                enum CodingKeys: String, CodingKey { case ttlSeconds = "ttl_seconds" }
+            }
+            let data = try await collect(req)
+            let b = data.isEmpty ? Body() : try decode(Body.self, data)
+            return try encode(try await hub.createEnrollmentToken(hostID: try ctx.parameters.require("id"), ttlSeconds: b.ttlSeconds, by: p), status: .created)
+        }
+        v1.post("enroll") { req, _ in
+            struct Body: Decodable { var token: String }
+            let b = try await decode(Body.self, req)
+            return try encode(try await hub.enroll(token: b.token), status: .created)
+        }
         v1.post("operator-keys") { req, _ in
             let p = try await principal(hub, req)
             struct Body: Decodable {
@@ -237,7 +253,10 @@ public enum HubAPI {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ req: Request) async throws -> T {
-        let data = try await collect(req)
+        try decode(type, try await collect(req))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
         let dec = JSONDecoder()
         dec.dateDecodingStrategy = .iso8601
         do { return try dec.decode(T.self, from: data) } catch let e as DecodingError {

@@ -212,6 +212,24 @@ enum OpenAPIDocument {
                 - {name: wait, in: query, schema: {type: integer, maximum: 55}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+          /api/v1/hosts/{id}/enrollment:
+            post:
+              summary: A one-time enrollment token for the host (operator), valid ttl_seconds (default 24 h); earlier unused tokens stop working.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, properties: {ttl_seconds: {type: integer}}}
+              responses: {"201": {description: "{host_id, token, expires_at}"}}
+          /api/v1/enroll:
+            post:
+              summary: A box trades its enrollment token for its host key (no bearer key). Every earlier key of the host is revoked; the token cannot be used again.
+              security: []
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [token], properties: {token: {type: string}}}
+              responses: {"201": {description: "{host_id, customer_id, host_name, api_key}"}, "401": {description: unknown, expired or used token}}
           /api/v1/operator-keys:
             post:
               summary: Register an operator SSH public key (operator); role operational (default) or recovery. Used for early signature feedback; agents pin their own keys.

@@ -161,6 +161,17 @@ enum Migrations {
                 .run()
             try await db.create(index: "signed_ops_host_status").on("signed_ops").column("host_id").column("status").run()
         },
+        Migration(version: 5, name: "enrollment") { db in
+            try await db.create(table: "enrollment_tokens").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("host_id", type: .text, .notNull, .references("hosts", "id"))
+                .column("hash", type: .text, .notNull, .unique)
+                .column("expires_at", type: .bigint, .notNull)
+                .column("used_at", type: .bigint)
+                .column("created_at", type: .bigint, .notNull)
+                .run()
+            try await db.alter(table: "hosts").column("enrolled_at", type: .bigint).run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {
