@@ -133,6 +133,8 @@ let package = Package(
             name: "felhom-agent",
             dependencies: [
                 "FelhomCore", "Proxmox", "FelhomAgent",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -80,7 +80,7 @@ public struct HubClient: Sendable {
         return response.body
     }
 
-    func json(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil) async throws -> JSONValue {
+    public func json(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil) async throws -> JSONValue {
         let data = try await call(method, path, query: query, body: body?.serialized())
         do { return try JSONValue.parse(data) } catch {
             throw HubClientError(code: "decoding", message: "the hub's answer to \(method) \(path) is not JSON")
@@ -88,6 +88,17 @@ public struct HubClient: Sendable {
     }
 
     // MARK: - Agent
+
+    /// Trades a one-time enrollment token for this host's key. The token is the only credential.
+    public static func enroll(url: String, token: Secret, trust: TLSTrust = .systemDefault) async throws -> (hostID: String, key: Secret) {
+        // The bearer header carries the token only because the client always sends one; /enroll reads the body.
+        let c = try HubClient(url: url, key: token, trust: trust, timeout: .seconds(30))
+        let j = try await c.json("POST", "/api/v1/enroll", body: .object(["token": .string(token.reveal())]))
+        guard let id = j["host_id"]?.stringValue, let key = j["api_key"]?.stringValue else {
+            throw HubClientError(code: "decoding", message: "enrollment answer without host_id or api_key")
+        }
+        return (id, Secret(key))
+    }
 
     /// Posts a host report; returns the control envelope.
     public func postHostReport(_ report: HostReport) async throws -> ControlEnvelope {

@@ -3,13 +3,15 @@ import FelhomAgent
 import FelhomCore
 import Foundation
 import Proxmox
+import Logging
+import ServiceLifecycle
 
 @main
 struct FelhomAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "felhom-agent",
         abstract: "The Felhom host agent (runs on each Proxmox VE host).",
-        subcommands: [SelftestCommand.self])
+        subcommands: [RunCommand.self, SelftestCommand.self])
 }
 
 struct SelftestCommand: AsyncParsableCommand {
@@ -52,5 +54,38 @@ struct SelftestCommand: AsyncParsableCommand {
         }
         print(report.rendered(), terminator: "")
         if !report.passed { throw ExitCode(1) }
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the agent: report to the hub, reconcile guests, apply signed ops.",
+        discussion: """
+            Configuration: JSON file plus FELHOM_AGENT_* environment variables. On first start with \
+            hub.enrollment_token the agent enrolls and keeps its host key in state_dir/host.json. \
+            Stops cleanly on SIGTERM or SIGINT (work in flight finishes; the journal covers a hard kill).
+            """)
+
+    @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+    @Flag(help: "Resume what a crash left in flight, run one cycle, and exit.") var once = false
+
+    func run() async throws {
+        var logger = Logger(label: "felhom.agent")
+        logger.logLevel = .info
+        let cfg: AgentConfig
+        do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+        let agent: Agent
+        do { agent = try await Agent.make(config: cfg, logger: logger) } catch { throw ValidationError("\(error)") }
+        if once {
+            await agent.resumeInFlight()
+            do { try await agent.cycle() } catch {
+                FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
+        let group = ServiceGroup(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
     }
 }

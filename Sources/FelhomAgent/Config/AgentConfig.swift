@@ -41,8 +41,55 @@ public struct AgentConfig: Decodable, Sendable {
         public var vmid: Int?
     }
 
+    /// How to reach the hub. The host key is kept in `state_dir/host.json` after enrollment.
+    public struct Hub: Decodable, Sendable {
+        public var url: String
+        /// Used once, when `state_dir` holds no host key yet.
+        public var enrollmentToken: Secret?
+        /// A host key given directly (instead of enrollment), with its host id.
+        public var hostKey: Secret?
+        public var hostID: String?
+        public var fingerprint: String?
+        public var caFile: String?
+        /// Longest long-poll wait in seconds (default 25).
+        public var longPollSeconds: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case url, fingerprint
+            case enrollmentToken = "enrollment_token"
+            case hostKey = "host_key"
+            case hostID = "host_id"
+            case caFile = "ca_file"
+            case longPollSeconds = "long_poll_seconds"
+        }
+    }
+
+    /// Provisioning by restore.
+    public struct Provision: Decodable, Sendable {
+        /// The golden template backup volid.
+        public var goldenTemplate: String
+        /// Storage for new root disks (default `local-lvm`).
+        public var storage: String?
+        enum CodingKeys: String, CodingKey {
+            case storage
+            case goldenTemplate = "golden_template"
+        }
+    }
+
     public var pve: PVE
     public var selftest: Selftest?
+    public var hub: Hub?
+    public var provision: Provision?
+    /// Journal, nonce log and host identity live here (default `/var/lib/felhom-agent`).
+    public var stateDir: String?
+    /// Operator keys allowed to sign ops, in allowed_signers syntax (`role=recovery` in the comment).
+    public var signersFile: String?
+
+    enum CodingKeys: String, CodingKey {
+        case pve, selftest, hub, provision
+        case stateDir = "state_dir"
+        case signersFile = "signers_file"
+    }
 
     /// Every overridable setting; the variable is `FELHOM_AGENT_` + the path in upper case.
     public static let loader = ConfigLoader(
@@ -52,7 +99,17 @@ public struct AgentConfig: Decodable, Sendable {
             .init("pve.token_secret"), .init("pve.fingerprint"), .init("pve.ca_file"),
             .init("pve.insecure_skip_verify", .boolean), .init("pve.plain_http", .boolean),
             .init("pve.timeout_seconds", .integer), .init("selftest.vmid", .integer),
+            .init("hub.url"), .init("hub.enrollment_token"), .init("hub.host_key"), .init("hub.host_id"), .init("hub.fingerprint"),
+            .init("hub.ca_file"), .init("hub.long_poll_seconds", .integer), .init("provision.golden_template"),
+            .init("provision.storage"), .init("state_dir"), .init("signers_file"),
         ])
+
+    /// The hub TLS trust this config describes.
+    public func hubTrust() throws -> TLSTrust {
+        if let fp = hub?.fingerprint, !fp.isEmpty { return .pinnedLeafSHA256(try CertificateFingerprint(parsing: fp)) }
+        if let ca = hub?.caFile, !ca.isEmpty { return .caFile(ca) }
+        return .systemDefault
+    }
 
     /// Loads `file` and the environment.
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws

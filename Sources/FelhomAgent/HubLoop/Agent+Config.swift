@@ -1,0 +1,66 @@
+import FelhomCore
+import FelhomHTTP
+import FelhomHubClient
+import FelhomSigning
+import Foundation
+import Logging
+import Proxmox
+
+extension Agent {
+    /// The host's identity on the hub, kept in `state_dir/host.json` (mode 0600) after enrollment.
+    struct Identity: Codable {
+        var hostID: String
+        var key: String
+        enum CodingKeys: String, CodingKey {
+            case key
+            case hostID = "host_id"
+        }
+    }
+
+    /// Builds the agent a config file describes: enrolls on first start when given a token, loads
+    /// the pinned signers, opens the journal and nonce log. Errors name the setting at fault.
+    public static func make(config cfg: AgentConfig, logger: Logger) async throws -> Agent {
+        guard let hubCfg = cfg.hub else { throw SignedOpError(message: "config: the hub section (hub.url) is missing") }
+        guard let signersFile = cfg.signersFile else {
+            throw SignedOpError(message: "config: signers_file is missing (the operator keys allowed to sign destructive ops)")
+        }
+        let signersText: String
+        do { signersText = try String(contentsOfFile: signersFile, encoding: .utf8) } catch {
+            throw SignedOpError(message: "config: cannot read signers_file '\(signersFile)'")
+        }
+        let signers: [PinnedSigner]
+        do { signers = try AllowedSigners.parse(signersText) } catch {
+            throw SignedOpError(message: "signers_file '\(signersFile)': \(error.message)")
+        }
+        guard !signers.isEmpty else { throw SignedOpError(message: "signers_file '\(signersFile)' lists no keys") }
+        guard let prov = cfg.provision else { throw SignedOpError(message: "config: provision.golden_template is missing") }
+        let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let trust = try cfg.hubTrust()
+        let idPath = stateDir + "/host.json"
+        var identity: Identity
+        if let data = FileManager.default.contents(atPath: idPath), let id = try? JSONDecoder().decode(Identity.self, from: data) {
+            identity = id
+        } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
+            identity = Identity(hostID: hostID, key: key.reveal())
+        } else if let token = hubCfg.enrollmentToken {
+            logger.info("enrolling with the hub at \(hubCfg.url)")
+            let (hostID, key) = try await HubClient.enroll(url: hubCfg.url, token: token, trust: trust)
+            identity = Identity(hostID: hostID, key: key.reveal())
+            let data = try JSONEncoder().encode(identity)
+            let tmp = idPath + ".tmp"
+            guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]),
+                  rename(tmp, idPath) == 0
+            else { throw SignedOpError(message: "cannot write '\(idPath)'") }
+            logger.info("enrolled as host \(hostID)")
+        } else {
+            throw SignedOpError(message: "config: give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
+        }
+        let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: trust)
+        let pve = PVEClient(connection: try cfg.pveConnection())
+        return try Agent(
+            hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
+            provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
+            longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger)
+    }
+}

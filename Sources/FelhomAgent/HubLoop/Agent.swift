@@ -1,0 +1,199 @@
+import FelhomCore
+import FelhomHubClient
+import FelhomSigning
+import Foundation
+import Logging
+import Proxmox
+import ServiceLifecycle
+
+/// The host agent: talks only outbound to the hub, reconciles guests through the Proxmox API, runs
+/// verified signed ops, and journals every multi-step operation.
+///
+/// One cycle: report (or poll) → adopt the hub's interval (clamped to [60, 3600] s) → if not
+/// blocked: run delivered signed ops, then reconcile towards the published desired state. Between
+/// cycles it long-polls the hub so a publish or a signed op is acted on within seconds.
+public final class Agent: Service, Sendable {
+    public static let version = "0.2.0"
+
+    public let hostID: String
+    let hub: HubClient
+    let pve: any PVEAPI
+    let node: String
+    public let journal: Journal
+    let queue = GuestQueue()
+    let provisioner: Provisioner
+    let engine: Engine
+    let runner: SignedOpRunner
+    let logger: Logger
+    let longPollSeconds: Int
+    let clock: WallClock
+    private let state = LockedState()
+
+    /// What the agent last saw and did (for `--once`, the demo and tests).
+    public struct Status: Sendable {
+        public var appliedGeneration: Int64 = -1
+        public var lastEnvelope: ControlEnvelope?
+        public var lastOutcome: Engine.Outcome?
+        public var refusedDestroys: Set<Int> = []
+        public var cycles = 0
+    }
+
+    final class LockedState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = Status()
+        func with<T>(_ body: (inout Status) -> T) -> T {
+            lock.lock()
+            defer { lock.unlock() }
+            return body(&value)
+        }
+    }
+
+    public var status: Status { state.with { $0 } }
+
+    /// Builds an agent from its parts (the demo and tests pass them in-process).
+    public init(hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
+                provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger) throws {
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        self.hostID = hostID
+        self.hub = hub
+        self.pve = pve
+        self.node = node
+        self.logger = logger
+        self.clock = clock
+        self.longPollSeconds = max(1, min(longPollSeconds, 60))
+        journal = try Journal(path: stateDir + "/journal.jsonl", clock: clock)
+        let nonces = try FileNonceStore(path: stateDir + "/nonces.log", clock: clock)
+        let log: @Sendable (String) -> Void = { [logger] in logger.info("\($0)") }
+        let hubClient = hub
+        let tokensDir = stateDir + "/guest-tokens"
+        provisioner = Provisioner(
+            pve: pve, journal: journal, settings: provision,
+            issueToken: { vmid, name in
+                // The controller's own key from the hub, kept for the local API to hand to the guest.
+                let j = try await hubClient.json("POST", "/api/v1/hosts/\(hostID)/guests", body: .object(["name": .string(name)]))
+                guard let key = j["api_key"]?.stringValue else { throw SignedOpError(message: "hub gave no guest key") }
+                try FileManager.default.createDirectory(atPath: tokensDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                let path = tokensDir + "/\(vmid).token"
+                FileManager.default.createFile(atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+            }, log: log)
+        engine = Engine(pve: pve, node: node, queue: queue, provisioner: provisioner, taskTimeout: provision.taskTimeout, log: log)
+        runner = SignedOpRunner(
+            verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
+            node: node, taskTimeout: provision.taskTimeout, log: log)
+    }
+
+    /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
+    public func resumeInFlight() async {
+        for (op, entries) in journal.inFlight() where entries.first?.kind == Provisioner.kind {
+            guard let vmid = entries.first?.data["vmid"].flatMap(Int.init) else { continue }
+            do {
+                try await queue.run(vmid: vmid) { try await self.provisioner.resume(op: op, entries: entries) }
+                logger.info("resumed \(op): done")
+            } catch {
+                logger.warning("resumed \(op): \(error)")
+            }
+        }
+    }
+
+    /// One cycle. Returns the envelope the hub answered with.
+    @discardableResult
+    public func cycle() async throws -> ControlEnvelope {
+        let report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
+        let env: ControlEnvelope
+        if let report {
+            env = try await hub.postHostReport(report)
+        } else {
+            logger.warning("node status unreadable: no report this round")
+            env = try await hub.control(after: -1, wait: 0)
+        }
+        state.with {
+            $0.lastEnvelope = env
+            $0.cycles += 1
+        }
+        guard !env.blocked else {
+            logger.warning("the operator blocked this host: reporting only")
+            return env
+        }
+        if env.hasSignedOps { try await runSignedOps() }
+        let (generation, spec) = try await hub.desired(hostID: hostID)
+        if let spec {
+            let outcome = try await engine.reconcile(desired: spec)
+            try await reportRefusedDestroys(spec: spec)
+            state.with {
+                $0.lastOutcome = outcome
+                if outcome.failed == 0 { $0.appliedGeneration = generation }
+            }
+            if !outcome.planned.isEmpty {
+                logger.info("reconciled generation \(generation): \(outcome.succeeded) done, \(outcome.failed) failed")
+            }
+        }
+        return env
+    }
+
+    /// Fetches and runs every signed op the hub holds for this host, reporting each outcome.
+    func runSignedOps() async throws {
+        while let op = try await hub.nextSignedOp() {
+            let outcome = await runner.handle(id: op.id, blob: op.blob, signature: op.signature)
+            try await hub.reportSignedOpResult(id: op.id, applied: outcome.applied, reason: outcome.reason)
+        }
+    }
+
+    /// Guests the agent manages (tagged `felhom`) that the desired state no longer lists are not
+    /// destroyed: the gate wants a signature. Says so once per guest through an `op_refused` event.
+    func reportRefusedDestroys(spec: DesiredState) async throws {
+        let wanted = Set(spec.guests.map(\.vmid))
+        var refused: [Int] = []
+        for s in try await pve.containers(node: node) where !wanted.contains(s.vmid) && (s.tags ?? "").split(separator: ";").contains("felhom") {
+            if case .needsSignature = Gate.decide(.destroy, provenance: .desiredState, target: .init(dataBearing: true)) {
+                refused.append(s.vmid)
+            }
+        }
+        let new = state.with { st -> [Int] in
+            let n = refused.filter { !st.refusedDestroys.contains($0) }
+            st.refusedDestroys = Set(refused)
+            return n
+        }
+        for vmid in new {
+            logger.warning("guest \(vmid) is no longer desired: NOT destroying it without an operator signature")
+            try await hub.postEvent(type: "op_refused", severity: .warning, data: .object([
+                "vmid": .int(Int64(vmid)), "op": .string("guest.destroy"),
+                "reason": .string("removed from desired state; destroying customer data needs a signed guest.destroy"),
+            ]))
+        }
+    }
+
+    /// The service loop: resume, then cycles separated by long-polls, with jittered backoff on errors.
+    public func run() async throws {
+        await resumeInFlight()
+        var backoff = 1.0
+        var interval = 60
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let env = try await cycle()
+                interval = min(3600, max(60, env.pollIntervalSeconds))
+                backoff = 1
+                // Long-poll until the next report is due or the hub has something new.
+                let due = ContinuousClock.now + .seconds(interval)
+                var generation = env.desiredGeneration
+                while ContinuousClock.now < due && !Task.isShuttingDownGracefully {
+                    let wait = min(longPollSeconds, Int((due - ContinuousClock.now).components.seconds) + 1)
+                    let after = generation
+                    let next = try await cancelWhenGracefulShutdown { try await self.hub.control(after: after, wait: wait) }
+                    if next.desiredGeneration != generation || next.hasSignedOps {
+                        generation = next.desiredGeneration
+                        break
+                    }
+                }
+            } catch is CancellationError {
+                break
+            } catch {
+                let delay = min(300, backoff) * Double.random(in: 0.5...1.5)
+                logger.warning("cycle failed: \(error); retrying in \(Int(delay.rounded())) s")
+                backoff *= 2
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+        await queue.drain()
+        logger.info("agent stopped")
+    }
+}

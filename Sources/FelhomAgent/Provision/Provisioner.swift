@@ -1,0 +1,208 @@
+import FelhomCore
+import Foundation
+import Proxmox
+
+/// Creates a desired guest by restoring the golden template backup, configures it, starts it and
+/// hands it a controller token — as one journaled operation (SPEC §4 "provision by restore").
+///
+/// Steps, each journaled (fsync) before it is acted on: `begin` (vmid confirmed absent) →
+/// `restore_started` (UPID) → `restored` → `configured` → `started` → `token` → `done`. After a
+/// crash ``resume(_:)`` continues from the last step; the PVE task outlives the agent, so a restore
+/// in progress is waited for, never started twice. A failure midway undoes what this operation
+/// created (destroy without a signature: the gate allows undoing the same operation's work).
+public struct Provisioner: Sendable {
+    public struct Settings: Sendable {
+        public var node: String
+        /// The golden template backup volid (features `nesting=1,keyctl=1`).
+        public var goldenTemplate: String
+        /// Storage for the new guest's root disk.
+        public var storage: String
+        public var taskTimeout: Duration
+
+        public init(node: String, goldenTemplate: String, storage: String, taskTimeout: Duration = .seconds(600)) {
+            self.node = node
+            self.goldenTemplate = goldenTemplate
+            self.storage = storage
+            self.taskTimeout = taskTimeout
+        }
+    }
+
+    let pve: any PVEAPI
+    let journal: Journal
+    let settings: Settings
+    /// Issues the controller token for a new guest (the hub's guest key); `nil` skips the step.
+    let issueToken: (@Sendable (_ vmid: Int, _ name: String) async throws -> Void)?
+    let log: @Sendable (String) -> Void
+
+    public init(pve: any PVEAPI, journal: Journal, settings: Settings,
+                issueToken: (@Sendable (Int, String) async throws -> Void)? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.pve = pve
+        self.journal = journal
+        self.settings = settings
+        self.issueToken = issueToken
+        self.log = log
+    }
+
+    public static let kind = "provision"
+
+    /// A provision failed and was rolled back (or could not be).
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var vmid: Int
+        public var message: String
+        public var compensated: Bool
+        public var description: String {
+            "provision of \(vmid) failed: \(message)" + (compensated ? " (what it created was removed)" : "")
+        }
+    }
+
+    /// Provisions `guest` as a new journaled operation. The caller holds the guest's queue slot.
+    public func provision(_ guest: DesiredState.Guest) async throws {
+        let op = "provision-\(guest.vmid)-\(UUID().uuidString.prefix(8).lowercased())"
+        // Confirm the vmid is free now, so anything found under it later was created by this op.
+        if (try? await pve.containerStatus(node: settings.node, vmid: guest.vmid)) != nil {
+            throw Failure(vmid: guest.vmid, message: "vmid \(guest.vmid) is already in use", compensated: false)
+        }
+        try journal.append(op: op, kind: Self.kind, step: "begin", data: Self.data(guest))
+        Failpoint.hit("provision.after_begin")
+        try await run(op: op, guest: guest, from: "begin", upid: nil)
+    }
+
+    /// Continues an operation found in flight at start-up.
+    public func resume(op: String, entries: [JournalEntry]) async throws {
+        guard let begin = entries.first(where: { $0.step == "begin" }), let guest = Self.guest(from: begin.data) else {
+            try journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": "journal entry without a guest"])
+            return
+        }
+        let last = entries.last!
+        log("resuming \(op) after step \(last.step)")
+        let upid = entries.last(where: { $0.step == "restore_started" })?.data["upid"].flatMap { try? UPID(parsing: $0) }
+        try await run(op: op, guest: guest, from: last.step, upid: upid)
+    }
+
+    private func run(op: String, guest: DesiredState.Guest, from step: String, upid: UPID?) async throws {
+        let node = settings.node
+        let vmid = guest.vmid
+        do {
+            var step = step
+            if step == "begin" {
+                if let existing = try? await pve.containerStatus(node: node, vmid: vmid) {
+                    // Created by this op before a crash (the vmid was free at begin): let PVE finish.
+                    try await waitForUnlock(vmid: vmid, existing)
+                } else {
+                    var spec = ContainerCreateSpec(vmid: vmid, ostemplate: settings.goldenTemplate, restore: true)
+                    spec.storage = settings.storage
+                    spec.hostname = guest.name
+                    spec.unique = true
+                    let task = try await pve.createContainer(node: node, spec)
+                    try journal.append(op: op, kind: Self.kind, step: "restore_started", data: ["upid": task.description, "vmid": "\(vmid)"])
+                    Failpoint.hit("provision.after_restore_started")
+                    _ = try await pve.waitTask(task, timeout: settings.taskTimeout)
+                }
+                step = "restore_started"
+            }
+            if step == "restore_started" {
+                if let upid, step == "restore_started" {
+                    _ = try? await pve.waitTask(upid, timeout: settings.taskTimeout)
+                }
+                guard let status = try? await pve.containerStatus(node: node, vmid: vmid) else {
+                    throw Failure(vmid: vmid, message: "the restore did not create the guest", compensated: false)
+                }
+                try await waitForUnlock(vmid: vmid, status)
+                try journal.append(op: op, kind: Self.kind, step: "restored", data: ["vmid": "\(vmid)"])
+                Failpoint.hit("provision.after_restored")
+                step = "restored"
+            }
+            if step == "restored" {
+                var set = Plan.configKeys(for: guest)
+                set["tags"] = "felhom"
+                try await pve.updateContainerConfig(node: node, vmid: vmid, ContainerConfigUpdate(set: set))
+                try journal.append(op: op, kind: Self.kind, step: "configured", data: ["vmid": "\(vmid)"])
+                Failpoint.hit("provision.after_configured")
+                step = "configured"
+            }
+            if step == "configured" {
+                if guest.runState == .running {
+                    let status = try await pve.containerStatus(node: node, vmid: vmid)
+                    if !status.isRunning {
+                        _ = try await pve.waitTask(try await pve.startContainer(node: node, vmid: vmid), timeout: settings.taskTimeout)
+                    }
+                }
+                try journal.append(op: op, kind: Self.kind, step: "started", data: ["vmid": "\(vmid)"])
+                Failpoint.hit("provision.after_started")
+                step = "started"
+            }
+            if step == "started" {
+                if let issueToken { try await issueToken(vmid, guest.name) }
+                try journal.append(op: op, kind: Self.kind, step: "token", data: ["vmid": "\(vmid)"])
+                Failpoint.hit("provision.after_token")
+                step = "token"
+            }
+            if step == "token" {
+                try journal.append(op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)"])
+            }
+        } catch let e as JournalError {
+            throw e  // no record, no action: leave the state for the next start to resume
+        } catch {
+            let compensated = await compensate(op: op, vmid: vmid, reason: "\(error)")
+            throw Failure(vmid: vmid, message: "\(error)", compensated: compensated)
+        }
+    }
+
+    /// Undoes what this operation created: stop and destroy the new guest (the gate allows it
+    /// without a signature because the same journaled operation created it).
+    private func compensate(op: String, vmid: Int, reason: String) async -> Bool {
+        let node = settings.node
+        let decision = Gate.decide(.destroy, provenance: .compensation, target: .init(dataBearing: false, createdBySameOperation: true))
+        guard decision == .allowed else { return false }
+        do {
+            if let status = try? await pve.containerStatus(node: node, vmid: vmid) {
+                try await waitForUnlock(vmid: vmid, status)
+                if status.isRunning {
+                    _ = try await pve.waitTask(try await pve.stopContainer(node: node, vmid: vmid), timeout: settings.taskTimeout)
+                }
+                _ = try await pve.waitTask(
+                    try await pve.destroyContainer(node: node, vmid: vmid, purge: true, force: true), timeout: settings.taskTimeout)
+            }
+            try journal.append(op: op, kind: Self.kind, step: "compensated", data: ["vmid": "\(vmid)", "reason": String(reason.prefix(300))])
+            log("provision of \(vmid) rolled back: \(reason)")
+            return true
+        } catch {
+            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": "compensation failed: \(error)"])
+            return false
+        }
+    }
+
+    /// Waits (bounded) while PVE still holds a lock (`create` during a restore).
+    private func waitForUnlock(vmid: Int, _ first: PVEGuestStatus) async throws {
+        var status = first
+        let deadline = ContinuousClock.now + settings.taskTimeout
+        while status.lock != nil {
+            guard ContinuousClock.now < deadline else {
+                throw Failure(vmid: vmid, message: "guest stayed locked (\(status.lock!))", compensated: false)
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            status = try await pve.containerStatus(node: settings.node, vmid: vmid)
+        }
+    }
+
+    static func data(_ g: DesiredState.Guest) -> [String: String] {
+        ["vmid": "\(g.vmid)", "guest": String(decoding: ContractCoding.encode(g), as: UTF8.self)]
+    }
+
+    static func guest(from data: [String: String]) -> DesiredState.Guest? {
+        guard let text = data["guest"] else { return nil }
+        return try? ContractCoding.decode(Data(text.utf8))
+    }
+}
+
+/// Crash-test hooks: when `FELHOM_AGENT_FAILPOINT` names this point, the process kills itself
+/// with SIGKILL right there (no cleanup, like a power cut). Unset in production.
+public enum Failpoint {
+    static let armed = ProcessInfo.processInfo.environment["FELHOM_AGENT_FAILPOINT"]
+
+    public static func hit(_ name: String) {
+        guard let armed, armed == name else { return }
+        FileHandle.standardError.write(Data("failpoint \(name): SIGKILL\n".utf8))
+        kill(getpid(), SIGKILL)
+    }
+}

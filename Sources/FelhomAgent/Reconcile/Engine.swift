@@ -1,0 +1,91 @@
+import FelhomCore
+import Foundation
+import Proxmox
+
+/// Runs a plan: every action through the per-guest queue and the gate; tasks waited on by UPID;
+/// a synchronous config write counts as success; a failed action is counted, not fatal.
+public struct Engine: Sendable {
+    let pve: any PVEAPI
+    let node: String
+    let queue: GuestQueue
+    let provisioner: Provisioner
+    let taskTimeout: Duration
+    let log: @Sendable (String) -> Void
+
+    public init(pve: any PVEAPI, node: String, queue: GuestQueue, provisioner: Provisioner, taskTimeout: Duration = .seconds(600),
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.pve = pve
+        self.node = node
+        self.queue = queue
+        self.provisioner = provisioner
+        self.taskTimeout = taskTimeout
+        self.log = log
+    }
+
+    /// The outcome of one pass.
+    public struct Outcome: Sendable, Equatable {
+        public var planned: [PlannedAction]
+        public var succeeded = 0
+        public var failed = 0
+        public var errors: [String] = []
+    }
+
+    /// Observes, plans and acts once. Different guests proceed in parallel; one guest's actions in order.
+    public func reconcile(desired: DesiredState) async throws -> Outcome {
+        let observed = try await HostObserver(pve: pve, node: node).guests().map(\.0)
+        let plan = Plan.make(desired: desired, actual: observed)
+        var outcome = Outcome(planned: plan)
+        let byGuest = Dictionary(grouping: plan, by: \.vmid)
+        let results = await withTaskGroup(of: [(Bool, String?)].self) { group in
+            for (vmid, actions) in byGuest {
+                group.addTask {
+                    var out: [(Bool, String?)] = []
+                    for a in actions {
+                        do {
+                            try await queue.run(vmid: vmid) { try await self.apply(a) }
+                            out.append((true, nil))
+                        } catch {
+                            out.append((false, "\(a): \(error)"))
+                        }
+                    }
+                    return out
+                }
+            }
+            var all: [(Bool, String?)] = []
+            for await r in group { all += r }
+            return all
+        }
+        for (ok, err) in results {
+            if ok { outcome.succeeded += 1 } else { outcome.failed += 1 }
+            if let err {
+                outcome.errors.append(err)
+                log("reconcile: \(err)")
+            }
+        }
+        return outcome
+    }
+
+    func apply(_ a: PlannedAction) async throws {
+        let mutation: Gate.Mutation
+        switch a {
+        case .provision: mutation = .create
+        case .setConfig: mutation = .setConfig
+        case .start: mutation = .start
+        case .stop: mutation = .stop
+        }
+        guard Gate.decide(mutation, provenance: .desiredState, target: .init(dataBearing: true)) == .allowed else {
+            throw JournalError(message: "gate refused \(a)")  // unreachable for plan actions; kept as the choke point
+        }
+        switch a {
+        case .provision(let g):
+            log("provisioning \(g.vmid) (\(g.name)) from the golden template")
+            try await provisioner.provision(g)
+        case .setConfig(let vmid, let set):
+            try await pve.updateContainerConfig(node: node, vmid: vmid, ContainerConfigUpdate(set: set))
+        case .start(let vmid):
+            _ = try await pve.waitTask(try await pve.startContainer(node: node, vmid: vmid), timeout: taskTimeout)
+        case .stop(let vmid):
+            _ = try await pve.waitTask(try await pve.shutdownContainer(node: node, vmid: vmid, timeout: 60, forceStop: true), timeout: taskTimeout)
+        }
+    }
+}
