@@ -123,9 +123,13 @@ let package = Package(
         .executableTarget(
             name: "felhom",
             dependencies: [
-                "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub",
+                "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub", "FelhomHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ]
         ),

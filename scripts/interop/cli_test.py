@@ -69,9 +69,15 @@ def main(sim):
         assert r.returncode != 0 and "--vmid" in r.stderr, r.stderr
 
     def demo_runs():
-        r = run(felhom, "demo", "--dir", os.path.join(work, "demo"))
+        report = os.path.join(work, "demo-report.json")
+        r = run(felhom, "demo", "--dir", os.path.join(work, "demo"), "--scenario-only", "--report", report)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "demo finished: everything worked." in r.stdout, r.stdout
+        with open(report) as f:
+            seen = json.load(f)
+        for k in ["converged", "provisioned_by_restore", "signed_op_applied", "unsigned_destroy_refused", "replay_rejected"]:
+            assert seen.get(k) is True, f"{k}: {seen}"
+        assert "Traceback" not in r.stdout + r.stderr and "Fatal error" not in r.stdout + r.stderr
 
     check("felhom-agent selftest read", selftest_read)
     check("felhom-agent selftest task", selftest_task)

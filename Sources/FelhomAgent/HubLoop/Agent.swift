@@ -125,6 +125,10 @@ public final class Agent: Service, Sendable {
             }
             if !outcome.planned.isEmpty {
                 logger.info("reconciled generation \(generation): \(outcome.succeeded) done, \(outcome.failed) failed")
+                // Tell the hub what the box looks like now, not at the next interval.
+                if let fresh = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now()) {
+                    _ = try await hub.postHostReport(fresh)
+                }
             }
         }
         return env

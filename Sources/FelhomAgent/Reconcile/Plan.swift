@@ -99,11 +99,12 @@ public enum Plan {
         return out
     }
 
-    /// What a desired guest's PVE config keys are (for provisioning).
+    /// What a desired guest's PVE config keys are (for provisioning). Feature flags are not among
+    /// them: `keyctl=1,nesting=1` come with the golden template's backup (only root@pam may change
+    /// them, and the agent's token is not root).
     public static func configKeys(for g: DesiredState.Guest) -> [String: String] {
         var set = [
             "hostname": g.name, "cores": String(g.cores), "cpuunits": String(g.cpuunits), "memory": String(g.memoryMB),
-            "features": "keyctl=1,nesting=1",
         ]
         let d = GuestComparison.normalizedDescription(g.description)
         if !d.isEmpty { set["description"] = d }

@@ -104,7 +104,8 @@ extension Hub {
         return gen
     }
 
-    /// Desired vs last reported.
+    /// Desired vs last reported. `in_sync` when every desired guest is as desired; guests the desired
+    /// state does not list (`unexpected`) are shown but do not count: the platform never removes them.
     public struct DriftView: Codable, Sendable {
         public var hostID: String
         public var generation: Int64
@@ -130,6 +131,6 @@ extension Hub {
         }
         let guests = Drift.compute(desired: published?.0, report: report)
         return DriftView(hostID: hostID, generation: published?.1 ?? 0, reportedAt: at,
-                         inSync: report != nil && guests.allSatisfy { $0.state == "in_sync" }, guests: guests)
+                         inSync: report != nil && guests.allSatisfy { $0.state == "in_sync" || $0.state == "unexpected" }, guests: guests)
     }
 }

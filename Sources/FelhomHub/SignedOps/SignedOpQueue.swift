@@ -189,7 +189,7 @@ extension Hub {
             let parsed = try? OpBlob(parsing: Array(blobText.utf8))
             let hostName = try r.decode(column: "host_name", as: String.self)
             let customerName = try r.decode(column: "customer_name", as: String.self)
-            var summary = parsed.map { "\($0.op.summary) — \($0.plainDescription)" } ?? "unreadable blob"
+            var summary = parsed?.plainDescription ?? "unreadable blob"
             summary += " (customer \(customerName), host \(hostName))"
             return SignedOpView(
                 id: try r.decode(column: "id", as: String.self), hostID: try r.decode(column: "host_id", as: String.self), hostName: hostName,
