@@ -1,0 +1,147 @@
+import FelhomCore
+import Testing
+
+@testable import FelhomAgent
+
+@Suite struct PlanTests {
+    let web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "apps")
+
+    func observed(_ vmid: Int, _ status: ObservedGuest.Status, cores: Int? = 2, units: Int? = 200, mem: Int? = 2048, desc: String? = "apps\n",
+                  lock: String? = nil, readable: Bool = true) -> ObservedGuest {
+        ObservedGuest(vmid: vmid, name: "web", status: status,
+                      config: readable ? ObservedConfig(cores: cores, cpuunits: units, memory: mem, description: desc) : nil, lock: lock)
+    }
+
+    @Test func inSyncGuestNeedsNothingDespitePVEsTrailingNewline() {
+        #expect(Plan.make(desired: .init(guests: [web]), actual: [observed(100, .running)]).isEmpty)
+    }
+
+    @Test func missingGuestIsProvisioned() {
+        #expect(Plan.make(desired: .init(guests: [web]), actual: []) == [.provision(web)])
+    }
+
+    @Test func configBeforeRunStateAndOnlyWhatDiffers() {
+        let plan = Plan.make(desired: .init(guests: [web]), actual: [observed(100, .stopped, mem: 1024)])
+        #expect(plan == [.setConfig(vmid: 100, set: ["memory": "2048"]), .start(vmid: 100)])
+    }
+
+    @Test func cpuMapsToCoresAndProportionalWeight() {
+        var g = web
+        g.cpu = 0.5
+        let plan = Plan.make(desired: .init(guests: [g]), actual: [observed(100, .running)])
+        #expect(plan == [.setConfig(vmid: 100, set: ["cores": "1", "cpuunits": "50"])])
+    }
+
+    @Test func neverWritesAFieldItCouldNotRead() {
+        #expect(Plan.make(desired: .init(guests: [web]), actual: [observed(100, .running, mem: nil)]).isEmpty)
+        // Whole config unreadable: run state is still handled, config is not touched.
+        #expect(Plan.make(desired: .init(guests: [web]), actual: [observed(100, .stopped, mem: 1, readable: false)]) == [.start(vmid: 100)])
+    }
+
+    @Test func lockedOrUnknownGuestsAreLeftAlone() {
+        #expect(Plan.make(desired: .init(guests: [web]), actual: [observed(100, .stopped, mem: 1, lock: "backup")]).isEmpty)
+        #expect(Plan.make(desired: .init(guests: [web]), actual: [observed(100, .unknown)]).isEmpty)
+    }
+
+    @Test func guestsNotDesiredAreNeverDestroyed() {
+        let plan = Plan.make(desired: .init(guests: []), actual: [observed(100, .running), observed(101, .stopped)])
+        #expect(plan.isEmpty)
+    }
+
+    @Test func vmidOrderAndStop() {
+        var a = web
+        a.vmid = 300
+        var b = web
+        b.vmid = 200
+        b.runState = .stopped
+        let plan = Plan.make(desired: .init(guests: [a, b]), actual: [observed(200, .running)])
+        #expect(plan == [.stop(vmid: 200), .provision(a)])
+    }
+
+    @Test func applyingThePlanLeavesNothingToDo() {
+        // Simulate the actions on the observed state: the second plan is empty (idempotence).
+        var guests = [web, DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped, description: "")]
+        guests[0].memoryMB = 4096
+        let desired = DesiredState(guests: guests)
+        var actual = [observed(100, .stopped), observed(101, .running, cores: 1, units: 100, mem: 1024, desc: "")]
+        for a in Plan.make(desired: desired, actual: actual) {
+            switch a {
+            case .setConfig(let v, let set):
+                let i = actual.firstIndex { $0.vmid == v }!
+                if let m = set["memory"] { actual[i].config?.memory = Int(m) }
+            case .start(let v): actual[actual.firstIndex { $0.vmid == v }!].status = .running
+            case .stop(let v): actual[actual.firstIndex { $0.vmid == v }!].status = .stopped
+            case .provision: Issue.record("nothing to provision")
+            }
+        }
+        #expect(Plan.make(desired: desired, actual: actual).isEmpty)
+    }
+}
+
+/// The reversibility gate, exhaustively: mutation × provenance × data-bearing.
+@Suite struct GateTests {
+    /// Expected decisions with a plain target (not ephemeral, not created by the same operation) and a
+    /// verified signature exactly when provenance is signedOp. Columns: desiredState, signedOp,
+    /// compensation, heal; each as (data-bearing, not data-bearing). A = allowed, S = needs signature,
+    /// R = refused.
+    static let table: [Gate.Mutation: String] = [
+        //                 dS   sO   co   he
+        .create:           "AA" + "AA" + "AA" + "AA",
+        .start:            "AA" + "AA" + "AA" + "AA",
+        .restart:          "AA" + "AA" + "AA" + "AA",
+        .stop:             "AA" + "AA" + "AA" + "RR",
+        .setConfig:        "AA" + "AA" + "AA" + "RR",
+        .destroy:          "SS" + "AA" + "SS" + "RR",
+        .rollback:         "SS" + "AA" + "SS" + "RR",
+        .restoreOver:      "SS" + "AA" + "SS" + "RR",
+        .diskDecommission: "SS" + "AA" + "SS" + "RR",
+    ]
+
+    static func letter(_ d: Gate.Decision) -> Character {
+        switch d {
+        case .allowed: return "A"
+        case .needsSignature: return "S"
+        case .refused: return "R"
+        }
+    }
+
+    @Test(arguments: Gate.Mutation.allCases)
+    func everyMutationProvenanceAndDataBearingCombination(_ m: Gate.Mutation) throws {
+        let row = try #require(Self.table[m])
+        var got = ""
+        for p in [Gate.Provenance.desiredState, .signedOp, .compensation, .heal] {
+            for dataBearing in [true, false] {
+                got.append(Self.letter(Gate.decide(m, provenance: p, target: .init(dataBearing: dataBearing), signatureVerified: p == .signedOp)))
+            }
+        }
+        #expect(got == row, "\(m)")
+    }
+
+    @Test func signedOpWithoutAVerifiedSignatureIsNotEnough() {
+        for m in [Gate.Mutation.destroy, .rollback, .restoreOver, .diskDecommission] {
+            #expect(Gate.decide(m, provenance: .signedOp, target: .init(dataBearing: true), signatureVerified: false) != .allowed)
+        }
+    }
+
+    @Test func undoingWhatTheSameOperationCreatedNeedsNoSignature() {
+        #expect(Gate.decide(.destroy, provenance: .compensation, target: .init(dataBearing: true, createdBySameOperation: true)) == .allowed)
+        #expect(Gate.decide(.destroy, provenance: .desiredState, target: .init(dataBearing: true, createdBySameOperation: false)) != .allowed)
+    }
+
+    @Test func ephemeralScratchGuestsMayBeDestroyed() {
+        #expect(Gate.decide(.destroy, provenance: .desiredState, target: .init(dataBearing: false, ephemeral: true)) == .allowed)
+        // Tagged ephemeral but holding data: still needs a signature.
+        #expect(Gate.decide(.destroy, provenance: .desiredState, target: .init(dataBearing: true, ephemeral: true)) != .allowed)
+        // Rollback of an ephemeral guest is not a destroy: needs a signature like any overwrite.
+        #expect(Gate.decide(.rollback, provenance: .desiredState, target: .init(dataBearing: true, ephemeral: true)) != .allowed)
+    }
+
+    @Test func healingIsARestartNeverADestroy() {
+        #expect(Gate.decide(.restart, provenance: .heal, target: .init(dataBearing: true)) == .allowed)
+        if case .refused(let why) = Gate.decide(.destroy, provenance: .heal, target: .init(dataBearing: true)) {
+            #expect(why.contains("restart"))
+        } else {
+            Issue.record("heal destroy must be refused")
+        }
+    }
+}
