@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Proxmox", targets: ["Proxmox"]),
         .library(name: "PVESimulator", targets: ["PVESimulator"]),
         .library(name: "FelhomSigning", targets: ["FelhomSigning"]),
+        .library(name: "FelhomAgent", targets: ["FelhomAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),

@@ -24,6 +24,14 @@ let package = Package(
                 .product(name: "Benchmark", package: "swift-benchmark"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
-        )
+        ),
+        .executableTarget(
+            name: "AgentBenchmarks",
+            dependencies: [
+                .product(name: "FelhomAgent", package: felhomPackage),
+                .product(name: "Benchmark", package: "swift-benchmark"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
     ]
 )
