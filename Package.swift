@@ -180,7 +180,14 @@ let package = Package(
             ],
             exclude: ["Peers"]
         ),
-        .testTarget(name: "FelhomAgentTests", dependencies: ["FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore"]),
+        .testTarget(
+            name: "FelhomAgentTests",
+            dependencies: [
+                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomHub", "FelhomHubClient", "FelhomSigning",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -38,7 +38,7 @@ import Testing
     @Test func badValuesAreNamedAndTheSecretIsNeverPrinted() throws {
         var env = base
         env["FELHOM_AGENT_PVE_FINGERPRINT"] = "not-a-fingerprint"
-        let e = #expect(throws: PVEError.self) { try AgentConfig.load(file: nil, environment: env).pveConnection() }
+        let e = #expect(throws: HTTPClientError.self) { try AgentConfig.load(file: nil, environment: env).pveConnection() }
         #expect(e?.message.contains("fingerprint") == true)
         let cfg = try AgentConfig.load(file: nil, environment: base)
         #expect(!"\(cfg)".contains("very-secret-uuid"))

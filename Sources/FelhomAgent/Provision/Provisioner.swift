@@ -115,7 +115,7 @@ public struct Provisioner: Sendable {
             if step == "restored" {
                 var set = Plan.configKeys(for: guest)
                 set["tags"] = "felhom"
-                try await pve.updateContainerConfig(node: node, vmid: vmid, ContainerConfigUpdate(set: set))
+                try await pve.updateContainerConfig(node: node, vmid: vmid, Plan.update(set))
                 try journal.append(op: op, kind: Self.kind, step: "configured", data: ["vmid": "\(vmid)"])
                 Failpoint.hit("provision.after_configured")
                 step = "configured"

@@ -81,7 +81,7 @@ public struct Engine: Sendable {
             log("provisioning \(g.vmid) (\(g.name)) from the golden template")
             try await provisioner.provision(g)
         case .setConfig(let vmid, let set):
-            try await pve.updateContainerConfig(node: node, vmid: vmid, ContainerConfigUpdate(set: set))
+            try await pve.updateContainerConfig(node: node, vmid: vmid, Plan.update(set))
         case .start(let vmid):
             _ = try await pve.waitTask(try await pve.startContainer(node: node, vmid: vmid), timeout: taskTimeout)
         case .stop(let vmid):

@@ -1,4 +1,5 @@
 import FelhomCore
+import Proxmox
 import Foundation
 
 /// What the agent observed of one guest on the host.
@@ -106,8 +107,12 @@ public enum Plan {
         var set = [
             "hostname": g.name, "cores": String(g.cores), "cpuunits": String(g.cpuunits), "memory": String(g.memoryMB),
         ]
-        let d = GuestComparison.normalizedDescription(g.description)
-        if !d.isEmpty { set["description"] = d }
+        set["description"] = GuestComparison.normalizedDescription(g.description)
         return set
+    }
+
+    /// The config write for `set`: an empty value deletes the key (PVE has no empty description).
+    public static func update(_ set: [String: String]) -> ContainerConfigUpdate {
+        ContainerConfigUpdate(set: set.filter { !$0.value.isEmpty }, delete: set.filter { $0.value.isEmpty }.map(\.key).sorted())
     }
 }

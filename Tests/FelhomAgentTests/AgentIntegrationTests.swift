@@ -1,0 +1,170 @@
+import FelhomCore
+import FelhomHub
+import FelhomHubClient
+import FelhomSigning
+import Foundation
+import Hummingbird
+import Logging
+import PVESimulator
+import Proxmox
+import SQLKit
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@testable import FelhomAgent
+
+/// A real hub (SQLite, HTTP on loopback), a simulated Proxmox host (HTTPS, pinned) and the agent,
+/// all in this process.
+final class AgentWorld: Sendable {
+    let sim: PVESimulator.Running
+    let store: HubStore
+    let group: ServiceGroup
+    let hubURL: String
+    let op: HubClient
+    let hostID: String
+    let hostKey: String
+    let pinned = SSHPrivateKey.generateEd25519(comment: "pinned")
+    let stateDir = NSTemporaryDirectory() + "felhom-agent-\(UUID().uuidString)"
+    static let operatorKey = "agent-test-operator-key-0123456789"
+
+    init(adjust: (inout SimState) -> Void = { _ in }) async throws {
+        var state = SimSeed.defaultState()
+        state.settings.taskDurations = ["default": 0.05]
+        adjust(&state)
+        var options = PVESimulator.Options()
+        options.port = 0
+        options.seed = state
+        sim = try await PVESimulator.start(options)
+        store = try await HubStore.open(url: "sqlite:" + NSTemporaryDirectory() + "felhom-agent-hub-\(UUID().uuidString).sqlite")
+        let hub = Hub(store: store, operatorKey: Self.operatorKey)
+        let port = Mutex<Int?>(nil)
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let app = Application(router: HubAPI.router(hub: hub), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { ch in port.withLock { $0 = ch.localAddress?.port } }, logger: quiet)
+        group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
+        let g = group
+        Task { try await g.run() }
+        var p: Int?
+        for _ in 0..<200 where p == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            p = port.withLock { $0 }
+        }
+        hubURL = "http://127.0.0.1:\(p ?? 0)"
+        op = try HubClient(url: hubURL, key: Secret(Self.operatorKey))
+        let c = try await op.json("POST", "/api/v1/customers", body: ["name": "A", "email": "a@example.hu", "domain": "a.example.hu"])
+        let h = try await op.json("POST", "/api/v1/hosts", body: ["customer_id": c["id"] ?? .null, "name": "box"])
+        hostID = h["id"]?.stringValue ?? ""
+        hostKey = h["api_key"]?.stringValue ?? ""
+        _ = try await op.json("POST", "/api/v1/operator-keys", body: ["public_key": .string(pinned.publicKey.openSSHLine)])
+    }
+
+    func agent() async throws -> Agent {
+        var logger = Logger(label: "agent")
+        logger.logLevel = .critical
+        let pve = PVEClient(connection: try PVEConnection(
+            host: "127.0.0.1", port: sim.port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(sim.secret(for: SimSeed.agentTokenID) ?? ""),
+            trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
+        return try Agent(
+            hostID: hostID, hub: try HubClient(url: hubURL, key: Secret(hostKey)), pve: pve, node: "pve1", stateDir: stateDir,
+            signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
+            provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
+            longPollSeconds: 1, logger: logger)
+    }
+
+    func publish(_ guests: [DesiredState.Guest]) async throws {
+        _ = try await op.call("PUT", "/api/v1/hosts/\(hostID)/desired", body: DesiredState(guests: guests).encoded())
+        _ = try await op.json("POST", "/api/v1/hosts/\(hostID)/desired/publish")
+    }
+
+    /// Queues an op and signs it with `key`; returns the op id.
+    func queueSigned(_ opName: String, vmid: Int, key: SSHPrivateKey) async throws -> String {
+        // The hub only accepts registered keys; register this one if it is not yet.
+        _ = try? await op.json("POST", "/api/v1/operator-keys", body: ["public_key": .string(key.publicKey.openSSHLine)])
+        let q = try await op.json("POST", "/api/v1/signed-ops", body: [
+            "host_id": .string(hostID), "guest_id": .string("\(vmid)"), "op": .string(opName), "key_id": .string(key.publicKey.fingerprint),
+        ])
+        let id = q["id"]?.stringValue ?? ""
+        let sig = try key.sign(message: Array((q["blob"]?.stringValue ?? "").utf8), namespace: OpVerifier.namespace).armored
+        _ = try await op.uploadSignature(opID: id, armored: sig)
+        return id
+    }
+
+    func close() async {
+        await group.triggerGracefulShutdown()
+        await store.close()
+        await sim.shutdown()
+    }
+}
+
+@Suite struct AgentIntegrationTests {
+    let web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
+    let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
+
+    @Test func aFailedProvisionIsRolledBackThenRetried() async throws {
+        let w = try await AgentWorld { $0.faults.taskFailures["/nodes/pve1/lxc/140/status/start"] = "startup for container '140' failed" }
+        let agent = try await w.agent()
+        let new = DesiredState.Guest(vmid: 140, name: "photos", cpu: 1, memoryMB: 512, diskGB: 4, runState: .running)
+        try await w.publish([web, db, new])
+        try await agent.cycle()
+        #expect(agent.status.lastOutcome?.failed == 1)
+        #expect(await w.sim.engine.snapshot().containers[140] == nil, "the half-made guest was removed")
+        #expect(await !w.sim.engine.snapshot().volumes.contains { $0.vmid == 140 && $0.storage == "local-lvm" }, "no orphan disk")
+        let steps = agent.journal.allOperations().filter { $0.entries.first?.data["vmid"] == "140" }.map { $0.entries.map(\.step) }
+        #expect(steps == [["begin", "restore_started", "restored", "configured", "compensated"]])
+        // Once the fault is gone the next cycle provisions it.
+        await w.sim.engine.setFaults(SimFaults())
+        try await agent.cycle()
+        #expect(await w.sim.engine.snapshot().containers[140]?.running == true)
+        #expect(try await w.op.json("GET", "/api/v1/hosts/\(w.hostID)/drift")["in_sync"] == .bool(true))
+        await w.close()
+    }
+
+    @Test func signedOpsAreVerifiedByTheAgentNotTheHub() async throws {
+        let w = try await AgentWorld()
+        let agent = try await w.agent()
+        try await w.publish([web, db])
+        // Registered on the hub (so the hub accepts the upload) but not pinned on the agent.
+        let stranger = SSHPrivateKey.generateEd25519(comment: "stranger")
+        let bad = try await w.queueSigned("guest.destroy", vmid: 101, key: stranger)
+        try await agent.cycle()
+        let badView = try await w.op.json("GET", "/api/v1/signed-ops/\(bad)")
+        #expect(badView["status"] == "rejected")
+        #expect(badView["reason"]?.stringValue?.hasPrefix("unknownSigner") == true, "\(badView)")
+        #expect(await w.sim.engine.snapshot().containers[101] != nil)
+        // Signed by the pinned key: applied (db leaves the desired state first, or the reconciler
+        // would rightly provision a fresh one right after).
+        try await w.publish([web])
+        let good = try await w.queueSigned("guest.destroy", vmid: 101, key: w.pinned)
+        try await agent.cycle()
+        #expect(try await w.op.json("GET", "/api/v1/signed-ops/\(good)")["status"] == "applied")
+        #expect(await w.sim.engine.snapshot().containers[101] == nil)
+        // A new agent process on the same state directory refuses a replay of the same bytes.
+        let restarted = try await w.agent()
+        try await w.store.withDB { db in
+            try await db.raw("""
+                INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, created_at, signed_at)
+                SELECT 'sop_replay', host_id, guest_id, customer_id, op, blob, 'copy', expires_at, 'signed', signature, created_at, signed_at
+                FROM signed_ops WHERE id = \(bind: good)
+                """).run()
+        }
+        try await restarted.cycle()
+        let replay = try await w.op.json("GET", "/api/v1/signed-ops/sop_replay")
+        #expect(replay["status"] == "rejected" && replay["reason"]?.stringValue?.hasPrefix("replay") == true, "\(replay)")
+        await w.close()
+    }
+
+    @Test func droppingAGuestFromDesiredStateNeverDestroysIt() async throws {
+        let w = try await AgentWorld()
+        let agent = try await w.agent()
+        try await w.publish([web])  // db (101, tagged felhom) is no longer desired
+        try await agent.cycle()
+        try await agent.cycle()
+        #expect(await w.sim.engine.snapshot().containers[101] != nil)
+        let events = try await w.op.json("GET", "/api/v1/events", query: [("type", "op_refused")])["events"]?.arrayValue ?? []
+        #expect(events.count == 1, "one event, not one per cycle")
+        #expect(events.first?["data"]?["vmid"]?.lenientInt == 101)
+        await w.close()
+    }
+}
