@@ -12,6 +12,8 @@ public struct Hub: Sendable {
         public var pollIntervalSeconds = 300
         /// Longest long-poll wait a client may ask for.
         public var maxLongPollSeconds = 55
+        /// Mark the dashboard's session cookie `Secure` (the hub is served over TLS, directly or behind a proxy).
+        public var secureCookies = false
         public init() {}
     }
 

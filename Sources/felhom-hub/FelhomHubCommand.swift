@@ -34,6 +34,7 @@ struct HubConfig: Decodable {
     var smtpFingerprint: String?
     var mailAPIURL: String?
     var mailAPIKey: Secret?
+    var secureCookies: Bool?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -55,6 +56,7 @@ struct HubConfig: Decodable {
         case smtpFingerprint = "smtp_fingerprint"
         case mailAPIURL = "mail_api_url"
         case mailAPIKey = "mail_api_key"
+        case secureCookies = "secure_cookies"
     }
 
     static let loader = ConfigLoader(
@@ -65,7 +67,7 @@ struct HubConfig: Decodable {
             .init("backup_deadline_hour", .integer), .init("report_retention_days", .integer), .init("operator_email"),
             .init("mail_from"), .init("smtp_host"), .init("smtp_port", .integer),
             .init("smtp_security"), .init("smtp_username"), .init("smtp_password"), .init("smtp_ca_file"),
-            .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"),
+            .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"), .init("secure_cookies", .boolean),
         ])
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
@@ -132,6 +134,7 @@ struct Serve: AsyncParsableCommand {
         do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
+        if let c = cfg.secureCookies { settings.secureCookies = c }
         var mail = NotificationSettings()
         mail.operatorEmail = cfg.operatorEmail
         if let f = cfg.mailFrom { mail.from = f }

@@ -236,6 +236,7 @@ public enum HubAPI {
             let b = try await decode(Body.self, req)
             return try encode(try await hub.reportSignedOpResult(opID: try ctx.parameters.require("id"), outcome: b.outcome, reason: b.reason, by: p))
         }
+        Dashboard.register(on: router, hub: hub, secureCookies: hub.settings.secureCookies)
         return router
     }
 

@@ -172,6 +172,14 @@ enum Migrations {
                 .run()
             try await db.alter(table: "hosts").column("enrolled_at", type: .bigint).run()
         },
+        Migration(version: 6, name: "dashboard sessions") { db in
+            try await db.create(table: "dashboard_sessions").ifNotExists()
+                .column("id_hash", type: .text, .primaryKey(autoIncrement: false))
+                .column("csrf", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("expires_at", type: .bigint, .notNull)
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

@@ -1,0 +1,109 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+/// What each dashboard page shows, gathered through the store.
+extension Dashboard {
+    static func latestEvent(_ hub: Hub, hostID: String, types: [String], in db: any SQLDatabase) async throws -> (type: String, at: Int64)? {
+        guard let r = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
+            .where("type", .in, types).orderBy("at", .descending).limit(1).first()
+        else { return nil }
+        return (try r.decode(column: "type", as: String.self), try r.decode(column: "at", as: Int64.self))
+    }
+
+    static func fleet(_ hub: Hub) async throws -> [[String: Any]] {
+        let hosts = try await hub.hosts(by: .operator)
+        let customers = Dictionary(uniqueKeysWithValues: try await hub.customers(by: .operator).map { ($0.id, $0.name) })
+        let now = hub.now
+        var rows: [[String: Any]] = []
+        for h in hosts {
+            let (backup, restore, pending) = try await hub.store.withDB { db in
+                let b = try await latestEvent(hub, hostID: h.id, types: ["backup_completed", "backup_failed"], in: db)
+                let r = try await latestEvent(hub, hostID: h.id, types: ["restore_test_passed", "restore_test_failed"], in: db)
+                let p = try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("signed_ops")
+                    .where("host_id", .equal, SQLBind(h.id)).where("status", .in, ["pending_signature", "signed", "delivered"]).first()
+                return (b, r, try p?.decode(column: "n", as: Int.self) ?? 0)
+            }
+            var row: [String: Any] = [
+                "id": h.id, "name": h.name, "customer": customers[h.customerID] ?? h.customerID, "liveness": h.liveness,
+                "livenessClass": livenessClass(h.liveness), "pending": pending,
+            ]
+            if let at = h.lastReportAt { row["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
+            if let b = backup {
+                row["lastBackup"] = ["label": b.type == "backup_completed" ? "ok" : "FAILED", "cls": b.type == "backup_completed" ? "ok" : "bad",
+                                     "ago": ago(b.at, now), "exact": exact(b.at)]
+            }
+            if let r = restore {
+                row["lastRestore"] = ["label": r.type == "restore_test_passed" ? "passed" : "FAILED", "cls": r.type == "restore_test_passed" ? "ok" : "bad",
+                                      "ago": ago(r.at, now), "exact": exact(r.at)]
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    static func eventRows(_ events: [HubEvent], now: Int64, hostNames: [String: String] = [:]) -> [[String: Any]] {
+        events.map { e in
+            let at = Int64(e.at.timeIntervalSince1970)
+            return ["ago": ago(at, now), "exact": exact(at), "type": e.type, "severity": e.severity.rawValue, "cls": statusClass(e.severity.rawValue),
+                    "source": e.source.rawValue, "host": e.hostID.map { hostNames[$0] ?? $0 } ?? "—",
+                    "data": e.data == .object([:]) ? "" : String(decoding: e.data.serialized(), as: UTF8.self)]
+        }
+    }
+
+    static func hostPage(_ hub: Hub, _ id: String) async throws -> [String: Any]? {
+        guard let h = try? await hub.host(id, by: .operator) else { return nil }
+        let now = hub.now
+        let customer = (try? await hub.customer(h.customerID, by: .operator))?.name ?? h.customerID
+        let drift = try await hub.drift(hostID: id, by: .operator)
+        var data: [String: Any] = [
+            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness, "livenessClass": livenessClass(h.liveness),
+            "generation": drift.generation, "inSync": drift.inSync,
+        ]
+        if let at = h.lastReportAt { data["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
+        data["guests"] = drift.guests.map { g -> [String: Any] in
+            ["vmid": g.vmid, "name": g.name, "state": g.state, "cls": statusClass(g.state), "desired": g.desiredRunState ?? "—",
+             "actual": g.actualStatus ?? "—", "differences": g.differences.map { ["field": $0.field, "desired": $0.desired, "actual": $0.actual] }]
+        }
+        let body = try await hub.store.withDB { db in
+            try await db.select().column("body").from("host_report_latest").where("host_id", .equal, SQLBind(id)).first()
+                .map { try $0.decode(column: "body", as: String.self) }
+        }
+        if let body, let r = try? HostReport.decode(Data(body.utf8)) {
+            let gib = { (b: Int64) in String(format: "%.1f GiB", Double(b) / 1_073_741_824) }
+            data["metrics"] = ["pve": r.host.pveVersion, "kernel": r.host.kernel, "memory": "\(gib(r.host.memoryUsed)) of \(gib(r.host.memoryTotal))",
+                               "disk": "\(gib(r.host.diskUsed)) of \(gib(r.host.diskTotal))", "uptime": span(r.host.uptime)]
+        }
+        data["events"] = eventRows(try await hub.events(hostID: id, type: nil, since: nil, limit: 20, by: .operator), now: now)
+        return data
+    }
+
+    static func desiredPage(_ hub: Hub, _ id: String, error: String?, text: String?, _ s: Session) async throws -> [String: Any]? {
+        guard let h = try? await hub.host(id, by: .operator) else { return nil }
+        let d = try await hub.desired(hostID: id, by: .operator)
+        var spec = text
+        if spec == nil, let draft = d.draft {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            spec = String(decoding: (try? enc.encode(draft)) ?? Data(), as: UTF8.self)
+        }
+        var data: [String: Any] = [
+            "id": id, "name": h.name, "generation": d.generation, "unpublished": d.unpublishedChanges, "csrf": s.csrf,
+            "spec": spec ?? #"{"guests": []}"#,
+        ]
+        if let error { data["error"] = error }
+        return data
+    }
+
+    static func eventsPage(_ hub: Hub, hostID: String?, type: String?) async throws -> [String: Any] {
+        let hosts = try await hub.hosts(by: .operator)
+        let names = Dictionary(uniqueKeysWithValues: hosts.map { ($0.id, $0.name) })
+        let host = hostID.flatMap { $0.isEmpty ? nil : $0 }
+        let kind = type.flatMap { $0.isEmpty ? nil : $0 }
+        let events = try await hub.events(hostID: host, type: kind, since: nil, limit: 200, by: .operator)
+        return [
+            "events": eventRows(events, now: hub.now, hostNames: names), "type": kind ?? "",
+            "hostOptions": hosts.map { ["id": $0.id, "name": $0.name, "selected": $0.id == host] as [String: Any] },
+        ]
+    }
+}

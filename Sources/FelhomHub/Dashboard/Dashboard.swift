@@ -1,0 +1,270 @@
+import Crypto
+import FelhomCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Mustache
+import NIOCore
+import SQLKit
+
+/// The operator dashboard: server-rendered HTML (Mustache), no JavaScript.
+///
+/// `POST /login` with the operator key (form field `key`) opens a session: a random id in an
+/// HttpOnly, SameSite=Strict cookie (Secure behind TLS), stored only as a hash in the database so
+/// every hub replica knows it; each session has a CSRF token that every form posts back.
+public enum Dashboard {
+    public static let cookieName = "felhom_session"
+    static let sessionLifetime: Int64 = 12 * 3600
+
+    static let library: MustacheLibrary = {
+        var l = MustacheLibrary()
+        for (name, text) in DashboardTemplates.all {
+            // The templates are constants in this module; a parse error is a programming error caught by the tests.
+            try! l.register(text, named: name)
+        }
+        return l
+    }()
+
+    /// The pages, for the test that loads each one.
+    public static let pages = ["/", "/hosts/{id}", "/hosts/{id}/desired", "/events", "/signed-ops", "/customers"]
+
+    struct Session: Sendable {
+        var csrf: String
+    }
+
+    /// Adds the dashboard routes. `secureCookies` marks the cookie Secure (set it when the hub is served over TLS).
+    public static func register(on router: Router<BasicRequestContext>, hub: Hub, secureCookies: Bool = false) {
+        router.get("/login") { req, _ in
+            if try await session(hub, req) != nil { return redirect("/") }
+            return page("login", title: "Sign in", ["failed": false], session: nil)
+        }
+        router.post("/login") { req, _ in
+            let form = try await formBody(req)
+            let key = form["key"] ?? ""
+            guard (try? await hub.keys.principal(authorization: "Bearer " + key)) == .operator else {
+                var r = page("login", title: "Sign in", ["failed": true], session: nil)
+                r.status = .unauthorized
+                return r
+            }
+            let (id, _) = try await createSession(hub)
+            var r = redirect("/")
+            r.headers[.setCookie] = "\(cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(sessionLifetime)" + (secureCookies ? "; Secure" : "")
+            return r
+        }
+        router.post("/logout") { req, _ in
+            let form = try await formBody(req)
+            if let (id, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf {
+                try await hub.store.withDB { db in
+                    try await db.delete(from: "dashboard_sessions").where("id_hash", .equal, SQLBind(hashID(id))).run()
+                }
+            }
+            var r = redirect("/login")
+            r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            return r
+        }
+        router.get("/") { req, _ in
+            try await signedIn(hub, req) { s in page("fleet", title: "Fleet", ["hosts": try await fleet(hub)], session: s) }
+        }
+        router.get("/hosts/:id") { req, ctx in
+            let id = try ctx.parameters.require("id")
+            return try await signedIn(hub, req) { s in
+                guard let data = try await hostPage(hub, id) else { return notFound(s, "No host \(id)") }
+                return page("host", title: data["name"] as? String ?? id, data, session: s)
+            }
+        }
+        router.get("/hosts/:id/desired") { req, ctx in
+            let id = try ctx.parameters.require("id")
+            return try await signedIn(hub, req) { s in
+                guard let data = try await desiredPage(hub, id, error: nil, text: nil, s) else { return notFound(s, "No host \(id)") }
+                return page("desired", title: "Desired state", data, session: s, notice: req.uri.queryParameters.get("notice"))
+            }
+        }
+        router.post("/hosts/:id/desired") { req, ctx in
+            let id = try ctx.parameters.require("id")
+            let form = try await formBody(req)
+            return try await signedIn(hub, req, csrf: form["csrf"]) { s in
+                let text = form["spec"] ?? ""
+                do {
+                    _ = try await hub.putDesired(hostID: id, body: Data(text.utf8), by: .operator)
+                    return redirect("/hosts/\(id)/desired?notice=Draft+saved")
+                } catch let e as HubError where e.status == .badRequest {
+                    guard let data = try await desiredPage(hub, id, error: e.path.map { "\($0): \(e.message)" } ?? e.message, text: text, s) else {
+                        return notFound(s, "No host \(id)")
+                    }
+                    var r = page("desired", title: "Desired state", data, session: s)
+                    r.status = .badRequest
+                    return r
+                }
+            }
+        }
+        router.post("/hosts/:id/desired/publish") { req, ctx in
+            let id = try ctx.parameters.require("id")
+            let form = try await formBody(req)
+            return try await signedIn(hub, req, csrf: form["csrf"]) { s in
+                do {
+                    let gen = try await hub.publishDesired(hostID: id, by: .operator)
+                    return redirect("/hosts/\(id)/desired?notice=Published+generation+\(gen)")
+                } catch let e as HubError where e.status == .badRequest {
+                    return redirect("/hosts/\(id)/desired?notice=" + (e.message.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
+                }
+            }
+        }
+        router.get("/events") { req, _ in
+            try await signedIn(hub, req) { s in
+                let q = req.uri.queryParameters
+                return page("events", title: "Events", try await eventsPage(hub, hostID: q.get("host_id"), type: q.get("type")), session: s)
+            }
+        }
+        router.get("/signed-ops") { req, _ in
+            try await signedIn(hub, req) { s in
+                let ops = try await hub.signedOps(hostID: req.uri.queryParameters.get("host_id"), status: nil, by: .operator)
+                let now = hub.now
+                let rows: [[String: Any]] = ops.map { o in
+                    ["ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status, "cls": statusClass(o.status),
+                     "customer": o.customerName, "host": o.hostName, "hostID": o.hostID, "summary": o.summary,
+                     "expires": o.expiresAt > now ? "in " + span(o.expiresAt - now) : ago(o.expiresAt, now), "expiresExact": exact(o.expiresAt),
+                     "reason": o.reason ?? ""]
+                }
+                return page("signedOps", title: "Signed ops", ["ops": rows], session: s)
+            }
+        }
+        router.get("/customers") { req, _ in
+            try await signedIn(hub, req) { s in
+                let hosts = try await hub.hosts(by: .operator)
+                let rows: [[String: Any]] = try await hub.customers(by: .operator).map { c in
+                    ["name": c.name, "domain": c.domain, "email": c.email, "language": c.language, "timezone": c.timezone,
+                     "hosts": hosts.filter { $0.customerID == c.id }.map(\.name).joined(separator: ", "),
+                     "types": c.notifyTypes.joined(separator: ", ") + (c.notifyTypesDefault ? " (default)" : "")]
+                }
+                return page("customers", title: "Customers", ["customers": rows], session: s)
+            }
+        }
+    }
+
+    // MARK: - Sessions
+
+    static func hashID(_ id: String) -> String { SHA256.hash(data: Array(id.utf8)).map { String(format: "%02x", $0) }.joined() }
+
+    static func randomToken() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+    }
+
+    static func createSession(_ hub: Hub) async throws -> (String, Session) {
+        let id = randomToken(), csrf = randomToken()
+        let now = hub.now
+        try await hub.store.withDB { db in
+            try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now)).run()
+            try await db.insert(into: "dashboard_sessions").columns("id_hash", "csrf", "created_at", "expires_at")
+                .values(SQLBind(hashID(id)), SQLBind(csrf), SQLBind(now), SQLBind(now + sessionLifetime)).run()
+        }
+        return (id, Session(csrf: csrf))
+    }
+
+    static func sessionWithID(_ hub: Hub, _ req: Request) async throws -> (String, Session)? {
+        guard let cookie = req.headers[.cookie] else { return nil }
+        var id: String?
+        for part in cookie.split(separator: ";") {
+            let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if kv.count == 2, kv[0] == cookieName { id = String(kv[1]) }
+        }
+        guard let id, id.count == 64 else { return nil }
+        let now = hub.now
+        let row = try await hub.store.withDB { db in
+            try await db.select().column("csrf").from("dashboard_sessions").where("id_hash", .equal, SQLBind(hashID(id)))
+                .where("expires_at", .greaterThan, SQLBind(now)).first()
+        }
+        guard let row else { return nil }
+        return (id, Session(csrf: try row.decode(column: "csrf", as: String.self)))
+    }
+
+    static func session(_ hub: Hub, _ req: Request) async throws -> Session? { try await sessionWithID(hub, req)?.1 }
+
+    /// Runs `body` for a signed-in operator; otherwise redirects to /login. With `csrf`, the form's
+    /// token must match the session's (403 otherwise).
+    static func signedIn(_ hub: Hub, _ req: Request, csrf: String?? = nil, _ body: (Session) async throws -> Response) async throws -> Response {
+        guard let s = try await session(hub, req) else { return redirect("/login") }
+        if let csrf {
+            guard let given = csrf, !given.isEmpty, given == s.csrf else {
+                var r = page("error", title: "Form expired", ["title": "Form expired", "message": "This form is stale or was not sent from the dashboard. Go back, reload and try again."], session: s)
+                r.status = .forbidden
+                return r
+            }
+        }
+        return try await body(s)
+    }
+
+    // MARK: - Rendering
+
+    static func page(_ template: String, title: String, _ data: [String: Any], session: Session?, notice: String? = nil) -> Response {
+        let body = library.render(data, withTemplate: template) ?? ""
+        var layout: [String: Any] = ["title": title, "body": body, "signedIn": session != nil, "csrf": session?.csrf ?? ""]
+        if let notice, !notice.isEmpty { layout["notice"] = notice }
+        let html = library.render(layout, withTemplate: "layout") ?? ""
+        var headers = HTTPFields()
+        headers[.contentType] = "text/html; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        headers[HTTPField.Name("Content-Security-Policy")!] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+        headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    static func notFound(_ s: Session, _ message: String) -> Response {
+        var r = page("error", title: "Not found", ["title": "Not found", "message": message], session: s)
+        r.status = .notFound
+        return r
+    }
+
+    static func redirect(_ location: String) -> Response {
+        var headers = HTTPFields()
+        headers[.location] = location
+        return Response(status: .seeOther, headers: headers)
+    }
+
+    static func formBody(_ req: Request) async throws -> [String: String] {
+        let buf = try await req.body.collect(upTo: 1 << 20)
+        let text = String(buffer: buf)
+        var out: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let k = String(kv[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            let v = kv.count > 1 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+            out[k] = v
+        }
+        return out
+    }
+
+    // MARK: - Times
+
+    static func span(_ seconds: Int64) -> String {
+        let s = max(0, seconds)
+        if s < 60 { return "\(s) s" }
+        if s < 3600 { return "\(s / 60) min" }
+        if s < 86400 { return "\(s / 3600) h \(s % 3600 / 60) min" }
+        return "\(s / 86400) d \(s % 86400 / 3600) h"
+    }
+
+    static func ago(_ at: Int64, _ now: Int64) -> String { now - at < 5 ? "just now" : span(now - at) + " ago" }
+
+    static func exact(_ at: Int64) -> String {
+        Date(timeIntervalSince1970: TimeInterval(at)).formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: false).timeSeparator(.colon).dateSeparator(.dash).dateTimeSeparator(.space)) + " UTC"
+    }
+
+    static func livenessClass(_ l: String) -> String {
+        switch l {
+        case "alive": return "ok"
+        case "stale": return "warn"
+        case "down": return "bad"
+        default: return "muted"
+        }
+    }
+
+    static func statusClass(_ s: String) -> String {
+        switch s {
+        case "applied", "in_sync", "info": return "ok"
+        case "pending_signature", "signed", "delivered", "differs", "missing", "warning": return "warn"
+        case "rejected", "critical": return "bad"
+        default: return "muted"
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import FelhomCore
+import FelhomHub
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+extension TestClientProtocol {
+    /// A browser-like request: optional session cookie, optional form body.
+    func page(_ method: HTTPRequest.Method, _ uri: String, cookie: String? = nil, form: [String: String]? = nil) async throws
+        -> (status: HTTPResponse.Status, html: String, headers: HTTPFields)
+    {
+        var headers = HTTPFields()
+        if let cookie { headers[.cookie] = "\(Dashboard.cookieName)=\(cookie)" }
+        var body: ByteBuffer?
+        if let form {
+            headers[.contentType] = "application/x-www-form-urlencoded"
+            body = ByteBuffer(string: form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&"))
+        }
+        return try await execute(uri: uri, method: method, headers: headers, body: body) { r in
+            (r.status, String(buffer: r.body), r.headers)
+        }
+    }
+}
+
+@Suite struct DashboardTests {
+    func signIn(_ client: some TestClientProtocol) async throws -> (cookie: String, csrf: String) {
+        let r = try await client.page(.post, "/login", form: ["key": operatorKey])
+        #expect(r.status == .seeOther)
+        let setCookie = r.headers[.setCookie] ?? ""
+        #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict"))
+        let cookie = String(setCookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1])
+        let home = try await client.page(.get, "/", cookie: cookie)
+        let csrf = home.html.components(separatedBy: #"name="csrf" value=""#).dropFirst().first?.prefix(64) ?? ""
+        return (cookie, String(csrf))
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func everyPageLoadsAndFormsAreProtected(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            // Signed out: every page sends you to the login form.
+            for p in ["/", "/events", "/signed-ops", "/customers", "/hosts/x", "/hosts/x/desired"] {
+                let r = try await client.page(.get, p)
+                #expect(r.status == .seeOther && r.headers[.location] == "/login", "\(p)")
+            }
+            #expect(try await client.page(.get, "/login").html.contains(#"name="key""#))
+            let wrong = try await client.page(.post, "/login", form: ["key": "not-the-key"])
+            #expect(wrong.status == .unauthorized && wrong.html.contains("not accepted"))
+            #expect(wrong.headers[.setCookie] == nil)
+
+            // A small world: a customer whose name needs escaping, a host with a report, desired state, an op, events.
+            let c = try await client.call(.post, "/api/v1/customers", key: operatorKey,
+                                          body: #"{"name":"Kiss <b>Anna</b>","email":"a@example.hu","domain":"a.example.hu"}"#)
+            let cid = c.json?["id"]?.stringValue ?? ""
+            let host = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"nappali"}"#)
+            let hid = host.json?["id"]?.stringValue ?? "", hkey = host.json?["api_key"]?.stringValue ?? ""
+            _ = try await client.call(.post, "/api/v1/host-report", key: hkey, body: sampleReport())
+            _ = try await client.call(.post, "/api/v1/events", key: hkey, body: #"{"type":"backup_completed"}"#)
+            _ = try await client.call(.put, "/api/v1/hosts/\(hid)/desired", key: operatorKey, body: sampleDesired)
+            _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
+            _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey,
+                                      body: #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"}"#)
+            _ = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(hid)","guest_id":"101","op":"guest.destroy"}"#)
+
+            let (cookie, csrf) = try await signIn(client)
+            #expect(csrf.count == 64)
+            let expectations: [(String, [String])] = [
+                ("/", ["nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill muted\">unknown", "ok ", ">1<"]),
+                ("/hosts/\(hid)", ["nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\""]),
+                ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Publish draft"]),
+                ("/events", ["backup_completed", "desired_published", "<option value=\"\(hid)\">nappali</option>"]),
+                ("/events?type=backup_completed", ["backup_completed"]),
+                ("/signed-ops", ["pending_signature", "DESTROY guest", "felhom sign"]),
+                ("/customers", ["Kiss &lt;b&gt;Anna&lt;/b&gt;", "a.example.hu", "nappali", "(default)"]),
+            ]
+            for (path, needles) in expectations {
+                let r = try await client.page(.get, path, cookie: cookie)
+                #expect(r.status == .ok, "\(path)")
+                #expect(r.headers[.contentType] == "text/html; charset=utf-8")
+                for n in needles { #expect(r.html.contains(n), "\(path) should show \(n)") }
+                #expect(!r.html.contains("<b>Anna</b>"), "\(path) must escape")
+                #expect(!r.html.contains("<script"), "\(path) uses no JavaScript")
+            }
+            #expect(try await client.page(.get, "/events?type=node_down", cookie: cookie).html.contains("No events match"))
+            #expect(try await client.page(.get, "/hosts/nope", cookie: cookie).status == .notFound)
+
+            // Forms need the session's CSRF token.
+            let forged = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie, form: ["spec": #"{"guests":[]}"#])
+            #expect(forged.status == .forbidden)
+            let bad = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie,
+                                            form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":1,"memory_mb":0,"disk_gb":8}]}"#])
+            #expect(bad.status == .badRequest && bad.html.contains("$.guests[0].memory_mb"))
+            let saved = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie,
+                                              form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":2,"memory_mb":4096,"disk_gb":8}]}"#])
+            #expect(saved.status == .seeOther)
+            #expect(try await client.page(.get, "/hosts/\(hid)/desired", cookie: cookie).html.contains("unpublished changes"))
+            let pub = try await client.page(.post, "/hosts/\(hid)/desired/publish", cookie: cookie, form: ["csrf": csrf])
+            #expect(pub.status == .seeOther && pub.headers[.location]?.contains("generation+2") == true)
+            #expect(try await client.call(.get, "/api/v1/hosts/\(hid)", key: operatorKey).json?["desired_generation"] == 2)
+
+            // Signing out ends the session.
+            _ = try await client.page(.post, "/logout", cookie: cookie, form: ["csrf": csrf])
+            #expect(try await client.page(.get, "/", cookie: cookie).status == .seeOther)
+        }
+        await h.hub.store.close()
+    }
+}
