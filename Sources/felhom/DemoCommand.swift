@@ -52,10 +52,10 @@ struct DemoCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         var seen = Observed()
         let started = ContinuousClock.now
-        func step(_ text: String) { print("\n▶ \(text)") }
-        func info(_ text: String) { print("  \(text)") }
+        func step(_ text: String) { say("\n▶ \(text)") }
+        func info(_ text: String) { say("  \(text)") }
 
-        print("felhom demo — state in \(root)")
+        say("felhom demo — state in \(root)")
 
         // 1. A simulated Proxmox VE host.
         step("Starting a simulated Proxmox VE host")
@@ -79,7 +79,10 @@ struct DemoCommand: AsyncParsableCommand {
         let app = Application(
             router: HubAPI.router(hub: hub), configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "felhom-hub"),
             onServerRunning: { channel in portBox.withLock { $0 = channel.localAddress?.port } }, logger: quiet)
-        let hubGroup = ServiceGroup(services: [app], gracefulShutdownSignals: scenarioOnly ? [] : [.sigint, .sigterm], logger: quiet)
+        var checks = CheckerService.Settings()
+        checks.interval = .seconds(5)  // liveness shows within seconds in the demo (production: 60 s)
+        let checker = CheckerService(hub: hub, settings: checks, logger: quiet)
+        let hubGroup = ServiceGroup(services: [app, checker], gracefulShutdownSignals: scenarioOnly ? [] : [.sigint, .sigterm], logger: quiet)
         let hubTask = Task { try await hubGroup.run() }
         var hubPort: Int?
         for _ in 0..<100 where hubPort == nil {
@@ -197,18 +200,19 @@ struct DemoCommand: AsyncParsableCommand {
 
         // Summary.
         let elapsed = ContinuousClock.now - started
-        print("\nScenario finished in \(elapsed.components.seconds) s.")
+        say("\nScenario finished in \(elapsed.components.seconds) s.")
         if let report {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(seen).write(to: URL(fileURLWithPath: report))
             info("summary written to \(report)")
         }
-        print(seen.all ? "demo finished: everything worked." : "demo finished with FAILURES (see above).")
+        say(seen.all ? "demo finished: everything worked." : "demo finished with FAILURES (see above).")
         if !scenarioOnly {
-            print("\nHub API: \(hubURL)  (operator key in \(root)/operator-key.txt); the dashboard arrives in a later release.")
-            try operatorKey.write(toFile: root + "/operator-key.txt", atomically: true, encoding: .utf8)
-            print("Everything keeps running; press Ctrl-C to stop.")
+            FileManager.default.createFile(atPath: root + "/operator-key.txt", contents: Data(operatorKey.utf8), attributes: [.posixPermissions: 0o600])
+            say("\nDashboard: \(hubURL)/  — sign in with the operator key in \(root)/operator-key.txt")
+            say("Hub API:   \(hubURL)/api/v1 (see \(hubURL)/openapi.yaml); sign ops with: felhom sign --hub \(hubURL) --key \(root)/operator_ed25519")
+            say("Everything keeps running; press Ctrl-C to stop.")
             _ = try? await hubTask.value
         }
         await agentGroup.triggerGracefulShutdown()
@@ -223,7 +227,7 @@ struct DemoCommand: AsyncParsableCommand {
     func publish(_ d: DesiredState, op: HubClient, host: String) async throws {
         _ = try await op.call("PUT", "/api/v1/hosts/\(host)/desired", body: d.encoded())
         let gen = try await op.json("POST", "/api/v1/hosts/\(host)/desired/publish")["generation"]?.lenientInt ?? 0
-        print("  published generation \(gen)")
+        say("  published generation \(gen)")
     }
 
     func waitUntil(seconds: Int, _ check: () async throws -> Bool) async throws -> Bool {
@@ -246,6 +250,11 @@ struct DemoLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
     func log(event: LogEvent) {
-        print(prefix + "\(event.message)")
+        say(prefix + "\(event.message)")
     }
+}
+
+/// Writes a line at once (unbuffered), so progress shows also when the output goes to a pipe.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }

@@ -26,7 +26,7 @@ extension Dashboard {
             }
             var row: [String: Any] = [
                 "id": h.id, "name": h.name, "customer": customers[h.customerID] ?? h.customerID, "liveness": h.liveness,
-                "livenessClass": livenessClass(h.liveness), "pending": pending,
+                "livenessClass": livenessClass(h.liveness), "pending": pending > 0 ? pending as Any : false,
             ]
             if let at = h.lastReportAt { row["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
             if let b = backup {

@@ -86,7 +86,7 @@ public enum Dashboard {
                 let text = form["spec"] ?? ""
                 do {
                     _ = try await hub.putDesired(hostID: id, body: Data(text.utf8), by: .operator)
-                    return redirect("/hosts/\(id)/desired?notice=Draft+saved")
+                    return redirect("/hosts/\(id)/desired?notice=Draft%20saved")
                 } catch let e as HubError where e.status == .badRequest {
                     guard let data = try await desiredPage(hub, id, error: e.path.map { "\($0): \(e.message)" } ?? e.message, text: text, s) else {
                         return notFound(s, "No host \(id)")
@@ -103,7 +103,7 @@ public enum Dashboard {
             return try await signedIn(hub, req, csrf: form["csrf"]) { s in
                 do {
                     let gen = try await hub.publishDesired(hostID: id, by: .operator)
-                    return redirect("/hosts/\(id)/desired?notice=Published+generation+\(gen)")
+                    return redirect("/hosts/\(id)/desired?notice=Published%20generation%20\(gen)")
                 } catch let e as HubError where e.status == .badRequest {
                     return redirect("/hosts/\(id)/desired?notice=" + (e.message.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
                 }
