@@ -26,6 +26,8 @@ public struct Hub: Sendable {
     public let metrics: HubMetrics
     /// Mail rules.
     public let notifications: NotificationSettings
+    /// Cloudflare geo rules; `nil` when the hub has no Cloudflare token.
+    public var geo: CloudflareGeo?
 
     public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
                 notifications: NotificationSettings = NotificationSettings()) {

@@ -35,6 +35,8 @@ struct HubConfig: Decodable {
     var mailAPIURL: String?
     var mailAPIKey: Secret?
     var secureCookies: Bool?
+    var cloudflareAPIToken: Secret?
+    var cloudflareAPIURL: String?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -57,6 +59,8 @@ struct HubConfig: Decodable {
         case mailAPIURL = "mail_api_url"
         case mailAPIKey = "mail_api_key"
         case secureCookies = "secure_cookies"
+        case cloudflareAPIToken = "cloudflare_api_token"
+        case cloudflareAPIURL = "cloudflare_api_url"
     }
 
     static let loader = ConfigLoader(
@@ -67,7 +71,7 @@ struct HubConfig: Decodable {
             .init("backup_deadline_hour", .integer), .init("report_retention_days", .integer), .init("operator_email"),
             .init("mail_from"), .init("smtp_host"), .init("smtp_port", .integer),
             .init("smtp_security"), .init("smtp_username"), .init("smtp_password"), .init("smtp_ca_file"),
-            .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"), .init("secure_cookies", .boolean),
+            .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"), .init("secure_cookies", .boolean), .init("cloudflare_api_token"), .init("cloudflare_api_url"),
         ])
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
@@ -140,7 +144,12 @@ struct Serve: AsyncParsableCommand {
         if let f = cfg.mailFrom { mail.from = f }
         let mailer = try cfg.mailer()
         if mailer == nil { logger.warning("no mail transport configured (smtp_host or mail_api_url): notifications stay queued in the outbox") }
-        let hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
+        var hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
+        if let token = cfg.cloudflareAPIToken {
+            do { hub.geo = try CloudflareGeo(token: token, baseURL: cfg.cloudflareAPIURL ?? CloudflareGeo.defaultBaseURL) } catch {
+                throw ValidationError("\(error)")
+            }
+        }
         var checks = CheckerService.Settings()
         if let s = cfg.checkIntervalSeconds { checks.interval = .seconds(max(1, s)) }
         if let s = cfg.staleAfterSeconds { checks.thresholds.staleAfter = TimeInterval(s) }

@@ -85,6 +85,9 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.post, "/api/v1/guest-report", sampleGuestReport, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
                 (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.post, "/api/v1/events", #"{"type":"backup_completed"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .created, "otherHost": .created]),
+                (.put, "/api/v1/customers/\(w.customerA)/geo", #"{"zone_id":"023e105f4ecef8ad9ca31a8372d0c353","countries":["HU"]}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.delete, "/api/v1/customers/\(w.customerA)/geo", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/customers/\(w.customerA)/geo/remove-all", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/hosts/\(w.hostA)/enrollment", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/enroll", #"{"token":"fh_enroll_nope"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .unauthorized, "otherHost": .unauthorized]),
                 (.post, "/api/v1/operator-keys", #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
@@ -250,7 +253,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 6)  // one row per migration: bump with each new one
+            #expect(versions == 7)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

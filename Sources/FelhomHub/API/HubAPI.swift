@@ -19,6 +19,7 @@ public enum HubAPI {
         "GET /api/v1/hosts/{id}/drift",
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
+        "PUT /api/v1/customers/{id}/geo", "DELETE /api/v1/customers/{id}/geo", "POST /api/v1/customers/{id}/geo/remove-all",
         "POST /api/v1/hosts/{id}/enrollment", "POST /api/v1/enroll",
         "POST /api/v1/operator-keys", "GET /api/v1/operator-keys",
         "POST /api/v1/signed-ops", "GET /api/v1/signed-ops", "GET /api/v1/signed-ops/next", "GET /api/v1/signed-ops/{id}",
@@ -161,6 +162,29 @@ public enum HubAPI {
             } ?? 100
             let list = try await hub.events(hostID: q.get("host_id"), type: q.get("type"), since: since, limit: limit, by: p)
             return try encode(["events": list])
+        }
+        v1.put("customers/:id/geo") { req, ctx in
+            let p = try await principal(hub, req)
+            struct Body: Decodable {
+                var zoneID: String?
+                var countries: [String]
+                enum CodingKeys: String, CodingKey {
+                    case countries
+                    case zoneID = "zone_id"
+                }
+            }
+            let b = try await decode(Body.self, req)
+            let list = try await hub.enableGeo(customerID: try ctx.parameters.require("id"), zoneID: b.zoneID, countries: b.countries, by: p)
+            return try encode(["allowed_countries": list])
+        }
+        v1.delete("customers/:id/geo") { req, ctx in
+            let p = try await principal(hub, req)
+            _ = try await hub.disableGeo(customerID: try ctx.parameters.require("id"), removeAll: false, by: p)
+            return try encode(["enabled": false])
+        }
+        v1.post("customers/:id/geo/remove-all") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(["removed": try await hub.disableGeo(customerID: try ctx.parameters.require("id"), removeAll: true, by: p)])
         }
         v1.post("hosts/:id/enrollment") { req, ctx in
             let p = try await principal(hub, req)

@@ -212,6 +212,24 @@ enum OpenAPIDocument {
                 - {name: wait, in: query, schema: {type: integer, maximum: 55}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+          /api/v1/customers/{id}/geo:
+            put:
+              summary: Allow only the listed countries to reach the customer's Cloudflare zone (operator). zone_id is needed the first time.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [countries], properties: {zone_id: {type: string}, countries: {type: array, items: {type: string, example: HU}}}}
+              responses: {"200": {description: "{allowed_countries}"}, "400": {description: bad country or zone id}, "409": {description: Cloudflare not configured}, "502": {description: Cloudflare refused}}
+            delete:
+              summary: Disable the geo rule (kept, disabled).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{enabled: false}"}}
+          /api/v1/customers/{id}/geo/remove-all:
+            post:
+              summary: Delete every felhom-managed rule of the customer's zone (rules others made are kept).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{removed: N}"}}
           /api/v1/hosts/{id}/enrollment:
             post:
               summary: A one-time enrollment token for the host (operator), valid ttl_seconds (default 24 h); earlier unused tokens stop working.

@@ -180,6 +180,10 @@ enum Migrations {
                 .column("expires_at", type: .bigint, .notNull)
                 .run()
         },
+        Migration(version: 7, name: "cloudflare zone per customer") { db in
+            try await db.alter(table: "customers").column("cloudflare_zone_id", type: .text).run()
+            try await db.alter(table: "customers").column("geo_countries", type: .text).run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

@@ -1,0 +1,69 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+extension Hub {
+    func geoClient() throws -> CloudflareGeo {
+        guard let geo else {
+            throw HubError(.conflict, "not_configured", "Cloudflare is not configured on this hub (set cloudflare_api_token)")
+        }
+        return geo
+    }
+
+    func geoFailed(_ e: GeoError) -> HubError {
+        HubError(.badGateway, "cloudflare_error", e.description)
+    }
+
+    /// Allows only `countries` to reach the customer's zone (operator). Remembers the zone id.
+    public func enableGeo(customerID: String, zoneID: String?, countries: [String], by p: Principal) async throws -> [String] {
+        guard p == .operator else { throw HubError.forbidden("change geo rules (operator only)") }
+        let c = try await customer(customerID, by: p)
+        let stored = try await store.withDB { db in
+            try await db.select().column("cloudflare_zone_id").from("customers").where("id", .equal, SQLBind(c.id)).first()?
+                .decode(column: "cloudflare_zone_id", as: String?.self)
+        }
+        guard let zone = zoneID ?? stored else { throw HubError.badRequest("the customer's Cloudflare zone id is needed once", path: "$.zone_id") }
+        let list: [String]
+        do {
+            try CloudflareGeo.validate(zone: zone)
+            list = try CloudflareGeo.validate(countries: countries)
+        } catch let e as GeoError {
+            throw HubError.badRequest(e.message, path: e.message.hasPrefix("countries") || e.message.hasPrefix("list") ? "$.countries" : "$.zone_id")
+        }
+        let geo = try geoClient()
+        do { try await geo.enable(zone: zone, countries: list) } catch let e as GeoError { throw geoFailed(e) }
+        let now = self.now
+        try await store.transaction { db in
+            try await db.update("customers").set("cloudflare_zone_id", to: SQLBind(zone))
+                .set("geo_countries", to: SQLBind(list.joined(separator: ","))).where("id", .equal, SQLBind(c.id)).run()
+            try await record(HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: nil, guestID: nil,
+                                      customerID: c.id, type: "geo_enabled", severity: .info,
+                                      data: ["countries": .array(list.map { .string($0) })]), in: db)
+        }
+        return list
+    }
+
+    /// Disables the geo rule (`removeAll == false`) or deletes every felhom-managed rule of the zone.
+    public func disableGeo(customerID: String, removeAll: Bool, by p: Principal) async throws -> Int {
+        guard p == .operator else { throw HubError.forbidden("change geo rules (operator only)") }
+        let c = try await customer(customerID, by: p)
+        guard let zone = try await store.withDB({ db in
+            try await db.select().column("cloudflare_zone_id").from("customers").where("id", .equal, SQLBind(c.id)).first()?
+                .decode(column: "cloudflare_zone_id", as: String?.self)
+        }) else { throw HubError.badRequest("no Cloudflare zone recorded for this customer; enable a geo rule first") }
+        let geo = try geoClient()
+        var removed = 0
+        do {
+            if removeAll { removed = try await geo.removeAll(zone: zone) } else { try await geo.disable(zone: zone) }
+        } catch let e as GeoError { throw geoFailed(e) }
+        let now = self.now
+        let count = removed
+        try await store.transaction { db in
+            try await db.update("customers").set("geo_countries", to: SQLBind(String?.none)).where("id", .equal, SQLBind(c.id)).run()
+            try await record(HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: nil, guestID: nil,
+                                      customerID: c.id, type: removeAll ? "geo_removed" : "geo_disabled", severity: .info,
+                                      data: ["removed": .int(Int64(count))]), in: db)
+        }
+        return removed
+    }
+}
