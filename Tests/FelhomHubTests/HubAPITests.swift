@@ -88,6 +88,13 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.put, "/api/v1/customers/\(w.customerA)/geo", #"{"zone_id":"023e105f4ecef8ad9ca31a8372d0c353","countries":["HU"]}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.delete, "/api/v1/customers/\(w.customerA)/geo", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/customers/\(w.customerA)/geo/remove-all", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.put, "/api/v1/customers/\(w.customerA)/config-overrides", #"{"watchdog":{"interval_seconds":30}}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/guests/\(w.guestA)/config", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
+                (.post, "/api/v1/customers/\(w.customerB)/passphrase", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.put, "/api/v1/recovery/\(w.hostA)", #"{"pbs_namespace":"customers/a"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.get, "/api/v1/recovery/\(w.hostA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/recovery/box", #"{"storage_manifest":[]}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (.post, "/api/v1/retrieve", #"{"domain":"nobody.example.hu","passphrase":"a-b-c-d","what":"recovery"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .unauthorized, "otherHost": .unauthorized]),
                 (.post, "/api/v1/hosts/\(w.hostA)/enrollment", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/enroll", #"{"token":"fh_enroll_nope"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .unauthorized, "otherHost": .unauthorized]),
                 (.post, "/api/v1/operator-keys", #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
@@ -106,7 +113,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 #expect(r.status == (["none", "revoked"].contains(name) ? .unauthorized : .forbidden), "DELETE keys with \(name)")
             }
             table.append((.delete, "/api/v1/keys/\(w.hostB)", nil, [:]))
-            #expect(Set(table.map { "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}"))" }) == Set(HubAPI.routes))
+            #expect(Set(table.map { "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}"))" }) == Set(HubAPI.routes))
             for (method, uri, body, expected) in table where !expected.isEmpty {
                 for (name, key) in keys {
                     let r = try await client.call(method, uri, key: key, body: body)
@@ -253,7 +260,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 7)  // one row per migration: bump with each new one
+            #expect(versions == 8)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -20,6 +20,8 @@ public enum HubAPI {
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
         "POST /api/v1/events", "GET /api/v1/events",
         "PUT /api/v1/customers/{id}/geo", "DELETE /api/v1/customers/{id}/geo", "POST /api/v1/customers/{id}/geo/remove-all",
+        "PUT /api/v1/customers/{id}/config-overrides", "GET /api/v1/guests/{id}/config", "POST /api/v1/customers/{id}/passphrase",
+        "PUT /api/v1/recovery/{id}", "GET /api/v1/recovery/{id}", "POST /api/v1/recovery/box", "POST /api/v1/retrieve",
         "POST /api/v1/hosts/{id}/enrollment", "POST /api/v1/enroll",
         "POST /api/v1/operator-keys", "GET /api/v1/operator-keys",
         "POST /api/v1/signed-ops", "GET /api/v1/signed-ops", "GET /api/v1/signed-ops/next", "GET /api/v1/signed-ops/{id}",
@@ -186,6 +188,53 @@ public enum HubAPI {
             let p = try await principal(hub, req)
             return try encode(["removed": try await hub.disableGeo(customerID: try ctx.parameters.require("id"), removeAll: true, by: p)])
         }
+        v1.put("customers/:id/config-overrides") { req, ctx in
+            let p = try await principal(hub, req)
+            let body = try await collect(req)
+            guard let json = try? JSONValue.parse(body) else { throw HubError.badRequest("not valid JSON", path: "$") }
+            try await hub.setConfigOverrides(customerID: try ctx.parameters.require("id"), overrides: json, by: p)
+            return try encode(["saved": true])
+        }
+        v1.get("guests/:id/config") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.controllerConfig(guestID: try ctx.parameters.require("id"), hubURL: publicURL(req), by: p))
+        }
+        v1.post("customers/:id/passphrase") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(["passphrase": try await hub.newRetrievalPassphrase(customerID: try ctx.parameters.require("id"), by: p)], status: .created)
+        }
+        v1.put("recovery/:id") { req, ctx in
+            let p = try await principal(hub, req)
+            try await hub.setDRRecord(hostID: try ctx.parameters.require("id"), try await decode(Hub.DRRecord.self, req), by: p)
+            return try encode(try await hub.recovery(hostID: try ctx.parameters.require("id"), by: p))
+        }
+        v1.get("recovery/:id") { req, ctx in
+            let p = try await principal(hub, req)
+            return try encode(try await hub.recovery(hostID: try ctx.parameters.require("id"), by: p))
+        }
+        v1.post("recovery/box") { req, _ in
+            let p = try await principal(hub, req)
+            struct Body: Decodable {
+                var storageManifest: JSONValue
+                var pbsFingerprint: String?
+                enum CodingKeys: String, CodingKey {
+                    case storageManifest = "storage_manifest"
+                    case pbsFingerprint = "pbs_fingerprint"
+                }
+            }
+            let b = try await decode(Body.self, req)
+            try await hub.reportDRFromBox(storageManifest: b.storageManifest, pbsFingerprint: b.pbsFingerprint, by: p)
+            return try encode(["saved": true])
+        }
+        v1.post("retrieve") { req, _ in
+            struct Body: Decodable {
+                var domain: String
+                var passphrase: String
+                var what: String
+            }
+            let b = try await decode(Body.self, req)
+            return try encode(try await hub.retrieve(domain: b.domain, passphrase: b.passphrase, what: b.what, hubURL: publicURL(req)))
+        }
         v1.post("hosts/:id/enrollment") { req, ctx in
             let p = try await principal(hub, req)
             struct Body: Decodable {
@@ -262,6 +311,12 @@ public enum HubAPI {
         }
         Dashboard.register(on: router, hub: hub, secureCookies: hub.settings.secureCookies)
         return router
+    }
+
+    /// The hub's URL as the caller reached it (for generated configs).
+    static func publicURL(_ req: Request) -> String {
+        let host = req.head.authority ?? "localhost"
+        return "\(req.head.scheme ?? "https")://\(host)"
     }
 
     static func principal(_ hub: Hub, _ req: Request) async throws -> Principal {

@@ -230,6 +230,52 @@ enum OpenAPIDocument {
               summary: Delete every felhom-managed rule of the customer's zone (rules others made are kept).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: "{removed: N}"}}
+          /api/v1/customers/{id}/config-overrides:
+            put:
+              summary: The customer's controller-config overrides (operator), deep-merged into the default. A Cloudflare credential anywhere is a 400 naming its path.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody: {content: {application/json: {schema: {type: object}}}}
+              responses: {"200": {description: "{saved: true}"}, "400": {description: not an object, or a Cloudflare credential}}
+          /api/v1/guests/{id}/config:
+            get:
+              summary: The generated controller config of a guest (operator or the guest's own key); never contains a Cloudflare token.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the config}}
+          /api/v1/customers/{id}/passphrase:
+            post:
+              summary: A new retrieval passphrase for the customer (operator), Hungarian words; shown once, stored as PBKDF2-SHA256.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"201": {description: "{passphrase}"}}
+          /api/v1/recovery/{id}:
+            put:
+              summary: Set the host's disaster-recovery record (operator)
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, properties: {pbs_namespace: {type: string}, repository_fingerprint: {type: string}, wrapped_escrow_key: {type: string, description: base64, wrapped by the customer's recovery code}, tunnel_token_ref: {type: string}}}
+              responses: {"200": {description: the recovery bundle}, "400": {description: bad field}}
+            get:
+              summary: The recovery bundle (operator) — identity, tunnel token reference, box-reported storage manifest, PBS namespace and fingerprint, wrapped escrow key, desired guests — from durable sources only.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the recovery bundle}}
+          /api/v1/recovery/box:
+            post:
+              summary: The box reports its storage manifest and the PBS fingerprint it sees (host key); kept as box_* columns.
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [storage_manifest], properties: {storage_manifest: {type: array}, pbs_fingerprint: {type: string}}}
+              responses: {"200": {description: "{saved: true}"}}
+          /api/v1/retrieve:
+            post:
+              summary: A customer fetches their recovery bundle(s) or controller configs with the retrieval passphrase (no bearer key). 5 failed attempts per 15 min lock retrieval (429) and record retrieval_locked.
+              security: []
+              requestBody:
+                content:
+                  application/json:
+                    schema: {type: object, required: [domain, passphrase, what], properties: {domain: {type: string}, passphrase: {type: string}, what: {type: string, enum: [recovery, config]}}}
+              responses: {"200": {description: "{hosts: [bundle]} or {configs: {guest_id: config}}"}, "401": {description: not recognised}, "429": {description: locked}}
           /api/v1/hosts/{id}/enrollment:
             post:
               summary: A one-time enrollment token for the host (operator), valid ttl_seconds (default 24 h); earlier unused tokens stop working.

@@ -184,6 +184,29 @@ enum Migrations {
             try await db.alter(table: "customers").column("cloudflare_zone_id", type: .text).run()
             try await db.alter(table: "customers").column("geo_countries", type: .text).run()
         },
+        Migration(version: 8, name: "config overrides, retrieval, disaster recovery") { db in
+            try await db.alter(table: "customers").column("config_overrides", type: .text).run()
+            try await db.alter(table: "customers").column("retrieval_hash", type: .text).run()
+            try await db.create(table: "retrieval_attempts").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("customer_id", type: .text, .notNull)
+                .column("at", type: .bigint, .notNull)
+                .column("ok", type: .int, .notNull)
+                .run()
+            try await db.create(index: "retrieval_attempts_customer_time").on("retrieval_attempts").column("customer_id").column("at").run()
+            // Durable per host: never pruned. Columns the box reports are prefixed box_.
+            try await db.create(table: "dr_records").ifNotExists()
+                .column("host_id", type: .text, .primaryKey(autoIncrement: false), .references("hosts", "id"))
+                .column("pbs_namespace", type: .text)
+                .column("repository_fingerprint", type: .text)
+                .column("wrapped_escrow_key", type: .text)
+                .column("tunnel_token_ref", type: .text)
+                .column("updated_at", type: .bigint)
+                .column("box_storage_manifest", type: .text)
+                .column("box_pbs_fingerprint", type: .text)
+                .column("box_reported_at", type: .bigint)
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

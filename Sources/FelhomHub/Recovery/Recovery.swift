@@ -1,0 +1,150 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+/// Disaster recovery (SPEC §3): everything a replacement box needs, from durable sources only —
+/// the host and customer rows, the DR record, the last published desired state — never from
+/// report history, which is pruned. And the customer's passphrase retrieval of it, rate-limited.
+extension Hub {
+    /// Operator-set DR fields of a host.
+    public struct DRRecord: Codable, Sendable {
+        public var pbsNamespace: String?
+        public var repositoryFingerprint: String?
+        /// The backup encryption key, wrapped by the customer's recovery code (opaque to the hub).
+        public var wrappedEscrowKey: String?
+        /// Where the tunnel token is kept (a reference, never the token).
+        public var tunnelTokenRef: String?
+
+        enum CodingKeys: String, CodingKey {
+            case pbsNamespace = "pbs_namespace"
+            case repositoryFingerprint = "repository_fingerprint"
+            case wrappedEscrowKey = "wrapped_escrow_key"
+            case tunnelTokenRef = "tunnel_token_ref"
+        }
+    }
+
+    public func setDRRecord(hostID: String, _ r: DRRecord, by p: Principal) async throws {
+        guard p == .operator else { throw HubError.forbidden("set disaster-recovery records (operator only)") }
+        guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
+        if let fp = r.repositoryFingerprint, fp.range(of: #"^([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}$"#, options: .regularExpression) == nil {
+            throw HubError.badRequest("must be a SHA-256 fingerprint like 9c:2f:…", path: "$.repository_fingerprint")
+        }
+        if let ns = r.pbsNamespace { try Validate.text(ns, "$.pbs_namespace", max: 200) }
+        if let k = r.wrappedEscrowKey, Data(base64Encoded: k) == nil {
+            throw HubError.badRequest("must be base64 (the key as wrapped on the customer's side)", path: "$.wrapped_escrow_key")
+        }
+        let now = self.now
+        try await store.withDB { db in
+            try await db.insert(into: "dr_records").columns("host_id", "pbs_namespace", "repository_fingerprint", "wrapped_escrow_key", "tunnel_token_ref", "updated_at")
+                .values(SQLBind(hostID), SQLBind(r.pbsNamespace), SQLBind(r.repositoryFingerprint), SQLBind(r.wrappedEscrowKey),
+                        SQLBind(r.tunnelTokenRef), SQLBind(now))
+                .onConflict(with: ["host_id"]) {
+                    $0.set(excludedValueOf: "pbs_namespace").set(excludedValueOf: "repository_fingerprint")
+                        .set(excludedValueOf: "wrapped_escrow_key").set(excludedValueOf: "tunnel_token_ref").set(excludedValueOf: "updated_at")
+                }.run()
+        }
+    }
+
+    /// The box's own view (its storage manifest, the PBS fingerprint it sees), kept apart as `box_*`.
+    public func reportDRFromBox(storageManifest: JSONValue, pbsFingerprint: String?, by p: Principal) async throws {
+        guard case .host(let hostID, _) = p else { throw HubError.forbidden("report recovery data (host keys only)") }
+        guard case .array = storageManifest else { throw HubError.badRequest("must be an array of disks", path: "$.storage_manifest") }
+        let now = self.now
+        try await store.withDB { db in
+            try await db.insert(into: "dr_records").columns("host_id", "box_storage_manifest", "box_pbs_fingerprint", "box_reported_at")
+                .values(SQLBind(hostID), SQLBind(String(decoding: storageManifest.serialized(), as: UTF8.self)), SQLBind(pbsFingerprint), SQLBind(now))
+                .onConflict(with: ["host_id"]) {
+                    $0.set(excludedValueOf: "box_storage_manifest").set(excludedValueOf: "box_pbs_fingerprint").set(excludedValueOf: "box_reported_at")
+                }.run()
+        }
+    }
+
+    /// The recovery bundle of a host (operator key; customers use ``retrieve(domain:passphrase:what:)``).
+    public func recovery(hostID: String, by p: Principal) async throws -> JSONValue {
+        guard p == .operator else { throw HubError.forbidden("read recovery bundles (operator key or the customer's passphrase)") }
+        return try await recoveryBundle(hostID: hostID)
+    }
+
+    func recoveryBundle(hostID: String) async throws -> JSONValue {
+        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        let c = try await customer(h.customerID, by: .operator)
+        let (dr, desired) = try await store.withDB { db in
+            (try await db.select().column("*").from("dr_records").where("host_id", .equal, SQLBind(hostID)).first(),
+             try await publishedSpec(hostID, in: db))
+        }
+        func text(_ col: String) -> JSONValue { (try? dr?.decode(column: col, as: String?.self)).flatMap { $0 }.map { .string($0) } ?? .null }
+        let manifest = (try? dr?.decode(column: "box_storage_manifest", as: String?.self)).flatMap { $0 }.flatMap { try? JSONValue.parse($0) } ?? .array([])
+        return [
+            "identity": ["host_id": .string(h.id), "host_name": .string(h.name), "customer_id": .string(c.id), "customer_name": .string(c.name),
+                         "domain": .string(c.domain), "timezone": .string(c.timezone)],
+            "tunnel_token_ref": text("tunnel_token_ref"),
+            "pbs": ["namespace": text("pbs_namespace"), "repository_fingerprint": text("repository_fingerprint")],
+            "wrapped_escrow_key": text("wrapped_escrow_key"),
+            "box_reported": ["storage_manifest": manifest, "pbs_fingerprint": text("box_pbs_fingerprint"),
+                             "reported_at": (try? dr?.decode(column: "box_reported_at", as: Int64?.self)).flatMap { $0 }.map { .int($0) } ?? .null],
+            "desired": desired.map { ["generation": .int($0.1), "guests": (try? JSONValue.parse($0.0.encoded()))?["guests"] ?? .array([])] } ?? .null,
+        ]
+    }
+
+    /// Sets a new retrieval passphrase for the customer (operator); returns it (shown once).
+    public func newRetrievalPassphrase(customerID: String, by p: Principal) async throws -> String {
+        guard p == .operator else { throw HubError.forbidden("set retrieval passphrases (operator only)") }
+        _ = try await customer(customerID, by: p)
+        let words = Passphrase.generate()
+        let hash = try Passphrase.hash(words)
+        try await store.withDB { db in
+            try await db.update("customers").set("retrieval_hash", to: SQLBind(hash)).where("id", .equal, SQLBind(customerID)).run()
+        }
+        return words
+    }
+
+    /// At most this many failed attempts per customer in `retrievalWindow` seconds.
+    static let retrievalAttempts = 5
+    static let retrievalWindow: Int64 = 15 * 60
+
+    /// A customer fetches their recovery bundle(s) or controller configs with their passphrase.
+    /// Five failed attempts in 15 minutes lock retrieval for that customer (429) and record
+    /// `retrieval_locked` once per lock-out. Unknown domain and wrong passphrase answer alike.
+    public func retrieve(domain: String, passphrase: String, what: String, hubURL: String) async throws -> JSONValue {
+        guard ["recovery", "config"].contains(what) else { throw HubError.badRequest("must be recovery or config", path: "$.what") }
+        let refused = HubError(.unauthorized, "retrieval_refused", "domain or passphrase not recognised")
+        let now = self.now
+        guard let c = try await store.withDB({ db in
+            try await db.select().columns("id", "retrieval_hash").from("customers").where("domain", .equal, SQLBind(domain.lowercased())).first()
+        }) else { throw refused }
+        let cid = try c.decode(column: "id", as: String.self)
+        let failures = try await store.withDB { db in
+            try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("retrieval_attempts")
+                .where("customer_id", .equal, SQLBind(cid)).where("ok", .equal, SQLBind(0))
+                .where("at", .greaterThan, SQLBind(now - Self.retrievalWindow)).first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+        guard failures < Self.retrievalAttempts else {
+            throw HubError(.tooManyRequests, "retrieval_locked", "too many failed attempts; try again in 15 minutes")
+        }
+        let ok = (try c.decode(column: "retrieval_hash", as: String?.self)).map { Passphrase.verify(passphrase, against: $0) } ?? false
+        try await store.transaction { db in
+            try await db.insert(into: "retrieval_attempts").columns("id", "customer_id", "at", "ok")
+                .values(SQLBind(Ids.make("try")), SQLBind(cid), SQLBind(now), SQLBind(ok ? 1 : 0)).run()
+            if !ok && failures + 1 == Self.retrievalAttempts {
+                try await record(HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: nil,
+                                          guestID: nil, customerID: cid, type: "retrieval_locked", severity: .warning,
+                                          data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow)]), in: db)
+            }
+        }
+        guard ok else { throw refused }
+        let hosts = try await self.hosts(by: .customer(customerID: cid))
+        if what == "recovery" {
+            var out: [JSONValue] = []
+            for h in hosts { out.append(try await recoveryBundle(hostID: h.id)) }
+            return ["hosts": .array(out)]
+        }
+        let guests = try await store.withDB { db in
+            try await db.select().column(SQLColumn("id", table: "guests")).from("guests")
+                .join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
+                .where(SQLColumn("customer_id", table: "hosts"), .equal, SQLBind(cid)).all().map { try $0.decode(column: "id", as: String.self) }
+        }
+        var configs: [String: JSONValue] = [:]
+        for g in guests { configs[g] = try await controllerConfig(guestID: g, hubURL: hubURL, by: .operator) }
+        return ["configs": .object(configs)]
+    }
+}
