@@ -1,0 +1,124 @@
+import FelhomCore
+import Foundation
+import PVESimulator
+import Proxmox
+import Synchronization
+import Testing
+
+@testable import FelhomAgent
+
+/// The real client to a simulated host, with chosen reads failing (a PVE that answers 500 for one
+/// guest's config, or for node status).
+/// Records the mutations that reach Proxmox.
+final class WriteLog: Sendable {
+    let m = Mutex<[String]>([])
+    func append(_ s: String) { m.withLock { $0.append(s) } }
+    var all: [String] { m.withLock { $0 } }
+}
+
+struct FailingReads: PVEAPI {
+    let real: PVEClient
+    let failConfigOf: Set<Int>
+    let failNodeStatus: Bool
+    let writes = WriteLog()
+    var boom: PVEError { PVEError(code: .server, message: "simulated read failure", httpStatus: 500) }
+
+    func version() async throws -> PVEVersion { try await real.version() }
+    func nodes() async throws -> [PVENode] { try await real.nodes() }
+    func nodeStatus(node: String) async throws -> PVENodeStatus {
+        if failNodeStatus { throw boom }
+        return try await real.nodeStatus(node: node)
+    }
+    func containers(node: String) async throws -> [PVEGuestStatus] { try await real.containers(node: node) }
+    func containerStatus(node: String, vmid: Int) async throws -> PVEGuestStatus { try await real.containerStatus(node: node, vmid: vmid) }
+    func containerConfig(node: String, vmid: Int, current: Bool) async throws -> PVEGuestConfig {
+        if failConfigOf.contains(vmid) { throw boom }
+        return try await real.containerConfig(node: node, vmid: vmid, current: current)
+    }
+    func storages() async throws -> [PVEStorageConfig] { try await real.storages() }
+    func nodeStorages(node: String) async throws -> [PVENodeStorage] { try await real.nodeStorages(node: node) }
+    func storageContent(node: String, storage: String, content: String?, vmid: Int?) async throws -> [PVEStorageContent] {
+        try await real.storageContent(node: node, storage: storage, content: content, vmid: vmid)
+    }
+    func snapshots(node: String, vmid: Int) async throws -> [PVESnapshot] { try await real.snapshots(node: node, vmid: vmid) }
+    func taskStatus(_ upid: UPID) async throws -> PVETaskStatus { try await real.taskStatus(upid) }
+    func taskLog(_ upid: UPID, start: Int, limit: Int) async throws -> [PVETaskLogLine] { try await real.taskLog(upid, start: start, limit: limit) }
+    func createContainer(node: String, _ spec: ContainerCreateSpec) async throws -> UPID {
+        writes.append("create \(spec.vmid)")
+        return try await real.createContainer(node: node, spec)
+    }
+    func destroyContainer(node: String, vmid: Int, purge: Bool, force: Bool) async throws -> UPID {
+        writes.append("destroy \(vmid)")
+        return try await real.destroyContainer(node: node, vmid: vmid, purge: purge, force: force)
+    }
+    func startContainer(node: String, vmid: Int) async throws -> UPID {
+        writes.append("start \(vmid)")
+        return try await real.startContainer(node: node, vmid: vmid)
+    }
+    func stopContainer(node: String, vmid: Int) async throws -> UPID { try await real.stopContainer(node: node, vmid: vmid) }
+    func shutdownContainer(node: String, vmid: Int, timeout: Int?, forceStop: Bool) async throws -> UPID {
+        writes.append("shutdown \(vmid)")
+        return try await real.shutdownContainer(node: node, vmid: vmid, timeout: timeout, forceStop: forceStop)
+    }
+    func updateContainerConfig(node: String, vmid: Int, _ update: ContainerConfigUpdate) async throws {
+        writes.append("config \(vmid)")
+        try await real.updateContainerConfig(node: node, vmid: vmid, update)
+    }
+    func createSnapshot(node: String, vmid: Int, name: String, description: String?) async throws -> UPID {
+        try await real.createSnapshot(node: node, vmid: vmid, name: name, description: description)
+    }
+    func rollbackSnapshot(node: String, vmid: Int, name: String, start: Bool) async throws -> UPID {
+        try await real.rollbackSnapshot(node: node, vmid: vmid, name: name, start: start)
+    }
+    func deleteSnapshot(node: String, vmid: Int, name: String, force: Bool) async throws -> UPID {
+        try await real.deleteSnapshot(node: node, vmid: vmid, name: name, force: force)
+    }
+    func vzdump(node: String, _ options: VzdumpOptions) async throws -> PVEVzdumpResult { try await real.vzdump(node: node, options) }
+}
+
+@Suite struct PartialFailureTests {
+    func withSim(_ body: (PVEClient) async throws -> Void) async throws {
+        var state = SimSeed.defaultState()
+        state.settings.taskDurations = ["default": 0.05]
+        var options = PVESimulator.Options()
+        options.port = 0
+        options.seed = state
+        let sim = try await PVESimulator.start(options)
+        let client = PVEClient(connection: try PVEConnection(
+            host: "127.0.0.1", port: sim.port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(sim.secret(for: SimSeed.agentTokenID) ?? ""),
+            trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
+        do { try await body(client) } catch {
+            await sim.shutdown()
+            throw error
+        }
+        await sim.shutdown()
+    }
+
+    @Test func aGuestWhoseConfigCannotBeReadKeepsItsStatusAndIsNotWritten() async throws {
+        try await withSim { client in
+            let pve = FailingReads(real: client, failConfigOf: [101], failNodeStatus: false)
+            let report = try #require(try await HostObserver(pve: pve, node: "pve1").report(agentVersion: "t", journal: nil, now: Date()))
+            let db = try #require(report.guests.first { $0.vmid == 101 })
+            #expect(db.status == .stopped && db.spec == nil)
+            #expect(report.guests.first { $0.vmid == 100 }?.spec?.memory == 2048)
+            #expect(report.cloudflared == .unknown)
+            // Desired wants 101 running with other memory: it is started, but its config is not touched.
+            let desired = DesiredState(guests: [.init(vmid: 101, name: "db", cpu: 1, memoryMB: 4096, diskGB: 8, runState: .running)])
+            let queue = GuestQueue()
+            let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
+            let engine = Engine(pve: pve, node: "pve1", queue: queue,
+                                provisioner: Provisioner(pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm")))
+            let outcome = try await engine.reconcile(desired: desired)
+            #expect(outcome.planned == [.start(vmid: 101)])
+            #expect(pve.writes.all == ["start 101"])
+        }
+    }
+
+    @Test func noNodeStatusMeansNoReportThisRound() async throws {
+        try await withSim { client in
+            let pve = FailingReads(real: client, failConfigOf: [], failNodeStatus: true)
+            let report = try await HostObserver(pve: pve, node: "pve1").report(agentVersion: "t", journal: nil, now: Date())
+            #expect(report == nil)
+        }
+    }
+}
