@@ -9,11 +9,11 @@ desired config and no lock; no other guest or disk appeared (no orphan); the jou
 operation done; the hub's drift view is in sync. Prints `N passed, N failed`.
 Usage: agent_crash_test.py BIN_DIR
 """
-import json, os, subprocess, sys, time, urllib.request
+import json, os, subprocess, sys
 
 import requests
 
-from common import Checks, Simulator, free_port
+from common import Checks, HubProcess, Simulator
 
 bin_dir = sys.argv[1]
 felhom, agent_bin, hub_bin = (os.path.join(bin_dir, n) for n in ("felhom", "felhom-agent", "felhom-hub"))
@@ -25,24 +25,9 @@ STEPS = ["provision.after_begin", "provision.after_restore_started", "provision.
 def main(sim):
     checks = Checks("agent crash")
     work = sim.work
-    hport = free_port()
-    hub = subprocess.Popen([hub_bin, "serve", "--listen", f"127.0.0.1:{hport}", "--database", f"sqlite:{work}/hub.sqlite"],
-                           env=dict(os.environ, FELHOM_HUB_OPERATOR_KEY=OP), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP)
+    hport, call = hub.port, hub.call
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{hport}/healthz", timeout=1).read()
-                break
-            except Exception:
-                time.sleep(0.2)
-
-        def call(method, path, body=None, raw=None):
-            data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-            req = urllib.request.Request(f"http://127.0.0.1:{hport}{path}", method=method, data=data,
-                                         headers={"Authorization": f"Bearer {OP}", "Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read())
-
         pve = requests.Session()
         pve.trust_env = False
         pve.verify = os.path.join(sim.work, "sim", "cert.pem")  # the simulator's own certificate
@@ -150,8 +135,7 @@ def main(sim):
 
         checks.check("a torn journal line is skipped", torn_journal_line)
     finally:
-        hub.terminate()
-        hub.wait(timeout=30)
+        hub.close()
     return checks.finish()
 
 

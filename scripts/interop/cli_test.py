@@ -149,30 +149,13 @@ def main(sim):
 
     # `felhom sign` against a real felhom-hub on SQLite, with a key made by ssh-keygen.
     def sign_against_hub():
-        import urllib.request
-        from common import free_port
-        hub_bin = os.path.join(bin_dir, "felhom-hub")
+        from common import HubProcess
         OP = "cli-test-operator-key-0123456789abcdef"
-        hport = free_port()
         d = os.path.join(work, "sign")
         os.makedirs(d)
-        env = dict(os.environ, FELHOM_HUB_OPERATOR_KEY=OP)
-        hub = subprocess.Popen([hub_bin, "serve", "--listen", f"127.0.0.1:{hport}", "--database", f"sqlite:{d}/hub.sqlite"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        hub = HubProcess(os.path.join(bin_dir, "felhom-hub"), f"sqlite:{d}/hub.sqlite", OP)
+        call = hub.call
         try:
-            def call(method, path, body=None):
-                req = urllib.request.Request(f"http://127.0.0.1:{hport}{path}", method=method,
-                                             data=json.dumps(body).encode() if body is not None else None,
-                                             headers={"Authorization": f"Bearer {OP}", "Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=10) as r:
-                    return json.loads(r.read())
-            import time
-            for _ in range(150):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{hport}/healthz", timeout=1).read()
-                    break
-                except Exception:
-                    time.sleep(0.2)
             key = os.path.join(d, "id")
             r = run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops@felhom", "-f", key)
             assert r.returncode == 0, r.stderr
@@ -181,7 +164,7 @@ def main(sim):
             cid = call("POST", "/api/v1/customers", {"name": "Kiss Anna", "email": "a@example.hu", "domain": "kiss.example.hu"})["id"]
             host = call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "nappali"})["id"]
             first = call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "101", "op": "guest.destroy"})["id"]
-            hub_url = f"http://127.0.0.1:{hport}"
+            hub_url = hub.url
             # --pending lists in plain words and signs nothing.
             r = run(felhom, "sign", "--hub", hub_url, "--pending", env={"FELHOM_OPERATOR_KEY": OP})
             assert r.returncode == 0 and "DESTROY guest" in r.stdout and "vmid 101" in r.stdout and "Kiss Anna" in r.stdout, r.stdout + r.stderr
@@ -205,8 +188,7 @@ def main(sim):
             r = run(felhom, "sign", "--hub", hub_url, "--pending", env={"FELHOM_OPERATOR_KEY": "wrong-key-000000000000000000"})
             assert r.returncode != 0 and "401" in r.stdout + r.stderr, r.stdout + r.stderr
         finally:
-            hub.terminate()
-            hub.wait(timeout=30)
+            hub.close()
 
     check("felhom sign against a real hub", sign_against_hub)
     return checks.finish()

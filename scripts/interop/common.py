@@ -68,3 +68,42 @@ class Checks:
     def finish(self):
         print(f"{self.name}: {self.passed} passed, {self.failed} failed")
         return 1 if self.failed else 0
+
+
+class HubProcess:
+    """`felhom-hub serve` on a free loopback port (or `port`), waited for until /healthz answers."""
+
+    def __init__(self, hub_bin, database, operator_key, port=None, env=None):
+        import json, urllib.request
+        self._json, self._request = json, urllib.request
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.key = operator_key
+        e = dict(os.environ, FELHOM_HUB_OPERATOR_KEY=operator_key)
+        e.update(env or {})
+        self.proc = subprocess.Popen([hub_bin, "serve", "--listen", f"127.0.0.1:{self.port}", "--database", database], env=e,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).read()
+                return
+            except Exception:
+                time.sleep(0.2)
+        self.proc.kill()
+        raise RuntimeError(f"felhom-hub on port {self.port} did not come up: {self.proc.stdout.read() if self.proc.stdout else ''}")
+
+    def call(self, method, path, body=None, key=None):
+        """One API call with the operator key (or `key`); returns the parsed JSON answer."""
+        req = self._request.Request(f"{self.url}{path}", method=method,
+                                    data=self._json.dumps(body).encode() if body is not None else None,
+                                    headers={"Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"})
+        with self._request.urlopen(req, timeout=30) as r:
+            return self._json.loads(r.read())
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
