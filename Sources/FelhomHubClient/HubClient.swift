@@ -32,6 +32,8 @@ public struct HubClient: Sendable {
     let key: Secret
     let transport: any HTTPTransport
     let basePath: String
+    /// Send no `Authorization` header (enrollment).
+    var anonymous = false
 
     /// `https://` with a pin, CA file or system trust; plain `http://` only to a loopback hub.
     public init(url text: String, key: Secret, trust: TLSTrust = .systemDefault, timeout: Duration = .seconds(90)) throws {
@@ -63,7 +65,7 @@ public struct HubClient: Sendable {
         if !query.isEmpty {
             target += "?" + query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? "")" }.joined(separator: "&")
         }
-        var headers = [("Authorization", "Bearer \(key.reveal())")]
+        var headers = anonymous ? [] : [("Authorization", "Bearer \(key.reveal())")]
         if body != nil { headers.append(("Content-Type", "application/json")) }
         let response: HTTPResponseSpec
         do {
@@ -91,8 +93,9 @@ public struct HubClient: Sendable {
 
     /// Trades a one-time enrollment token for this host's key. The token is the only credential.
     public static func enroll(url: String, token: Secret, trust: TLSTrust = .systemDefault) async throws -> (hostID: String, key: Secret) {
-        // The bearer header carries the token only because the client always sends one; /enroll reads the body.
-        let c = try HubClient(url: url, key: token, trust: trust, timeout: .seconds(30))
+        // No bearer key: the token in the body is the credential.
+        var c = try HubClient(url: url, key: token, trust: trust, timeout: .seconds(30))
+        c.anonymous = true
         let j = try await c.json("POST", "/api/v1/enroll", body: .object(["token": .string(token.reveal())]))
         guard let id = j["host_id"]?.stringValue, let key = j["api_key"]?.stringValue else {
             throw HubClientError(code: "decoding", message: "enrollment answer without host_id or api_key")

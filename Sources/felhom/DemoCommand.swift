@@ -75,7 +75,7 @@ struct DemoCommand: AsyncParsableCommand {
         let hub = Hub(store: store, operatorKey: operatorKey)
         let portBox = Mutex<Int?>(nil)
         var quiet = Logger(label: "felhom.demo.hub")
-        quiet.logLevel = .error
+        quiet.logLevel = .critical  // the demo prints its own progress; server internals stay out of it
         let app = Application(
             router: HubAPI.router(hub: hub), configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "felhom-hub"),
             onServerRunning: { channel in portBox.withLock { $0 = channel.localAddress?.port } }, logger: quiet)
