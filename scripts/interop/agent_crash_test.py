@@ -134,6 +134,20 @@ def main(sim):
                 assert all(line.endswith("\n") for line in f), "torn line kept"
 
         checks.check("a torn journal line is skipped", torn_journal_line)
+
+        def sigterm_stops_cleanly():
+            import signal, time
+            p = subprocess.Popen([agent_bin, "run", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(3)  # one cycle, then it sits in a long-poll
+            assert p.poll() is None, p.stdout.read()
+            t = time.time()
+            p.send_signal(signal.SIGTERM)
+            out, _ = p.communicate(timeout=20)
+            assert p.returncode == 0, out
+            assert time.time() - t < 10, "took too long to stop"
+            assert "agent stopped" in out, out
+
+        checks.check("SIGTERM stops the running agent cleanly", sigterm_stops_cleanly)
     finally:
         hub.close()
     return checks.finish()
