@@ -196,7 +196,7 @@ public struct Hub: Sendable {
         let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
-        let (row, pending) = try await store.transaction { db in
+        let row = try await store.transaction { db in
             try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
                 .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(now), SQLBind(text)).run()
             // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
@@ -204,16 +204,20 @@ public struct Hub: Sendable {
                 .values(SQLBind(hostID), SQLBind(now), SQLBind(text))
                 .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
                 .run()
-            // The same statement answers what the control envelope needs.
-            let row = try await db.update("hosts").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID))
-                .returning("desired_generation", "blocked").first()
-            return (row, try await hasSignedOps(hostID: hostID, in: db))
+            // The same statement answers everything the control envelope needs (one round trip).
+            return try await db.raw("""
+                UPDATE hosts SET last_report_at = \(bind: now) WHERE id = \(bind: hostID)
+                RETURNING desired_generation, blocked,
+                  (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
+                     AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: now)) AS pending_ops
+                """).first()
         }
         guard let row else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()
         return ControlEnvelope(
             pollIntervalSeconds: settings.pollIntervalSeconds, blocked: try row.decode(column: "blocked", as: Int.self) != 0,
-            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), hasSignedOps: pending)
+            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self),
+            hasSignedOps: try row.decode(column: "pending_ops", as: Int64.self) > 0)
     }
 
     /// Stores a guest (controller) report and answers with its host's control envelope.

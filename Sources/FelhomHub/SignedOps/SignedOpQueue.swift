@@ -314,7 +314,8 @@ extension Hub {
         return try await signedOp(opID, by: p)
     }
 
-    /// Whether the host has signed ops waiting (for the control envelope).
+    /// Whether the host has signed ops waiting (for the control envelope). Report ingest asks the
+    /// same question inside its `UPDATE … RETURNING`; keep the two conditions alike.
     func hasSignedOps(hostID: String, in db: any SQLDatabase) async throws -> Bool {
         try await db.select().column("id").from("signed_ops").where("host_id", .equal, SQLBind(hostID))
             .where("status", .in, ["signed", "delivered"]).where("expires_at", .greaterThanOrEqual, now)
