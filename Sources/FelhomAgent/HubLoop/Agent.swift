@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Proxmox
 import ServiceLifecycle
+import Synchronization
 
 /// The host agent: talks only outbound to the hub, reconciles guests through the Proxmox API, runs
 /// verified signed ops, and journals every multi-step operation.
@@ -27,7 +28,7 @@ public final class Agent: Service, Sendable {
     let logger: Logger
     let longPollSeconds: Int
     let clock: WallClock
-    private let state = LockedState()
+    private let state = Mutex(Status())
 
     /// What the agent last saw and did (for `--once`, the demo and tests).
     public struct Status: Sendable {
@@ -38,17 +39,7 @@ public final class Agent: Service, Sendable {
         public var cycles = 0
     }
 
-    final class LockedState: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = Status()
-        func with<T>(_ body: (inout Status) -> T) -> T {
-            lock.lock()
-            defer { lock.unlock() }
-            return body(&value)
-        }
-    }
-
-    public var status: Status { state.with { $0 } }
+    public var status: Status { state.withLock { $0 } }
 
     /// Builds an agent from its parts (the demo and tests pass them in-process).
     public init(hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
@@ -106,7 +97,7 @@ public final class Agent: Service, Sendable {
             logger.warning("node status unreadable: no report this round")
             env = try await hub.control(after: -1, wait: 0)
         }
-        state.with {
+        state.withLock {
             $0.lastEnvelope = env
             $0.cycles += 1
         }
@@ -119,7 +110,7 @@ public final class Agent: Service, Sendable {
         if let spec {
             let outcome = try await engine.reconcile(desired: spec)
             try await reportRefusedDestroys(spec: spec)
-            state.with {
+            state.withLock {
                 $0.lastOutcome = outcome
                 if outcome.failed == 0 { $0.appliedGeneration = generation }
             }
@@ -152,7 +143,7 @@ public final class Agent: Service, Sendable {
                 refused.append(s.vmid)
             }
         }
-        let new = state.with { st -> [Int] in
+        let new = state.withLock { st -> [Int] in
             let n = refused.filter { !st.refusedDestroys.contains($0) }
             st.refusedDestroys = Set(refused)
             return n
