@@ -6,10 +6,10 @@ and that when a replica is killed with SIGKILL the survivor carries on (a recove
 kill is still announced exactly once). Prints `N passed, N failed`.
 Usage: hub_replicas_test.py BIN_DIR POSTGRES_URL
 """
-import json, os, signal, subprocess, sys, time, urllib.request, uuid
+import os, signal, subprocess, sys, time, uuid
 from urllib.parse import urlsplit, urlunsplit
 
-from common import Checks, free_port
+from common import Checks, HubProcess
 
 bin_dir, base_url = sys.argv[1], sys.argv[2]
 hub_bin = os.path.join(bin_dir, "felhom-hub")
@@ -21,27 +21,7 @@ dbname = "felhom_replicas_" + uuid.uuid4().hex[:10]
 subprocess.run(["psql", base_url, "-q", "-c", f"CREATE DATABASE {dbname}"], check=True, capture_output=True)
 db_url = urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
 
-def start(port):
-    env = dict(os.environ, FELHOM_HUB_OPERATOR_KEY=OP, FELHOM_HUB_CHECK_INTERVAL_SECONDS="1",
-               FELHOM_HUB_STALE_AFTER_SECONDS="3", FELHOM_HUB_DOWN_AFTER_SECONDS="6")
-    p = subprocess.Popen([hub_bin, "serve", "--listen", f"127.0.0.1:{port}", "--database", db_url], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-            return p
-        except Exception:
-            time.sleep(0.2)
-    p.kill()
-    raise RuntimeError(f"felhom-hub on port {port} did not come up: {p.stdout.read() if p.stdout else ''}")
-
-def call(port, method, path, key, body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+ENV = {"FELHOM_HUB_CHECK_INTERVAL_SECONDS": "1", "FELHOM_HUB_STALE_AFTER_SECONDS": "3", "FELHOM_HUB_DOWN_AFTER_SECONDS": "6"}
 
 REPORT = {"reported_at": "2026-11-23T12:00:00Z", "agent_version": "0.1.0",
           "host": {"cpu": 0.1, "memory_total": 1, "memory_used": 1, "disk_total": 1, "disk_used": 1, "uptime": 1,
@@ -50,8 +30,15 @@ REPORT = {"reported_at": "2026-11-23T12:00:00Z", "agent_version": "0.1.0",
           "pbs_snapshots": [], "audit_tail": [], "journal_in_flight": []}
 
 checks = Checks("hub replicas")
-p1, p2 = free_port(), free_port()
-a, b = start(p1), start(p2)
+a, b = HubProcess(hub_bin, db_url, OP, env=ENV), HubProcess(hub_bin, db_url, OP, env=ENV)
+p1, p2 = a.port, b.port
+hubs = {p1: a, p2: b}
+
+
+def call(port, method, path, key, body=None):
+    return hubs[port].call(method, path, body, key=key)
+
+
 try:
     cid = call(p1, "POST", "/api/v1/customers", OP, {"name": "Kiss Anna", "email": "a@example.hu", "domain": "kiss.example.hu"})["id"]
     host = call(p2, "POST", "/api/v1/hosts", OP, {"customer_id": cid, "name": "box"})
@@ -75,8 +62,8 @@ try:
         assert types.count("node_stale") == 1 and types.count("node_down") == 1, types
 
     def survivor_takes_over_after_kill9():
-        a.send_signal(signal.SIGKILL)
-        a.wait(timeout=10)
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(timeout=10)
         call(p2, "POST", "/api/v1/host-report", host["api_key"], REPORT)
         wait_for(p2, "node_recovered", 1, timeout=30)
         time.sleep(2.5)
@@ -86,12 +73,8 @@ try:
     checks.check("each transition is emitted once by two replicas", stale_and_down_once)
     checks.check("after kill -9 of a replica the other runs the checks", survivor_takes_over_after_kill9)
 finally:
-    for p in (a, b):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    for h in (a, b):
+        if h.proc.poll() is None:
+            h.close()
     subprocess.run(["psql", base_url, "-q", "-c", f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"], capture_output=True)
 sys.exit(checks.finish())
