@@ -28,6 +28,8 @@ public struct Hub: Sendable {
     public let notifications: NotificationSettings
     /// Cloudflare geo rules; `nil` when the hub has no Cloudflare token.
     public var geo: CloudflareGeo?
+    /// Group commit of host reports (SQLite: one connection, so many reports share one commit).
+    let reportWriter: GroupCommit<ReportWrite, ReportWritten?>?
 
     public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
                 notifications: NotificationSettings = NotificationSettings()) {
@@ -38,6 +40,7 @@ public struct Hub: Sendable {
         self.clock = clock
         self.generations = GenerationWatch()
         self.metrics = HubMetrics()
+        self.reportWriter = store.kind == .sqlite ? GroupCommit(store: store) { db, w in try await Hub.writeReport(w, in: db) } : nil
     }
 
     var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
@@ -196,27 +199,54 @@ public struct Hub: Sendable {
         let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
-        let row = try await store.transaction { db in
-            try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
-                .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(now), SQLBind(text)).run()
-            // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
-            try await db.insert(into: "host_report_latest").columns("host_id", "received_at", "body")
-                .values(SQLBind(hostID), SQLBind(now), SQLBind(text))
-                .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
-                .run()
-            // The same statement answers everything the control envelope needs (one round trip).
-            return try await db.raw("""
-                UPDATE hosts SET last_report_at = \(bind: now) WHERE id = \(bind: hostID)
-                RETURNING desired_generation, blocked,
-                  (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
-                     AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: now)) AS pending_ops
-                """).first()
+        let item = ReportWrite(hostID: hostID, text: text, now: now)
+        let written: ReportWritten?
+        if let reportWriter {
+            written = try await reportWriter.submit(item)
+        } else {
+            written = try await store.transaction { db in try await Self.writeReport(item, in: db) }
         }
-        guard let row else { throw HubError.notFound("host \(hostID)") }
+        guard let written else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()
         return ControlEnvelope(
-            pollIntervalSeconds: settings.pollIntervalSeconds, blocked: try row.decode(column: "blocked", as: Int.self) != 0,
+            pollIntervalSeconds: settings.pollIntervalSeconds, blocked: written.blocked,
+            desiredGeneration: written.desiredGeneration, hasSignedOps: written.hasSignedOps)
+    }
+
+    /// One host report to store.
+    struct ReportWrite: Sendable {
+        var hostID: String
+        var text: String
+        var now: Int64
+    }
+
+    /// What the envelope needs, read by the same statement that records the report's time.
+    struct ReportWritten: Sendable {
+        var desiredGeneration: Int64
+        var blocked: Bool
+        var hasSignedOps: Bool
+    }
+
+    /// History + latest + the host row, inside the caller's transaction. `nil`: no such host.
+    static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> ReportWritten? {
+        try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
+            .values(SQLBind(Ids.make("rep")), SQLBind(w.hostID), SQLBind(w.now), SQLBind(w.text)).run()
+        // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
+        try await db.insert(into: "host_report_latest").columns("host_id", "received_at", "body")
+            .values(SQLBind(w.hostID), SQLBind(w.now), SQLBind(w.text))
+            .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
+            .run()
+        // The same statement answers everything the control envelope needs (one round trip).
+        guard let row = try await db.raw("""
+            UPDATE hosts SET last_report_at = \(bind: w.now) WHERE id = \(bind: w.hostID)
+            RETURNING desired_generation, blocked,
+              (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
+                 AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: w.now)) AS pending_ops
+            """).first()
+        else { return nil }
+        return ReportWritten(
             desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self),
+            blocked: try row.decode(column: "blocked", as: Int.self) != 0,
             hasSignedOps: try row.decode(column: "pending_ops", as: Int64.self) > 0)
     }
 

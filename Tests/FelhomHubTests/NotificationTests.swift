@@ -139,3 +139,37 @@ final class FlakyMailer: Mailer {
         await hub.store.close()
     }
 }
+
+@Suite struct GroupCommitTests {
+    /// Concurrent reports share commits on SQLite; each caller still gets its own answer, and one
+    /// failing write (a host that does not exist) does not fail the others in its batch.
+    @Test func concurrentReportsAllLandAndABadOneFailsAlone() async throws {
+        let hub = Hub(store: try await TestStores.open(.sqlite), operatorKey: operatorKey)
+        let c = try await hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        var hosts: [String] = []
+        for i in 0..<30 { hosts.append(try await hub.createHost(customerID: c, name: "h\(i)", by: .operator).id) }
+        let body = Data(sampleReport().utf8)
+        let results = await withTaskGroup(of: (String, Bool).self) { group in
+            for h in hosts + ["hst_does_not_exist"] {
+                group.addTask {
+                    do {
+                        _ = try await hub.ingestHostReport(body, by: .host(hostID: h, customerID: c))
+                        return (h, true)
+                    } catch {
+                        return (h, false)
+                    }
+                }
+            }
+            var out: [String: Bool] = [:]
+            for await (h, ok) in group { out[h] = ok }
+            return out
+        }
+        #expect(hosts.allSatisfy { results[$0] == true })
+        #expect(results["hst_does_not_exist"] == false)
+        let stored = try await hub.store.withDB { db in
+            try await db.select().column("host_id").from("host_reports").all().count
+        }
+        #expect(stored == 30)
+        await hub.store.close()
+    }
+}
