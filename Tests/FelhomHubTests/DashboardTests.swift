@@ -108,3 +108,20 @@ extension TestClientProtocol {
         await h.hub.store.close()
     }
 }
+
+@Suite struct DashboardSignInLimitTests {
+    @Test func tooManyWrongKeysPauseTheFormNotTheAPI() async throws {
+        let clock = ManualClock(start: Date())
+        let h = try await HubHarness.make(.sqlite, clock: clock)
+        try await h.app.test(.router) { client in
+            for _ in 0..<10 { #expect(try await client.page(.post, "/login", form: ["key": "wrong"]).status == .unauthorized) }
+            let locked = try await client.page(.post, "/login", form: ["key": operatorKey])
+            #expect(locked.status == .tooManyRequests && locked.html.contains("paused"))
+            #expect(locked.headers[.setCookie] == nil)
+            #expect(try await client.call(.get, "/api/v1/hosts", key: operatorKey).status == .ok)
+            clock.advance(by: 5 * 60 + 1)
+            #expect(try await client.page(.post, "/login", form: ["key": operatorKey]).status == .seeOther)
+        }
+        await h.hub.store.close()
+    }
+}

@@ -15,6 +15,11 @@ import SQLKit
 public enum Dashboard {
     public static let cookieName = "felhom_session"
     static let sessionLifetime: Int64 = 12 * 3600
+    /// Wrong operator keys allowed at the sign-in form per window, for the whole hub (all replicas:
+    /// counted in the database). Beyond it the form answers 429 until the window passes; the API
+    /// (bearer keys) is not affected.
+    static let loginFailuresAllowed = 10
+    static let loginWindow: Int64 = 5 * 60
 
     static let library: MustacheLibrary = {
         var l = MustacheLibrary()
@@ -41,7 +46,21 @@ public enum Dashboard {
         router.post("/login") { req, _ in
             let form = try await formBody(req)
             let key = form["key"] ?? ""
+            let now = hub.now
+            let recentFailures = try await hub.store.withDB { db in
+                try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("dashboard_login_failures")
+                    .where("at", .greaterThan, SQLBind(now - loginWindow)).first()?.decode(column: "n", as: Int.self) ?? 0
+            }
+            guard recentFailures < loginFailuresAllowed else {
+                var r = page("login", title: "Sign in", ["locked": true], session: nil)
+                r.status = .tooManyRequests
+                return r
+            }
             guard (try? await hub.keys.principal(authorization: "Bearer " + key)) == .operator else {
+                try await hub.store.withDB { db in
+                    try await db.delete(from: "dashboard_login_failures").where("at", .lessThan, SQLBind(now - loginWindow)).run()
+                    try await db.insert(into: "dashboard_login_failures").columns("id", "at").values(SQLBind(Ids.make("lf")), SQLBind(now)).run()
+                }
                 var r = page("login", title: "Sign in", ["failed": true], session: nil)
                 r.status = .unauthorized
                 return r

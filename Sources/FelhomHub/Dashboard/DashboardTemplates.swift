@@ -56,6 +56,7 @@ enum DashboardTemplates {
     static let login = """
         <h1>Sign in to the felhom hub</h1>
         {{#failed}}<div class="error">That key was not accepted.</div>{{/failed}}
+        {{#locked}}<div class="error">Too many wrong keys were tried. Sign-in is paused for a few minutes; the API keeps working.</div>{{/locked}}
         <form method="post" action="/login">
           <p><label>Operator key<br><input type="password" name="key" size="48" autocomplete="current-password" required></label></p>
           <p><button class="primary">Sign in</button></p>

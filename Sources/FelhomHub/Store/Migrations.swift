@@ -207,6 +207,12 @@ enum Migrations {
                 .column("box_reported_at", type: .bigint)
                 .run()
         },
+        Migration(version: 9, name: "dashboard sign-in failures") { db in
+            try await db.create(table: "dashboard_login_failures").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("at", type: .bigint, .notNull)
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {
