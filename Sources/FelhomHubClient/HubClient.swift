@@ -37,16 +37,12 @@ public struct HubClient: Sendable {
 
     /// `https://` with a pin, CA file or system trust; plain `http://` only to a loopback hub.
     public init(url text: String, key: Secret, trust: TLSTrust = .systemDefault, timeout: Duration = .seconds(90)) throws {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
-              scheme == "https" || scheme == "http"
-        else { throw HubClientError(code: "invalid_argument", message: "hub URL must look like https://hub.example:8443 (got '\(text)')") }
-        if scheme == "http", !["127.0.0.1", "localhost", "::1"].contains(host) {
-            throw HubClientError(code: "invalid_argument", message: "plain http:// is allowed only for a hub on loopback (got '\(host)'); use https://")
+        let endpoint: HTTPEndpoint
+        do { endpoint = try HTTPEndpoint(url: text, setting: "hub URL") } catch {
+            throw HubClientError(code: "invalid_argument", message: error.message)
         }
         guard !key.isEmpty else { throw HubClientError(code: "invalid_argument", message: "the hub API key is empty") }
-        let tls = scheme == "https"
-        self.init(baseURL: url, key: key, transport: NIOHTTPTransport(
-            host: host, port: url.port ?? (tls ? 443 : 80), useTLS: tls, trust: trust, requestTimeout: timeout))
+        self.init(baseURL: URL(string: text)!, key: key, transport: endpoint.transport(trust: trust, timeout: timeout))
     }
 
     /// With any transport (tests).

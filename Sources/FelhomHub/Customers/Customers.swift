@@ -108,12 +108,10 @@ extension Hub {
             try await db.update("api_keys").set("revoked_at", to: SQLBind(now))
                 .where("subject_id", .equal, SQLBind(subjectID)).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
             let kind = try first.decode(column: "kind", as: String.self)
-            let ev = HubEvent(
-                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub,
-                hostID: kind == "host" ? subjectID : nil, guestID: kind == "guest" ? subjectID : nil,
-                customerID: try first.decode(column: "customer_id", as: String.self), type: "keys_revoked", severity: .warning,
-                data: ["subject_id": .string(subjectID), "kind": .string(kind), "count": .int(Int64(rows.count))])
-            try await record(ev, in: db)
+            try await recordEvent(
+                "keys_revoked", severity: .warning, hostID: kind == "host" ? subjectID : nil, guestID: kind == "guest" ? subjectID : nil,
+                customerID: try first.decode(column: "customer_id", as: String.self),
+                data: ["subject_id": .string(subjectID), "kind": .string(kind), "count": .int(Int64(rows.count))], at: now, in: db)
             return rows.count
         }
         keys.cache.removeAll()

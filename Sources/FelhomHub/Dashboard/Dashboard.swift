@@ -1,4 +1,3 @@
-import Crypto
 import FelhomCore
 import Foundation
 import HTTPTypes
@@ -74,7 +73,7 @@ public enum Dashboard {
             let form = try await formBody(req)
             if let (id, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf {
                 try await hub.store.withDB { db in
-                    try await db.delete(from: "dashboard_sessions").where("id_hash", .equal, SQLBind(hashID(id))).run()
+                    try await db.delete(from: "dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id))).run()
                 }
             }
             var r = redirect("/login")
@@ -162,8 +161,6 @@ public enum Dashboard {
 
     // MARK: - Sessions
 
-    static func hashID(_ id: String) -> String { SHA256.hash(data: Array(id.utf8)).map { String(format: "%02x", $0) }.joined() }
-
     static func randomToken() -> String {
         var rng = SystemRandomNumberGenerator()
         return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
@@ -175,7 +172,7 @@ public enum Dashboard {
         try await hub.store.withDB { db in
             try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now)).run()
             try await db.insert(into: "dashboard_sessions").columns("id_hash", "csrf", "created_at", "expires_at")
-                .values(SQLBind(hashID(id)), SQLBind(csrf), SQLBind(now), SQLBind(now + sessionLifetime)).run()
+                .values(SQLBind(KeyAuthority.hash(id)), SQLBind(csrf), SQLBind(now), SQLBind(now + sessionLifetime)).run()
         }
         return (id, Session(csrf: csrf))
     }
@@ -190,7 +187,7 @@ public enum Dashboard {
         guard let id, id.count == 64 else { return nil }
         let now = hub.now
         let row = try await hub.store.withDB { db in
-            try await db.select().column("csrf").from("dashboard_sessions").where("id_hash", .equal, SQLBind(hashID(id)))
+            try await db.select().column("csrf").from("dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id)))
                 .where("expires_at", .greaterThan, SQLBind(now)).first()
         }
         guard let row else { return nil }

@@ -94,10 +94,7 @@ extension Hub {
             let gen = try r.decode(column: "desired_generation", as: Int64.self)
             try await db.insert(into: "desired_published").columns("host_id", "generation", "spec", "published_at")
                 .values(SQLBind(hostID), SQLBind(gen), SQLBind(spec), SQLBind(now)).run()
-            let ev = HubEvent(
-                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: hostID, guestID: nil,
-                customerID: h.customerID, type: "desired_published", severity: .info, data: ["generation": .int(gen)])
-            try await record(ev, in: db)
+            try await recordEvent("desired_published", hostID: hostID, customerID: h.customerID, data: ["generation": .int(gen)], at: now, in: db)
             return gen
         }
         await generations.notify(hostID: hostID)

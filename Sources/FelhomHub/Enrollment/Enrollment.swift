@@ -71,10 +71,7 @@ extension Hub {
                 .where("kind", .equal, SQLBind("host")).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
             let key = try await keys.issue(kind: "host", subjectID: hostID, customerID: customerID, in: db)
             try await db.update("hosts").set("enrolled_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID)).run()
-            let ev = HubEvent(
-                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: hostID, guestID: nil,
-                customerID: customerID, type: "host_enrolled", severity: .info, data: .object([:]))
-            try await record(ev, in: db)
+            try await recordEvent("host_enrolled", hostID: hostID, customerID: customerID, at: now, in: db)
             return Enrolled(hostID: hostID, customerID: customerID, hostName: try h.decode(column: "name", as: String.self), apiKey: key)
         }
         guard let result else { throw Self.enrollmentRefused }

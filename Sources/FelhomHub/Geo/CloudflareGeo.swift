@@ -25,19 +25,12 @@ public struct CloudflareGeo: Sendable {
     let basePath: String
 
     public init(token: Secret, baseURL: String = defaultBaseURL, trust: TLSTrust = .systemDefault) throws {
-        guard let url = URL(string: baseURL), let host = url.host, let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http" else {
-            throw GeoError(message: "cloudflare_api_url must be an https:// URL (got '\(baseURL)')")
-        }
-        if scheme == "http", !["127.0.0.1", "localhost", "::1"].contains(host) {
-            throw GeoError(message: "cloudflare_api_url may use http:// only on loopback")
-        }
+        let endpoint: HTTPEndpoint
+        do { endpoint = try HTTPEndpoint(url: baseURL, setting: "cloudflare_api_url") } catch { throw GeoError(message: error.message) }
         guard !token.isEmpty else { throw GeoError(message: "cloudflare_api_token is empty") }
         self.token = token
-        let tls = scheme == "https"
-        transport = NIOHTTPTransport(host: host, port: url.port ?? (tls ? 443 : 80), useTLS: tls, trust: trust, requestTimeout: .seconds(30))
-        var p = url.path
-        while p.hasSuffix("/") { p.removeLast() }
-        basePath = p
+        transport = endpoint.transport(trust: trust, timeout: .seconds(30))
+        basePath = endpoint.path
     }
 
     /// The WAF expression that lets only `countries` through.

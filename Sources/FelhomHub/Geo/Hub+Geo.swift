@@ -36,9 +36,7 @@ extension Hub {
         try await store.transaction { db in
             try await db.update("customers").set("cloudflare_zone_id", to: SQLBind(zone))
                 .set("geo_countries", to: SQLBind(list.joined(separator: ","))).where("id", .equal, SQLBind(c.id)).run()
-            try await record(HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: nil, guestID: nil,
-                                      customerID: c.id, type: "geo_enabled", severity: .info,
-                                      data: ["countries": .array(list.map { .string($0) })]), in: db)
+            try await recordEvent("geo_enabled", customerID: c.id, data: ["countries": .array(list.map { .string($0) })], at: now, in: db)
         }
         return list
     }
@@ -60,9 +58,8 @@ extension Hub {
         let count = removed
         try await store.transaction { db in
             try await db.update("customers").set("geo_countries", to: SQLBind(String?.none)).where("id", .equal, SQLBind(c.id)).run()
-            try await record(HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: nil, guestID: nil,
-                                      customerID: c.id, type: removeAll ? "geo_removed" : "geo_disabled", severity: .info,
-                                      data: ["removed": .int(Int64(count))]), in: db)
+            try await recordEvent(removeAll ? "geo_removed" : "geo_disabled", customerID: c.id, data: ["removed": .int(Int64(count))],
+                                  at: now, in: db)
         }
         return removed
     }

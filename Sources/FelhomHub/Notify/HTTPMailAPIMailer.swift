@@ -5,21 +5,15 @@ import Foundation
 /// Where and how to reach a Resend-style HTTP mail API.
 public struct MailAPISettings: Sendable {
     /// The send endpoint, e.g. `https://api.resend.com/emails`.
-    public var url: URL
+    public var endpoint: HTTPEndpoint
     public var apiKey: Secret
     public var trust: TLSTrust
     public var timeout: Duration
 
     /// Checks the URL: `http` is accepted only for a loopback host (a local relay or a test fake).
     public init(url text: String, apiKey: Secret, trust: TLSTrust = .systemDefault, timeout: Duration = .seconds(30)) throws {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
-              scheme == "https" || scheme == "http"
-        else { throw MailError(message: "mail_api_url must be an https:// URL (got '\(text)')") }
-        if scheme == "http", !["127.0.0.1", "localhost", "::1"].contains(host) {
-            throw MailError(message: "mail_api_url may use plain http:// only on loopback (got host '\(host)')")
-        }
+        do { endpoint = try HTTPEndpoint(url: text, setting: "mail_api_url") } catch { throw MailError(message: error.message) }
         guard !apiKey.isEmpty else { throw MailError(message: "mail_api_key is empty") }
-        self.url = url
         self.apiKey = apiKey
         self.trust = trust
         self.timeout = timeout
@@ -38,11 +32,7 @@ public struct HTTPMailAPIMailer: Mailer {
 
     public init(settings: MailAPISettings) {
         self.settings = settings
-        let url = settings.url
-        let tls = url.scheme?.lowercased() == "https"
-        transport = NIOHTTPTransport(
-            host: url.host ?? "", port: url.port ?? (tls ? 443 : 80), useTLS: tls, trust: settings.trust,
-            requestTimeout: settings.timeout)
+        transport = settings.endpoint.transport(trust: settings.trust, timeout: settings.timeout)
     }
 
     public func send(_ message: MailMessage) async throws {
@@ -52,9 +42,10 @@ public struct HTTPMailAPIMailer: Mailer {
         ])
         var headers = [("Authorization", "Bearer \(settings.apiKey.reveal())"), ("Content-Type", "application/json")]
         if let key = message.idempotencyKey { headers.append(("Idempotency-Key", key)) }
-        var path = settings.url.path.isEmpty ? "/" : settings.url.path
-        if let q = settings.url.query { path += "?" + q }
-        let where_ = "mail API \(settings.url.host ?? "")"
+        let e = settings.endpoint
+        var path = e.path.isEmpty ? "/" : e.path
+        if let q = e.query { path += "?" + q }
+        let where_ = "mail API \(e.host)"
         let response: HTTPResponseSpec
         do {
             response = try await transport.send(

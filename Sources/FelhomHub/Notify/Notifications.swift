@@ -33,6 +33,17 @@ extension Hub {
         return true
     }
 
+    /// Records an event the hub itself writes (publish, enrollment, op outcome, …) at `now`, in the
+    /// caller's transaction, with its mail — the one way hub code makes events.
+    func recordEvent(
+        _ type: String, severity: HubEvent.Severity = .info, source: HubEvent.Source = .hub, hostID: String? = nil,
+        guestID: String? = nil, customerID: String?, data: JSONValue = .object([:]), at now: Int64, in db: any SQLDatabase
+    ) async throws {
+        let ev = HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: source, hostID: hostID,
+                          guestID: guestID, customerID: customerID, type: type, severity: severity, data: data)
+        try await record(ev, in: db)
+    }
+
     func enqueueMail(for ev: HubEvent, in db: any SQLDatabase) async throws {
         let n = notifications
         let now = self.now

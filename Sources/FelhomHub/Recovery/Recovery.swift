@@ -126,9 +126,8 @@ extension Hub {
             try await db.insert(into: "retrieval_attempts").columns("id", "customer_id", "at", "ok")
                 .values(SQLBind(Ids.make("try")), SQLBind(cid), SQLBind(now), SQLBind(ok ? 1 : 0)).run()
             if !ok && failures + 1 == Self.retrievalAttempts {
-                try await record(HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .hub, hostID: nil,
-                                          guestID: nil, customerID: cid, type: "retrieval_locked", severity: .warning,
-                                          data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow)]), in: db)
+                try await recordEvent("retrieval_locked", severity: .warning, customerID: cid,
+                                      data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow)], at: now, in: db)
             }
         }
         guard ok else { throw refused }

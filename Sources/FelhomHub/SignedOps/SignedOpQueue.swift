@@ -305,11 +305,9 @@ extension Hub {
             var data: [String: JSONValue] = ["op_id": .string(opID), "op": .string(v.op)]
             if let g = v.guestID { data["vmid"] = .string(g) }
             if let reason { data["reason"] = .string(reason) }
-            let ev = HubEvent(
-                id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: .host, hostID: hostID, guestID: nil,
-                customerID: customerID, type: outcome == "applied" ? "op_applied" : "op_rejected",
-                severity: outcome == "applied" ? .info : .warning, data: .object(data))
-            try await record(ev, in: db)
+            try await recordEvent(
+                outcome == "applied" ? "op_applied" : "op_rejected", severity: outcome == "applied" ? .info : .warning, source: .host,
+                hostID: hostID, customerID: customerID, data: .object(data), at: now, in: db)
         }
         return try await signedOp(opID, by: p)
     }
