@@ -146,9 +146,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "FelhomTestSupport",
+            dependencies: ["FelhomCore"],
+            path: "Sources/FelhomTestSupport"
+        ),
         .testTarget(
             name: "FelhomCoreTests",
-            dependencies: ["FelhomCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["FelhomCore", "FelhomTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["Fixtures"]
         ),
         .testTarget(
@@ -167,7 +172,7 @@ let package = Package(
         .testTarget(
             name: "FelhomSigningTests",
             dependencies: [
-                "FelhomSigning", "FelhomCore",
+                "FelhomSigning", "FelhomCore", "FelhomTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
@@ -186,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "FelhomAgentTests",
             dependencies: [
-                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomHub", "FelhomHubClient", "FelhomSigning",
+                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomHub", "FelhomHubClient", "FelhomSigning", "FelhomTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ]

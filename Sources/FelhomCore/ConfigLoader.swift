@@ -51,6 +51,16 @@ public struct ConfigLoader: Sendable {
                 throw ConfigError(code: .invalid, message: "config file '\(file)': top level must be a JSON object")
             }
         }
+        // Operator-written: an unknown key is a typo until proven otherwise (`"databse"` must not
+        // silently start with the default database).
+        let unknown = KeySchema.paths(keys.map(\.path)).unknownKeys(in: doc)
+        if let first = unknown.first {
+            let source = file.map { "config file '\($0)'" } ?? "configuration"
+            let known = keys.map(\.path).joined(separator: ", ")
+            throw ConfigError(
+                code: .invalid,
+                message: "\(source): unknown key \(first)" + (unknown.count > 1 ? " (and \(unknown.count - 1) more)" : "") + "; known keys: \(known)")
+        }
         doc = try overlay(doc, environment: environment)
         do {
             return try JSONDecoder().decode(T.self, from: doc.serialized())

@@ -402,11 +402,16 @@ enum Validate {
 /// Wakes long-polls of a host when its generation moves in this process.
 actor GenerationWatch {
     private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+    /// Waits whose timer fired before they were parked: parking them returns at once.
+    private var abandoned: Set<UUID> = []
+    /// Waits that have parked (and not yet been cleaned up by `cancel`).
+    private var seen: Set<UUID> = []
 
     func notify(hostID: String) {
         for (_, c) in waiters.removeValue(forKey: hostID) ?? [:] { c.resume() }
     }
 
+    /// Returns when the host's generation is notified or `timeout` passes, whichever is first.
     func wait(hostID: String, upTo timeout: Duration) async {
         let id = UUID()
         await withTaskGroup(of: Void.self) { group in
@@ -418,11 +423,22 @@ actor GenerationWatch {
         }
     }
 
+    /// Number of parked waits (for tests).
+    var parked: Int { waiters.values.reduce(0) { $0 + $1.count } }
+
     private func park(hostID: String, id: UUID) async {
+        if abandoned.remove(id) != nil { return }
+        seen.insert(id)
         await withCheckedContinuation { c in waiters[hostID, default: [:]][id] = c }
     }
 
     private func cancel(hostID: String, id: UUID) {
-        if let c = waiters[hostID]?.removeValue(forKey: id) { c.resume() }
+        let wasParked = seen.remove(id) != nil
+        if let c = waiters[hostID]?.removeValue(forKey: id) {
+            c.resume()
+        } else if !wasParked {
+            // The timer won before `park` ran: make the late park return immediately.
+            abandoned.insert(id)
+        }
     }
 }

@@ -106,8 +106,10 @@ public struct HubClient: Sendable {
     }
 
     /// Long-polls for a generation past `after` (bounded by `wait` seconds on the hub).
-    public func control(after: Int64, wait: Int) async throws -> ControlEnvelope {
-        let data = try await call("GET", "/api/v1/control", query: [("after_generation", "\(after)"), ("wait", "\(wait)")])
+    public func control(after: Int64?, wait: Int) async throws -> ControlEnvelope {
+        var query = [("wait", "\(wait)")]
+        if let after { query.insert(("after_generation", "\(after)"), at: 0) }
+        let data = try await call("GET", "/api/v1/control", query: query)
         return try decodeContract(data, "control")
     }
 

@@ -124,7 +124,9 @@ final class AgentWorld: Sendable {
     @Test func signedOpsAreVerifiedByTheAgentNotTheHub() async throws {
         let w = try await AgentWorld()
         let agent = try await w.agent()
-        try await w.publish([web, db])
+        // db leaves the desired state first: the hub refuses to queue the destroy of a desired guest
+        // (the reconciler would rightly provision a fresh, empty one right after).
+        try await w.publish([web])
         // Registered on the hub (so the hub accepts the upload) but not pinned on the agent.
         let stranger = SSHPrivateKey.generateEd25519(comment: "stranger")
         let bad = try await w.queueSigned("guest.destroy", vmid: 101, key: stranger)
@@ -133,9 +135,7 @@ final class AgentWorld: Sendable {
         #expect(badView["status"] == "rejected")
         #expect(badView["reason"]?.stringValue?.hasPrefix("unknownSigner") == true, "\(badView)")
         #expect(await w.sim.engine.snapshot().containers[101] != nil)
-        // Signed by the pinned key: applied (db leaves the desired state first, or the reconciler
-        // would rightly provision a fresh one right after).
-        try await w.publish([web])
+        // Signed by the pinned key: applied.
         let good = try await w.queueSigned("guest.destroy", vmid: 101, key: w.pinned)
         try await agent.cycle()
         #expect(try await w.op.json("GET", "/api/v1/signed-ops/\(good)")["status"] == "applied")
@@ -152,6 +152,34 @@ final class AgentWorld: Sendable {
         try await restarted.cycle()
         let replay = try await w.op.json("GET", "/api/v1/signed-ops/sop_replay")
         #expect(replay["status"] == "rejected" && replay["reason"]?.stringValue?.hasPrefix("replay") == true, "\(replay)")
+        await w.close()
+    }
+
+    /// Issue 10 item 8: a compromised hub skips its own check and delivers a validly signed destroy
+    /// of a guest that is still desired: the agent refuses it, and the guest and its data stay.
+    @Test func theAgentRefusesToDestroyAGuestThatIsStillDesired() async throws {
+        let w = try await AgentWorld()
+        let agent = try await w.agent()
+        try await w.publish([web, db])
+        try await agent.cycle()
+        let blob = try OpBlob.new(op: .guestDestroy, hostID: w.hostID, guestID: "101", params: [:], ttl: 600,
+                                  keyID: w.pinned.publicKey.fingerprint).canonicalBytes()
+        let sig = try w.pinned.sign(message: blob, namespace: OpVerifier.namespace).armored
+        try await w.store.withDB { db in
+            try await db.raw("""
+                INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, created_at, signed_at)
+                SELECT 'sop_forced', id, '101', customer_id, 'guest.destroy', \(bind: String(decoding: blob, as: UTF8.self)), 'forced',
+                       \(bind: Int64(Date().timeIntervalSince1970) + 600), 'signed', \(bind: sig), 0, 0
+                FROM hosts WHERE id = \(bind: w.hostID)
+                """).run()
+        }
+        try await agent.cycle()
+        let view = try await w.op.json("GET", "/api/v1/signed-ops/sop_forced")
+        #expect(view["status"] == "rejected", "\(view)")
+        #expect(view["reason"]?.stringValue?.contains("still in this host's desired state") == true, "\(view)")
+        #expect(await w.sim.engine.snapshot().containers[101] != nil)
+        // The cycle went on: desired state is still applied after the refused op.
+        #expect(agent.status.lastOutcome != nil)
         await w.close()
     }
 

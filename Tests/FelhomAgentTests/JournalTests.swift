@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -47,6 +48,44 @@ import Testing
         let again = try Journal(path: path)
         #expect(again.entries(of: "a").map(\.step) == ["begin", "done"])
         #expect(again.inFlight().isEmpty)
+    }
+
+    /// Issue 10 item 2: a failed append leaves no fragment for the next line to fuse with, so a
+    /// terminal step written after it survives a restart (the op is not run again).
+    @Test func aFailedAppendDoesNotEatTheNextLine() throws {
+        let path = tempPath()
+        let io = FaultyIO()
+        do {
+            let j = try Journal(path: path, io: io)
+            try j.append(op: "a", kind: "signed-op", step: "begin")
+            io.faults.withLock { $0.shortWriteThenFail = 7 }
+            #expect(throws: JournalError.self) { try j.append(op: "a", kind: "signed-op", step: "task_started", data: ["upid": "UPID:x"]) }
+            try j.append(op: "a", kind: "signed-op", step: "done")
+        }
+        let again = try Journal(path: path)
+        #expect(again.entries(of: "a").map(\.step) == ["begin", "done"])
+        #expect(again.isFinished("a"))
+    }
+
+    @Test func aDamagedLineBeforeTheLastFailsClosed() throws {
+        let path = tempPath()
+        do {
+            let j = try Journal(path: path)
+            try j.append(op: "a", kind: "provision", step: "begin")
+        }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try h.seekToEnd()
+        try h.write(contentsOf: Data("{not json\n".utf8))
+        try h.close()
+        do {
+            let j = try Journal(path: path)
+            try j.append(op: "a", kind: "provision", step: "done")
+        }
+        // "{not json" was the last line when the journal reopened (torn): cut. Now damage the middle.
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"begin\"", with: "\"beg")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: JournalError.self) { try Journal(path: path) }
     }
 
     @Test func anUnwritableJournalIsAnError() {

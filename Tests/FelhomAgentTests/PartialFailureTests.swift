@@ -16,10 +16,26 @@ final class WriteLog: Sendable {
     var all: [String] { m.withLock { $0 } }
 }
 
+/// A number of faults still to inject.
+final class Countdown: Sendable {
+    let m = Mutex(0)
+    func set(_ n: Int) { m.withLock { $0 = n } }
+    /// True (and one fewer left) while faults remain.
+    func take() -> Bool {
+        m.withLock { n in
+            guard n > 0 else { return false }
+            n -= 1
+            return true
+        }
+    }
+}
+
 struct FailingReads: PVEAPI {
     let real: PVEClient
     let failConfigOf: Set<Int>
     let failNodeStatus: Bool
+    /// The next this-many guest status reads answer 500.
+    let statusFailures = Countdown()
     let writes = WriteLog()
     var boom: PVEError { PVEError(code: .server, message: "simulated read failure", httpStatus: 500) }
 
@@ -30,7 +46,10 @@ struct FailingReads: PVEAPI {
         return try await real.nodeStatus(node: node)
     }
     func containers(node: String) async throws -> [PVEGuestStatus] { try await real.containers(node: node) }
-    func containerStatus(node: String, vmid: Int) async throws -> PVEGuestStatus { try await real.containerStatus(node: node, vmid: vmid) }
+    func containerStatus(node: String, vmid: Int) async throws -> PVEGuestStatus {
+        if statusFailures.take() { throw boom }
+        return try await real.containerStatus(node: node, vmid: vmid)
+    }
     func containerConfig(node: String, vmid: Int, current: Bool) async throws -> PVEGuestConfig {
         if failConfigOf.contains(vmid) { throw boom }
         return try await real.containerConfig(node: node, vmid: vmid, current: current)
@@ -55,7 +74,10 @@ struct FailingReads: PVEAPI {
         writes.append("start \(vmid)")
         return try await real.startContainer(node: node, vmid: vmid)
     }
-    func stopContainer(node: String, vmid: Int) async throws -> UPID { try await real.stopContainer(node: node, vmid: vmid) }
+    func stopContainer(node: String, vmid: Int) async throws -> UPID {
+        writes.append("stop \(vmid)")
+        return try await real.stopContainer(node: node, vmid: vmid)
+    }
     func shutdownContainer(node: String, vmid: Int, timeout: Int?, forceStop: Bool) async throws -> UPID {
         writes.append("shutdown \(vmid)")
         return try await real.shutdownContainer(node: node, vmid: vmid, timeout: timeout, forceStop: forceStop)
@@ -119,6 +141,54 @@ struct FailingReads: PVEAPI {
             let pve = FailingReads(real: client, failConfigOf: [], failNodeStatus: true)
             let report = try await HostObserver(pve: pve, node: "pve1").report(agentVersion: "t", journal: nil, now: Date())
             #expect(report == nil)
+        }
+    }
+
+    /// Issue 10 item 3: a transient 500 on the status read is not "the vmid is free", and a guest
+    /// this operation did not create is never stopped, destroyed, adopted or rewritten.
+    @Test func aTransientStatusFailureNeverLeadsToDestroyingSomeoneElsesGuest() async throws {
+        try await withSim { client in
+            let pve = FailingReads(real: client, failConfigOf: [], failNodeStatus: false)
+            let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
+            let prov = Provisioner(pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
+            // Guest 100 exists and runs (the default seed). Its status read fails twice, then answers.
+            #expect(try await client.containerStatus(node: "pve1", vmid: 100).isRunning)
+            pve.statusFailures.set(2)
+            let guest = DesiredState.Guest(vmid: 100, name: "web", cpu: 1, memoryMB: 512, diskGB: 8, runState: .running)
+            await #expect(throws: Provisioner.Failure.self) { try await prov.provision(guest) }
+            #expect(pve.writes.all == [])
+            // Resumed from a `begin` record (a crash right after it): the status read fails once,
+            // then shows the running guest; create would answer "already exists".
+            pve.statusFailures.set(1)
+            try journal.append(op: "provision-100-x", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
+            await #expect(throws: Provisioner.Failure.self) { try await prov.resume(op: "provision-100-x", entries: journal.entries(of: "provision-100-x")) }
+            #expect(journal.entries(of: "provision-100-x").last?.step == "failed")
+            // Resumed again with reads working: the guest is there and this op never recorded creating it.
+            try journal.append(op: "provision-100-z", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
+            await #expect(throws: Provisioner.Failure.self) { try await prov.resume(op: "provision-100-z", entries: journal.entries(of: "provision-100-z")) }
+            #expect(journal.entries(of: "provision-100-z").last?.data["reason"]?.contains("left untouched") == true)
+            #expect(pve.writes.all.allSatisfy { !$0.hasPrefix("destroy") && !$0.hasPrefix("stop") && !$0.hasPrefix("config") })
+            #expect(journal.isFinished("provision-100-x"))
+            #expect(try await client.containerStatus(node: "pve1", vmid: 100).isRunning)
+        }
+    }
+
+    /// Even when the create itself answers "already exists" (the status read lied "free"), the
+    /// compensation finds no restore UPID of its own and leaves the guest alone.
+    @Test func createAnsweringAlreadyExistsIsNotCompensatedByDestroy() async throws {
+        try await withSim { client in
+            let pve = FailingReads(real: client, failConfigOf: [], failNodeStatus: false)
+            let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
+            let prov = Provisioner(pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
+            let guest = DesiredState.Guest(vmid: 100, name: "web", cpu: 1, memoryMB: 512, diskGB: 8, runState: .running)
+            let proven = await prov.createdByThisOperation(op: "none", vmid: 100)
+            #expect(!proven.proven)
+            // A `restore_started` of another vmid's task is no evidence either.
+            try journal.append(op: "p", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
+            try journal.append(op: "p", kind: Provisioner.kind, step: "restore_started",
+                               data: ["upid": "UPID:pve1:00001234:00005678:6740A000:vzrestore:101:felhom@pve!agent:", "vmid": "100"])
+            #expect(await !prov.createdByThisOperation(op: "p", vmid: 100).proven)
+            #expect(pve.writes.all == [])
         }
     }
 }

@@ -93,6 +93,8 @@ import Testing
         // Host created the day before; now 2026-07-01 07:00 in Budapest (05:00Z), deadline 06:00.
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_782_781_200))  // 2026-06-30T01:00Z
         let (hub, host, _) = try await setup(kind, clock: clock)
+        _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[],"storage_policy":{"backup_storage":"pbs-felhom"}}"#.utf8), by: .operator)
+        _ = try await hub.publishDesired(hostID: host, by: .operator)
         clock.set(Date(timeIntervalSince1970: 1_782_882_000))
         let first = try await hub.checkBackupDeadlines(deadlineHour: 6)
         #expect(first.map(\.type) == ["expected_backup_missed"])
@@ -105,6 +107,20 @@ import Testing
         let customer = try await hub.host(host, by: .operator).customerID
         _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
         clock.advance(by: 4 * 3600)  // 08:00 local
+        #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        await hub.store.close()
+    }
+
+    /// Issue 10 item 10: a host with no published backup policy owes no backup (no daily alarm).
+    @Test(arguments: TestStores.kinds)
+    func noBackupPolicyNoMissedBackup(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_782_781_200))
+        let (hub, host, _) = try await setup(kind, clock: clock)
+        clock.set(Date(timeIntervalSince1970: 1_782_882_000))
+        #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        // A published desired state without a backup storage is still no policy.
+        _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[]}"#.utf8), by: .operator)
+        _ = try await hub.publishDesired(hostID: host, by: .operator)
         #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
         await hub.store.close()
     }

@@ -63,7 +63,7 @@ extension TestClientProtocol {
             _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
             _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey,
                                       body: #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"}"#)
-            _ = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(hid)","guest_id":"101","op":"guest.destroy"}"#)
+            _ = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(hid)","guest_id":"150","op":"guest.destroy"}"#)
 
             let (cookie, csrf) = try await signIn(client)
             #expect(csrf.count == 64)

@@ -61,7 +61,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             ]
             let signer = SSHPrivateKey.generateEd25519(comment: "ops")
             _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(signer.publicKey.openSSHLine)"}"#)
-            let opA = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.hostA)","guest_id":"100","op":"guest.destroy"}"#).json?["id"]?.stringValue ?? ""
+            let opA = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy"}"#).json?["id"]?.stringValue ?? ""
             typealias Row = (HTTPRequest.Method, String, String?, [String: HTTPResponse.Status])
             let customerBody = #"{"name":"X","email":"x@example.hu","domain":"x.example.hu"}"#
             var table: [Row] = [
@@ -99,7 +99,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.post, "/api/v1/enroll", #"{"token":"fh_enroll_nope"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .unauthorized, "otherHost": .unauthorized]),
                 (.post, "/api/v1/operator-keys", #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.get, "/api/v1/operator-keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"100","op":"guest.destroy","key_id":"k"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy","key_id":"k"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.get, "/api/v1/signed-ops", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.get, "/api/v1/signed-ops/next", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
                 (.get, "/api/v1/signed-ops/\(opA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),

@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import Foundation
 import Testing
 
@@ -106,5 +107,49 @@ import Testing
         let replay = try await run(felhom, args)
         #expect(replay.status == 1)
         #expect(replay.stderr.contains("rejected: replay"), "\(replay.stderr)")
+    }
+}
+
+/// Issue 10 item 2: a failed append must not leave a fragment that fuses with the next nonce
+/// (after a restart the fused line would be unreadable and the nonce forgotten).
+@Suite struct NonceLogFaultTests {
+    let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+
+    @Test func aTornAppendDoesNotSwallowTheNextNonce() throws {
+        let path = try tempDir() + "/nonces.log"
+        let io = FaultyIO()
+        let exp = clock.now().addingTimeInterval(900)
+        do {
+            let s = try FileNonceStore(path: path, clock: clock, io: io)
+            #expect(s.record("first00000000001", expiresAt: exp) == .recorded)
+            io.faults.withLock { $0.shortWriteThenFail = 5 }
+            guard case .unavailable = s.record("lost000000000001", expiresAt: exp) else {
+                Issue.record("a failed append must answer unavailable")
+                return
+            }
+            #expect(s.record("third00000000001", expiresAt: exp) == .recorded)
+        }
+        let again = try FileNonceStore(path: path, clock: clock)
+        #expect(again.record("first00000000001", expiresAt: exp) == .seen)
+        #expect(again.record("third00000000001", expiresAt: exp) == .seen)
+        #expect(again.count == 2)
+    }
+
+    @Test func aDamagedLineInTheMiddleFailsClosed() throws {
+        let path = try tempDir() + "/nonces.log"
+        try "good000000000001 1800000900\ngarbage\ngood000000000002 1800000900\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: NonceStoreError.self) { try FileNonceStore(path: path, clock: clock) }
+    }
+
+    @Test func failedCompactionKeepsRecording() throws {
+        let path = try tempDir() + "/nonces.log"
+        let io = FaultyIO()
+        let s = try FileNonceStore(path: path, clock: clock, retention: 0, compactionSlack: 1000, io: io)
+        #expect(s.record("a000000000000001", expiresAt: clock.now().addingTimeInterval(900)) == .recorded)
+        io.faults.withLock { $0.failOpenContaining = ".rewrite" }
+        #expect(throws: NonceStoreError.self) { try s.compact() }
+        #expect(s.record("b000000000000001", expiresAt: clock.now().addingTimeInterval(900)) == .recorded)
+        let again = try FileNonceStore(path: path, clock: clock)
+        #expect(again.count == 2)
     }
 }

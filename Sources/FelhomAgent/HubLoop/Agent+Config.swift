@@ -48,10 +48,10 @@ extension Agent {
             let (hostID, key) = try await HubClient.enroll(url: hubCfg.url, token: token, trust: trust)
             identity = Identity(hostID: hostID, key: key.reveal())
             let data = try JSONEncoder().encode(identity)
-            let tmp = idPath + ".tmp"
-            guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]),
-                  rename(tmp, idPath) == 0
-            else { throw SignedOpError(message: "cannot write '\(idPath)'") }
+            // Durable before it is used: the enrollment token is one-time, losing host.json loses the box.
+            do { try DurableFile.write([UInt8](data), to: idPath, mode: 0o600) } catch {
+                throw SignedOpError(message: "cannot write '\(idPath)': \(error.message)")
+            }
             logger.info("enrolled as host \(hostID)")
         } else {
             throw SignedOpError(message: "config: give hub.enrollment_token (first start) or hub.host_key and hub.host_id")

@@ -65,7 +65,9 @@ public final class Agent: Service, Sendable {
                 guard let key = j["api_key"]?.stringValue else { throw SignedOpError(message: "hub gave no guest key") }
                 try FileManager.default.createDirectory(atPath: tokensDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 let path = tokensDir + "/\(vmid).token"
-                FileManager.default.createFile(atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+                do throws(AppendLogError) { try DurableFile.write(Array(key.utf8), to: path, mode: 0o600) } catch {
+                    throw SignedOpError(message: "cannot store the guest token for \(vmid): \(error.message)")
+                }
             }, log: log)
         engine = Engine(pve: pve, node: node, queue: queue, provisioner: provisioner, taskTimeout: provision.taskTimeout, log: log)
         runner = SignedOpRunner(
@@ -95,7 +97,7 @@ public final class Agent: Service, Sendable {
             env = try await hub.postHostReport(report)
         } else {
             logger.warning("node status unreadable: no report this round")
-            env = try await hub.control(after: -1, wait: 0)
+            env = try await hub.control(after: nil, wait: 0)  // no generation to wait past: answer now
         }
         state.withLock {
             $0.lastEnvelope = env
@@ -105,10 +107,20 @@ public final class Agent: Service, Sendable {
             logger.warning("the operator blocked this host: reporting only")
             return env
         }
-        if env.hasSignedOps { try await runSignedOps() }
         let (generation, spec) = try await hub.desired(hostID: hostID)
+        if env.hasSignedOps { await runSignedOps(desired: spec) }
         if let spec {
             let outcome = try await engine.reconcile(desired: spec)
+            for vmid in outcome.provisioned.sorted() {
+                // A new (empty) guest is never silent: the operator sees every provision.
+                let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""
+                do {
+                    try await hub.postEvent(type: "guest_provisioned", severity: .info, data: .object([
+                        "vmid": .int(Int64(vmid)), "name": .string(name), "generation": .int(generation),
+                        "source": .string("golden template"),
+                    ]))
+                } catch { logger.warning("cannot report the provisioning of \(vmid): \(error)") }
+            }
             try await reportRefusedDestroys(spec: spec)
             state.withLock {
                 $0.lastOutcome = outcome
@@ -125,12 +137,42 @@ public final class Agent: Service, Sendable {
         return env
     }
 
-    /// Fetches and runs every signed op the hub holds for this host, reporting each outcome.
-    func runSignedOps() async throws {
-        while let op = try await hub.nextSignedOp() {
-            let outcome = await runner.handle(id: op.id, blob: op.blob, signature: op.signature)
-            try await hub.reportSignedOpResult(id: op.id, applied: outcome.applied, reason: outcome.reason)
+    /// Fetches and runs every signed op the hub holds for this host, reporting each outcome. A
+    /// failure to fetch or report is logged and does not stop the cycle: desired state is still
+    /// applied (an unreported outcome is reported again next time, from the journal).
+    func runSignedOps(desired: DesiredState?) async {
+        var handled = Set<String>()
+        while true {
+            let next: HubClient.DeliveredOp?
+            do { next = try await hub.nextSignedOp() } catch {
+                logger.warning("cannot fetch signed ops: \(error)")
+                return
+            }
+            guard let op = next, handled.insert(op.id).inserted else { return }
+            let outcome = await runner.handle(id: op.id, blob: op.blob, signature: op.signature, desired: desired)
+            do {
+                try await hub.reportSignedOpResult(id: op.id, applied: outcome.applied, reason: outcome.reason.map(Self.reportable))
+            } catch {
+                logger.warning("cannot report the outcome of signed op \(Self.reportable(op.id)): \(error)")
+                return
+            }
         }
+    }
+
+    /// A reason as the hub accepts it: control and non-ASCII characters escaped, at most 900 characters.
+    static func reportable(_ text: String) -> String {
+        var out = ""
+        for u in text.unicodeScalars {
+            if u.value >= 0x20 && u.value < 0x7F {
+                out.unicodeScalars.append(u)
+            } else if u == "\n" {
+                out += "\\n"
+            } else {
+                out += String(format: "\\u{%X}", u.value)
+            }
+            if out.count >= 900 { return String(out.prefix(897)) + "..." }
+        }
+        return out
     }
 
     /// Guests the agent manages (tagged `felhom`) that the desired state no longer lists are not

@@ -31,71 +31,53 @@ public struct JournalEntry: Sendable, Equatable, Codable {
     public var isTerminal: Bool { ["done", "failed", "compensated"].contains(step) }
 }
 
-/// The operation journal (SPEC §4): append-only JSONL, each line fsync'd before the step it
-/// records is acted on, so after a crash the agent knows what was in flight.
+/// The operation journal (SPEC §4): append-only JSONL on an ``AppendLog``, each line fsync'd
+/// before the step it records is acted on, so after a crash the agent knows what was in flight.
 ///
-/// On open a torn last line (a crash mid-write) is cut off; every complete line is kept. An
+/// On open a torn last line (a crash mid-write) is cut off; every complete line is kept; a
+/// malformed line before the last fails closed (the agent refuses to act on a damaged record). An
 /// operation whose last entry is not terminal is in flight: the agent resumes or compensates it.
 /// An operation with a terminal entry has run: its idempotency key is never executed again.
 public final class Journal: Sendable {
     public let path: String
     private struct State {
-        var fd: Int32
         var ops: [String: [JournalEntry]]
         var order: [String]
     }
+    private let log: AppendLog
     private let state: Mutex<State>
     let clock: WallClock
 
-    public init(path: String, clock: WallClock = SystemWallClock()) throws(JournalError) {
+    public init(path: String, clock: WallClock = SystemWallClock(), io: any AppendLogIO = POSIXAppendLogIO()) throws(JournalError) {
         self.path = path
         self.clock = clock
         var ops: [String: [JournalEntry]] = [:]
         var order: [String] = []
-        if let data = FileManager.default.contents(atPath: path) {
-            let bytes = [UInt8](data)
-            var start = 0
-            var good = 0
-            let dec = JSONDecoder()
-            dec.dateDecodingStrategy = .iso8601
-            while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Data(bytes[start..<nl])
-                if let e = try? dec.decode(JournalEntry.self, from: line) {
-                    if ops[e.op] == nil { order.append(e.op) }
-                    ops[e.op, default: []].append(e)
-                }
-                start = nl + 1
-                good = start
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        do {
+            log = try AppendLog(path: path, io: io) { line in
+                guard let e = try? dec.decode(JournalEntry.self, from: Data(line)) else { return false }
+                if ops[e.op] == nil { order.append(e.op) }
+                ops[e.op, default: []].append(e)
+                return true
             }
-            if good < bytes.count, truncate(path, off_t(good)) != 0 {
-                throw JournalError(message: "cannot cut the torn last line of '\(path)': \(String(cString: strerror(errno)))")
-            }
+        } catch {
+            throw JournalError(message: error.message)
         }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw JournalError(message: "cannot open '\(path)': \(String(cString: strerror(errno)))") }
-        let dir = (path as NSString).deletingLastPathComponent
-        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY)
-        if dfd >= 0 {
-            fsync(dfd)
-            close(dfd)
-        }
-        state = Mutex(State(fd: fd, ops: ops, order: order))
+        state = Mutex(State(ops: ops, order: order))
     }
 
-    deinit { state.withLock { _ = close($0.fd) } }
-
-    /// Appends one step and fsyncs it. Only after this returns may the step be acted on.
+    /// Appends one step and fsyncs it. Only after this returns may the step be acted on. A failed
+    /// append leaves the journal as it was (the step is not recorded and must not be acted on).
     public func append(op: String, kind: String, step: String, data: [String: String] = [:]) throws(JournalError) {
         let e = JournalEntry(op: op, kind: kind, step: step, at: clock.now(), data: data)
         let enc = JSONEncoder()
         enc.dateEncodingStrategy = .iso8601
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard var line = try? enc.encode(e) else { throw JournalError(message: "cannot encode entry") }
-        line.append(UInt8(ascii: "\n"))
+        guard let line = try? enc.encode(e) else { throw JournalError(message: "cannot encode entry") }
         let result: String? = state.withLock { s in
-            let n = line.withUnsafeBytes { write(s.fd, $0.baseAddress, $0.count) }
-            guard n == line.count else { return "cannot append to '\(path)': \(String(cString: strerror(errno)))" }
-            guard fsync(s.fd) == 0 else { return "cannot fsync '\(path)': \(String(cString: strerror(errno)))" }
+            do throws(AppendLogError) { try log.append([UInt8](line)) } catch { return error.message }
             if s.ops[op] == nil { s.order.append(op) }
             s.ops[op, default: []].append(e)
             return nil

@@ -58,8 +58,12 @@ public struct Provisioner: Sendable {
     /// Provisions `guest` as a new journaled operation. The caller holds the guest's queue slot.
     public func provision(_ guest: DesiredState.Guest) async throws {
         let op = "provision-\(guest.vmid)-\(UUID().uuidString.prefix(8).lowercased())"
-        // Confirm the vmid is free now, so anything found under it later was created by this op.
-        if (try? await pve.containerStatus(node: settings.node, vmid: guest.vmid)) != nil {
+        // Free only on PVE's definite "does not exist": a failed read is not an empty slot.
+        let free: Bool
+        do { free = try await vmidIsFree(guest.vmid) } catch {
+            throw Failure(vmid: guest.vmid, message: "cannot tell whether vmid \(guest.vmid) is free (\(error)); not provisioning", compensated: false)
+        }
+        guard free else {
             throw Failure(vmid: guest.vmid, message: "vmid \(guest.vmid) is already in use", compensated: false)
         }
         try journal.append(op: op, kind: Self.kind, step: "begin", data: Self.data(guest))
@@ -85,9 +89,10 @@ public struct Provisioner: Sendable {
         do {
             var step = step
             if step == "begin" {
-                if let existing = try? await pve.containerStatus(node: node, vmid: vmid) {
-                    // Created by this op before a crash (the vmid was free at begin): let PVE finish.
-                    try await waitForUnlock(vmid: vmid, existing)
+                if try await !vmidIsFree(vmid) {
+                    // Something is there, and this op has no record (no restore UPID) of creating
+                    // it: it is not ours to adopt, rewrite or remove.
+                    throw NotOurs(vmid: vmid)
                 } else {
                     var spec = ContainerCreateSpec(vmid: vmid, ostemplate: settings.goldenTemplate, restore: true)
                     spec.storage = settings.storage
@@ -101,12 +106,11 @@ public struct Provisioner: Sendable {
                 step = "restore_started"
             }
             if step == "restore_started" {
-                if let upid, step == "restore_started" {
-                    _ = try? await pve.waitTask(upid, timeout: settings.taskTimeout)
+                if let upid {
+                    // The restore task outlives a crash: wait for the recorded one, never start another.
+                    _ = try await pve.waitTask(upid, timeout: settings.taskTimeout)
                 }
-                guard let status = try? await pve.containerStatus(node: node, vmid: vmid) else {
-                    throw Failure(vmid: vmid, message: "the restore did not create the guest", compensated: false)
-                }
+                let status = try await pve.containerStatus(node: node, vmid: vmid)
                 try await waitForUnlock(vmid: vmid, status)
                 try journal.append(op: op, kind: Self.kind, step: "restored", data: ["vmid": "\(vmid)"])
                 Failpoint.hit("provision.after_restored")
@@ -142,22 +146,37 @@ public struct Provisioner: Sendable {
             }
         } catch let e as JournalError {
             throw e  // no record, no action: leave the state for the next start to resume
+        } catch let e as NotOurs {
+            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": e.description])
+            throw Failure(vmid: vmid, message: e.description, compensated: false)
         } catch {
             let compensated = await compensate(op: op, vmid: vmid, reason: "\(error)")
             throw Failure(vmid: vmid, message: "\(error)", compensated: compensated)
         }
     }
 
-    /// Undoes what this operation created: stop and destroy the new guest (the gate allows it
-    /// without a signature because the same journaled operation created it).
+    /// Undoes what this operation created: stop and destroy the new guest, without a signature
+    /// because the same journaled operation created it — and only when the journal proves that:
+    /// the vmid was confirmed free at `begin` and this op recorded the UPID of the restore task
+    /// that created it, and that task did not fail (a failed restore cleans up after itself, so
+    /// whatever stands there then is not ours). Any doubt leaves the guest alone.
     private func compensate(op: String, vmid: Int, reason: String) async -> Bool {
         let node = settings.node
-        let decision = Gate.decide(.destroy, provenance: .compensation, target: .init(dataBearing: false, createdBySameOperation: true))
-        guard decision == .allowed else { return false }
+        let provenance = await createdByThisOperation(op: op, vmid: vmid)
+        let decision = Gate.decide(
+            .destroy, provenance: .compensation, target: .init(dataBearing: !provenance.proven, createdBySameOperation: provenance.proven))
+        guard decision == .allowed else {
+            try? journal.append(
+                op: op, kind: Self.kind, step: "failed",
+                data: ["vmid": "\(vmid)", "reason": String(reason.prefix(300)) + "; not rolled back: \(provenance.why)"])
+            log("provision of \(vmid) failed and was not rolled back (\(provenance.why)): \(reason)")
+            return false
+        }
         do {
-            if let status = try? await pve.containerStatus(node: node, vmid: vmid) {
+            if try await !vmidIsFree(vmid) {
+                let status = try await pve.containerStatus(node: node, vmid: vmid)
                 try await waitForUnlock(vmid: vmid, status)
-                if status.isRunning {
+                if try await pve.containerStatus(node: node, vmid: vmid).isRunning {
                     _ = try await pve.waitTask(try await pve.stopContainer(node: node, vmid: vmid), timeout: settings.taskTimeout)
                 }
                 _ = try await pve.waitTask(
@@ -169,6 +188,46 @@ public struct Provisioner: Sendable {
         } catch {
             try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": "compensation failed: \(error)"])
             return false
+        }
+    }
+
+    /// Evidence from this operation's own journal (never from desired state) that it created the guest.
+    func createdByThisOperation(op: String, vmid: Int) async -> (proven: Bool, why: String) {
+        let entries = journal.entries(of: op)
+        guard entries.first?.step == "begin" else { return (false, "no begin record") }
+        guard let text = entries.last(where: { $0.step == "restore_started" })?.data["upid"], let upid = try? UPID(parsing: text) else {
+            return (false, "this operation recorded no restore task, so it did not create guest \(vmid)")
+        }
+        guard ["vzcreate", "vzrestore"].contains(upid.type), upid.id == "\(vmid)" else {
+            return (false, "the recorded task \(upid.type):\(upid.id) is not the creation of \(vmid)")
+        }
+        do {
+            let status = try await pve.taskStatus(upid)
+            if !status.isRunning && !status.succeeded {
+                return (false, "the restore task failed (\(status.exitStatus ?? "?")): PVE removed its own partial guest")
+            }
+            return (true, "created by \(upid)")
+        } catch {
+            return (false, "cannot read the restore task's status (\(error))")
+        }
+    }
+
+    /// True only when PVE says the guest's config does not exist; any other failure is thrown
+    /// (an unreadable slot is not a free one).
+    func vmidIsFree(_ vmid: Int) async throws -> Bool {
+        do {
+            _ = try await pve.containerStatus(node: settings.node, vmid: vmid)
+            return false
+        } catch let e as PVEError where e.code == .notFound {
+            return true
+        }
+    }
+
+    /// The vmid holds a guest this operation cannot prove it created.
+    struct NotOurs: Error, CustomStringConvertible {
+        var vmid: Int
+        var description: String {
+            "vmid \(vmid) holds a guest this operation has no record of creating: left untouched (not adopted, not removed)"
         }
     }
 

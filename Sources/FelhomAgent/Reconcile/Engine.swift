@@ -28,6 +28,8 @@ public struct Engine: Sendable {
         public var succeeded = 0
         public var failed = 0
         public var errors: [String] = []
+        /// Guests created (provisioned from the golden template) in this pass: each is reported as an event.
+        public var provisioned: [Int] = []
     }
 
     /// Observes, plans and acts once. Different guests proceed in parallel; one guest's actions in order.
@@ -36,27 +38,28 @@ public struct Engine: Sendable {
         let plan = Plan.make(desired: desired, actual: observed)
         var outcome = Outcome(planned: plan)
         let byGuest = Dictionary(grouping: plan, by: \.vmid)
-        let results = await withTaskGroup(of: [(Bool, String?)].self) { group in
+        let results = await withTaskGroup(of: [(PlannedAction, Bool, String?)].self) { group in
             for (vmid, actions) in byGuest {
                 group.addTask {
-                    var out: [(Bool, String?)] = []
+                    var out: [(PlannedAction, Bool, String?)] = []
                     for a in actions {
                         do {
                             try await queue.run(vmid: vmid) { try await self.apply(a) }
-                            out.append((true, nil))
+                            out.append((a, true, nil))
                         } catch {
-                            out.append((false, "\(a): \(error)"))
+                            out.append((a, false, "\(a): \(error)"))
                         }
                     }
                     return out
                 }
             }
-            var all: [(Bool, String?)] = []
+            var all: [(PlannedAction, Bool, String?)] = []
             for await r in group { all += r }
             return all
         }
-        for (ok, err) in results {
+        for (action, ok, err) in results {
             if ok { outcome.succeeded += 1 } else { outcome.failed += 1 }
+            if ok, case .provision(let g) = action { outcome.provisioned.append(g.vmid) }
             if let err {
                 outcome.errors.append(err)
                 log("reconcile: \(err)")

@@ -37,7 +37,10 @@ public struct SignedOpRunner: Sendable {
         public var reason: String?
     }
 
-    public func handle(id: String, blob: [UInt8], signature: String) async -> Outcome {
+    /// Verifies (or, after a crash, resumes) and runs one delivered op. `desired` is the agent's
+    /// current desired state: a guest still in it is never destroyed (the hub refuses to queue
+    /// that, and the agent does not trust the hub to have checked).
+    public func handle(id: String, blob: [UInt8], signature: String, desired: DesiredState? = nil) async -> Outcome {
         let entries = journal.entries(of: id)
         if let last = entries.last, last.isTerminal {
             return Outcome(applied: last.step == "done", reason: last.data["reason"])
@@ -46,7 +49,7 @@ public struct SignedOpRunner: Sendable {
         if let begin = entries.first(where: { $0.step == "begin" }), let text = begin.data["blob"],
             let parsed = try? OpBlob(parsing: Array(text.utf8))
         {
-            // Verified before the crash (its nonce is spent): finish it.
+            // Verified before the crash (its nonce is spent): finish it, within its time window.
             op = parsed
             log("resuming signed op \(id) (\(op.op.rawValue))")
         } else {
@@ -65,7 +68,7 @@ public struct SignedOpRunner: Sendable {
             }
         }
         do {
-            try await execute(op)
+            try await execute(op, id: id, desired: desired)
             try journal.append(op: id, kind: Self.kind, step: "done", data: ["op": op.op.rawValue])
             log("signed op \(id) applied: \(op.op.rawValue) \(op.guestID.map { "guest \($0)" } ?? "")")
             return Outcome(applied: true, reason: nil)
@@ -76,7 +79,7 @@ public struct SignedOpRunner: Sendable {
         }
     }
 
-    func execute(_ op: OpBlob) async throws {
+    func execute(_ op: OpBlob, id: String, desired: DesiredState?) async throws {
         let mutation: Gate.Mutation
         switch op.op {
         case .guestDestroy: mutation = .destroy
@@ -90,27 +93,109 @@ public struct SignedOpRunner: Sendable {
         }
         guard op.op != .diskDecommission else { throw SignedOpError(message: "disk.decommission is not supported by this agent version") }
         guard let g = op.guestID, let vmid = Int(g) else { throw SignedOpError(message: "target.guest_id is not a vmid") }
+        if op.op == .guestDestroy, let desired, desired.guests.contains(where: { $0.vmid == vmid }) {
+            throw SignedOpError(
+                message: "guest \(vmid) is still in this host's desired state: destroying it would rebuild it empty; remove it from the desired state and publish first")
+        }
         let node = self.node, pve = self.pve, timeout = taskTimeout
         try await queue.run(vmid: vmid) {
             switch op.op {
             case .guestDestroy:
-                guard let status = try? await pve.containerStatus(node: node, vmid: vmid) else { return }  // already gone: done
-                if status.isRunning {
-                    _ = try await pve.waitTask(try await pve.stopContainer(node: node, vmid: vmid), timeout: timeout)
+                if try await self.isGone(vmid) {
+                    // A crash after the destroy task: wait for it if recorded; gone is done.
+                    if let upid = self.recordedTask(id: id, step: "destroy_started") { _ = try? await pve.waitTask(upid, timeout: timeout) }
+                    return
                 }
-                _ = try await pve.waitTask(try await pve.destroyContainer(node: node, vmid: vmid, purge: true, force: true), timeout: timeout)
+                let status = try await pve.containerStatus(node: node, vmid: vmid)
+                if status.isRunning {
+                    try await self.task(id: id, op: op, step: "stop_started") { try await pve.stopContainer(node: node, vmid: vmid) }
+                }
+                try await self.task(id: id, op: op, step: "destroy_started") {
+                    try await pve.destroyContainer(node: node, vmid: vmid, purge: true, force: true)
+                }
+                // Applied only once PVE says the guest does not exist.
+                guard try await self.isGone(vmid) else {
+                    throw SignedOpError(message: "the destroy task finished but guest \(vmid) still exists")
+                }
             case .guestRollback:
                 guard let snap = op.params["snapshot"]?.stringValue else { throw SignedOpError(message: "params.snapshot missing") }
-                _ = try await pve.waitTask(try await pve.rollbackSnapshot(node: node, vmid: vmid, name: snap, start: false), timeout: timeout)
+                try await self.task(id: id, op: op, step: "rollback_started") {
+                    try await pve.rollbackSnapshot(node: node, vmid: vmid, name: snap, start: false)
+                }
             case .guestRestore:
                 guard let backup = op.params["backup"]?.stringValue else { throw SignedOpError(message: "params.backup missing") }
+                let restoreRecorded = self.recordedTask(id: id, step: "restore_started") != nil
+                if !restoreRecorded, try await !self.isGone(vmid) {
+                    // PVE's restore over an existing guest destroys all of its volumes, also those
+                    // the backup does not hold: refuse rather than lose them.
+                    let config = try await pve.containerConfig(node: node, vmid: vmid, current: false)
+                    let lost = Self.volumesNotInBackups(config)
+                    guard lost.isEmpty else {
+                        throw SignedOpError(
+                            message: "restoring over guest \(vmid) would destroy volumes that are not in its backups: "
+                                + lost.map { "\($0.key) (\($0.volume))" }.joined(separator: ", ")
+                                + "; move them to another guest or detach them first")
+                    }
+                    // PVE refuses to overwrite a running container: stop it first, in this queue slot.
+                    if try await pve.containerStatus(node: node, vmid: vmid).isRunning {
+                        try await self.task(id: id, op: op, step: "stop_started") { try await pve.stopContainer(node: node, vmid: vmid) }
+                    }
+                }
                 var spec = ContainerCreateSpec(vmid: vmid, ostemplate: backup, restore: true)
                 spec.force = true
-                _ = try await pve.waitTask(try await pve.createContainer(node: node, spec), timeout: timeout)
+                try await self.task(id: id, op: op, step: "restore_started") { try await pve.createContainer(node: node, spec) }
             default:
                 break
             }
         }
+    }
+
+    /// One PVE task of an op, journaled: a task already recorded for `step` (submitted before a
+    /// crash) is waited for, never submitted again; a new one is submitted only inside the op's
+    /// time window, and its UPID is journaled before it is waited for.
+    func task(id: String, op: OpBlob, step: String, submit: () async throws -> UPID) async throws {
+        if let upid = recordedTask(id: id, step: step) {
+            _ = try await pve.waitTask(upid, timeout: taskTimeout)
+            return
+        }
+        try verifier.checkTimeWindow(op)
+        let upid = try await submit()
+        try journal.append(op: id, kind: Self.kind, step: step, data: ["upid": upid.description])
+        _ = try await pve.waitTask(upid, timeout: taskTimeout)
+    }
+
+    func recordedTask(id: String, step: String) -> UPID? {
+        journal.entries(of: id).last(where: { $0.step == step })?.data["upid"].flatMap { try? UPID(parsing: $0) }
+    }
+
+    /// True only on PVE's definite "does not exist"; any other failure is thrown.
+    func isGone(_ vmid: Int) async throws -> Bool {
+        do {
+            _ = try await pve.containerStatus(node: node, vmid: vmid)
+            return false
+        } catch let e as PVEError where e.code == .notFound {
+            return true
+        }
+    }
+
+    /// Volumes a backup does not hold (mount points without `backup=1`, `unusedN` volumes, and any
+    /// mount point that does not parse): a restore over the guest would destroy them. Bind and
+    /// device mounts (a path, not a volume) are not destroyed by PVE.
+    public static func volumesNotInBackups(_ config: PVEGuestConfig) -> [(key: String, volume: String)] {
+        var out: [(key: String, volume: String)] = []
+        for (key, value) in config.raw {
+            guard let text = value.stringValue else { continue }
+            if key.hasPrefix("unused"), Int(key.dropFirst(6)) != nil {
+                out.append((key, text))
+            } else if key.hasPrefix("mp"), Int(key.dropFirst(2)) != nil {
+                guard let mp = try? MountPoint(parsing: text) else {
+                    out.append((key, text))
+                    continue
+                }
+                if !mp.isBindOrDevice && !mp.includedInBackup { out.append((key, mp.volume)) }
+            }
+        }
+        return out.sorted { $0.key < $1.key }
     }
 }
 

@@ -150,6 +150,27 @@ public struct DesiredState: Codable, Sendable, Equatable {
         return d
     }
 
+    /// Decodes an operator-written document strictly: an unknown key anywhere is refused with
+    /// its JSON path (`$.guests[0].nmae: unknown key`), then types and rules as ``decode(_:)``.
+    /// Agents decode published states leniently (``decode(_:)``): a newer hub may add fields.
+    public static func decodeStrict(_ data: Data) throws -> DesiredState {
+        if let doc = try? JSONValue.parse(data), let path = schema.unknownKeys(in: doc).first {
+            throw ContractError(path: path, message: "unknown key")
+        }
+        return try decode(data)
+    }
+
+    /// Every key a desired state may contain.
+    public static let schema: KeySchema = .object([
+        "guests": .array(.object([
+            "vmid": .any, "name": .any, "cpu": .any, "memory_mb": .any, "disk_gb": .any, "run_state": .any,
+            "description": .any, "ephemeral": .any,
+            "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any])),
+        ])),
+        "storage_policy": .object(["backup_storage": .any, "backup_hour": .any, "keep_last": .any]),
+        "versions": .map(.any),
+    ])
+
     public func encoded() -> Data { ContractCoding.encode(self) }
 
     /// Rules beyond types.

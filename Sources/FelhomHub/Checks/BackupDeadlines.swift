@@ -39,7 +39,10 @@ extension Hub {
             guard now >= deadline, try r.decode(column: "created_at", as: Int64.self) < Int64(midnight.timeIntervalSince1970) else { continue }
             let since = Int64(midnight.timeIntervalSince1970)
             let ran = try await store.withDB { db in
-                try await db.select().column("id").from("events").where("host_id", .equal, SQLBind(hostID))
+                // Only a host whose published desired state names a backup storage owes a backup:
+                // without a policy nothing is scheduled, and a daily alarm would only be noise.
+                guard let (spec, _, _) = try await publishedSpec(hostID, in: db), spec.storagePolicy.backupStorage != nil else { return true }
+                return try await db.select().column("id").from("events").where("host_id", .equal, SQLBind(hostID))
                     .where("type", .in, SQLBind.group(BackupDeadlines.outcomeTypes)).where("at", .greaterThanOrEqual, SQLBind(since))
                     .limit(1).first() != nil
             }

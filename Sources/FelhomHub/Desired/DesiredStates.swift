@@ -62,7 +62,7 @@ extension Hub {
         guard p == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
         let spec: DesiredState
-        do { spec = try DesiredState.decode(body) } catch let e as ContractError {
+        do { spec = try DesiredState.decodeStrict(body) } catch let e as ContractError {
             throw HubError.badRequest(e.message, path: e.path)
         }
         let text = String(decoding: spec.encoded(), as: UTF8.self)

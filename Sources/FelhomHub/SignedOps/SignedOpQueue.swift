@@ -132,6 +132,15 @@ extension Hub {
         if let g = r.guestID, Int(g).map({ (100...999_999_999).contains($0) }) != true {
             throw HubError.badRequest("must be the guest's vmid (100…999999999)", path: "$.guest_id")
         }
+        if op == .guestDestroy, let g = r.guestID, let vmid = Int(g) {
+            // Destroying a guest that is still desired destroys its data and the agent rebuilds it empty.
+            let d = try await desired(hostID: r.hostID, by: p)
+            for (which, spec) in [("published", d.spec), ("draft", d.draft)] where spec?.guests.contains(where: { $0.vmid == vmid }) == true {
+                throw HubError(
+                    .conflict, "conflict",
+                    "guest \(vmid) is still in the \(which) desired state of host \(r.hostID): remove it from the desired state and publish first, then queue guest.destroy")
+            }
+        }
         let ttl = r.ttlSeconds ?? 3600
         guard (60...86400).contains(ttl) else { throw HubError.badRequest("must be 60…86400 seconds", path: "$.ttl_seconds") }
         let keyID: String

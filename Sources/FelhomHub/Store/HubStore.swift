@@ -8,6 +8,7 @@ import PostgresNIO
 import SQLKit
 import SQLiteKit
 import SQLiteNIO
+import Synchronization
 
 /// The hub's one choke point for SQL: SQLite embedded (one file, zero set-up) or PostgreSQL (several
 /// hub replicas), behind one query layer (sql-kit) and one set of migrations.
@@ -71,7 +72,10 @@ public final class HubStore: Sendable {
     public func withDB<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(let c, _): return try await body(c.sql())
+            case .sqlite(let c, let gate):
+                // Through the gate: on the one connection a statement issued while another task's
+                // transaction is open would run inside it (and vanish with its rollback).
+                return try await gate.run { try await body(c.sql()) }
             case .postgres(let client, _): return try await client.withConnection { try await body($0.sql()) }
             }
         } catch let e as StoreError {
@@ -88,7 +92,11 @@ public final class HubStore: Sendable {
         do {
             switch backend {
             case .sqlite(let c, let gate):
-                // One connection: transactions must not interleave.
+                // One connection: transactions must not interleave. A transaction opened inside
+                // another (same task, gate already held) becomes a savepoint of it.
+                if let depth = gate.heldDepth() {
+                    return try await gate.run { try await Self.inSavepoint(c.sql(), name: "felhom_sp\(depth)", body) }
+                }
                 return try await gate.run { try await Self.inTransaction(c.sql(), begin: "BEGIN IMMEDIATE", body) }
             case .postgres(let client, _):
                 return try await client.withConnection { conn in try await Self.inTransaction(conn.sql(), begin: "BEGIN", body) }
@@ -113,6 +121,22 @@ public final class HubStore: Sendable {
             return r
         } catch {
             try? await db.raw("ROLLBACK").run()
+            throw error
+        }
+    }
+
+    /// SAVEPOINT, the body, then RELEASE — or ROLLBACK TO and rethrow.
+    private static func inSavepoint<T: Sendable>(
+        _ db: any SQLDatabase, name: String, _ body: @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        try await db.raw(SQLQueryString("SAVEPOINT \(name)")).run()
+        do {
+            let r = try await body(db)
+            try await db.raw(SQLQueryString("RELEASE \(name)")).run()
+            return r
+        } catch {
+            try? await db.raw(SQLQueryString("ROLLBACK TO \(name)")).run()
+            try? await db.raw(SQLQueryString("RELEASE \(name)")).run()
             throw error
         }
     }
@@ -145,21 +169,75 @@ public final class HubStore: Sendable {
     }
 }
 
-/// Serializes SQLite transactions on the single connection.
-actor TransactionGate {
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+/// The one door to SQLite's single connection: every statement and every transaction passes
+/// through it, one holder at a time, in arrival order.
+///
+/// Without it a statement issued while another task's transaction is open would run inside that
+/// transaction: rolled back with it after its caller was told it was stored, and reads would see
+/// uncommitted rows. The holder's task (and the tasks it awaits) may re-enter: a store call made
+/// from inside a transaction body joins that transaction instead of deadlocking.
+final class TransactionGate: Sendable {
+    private struct State {
+        var holder: UInt64? = nil
+        var nextToken: UInt64 = 1
+        var depth = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    /// The hold this task is running under, if any (inherited by child tasks).
+    @TaskLocal private static var hold: UInt64?
+    private let state = Mutex(State())
+
+    init() {}
+
+    /// The nesting depth when this task already holds the gate, nil otherwise.
+    func heldDepth() -> Int? {
+        guard let mine = Self.hold else { return nil }
+        return state.withLock { $0.holder == mine ? $0.depth : nil }
+    }
 
     func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        while busy {
-            await withCheckedContinuation { waiters.append($0) }
+        if let mine = Self.hold, state.withLock({ s in
+            guard s.holder == mine else { return false }
+            s.depth += 1
+            return true
+        }) {
+            defer { state.withLock { $0.depth -= 1 } }
+            return try await body()
         }
-        busy = true
-        defer {
-            busy = false
-            if !waiters.isEmpty { waiters.removeFirst().resume() }
+        let token = await acquire()
+        defer { release() }
+        return try await Self.$hold.withValue(token) { try await body() }
+    }
+
+    private func acquire() async -> UInt64 {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let free = state.withLock { s -> Bool in
+                guard s.holder == nil else {
+                    s.waiters.append(c)
+                    return false
+                }
+                s.holder = s.nextToken
+                s.nextToken += 1
+                return true
+            }
+            if free { c.resume() }
         }
-        return try await body()
+        return state.withLock { $0.holder ?? 0 }
+    }
+
+    private func release() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.depth = 0
+            guard !s.waiters.isEmpty else {
+                s.holder = nil
+                return nil
+            }
+            // Hand over directly: the next waiter holds a fresh token.
+            s.holder = s.nextToken
+            s.nextToken += 1
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }
 
@@ -175,14 +253,26 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// Classifies a driver error by its SQL error code (never by its text: postgres-nio's
+    /// descriptions are deliberately generic): a unique violation is a conflict on both stores.
     static func wrap(_ error: Error) -> StoreError {
-        let text = String(describing: error)
-        if text.contains("UNIQUE constraint") || text.contains("duplicate key") || text.contains("23505") {
-            return StoreError(code: .conflict, message: "already exists")
-        }
+        if isUniqueViolation(error) { return StoreError(code: .conflict, message: "already exists") }
         if let pg = error as? PSQLError {
             return StoreError(code: .query, message: pg.serverInfo?[.message] ?? "database error (\(pg.code))")
         }
-        return StoreError(code: .query, message: text)
+        return StoreError(code: .query, message: String(describing: error))
+    }
+
+    /// SQLSTATE 23505 on PostgreSQL; SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY / _ROWID on SQLite
+    /// (sqlite-nio opens connections with extended result codes).
+    static func isUniqueViolation(_ error: Error) -> Bool {
+        if let pg = error as? PSQLError { return pg.serverInfo?[.sqlState] == "23505" }
+        if let lite = error as? SQLiteError {
+            switch lite.reason {
+            case .constraintUniqueFailed, .constraintPrimaryKeyFailed, .constraintUniqueRowIDFailed: return true
+            default: return false
+            }
+        }
+        return false
     }
 }

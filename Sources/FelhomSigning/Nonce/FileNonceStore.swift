@@ -8,16 +8,17 @@ import Synchronization
     import Darwin
 #endif
 
-/// A durable nonce store: an append-only log, one `NONCE EXPIRES_EPOCH` line per nonce, fsync'd
+/// A durable nonce store: an ``AppendLog``, one `NONCE EXPIRES_EPOCH` line per nonce, fsync'd
 /// before `record` returns, replayed on open.
 ///
-/// A torn last line (a crash mid-write) is cut off on open. The log is compacted when most of it
-/// is dead: live entries go to a temporary file, fsync, rename, fsync of the directory. Only
-/// nonces whose op expired more than `retention` ago are dropped. Any I/O error makes `record`
-/// answer ``NonceOutcome/unavailable(_:)``, which the verifier treats as a replay: nothing runs twice.
+/// A torn last line (a crash mid-write) is cut off on open; a malformed line before the last fails
+/// closed. A failed append is cut back, so no fragment fuses with the next nonce. The log is
+/// compacted when most of it is dead (``AppendLog/rewrite(_:)``: new file, fsync, rename, fsync of
+/// the directory). Only nonces whose op expired more than `retention` ago are dropped. Any I/O
+/// error makes `record` answer ``NonceOutcome/unavailable(_:)``, which the verifier treats as a
+/// replay: nothing runs twice.
 public final class FileNonceStore: NonceStore {
     struct State {
-        var fd: Int32
         var live: [String: Int64]
         var lines: Int
     }
@@ -27,73 +28,49 @@ public final class FileNonceStore: NonceStore {
     let retention: TimeInterval
     /// Compact when the log has this many more lines than live entries.
     let compactionSlack: Int
+    private let log: AppendLog
     private let state: Mutex<State>
 
     /// Opens (or creates, mode 0600) the log at `path` and replays it.
-    public init(path: String, clock: WallClock = SystemWallClock(), retention: TimeInterval = 600, compactionSlack: Int = 4096) throws {
+    public init(
+        path: String, clock: WallClock = SystemWallClock(), retention: TimeInterval = 600, compactionSlack: Int = 4096,
+        io: any AppendLogIO = POSIXAppendLogIO()
+    ) throws {
         self.path = path
         self.clock = clock
         self.retention = retention
         self.compactionSlack = compactionSlack
         var live: [String: Int64] = [:]
         var lines = 0
-        var goodLength = 0
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            throw NonceStoreError(message: "nonce log '\(path)' is a directory")
-        }
-        // Replay regular files only (a device such as /dev/full is opened but never read).
-        let isRegular = (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular
-        if isRegular, let data = FileManager.default.contents(atPath: path) {
-            let bytes = [UInt8](data)
-            var start = 0
-            while let nl = bytes[start...].firstIndex(of: 0x0A) {
-                let parts = String(decoding: bytes[start..<nl], as: UTF8.self).split(separator: " ")
-                if parts.count == 2, let exp = Int64(parts[1]) {
-                    live[String(parts[0])] = max(live[String(parts[0])] ?? exp, exp)
-                    lines += 1
-                }
-                start = nl + 1
+        do {
+            log = try AppendLog(path: path, io: io) { line in
+                let parts = String(decoding: line, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty, let exp = Int64(parts[1]) else { return false }
+                live[String(parts[0])] = max(live[String(parts[0])] ?? exp, exp)
+                lines += 1
+                return true
             }
-            goodLength = start
-            if goodLength < bytes.count {
-                // A torn last line: cut it so the next append starts on a fresh line.
-                guard truncate(path, off_t(goodLength)) == 0 else {
-                    throw NonceStoreError(message: "cannot repair torn nonce log '\(path)': \(String(cString: strerror(errno)))")
-                }
-            }
+        } catch {
+            throw NonceStoreError(message: "nonce log: \(error.message)")
         }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw NonceStoreError(message: "cannot open nonce log '\(path)': \(String(cString: strerror(errno)))")
-        }
-        Self.fsyncDirectory(of: path)
-        state = Mutex(State(fd: fd, live: live, lines: lines))
-    }
-
-    deinit {
-        state.withLock { _ = close($0.fd) }
+        state = Mutex(State(live: live, lines: lines))
     }
 
     /// Number of nonces currently remembered.
     public var count: Int { state.withLock { $0.live.count } }
 
     public func record(_ nonce: String, expiresAt: Date) -> NonceOutcome {
-        guard !nonce.isEmpty, !nonce.contains(where: { $0 == " " || $0 == "\n" || $0 == "\r" }) else {
-            return .unavailable("nonce contains whitespace")
+        guard !nonce.isEmpty, nonce.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            return .unavailable("nonce contains whitespace or characters outside printable ASCII")
         }
         let now = clock.now()
+        let exp = Int64(expiresAt.timeIntervalSince1970.rounded(.up))
         return state.withLock { s -> NonceOutcome in
             if s.live[nonce] != nil { return .seen }
-            let line = Array("\(nonce) \(Int64(expiresAt.timeIntervalSince1970.rounded(.up)))\n".utf8)
-            let written = line.withUnsafeBytes { write(s.fd, $0.baseAddress, $0.count) }
-            guard written == line.count else {
-                return .unavailable("cannot append to nonce log '\(path)': \(String(cString: strerror(errno)))")
+            do throws(AppendLogError) { try log.append(Array("\(nonce) \(exp)".utf8)) } catch {
+                return .unavailable("nonce log: \(error.message)")
             }
-            guard fsync(s.fd) == 0 else {
-                return .unavailable("cannot fsync nonce log '\(path)': \(String(cString: strerror(errno)))")
-            }
-            s.live[nonce] = Int64(expiresAt.timeIntervalSince1970.rounded(.up))
+            s.live[nonce] = exp
             s.lines += 1
             if s.lines > s.live.count + compactionSlack {
                 compact(&s, now: now)
@@ -115,34 +92,14 @@ public final class FileNonceStore: NonceStore {
     private func compact(_ s: inout State, now: Date) -> NonceStoreError? {
         let cutoff = Int64(now.timeIntervalSince1970 - retention)
         let keep = s.live.filter { $0.value >= cutoff }
-        let tmp = path + ".compact"
-        let text = keep.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return NonceStoreError(message: "compaction: cannot create '\(tmp)'") }
-        let bytes = Array(text.utf8)
-        let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            unlink(tmp)
-            return NonceStoreError(message: "compaction of '\(path)' failed: \(String(cString: strerror(errno)))")
+        let records = keep.sorted { $0.key < $1.key }.map { Array("\($0.key) \($0.value)".utf8) }
+        do throws(AppendLogError) { try log.rewrite(records) } catch {
+            // The old log is still the one in use and still holds every nonce.
+            return NonceStoreError(message: "compaction: \(error.message)")
         }
-        Self.fsyncDirectory(of: path)
-        let newFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard newFD >= 0 else { return NonceStoreError(message: "cannot reopen '\(path)' after compaction") }
-        close(s.fd)
-        s.fd = newFD
         s.live = keep
         s.lines = keep.count
         return nil
-    }
-
-    static func fsyncDirectory(of path: String) {
-        let dir = (path as NSString).deletingLastPathComponent
-        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
     }
 }
 

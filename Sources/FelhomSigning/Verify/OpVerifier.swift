@@ -74,6 +74,19 @@ public struct OpVerifier: Sendable {
             throw SignatureError(.target, "op is for host '\(op.hostID)', this is host '\(hostID)'")
         }
         // 8. Time window.
+        try checkTimeWindow(op, now: now)
+        // 9. Nonce, last.
+        switch nonces.record(op.nonce, expiresAt: op.expiresAt.addingTimeInterval(policy.clockSkew)) {
+        case .recorded: return Verified(op: op, signer: signer, signature: sig)
+        case .seen: throw SignatureError(.replay, "op nonce \(op.nonce) was already used")
+        case .unavailable(let why): throw SignatureError(.replay, "cannot confirm the nonce is fresh (\(why)); refusing")
+        }
+    }
+
+    /// The op's time window, with the clock-skew tolerance. Also checked again before an op
+    /// resumed after a crash submits any new step: a resumed op is no more valid than a fresh one.
+    public func checkTimeWindow(_ op: OpBlob, now: Date? = nil) throws(SignatureError) {
+        let now = now ?? clock.now()
         guard op.expiresAt.timeIntervalSince(op.issuedAt) <= policy.maxLifetime else {
             throw SignatureError(.malformed, "op lifetime exceeds the maximum of \(Int(policy.maxLifetime)) s")
         }
@@ -82,12 +95,6 @@ public struct OpVerifier: Sendable {
         }
         if now.addingTimeInterval(-policy.clockSkew) > op.expiresAt {
             throw SignatureError(.expired, "op expired at \(op.expiresAt.formatted(.iso8601))")
-        }
-        // 9. Nonce, last.
-        switch nonces.record(op.nonce, expiresAt: op.expiresAt.addingTimeInterval(policy.clockSkew)) {
-        case .recorded: return Verified(op: op, signer: signer, signature: sig)
-        case .seen: throw SignatureError(.replay, "op nonce \(op.nonce) was already used")
-        case .unavailable(let why): throw SignatureError(.replay, "cannot confirm the nonce is fresh (\(why)); refusing")
         }
     }
 }

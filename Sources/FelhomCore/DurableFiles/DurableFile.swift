@@ -1,0 +1,44 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Whole-file writes that survive a crash: the new content goes to a temporary file in the same
+/// directory, is fsync'd, renamed over the target, and the directory is fsync'd. A reader sees the
+/// old file or the new one, never a mix; every system call's result is checked.
+public enum DurableFile {
+    /// Writes `data` to `path` with `mode` (default 0600), atomically and durably.
+    public static func write(_ data: [UInt8], to path: String, mode: mode_t = 0o600, io: any AppendLogIO = POSIXAppendLogIO()) throws(AppendLogError) {
+        let dir = AppendLog.directory(of: path)
+        let tmp = dir + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
+        let fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            throw AppendLogError(code: .open, message: "cannot create '\(tmp)': \(AppendLog.errnoText())")
+        }
+        var written = 0
+        while written < data.count {
+            let n = data.withUnsafeBytes { io.write(fd, UnsafeRawBufferPointer(rebasing: $0[written...])) }
+            guard n > 0 else { break }
+            written += n
+        }
+        let ok = written == data.count && io.fsync(fd) == 0
+        let why = AppendLog.errnoText()
+        io.close(fd)
+        guard ok else {
+            unlink(tmp)
+            throw AppendLogError(code: .write, message: "cannot write '\(path)': \(why)")
+        }
+        _ = chmod(tmp, mode)
+        guard io.rename(tmp, path) == 0 else {
+            let why = AppendLog.errnoText()
+            unlink(tmp)
+            throw AppendLogError(code: .write, message: "cannot rename into '\(path)': \(why)")
+        }
+        guard AppendLog.fsyncDirectory(dir, io: io) else {
+            throw AppendLogError(code: .write, message: "wrote '\(path)' but cannot fsync its directory: \(AppendLog.errnoText())")
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import FelhomCore
+import FelhomTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@Suite("Append log: crash-safe appends")
+struct AppendLogTests {
+    func tempDir() throws -> String {
+        let dir = NSTemporaryDirectory() + "felhom-log-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    func lines(_ path: String) throws -> [String] {
+        var out: [String] = []
+        _ = try AppendLog(path: path) { line in
+            out.append(String(decoding: line, as: UTF8.self))
+            return true
+        }
+        return out
+    }
+
+    @Test func aFailedShortWriteIsCutBackAndTheNextRecordStaysWhole() throws {
+        let path = try tempDir() + "/log"
+        let io = FaultyIO()
+        let log = try AppendLog(path: path, io: io) { _ in true }
+        try log.append(Array("first".utf8))
+        io.faults.withLock { $0.shortWriteThenFail = 3 }
+        #expect(throws: AppendLogError.self) { try log.append(Array("second-lost".utf8)) }
+        try log.append(Array("third".utf8))
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "first\nthird\n")
+        #expect(try lines(path) == ["first", "third"])
+    }
+
+    @Test func aLegalShortWriteIsCompleted() throws {
+        let path = try tempDir() + "/log"
+        let io = FaultyIO()
+        let log = try AppendLog(path: path, io: io) { _ in true }
+        io.faults.withLock { $0.shortWriteOnly = 2 }
+        try log.append(Array("whole-record".utf8))
+        #expect(try lines(path) == ["whole-record"])
+    }
+
+    @Test func aFailedFsyncIsCutBack() throws {
+        let path = try tempDir() + "/log"
+        let io = FaultyIO()
+        let log = try AppendLog(path: path, io: io) { _ in true }
+        try log.append(Array("a".utf8))
+        io.faults.withLock { $0.failNextFsync = true }
+        let e = #expect(throws: AppendLogError.self) { try log.append(Array("b".utf8)) }
+        #expect(e?.code == .write)
+        try log.append(Array("c".utf8))
+        #expect(try lines(path) == ["a", "c"])
+    }
+
+    @Test func aWriteThatCannotBeCutBackRefusesLaterAppends() throws {
+        let path = try tempDir() + "/log"
+        let io = FaultyIO()
+        let log = try AppendLog(path: path, io: io) { _ in true }
+        try log.append(Array("a".utf8))
+        io.faults.withLock {
+            $0.shortWriteThenFail = 2
+            $0.failTruncate = true
+        }
+        #expect(throws: AppendLogError.self) { try log.append(Array("bbbbbb".utf8)) }
+        io.faults.withLock { $0.failTruncate = false }
+        let e = #expect(throws: AppendLogError.self) { try log.append(Array("c".utf8)) }
+        #expect(e?.code == .damaged)
+        // Reopening repairs: the fragment is the torn last line and is cut.
+        #expect(try lines(path) == ["a"])
+        let reopened = try AppendLog(path: path) { _ in true }
+        try reopened.append(Array("c".utf8))
+        #expect(try lines(path) == ["a", "c"])
+    }
+
+    @Test func aMalformedLineBeforeTheLastFailsClosed() throws {
+        let path = try tempDir() + "/log"
+        try "good\nbad!\ngood\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let e = #expect(throws: AppendLogError.self) { try AppendLog(path: path) { $0.first != UInt8(ascii: "b") } }
+        #expect(e?.code == .corrupt)
+        #expect(e?.message.contains("line 2") == true)
+        // An unreadable last line (even newline-terminated) is torn: dropped and cut.
+        try "good\nbad!\n".write(toFile: path, atomically: true, encoding: .utf8)
+        _ = try AppendLog(path: path) { $0.first != UInt8(ascii: "b") }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "good\n")
+    }
+
+    @Test func aFailedRewriteKeepsTheOldLogInUse() throws {
+        let path = try tempDir() + "/log"
+        let io = FaultyIO()
+        let log = try AppendLog(path: path, io: io) { _ in true }
+        try log.append(Array("a".utf8))
+        io.faults.withLock { $0.failOpenContaining = ".rewrite" }
+        #expect(throws: AppendLogError.self) { try log.rewrite([Array("compacted".utf8)]) }
+        try log.append(Array("b".utf8))
+        #expect(try lines(path) == ["a", "b"])
+        // A successful rewrite: later appends land in the new file, not in an unlinked inode.
+        io.faults.withLock { $0.failOpenContaining = nil }
+        try log.rewrite([Array("compacted".utf8)])
+        try log.append(Array("after".utf8))
+        #expect(try lines(path) == ["compacted", "after"])
+    }
+
+    @Test func aRenamedAwayLogIsNotWrittenAfterRewrite() throws {
+        // Opens failing after the rename (the old implementation reopened the path after renaming,
+        // and on failure kept appending to the unlinked old inode).
+        let path = try tempDir() + "/log"
+        let io = FaultyIO()
+        let log = try AppendLog(path: path, io: io) { _ in true }
+        try log.append(Array("a".utf8))
+        try log.rewrite([Array("a".utf8)])
+        io.faults.withLock { $0.failOpenContaining = "/log" }
+        try log.append(Array("b".utf8))
+        io.faults.withLock { $0.failOpenContaining = nil }
+        #expect(try lines(path) == ["a", "b"])
+    }
+
+    @Test func aReadOnlyDirectoryIsAClearError() throws {
+        let dir = try tempDir()
+        let io = FaultyIO()
+        if getuid() == 0 {
+            // root ignores directory permissions: the kernel's answer on a read-only mount is injected.
+            io.faults.withLock { $0.failOpenContaining = dir }
+        } else {
+            chmod(dir, 0o500)
+        }
+        defer { chmod(dir, 0o700) }
+        let e = #expect(throws: AppendLogError.self) { try AppendLog(path: dir + "/log", io: io) { _ in true } }
+        #expect(e?.code == .open)
+        #expect(e?.message.contains(dir + "/log") == true)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/log"))
+    }
+
+    @Test func aMissingDirectoryIsNamed() throws {
+        let e = #expect(throws: AppendLogError.self) { try AppendLog(path: "/nonexistent-felhom/dir/log") { _ in true } }
+        #expect(e?.message.contains("/nonexistent-felhom/dir") == true)
+        #expect(e?.message.contains("does not exist") == true)
+    }
+
+    @Test func durableFileReplacesWholeAndKeepsMode() throws {
+        let path = try tempDir() + "/host.json"
+        try DurableFile.write(Array("one".utf8), to: path)
+        try DurableFile.write(Array("two".utf8), to: path)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "two")
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int == 0o600)
+        let io = FaultyIO()
+        io.faults.withLock { $0.shortWriteThenFail = 1 }
+        #expect(throws: AppendLogError.self) { try DurableFile.write(Array("three".utf8), to: path, io: io) }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "two")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: (path as NSString).deletingLastPathComponent)
+        #expect(leftovers == ["host.json"])
+    }
+}

@@ -1,0 +1,157 @@
+import FelhomCore
+@testable import FelhomHub
+import Foundation
+import SQLKit
+import Testing
+
+/// A one-shot latch for ordering two tasks in a test.
+actor Latch {
+    private var open = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    func release() {
+        open = true
+        for w in waiters { w.resume() }
+        waiters = []
+    }
+    func wait() async {
+        if open { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+}
+
+@Suite("Store safety: no acknowledged write lost")
+struct StoreSafetyTests {
+    struct Boom: Error {}
+
+    /// Issue 10 item 1: a statement run through `withDB` while another task's transaction is open
+    /// must not run inside that transaction (and must not vanish when it rolls back).
+    @Test(arguments: TestStores.kinds)
+    func withDBWriteSurvivesAConcurrentRollback(kind: HubStore.Kind) async throws {
+        let store = try await TestStores.open(kind)
+        defer { Task { await store.close() } }
+        try await store.withDB { db in
+            try await db.raw("CREATE TABLE probe (id INTEGER PRIMARY KEY, v TEXT NOT NULL)").run()
+        }
+        let inside = Latch()
+        let proceed = Latch()
+        let tx = Task {
+            try await store.transaction { db in
+                try await db.raw("INSERT INTO probe (id, v) VALUES (1, 'rolled-back')").run()
+                await inside.release()
+                await proceed.wait()
+                throw Boom()
+            }
+        }
+        await inside.wait()
+        // The concurrent, acknowledged write. On SQLite it waits for the transaction to end.
+        let write = Task {
+            try await store.withDB { db in try await db.raw("INSERT INTO probe (id, v) VALUES (2, 'acknowledged')").run() }
+        }
+        // Give the write every chance to slip into the open transaction before it rolls back.
+        try await Task.sleep(for: .milliseconds(100))
+        await proceed.release()
+        await #expect(throws: (any Error).self) { try await tx.value }
+        try await write.value
+        let rows = try await store.withDB { db in
+            try await db.raw("SELECT v FROM probe ORDER BY id").all().map { try $0.decode(column: "v", as: String.self) }
+        }
+        #expect(rows == ["acknowledged"])
+    }
+
+    /// Reads from `withDB` never see another transaction's uncommitted rows.
+    @Test(arguments: TestStores.kinds)
+    func withDBDoesNotReadUncommittedRows(kind: HubStore.Kind) async throws {
+        let store = try await TestStores.open(kind)
+        defer { Task { await store.close() } }
+        try await store.withDB { db in
+            try await db.raw("CREATE TABLE probe (id INTEGER PRIMARY KEY, v TEXT NOT NULL)").run()
+        }
+        let inside = Latch()
+        let proceed = Latch()
+        let tx = Task {
+            try await store.transaction { db in
+                try await db.raw("INSERT INTO probe (id, v) VALUES (1, 'uncommitted')").run()
+                await inside.release()
+                await proceed.wait()
+                throw Boom()
+            }
+        }
+        await inside.wait()
+        let read = Task {
+            try await store.withDB { db in try await db.raw("SELECT COUNT(*) AS n FROM probe").first()?.decode(column: "n", as: Int.self) }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        await proceed.release()
+        await #expect(throws: (any Error).self) { try await tx.value }
+        #expect(try await read.value == 0)
+    }
+
+    /// A statement issued from inside a transaction body through the store (same task) joins that
+    /// transaction instead of deadlocking on SQLite's single-connection gate.
+    @Test func nestedWithDBInsideATransactionDoesNotDeadlock() async throws {
+        let store = try await TestStores.open(.sqlite)
+        defer { Task { await store.close() } }
+        try await store.withDB { db in
+            try await db.raw("CREATE TABLE probe (id INTEGER PRIMARY KEY, v TEXT NOT NULL)").run()
+        }
+        try await store.transaction { db in
+            try await db.raw("INSERT INTO probe (id, v) VALUES (1, 'outer')").run()
+            try await store.withDB { db in try await db.raw("INSERT INTO probe (id, v) VALUES (2, 'inner')").run() }
+        }
+        let n = try await store.withDB { db in try await db.raw("SELECT COUNT(*) AS n FROM probe").first()?.decode(column: "n", as: Int.self) }
+        #expect(n == 2)
+    }
+}
+
+@Suite("Conflicts and long-polls")
+struct ConflictAndLongPollTests {
+    /// Issue 10 item 7: a duplicate is a conflict on both stores, classified by the SQL error code.
+    @Test(arguments: TestStores.kinds)
+    func aDuplicateIsAConflict(kind: HubStore.Kind) async throws {
+        let store = try await TestStores.open(kind)
+        defer { Task { await store.close() } }
+        try await store.withDB { db in try await db.raw("CREATE TABLE probe (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)").run() }
+        try await store.withDB { db in try await db.raw("INSERT INTO probe (id, name) VALUES (1, 'a')").run() }
+        let unique = await #expect(throws: StoreError.self) {
+            try await store.withDB { db in try await db.raw("INSERT INTO probe (id, name) VALUES (2, 'a')").run() }
+        }
+        #expect(unique?.code == .conflict)
+        let primary = await #expect(throws: StoreError.self) {
+            try await store.transaction { db in try await db.raw("INSERT INTO probe (id, name) VALUES (1, 'b')").run() }
+        }
+        #expect(primary?.code == .conflict)
+        // A NOT NULL failure is not a conflict.
+        let other = await #expect(throws: StoreError.self) {
+            try await store.withDB { db in try await db.raw("INSERT INTO probe (id, name) VALUES (3, NULL)").run() }
+        }
+        #expect(other?.code == .query)
+    }
+
+    /// A long-poll whose timer fires before it is parked returns instead of hanging until the
+    /// next publish.
+    @Test func aWaitWhoseTimerFiresFirstReturns() async throws {
+        let watch = GenerationWatch()
+        let finished = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for _ in 0..<500 { await watch.wait(hostID: "h", upTo: .zero) }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(20))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first {
+                // Unstick the hung waits so the group can end.
+                for _ in 0..<1000 {
+                    await watch.notify(hostID: "h")
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            return first
+        }
+        #expect(finished, "a long-poll hung after its timer fired")
+        #expect(await watch.parked == 0)
+    }
+}
