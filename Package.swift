@@ -129,6 +129,7 @@ let package = Package(
             dependencies: [
                 "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub", "FelhomHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -30,6 +30,19 @@ public struct OpBlob: Sendable, Equatable {
             }
         }
 
+        /// The exact pattern of each parameter's value (the whole value must match). Any other
+        /// parameter is refused: what is signed is exactly what the agent will do.
+        public var paramPatterns: [String: String] {
+            switch self {
+            case .guestDestroy: return [:]
+            case .guestRollback: return ["snapshot": #"[A-Za-z][A-Za-z0-9_-]{0,39}"#]
+            case .guestRestore: return ["backup": #"[A-Za-z][A-Za-z0-9._-]{0,63}:backup/[A-Za-z0-9._+:/-]{1,200}"#]
+            case .diskDecommission:
+                return ["disk_uuid": #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"#]
+            case .agentRollback: return ["version": #"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?"#]
+            }
+        }
+
         /// Whether the op acts on one guest (so `target.guest_id` is required).
         public var needsGuest: Bool {
             switch self {
@@ -86,11 +99,22 @@ public struct OpBlob: Sendable, Equatable {
     /// Checks the rules every op obeys; throws ``OpBlobError`` naming the field.
     public func validate() throws {
         func bad(_ field: String, _ why: String) -> OpBlobError { OpBlobError(field: field, message: why) }
-        guard !hostID.isEmpty, hostID.count <= 128 else { throw bad("target.host_id", "must be 1–128 characters") }
-        if op.needsGuest && (guestID ?? "").isEmpty { throw bad("target.guest_id", "\(op.rawValue) needs a guest") }
+        guard Pattern.whole(hostID, #"[A-Za-z0-9_-]{1,128}"#) else { throw bad("target.host_id", "must be 1–128 characters of [A-Za-z0-9_-]") }
+        if op.needsGuest {
+            guard let g = guestID, !g.isEmpty else { throw bad("target.guest_id", "\(op.rawValue) needs a guest") }
+            guard Pattern.whole(g, #"[1-9][0-9]{2,8}"#) else { throw bad("target.guest_id", "must be a PVE vmid (100…999999999)") }
+        } else if guestID != nil {
+            throw bad("target.guest_id", "\(op.rawValue) acts on no guest: must be null")
+        }
+        let patterns = op.paramPatterns
+        if let extra = Set(params.keys).subtracting(patterns.keys).sorted().first {
+            throw bad("params.\(extra)", "\(op.rawValue) takes no parameter '\(extra)' (it takes: \(patterns.keys.sorted().joined(separator: ", ")))")
+        }
         for p in op.requiredParams {
             guard case .string(let v)? = params[p], !v.isEmpty else { throw bad("params.\(p)", "\(op.rawValue) needs a non-empty string") }
+            guard let pattern = patterns[p], Pattern.whole(v, pattern) else { throw bad("params.\(p)", "is not a valid \(p)") }
         }
+        guard Pattern.whole(keyID, #"[A-Za-z0-9+/=:_.-]{0,128}"#) else { throw bad("key_id", "must be at most 128 characters of [A-Za-z0-9+/=:_.-]") }
         guard nonce.count >= 16, nonce.count <= 128,
             nonce.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") })
         else { throw bad("nonce", "must be 16–128 characters of [A-Za-z0-9_-]") }

@@ -67,7 +67,7 @@ public struct Hub: Sendable {
         guard p == .operator else { throw HubError.forbidden("create customers") }
         try Validate.text(c.name, "$.name", max: 200)
         guard c.email.contains("@"), c.email.count <= 254 else { throw HubError.badRequest("must be an e-mail address", path: "$.email") }
-        guard c.domain.range(of: #"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$"#, options: .regularExpression) != nil else {
+        guard Pattern.whole(c.domain, #"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"#) else {
             throw HubError.badRequest("must be a lower-case domain name like example.hu", path: "$.domain")
         }
         let tz = c.timezone ?? "Europe/Budapest"
@@ -159,22 +159,43 @@ public struct Hub: Sendable {
         }
     }
 
-    public func createGuest(hostID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
+    /// Creates a guest and issues its key (shown once).
+    ///
+    /// With an `idempotencyKey` (the agent sends `vmid-<vmid>`), a repeated request — an agent that
+    /// crashed after the hub minted the key and before it stored it — does not create a second
+    /// guest with a second, ownerless, valid key: the same guest gets a fresh key and every earlier
+    /// key of it is revoked in the same transaction.
+    public func createGuest(hostID: String, name: String, idempotencyKey: String? = nil, by p: Principal) async throws -> (id: String, apiKey: String) {
         switch p {
         case .operator: break
         case .host(let h, _) where h == hostID: break
         default: throw HubError.forbidden("create guests on host \(hostID)")
         }
         try Validate.text(name, "$.name", max: 100)
-        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-        let id = Ids.make("gst")
-        let now = self.now
-        let key = try await store.transaction { db in
-            try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at")
-                .values(SQLBind(id), SQLBind(hostID), SQLBind(name), SQLBind(now)).run()
-            return try await keys.issue(kind: "guest", subjectID: id, customerID: host.customerID, in: db)
+        if let k = idempotencyKey {
+            guard Pattern.whole(k, #"[A-Za-z0-9_.:-]{1,128}"#) else {
+                throw HubError.badRequest("must be 1–128 characters of A-Z a-z 0-9 _ . : -", path: "$.idempotency_key")
+            }
         }
-        return (id, key)
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        let now = self.now
+        let result = try await store.transaction { db -> (String, String, Bool) in
+            if let k = idempotencyKey,
+                let existing = try await db.select().column("id").from("guests").where("host_id", .equal, SQLBind(hostID))
+                    .where("idempotency_key", .equal, SQLBind(k)).first()?.decode(column: "id", as: String.self)
+            {
+                try await db.update("api_keys").set("revoked_at", to: SQLBind(now)).where("subject_id", .equal, SQLBind(existing))
+                    .where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
+                try await db.update("guests").set("name", to: SQLBind(name)).where("id", .equal, SQLBind(existing)).run()
+                return (existing, try await keys.issue(kind: "guest", subjectID: existing, customerID: host.customerID, in: db), true)
+            }
+            let id = Ids.make("gst")
+            try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at", "idempotency_key")
+                .values(SQLBind(id), SQLBind(hostID), SQLBind(name), SQLBind(now), SQLBind(idempotencyKey)).run()
+            return (id, try await keys.issue(kind: "guest", subjectID: id, customerID: host.customerID, in: db), false)
+        }
+        if result.2 { keys.cache.removeAll() }  // the revoked key stops working here at once
+        return (result.0, result.1)
     }
 
     // MARK: - Reports and control
@@ -352,7 +373,7 @@ public struct Hub: Sendable {
         case .customer:
             throw HubError.forbidden("post events")
         }
-        guard e.type.range(of: #"^[a-z][a-z0-9_]{1,63}$"#, options: .regularExpression) != nil else {
+        guard Pattern.whole(e.type, #"[a-z][a-z0-9_]{1,63}"#) else {
             throw HubError.badRequest("must be a lower-case snake_case event type", path: "$.type")
         }
         if case .object? = e.data {} else if e.data != nil { throw HubError.badRequest("must be an object", path: "$.data") }

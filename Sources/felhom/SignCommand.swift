@@ -3,6 +3,7 @@ import FelhomCore
 import FelhomHTTP
 import FelhomHubClient
 import FelhomSigning
+import Crypto
 import Foundation
 
 /// `felhom sign`: review the hub's pending signed-op requests and sign them on this workstation.
@@ -12,8 +13,10 @@ struct SignCommand: AsyncParsableCommand {
         abstract: "Sign pending destructive ops queued on the hub (the key never leaves this machine).",
         discussion: """
             Lists the ops waiting for a signature and shows each in plain words, read from the exact bytes you \
-            are about to sign (not from the hub's own description). Asks before signing each unless --yes. \
-            The operator API key comes from --operator-key or FELHOM_OPERATOR_KEY.
+            are about to sign (not from the hub's own description), every string escaped outside printable \
+            ASCII, with the SHA-256 digest of those bytes. Asks before signing each, or signs exactly the ops \
+            named with --op ID (repeatable) without asking. The operator API key comes from --operator-key or \
+            FELHOM_OPERATOR_KEY.
             """)
 
     @Option(help: "Hub URL, e.g. https://hub.example:8443 (http:// only on loopback).") var hub: String
@@ -23,7 +26,9 @@ struct SignCommand: AsyncParsableCommand {
     @Option(name: .customLong("hub-fingerprint"), help: "Pin the hub's TLS leaf certificate (SHA-256).") var hubFingerprint: String?
     @Option(name: .customLong("hub-ca"), help: "Trust this CA file for the hub's certificate.") var hubCA: String?
     @Flag(help: "Only list the pending ops; sign nothing.") var pending = false
-    @Flag(help: "Sign every pending op without asking.") var yes = false
+    @Option(name: .customLong("op"), help: "Sign this pending op without asking (repeatable); others are left alone.")
+    var opIDs: [String] = []
+    @Flag(help: .hidden) var yes = false
     @Flag(name: .customLong("ssh-keygen"), help: "Always sign through ssh-keygen -Y sign.") var viaSSHKeygen = false
 
     func run() async throws {
@@ -31,6 +36,9 @@ struct SignCommand: AsyncParsableCommand {
             throw ValidationError("give the hub's operator key with FELHOM_OPERATOR_KEY or --operator-key")
         }
         if !pending && key == nil { throw ValidationError("--key PATH is needed to sign (or --pending to only list)") }
+        if yes {
+            throw ValidationError("--yes was removed: name the ops to sign with --op ID (list them with --pending and check each digest)")
+        }
         var trust = TLSTrust.systemDefault
         if let fp = hubFingerprint {
             do { trust = .pinnedLeafSHA256(try CertificateFingerprint(parsing: fp)) } catch { throw ValidationError("--hub-fingerprint: \(error)") }
@@ -47,8 +55,17 @@ struct SignCommand: AsyncParsableCommand {
         }
         print("\(ops.count) op\(ops.count == 1 ? "" : "s") waiting for a signature:\n")
         var signed = 0, skipped = 0, failed = 0
+        let listedIDs = Set(ops.compactMap { $0["id"]?.stringValue })
+        for wanted in opIDs where !listedIDs.contains(wanted) {
+            print("✗ --op \(TerminalText.escaped(wanted)): no such op is waiting for a signature\n")
+            failed += 1
+        }
         for op in ops {
             let id = op["id"]?.stringValue ?? "?"
+            if !opIDs.isEmpty && !opIDs.contains(id) {
+                skipped += 1
+                continue
+            }
             let blobText = op["blob"]?.stringValue ?? ""
             let bytes = Array(blobText.utf8)
             let parsed: OpBlob
@@ -60,9 +77,10 @@ struct SignCommand: AsyncParsableCommand {
                 failed += 1
                 continue
             }
-            print(Self.describe(parsed, id: id, customer: op["customer_name"]?.stringValue, host: op["host_name"]?.stringValue))
+            print(Self.describe(parsed, bytes: bytes, id: id, customer: op["customer_name"]?.stringValue, host: op["host_name"]?.stringValue,
+                                volumesAtRisk: op["volumes_not_in_backups"]?.arrayValue ?? []))
             if pending { continue }
-            if !yes {
+            if opIDs.isEmpty {
                 print("Sign this op? Type 'yes' to sign, anything else to skip: ", terminator: "")
                 guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
                     print("  skipped\n")
@@ -84,17 +102,30 @@ struct SignCommand: AsyncParsableCommand {
         if failed > 0 { throw ExitCode(1) }
     }
 
-    /// Plain words from the signed bytes themselves; the hub's names are only context.
-    static func describe(_ op: OpBlob, id: String, customer: String?, host: String?) -> String {
+    /// Plain words from the signed bytes themselves; the hub's names are only context. Every
+    /// string is escaped outside printable ASCII (a hostile hub cannot make "121" show for "120").
+    static func describe(_ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [JSONValue] = []) -> String {
+        let e = TerminalText.escaped
         let fmt = ISO8601DateFormatter()
-        var lines = ["• \(op.op.summary)", "    request  \(id)"]
-        lines.append("    host     \(op.hostID)\(host.map { " (\"\($0)\" says the hub)" } ?? "")")
-        if let c = customer { lines.append("    customer \(c) (says the hub)") }
-        if let g = op.guestID { lines.append("    guest    vmid \(g)") }
+        var lines = ["• \(op.op.summary)", "    request  \(e(id))"]
+        lines.append("    host     \(e(op.hostID))\(host.map { " (\"\(e($0))\" says the hub)" } ?? "")")
+        if let c = customer { lines.append("    customer \(e(c)) (says the hub)") }
+        if let g = op.guestID { lines.append("    guest    vmid \(e(g))") }
         for (k, v) in op.params.sorted(by: { $0.key < $1.key }) {
-            lines.append("    \(k.padding(toLength: 8, withPad: " ", startingAt: 0)) \(v.stringValue ?? String(decoding: v.serialized(), as: UTF8.self))")
+            lines.append("    \(e(k).padding(toLength: 8, withPad: " ", startingAt: 0)) \(e(v.stringValue ?? String(decoding: v.serialized(), as: UTF8.self)))")
         }
-        lines.append("    valid    until \(fmt.string(from: op.expiresAt)) (nonce \(op.nonce.prefix(12))…)")
+        lines.append("    valid    \(fmt.string(from: op.issuedAt)) until \(fmt.string(from: op.expiresAt)) (nonce \(e(String(op.nonce.prefix(12))))…)")
+        if op.op == .guestRestore && !volumesAtRisk.isEmpty {
+            let list = volumesAtRisk.map { "\(e($0["key"]?.stringValue ?? "?")) (\(e($0["volume"]?.stringValue ?? "?")))" }.joined(separator: ", ")
+            lines.append("    WARNING  volumes not in this guest's backups (says the hub's last report): \(list)")
+            lines.append("             a restore over the guest would destroy them; the agent refuses until they are moved")
+        }
+        lines.append("    sha256   \(digest(bytes))  (of the exact bytes signed)")
         return lines.joined(separator: "\n")
+    }
+
+    /// Hex SHA-256 of the signed bytes, to compare with `felhom op` or another workstation.
+    static func digest(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -156,3 +156,43 @@ struct AppendLogTests {
         #expect(leftovers == ["host.json"])
     }
 }
+
+@Suite("Validation patterns and terminal text")
+struct PatternTests {
+    /// Issue 10 item 16: `$` also matches before a final newline; validations anchor at the true end.
+    @Test func aTrailingNewlineIsNotAccepted() {
+        #expect("abc\n".range(of: "^[a-z]+$", options: .regularExpression) != nil, "ICU's $ (the trap)")
+        #expect(!Pattern.whole("abc\n", "[a-z]+"))
+        #expect(Pattern.whole("abc", "[a-z]+"))
+        #expect(!Pattern.whole("xabc", "abc|x"))
+        #expect(throws: ContractError.self) {
+            try DesiredState.decode(Data(#"{"guests":[{"vmid":120,"name":"web\n","cpu":1,"memory_mb":512,"disk_gb":4}]}"#.utf8))
+        }
+    }
+
+    /// Issue 10 item 11: every printed string escaped outside printable ASCII.
+    @Test func terminalTextEscapesEverythingOutsidePrintableASCII() {
+        #expect(TerminalText.escaped("guest 120") == "guest 120")
+        #expect(TerminalText.escaped("\u{1B}[2K\rguest 121") == "\\u{1B}[2K\\u{D}guest 121")
+        #expect(TerminalText.escaped("12\u{202E}1") == "12\\u{202E}1")
+        #expect(TerminalText.escaped("a\\u{41}") == "a\\\\u{41}")
+    }
+
+    /// Operator-written documents are strict (item 9); reports stay lenient.
+    @Test func unknownKeysAreNamed() throws {
+        let e = #expect(throws: ContractError.self) {
+            try DesiredState.decodeStrict(Data(#"{"guests":[{"vmid":120,"nmae":"web","name":"web","cpu":1,"memory_mb":512,"disk_gb":4}]}"#.utf8))
+        }
+        #expect(e?.path == "$.guests[0].nmae")
+        #expect(throws: ContractError.self) { try DesiredState.decodeStrict(Data(#"{"guests":[],"storage_policy":{"keep":3}}"#.utf8)) }
+        _ = try DesiredState.decodeStrict(Data(#"{"guests":[],"versions":{"agent":"1.2.3","anything":"0.1.0"}}"#.utf8))
+        _ = try DesiredState.decode(Data(#"{"guests":[],"future_field":1}"#.utf8))
+        let loader = ConfigLoader(environmentPrefix: "X", keys: [.init("database"), .init("pve.host")])
+        let dir = NSTemporaryDirectory() + "felhom-cfg-\(UUID().uuidString).json"
+        try #"{"databse":"sqlite:x","pve":{"host":"a","hots":"b"}}"#.write(toFile: dir, atomically: true, encoding: .utf8)
+        struct C: Decodable { var database: String? }
+        let ce = #expect(throws: ConfigError.self) { try loader.load(C.self, file: dir, environment: [:]) }
+        #expect(ce?.message.contains("$.databse") == true)
+        #expect(ce?.message.contains(dir) == true)
+    }
+}

@@ -60,7 +60,7 @@ import Testing
         }
         #expect(why.contains("/dev/full"))
         let key = SSHPrivateKey.generateEd25519()
-        let blob = try OpBlob.new(op: .guestDestroy, hostID: "h", guestID: "1", params: [:], ttl: 60, keyID: "", now: clock.now()).canonicalBytes()
+        let blob = try OpBlob.new(op: .guestDestroy, hostID: "h", guestID: "101", params: [:], ttl: 60, keyID: "", now: clock.now()).canonicalBytes()
         let v = OpVerifier(signers: [PinnedSigner(name: "a", key: key.publicKey)], hostID: "h", nonces: s, clock: clock)
         let e = #expect(throws: SignatureError.self) { try v.verify(blob: blob, signature: try key.sign(message: blob, namespace: OpVerifier.namespace).armored) }
         #expect(e?.code == .replay)

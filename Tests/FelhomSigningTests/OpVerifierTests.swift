@@ -113,4 +113,38 @@ import Testing
         let e = #expect(throws: OpBlobError.self) { try OpBlob(parsing: try CanonicalJSON.serialize(extra)) }
         #expect(e?.field == "sudo")
     }
+
+    /// Issue 10 item 11: an exact parameter schema per op and strict id charsets, on every side
+    /// (the agent parses with the same rules), so a hostile hub cannot smuggle a misleading op.
+    @Test(arguments: [
+        (OpBlob.Op.guestDestroy, "box-1", "120", ["force": JSONValue.bool(true)], "params.force"),
+        (.guestDestroy, "box-1", "12a", [:], "target.guest_id"),
+        (.guestDestroy, "box-1", "120\u{202E}1", [:], "target.guest_id"),
+        (.guestDestroy, "box\u{1B}[2K", "120", [:], "target.host_id"),
+        (.guestDestroy, "box-1", "99", [:], "target.guest_id"),
+        (.guestRollback, "box-1", "120", ["snapshot": .string("pre\nDESTROY")], "params.snapshot"),
+        (.guestRollback, "box-1", "120", ["snapshot": .string("pre"), "also": .string("x")], "params.also"),
+        (.guestRestore, "box-1", "120", ["backup": .string("pbs:backup/ct/120/2026-01-01T00:00:00Z\u{7}")], "params.backup"),
+        (.agentRollback, "box-1", "120", ["version": .string("0.1.0")], "target.guest_id"),
+    ])
+    func opBlobRefusesWhatItCannotShowExactly(op: OpBlob.Op, host: String, guest: String, params: [String: JSONValue], field: String) throws {
+        let e = #expect(throws: OpBlobError.self) { try OpBlob.new(op: op, hostID: host, guestID: guest, params: params, ttl: 60, keyID: "") }
+        #expect(e?.field == field)
+        // The parser applies the same rules to received bytes.
+        let good = try OpBlob.new(op: .guestDestroy, hostID: "box-1", guestID: "120", params: [:], ttl: 60, keyID: "")
+        var doc = good.jsonValue
+        if case .object(var o) = doc {
+            o["op"] = .string(op.rawValue)
+            o["target"] = ["host_id": .string(host), "guest_id": op.needsGuest ? .string(guest) : .string(guest)]
+            o["params"] = .object(params)
+            doc = .object(o)
+        }
+        #expect(throws: OpBlobError.self) { try OpBlob(parsing: try CanonicalJSON.serialize(doc)) }
+    }
+
+    @Test func validParamsPass() throws {
+        _ = try OpBlob.new(op: .guestRollback, hostID: "box-1", guestID: "120", params: ["snapshot": "pre-update_1"], ttl: 60, keyID: "SHA256:abc+/=")
+        _ = try OpBlob.new(op: .guestRestore, hostID: "box-1", guestID: "120", params: ["backup": "pbs-felhom:backup/ct/120/2026-11-30T02:00:00Z"], ttl: 60, keyID: "")
+        _ = try OpBlob.new(op: .agentRollback, hostID: "box-1", guestID: nil, params: ["version": "0.2.0"], ttl: 60, keyID: "")
+    }
 }

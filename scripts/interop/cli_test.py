@@ -138,8 +138,12 @@ def main(sim):
     def op_bad_input():
         r = run(felhom, "op", "new", "--op", "guest.explode", "--host", "h")
         assert r.returncode != 0 and "unknown op 'guest.explode'" in r.stderr, r.stderr
-        r = run(felhom, "op", "new", "--op", "guest.rollback", "--host", "h", "--guest", "1")
+        r = run(felhom, "op", "new", "--op", "guest.rollback", "--host", "h", "--guest", "101")
         assert r.returncode != 0 and "params.snapshot" in r.stderr, r.stderr
+        r = run(felhom, "op", "new", "--op", "guest.destroy", "--host", "h", "--guest", "1")
+        assert r.returncode != 0 and "target.guest_id" in r.stderr and "vmid" in r.stderr, r.stderr
+        r = run(felhom, "op", "new", "--op", "guest.destroy", "--host", "h", "--guest", "101", "--params", '{"force": "1"}')
+        assert r.returncode != 0 and "params.force" in r.stderr, r.stderr
         r = subprocess.run([felhom, "jcs"], input=b'{"a":1,"a":2}', capture_output=True)
         assert r.returncode == 1 and b"duplicate property name" in r.stderr, r.stderr
         r = subprocess.run([felhom, "jcs"], input=b'{"b":[1E2,"\\u00e9"],"a":0.1}', capture_output=True)
@@ -180,10 +184,29 @@ def main(sim):
             # A key the hub does not know is refused with the hub's reason; exit status 1.
             other = os.path.join(d, "other")
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other)
-            call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "102", "op": "guest.destroy"})
-            r = run(felhom, "sign", "--hub", hub_url, "--key", other, "--yes", env={"FELHOM_OPERATOR_KEY": OP})
+            second = call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "102", "op": "guest.destroy"})["id"]
+            r = run(felhom, "sign", "--hub", hub_url, "--key", other, "--op", second, env={"FELHOM_OPERATOR_KEY": OP})
             assert r.returncode == 1 and "not a registered operator key" in r.stdout, r.stdout + r.stderr
+            assert "sha256 " in r.stdout, r.stdout
+            # The blanket --yes is gone: ops are named one by one.
+            r = run(felhom, "sign", "--hub", hub_url, "--key", key, "--yes", env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode != 0 and "--op ID" in r.stdout + r.stderr, r.stdout + r.stderr
+            # --op signs exactly the named op and leaves the others pending.
+            third = call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "103", "op": "guest.destroy"})["id"]
+            r = run(felhom, "sign", "--hub", hub_url, "--key", key, "--op", third, env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode == 0 and "signed and uploaded" in r.stdout, r.stdout + r.stderr
+            assert call("GET", f"/api/v1/signed-ops/{third}")["status"] == "signed"
+            assert call("GET", f"/api/v1/signed-ops/{second}")["status"] == "pending_signature"
+            # An id that is not pending is an error naming it.
+            r = run(felhom, "sign", "--hub", hub_url, "--key", key, "--op", "sop_nosuchop", env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode == 1 and "sop_nosuchop" in r.stdout, r.stdout + r.stderr
             assert OP not in r.stdout + r.stderr
+            # Names from the hub are escaped: a bidi override cannot reorder what the operator reads.
+            cid2 = call("POST", "/api/v1/customers", {"name": "Evil \u202e121 tseug", "email": "e@example.hu", "domain": "evil.example.hu"})["id"]
+            host2 = call("POST", "/api/v1/hosts", {"customer_id": cid2, "name": "box\u202e"})["id"]
+            call("POST", "/api/v1/signed-ops", {"host_id": host2, "guest_id": "120", "op": "guest.destroy"})
+            r = run(felhom, "sign", "--hub", hub_url, "--pending", env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode == 0 and "\\u{202E}" in r.stdout and "\u202e" not in r.stdout, r.stdout
             # A wrong operator key is a clear error.
             r = run(felhom, "sign", "--hub", hub_url, "--pending", env={"FELHOM_OPERATOR_KEY": "wrong-key-000000000000000000"})
             assert r.returncode != 0 and "401" in r.stdout + r.stderr, r.stdout + r.stderr

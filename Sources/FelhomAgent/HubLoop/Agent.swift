@@ -61,7 +61,11 @@ public final class Agent: Service, Sendable {
             pve: pve, journal: journal, settings: provision,
             issueToken: { vmid, name in
                 // The controller's own key from the hub, kept for the local API to hand to the guest.
-                let j = try await hubClient.json("POST", "/api/v1/hosts/\(hostID)/guests", body: .object(["name": .string(name)]))
+                let j = try await hubClient.json("POST", "/api/v1/hosts/\(hostID)/guests", body: .object([
+                    "name": .string(name),
+                    // Asked again after a crash, the hub re-keys the same guest and revokes the first key.
+                    "idempotency_key": .string("vmid-\(vmid)"),
+                ]))
                 guard let key = j["api_key"]?.stringValue else { throw SignedOpError(message: "hub gave no guest key") }
                 try FileManager.default.createDirectory(atPath: tokensDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 let path = tokensDir + "/\(vmid).token"

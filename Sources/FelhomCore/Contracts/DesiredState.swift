@@ -180,7 +180,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
             let p = "$.guests[\(i)]"
             guard (100...999_999_999).contains(g.vmid) else { throw ContractError(path: "\(p).vmid", message: "must be 100…999999999") }
             guard vmids.insert(g.vmid).inserted else { throw ContractError(path: "\(p).vmid", message: "duplicate vmid \(g.vmid)") }
-            guard g.name.range(of: #"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"#, options: .regularExpression) != nil else {
+            guard Pattern.whole(g.name, #"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"#) else {
                 throw ContractError(path: "\(p).name", message: "must be a host name: a-z, 0-9 and '-', at most 63 characters")
             }
             guard names.insert(g.name).inserted else { throw ContractError(path: "\(p).name", message: "duplicate name '\(g.name)'") }
@@ -193,7 +193,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
             var keys = Set<String>()
             for (j, m) in g.mountPoints.enumerated() {
                 let mp = "\(p).mount_points[\(j)]"
-                guard m.key.range(of: #"^mp([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$"#, options: .regularExpression) != nil else {
+                guard Pattern.whole(m.key, #"mp([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])"#) else {
                     throw ContractError(path: "\(mp).key", message: "must be mp0 … mp255")
                 }
                 guard keys.insert(m.key).inserted else { throw ContractError(path: "\(mp).key", message: "duplicate mount point \(m.key)") }
@@ -210,7 +210,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         guard (0...23).contains(sp.backupHour) else { throw ContractError(path: "$.storage_policy.backup_hour", message: "must be 0…23") }
         guard (1...1000).contains(sp.keepLast) else { throw ContractError(path: "$.storage_policy.keep_last", message: "must be 1…1000") }
         for (k, v) in versions {
-            guard v.range(of: #"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$"#, options: .regularExpression) != nil else {
+            guard Pattern.whole(v, #"[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?"#) else {
                 throw ContractError(path: "$.versions.\(k)", message: "must be a version like 1.2.3")
             }
         }

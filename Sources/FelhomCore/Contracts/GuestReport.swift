@@ -58,7 +58,7 @@ public struct GuestReport: Codable, Sendable, Equatable {
         let r: GuestReport = try ContractCoding.decode(data)
         var names = Set<String>()
         for (i, s) in r.stacks.enumerated() {
-            guard s.name.range(of: #"^[a-z0-9][a-z0-9_.-]{0,62}$"#, options: .regularExpression) != nil else {
+            guard Pattern.whole(s.name, #"[a-z0-9][a-z0-9_.-]{0,62}"#) else {
                 throw ContractError(path: "$.stacks[\(i)].name", message: "must be a compose project name ([a-z0-9_.-], ≤63)")
             }
             guard names.insert(s.name).inserted else { throw ContractError(path: "$.stacks[\(i)].name", message: "duplicate stack \(s.name)") }

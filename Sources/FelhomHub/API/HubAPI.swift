@@ -100,9 +100,16 @@ public enum HubAPI {
         }
         v1.post("hosts/:id/guests") { req, ctx in
             let p = try await principal(hub, req)
-            struct Body: Decodable { var name: String }
+            struct Body: Decodable {
+                var name: String
+                var idempotencyKey: String?
+                enum CodingKeys: String, CodingKey {
+                    case name
+                    case idempotencyKey = "idempotency_key"
+                }
+            }
             let b = try await decode(Body.self, req)
-            let (id, key) = try await hub.createGuest(hostID: try ctx.parameters.require("id"), name: b.name, by: p)
+            let (id, key) = try await hub.createGuest(hostID: try ctx.parameters.require("id"), name: b.name, idempotencyKey: b.idempotencyKey, by: p)
             return json(["id": id, "api_key": key], status: .created)
         }
         v1.get("hosts/:id/desired") { req, ctx in

@@ -26,7 +26,7 @@ extension Hub {
     public func setDRRecord(hostID: String, _ r: DRRecord, by p: Principal) async throws {
         guard p == .operator else { throw HubError.forbidden("set disaster-recovery records (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
-        if let fp = r.repositoryFingerprint, fp.range(of: #"^([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}$"#, options: .regularExpression) == nil {
+        if let fp = r.repositoryFingerprint, !Pattern.whole(fp, #"([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}"#) {
             throw HubError.badRequest("must be a SHA-256 fingerprint like 9c:2f:…", path: "$.repository_fingerprint")
         }
         if let ns = r.pbsNamespace { try Validate.text(ns, "$.pbs_namespace", max: 200) }

@@ -82,9 +82,18 @@ extension Hub {
         public var reason: String?
         public var expiresAt: Int64
         public var createdAt: Int64
+        /// For `guest.restore`: the guest's volumes that its backups do not hold, from the host's last
+        /// report (a restore over the guest would destroy them; the agent refuses). Context, not authority.
+        public var volumesNotInBackups: [VolumeRef]?
+
+        public struct VolumeRef: Codable, Sendable, Equatable {
+            public var key: String
+            public var volume: String
+        }
 
         enum CodingKeys: String, CodingKey {
             case id, op, summary, blob, status, signature, signer, reason
+            case volumesNotInBackups = "volumes_not_in_backups"
             case hostID = "host_id"
             case hostName = "host_name"
             case customerID = "customer_id"
@@ -193,6 +202,17 @@ extension Hub {
                     .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
             ).all()
         }
+        // The latest report of each host that has a restore in the list (for the volumes at risk).
+        let restoreHosts = Set(try rows.filter { try $0.decode(column: "op", as: String.self) == OpBlob.Op.guestRestore.rawValue }
+            .map { try $0.decode(column: "host_id", as: String.self) })
+        var reports: [String: HostReport] = [:]
+        for h in restoreHosts {
+            let body = try await store.withDB { db in
+                try await db.select().column("body").from("host_report_latest").where("host_id", .equal, SQLBind(h)).first()?
+                    .decode(column: "body", as: String.self)
+            }
+            reports[h] = body.flatMap { try? HostReport.decode(Data($0.utf8)) }
+        }
         return try rows.map { r in
             let blobText = try r.decode(column: "blob", as: String.self)
             let parsed = try? OpBlob(parsing: Array(blobText.utf8))
@@ -206,8 +226,17 @@ extension Hub {
                 guestID: try r.decode(column: "guest_id", as: String?.self), op: try r.decode(column: "op", as: String.self), summary: summary,
                 blob: blobText, status: try r.decode(column: "status", as: String.self), signature: try r.decode(column: "signature", as: String?.self),
                 signer: try r.decode(column: "signer", as: String?.self), reason: try r.decode(column: "reason", as: String?.self),
-                expiresAt: try r.decode(column: "expires_at", as: Int64.self), createdAt: try r.decode(column: "created_at", as: Int64.self))
+                expiresAt: try r.decode(column: "expires_at", as: Int64.self), createdAt: try r.decode(column: "created_at", as: Int64.self),
+                volumesNotInBackups: Self.volumesAtRisk(parsed, report: reports[try r.decode(column: "host_id", as: String.self)]))
         }
+    }
+
+    /// Volume mount points of a restore's guest without `backup` in the host's last report.
+    static func volumesAtRisk(_ op: OpBlob?, report: HostReport?) -> [SignedOpView.VolumeRef]? {
+        guard let op, op.op == .guestRestore, let vmid = op.guestID.flatMap(Int.init) else { return nil }
+        guard let spec = report?.guests.first(where: { $0.vmid == vmid })?.spec else { return nil }
+        return spec.mountPoints.filter { $0.key != "rootfs" && !$0.backup && !$0.volume.hasPrefix("/") }
+            .map { SignedOpView.VolumeRef(key: $0.key, volume: $0.volume) }
     }
 
     public func signedOp(_ id: String, by p: Principal) async throws -> SignedOpView {

@@ -213,6 +213,10 @@ enum Migrations {
                 .column("at", type: .bigint, .notNull)
                 .run()
         },
+        Migration(version: 10, name: "idempotent guest keys") { db in
+            try await db.raw("ALTER TABLE guests ADD COLUMN idempotency_key TEXT").run()
+            try await db.raw("CREATE UNIQUE INDEX IF NOT EXISTS guests_idempotency ON guests (host_id, idempotency_key)").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

@@ -39,12 +39,12 @@ public struct PrivilegedBackend: Sendable {
     /// The argv of `pct create` for the golden template (unprivileged, `nesting=1,keyctl=1`).
     public static func goldenTemplateArguments(_ spec: GoldenTemplateSpec) throws -> [String] {
         guard (100...999_999_999).contains(spec.vmid) else { throw invalid("vmid \(spec.vmid) is outside 100…999999999") }
-        guard spec.ostemplate.range(of: #"^[A-Za-z][A-Za-z0-9\-_.]*:vztmpl/[A-Za-z0-9._+\-]+$"#, options: .regularExpression) != nil
+        guard Pattern.whole(spec.ostemplate, #"[A-Za-z][A-Za-z0-9\-_.]*:vztmpl/[A-Za-z0-9._+\-]+"#)
         else { throw invalid("ostemplate '\(spec.ostemplate)' is not a STORAGE:vztmpl/FILE volid") }
-        guard spec.hostname.range(of: #"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"#, options: .regularExpression) != nil else {
+        guard Pattern.whole(spec.hostname, #"[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?"#) else {
             throw invalid("hostname '\(spec.hostname)' is not a DNS label")
         }
-        guard spec.storage.range(of: #"^[A-Za-z][A-Za-z0-9\-_.]*$"#, options: .regularExpression) != nil else {
+        guard Pattern.whole(spec.storage, #"[A-Za-z][A-Za-z0-9\-_.]*"#) else {
             throw invalid("storage '\(spec.storage)' is not a storage id")
         }
         guard spec.memoryMiB >= 16, spec.diskGiB >= 1 else { throw invalid("memory must be ≥16 MiB and disk ≥1 GiB") }
@@ -71,11 +71,11 @@ public struct PrivilegedBackend: Sendable {
     /// The argv of `mount` for a disk by filesystem UUID under `/mnt/felhom/`.
     public static func mountArguments(filesystemUUID: String, mountPoint: String) throws -> [String] {
         // ext4/xfs/btrfs UUIDs (8-4-4-4-12) or vfat/exfat serials (XXXX-XXXX).
-        let uuidPattern = #"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4})$"#
-        guard filesystemUUID.range(of: uuidPattern, options: .regularExpression) != nil else {
+        let uuidPattern = #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"#
+        guard Pattern.whole(filesystemUUID, uuidPattern) else {
             throw invalid("'\(filesystemUUID)' is not a filesystem UUID")
         }
-        guard mountPoint.range(of: #"^/mnt/felhom/[A-Za-z0-9][A-Za-z0-9._\-]*$"#, options: .regularExpression) != nil else {
+        guard Pattern.whole(mountPoint, #"/mnt/felhom/[A-Za-z0-9][A-Za-z0-9._\-]*"#) else {
             throw invalid("mount point '\(mountPoint)' must be /mnt/felhom/NAME")
         }
         return ["UUID=\(filesystemUUID)", mountPoint, "-o", "nosuid,nodev,noexec"]
@@ -104,7 +104,7 @@ public struct PrivilegedBackend: Sendable {
 
     /// The argv of `smartctl` for one device (`/dev/sdX`, `/dev/nvmeN`, `/dev/disk/by-id/…`).
     public static func smartArguments(device: String) throws -> [String] {
-        guard device.range(of: #"^/dev/(sd[a-z]{1,2}|nvme[0-9]+(n[0-9]+)?|disk/by-id/[A-Za-z0-9_.:\-]+)$"#, options: .regularExpression) != nil
+        guard Pattern.whole(device, #"/dev/(sd[a-z]{1,2}|nvme[0-9]+(n[0-9]+)?|disk/by-id/[A-Za-z0-9_.:\-]+)"#)
         else { throw invalid("'\(device)' is not a disk device path") }
         return ["--json=c", "--all", device]
     }
