@@ -79,16 +79,24 @@ final class AgentWorld: Sendable {
     }
 
     /// Queues an op and signs it with `key`; returns the op id.
-    func queueSigned(_ opName: String, vmid: Int, key: SSHPrivateKey) async throws -> String {
+    func queueSigned(_ opName: String, vmid: Int, params: [String: JSONValue] = [:], key: SSHPrivateKey) async throws -> String {
         // The hub only accepts registered keys; register this one if it is not yet.
         _ = try? await op.json("POST", "/api/v1/operator-keys", body: ["public_key": .string(key.publicKey.openSSHLine)])
         let q = try await op.json("POST", "/api/v1/signed-ops", body: [
             "host_id": .string(hostID), "guest_id": .string("\(vmid)"), "op": .string(opName), "key_id": .string(key.publicKey.fingerprint),
+            "params": .object(params),
         ])
         let id = q["id"]?.stringValue ?? ""
         let sig = try key.sign(message: Array((q["blob"]?.stringValue ?? "").utf8), namespace: OpVerifier.namespace).armored
         _ = try await op.uploadSignature(opID: id, armored: sig)
         return id
+    }
+
+    /// A client with all privileges, for setting the scene (snapshots, data) behind the agent's back.
+    func rootPVE() throws -> PVEClient {
+        PVEClient(connection: try PVEConnection(
+            host: "127.0.0.1", port: sim.port, tokenID: SimSeed.rootTokenID, tokenSecret: Secret(sim.secret(for: SimSeed.rootTokenID) ?? ""),
+            trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
     }
 
     func close() async {
@@ -193,6 +201,78 @@ final class AgentWorld: Sendable {
         let events = try await w.op.json("GET", "/api/v1/events", query: [("type", "op_refused")])["events"]?.arrayValue ?? []
         #expect(events.count == 1, "one event, not one per cycle")
         #expect(events.first?["data"]?["vmid"]?.lenientInt == 101)
+        await w.close()
+    }
+
+    /// Issue 10 item 4: a signed restore over a running guest stops it first (PVE refuses to
+    /// overwrite a running CT), journals each task by UPID, and restores the backup's data.
+    @Test func signedRestoreOverARunningGuestStopsItFirst() async throws {
+        let w = try await AgentWorld { s in
+            s.containers[101]?.running = true
+            // A backup of 101 (made from the seed's backup of 100).
+            guard var b = s.volumes.first(where: { $0.volid.hasPrefix("pbs:backup/ct/100/") }) else { return }
+            b.volid = "pbs:backup/ct/101/2026-01-01T02:00:00Z"
+            b.vmid = 101
+            b.backupConfig = s.containers[101]?.config
+            b.capturedData = ["rootfs": "db-rootfs-backup", "mp0": "db-data-backup"]
+            s.volumes.append(b)
+        }
+        let agent = try await w.agent()
+        var running = db
+        running.runState = .running
+        try await w.publish([web, running])
+        try await agent.cycle()
+        let id = try await w.queueSigned("guest.restore", vmid: 101, params: ["backup": "pbs:backup/ct/101/2026-01-01T02:00:00Z"], key: w.pinned)
+        try await agent.cycle()
+        let view = try await w.op.json("GET", "/api/v1/signed-ops/\(id)")
+        #expect(view["status"] == "applied", "\(view)")
+        let steps = agent.journal.entries(of: id)
+        #expect(steps.map(\.step) == ["begin", "stop_started", "restore_started", "done"])
+        let upids: [String] = steps.filter { $0.step.hasSuffix("_started") }.map { $0.data["upid"] ?? "" }
+        #expect(upids.count == 2 && upids.allSatisfy { $0.hasPrefix("UPID:pve1:") })
+        let snap = await w.sim.engine.snapshot()
+        let disks: [SimVolume] = snap.volumes.filter { $0.vmid == 101 && $0.content == "rootdir" }
+        let data = Set(disks.compactMap { $0.data })
+        #expect(data == ["db-rootfs-backup", "db-data-backup"])
+        // The reconciler started it again (desired: running).
+        #expect(snap.containers[101]?.running == true)
+        await w.close()
+    }
+
+    /// A restore over a guest whose bulk volume (`backup=0`) is not in any backup would destroy that
+    /// volume (PVE removes all old volumes): refused, naming it; nothing is touched.
+    @Test func signedRestoreOverAGuestWithABulkVolumeIsRefused() async throws {
+        let w = try await AgentWorld()
+        let agent = try await w.agent()
+        try await w.publish([web, db])
+        try await agent.cycle()
+        let id = try await w.queueSigned("guest.restore", vmid: 100, params: ["backup": "pbs:backup/ct/100/2026-01-01T02:00:00Z"], key: w.pinned)
+        let pending = try await w.op.json("GET", "/api/v1/signed-ops/\(id)")
+        #expect(pending["volumes_not_in_backups"]?.arrayValue?.first?["key"] == "mp0", "\(pending)")
+        try await agent.cycle()
+        let view = try await w.op.json("GET", "/api/v1/signed-ops/\(id)")
+        #expect(view["status"] == "rejected", "\(view)")
+        #expect(view["reason"]?.stringValue?.contains("mp0 (local-lvm:vm-100-disk-1)") == true, "\(view)")
+        let snap = await w.sim.engine.snapshot()
+        #expect(snap.containers[100]?.running == true)
+        #expect(snap.volumes.contains { $0.volid == "local-lvm:vm-100-disk-1" && $0.data == "web-media" })
+        await w.close()
+    }
+
+    /// A signed rollback: the task is journaled by UPID and the snapshot's data is back.
+    @Test func signedRollbackIsAppliedAndJournaled() async throws {
+        let w = try await AgentWorld()
+        let agent = try await w.agent()
+        try await w.publish([web, db])
+        try await agent.cycle()
+        let root = try w.rootPVE()
+        _ = try await root.waitTask(try await root.createSnapshot(node: "pve1", vmid: 101, name: "pre", description: nil), timeout: .seconds(30))
+        await w.sim.engine.writeVolumeData(volid: "local-lvm:vm-101-disk-1", data: "db-data-after-bad-update")
+        let id = try await w.queueSigned("guest.rollback", vmid: 101, params: ["snapshot": "pre"], key: w.pinned)
+        try await agent.cycle()
+        #expect(try await w.op.json("GET", "/api/v1/signed-ops/\(id)")["status"] == "applied")
+        #expect(agent.journal.entries(of: id).map(\.step) == ["begin", "rollback_started", "done"])
+        #expect(await w.sim.engine.snapshot().volumes.first { $0.volid == "local-lvm:vm-101-disk-1" }?.data == "db-data")
         await w.close()
     }
 }
