@@ -14,6 +14,14 @@ public struct Hub: Sendable {
         public var maxLongPollSeconds = 55
         /// Mark the dashboard's session cookie `Secure` (the hub is served over TLS, directly or behind a proxy).
         public var secureCookies = false
+        /// Per-key limits (token buckets). Defaults: host reports 12/min (burst 12), guest reports
+        /// 12/min (burst 12), events 60/min (burst 120); the operator key is never limited.
+        public var rateLimits: [RateLimiter.Kind: RateLimiter.Limit] = [
+            .hostReport: .init(perMinute: 12, burst: 12), .guestReport: .init(perMinute: 12, burst: 12),
+            .event: .init(perMinute: 60, burst: 120),
+        ]
+        /// Most guests one host may have on the hub.
+        public var maxGuestsPerHost = 500
         public init() {}
     }
 
@@ -28,6 +36,8 @@ public struct Hub: Sendable {
     public let notifications: NotificationSettings
     /// Cloudflare geo rules; `nil` when the hub has no Cloudflare token.
     public var geo: CloudflareGeo?
+    /// Per-key rate limits.
+    public let limiter: RateLimiter
     /// Group commit of host reports (SQLite: one connection, so many reports share one commit).
     let reportWriter: GroupCommit<ReportWrite, ReportWritten?>?
 
@@ -39,11 +49,18 @@ public struct Hub: Sendable {
         self.settings = settings
         self.clock = clock
         self.generations = GenerationWatch()
+        self.limiter = RateLimiter(limits: settings.rateLimits, clock: clock)
         self.metrics = HubMetrics()
         self.reportWriter = store.kind == .sqlite ? GroupCommit(store: store) { db, w in try await Hub.writeReport(w, in: db) } : nil
     }
 
     var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
+
+    /// Takes one request of `kind` from the key's bucket, or throws 429 with `Retry-After`.
+    /// Called by the routes before they read the body.
+    public func admit(_ kind: RateLimiter.Kind, by p: Principal) throws {
+        try limiter.take(kind, for: p)
+    }
 
     // MARK: - Customers
 
@@ -151,6 +168,7 @@ public struct Hub: Sendable {
     }
 
     public func hosts(by p: Principal) async throws -> [HostView] {
+        if case .guest = p { throw HubError.forbidden("list hosts") }
         let now = self.now
         return try await store.withDB { db in
             var q = db.select().column("*").from("hosts")
@@ -179,6 +197,7 @@ public struct Hub: Sendable {
         }
         guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
+        let cap = settings.maxGuestsPerHost
         let result = try await store.transaction { db -> (String, String, Bool) in
             if let k = idempotencyKey,
                 let existing = try await db.select().column("id").from("guests").where("host_id", .equal, SQLBind(hostID))
@@ -188,6 +207,10 @@ public struct Hub: Sendable {
                     .where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
                 try await db.update("guests").set("name", to: SQLBind(name)).where("id", .equal, SQLBind(existing)).run()
                 return (existing, try await keys.issue(kind: "guest", subjectID: existing, customerID: host.customerID, in: db), true)
+            }
+            let count = try await db.raw("SELECT COUNT(*) AS n FROM guests WHERE host_id = \(bind: hostID)").first()?.decode(column: "n", as: Int.self) ?? 0
+            guard count < cap else {
+                throw HubError(.conflict, "guest_limit", "host \(hostID) already has \(count) guests (the most a host may have is \(cap))")
             }
             let id = Ids.make("gst")
             try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at", "idempotency_key")
@@ -376,9 +399,20 @@ public struct Hub: Sendable {
         guard Pattern.whole(e.type, #"[a-z][a-z0-9_]{1,63}"#) else {
             throw HubError.badRequest("must be a lower-case snake_case event type", path: "$.type")
         }
-        if case .object? = e.data {} else if e.data != nil { throw HubError.badRequest("must be an object", path: "$.data") }
-        let ev = HubEvent(id: Ids.make("evt"), at: e.at ?? clock.now(), source: source, hostID: hostID, guestID: guestID,
-                          customerID: customerID, type: e.type, severity: e.severity ?? .info, data: e.data ?? .object([:]))
+        let severity = try EventPolicy.admit(type: e.type, severity: e.severity, source: source)
+        if let g = guestID, !Pattern.whole(g, #"[A-Za-z0-9_-]{1,64}"#) {
+            throw HubError.badRequest("must be 1–64 characters of [A-Za-z0-9_-]", path: "$.guest_id")
+        }
+        var data: [String: JSONValue] = [:]
+        if case .object(let o)? = e.data { data = o } else if e.data != nil { throw HubError.badRequest("must be an object", path: "$.data") }
+        guard JSONValue.object(data).serialized().count <= EventPolicy.maxDataBytes else {
+            throw HubError(.contentTooLarge, "too_large", "event data larger than \(EventPolicy.maxDataBytes) bytes", path: "$.data")
+        }
+        // The hub's receive time is the event's time (checks depend on it); a client's claim is kept as data.
+        if let claimed = e.at, source != .hub { data["client_at"] = .string(claimed.formatted(.iso8601)) }
+        let at = source == .hub ? (e.at ?? clock.now()) : clock.now()
+        let ev = HubEvent(id: Ids.make("evt"), at: at, source: source, hostID: hostID, guestID: guestID,
+                          customerID: customerID, type: e.type, severity: severity, data: .object(data))
         try await insertEvent(ev)
         metrics.eventsRecorded.increment()
         return ev
@@ -390,6 +424,13 @@ public struct Hub: Sendable {
 
     public func events(hostID: String?, type: String?, since: Date?, limit: Int, by p: Principal) async throws -> [HubEvent] {
         if case .guest = p { throw HubError.forbidden("list events") }
+        var hostFilter = hostID
+        if case .host(let own, _) = p {
+            // A host key sees its own host's events only (not its customer's other boxes).
+            if let asked = hostID, asked != own { return [] }
+            hostFilter = own
+        }
+        let hostID = hostFilter
         return try await store.withDB { db in
             var q = db.select().column("*").from("events")
             if let c = p.customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }

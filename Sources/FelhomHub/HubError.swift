@@ -10,12 +10,20 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
     public var message: String
     /// For bad input: the JSON path of what is wrong.
     public var path: String?
+    /// For 429: seconds until a retry can succeed (sent as `Retry-After`).
+    public var retryAfter: Int?
 
-    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, path: String? = nil) {
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, path: String? = nil, retryAfter: Int? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.path = path
+        self.retryAfter = retryAfter
+    }
+
+    static func tooManyRequests(retryAfter: Int, what: String) -> HubError {
+        let s = max(1, retryAfter)
+        return HubError(.tooManyRequests, "rate_limited", "too many \(what) from this key: retry in \(s) s", retryAfter: s)
     }
 
     public var description: String { "\(status.code) \(code): \(message)" }
@@ -34,6 +42,7 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -37,6 +37,11 @@ struct HubConfig: Decodable {
     var secureCookies: Bool?
     var cloudflareAPIToken: Secret?
     var cloudflareAPIURL: String?
+    var rateLimitReportsPerMinute: Double?
+    var rateLimitReportsBurst: Double?
+    var rateLimitEventsPerMinute: Double?
+    var rateLimitEventsBurst: Double?
+    var maxGuestsPerHost: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -61,6 +66,11 @@ struct HubConfig: Decodable {
         case secureCookies = "secure_cookies"
         case cloudflareAPIToken = "cloudflare_api_token"
         case cloudflareAPIURL = "cloudflare_api_url"
+        case rateLimitReportsPerMinute = "rate_limit_reports_per_minute"
+        case rateLimitReportsBurst = "rate_limit_reports_burst"
+        case rateLimitEventsPerMinute = "rate_limit_events_per_minute"
+        case rateLimitEventsBurst = "rate_limit_events_burst"
+        case maxGuestsPerHost = "max_guests_per_host"
     }
 
     static let loader = ConfigLoader(
@@ -72,6 +82,9 @@ struct HubConfig: Decodable {
             .init("mail_from"), .init("smtp_host"), .init("smtp_port", .integer),
             .init("smtp_security"), .init("smtp_username"), .init("smtp_password"), .init("smtp_ca_file"),
             .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"), .init("secure_cookies", .boolean), .init("cloudflare_api_token"), .init("cloudflare_api_url"),
+            .init("rate_limit_reports_per_minute", .number), .init("rate_limit_reports_burst", .number),
+            .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
+            .init("max_guests_per_host", .integer),
         ])
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
@@ -139,6 +152,22 @@ struct Serve: AsyncParsableCommand {
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
         if let c = cfg.secureCookies { settings.secureCookies = c }
+        // Per-key limits (0 per minute turns a limit off, e.g. for load tests).
+        func limit(_ perMinute: Double?, _ burst: Double?, _ base: RateLimiter.Limit?, _ name: String) throws -> RateLimiter.Limit {
+            var l = base ?? .off
+            if let perMinute { l.perMinute = perMinute }
+            if let burst { l.burst = burst }
+            guard l.perMinute >= 0, l.burst >= 0 else { throw ValidationError("rate_limit_\(name)_* must not be negative") }
+            return l
+        }
+        let reports = try limit(cfg.rateLimitReportsPerMinute, cfg.rateLimitReportsBurst, settings.rateLimits[.hostReport], "reports")
+        settings.rateLimits[.hostReport] = reports
+        settings.rateLimits[.guestReport] = reports
+        settings.rateLimits[.event] = try limit(cfg.rateLimitEventsPerMinute, cfg.rateLimitEventsBurst, settings.rateLimits[.event], "events")
+        if let m = cfg.maxGuestsPerHost {
+            guard m >= 1 else { throw ValidationError("max_guests_per_host must be at least 1") }
+            settings.maxGuestsPerHost = m
+        }
         var mail = NotificationSettings()
         mail.operatorEmail = cfg.operatorEmail
         if let f = cfg.mailFrom { mail.from = f }

@@ -199,7 +199,7 @@ struct SMTPMailerTests {
         let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock, notifications: n)
         let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
-        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
         let mailer = SMTPMailer(settings: .init(host: "127.0.0.1", port: sink.port, security: .none))
         let first = try await hub.deliverMail(using: mailer)
         #expect(first.failed == 1)
@@ -307,7 +307,7 @@ final class FakeMailAPI: Sendable {
         let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock, notifications: n)
         let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
-        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
         try await Application(router: fake.router()).test(.live) { client in
             let mailer = HTTPMailAPIMailer(settings: try .init(url: "http://127.0.0.1:\(client.port!)/emails", apiKey: Secret(fake.key)))
             let first = try await hub.deliverMail(using: mailer)

@@ -61,7 +61,7 @@ final class FlakyMailer: Mailer {
         #expect(box.filter { $0.channel == "operator" }.count == 2)
         #expect(box.filter { $0.channel == "customer" }.count == 1)
         // Types outside the customer's defaults reach only the operator.
-        _ = try await hub.postEvent(.init(type: "node_stale", severity: nil, guestID: nil, at: nil, data: nil), by: p)
+        _ = try await hub.postEvent(.init(type: "memory_limit_exceeded", severity: nil, guestID: nil, at: nil, data: nil), by: p)
         box = try await outbox(hub)
         #expect(box.filter { $0.channel == "customer" }.count == 1)
         #expect(box.filter { $0.channel == "operator" }.count == 3)
@@ -72,7 +72,7 @@ final class FlakyMailer: Mailer {
     func failedSendsAreRetriedWithBackoffAndLogged(_ kind: HubStore.Kind) async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
         let (hub, host, customer) = try await setup(kind, clock: clock)
-        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil),
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil),
                                     by: .host(hostID: host, customerID: customer))
         let mailer = FlakyMailer(failFirst: 2)
         var r = try await hub.deliverMail(using: mailer)
@@ -98,8 +98,8 @@ final class FlakyMailer: Mailer {
     @Test func englishCustomersGetEnglishMail() async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
         let (hub, host, customer) = try await setup(.sqlite, clock: clock, language: "en")
-        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
-        #expect(try await outbox(hub).contains { $0.channel == "customer" && $0.subject.hasPrefix("[felhom] nappali is DOWN") })
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
+        #expect(try await outbox(hub).contains { $0.channel == "customer" && $0.subject == "[felhom] nappali reported a FAILED backup" })
         await hub.store.close()
     }
 }
@@ -127,7 +127,7 @@ final class FlakyMailer: Mailer {
         #expect(try await hub.customers(by: me).map(\.id) == [c])
         #expect(try await hub.customers(by: .operator).count == 2)
         let hostP = Principal.host(hostID: host, customerID: c)
-        _ = try await hub.postEvent(.init(type: "node_down", severity: .critical, guestID: nil, at: nil, data: nil), by: hostP)
+        _ = try await hub.postEvent(.init(type: "restore_test_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: hostP)
         _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: hostP)
         let customerMail = try await hub.store.withDB { db in
             try await db.select().column("event_type").from("notification_outbox").where("channel", .equal, SQLBind("customer")).all()

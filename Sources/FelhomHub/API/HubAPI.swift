@@ -131,11 +131,13 @@ public enum HubAPI {
         }
         v1.post("host-report") { req, _ in
             let p = try await principal(hub, req)
+            try hub.admit(.hostReport, by: p)
             let body = try await collect(req)
             return try encode(try await hub.ingestHostReport(body, by: p))
         }
         v1.post("guest-report") { req, _ in
             let p = try await principal(hub, req)
+            try hub.admit(.guestReport, by: p)
             let body = try await collect(req)
             return try encode(try await hub.ingestGuestReport(body, by: p))
         }
@@ -153,6 +155,7 @@ public enum HubAPI {
         }
         v1.post("events") { req, _ in
             let p = try await principal(hub, req)
+            try hub.admit(.event, by: p)
             let e = try await decode(Hub.NewEvent.self, req)
             return try encode(try await hub.postEvent(e, by: p), status: .created)
         }

@@ -196,6 +196,7 @@ enum OpenAPIDocument {
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
                 "413": {description: body too large}
+                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
           /api/v1/guest-report:
             post:
               summary: A guest controller's report (guest keys). Answers with its host's control envelope.
@@ -204,6 +205,7 @@ enum OpenAPIDocument {
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
+                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
           /api/v1/control:
             get:
               summary: Long-poll for a desired-state change (host keys).
@@ -346,7 +348,12 @@ enum OpenAPIDocument {
               responses: {"200": {description: the op}, "409": {description: already finished}}
           /api/v1/events:
             post:
-              summary: Record an event (host, guest or operator keys).
+              summary: >-
+                Record an event (host, guest or operator keys). Hub-only types (node_*, op_applied, op_rejected,
+                host_enrolled, keys_revoked, expected_backup_missed, …) are refused (403); a host may post its backup,
+                restore-test, provisioning and hardware events, a guest db_dump_* and its own app_* events (400 otherwise).
+                The severity of a known type is the hub's; the event's time is the hub's receive time (a client's `at`
+                is kept as data.client_at); data is at most 16 KiB.
               requestBody:
                 content:
                   application/json:
@@ -359,9 +366,14 @@ enum OpenAPIDocument {
                         guest_id: {type: string}
                         at: {type: string, format: date-time}
                         data: {type: object}
-              responses: {"201": {description: the stored event}}
+              responses:
+                "201": {description: the stored event}
+                "400": {description: "type not allowed for this key, or bad input; error.path names it"}
+                "403": {description: a hub-only type}
+                "413": {description: data larger than 16 KiB}
+                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
             get:
-              summary: List events visible to the key, newest first.
+              summary: List events visible to the key, newest first (a host key sees its own host's events only).
               parameters:
                 - {name: host_id, in: query, schema: {type: string}}
                 - {name: type, in: query, schema: {type: string}}

@@ -22,7 +22,8 @@ public enum Templates {
             default: what = "reported \(e.type)"
             }
             return ("[felhom] \(hostName) \(what)",
-                    "Host \(hostName) (\(e.hostID ?? "-")) \(what).\nEvent: \(e.type), severity \(e.severity.rawValue), at \(when).\nDetails: \(e.data.serializedString())\n")
+                    "Host \(hostName) (\(e.hostID ?? "-")) \(what).\nEvent: \(e.type), severity \(e.severity.rawValue), at \(when).\n"
+                        + EventPolicy.mailable(e).map { "\($0.0): \($0.1)\n" }.joined())
         case .hu:
             let what: String
             switch e.type {
