@@ -140,6 +140,11 @@ public struct Hub: Sendable {
         let key = try await store.transaction { db in
             try await db.insert(into: "hosts").columns("id", "customer_id", "name", "created_at")
                 .values(SQLBind(id), SQLBind(customerID), SQLBind(name), SQLBind(now)).run()
+            // A new box of a suspended customer starts blocked.
+            try await db.raw("""
+                UPDATE hosts SET customer_suspended = 1 WHERE id = \(bind: id)
+                  AND EXISTS (SELECT 1 FROM customers WHERE customers.id = \(bind: customerID) AND customers.suspended_at IS NOT NULL)
+                """).run()
             return try await keys.issue(kind: "host", subjectID: id, customerID: customerID, in: db)
         }
         return (id, key)
@@ -158,7 +163,8 @@ public struct Hub: Sendable {
         return HostView(
             id: try r.decode(column: "id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
             name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
-            blocked: try r.decode(column: "blocked", as: Int.self) != 0, liveness: try r.decode(column: "liveness", as: String.self),
+            blocked: try r.decode(column: "blocked", as: Int.self) != 0 || (try? r.decode(column: "customer_suspended", as: Int.self)) ?? 0 != 0,
+            liveness: try r.decode(column: "liveness", as: String.self),
             lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) })
     }
 
@@ -224,7 +230,7 @@ public struct Hub: Sendable {
     // MARK: - Reports and control
 
     func envelope(_ h: HostView) async throws -> ControlEnvelope {
-        let pending = try await store.withDB { db in try await hasSignedOps(hostID: h.id, in: db) }
+        let pending = h.blocked ? false : try await store.withDB { db in try await hasSignedOps(hostID: h.id, in: db) }
         return ControlEnvelope(pollIntervalSeconds: settings.pollIntervalSeconds, blocked: h.blocked, desiredGeneration: h.desiredGeneration,
                                hasSignedOps: pending)
     }
@@ -272,7 +278,22 @@ public struct Hub: Sendable {
     }
 
     /// History + latest + the host row, inside the caller's transaction. `nil`: no such host.
+    /// A blocked host (or one of a suspended customer) is still seen alive, but its report is not
+    /// stored and it is told only that it is blocked.
     static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> ReportWritten? {
+        // One statement answers everything the control envelope needs (one round trip).
+        guard let row = try await db.raw("""
+            UPDATE hosts SET last_report_at = \(bind: w.now) WHERE id = \(bind: w.hostID)
+            RETURNING desired_generation, blocked, customer_suspended,
+              (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
+                 AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: w.now)) AS pending_ops
+            """).first()
+        else { return nil }
+        let blocked = try row.decode(column: "blocked", as: Int.self) != 0 || row.decode(column: "customer_suspended", as: Int.self) != 0
+        let written = ReportWritten(
+            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), blocked: blocked,
+            hasSignedOps: try !blocked && row.decode(column: "pending_ops", as: Int64.self) > 0)
+        guard !blocked else { return written }
         try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
             .values(SQLBind(Ids.make("rep")), SQLBind(w.hostID), SQLBind(w.now), SQLBind(w.text)).run()
         // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
@@ -280,18 +301,7 @@ public struct Hub: Sendable {
             .values(SQLBind(w.hostID), SQLBind(w.now), SQLBind(w.text))
             .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
             .run()
-        // The same statement answers everything the control envelope needs (one round trip).
-        guard let row = try await db.raw("""
-            UPDATE hosts SET last_report_at = \(bind: w.now) WHERE id = \(bind: w.hostID)
-            RETURNING desired_generation, blocked,
-              (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
-                 AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: w.now)) AS pending_ops
-            """).first()
-        else { return nil }
-        return ReportWritten(
-            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self),
-            blocked: try row.decode(column: "blocked", as: Int.self) != 0,
-            hasSignedOps: try row.decode(column: "pending_ops", as: Int64.self) > 0)
+        return written
     }
 
     /// Stores a guest (controller) report and answers with its host's control envelope.

@@ -198,7 +198,15 @@ struct Serve: AsyncParsableCommand {
             router: HubAPI.router(hub: hub), configuration: .init(address: .hostname(host, port: port), serverName: "felhom-hub"),
             services: [CheckerService(hub: hub, settings: checks, logger: logger, mailer: mailer)], logger: logger)
         logger.info("felhom-hub listening", metadata: ["address": "\(host):\(port)", "store": "\(store.kind.rawValue)"])
-        try await app.runService()
+        // The store is closed on every way out (SIGTERM included): nothing is left half-written.
+        do {
+            try await app.runService()
+        } catch {
+            logger.error("felhom-hub stopped: \(error)")
+            await store.close()
+            throw error
+        }
         await store.close()
+        logger.info("felhom-hub stopped")
     }
 }

@@ -90,6 +90,17 @@ extension TestClientProtocol {
             // Forms need the session's CSRF token.
             let forged = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie, form: ["spec": #"{"guests":[]}"#])
             #expect(forged.status == .forbidden)
+            // The kill switch from the dashboard: block, see it, unblock; suspend and resume a customer.
+            #expect(try await client.page(.post, "/hosts/\(hid)/block", cookie: cookie, form: [:]).status == .forbidden)
+            #expect(try await client.page(.post, "/hosts/\(hid)/block", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
+            #expect(try await client.page(.get, "/hosts/\(hid)", cookie: cookie).html.contains("Unblock host"))
+            #expect(try await h.hub.host(hid, by: .operator).blocked)
+            #expect(try await client.page(.post, "/hosts/\(hid)/unblock", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
+            #expect(try await !h.hub.host(hid, by: .operator).blocked)
+            #expect(try await client.page(.post, "/customers/\(cid)/suspend", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
+            #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains("suspended"))
+            #expect(try await client.page(.post, "/customers/\(cid)/resume", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
+            #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains(">Suspend</button>"))
             let bad = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie,
                                             form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":1,"memory_mb":0,"disk_gb":8}]}"#])
             #expect(bad.status == .badRequest && bad.html.contains("$.guests[0].memory_mb"))

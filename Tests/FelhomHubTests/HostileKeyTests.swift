@@ -123,3 +123,44 @@ import Testing
         await w.h.hub.store.close()
     }
 }
+
+/// Issue 10 item 18: the operator's kill switch.
+@Suite struct KillSwitchTests {
+    @Test(arguments: TestStores.kinds)
+    func blockingAHostMutesItAndSuspendingACustomerStopsItsKeys(kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let cid = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#).json?["id"]?.stringValue ?? ""
+            let host = try #require(try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"box"}"#).json)
+            let hid = host["id"]?.stringValue ?? "", hkey = host["api_key"]?.stringValue ?? ""
+            let gkey = try await client.call(.post, "/api/v1/hosts/\(hid)/guests", key: operatorKey, body: #"{"name":"web"}"#).json?["api_key"]?.stringValue ?? ""
+            let ckey = try await client.call(.post, "/api/v1/customers/\(cid)/keys", key: operatorKey).json?["api_key"]?.stringValue ?? ""
+            // Only the operator may block.
+            #expect(try await client.call(.post, "/api/v1/hosts/\(hid)/block", key: hkey).status == .forbidden)
+            #expect(try await client.call(.post, "/api/v1/hosts/\(hid)/block", key: operatorKey).json?["blocked"] == .bool(true))
+            let r = try await client.call(.post, "/api/v1/host-report", key: hkey, body: sampleReport())
+            #expect(r.status == .ok && r.json?["blocked"] == .bool(true) && r.json?["has_signed_ops"] == .bool(false))
+            let stored = try await h.hub.store.withDB { db in try await db.raw("SELECT COUNT(*) AS n FROM host_reports").first()?.decode(column: "n", as: Int.self) }
+            #expect(stored == 0, "a blocked host's report is not stored")
+            #expect(try await client.call(.get, "/api/v1/control", key: hkey).json?["blocked"] == .bool(true))
+            #expect(try await client.call(.post, "/api/v1/hosts/\(hid)/unblock", key: operatorKey).json?["blocked"] == .bool(false))
+            #expect(try await client.call(.post, "/api/v1/host-report", key: hkey, body: sampleReport()).json?["blocked"] == .bool(false))
+            let events = try await h.hub.events(hostID: hid, type: nil, since: nil, limit: 10, by: .operator).map(\.type)
+            #expect(events.contains("host_blocked") && events.contains("host_unblocked"))
+            // Suspending the customer: its hosts are blocked, its customer and guest keys refused.
+            #expect(try await client.call(.post, "/api/v1/customers/\(cid)/suspend", key: operatorKey).status == .ok)
+            #expect(try await client.call(.get, "/api/v1/control", key: hkey).json?["blocked"] == .bool(true))
+            let refused = try await client.call(.get, "/api/v1/hosts", key: ckey)
+            #expect(refused.status == .forbidden && refused.json?["error"]?["code"] == "customer_suspended")
+            #expect(try await client.call(.post, "/api/v1/guest-report", key: gkey, body: sampleGuestReport).status == .forbidden)
+            #expect(try await client.call(.get, "/api/v1/customers/\(cid)", key: operatorKey).json?["suspended"] == .bool(true))
+            // A new box of a suspended customer starts blocked.
+            let late = try #require(try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"box2"}"#).json)
+            #expect(try await client.call(.get, "/api/v1/control", key: late["api_key"]?.stringValue).json?["blocked"] == .bool(true))
+            #expect(try await client.call(.post, "/api/v1/customers/\(cid)/resume", key: operatorKey).status == .ok)
+            #expect(try await client.call(.get, "/api/v1/control", key: hkey).json?["blocked"] == .bool(false))
+            #expect(try await client.call(.get, "/api/v1/hosts", key: ckey).status == .ok)
+        }
+        await h.hub.store.close()
+    }
+}

@@ -106,6 +106,11 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (.post, "/api/v1/signed-ops/\(opA)/signature", #"{"signature":"x"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
                 (.post, "/api/v1/signed-ops/\(opA)/result", #"{"outcome":"bogus"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .badRequest, "guest": .forbidden, "otherHost": .notFound]),
                 (.get, "/api/v1/events", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                // The kill switch, operator only; each pair leaves the world as it was.
+                (.post, "/api/v1/hosts/\(w.hostA)/block", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/hosts/\(w.hostA)/unblock", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/customers/\(w.customerA)/suspend", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (.post, "/api/v1/customers/\(w.customerA)/resume", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
             ]
             // Revocation last: it changes the world. Operator only; a second revoke finds no active keys.
             for (name, key) in keys where name != "operator" {
@@ -260,7 +265,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 10)  // one row per migration: bump with each new one
+            #expect(versions == 11)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -214,6 +214,34 @@ def main(sim):
             hub.close()
 
     check("felhom sign against a real hub", sign_against_hub)
+
+    # SIGTERM closes the store (the debug build asserted on an unclosed SQLite connection) and the
+    # database files are private (mode 0600).
+    def hub_stops_cleanly():
+        from common import HubProcess
+        d = os.path.join(work, "hubstop")
+        os.makedirs(d)
+        hub = HubProcess(os.path.join(bin_dir, "felhom-hub"), f"sqlite:{d}/hub.sqlite", "stop-test-operator-key-0123456789")
+        hub.call("POST", "/api/v1/customers", {"name": "A", "email": "a@example.hu", "domain": "a.example.hu"})
+        hub.proc.terminate()
+        out, _ = hub.proc.communicate(timeout=30)
+        assert hub.proc.returncode == 0, out
+        assert "Assertion" not in out and "felhom-hub stopped" in out, out
+        for f in os.listdir(d):
+            mode = os.stat(os.path.join(d, f)).st_mode & 0o777
+            assert mode == 0o600, f"{f} has mode {oct(mode)}"
+        # A missing directory is named, not "cantOpen".
+        r = run(os.path.join(bin_dir, "felhom-hub"), "serve", "--database", f"sqlite:{d}/missing/hub.sqlite",
+                env={"FELHOM_HUB_OPERATOR_KEY": "stop-test-operator-key-0123456789"})
+        assert r.returncode != 0 and "does not exist" in r.stderr and f"{d}/missing" in r.stderr, r.stderr
+        # A typo in the config file is an error naming the key and the file (not a silent default).
+        cfg = os.path.join(d, "hub.json")
+        with open(cfg, "w") as f:
+            f.write('{"databse": "sqlite:/tmp/x.sqlite"}')
+        r = run(os.path.join(bin_dir, "felhom-hub"), "serve", "--config", cfg, env={"FELHOM_HUB_OPERATOR_KEY": "stop-test-operator-key-0123456789"})
+        assert r.returncode != 0 and "$.databse" in r.stderr and cfg in r.stderr, r.stderr
+
+    check("felhom-hub stops cleanly on SIGTERM; private files; strict config", hub_stops_cleanly)
     return checks.finish()
 
 

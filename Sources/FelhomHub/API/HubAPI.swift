@@ -15,6 +15,8 @@ public enum HubAPI {
         "POST /api/v1/customers", "GET /api/v1/customers", "GET /api/v1/customers/{id}",
         "PUT /api/v1/customers/{id}/notifications", "POST /api/v1/customers/{id}/keys", "DELETE /api/v1/keys/{id}",
         "POST /api/v1/hosts", "GET /api/v1/hosts", "GET /api/v1/hosts/{id}", "POST /api/v1/hosts/{id}/guests",
+        "POST /api/v1/hosts/{id}/block", "POST /api/v1/hosts/{id}/unblock",
+        "POST /api/v1/customers/{id}/suspend", "POST /api/v1/customers/{id}/resume",
         "GET /api/v1/hosts/{id}/desired", "PUT /api/v1/hosts/{id}/desired", "POST /api/v1/hosts/{id}/desired/publish",
         "GET /api/v1/hosts/{id}/drift",
         "POST /api/v1/host-report", "POST /api/v1/guest-report", "GET /api/v1/control",
@@ -111,6 +113,20 @@ public enum HubAPI {
             let b = try await decode(Body.self, req)
             let (id, key) = try await hub.createGuest(hostID: try ctx.parameters.require("id"), name: b.name, idempotencyKey: b.idempotencyKey, by: p)
             return json(["id": id, "api_key": key], status: .created)
+        }
+        for (action, blocked) in [("block", true), ("unblock", false)] {
+            v1.post("hosts/:id/\(action)") { req, ctx in
+                let p = try await principal(hub, req)
+                return try encode(try await hub.setHostBlocked(try ctx.parameters.require("id"), blocked: blocked, by: p))
+            }
+        }
+        for (action, suspended) in [("suspend", true), ("resume", false)] {
+            v1.post("customers/:id/\(action)") { req, ctx in
+                let p = try await principal(hub, req)
+                let id = try ctx.parameters.require("id")
+                try await hub.setCustomerSuspended(id, suspended: suspended, by: p)
+                return try encode(["id": id, "suspended": suspended ? "true" : "false"])
+            }
         }
         v1.get("hosts/:id/desired") { req, ctx in
             let p = try await principal(hub, req)

@@ -182,11 +182,42 @@ enum OpenAPIDocument {
               responses: {"200": {description: "{host_id, generation, reported_at, in_sync, guests}"}}
           /api/v1/hosts/{id}/guests:
             post:
-              summary: Register a guest (operator or the host's own key). Returns the guest key, shown once.
+              summary: >-
+                Register a guest (operator or the host's own key). Returns the guest key, shown once. With
+                idempotency_key, asking again re-keys the same guest and revokes its earlier keys.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
-                content: {application/json: {schema: {type: object, required: [name], properties: {name: {type: string}}}}}
-              responses: {"201": {description: "{id, api_key}"}}
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      required: [name]
+                      properties:
+                        name: {type: string, maxLength: 100}
+                        idempotency_key: {type: string, pattern: "^[A-Za-z0-9_.:-]{1,128}$"}
+              responses:
+                "201": {description: "{id, api_key}"}
+                "409": {description: the host has max_guests_per_host guests}
+          /api/v1/hosts/{id}/block:
+            post:
+              summary: Block a host (operator). Its reports are not stored, its envelopes say blocked, it gets no signed ops.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the host}, "404": {description: no such host}}
+          /api/v1/hosts/{id}/unblock:
+            post:
+              summary: Unblock a host (operator).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the host}, "404": {description: no such host}}
+          /api/v1/customers/{id}/suspend:
+            post:
+              summary: Suspend a customer (operator). Its hosts are blocked; its customer and guest keys are refused (403).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}}
+          /api/v1/customers/{id}/resume:
+            post:
+              summary: Resume a suspended customer (operator).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}}
           /api/v1/host-report:
             post:
               summary: A host agent's report (host keys). Answers with the control envelope.

@@ -74,7 +74,16 @@ public struct KeyAuthority: Sendable {
         else { throw HubError.unauthorized }
         let subject = try row.decode(column: "subject_id", as: String.self)
         let customer = try row.decode(column: "customer_id", as: String.self)
-        switch try row.decode(column: "kind", as: String.self) {
+        let kind = try row.decode(column: "kind", as: String.self)
+        if kind != "host" {
+            // A suspended customer's own and guest keys stop; its hosts still poll and are told they are blocked.
+            let suspended = try await store.withDB { db in
+                try await db.select().column("suspended_at").from("customers").where("id", .equal, SQLBind(customer)).first()
+                    .map { try !$0.decodeNil(column: "suspended_at") } ?? false
+            }
+            if suspended { throw HubError(.forbidden, "customer_suspended", "this customer is suspended by the operator") }
+        }
+        switch kind {
         case "customer": return .customer(customerID: customer)
         case "host": return .host(hostID: subject, customerID: customer)
         case "guest":

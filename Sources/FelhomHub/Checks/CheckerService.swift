@@ -76,7 +76,8 @@ public struct CheckerService: Service {
             } catch {
                 logger.error("checker pass failed; retrying next interval", metadata: ["error": "\(error)"])
             }
-            try await Task.sleep(for: settings.interval)
+            // Cancellation (graceful shutdown) ends the loop cleanly instead of failing the service.
+            do { try await Task.sleep(for: settings.interval) } catch { return }
         }
     }
 }

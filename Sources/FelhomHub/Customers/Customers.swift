@@ -22,9 +22,11 @@ extension Hub {
         /// Whether `notifyTypes` is the hub's default (the customer has not chosen).
         public var notifyTypesDefault: Bool
         public var createdAt: Int64
+        /// Suspended by the operator (its hosts are blocked, its keys refused).
+        public var suspended: Bool = false
 
         enum CodingKeys: String, CodingKey {
-            case id, name, email, domain, timezone, language
+            case id, name, email, domain, timezone, language, suspended
             case notifyTypes = "notify_types"
             case notifyTypesDefault = "notify_types_default"
             case createdAt = "created_at"
@@ -39,7 +41,8 @@ extension Hub {
             email: try r.decode(column: "email", as: String.self), domain: try r.decode(column: "domain", as: String.self),
             timezone: try r.decode(column: "timezone", as: String.self), language: try r.decode(column: "language", as: String.self),
             notifyTypes: (prefs ?? notifications.customerDefaultTypes.sorted()).sorted(), notifyTypesDefault: prefs == nil,
-            createdAt: try r.decode(column: "created_at", as: Int64.self))
+            createdAt: try r.decode(column: "created_at", as: Int64.self),
+            suspended: !((try? r.decodeNil(column: "suspended_at")) ?? true))
     }
 
     /// All customers (operator) or the caller's own (customer key). Host and guest keys may not list customers.

@@ -57,7 +57,7 @@ extension Dashboard {
         let customer = (try? await hub.customer(h.customerID, by: .operator))?.name ?? h.customerID
         let drift = try await hub.drift(hostID: id, by: .operator)
         var data: [String: Any] = [
-            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness, "livenessClass": livenessClass(h.liveness),
+            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness, "livenessClass": livenessClass(h.liveness), "blocked": h.blocked,
             "generation": drift.generation, "inSync": drift.inSync,
         ]
         if let at = h.lastReportAt { data["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }

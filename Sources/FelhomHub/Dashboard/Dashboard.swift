@@ -86,8 +86,9 @@ public enum Dashboard {
         router.get("/hosts/:id") { req, ctx in
             let id = try ctx.parameters.require("id")
             return try await signedIn(hub, req) { s in
-                guard let data = try await hostPage(hub, id) else { return notFound(s, "No host \(id)") }
-                return page("host", title: data["name"] as? String ?? id, data, session: s)
+                guard var data = try await hostPage(hub, id) else { return notFound(s, "No host \(id)") }
+                data["csrf"] = s.csrf
+                return page("host", title: data["name"] as? String ?? id, data, session: s, notice: req.uri.queryParameters.get("notice"))
             }
         }
         router.get("/hosts/:id/desired") { req, ctx in
@@ -127,6 +128,27 @@ public enum Dashboard {
                 }
             }
         }
+        // The kill switch: block / unblock a host, suspend / resume a customer.
+        for (action, blocked) in [("block", true), ("unblock", false)] {
+            router.post("/hosts/:id/\(action)") { req, ctx in
+                let id = try ctx.parameters.require("id")
+                let form = try await formBody(req)
+                return try await signedIn(hub, req, csrf: form["csrf"]) { s in
+                    _ = try await hub.setHostBlocked(id, blocked: blocked, by: .operator)
+                    return redirect("/hosts/\(id)?notice=" + (blocked ? "Host%20blocked" : "Host%20unblocked"))
+                }
+            }
+        }
+        for (action, suspended) in [("suspend", true), ("resume", false)] {
+            router.post("/customers/:id/\(action)") { req, ctx in
+                let id = try ctx.parameters.require("id")
+                let form = try await formBody(req)
+                return try await signedIn(hub, req, csrf: form["csrf"]) { s in
+                    try await hub.setCustomerSuspended(id, suspended: suspended, by: .operator)
+                    return redirect("/customers?notice=" + (suspended ? "Customer%20suspended" : "Customer%20resumed"))
+                }
+            }
+        }
         router.get("/events") { req, _ in
             try await signedIn(hub, req) { s in
                 let q = req.uri.queryParameters
@@ -150,11 +172,12 @@ public enum Dashboard {
             try await signedIn(hub, req) { s in
                 let hosts = try await hub.hosts(by: .operator)
                 let rows: [[String: Any]] = try await hub.customers(by: .operator).map { c in
-                    ["name": c.name, "domain": c.domain, "email": c.email, "language": c.language, "timezone": c.timezone,
+                    ["id": c.id, "suspended": c.suspended, "csrf": s.csrf,
+                     "name": c.name, "domain": c.domain, "email": c.email, "language": c.language, "timezone": c.timezone,
                      "hosts": hosts.filter { $0.customerID == c.id }.map(\.name).joined(separator: ", "),
                      "types": c.notifyTypes.joined(separator: ", ") + (c.notifyTypesDefault ? " (default)" : "")]
                 }
-                return page("customers", title: "Customers", ["customers": rows], session: s)
+                return page("customers", title: "Customers", ["customers": rows], session: s, notice: req.uri.queryParameters.get("notice"))
             }
         }
     }

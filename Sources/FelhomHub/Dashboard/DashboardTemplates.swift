@@ -83,10 +83,13 @@ enum DashboardTemplates {
         """
 
     static let host = """
-        <h1>{{name}} <span class="pill {{livenessClass}}">{{liveness}}</span></h1>
+        <h1>{{name}} <span class="pill {{livenessClass}}">{{liveness}}</span>{{#blocked}} <span class="pill bad">blocked</span>{{/blocked}}</h1>
         <p class="small">Customer {{customer}} · host id <code>{{id}}</code> · desired generation {{generation}} ·
         last report {{#lastReport}}<span title="{{exact}}">{{ago}}</span>{{/lastReport}}{{^lastReport}}never{{/lastReport}}
-        · <a href="/hosts/{{id}}/desired">Edit desired state</a></p>
+        · <a href="/hosts/{{id}}/desired">Edit desired state</a>
+        {{#blocked}}<form class="inline" method="post" action="/hosts/{{id}}/unblock"><input type="hidden" name="csrf" value="{{csrf}}"> · <button>Unblock host</button></form>{{/blocked}}
+        {{^blocked}}<form class="inline" method="post" action="/hosts/{{id}}/block"><input type="hidden" name="csrf" value="{{csrf}}"> · <button>Block host</button></form>{{/blocked}}</p>
+        {{#blocked}}<p class="error">Blocked: this box's reports are not stored, it gets no desired state or signed ops and only reports.</p>{{/blocked}}
         <h2>Guests: desired vs actual {{#inSync}}<span class="pill ok">in sync</span>{{/inSync}}{{^inSync}}<span class="pill warn">drift</span>{{/inSync}}</h2>
         <table>
         <tr><th>vmid</th><th>Name</th><th>State</th><th>Desired run state</th><th>Actual</th><th>Differences</th></tr>
@@ -149,9 +152,11 @@ enum DashboardTemplates {
 
     static let customers = """
         <h1>Customers</h1>
-        <table><tr><th>Name</th><th>Domain</th><th>E-mail</th><th>Language</th><th>Time zone</th><th>Hosts</th><th>Mailed about</th></tr>
-        {{#customers}}<tr><td>{{name}}</td><td>{{domain}}</td><td>{{email}}</td><td>{{language}}</td><td>{{timezone}}</td><td>{{hosts}}</td><td class="small">{{types}}</td></tr>{{/customers}}
-        {{^customers}}<tr><td colspan="7" class="small">No customers yet.</td></tr>{{/customers}}
+        <table><tr><th>Name</th><th>Domain</th><th>E-mail</th><th>Language</th><th>Time zone</th><th>Hosts</th><th>Mailed about</th><th>Status</th></tr>
+        {{#customers}}<tr><td>{{name}}</td><td>{{domain}}</td><td>{{email}}</td><td>{{language}}</td><td>{{timezone}}</td><td>{{hosts}}</td><td class="small">{{types}}</td>
+        <td>{{#suspended}}<span class="pill bad">suspended</span> <form class="inline" method="post" action="/customers/{{id}}/resume"><input type="hidden" name="csrf" value="{{csrf}}"><button>Resume</button></form>{{/suspended}}
+        {{^suspended}}<form class="inline" method="post" action="/customers/{{id}}/suspend"><input type="hidden" name="csrf" value="{{csrf}}"><button>Suspend</button></form>{{/suspended}}</td></tr>{{/customers}}
+        {{^customers}}<tr><td colspan="8" class="small">No customers yet.</td></tr>{{/customers}}
         </table>
         """
 

@@ -308,6 +308,7 @@ extension Hub {
     /// earlier but never answered is handed out again: the agent's journal recognises it by id.
     public func nextSignedOp(by p: Principal) async throws -> SignedOpView? {
         guard case .host(let hostID, _) = p else { throw HubError.forbidden("fetch signed ops (host keys only)") }
+        if try await hostRow(hostID)?.blocked == true { return nil }  // a blocked box gets nothing to act on
         let now = self.now
         guard let v = try await signedOpViews({
             $0.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(hostID))

@@ -37,6 +37,7 @@ public final class HubStore: Sendable {
         let store: HubStore
         if url.hasPrefix("sqlite:") {
             let path = String(url.dropFirst("sqlite:".count))
+            if path != ":memory:" { try prepareSQLiteFile(path) }
             let storage: SQLiteConnection.Storage = path == ":memory:" ? .memory : .file(path: path)
             let conn: SQLiteConnection
             do { conn = try await SQLiteConnection.open(storage: storage, logger: logger) } catch {
@@ -58,6 +59,26 @@ public final class HubStore: Sendable {
         }
         try await Migrations.apply(to: store)
         return store
+    }
+
+    /// The database holds key hashes, escrow material and customer data: its files are 0600 (SQLite
+    /// creates `-wal` and `-shm` with the database file's mode). A missing directory is named.
+    static func prepareSQLiteFile(_ path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        var isDir: ObjCBool = false
+        if !dir.isEmpty, !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
+            throw StoreError(code: .unavailable, message: "cannot open SQLite database '\(path)': the directory '\(dir)' does not exist (create it, mode 0700)")
+        }
+        if !FileManager.default.fileExists(atPath: path) {
+            let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                throw StoreError(code: .unavailable, message: "cannot create SQLite database '\(path)': \(String(cString: strerror(errno)))")
+            }
+            Foundation.close(fd)
+        }
+        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            _ = chmod(file, 0o600)
+        }
     }
 
     /// Stops background work and closes connections.

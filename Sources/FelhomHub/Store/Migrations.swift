@@ -217,6 +217,11 @@ enum Migrations {
             try await db.raw("ALTER TABLE guests ADD COLUMN idempotency_key TEXT").run()
             try await db.raw("CREATE UNIQUE INDEX IF NOT EXISTS guests_idempotency ON guests (host_id, idempotency_key)").run()
         },
+        Migration(version: 11, name: "kill switch: suspended customers") { db in
+            try await db.raw("ALTER TABLE customers ADD COLUMN suspended_at BIGINT").run()
+            // Copied onto each host row so report ingest needs no join to know a box is muted.
+            try await db.raw("ALTER TABLE hosts ADD COLUMN customer_suspended INTEGER NOT NULL DEFAULT 0").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

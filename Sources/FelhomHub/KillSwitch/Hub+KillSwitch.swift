@@ -1,0 +1,44 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+/// The operator's kill switch (issue 10 item 18): block a host, suspend a customer.
+///
+/// A blocked host keeps reporting (so it is known alive) but its reports are not stored, it gets
+/// `blocked: true` in every envelope and no signed ops; the agent then only reports. A suspended
+/// customer's hosts are blocked the same way and its customer and guest keys are refused (403).
+/// Both are undone by the matching call and recorded as events.
+extension Hub {
+    /// Blocks or unblocks a host (operator only).
+    public func setHostBlocked(_ hostID: String, blocked: Bool, by p: Principal) async throws -> HostView {
+        guard p == .operator else { throw HubError.forbidden("block or unblock hosts (operator only)") }
+        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        let now = self.now
+        try await store.transaction { db in
+            try await db.update("hosts").set("blocked", to: SQLBind(blocked ? 1 : 0)).where("id", .equal, SQLBind(hostID)).run()
+            try await recordEvent(blocked ? "host_blocked" : "host_unblocked", severity: blocked ? .warning : .info, hostID: hostID,
+                                  customerID: h.customerID, at: now, in: db)
+        }
+        await generations.notify(hostID: hostID)  // a long-polling agent hears it now
+        return try await host(hostID, by: p)
+    }
+
+    /// Suspends or resumes a customer (operator only).
+    public func setCustomerSuspended(_ customerID: String, suspended: Bool, by p: Principal) async throws {
+        guard p == .operator else { throw HubError.forbidden("suspend or resume customers (operator only)") }
+        guard try await customerExists(customerID) else { throw HubError.notFound("customer \(customerID)") }
+        let now = self.now
+        let hosts = try await store.transaction { db -> [String] in
+            try await db.update("customers").set("suspended_at", to: suspended ? SQLBind(now) : SQLBind(Int64?.none))
+                .where("id", .equal, SQLBind(customerID)).run()
+            try await db.update("hosts").set("customer_suspended", to: SQLBind(suspended ? 1 : 0))
+                .where("customer_id", .equal, SQLBind(customerID)).run()
+            try await recordEvent(suspended ? "customer_suspended" : "customer_resumed", severity: suspended ? .warning : .info,
+                                  customerID: customerID, at: now, in: db)
+            return try await db.select().column("id").from("hosts").where("customer_id", .equal, SQLBind(customerID)).all()
+                .map { try $0.decode(column: "id", as: String.self) }
+        }
+        keys.cache.removeAll()
+        for h in hosts { await generations.notify(hostID: h) }
+    }
+}
