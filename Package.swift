@@ -122,6 +122,7 @@ let package = Package(
                 "FelhomHub", "FelhomCore", "FelhomHTTP", "FelhomSigning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
             ]
         ),
         .executableTarget(

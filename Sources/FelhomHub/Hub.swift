@@ -2,6 +2,7 @@ import FelhomCore
 import Foundation
 import Logging
 import SQLKit
+import Synchronization
 
 /// The hub's core operations, independent of HTTP: customers, hosts, guests, reports, events.
 /// Every query goes through ``HubStore``; every authorization decision takes a ``Principal``.
@@ -22,6 +23,8 @@ public struct Hub: Sendable {
         ]
         /// Most guests one host may have on the hub.
         public var maxGuestsPerHost = 500
+        /// Most long-polls one host key may hold waiting at once.
+        public var maxLongPollsPerKey = 2
         public init() {}
     }
 
@@ -337,15 +340,50 @@ public struct Hub: Sendable {
 
     /// The control envelope, at once if the host's generation is past `after`, else after waiting
     /// (at most `wait` seconds) for it to move.
+    ///
+    /// A key may hold at most `maxLongPollsPerKey` waiting polls (more answer 429). Waiting costs no
+    /// query: a publish, a signature or a block in this process wakes the host's polls at once, and
+    /// one shared watcher (one query a second for all waiting hosts together) wakes them for
+    /// changes made by another replica.
     public func control(after: Int64?, wait: Int, by p: Principal) async throws -> ControlEnvelope {
         guard case .host(let hostID, _) = p else { throw HubError.forbidden("poll control (host keys only)") }
         let deadline = ContinuousClock.now + .seconds(min(max(wait, 0), settings.maxLongPollSeconds))
+        var slot = false
+        defer { if slot { generations.releaseSlot(hostID) } }
         while true {
             guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
             let env = try await envelope(h)
-            if after == nil || h.desiredGeneration > after! || env.hasSignedOps || ContinuousClock.now >= deadline { return env }
-            // Wake on a local publish, or re-check the database every second (another replica may publish).
-            await generations.wait(hostID: hostID, upTo: min(.seconds(1), deadline - ContinuousClock.now))
+            if after == nil || h.desiredGeneration > after! || env.hasSignedOps || env.blocked || ContinuousClock.now >= deadline { return env }
+            if !slot {
+                guard generations.takeSlot(hostID, max: settings.maxLongPollsPerKey) else {
+                    throw HubError.tooManyRequests(retryAfter: 1, what: "concurrent long-polls (at most \(settings.maxLongPollsPerKey))")
+                }
+                slot = true
+                generations.startWatching(store: store) { [self] ids in try await self.controlFingerprints(hostIDs: ids) }
+            }
+            await generations.wait(hostID: hostID, upTo: deadline - ContinuousClock.now)
+        }
+    }
+
+    /// What a waiting poll cares about, per host (generation, blocked, pending signed ops), in one query.
+    func controlFingerprints(hostIDs: [String]) async throws -> [String: String] {
+        guard !hostIDs.isEmpty else { return [:] }
+        let now = self.now
+        return try await store.withDB { db in
+            var out: [String: String] = [:]
+            let rows = try await db.raw("""
+                SELECT id, desired_generation, blocked, customer_suspended,
+                  (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
+                     AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: now)) AS pending_ops
+                FROM hosts WHERE id IN \(SQLBind.group(hostIDs))
+                """).all()
+            for r in rows {
+                out[try r.decode(column: "id", as: String.self)] = [
+                    String(try r.decode(column: "desired_generation", as: Int64.self)), String(try r.decode(column: "blocked", as: Int.self)),
+                    String(try r.decode(column: "customer_suspended", as: Int.self)), String(try r.decode(column: "pending_ops", as: Int64.self) > 0),
+                ].joined(separator: "|")
+            }
+            return out
         }
     }
 
@@ -471,20 +509,74 @@ enum Validate {
     }
 }
 
-/// Wakes long-polls of a host when its generation moves in this process.
-actor GenerationWatch {
-    private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
-    /// Waits whose timer fired before they were parked: parking them returns at once.
-    private var abandoned: Set<UUID> = []
-    /// Waits that have parked (and not yet been cleaned up by `cancel`).
-    private var seen: Set<UUID> = []
+/// Wakes a host's long-polls: at once for changes made in this process (`notify`), and through
+/// one shared watcher for changes another replica made: while anything waits, it runs one query a
+/// second for all waiting hosts together and wakes those whose state moved.
+final class GenerationWatch: Sendable {
+    private struct State {
+        var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+        /// Waits whose timer fired before they were parked: parking them returns at once.
+        var abandoned: Set<UUID> = []
+        /// Waits that have parked (and not yet been cleaned up).
+        var parked: Set<UUID> = []
+        /// Long-polls holding a slot, per host key.
+        var slots: [String: Int] = [:]
+        var watching = false
+    }
+    private let state = Mutex(State())
+
+    init() {}
 
     func notify(hostID: String) {
-        for (_, c) in waiters.removeValue(forKey: hostID) ?? [:] { c.resume() }
+        let woken = state.withLock { $0.waiters.removeValue(forKey: hostID) ?? [:] }
+        for (_, c) in woken { c.resume() }
     }
 
-    /// Returns when the host's generation is notified or `timeout` passes, whichever is first.
+    /// Takes one of the host key's long-poll slots; false when it already holds `max`.
+    func takeSlot(_ hostID: String, max: Int) -> Bool {
+        state.withLock { s in
+            guard s.slots[hostID, default: 0] < max else { return false }
+            s.slots[hostID, default: 0] += 1
+            return true
+        }
+    }
+
+    func releaseSlot(_ hostID: String) {
+        state.withLock { s in
+            s.slots[hostID, default: 1] -= 1
+            if s.slots[hostID] == 0 { s.slots[hostID] = nil }
+        }
+    }
+
+    /// Starts the shared watcher unless it runs; it stops by itself when nothing waits.
+    func startWatching(store: HubStore, fingerprints: @escaping @Sendable ([String]) async throws -> [String: String]) {
+        let start = state.withLock { s -> Bool in
+            guard !s.watching else { return false }
+            s.watching = true
+            return true
+        }
+        guard start else { return }
+        Task { [self] in
+            var last: [String: String] = [:]
+            while true {
+                let hosts = state.withLock { s -> [String]? in
+                    let ids = Array(s.slots.keys)
+                    if ids.isEmpty { s.watching = false }
+                    return ids.isEmpty ? nil : ids
+                }
+                guard let hosts else { return }
+                if let now = try? await fingerprints(hosts) {
+                    for (id, fp) in now where last[id] != nil && last[id] != fp { notify(hostID: id) }
+                    last = now
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Returns when the host is notified or `timeout` passes, whichever is first.
     func wait(hostID: String, upTo timeout: Duration) async {
+        guard timeout > .zero else { return }
         let id = UUID()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.park(hostID: hostID, id: id) }
@@ -496,21 +588,31 @@ actor GenerationWatch {
     }
 
     /// Number of parked waits (for tests).
-    var parked: Int { waiters.values.reduce(0) { $0 + $1.count } }
+    var parkedCount: Int { state.withLock { $0.waiters.values.reduce(0) { $0 + $1.count } } }
 
     private func park(hostID: String, id: UUID) async {
-        if abandoned.remove(id) != nil { return }
-        seen.insert(id)
-        await withCheckedContinuation { c in waiters[hostID, default: [:]][id] = c }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.abandoned.remove(id) != nil { return true }
+                s.parked.insert(id)
+                s.waiters[hostID, default: [:]][id] = c
+                return false
+            }
+            if resumeNow { c.resume() }
+        }
     }
 
     private func cancel(hostID: String, id: UUID) {
-        let wasParked = seen.remove(id) != nil
-        if let c = waiters[hostID]?.removeValue(forKey: id) {
-            c.resume()
-        } else if !wasParked {
+        let c = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            let wasParked = s.parked.remove(id) != nil
+            if let c = s.waiters[hostID]?.removeValue(forKey: id) {
+                if s.waiters[hostID]?.isEmpty == true { s.waiters[hostID] = nil }
+                return c
+            }
             // The timer won before `park` ran: make the late park return immediately.
-            abandoned.insert(id)
+            if !wasParked { s.abandoned.insert(id) }
+            return nil
         }
+        c?.resume()
     }
 }

@@ -4,6 +4,7 @@ import FelhomHTTP
 import FelhomHub
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 
 @main
@@ -42,6 +43,9 @@ struct HubConfig: Decodable {
     var rateLimitEventsPerMinute: Double?
     var rateLimitEventsBurst: Double?
     var maxGuestsPerHost: Int?
+    var maxConnections: Int?
+    var idleTimeoutSeconds: Int?
+    var maxLongPollsPerKey: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -71,6 +75,9 @@ struct HubConfig: Decodable {
         case rateLimitEventsPerMinute = "rate_limit_events_per_minute"
         case rateLimitEventsBurst = "rate_limit_events_burst"
         case maxGuestsPerHost = "max_guests_per_host"
+        case maxConnections = "max_connections"
+        case idleTimeoutSeconds = "idle_timeout_seconds"
+        case maxLongPollsPerKey = "max_long_polls_per_key"
     }
 
     static let loader = ConfigLoader(
@@ -84,7 +91,8 @@ struct HubConfig: Decodable {
             .init("smtp_fingerprint"), .init("mail_api_url"), .init("mail_api_key"), .init("secure_cookies", .boolean), .init("cloudflare_api_token"), .init("cloudflare_api_url"),
             .init("rate_limit_reports_per_minute", .number), .init("rate_limit_reports_burst", .number),
             .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
-            .init("max_guests_per_host", .integer),
+            .init("max_guests_per_host", .integer), .init("max_connections", .integer), .init("idle_timeout_seconds", .integer),
+            .init("max_long_polls_per_key", .integer),
         ])
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
@@ -164,6 +172,16 @@ struct Serve: AsyncParsableCommand {
         settings.rateLimits[.hostReport] = reports
         settings.rateLimits[.guestReport] = reports
         settings.rateLimits[.event] = try limit(cfg.rateLimitEventsPerMinute, cfg.rateLimitEventsBurst, settings.rateLimits[.event], "events")
+        if let m = cfg.maxLongPollsPerKey {
+            guard m >= 1 else { throw ValidationError("max_long_polls_per_key must be at least 1") }
+            settings.maxLongPollsPerKey = m
+        }
+        // Slow clients: an idle (or slowly sending) connection is closed after idle_timeout_seconds
+        // (a long-poll in progress is not idle); at most max_connections are open at once (20,000 by
+        // default: a 10,000-box fleet's long-polls and reports; raise LimitNOFILE to match).
+        let maxConnections = cfg.maxConnections ?? 20_000
+        let idleTimeout = cfg.idleTimeoutSeconds ?? 60
+        guard maxConnections >= 1, idleTimeout >= 1 else { throw ValidationError("max_connections and idle_timeout_seconds must be at least 1") }
         if let m = cfg.maxGuestsPerHost {
             guard m >= 1 else { throw ValidationError("max_guests_per_host must be at least 1") }
             settings.maxGuestsPerHost = m
@@ -195,7 +213,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("down_after_seconds must be larger than stale_after_seconds")
         }
         let app = Application(
-            router: HubAPI.router(hub: hub), configuration: .init(address: .hostname(host, port: port), serverName: "felhom-hub"),
+            router: HubAPI.router(hub: hub),
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(idleTimeout)))),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "felhom-hub",
+                availableConnectionsDelegate: MaximumAvailableConnections(maxConnections)),
             services: [CheckerService(hub: hub, settings: checks, logger: logger, mailer: mailer)], logger: logger)
         logger.info("felhom-hub listening", metadata: ["address": "\(host):\(port)", "store": "\(store.kind.rawValue)"])
         // The store is closed on every way out (SIGTERM included): nothing is left half-written.
