@@ -25,6 +25,8 @@ public struct Hub: Sendable {
         public var maxGuestsPerHost = 500
         /// Most long-polls one host key may hold waiting at once.
         public var maxLongPollsPerKey = 2
+        /// Reverse proxies whose `X-Forwarded-For` is believed (their socket IP addresses).
+        public var trustedProxies: Set<String> = []
         public init() {}
     }
 

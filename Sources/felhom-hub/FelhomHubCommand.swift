@@ -5,6 +5,8 @@ import FelhomHub
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 
 @main
@@ -46,6 +48,9 @@ struct HubConfig: Decodable {
     var maxConnections: Int?
     var idleTimeoutSeconds: Int?
     var maxLongPollsPerKey: Int?
+    var trustedProxies: String?
+    var tlsCertificateFile: String?
+    var tlsKeyFile: String?
 
     enum CodingKeys: String, CodingKey {
         case listen, database
@@ -78,6 +83,9 @@ struct HubConfig: Decodable {
         case maxConnections = "max_connections"
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case maxLongPollsPerKey = "max_long_polls_per_key"
+        case trustedProxies = "trusted_proxies"
+        case tlsCertificateFile = "tls_certificate_file"
+        case tlsKeyFile = "tls_key_file"
     }
 
     static let loader = ConfigLoader(
@@ -92,7 +100,7 @@ struct HubConfig: Decodable {
             .init("rate_limit_reports_per_minute", .number), .init("rate_limit_reports_burst", .number),
             .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
             .init("max_guests_per_host", .integer), .init("max_connections", .integer), .init("idle_timeout_seconds", .integer),
-            .init("max_long_polls_per_key", .integer),
+            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("tls_certificate_file"), .init("tls_key_file"),
         ])
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
@@ -159,7 +167,23 @@ struct Serve: AsyncParsableCommand {
         do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
-        if let c = cfg.secureCookies { settings.secureCookies = c }
+        // TLS: terminated by the hub itself (certificate and key files), or by a reverse proxy in
+        // front (listed in trusted_proxies, comma-separated addresses). Either way dashboard cookies
+        // are Secure unless secure_cookies says otherwise.
+        var tls: TLSConfiguration?
+        switch (cfg.tlsCertificateFile, cfg.tlsKeyFile) {
+        case (nil, nil): break
+        case (let cert?, let key?):
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
+                tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            } catch {
+                throw ValidationError("tls_certificate_file '\(cert)' / tls_key_file '\(key)': cannot load them as PEM (\(error))")
+            }
+        default: throw ValidationError("set both tls_certificate_file and tls_key_file, or neither")
+        }
+        settings.trustedProxies = Set((cfg.trustedProxies ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        settings.secureCookies = cfg.secureCookies ?? (tls != nil || !settings.trustedProxies.isEmpty)
         // Per-key limits (0 per minute turns a limit off, e.g. for load tests).
         func limit(_ perMinute: Double?, _ burst: Double?, _ base: RateLimiter.Limit?, _ name: String) throws -> RateLimiter.Limit {
             var l = base ?? .off
@@ -212,14 +236,17 @@ struct Serve: AsyncParsableCommand {
         guard checks.thresholds.downAfter > checks.thresholds.staleAfter else {
             throw ValidationError("down_after_seconds must be larger than stale_after_seconds")
         }
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(Int64(idleTimeout))))
         let app = Application(
             router: HubAPI.router(hub: hub),
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(idleTimeout)))),
+            server: try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1,
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "felhom-hub",
                 availableConnectionsDelegate: MaximumAvailableConnections(maxConnections)),
             services: [CheckerService(hub: hub, settings: checks, logger: logger, mailer: mailer)], logger: logger)
-        logger.info("felhom-hub listening", metadata: ["address": "\(host):\(port)", "store": "\(store.kind.rawValue)"])
+        logger.info("felhom-hub listening", metadata: [
+            "address": "\(host):\(port)", "store": "\(store.kind.rawValue)", "tls": "\(tls != nil ? "hub" : settings.trustedProxies.isEmpty ? "none" : "proxy")",
+        ])
         // The store is closed on every way out (SIGTERM included): nothing is left half-written.
         do {
             try await app.runService()

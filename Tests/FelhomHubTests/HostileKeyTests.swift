@@ -164,3 +164,82 @@ import Testing
         await h.hub.store.close()
     }
 }
+
+/// Issue 10 item 15: retrieval and dashboard sign-in limits are per client, sessions are bound
+/// to the operator key, and the client's address is only taken from a trusted proxy.
+@Suite struct PerClientLimitTests {
+    @Test func forwardedForIsBelievedOnlyFromATrustedProxy() {
+        let trusted: Set<String> = ["10.0.0.2"]
+        #expect(Hub.clientAddress(peer: "203.0.113.9", forwardedFor: "1.2.3.4", trusted: trusted) == "203.0.113.9")
+        #expect(Hub.clientAddress(peer: "10.0.0.2", forwardedFor: "1.2.3.4", trusted: trusted) == "1.2.3.4")
+        // A client cannot hide behind a spoofed first hop: the proxy appended the real one last.
+        #expect(Hub.clientAddress(peer: "10.0.0.2", forwardedFor: "9.9.9.9, 198.51.100.7", trusted: trusted) == "198.51.100.7")
+        #expect(Hub.clientAddress(peer: "10.0.0.2", forwardedFor: nil, trusted: trusted) == "10.0.0.2")
+        #expect(Hub.clientAddress(peer: nil, forwardedFor: "1.2.3.4", trusted: trusted) == "unknown")
+    }
+
+    @Test(arguments: TestStores.kinds)
+    func aStrangerCannotLockACustomerOutOfRecovery(kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        let hub = h.hub
+        let c = try await hub.createCustomer(.init(name: "K", email: "k@example.hu", domain: "kiss.example.hu", timezone: nil, language: nil), by: .operator)
+        _ = try await hub.createHost(customerID: c, name: "box", by: .operator)
+        let pass = try await hub.newRetrievalPassphrase(customerID: c, by: .operator)
+        func retrieve(_ p: String, from client: String, domain: String = "kiss.example.hu") async -> Int {
+            do {
+                _ = try await hub.retrieve(domain: domain, passphrase: p, what: "recovery", hubURL: "https://hub", client: client)
+                return 200
+            } catch let e as HubError { return Int(e.status.code) } catch { return 0 }
+        }
+        // A stranger guesses in parallel: the attempts are reserved before the slow check, so
+        // exactly 5 are tried and the rest are refused without running the KDF.
+        let results = await withTaskGroup(of: Int.self) { g in
+            for _ in 0..<12 { g.addTask { await retrieve("alma-alma-alma-alma", from: "198.51.100.66") } }
+            return await g.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(results.filter { $0 == 401 }.count == 5, "\(results)")
+        #expect(results.filter { $0 == 429 }.count == 7, "\(results)")
+        // The customer, from their own address, is not locked out.
+        #expect(await retrieve(pass, from: "203.0.113.5") == 200)
+        // The lock-out was recorded once and mails the operator.
+        let locked = try await hub.events(hostID: nil, type: "retrieval_locked", since: nil, limit: 10, by: .operator)
+        #expect(locked.count == 1)
+        #expect(hub.notifications.operatorTypes.contains("retrieval_locked"))
+        // Unknown domains: the same answer, and they count against the guessing client too.
+        #expect(await retrieve(pass, from: "192.0.2.1", domain: "nobody.example.hu") == 401)
+        await h.hub.store.close()
+    }
+
+    @Test func dashboardSignInBacksOffPerClientAndSessionsFollowTheOperatorKey() async throws {
+        let path = NSTemporaryDirectory() + "felhom-dash-\(UUID().uuidString).sqlite"
+        let store = try await HubStore.open(url: "sqlite:\(path)")
+        let hub = Hub(store: store, operatorKey: operatorKey)
+        let app = Application(router: HubAPI.router(hub: hub))
+        let cookie = try await app.test(.router) { client -> String in
+            for _ in 0..<10 { #expect(try await client.page(.post, "/login", form: ["key": "wrong-key-000000000000000000000"]).status == .unauthorized) }
+            #expect(try await client.page(.post, "/login", form: ["key": operatorKey]).status == .tooManyRequests)
+            // Another client (another address) is not affected by the first one's failures.
+            try await store.withDB { db in try await db.raw("UPDATE dashboard_login_failures SET client = '198.51.100.66'").run() }
+            let ok = try await client.page(.post, "/login", form: ["key": operatorKey])
+            #expect(ok.status == .seeOther)
+            let cookie = String((ok.headers[.setCookie] ?? "").split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1])
+            #expect(try await client.page(.get, "/", cookie: cookie).status == .ok)
+            return cookie
+        }
+        // A hub restarted with a rotated operator key does not honour the old sessions.
+        let rotated = Hub(store: store, operatorKey: operatorKey + "-rotated")
+        try await Application(router: HubAPI.router(hub: rotated)).test(.router) { client in
+            let r = try await client.page(.get, "/", cookie: cookie)
+            #expect(r.status == .seeOther, "redirected to /login")
+        }
+        // Sign out everywhere ends every session.
+        try await app.test(.router) { client in
+            #expect(try await client.page(.get, "/", cookie: cookie).status == .ok)
+            let home = try await client.page(.get, "/", cookie: cookie)
+            let csrf = String(home.html.components(separatedBy: #"name="csrf" value=""#).dropFirst().first?.prefix(64) ?? "")
+            #expect(try await client.page(.post, "/logout-everywhere", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
+            #expect(try await client.page(.get, "/", cookie: cookie).status == .seeOther)
+        }
+        await store.close()
+    }
+}

@@ -47,7 +47,7 @@ let operatorKey = "test-operator-key-0123456789abcdef"
 /// A hub on a fresh store with its router, plus helpers to call it.
 struct HubHarness {
     let hub: Hub
-    let app: Application<RouterResponder<BasicRequestContext>>
+    let app: Application<RouterResponder<HubRequestContext>>
 
     static func make(_ kind: HubStore.Kind, clock: WallClock = SystemWallClock()) async throws -> HubHarness {
         let store = try await TestStores.open(kind)

@@ -7,7 +7,7 @@ config fail with clear messages; checks the token secret never appears in any ou
 `felhom demo`. Prints `N passed, N failed`.
 Usage: cli_test.py BIN_DIR
 """
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 
 from common import Checks, Simulator
 
@@ -242,6 +242,53 @@ def main(sim):
         assert r.returncode != 0 and "$.databse" in r.stderr and cfg in r.stderr, r.stderr
 
     check("felhom-hub stops cleanly on SIGTERM; private files; strict config", hub_stops_cleanly)
+
+    # The hub terminates TLS itself with a certificate and key from its config; dashboard cookies
+    # are then Secure by default.
+    def hub_serves_tls():
+        import ssl, urllib.request, urllib.parse, http.client
+        from common import free_port
+        d = os.path.join(work, "hubtls")
+        os.makedirs(d)
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        r = run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                "-subj", "/CN=felhom-hub", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert)
+        assert r.returncode == 0, r.stderr
+        port = free_port()
+        op = "tls-test-operator-key-0123456789abc"
+        e = dict(os.environ, FELHOM_HUB_OPERATOR_KEY=op, FELHOM_HUB_TLS_CERTIFICATE_FILE=cert, FELHOM_HUB_TLS_KEY_FILE=key)
+        p = subprocess.Popen([os.path.join(bin_dir, "felhom-hub"), "serve", "--listen", f"127.0.0.1:{port}", "--database", f"sqlite:{d}/hub.sqlite"],
+                             env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            ctx = ssl.create_default_context(cafile=cert)
+            deadline = time.time() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2) as resp:
+                        assert resp.status == 200
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.2)
+            # Plain HTTP to the TLS port is not served.
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3).read()
+                raise AssertionError("plain HTTP answered on the TLS port")
+            except AssertionError:
+                raise
+            except Exception:
+                pass
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+            c.request("POST", "/login", body=urllib.parse.urlencode({"key": op}), headers={"Content-Type": "application/x-www-form-urlencoded"})
+            resp = c.getresponse()
+            cookie = resp.getheader("Set-Cookie") or ""
+            assert resp.status == 303 and "Secure" in cookie and "HttpOnly" in cookie, (resp.status, cookie)
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+
+    check("felhom-hub terminates TLS with its own certificate; Secure cookies", hub_serves_tls)
     return checks.finish()
 
 

@@ -30,8 +30,8 @@ public enum HubAPI {
         "POST /api/v1/signed-ops/{id}/signature", "POST /api/v1/signed-ops/{id}/result",
     ]
 
-    public static func router(hub: Hub) -> Router<BasicRequestContext> {
-        let router = Router()
+    public static func router(hub: Hub) -> Router<HubRequestContext> {
+        let router = Router(context: HubRequestContext.self)
         router.get("/healthz") { _, _ in
             try await hub.store.withDB { db in try await db.raw("SELECT 1").run() }
             return json(["status": "ok", "store": hub.store.kind.rawValue])
@@ -252,14 +252,15 @@ public enum HubAPI {
             try await hub.reportDRFromBox(storageManifest: b.storageManifest, pbsFingerprint: b.pbsFingerprint, by: p)
             return try encode(["saved": true])
         }
-        v1.post("retrieve") { req, _ in
+        v1.post("retrieve") { req, ctx in
             struct Body: Decodable {
                 var domain: String
                 var passphrase: String
                 var what: String
             }
             let b = try await decode(Body.self, req)
-            return try encode(try await hub.retrieve(domain: b.domain, passphrase: b.passphrase, what: b.what, hubURL: publicURL(req)))
+            return try encode(try await hub.retrieve(domain: b.domain, passphrase: b.passphrase, what: b.what, hubURL: publicURL(req),
+                                                     client: hub.client(of: req, ctx)))
         }
         v1.post("hosts/:id/enrollment") { req, ctx in
             let p = try await principal(hub, req)

@@ -50,6 +50,10 @@ public struct KeyAuthority: Sendable {
         return key
     }
 
+    /// The hex SHA-256 of the configured operator key: dashboard sessions are bound to it, so
+    /// rotating the key ends every session.
+    var operatorKeyBinding: String { (operatorKeyHash ?? []).map { String(format: "%02x", $0) }.joined() }
+
     /// Resolves an `Authorization: Bearer KEY` header; throws 401 for anything else.
     public func principal(authorization: String?) async throws -> Principal {
         guard let header = authorization, header.hasPrefix("Bearer ") else { throw HubError.unauthorized }

@@ -14,9 +14,11 @@ import SQLKit
 public enum Dashboard {
     public static let cookieName = "felhom_session"
     static let sessionLifetime: Int64 = 12 * 3600
-    /// Wrong operator keys allowed at the sign-in form per window, for the whole hub (all replicas:
-    /// counted in the database). Beyond it the form answers 429 until the window passes; the API
-    /// (bearer keys) is not affected.
+    /// A session unused this long ends (the operator walked away from the browser).
+    static let sessionIdleTimeout: Int64 = 30 * 60
+    /// Wrong operator keys allowed at the sign-in form per client (socket address, or the
+    /// forwarded address behind a trusted proxy) per window, counted in the database (all
+    /// replicas). Beyond it that client waits (429); other clients and the API are not affected.
     static let loginFailuresAllowed = 10
     static let loginWindow: Int64 = 5 * 60
 
@@ -37,17 +39,19 @@ public enum Dashboard {
     }
 
     /// Adds the dashboard routes. `secureCookies` marks the cookie Secure (set it when the hub is served over TLS).
-    public static func register(on router: Router<BasicRequestContext>, hub: Hub, secureCookies: Bool = false) {
+    public static func register(on router: Router<HubRequestContext>, hub: Hub, secureCookies: Bool = false) {
         router.get("/login") { req, _ in
             if try await session(hub, req) != nil { return redirect("/") }
             return page("login", title: "Sign in", ["failed": false], session: nil)
         }
-        router.post("/login") { req, _ in
+        router.post("/login") { req, ctx in
             let form = try await formBody(req)
             let key = form["key"] ?? ""
             let now = hub.now
+            let client = hub.client(of: req, ctx)
             let recentFailures = try await hub.store.withDB { db in
                 try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("dashboard_login_failures")
+                    .where("client", .equal, SQLBind(client))
                     .where("at", .greaterThan, SQLBind(now - loginWindow)).first()?.decode(column: "n", as: Int.self) ?? 0
             }
             guard recentFailures < loginFailuresAllowed else {
@@ -58,7 +62,8 @@ public enum Dashboard {
             guard (try? await hub.keys.principal(authorization: "Bearer " + key)) == .operator else {
                 try await hub.store.withDB { db in
                     try await db.delete(from: "dashboard_login_failures").where("at", .lessThan, SQLBind(now - loginWindow)).run()
-                    try await db.insert(into: "dashboard_login_failures").columns("id", "at").values(SQLBind(Ids.make("lf")), SQLBind(now)).run()
+                    try await db.insert(into: "dashboard_login_failures").columns("id", "at", "client")
+                        .values(SQLBind(Ids.make("lf")), SQLBind(now), SQLBind(client)).run()
                 }
                 var r = page("login", title: "Sign in", ["failed": true], session: nil)
                 r.status = .unauthorized
@@ -76,6 +81,15 @@ public enum Dashboard {
                     try await db.delete(from: "dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id))).run()
                 }
             }
+            var r = redirect("/login")
+            r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            return r
+        }
+        router.post("/logout-everywhere") { req, _ in
+            // Ends every dashboard session of every browser (a lost laptop, a shared screen).
+            let form = try await formBody(req)
+            guard let (_, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf else { return redirect("/login") }
+            try await hub.store.withDB { db in try await db.delete(from: "dashboard_sessions").run() }
             var r = redirect("/login")
             r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
             return r
@@ -194,8 +208,9 @@ public enum Dashboard {
         let now = hub.now
         try await hub.store.withDB { db in
             try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now)).run()
-            try await db.insert(into: "dashboard_sessions").columns("id_hash", "csrf", "created_at", "expires_at")
-                .values(SQLBind(KeyAuthority.hash(id)), SQLBind(csrf), SQLBind(now), SQLBind(now + sessionLifetime)).run()
+            try await db.insert(into: "dashboard_sessions").columns("id_hash", "csrf", "created_at", "expires_at", "operator_key_hash", "last_seen_at")
+                .values(SQLBind(KeyAuthority.hash(id)), SQLBind(csrf), SQLBind(now), SQLBind(now + sessionLifetime),
+                        SQLBind(hub.keys.operatorKeyBinding), SQLBind(now)).run()
         }
         return (id, Session(csrf: csrf))
     }
@@ -209,11 +224,20 @@ public enum Dashboard {
         }
         guard let id, id.count == 64 else { return nil }
         let now = hub.now
+        let binding = hub.keys.operatorKeyBinding
         let row = try await hub.store.withDB { db in
-            try await db.select().column("csrf").from("dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id)))
-                .where("expires_at", .greaterThan, SQLBind(now)).first()
+            // Valid: not expired, used within the idle timeout, made with the operator key in force now.
+            try await db.select().columns("csrf", "last_seen_at").from("dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id)))
+                .where("expires_at", .greaterThan, SQLBind(now)).where("last_seen_at", .greaterThan, SQLBind(now - sessionIdleTimeout))
+                .where("operator_key_hash", .equal, SQLBind(binding)).first()
         }
         guard let row else { return nil }
+        if try row.decode(column: "last_seen_at", as: Int64.self) < now - 60 {
+            // Keep the session alive while it is used (one write a minute at most).
+            try await hub.store.withDB { db in
+                try await db.update("dashboard_sessions").set("last_seen_at", to: SQLBind(now)).where("id_hash", .equal, SQLBind(KeyAuthority.hash(id))).run()
+            }
+        }
         return (id, Session(csrf: try row.decode(column: "csrf", as: String.self)))
     }
 

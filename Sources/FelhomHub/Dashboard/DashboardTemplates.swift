@@ -43,6 +43,7 @@ enum DashboardTemplates {
           <span class="brand">felhom</span>
           <a href="/">Fleet</a><a href="/events">Events</a><a href="/signed-ops">Signed ops</a><a href="/customers">Customers</a>
           <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button>Sign out</button></form>
+          <form method="post" action="/logout-everywhere"><input type="hidden" name="csrf" value="{{csrf}}"><button title="End every dashboard session in every browser">Sign out everywhere</button></form>
         </header>
         {{/signedIn}}
         <main>

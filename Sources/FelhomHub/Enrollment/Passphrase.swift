@@ -39,6 +39,10 @@ public enum Passphrase {
         return "pbkdf2-sha256$\(rounds)$\(Data(salt).base64EncodedString())$\(bytes.base64EncodedString())"
     }
 
+    /// A well-formed hash no passphrase matches (an all-zero key): checking against it costs the
+    /// same KDF work as a real one, so an unknown domain answers in the same time as a known one.
+    public static let decoy = "pbkdf2-sha256$\(rounds)$\(Data(repeating: 0x5A, count: 16).base64EncodedString())$\(Data(count: 32).base64EncodedString())"
+
     /// Constant-time check against a stored hash.
     public static func verify(_ passphrase: String, against stored: String) -> Bool {
         let parts = stored.split(separator: "$")

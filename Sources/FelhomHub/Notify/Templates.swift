@@ -19,6 +19,9 @@ public enum Templates {
             case "expected_backup_missed": what = "has not backed up today (deadline passed)"
             case "restore_test_failed": what = "FAILED its restore test"
             case "db_dump_failed": what = "reported a failed database dump"
+            case "retrieval_locked": what = "— a customer's retrieval was locked after repeated wrong passphrases"
+            case "host_blocked": what = "was BLOCKED by the operator"
+            case "customer_suspended": what = "— its customer was SUSPENDED by the operator"
             default: what = "reported \(e.type)"
             }
             return ("[felhom] \(hostName) \(what)",

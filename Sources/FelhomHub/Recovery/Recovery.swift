@@ -98,39 +98,63 @@ extension Hub {
         return words
     }
 
-    /// At most this many failed attempts per customer in `retrievalWindow` seconds.
+    /// At most this many failed attempts per (customer, client) in `retrievalWindow` seconds.
     static let retrievalAttempts = 5
+    /// At most this many failed attempts per client, across all domains, in the window.
+    static let retrievalAttemptsPerClient = 20
     static let retrievalWindow: Int64 = 15 * 60
 
     /// A customer fetches their recovery bundle(s) or controller configs with their passphrase.
-    /// Five failed attempts in 15 minutes lock retrieval for that customer (429) and record
-    /// `retrieval_locked` once per lock-out. Unknown domain and wrong passphrase answer alike.
-    public func retrieve(domain: String, passphrase: String, what: String, hubURL: String) async throws -> JSONValue {
+    ///
+    /// Five failed attempts in 15 minutes from one client (its address: see ``client(of:_:)``) lock
+    /// retrieval for that customer from that client only (429) — a stranger cannot lock the
+    /// customer out — and record `retrieval_locked` (mailed to the operator) once per lock-out; 20
+    /// failures from one client across all domains stop that client. The attempt is reserved (as a
+    /// failure) before the slow passphrase check, so parallel guesses cannot slip past the limit,
+    /// and an unknown domain costs the same work and answers the same as a wrong passphrase.
+    public func retrieve(domain: String, passphrase: String, what: String, hubURL: String, client: String = "unknown") async throws -> JSONValue {
         guard ["recovery", "config"].contains(what) else { throw HubError.badRequest("must be recovery or config", path: "$.what") }
+        guard domain.count <= 253, passphrase.count <= 512 else { throw HubError.badRequest("too long", path: "$") }
         let refused = HubError(.unauthorized, "retrieval_refused", "domain or passphrase not recognised")
         let now = self.now
-        guard let c = try await store.withDB({ db in
+        let found = try await store.withDB { db in
             try await db.select().columns("id", "retrieval_hash").from("customers").where("domain", .equal, SQLBind(domain.lowercased())).first()
-        }) else { throw refused }
-        let cid = try c.decode(column: "id", as: String.self)
-        let failures = try await store.withDB { db in
-            try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("retrieval_attempts")
-                .where("customer_id", .equal, SQLBind(cid)).where("ok", .equal, SQLBind(0))
-                .where("at", .greaterThan, SQLBind(now - Self.retrievalWindow)).first()?.decode(column: "n", as: Int.self) ?? 0
         }
-        guard failures < Self.retrievalAttempts else {
-            throw HubError(.tooManyRequests, "retrieval_locked", "too many failed attempts; try again in 15 minutes")
+        let cid = try found?.decode(column: "id", as: String.self)
+        // Attempts on unknown domains are counted per client under one name (no row per guessed domain).
+        let subject = cid ?? "unknown-domain"
+        let attemptID = Ids.make("try")
+        let failuresHere = try await store.transaction { db -> Int in
+            if store.kind == .postgres {
+                try await db.raw("SELECT pg_advisory_xact_lock(hashtext(\(bind: "retrieve|" + client)))").run()
+            }
+            func failures(_ build: (SQLSelectBuilder) -> SQLSelectBuilder) async throws -> Int {
+                try await build(db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("retrieval_attempts")
+                    .where("client", .equal, SQLBind(client)).where("ok", .equal, SQLBind(0))
+                    .where("at", .greaterThan, SQLBind(now - Self.retrievalWindow))).first()?.decode(column: "n", as: Int.self) ?? 0
+            }
+            let here = try await failures { $0.where("customer_id", .equal, SQLBind(subject)) }
+            let fromClient = try await failures { $0 }
+            guard here < Self.retrievalAttempts, fromClient < Self.retrievalAttemptsPerClient else {
+                throw HubError(.tooManyRequests, "retrieval_locked", "too many failed attempts; try again in 15 minutes", retryAfter: Int(Self.retrievalWindow))
+            }
+            // Reserved as a failure before the slow check; turned into a success below if it is one.
+            try await db.insert(into: "retrieval_attempts").columns("id", "customer_id", "at", "ok", "client")
+                .values(SQLBind(attemptID), SQLBind(subject), SQLBind(now), SQLBind(0), SQLBind(client)).run()
+            return here
         }
-        let ok = (try c.decode(column: "retrieval_hash", as: String?.self)).map { Passphrase.verify(passphrase, against: $0) } ?? false
+        let stored = (try found?.decode(column: "retrieval_hash", as: String?.self)) ?? nil
+        let ok = Passphrase.verify(passphrase, against: stored ?? Passphrase.decoy) && cid != nil && stored != nil
         try await store.transaction { db in
-            try await db.insert(into: "retrieval_attempts").columns("id", "customer_id", "at", "ok")
-                .values(SQLBind(Ids.make("try")), SQLBind(cid), SQLBind(now), SQLBind(ok ? 1 : 0)).run()
-            if !ok && failures + 1 == Self.retrievalAttempts {
+            if ok {
+                try await db.update("retrieval_attempts").set("ok", to: SQLBind(1)).where("id", .equal, SQLBind(attemptID)).run()
+            } else if let cid, failuresHere + 1 == Self.retrievalAttempts {
                 try await recordEvent("retrieval_locked", severity: .warning, customerID: cid,
-                                      data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow)], at: now, in: db)
+                                      data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow),
+                                             "client": .string(client)], at: now, in: db)
             }
         }
-        guard ok else { throw refused }
+        guard ok, let cid else { throw refused }
         let hosts = try await self.hosts(by: .customer(customerID: cid))
         if what == "recovery" {
             var out: [JSONValue] = []

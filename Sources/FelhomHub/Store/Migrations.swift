@@ -222,6 +222,13 @@ enum Migrations {
             // Copied onto each host row so report ingest needs no join to know a box is muted.
             try await db.raw("ALTER TABLE hosts ADD COLUMN customer_suspended INTEGER NOT NULL DEFAULT 0").run()
         },
+        Migration(version: 12, name: "per-client limits and operator-bound sessions") { db in
+            try await db.raw("ALTER TABLE retrieval_attempts ADD COLUMN client TEXT").run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS retrieval_attempts_client_time ON retrieval_attempts (client, at)").run()
+            try await db.raw("ALTER TABLE dashboard_login_failures ADD COLUMN client TEXT").run()
+            try await db.raw("ALTER TABLE dashboard_sessions ADD COLUMN operator_key_hash TEXT").run()
+            try await db.raw("ALTER TABLE dashboard_sessions ADD COLUMN last_seen_at BIGINT").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {
