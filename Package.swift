@@ -91,7 +91,7 @@ let package = Package(
         .target(
             name: "FelhomAgent",
             dependencies: [
-                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient",
+                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -115,4 +115,9 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var code: Code
     public var message: String
     public var description: String { "config error (\(code.rawValue)): \(message)" }
+
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
 }

@@ -19,6 +19,8 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible, Equatab
         public static let timeout = Code("timeout")
         /// The caller passed a value the client refuses to use (bad fingerprint, unreadable CA file).
         public static let invalidArgument = Code("invalidArgument")
+        /// The answer was larger than the client accepts (a hostile or broken server).
+        public static let tooLarge = Code("tooLarge")
     }
 
     public var code: Code

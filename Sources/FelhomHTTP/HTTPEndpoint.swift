@@ -15,7 +15,7 @@ public struct HTTPEndpoint: Sendable, Equatable {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
               scheme == "https" || scheme == "http"
         else { throw HTTPClientError(code: .invalidArgument, message: "\(setting) must be an https:// URL (got '\(text)')") }
-        if scheme == "http", !["127.0.0.1", "localhost", "::1"].contains(host) {
+        if scheme == "http", !Self.isLoopback(host) {
             throw HTTPClientError(code: .invalidArgument, message: "\(setting) may use plain http:// only on loopback (got host '\(host)')")
         }
         self.host = host
@@ -27,8 +27,30 @@ public struct HTTPEndpoint: Sendable, Equatable {
         query = url.query
     }
 
+    /// Whether `host` is this machine (`127.0.0.0/8`, `::1`, `localhost`): the only place
+    /// where a clear-text connection (plain HTTP, SMTP without TLS) is allowed.
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if h == "localhost" || h == "::1" { return true }
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+
     /// A transport to this endpoint.
     public func transport(trust: TLSTrust, timeout: Duration) -> NIOHTTPTransport {
         NIOHTTPTransport(host: host, port: port, useTLS: useTLS, trust: trust, requestTimeout: timeout)
+    }
+}
+
+/// One path segment of an outbound URL, percent-encoded: an id from a server's answer or a
+/// config file (`../`, `?`, `#`, `/`, spaces…) cannot change which resource a request reaches.
+public enum PathSegment {
+    static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    public static func encode(_ s: String) -> String {
+        var out = s.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+        // "." and ".." are unreserved yet walk the path: encode them too.
+        if out == "." || out == ".." { out = out.replacingOccurrences(of: ".", with: "%2E") }
+        return out
     }
 }

@@ -17,6 +17,8 @@ public struct NIOHTTPTransport: HTTPTransport {
     public let trust: TLSTrust
     /// Upper bound for one request (connect + send + full answer).
     public let requestTimeout: Duration
+    /// Largest answer body accepted (default 16 MiB): a hostile server cannot exhaust memory.
+    public var maxResponseBytes = 16 << 20
 
     public init(host: String, port: Int, useTLS: Bool = true, trust: TLSTrust, requestTimeout: Duration = .seconds(60)) {
         self.host = host
@@ -106,6 +108,7 @@ public struct NIOHTTPTransport: HTTPTransport {
         }
         let trust = self.trust
         let host = self.host
+        let maxResponseBytes = self.maxResponseBytes
         let requestName = "\(request.method) \(Self.pathOnly(request.target))"
 
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
@@ -163,6 +166,9 @@ public struct NIOHTTPTransport: HTTPTransport {
                         reason = observed.reasonPhrase.withLock { $0 } ?? h.status.reasonPhrase
                         headers = h.headers.map { ($0.name, $0.value) }
                     case .body(var b):
+                        guard body.readableBytes + b.readableBytes <= maxResponseBytes else {
+                            throw HTTPClientError(code: .tooLarge, message: "the answer is larger than \(maxResponseBytes) bytes", request: requestName)
+                        }
                         body.writeBuffer(&b)
                     case .end:
                         return HTTPResponseSpec(status: status, reason: reason, headers: headers, body: Data(body.readableBytesView))

@@ -88,7 +88,7 @@ public struct Hub: Sendable {
     public func createCustomer(_ c: NewCustomer, by p: Principal) async throws -> String {
         guard p == .operator else { throw HubError.forbidden("create customers") }
         try Validate.text(c.name, "$.name", max: 200)
-        guard c.email.contains("@"), c.email.count <= 254 else { throw HubError.badRequest("must be an e-mail address", path: "$.email") }
+        guard Pattern.isEmail(c.email) else { throw HubError.badRequest("must be an e-mail address like name@example.hu", path: "$.email") }
         guard Pattern.whole(c.domain, #"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"#) else {
             throw HubError.badRequest("must be a lower-case domain name like example.hu", path: "$.domain")
         }
@@ -98,9 +98,14 @@ public struct Hub: Sendable {
         guard ["hu", "en"].contains(lang) else { throw HubError.badRequest("must be hu or en", path: "$.language") }
         let id = Ids.make("cus")
         let now = self.now
-        try await store.withDB { db in
-            try await db.insert(into: "customers").columns("id", "name", "email", "domain", "timezone", "language", "created_at")
-                .values(SQLBind(id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(tz), SQLBind(lang), SQLBind(now)).run()
+        do {
+            try await store.withDB { db in
+                try await db.insert(into: "customers").columns("id", "name", "email", "domain", "timezone", "language", "created_at")
+                    .values(SQLBind(id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(tz), SQLBind(lang), SQLBind(now)).run()
+            }
+        } catch let e as StoreError where e.code == .conflict {
+            // Domains are unique: retrieval and geo rules find the customer by it.
+            throw HubError(.conflict, "conflict", "the domain \(c.domain) already belongs to another customer", path: "$.domain")
         }
         return id
     }
@@ -337,6 +342,30 @@ public struct Hub: Sendable {
             let hosts = try await db.delete(from: "host_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
             let guests = try await db.delete(from: "guest_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
             return hosts + guests
+        }
+    }
+
+    /// Deletes what only needs to be kept for a while, so no table grows without bound: events older
+    /// than `eventDays`, sent mail and the send log older than `mailDays` (pending mail is never
+    /// dropped), retrieval attempts and sign-in failures older than a day, expired dashboard
+    /// sessions. Returns rows deleted per table.
+    @discardableResult
+    public func pruneHistory(eventDays: Int, mailDays: Int) async throws -> [String: Int] {
+        let now = self.now
+        let events = now - Int64(eventDays) * 86_400, mail = now - Int64(mailDays) * 86_400, day = now - 86_400
+        return try await store.withDB { db in
+            var out: [String: Int] = [:]
+            // Mail first (outbox rows point at events).
+            out["notification_log"] = try await db.delete(from: "notification_log").where("at", .lessThan, SQLBind(mail)).returning("id").all().count
+            out["notification_outbox"] = try await db.delete(from: "notification_outbox").where("status", .equal, SQLBind("sent"))
+                .where("created_at", .lessThan, SQLBind(mail)).returning("id").all().count
+            out["events"] = try await db.delete(from: "events").where("at", .lessThan, SQLBind(events)).returning("id").all().count
+            out["retrieval_attempts"] = try await db.delete(from: "retrieval_attempts").where("at", .lessThan, SQLBind(day)).returning("id").all().count
+            out["dashboard_login_failures"] = try await db.delete(from: "dashboard_login_failures").where("at", .lessThan, SQLBind(day))
+                .returning("id").all().count
+            out["dashboard_sessions"] = try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now))
+                .returning("id_hash").all().count
+            return out
         }
     }
 

@@ -115,7 +115,7 @@ public struct HubClient: Sendable {
 
     /// The published desired state of a host: its generation and spec (`nil` before the first publish).
     public func desired(hostID: String) async throws -> (generation: Int64, spec: DesiredState?) {
-        let j = try await json("GET", "/api/v1/hosts/\(hostID)/desired")
+        let j = try await json("GET", "/api/v1/hosts/\(PathSegment.encode(hostID))/desired")
         let gen = j["generation"]?.lenientInt ?? 0
         guard let spec = j["spec"], spec != .null else { return (gen, nil) }
         do { return (gen, try DesiredState.decode(spec.serialized())) } catch let e as ContractError {
@@ -142,7 +142,7 @@ public struct HubClient: Sendable {
     public func reportSignedOpResult(id: String, applied: Bool, reason: String?) async throws {
         var body: [String: JSONValue] = ["outcome": .string(applied ? "applied" : "rejected")]
         if let reason { body["reason"] = .string(reason) }
-        _ = try await json("POST", "/api/v1/signed-ops/\(id)/result", body: .object(body))
+        _ = try await json("POST", "/api/v1/signed-ops/\(PathSegment.encode(id))/result", body: .object(body))
     }
 
     public func postEvent(type: String, severity: HubEvent.Severity, data: JSONValue = .object([:])) async throws {
@@ -158,7 +158,7 @@ public struct HubClient: Sendable {
     }
 
     public func uploadSignature(opID: String, armored: String) async throws -> JSONValue {
-        try await json("POST", "/api/v1/signed-ops/\(opID)/signature", body: .object(["signature": .string(armored)]))
+        try await json("POST", "/api/v1/signed-ops/\(PathSegment.encode(opID))/signature", body: .object(["signature": .string(armored)]))
     }
 
     func decodeContract<T: Decodable>(_ data: Data, _ what: String) throws -> T {

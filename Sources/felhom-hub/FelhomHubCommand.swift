@@ -49,6 +49,8 @@ struct HubConfig: Decodable {
     var idleTimeoutSeconds: Int?
     var maxLongPollsPerKey: Int?
     var trustedProxies: String?
+    var eventRetentionDays: Int?
+    var mailRetentionDays: Int?
     var tlsCertificateFile: String?
     var tlsKeyFile: String?
 
@@ -84,6 +86,8 @@ struct HubConfig: Decodable {
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case maxLongPollsPerKey = "max_long_polls_per_key"
         case trustedProxies = "trusted_proxies"
+        case eventRetentionDays = "event_retention_days"
+        case mailRetentionDays = "mail_retention_days"
         case tlsCertificateFile = "tls_certificate_file"
         case tlsKeyFile = "tls_key_file"
     }
@@ -101,6 +105,7 @@ struct HubConfig: Decodable {
             .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
             .init("max_guests_per_host", .integer), .init("max_connections", .integer), .init("idle_timeout_seconds", .integer),
             .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("tls_certificate_file"), .init("tls_key_file"),
+            .init("event_retention_days", .integer), .init("mail_retention_days", .integer),
         ])
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
@@ -118,6 +123,9 @@ struct HubConfig: Decodable {
         let securityText = smtpSecurity ?? "starttls"
         guard let security = SMTPSecurity(rawValue: securityText) else {
             throw ValidationError("smtp_security must be none, starttls or tls (got '\(securityText)')")
+        }
+        if security == .none, !HTTPEndpoint.isLoopback(host) {
+            throw ValidationError("smtp_security none (clear text) is allowed only for a relay on loopback (got smtp_host '\(host)')")
         }
         let port = smtpPort ?? (security == .tls ? 465 : security == .starttls ? 587 : 25)
         guard (1...65535).contains(port) else { throw ValidationError("smtp_port must be 1…65535") }
@@ -163,8 +171,6 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "felhom.hub")
         logger.logLevel = .info
         let url = database ?? cfg.database ?? "sqlite:./felhom-hub.sqlite"
-        let store: HubStore
-        do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }
         // TLS: terminated by the hub itself (certificate and key files), or by a reverse proxy in
@@ -215,6 +221,22 @@ struct Serve: AsyncParsableCommand {
         if let f = cfg.mailFrom { mail.from = f }
         let mailer = try cfg.mailer()
         if mailer == nil { logger.warning("no mail transport configured (smtp_host or mail_api_url): notifications stay queued in the outbox") }
+        // Opened after the settings are checked, and closed on every way out from here on.
+        let store: HubStore
+        do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
+        do {
+            try await serve(store: store, settings: settings, mail: mail, mailer: mailer, cfg: cfg, operatorKey: operatorKey, logger: logger,
+                            tls: tls, host: host, port: port, idleTimeout: idleTimeout, maxConnections: maxConnections)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+        logger.info("felhom-hub stopped")
+    }
+
+    private func serve(store: HubStore, settings: Hub.Settings, mail: NotificationSettings, mailer: Mailer?, cfg: HubConfig, operatorKey: String,
+                       logger: Logger, tls: TLSConfiguration?, host: String, port: Int, idleTimeout: Int, maxConnections: Int) async throws {
         var hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
         if let token = cfg.cloudflareAPIToken {
             do { hub.geo = try CloudflareGeo(token: token, baseURL: cfg.cloudflareAPIURL ?? CloudflareGeo.defaultBaseURL) } catch {
@@ -233,6 +255,11 @@ struct Serve: AsyncParsableCommand {
             guard d >= 1 else { throw ValidationError("report_retention_days must be at least 1") }
             checks.reportRetentionDays = d
         }
+        for (name, value) in [("event_retention_days", cfg.eventRetentionDays), ("mail_retention_days", cfg.mailRetentionDays)] {
+            if let v = value, v < 1 { throw ValidationError("\(name) must be at least 1") }
+        }
+        if let d = cfg.eventRetentionDays { checks.eventRetentionDays = d }
+        if let d = cfg.mailRetentionDays { checks.mailRetentionDays = d }
         guard checks.thresholds.downAfter > checks.thresholds.staleAfter else {
             throw ValidationError("down_after_seconds must be larger than stale_after_seconds")
         }
@@ -247,15 +274,11 @@ struct Serve: AsyncParsableCommand {
         logger.info("felhom-hub listening", metadata: [
             "address": "\(host):\(port)", "store": "\(store.kind.rawValue)", "tls": "\(tls != nil ? "hub" : settings.trustedProxies.isEmpty ? "none" : "proxy")",
         ])
-        // The store is closed on every way out (SIGTERM included): nothing is left half-written.
         do {
             try await app.runService()
         } catch {
             logger.error("felhom-hub stopped: \(error)")
-            await store.close()
             throw error
         }
-        await store.close()
-        logger.info("felhom-hub stopped")
     }
 }

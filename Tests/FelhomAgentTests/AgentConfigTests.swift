@@ -22,6 +22,22 @@ import Testing
         #expect(cfg.selftest?.vmid == 199)
     }
 
+    /// Issue 10 item 16: the API token never crosses the network in clear text.
+    @Test func plainHTTPOnlyOnLoopback() throws {
+        var env = base
+        env["FELHOM_AGENT_PVE_PLAIN_HTTP"] = "true"
+        let e = #expect(throws: ConfigError.self) { try AgentConfig.load(file: nil, environment: env).pveConnection() }
+        #expect(e?.message.contains("pve1.lan") == true)
+        env["FELHOM_AGENT_PVE_HOST"] = "127.0.0.1"
+        #expect(try !AgentConfig.load(file: nil, environment: env).pveConnection().useTLS)
+    }
+
+    /// Sizes from PVE are input: NaN, infinity or huge values are nil, never a trap.
+    @Test func hostileSizesDoNotTrap() {
+        #expect(HostObserver.gib("8G") == 8 && HostObserver.gib("512M") == 1 && HostObserver.gib("1T") == 1024)
+        for bad in ["nanG", "infG", "1e300T", "-infM", "9e18G", "G"] { #expect(HostObserver.gib(bad) == nil, "\(bad)") }
+    }
+
     @Test func trustModes() throws {
         var env = base
         #expect(try AgentConfig.load(file: nil, environment: env).pveConnection().trust == .systemDefault)

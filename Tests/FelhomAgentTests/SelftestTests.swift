@@ -78,6 +78,19 @@ import Testing
         }
     }
 
+    /// Issue 10 item 16: task mode refuses a guest not created for testing (a customer's guest).
+    @Test func taskModeRefusesACustomersGuest() async throws {
+        try await withSim { sim, client in
+            let before = await sim.engine.snapshot().containers[100]
+            let r = await Selftest(api: client, node: "pve1").task(vmid: 100, target: "sim")
+            #expect(!r.passed)
+            #expect(r.checks.count == 1)
+            #expect(r.checks[0].detail.contains("not a scratch guest"))
+            let after = await sim.engine.snapshot().containers[100]
+            #expect(after?.config == before?.config && after?.snapshots.isEmpty == true)
+        }
+    }
+
     @Test func readOnlyTokenCannotRunTaskMode() async throws {
         try await withSim { sim, _ in
             let ro = PVEClient(connection: try PVEConnection(

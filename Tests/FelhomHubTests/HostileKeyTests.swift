@@ -243,3 +243,35 @@ import Testing
         await store.close()
     }
 }
+
+/// Issue 10 item 12: nothing a key can write grows without bound.
+@Suite struct RetentionTests {
+    @Test(arguments: TestStores.kinds)
+    func oldHistoryIsPrunedAndPendingMailIsKept(kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let store = try await TestStores.open(kind)
+        var mail = NotificationSettings()
+        mail.operatorEmail = "ops@example.hu"
+        let hub = Hub(store: store, operatorKey: operatorKey, clock: clock, notifications: mail)
+        let c = try await hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        let (host, _) = try await hub.createHost(customerID: c, name: "box", by: .operator)
+        let p = Principal.host(hostID: host, customerID: c)
+        _ = try await hub.postEvent(.init(type: "backup_failed", severity: nil, guestID: nil, at: nil, data: nil), by: p)
+        _ = try await hub.deliverMail(using: FlakyMailer(failFirst: 0))
+        _ = try await hub.postEvent(.init(type: "restore_test_failed", severity: nil, guestID: nil, at: nil, data: nil), by: p)  // stays pending
+        _ = try? await hub.retrieve(domain: "a.example.hu", passphrase: "x-y-z-w", what: "recovery", hubURL: "https://h", client: "192.0.2.1")
+        clock.advance(by: 100 * 86_400)
+        _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: p)
+        let deleted = try await hub.pruneHistory(eventDays: 90, mailDays: 30)
+        #expect(deleted["events"] == 2)
+        #expect(deleted["retrieval_attempts"] == 1)
+        #expect((deleted["notification_outbox"] ?? 0) >= 1)
+        let left = try await hub.events(hostID: host, type: nil, since: nil, limit: 10, by: .operator).map(\.type)
+        #expect(left == ["backup_completed"])
+        let pending = try await store.withDB { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM notification_outbox WHERE status = 'pending'").first()?.decode(column: "n", as: Int.self)
+        }
+        #expect((pending ?? 0) >= 1, "pending mail is never dropped")
+        await store.close()
+    }
+}

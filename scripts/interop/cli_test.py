@@ -240,6 +240,11 @@ def main(sim):
             f.write('{"databse": "sqlite:/tmp/x.sqlite"}')
         r = run(os.path.join(bin_dir, "felhom-hub"), "serve", "--config", cfg, env={"FELHOM_HUB_OPERATOR_KEY": "stop-test-operator-key-0123456789"})
         assert r.returncode != 0 and "$.databse" in r.stderr and cfg in r.stderr, r.stderr
+        # SMTP in clear text only to a relay on loopback.
+        r = run(os.path.join(bin_dir, "felhom-hub"), "serve", "--database", f"sqlite:{d}/hub2.sqlite",
+                env={"FELHOM_HUB_OPERATOR_KEY": "stop-test-operator-key-0123456789", "FELHOM_HUB_SMTP_HOST": "mail.example.com",
+                     "FELHOM_HUB_SMTP_SECURITY": "none"})
+        assert r.returncode != 0 and "loopback" in r.stderr and "mail.example.com" in r.stderr, r.stderr
 
     check("felhom-hub stops cleanly on SIGTERM; private files; strict config", hub_stops_cleanly)
 

@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomHTTP
 import FelhomHubClient
 import FelhomSigning
 import Foundation
@@ -61,7 +62,7 @@ public final class Agent: Service, Sendable {
             pve: pve, journal: journal, settings: provision,
             issueToken: { vmid, name in
                 // The controller's own key from the hub, kept for the local API to hand to the guest.
-                let j = try await hubClient.json("POST", "/api/v1/hosts/\(hostID)/guests", body: .object([
+                let j = try await hubClient.json("POST", "/api/v1/hosts/\(PathSegment.encode(hostID))/guests", body: .object([
                     "name": .string(name),
                     // Asked again after a crash, the hub re-keys the same guest and revokes the first key.
                     "idempotency_key": .string("vmid-\(vmid)"),

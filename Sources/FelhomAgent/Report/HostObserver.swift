@@ -56,14 +56,19 @@ public struct HostObserver: Sendable {
     }
 
     /// `8G` → 8, `512M` → 1 (rounded up), `1T` → 1024.
+    /// Anything that is not a finite, non-negative size below 2^53 GiB is `nil` (never a trap:
+    /// `Int64(Double)` crashes on NaN, infinity or out-of-range values, and PVE's text is input).
     static func gib(_ size: String) -> Int64? {
         guard let unit = size.last, let n = Double(size.dropLast()) else { return Int64(size).map { max(1, $0 >> 30) } }
+        let value: Double
         switch unit {
-        case "T": return Int64(n * 1024)
-        case "G": return Int64(n.rounded(.up))
-        case "M": return Int64((n / 1024).rounded(.up))
-        case "K": return 1
+        case "T": value = n * 1024
+        case "G": value = n.rounded(.up)
+        case "M": value = (n / 1024).rounded(.up)
+        case "K": value = 1
         default: return nil
         }
+        guard value.isFinite, value >= 0, value < 9_007_199_254_740_992 else { return nil }
+        return Int64(value)
     }
 }

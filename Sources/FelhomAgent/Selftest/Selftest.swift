@@ -112,15 +112,25 @@ public struct Selftest: Sendable {
         return r
     }
 
-    /// Reversible write checks on `vmid`.
+    /// The tag that marks a guest created for testing; task mode touches no other guest.
+    public static let scratchTag = "felhom-selftest"
+
+    /// Reversible write checks on `vmid`, which must be a scratch guest tagged ``scratchTag``
+    /// (a rollback on a customer's guest would lose data if a step failed halfway).
     public func task(vmid: Int, target: String) async -> Report {
         var r = Report(mode: "task", target: target)
         var original: PVEGuestConfig?
         var wasRunning = false
-        guard await check(&r, "test guest \(vmid) present and unlocked", {
+        guard await check(&r, "test guest \(vmid) present, unlocked and tagged \(Self.scratchTag)", {
             let st = try await api.containerStatus(node: node, vmid: vmid)
             if let lock = st.lock { throw SelftestError("guest \(vmid) is locked (\(lock))") }
-            original = try await api.containerConfig(node: node, vmid: vmid, current: true)
+            let config = try await api.containerConfig(node: node, vmid: vmid, current: true)
+            let tags = (config.tags ?? "").split(whereSeparator: { $0 == ";" || $0 == "," || $0 == " " }).map(String.init)
+            guard tags.contains(Self.scratchTag) else {
+                throw SelftestError(
+                    "guest \(vmid) is not a scratch guest made for testing (tag \(Self.scratchTag) missing): refusing to write to it; create one with pct create … --tags \(Self.scratchTag)")
+            }
+            original = config
             wasRunning = st.isRunning
             return "\(st.name ?? "CT\(vmid)") is \(st.status)"
         }), let original else { return r }

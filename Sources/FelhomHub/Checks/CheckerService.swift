@@ -18,6 +18,10 @@ public struct CheckerService: Service {
         public var backupDeadlineHour = 6
         /// Report history older than this is deleted.
         public var reportRetentionDays = 30
+        /// Events are kept this long (`event_retention_days`).
+        public var eventRetentionDays = 90
+        /// Sent mail and the send log are kept this long (`mail_retention_days`).
+        public var mailRetentionDays = 30
         public init() {}
     }
 
@@ -65,6 +69,7 @@ public struct CheckerService: Service {
                     let live = try await hub.checkLiveness(thresholds: settings.thresholds)
                     let missed = try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
                     try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
+                    try await hub.pruneHistory(eventDays: settings.eventRetentionDays, mailDays: settings.mailRetentionDays)
                     if let mailer {
                         let (sent, failed) = try await hub.deliverMail(using: mailer)
                         if sent + failed > 0 { logger.info("mail", metadata: ["sent": "\(sent)", "failed": "\(failed)"]) }

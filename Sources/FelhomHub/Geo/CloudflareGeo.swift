@@ -70,7 +70,7 @@ public struct CloudflareGeo: Sendable {
     /// The zone's custom-rules entry point: its id and rules (`nil` when the zone has none yet).
     public func entrypoint(zone: String) async throws -> (id: String, rules: [Rule])? {
         try Self.validate(zone: zone)
-        let r = try await call("GET", "/zones/\(zone)/rulesets/phases/\(Self.phase)/entrypoint", allow404: true)
+        let r = try await call("GET", "/zones/\(PathSegment.encode(zone))/rulesets/phases/\(Self.phase)/entrypoint", allow404: true)
         guard let r, let id = r["id"]?.stringValue else { return nil }
         let rules = (r["rules"]?.arrayValue ?? []).compactMap { j -> Rule? in
             guard let rid = j["id"]?.stringValue else { return nil }
@@ -88,15 +88,15 @@ public struct CloudflareGeo: Sendable {
             "action": "block", "enabled": true,
         ]
         guard let ep = try await entrypoint(zone: zone) else {
-            _ = try await call("POST", "/zones/\(zone)/rulesets", body: [
+            _ = try await call("POST", "/zones/\(PathSegment.encode(zone))/rulesets", body: [
                 "name": "default", "kind": "zone", "phase": .string(Self.phase), "rules": [rule],
             ])
             return
         }
         if let existing = ep.rules.first(where: { $0.description == Self.geoRuleDescription }) {
-            _ = try await call("PATCH", "/zones/\(zone)/rulesets/\(ep.id)/rules/\(existing.id)", body: rule)
+            _ = try await call("PATCH", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(existing.id))", body: rule)
         } else {
-            _ = try await call("POST", "/zones/\(zone)/rulesets/\(ep.id)/rules", body: rule)
+            _ = try await call("POST", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules", body: rule)
         }
     }
 
@@ -105,7 +105,7 @@ public struct CloudflareGeo: Sendable {
         guard let ep = try await entrypoint(zone: zone),
               let existing = ep.rules.first(where: { $0.description == Self.geoRuleDescription })
         else { return }
-        _ = try await call("PATCH", "/zones/\(zone)/rulesets/\(ep.id)/rules/\(existing.id)", body: [
+        _ = try await call("PATCH", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(existing.id))", body: [
             "description": .string(existing.description), "expression": .string(existing.expression), "action": .string(existing.action),
             "enabled": false,
         ])
@@ -116,7 +116,7 @@ public struct CloudflareGeo: Sendable {
     public func removeAll(zone: String) async throws -> Int {
         guard let ep = try await entrypoint(zone: zone) else { return 0 }
         let ours = ep.rules.filter { $0.description.hasPrefix("felhom:") }
-        for r in ours { _ = try await call("DELETE", "/zones/\(zone)/rulesets/\(ep.id)/rules/\(r.id)") }
+        for r in ours { _ = try await call("DELETE", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(r.id))") }
         return ours.count
     }
 

@@ -229,6 +229,16 @@ enum Migrations {
             try await db.raw("ALTER TABLE dashboard_sessions ADD COLUMN operator_key_hash TEXT").run()
             try await db.raw("ALTER TABLE dashboard_sessions ADD COLUMN last_seen_at BIGINT").run()
         },
+        Migration(version: 13, name: "unique customer domains") { db in
+            // Retrieval and geo rules find a customer by domain: two with one domain is a fault to fix
+            // by hand (the migration stops and names them) rather than guess which one is meant.
+            let dups = try await db.raw("SELECT domain FROM customers GROUP BY domain HAVING COUNT(*) > 1").all()
+                .map { try $0.decode(column: "domain", as: String.self) }
+            guard dups.isEmpty else {
+                throw StoreError(code: .query, message: "customers share a domain (\(dups.joined(separator: ", "))): give each its own, then start again")
+            }
+            try await db.raw("CREATE UNIQUE INDEX IF NOT EXISTS customers_domain ON customers (domain)").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

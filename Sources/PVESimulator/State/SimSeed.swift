@@ -74,7 +74,7 @@ public enum SimSeed {
         let selftest = SimContainer(vmid: selftestVmid, node: node, config: [
             "arch": "amd64", "cores": "1", "hostname": "felhom-selftest", "memory": "256", "swap": "0", "ostype": "debian",
             "unprivileged": "1", "rootfs": "local-lvm:vm-\(selftestVmid)-disk-0,size=2G",
-            "description": "scratch guest for felhom-agent selftest\n",
+            "description": "scratch guest for felhom-agent selftest\n", "tags": "felhom-selftest",
         ])
         volumes.append(disk(selftestVmid, 0, 2, "selftest-rootfs"))
 
