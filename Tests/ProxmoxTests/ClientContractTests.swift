@@ -213,10 +213,7 @@ final class TickingClock: Sendable {
             var o = VzdumpOptions(vmids: [101], storage: "pbs")
             o.notesTemplate = "{{guestname}} nightly"
             o.protected = true
-            guard case .task(let up) = try await c.vzdump(node: node, o) else {
-                Issue.record("expected a task")
-                return
-            }
+            let up = try #require(try await c.vzdump(node: node, o).upid, "expected a task")
             #expect(up.type == "vzdump" && up.id == "101")
             #expect(try await c.containerStatus(node: node, vmid: 101).lock == "backup")
             clock.start()
@@ -231,7 +228,7 @@ final class TickingClock: Sendable {
             let log = try await c.taskLog(up, start: 0, limit: 0).map(\.text)
             #expect(log.contains("INFO: including mount point mp0 ('/var/lib/postgresql') in backup"))
             // A dir storage gets a vzdump-lxc-… archive.
-            guard case .task(let up2) = try await c.vzdump(node: node, VzdumpOptions(vmids: [100], storage: "local")) else { return }
+            let up2 = try #require(try await c.vzdump(node: node, VzdumpOptions(vmids: [100], storage: "local")).upid, "expected a task")
             _ = try await c.waitTask(up2, initialInterval: .milliseconds(10))
             let local = try await c.storageContent(node: node, storage: "local", content: "backup", vmid: 100)
             #expect(local.first?.volid.contains("vzdump-lxc-100-") == true)
@@ -247,7 +244,7 @@ final class TickingClock: Sendable {
         let clock = ManualClock(start: Date())
         try await withSim(clock: clock, taskSeconds: 1) { h in
             let c = try h.client()
-            guard case .task(let backup) = try await c.vzdump(node: node, VzdumpOptions(vmids: [101], storage: "local")) else { return }
+            let backup = try #require(try await c.vzdump(node: node, VzdumpOptions(vmids: [101], storage: "local")).upid, "expected a task")
             // A synchronous call sees the lock at once…
             let sync = await #expect(throws: PVEError.self) {
                 try await c.updateContainerConfig(node: node, vmid: 101, ContainerConfigUpdate(set: ["memory": "2048"]))

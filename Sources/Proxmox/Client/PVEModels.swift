@@ -305,4 +305,10 @@ public enum PVEVzdumpResult: Sendable, Equatable {
     case task(UPID)
     /// `"OK"`: none of the selected guests lives on this node, nothing was done.
     case nothingToDo
+
+    /// The backup task, if one was started.
+    public var upid: UPID? {
+        if case .task(let u) = self { return u }
+        return nil
+    }
 }
