@@ -38,6 +38,14 @@ import Testing
         for bad in ["nanG", "infG", "1e300T", "-infM", "9e18G", "G"] { #expect(HostObserver.gib(bad) == nil, "\(bad)") }
     }
 
+    /// Issue 10 item 6: the agent sends reasons the hub accepts (escaped, at most 900 characters).
+    @Test func reasonsAreEscapedAndBounded() {
+        #expect(Agent.reportable("failed: PVE said \"no\"") == "failed: PVE said \"no\"")
+        #expect(Agent.reportable("a\nb\u{1B}c\u{202E}") == "a\\nb\\u{1B}c\\u{202E}")
+        let long = Agent.reportable(String(repeating: "y", count: 10_000))
+        #expect(long.count == 900 && long.hasSuffix("..."))
+    }
+
     @Test func trustModes() throws {
         var env = base
         #expect(try AgentConfig.load(file: nil, environment: env).pveConnection().trust == .systemDefault)

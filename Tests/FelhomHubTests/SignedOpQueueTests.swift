@@ -134,4 +134,26 @@ import Testing
         }
         await h.hub.store.close()
     }
+
+    /// Issue 10 item 6: a box's reason with control characters or over 1,000 characters is stored
+    /// sanitized (escaped, truncated), not refused — a refusal stopped the agent's cycle.
+    @Test(arguments: TestStores.kinds)
+    func aHostileReasonIsSanitizedNotRefused(_ kind: HubStore.Kind) async throws {
+        let op = SSHPrivateKey.generateEd25519(comment: "ops")
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, operatorPublicKey: op.publicKey.openSSHLine)
+            let created = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
+            let id = created.json?["id"]?.stringValue ?? ""
+            _ = try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(created.json?["blob"]?.stringValue ?? "", with: op)))
+            _ = try await client.call(.get, "/api/v1/signed-ops/next", key: w.hostKey)
+            let reason = "failed: \u{1B}[31mboom\n" + String(repeating: "x", count: 5000)
+            let r = try await client.call(.post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey,
+                                          body: String(decoding: JSONValue.object(["outcome": "rejected", "reason": .string(reason)]).serialized(), as: UTF8.self))
+            #expect(r.status == .ok, "\(String(decoding: r.body, as: UTF8.self))")
+            let stored = r.json?["reason"]?.stringValue ?? ""
+            #expect(stored.count == 1000 && stored.hasPrefix("failed: \\u{1B}[31mboom\\u{A}") && stored.hasSuffix("..."))
+        }
+        await h.hub.store.close()
+    }
 }

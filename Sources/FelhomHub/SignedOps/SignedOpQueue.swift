@@ -332,7 +332,12 @@ extension Hub {
         let v = try await signedOp(opID, by: p)
         guard v.hostID == hostID else { throw HubError.notFound("signed op \(opID)") }
         guard ["applied", "rejected"].contains(outcome) else { throw HubError.badRequest("must be applied or rejected", path: "$.outcome") }
-        if let reason { try Validate.text(reason, "$.reason", max: 1000) }
+        // A box's reason is stored sanitized, never refused: a refusal would leave the op in
+        // flight and stop the agent's cycle until it expires.
+        let reason = reason.map { r -> String in
+            let escaped = TerminalText.escaped(r)
+            return escaped.count > 1000 ? String(escaped.prefix(997)) + "..." : escaped
+        }
         guard ["delivered", "signed"].contains(v.status) else {
             if v.status == outcome { return v }  // a repeated report after a lost answer
             throw HubError(.conflict, "conflict", "op \(opID) is already \(v.status)")
