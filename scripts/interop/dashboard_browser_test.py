@@ -80,6 +80,10 @@ try:
         assert "not accepted" in text()
         browser.find_element(By.NAME, "key").send_keys(key)
         browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+        for _ in range(50):
+            if browser.current_url.rstrip("/") == url:
+                break
+            time.sleep(0.1)
         assert browser.current_url.rstrip("/") == url, browser.current_url
         cookie = browser.get_cookie("felhom_session")
         assert cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", cookie
@@ -108,13 +112,13 @@ try:
         shot("desired")
         area.clear()
         area.send_keys(spec.replace('"memory_mb" : 1024', '"memory_mb" : 0', 1))
-        browser.find_elements(By.CSS_SELECTOR, "form button")[1].click()  # Save draft (the first is Sign out)
+        browser.find_elements(By.CSS_SELECTOR, "main form button")[0].click()  # Save draft (the header holds the sign-out forms)
         assert wait_for("memory must be positive"), text()
         browser.get(browser.current_url)
         area = browser.find_element(By.NAME, "spec")
         area.clear()
         area.send_keys(spec.replace('"memory_mb" : 1024', '"memory_mb" : 1536', 1))
-        browser.find_elements(By.CSS_SELECTOR, "form button")[1].click()
+        browser.find_elements(By.CSS_SELECTOR, "main form button")[0].click()
         assert wait_for("Draft saved") and "unpublished changes" in text(), text()
         browser.find_element(By.CSS_SELECTOR, "button.primary").click()
         assert wait_for("Published generation 3"), text()
