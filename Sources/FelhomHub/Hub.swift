@@ -100,8 +100,8 @@ public struct Hub: Sendable {
         let now = self.now
         do {
             try await store.withDB { db in
-                try await db.insert(into: "customers").columns("id", "name", "email", "domain", "timezone", "language", "created_at")
-                    .values(SQLBind(id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(tz), SQLBind(lang), SQLBind(now)).run()
+                try await CustomersTable.insert(
+                    .init(id: id, name: c.name, email: c.email, domain: c.domain, timezone: tz, language: lang, createdAt: now), in: db)
             }
         } catch let e as StoreError where e.code == .conflict {
             // Domains are unique: retrieval and geo rules find the customer by it.
@@ -117,7 +117,7 @@ public struct Hub: Sendable {
     }
 
     func customerExists(_ id: String) async throws -> Bool {
-        try await store.withDB { db in try await db.select().column("id").from("customers").where("id", .equal, SQLBind(id)).first() != nil }
+        try await store.withDB { db in try await CustomersTable.exists(id, in: db) }
     }
 
     // MARK: - Hosts and guests
@@ -148,13 +148,7 @@ public struct Hub: Sendable {
         let id = Ids.make("hst")
         let now = self.now
         let key = try await store.transaction { db in
-            try await db.insert(into: "hosts").columns("id", "customer_id", "name", "created_at")
-                .values(SQLBind(id), SQLBind(customerID), SQLBind(name), SQLBind(now)).run()
-            // A new box of a suspended customer starts blocked.
-            try await db.raw("""
-                UPDATE hosts SET customer_suspended = 1 WHERE id = \(bind: id)
-                  AND EXISTS (SELECT 1 FROM customers WHERE customers.id = \(bind: customerID) AND customers.suspended_at IS NOT NULL)
-                """).run()
+            try await HostsTable.insert(id: id, customerID: customerID, name: name, at: now, in: db)
             return try await keys.issue(kind: "host", subjectID: id, customerID: customerID, in: db)
         }
         return (id, key)
@@ -162,20 +156,7 @@ public struct Hub: Sendable {
 
     func hostRow(_ id: String) async throws -> HostView? {
         let now = self.now
-        return try await store.withDB { db in
-            guard let r = try await db.select().column("*").from("hosts").where("id", .equal, SQLBind(id)).first() else { return nil }
-            return try Self.hostView(r, now: now)
-        }
-    }
-
-    static func hostView(_ r: any SQLRow, now: Int64) throws -> HostView {
-        let last = try r.decodeNil(column: "last_report_at") ? nil : try r.decode(column: "last_report_at", as: Int64.self)
-        return HostView(
-            id: try r.decode(column: "id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
-            name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
-            blocked: try r.decode(column: "blocked", as: Int.self) != 0 || (try? r.decode(column: "customer_suspended", as: Int.self)) ?? 0 != 0,
-            liveness: try r.decode(column: "liveness", as: String.self),
-            lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) })
+        return try await store.withDB { db in try await HostsTable.find(id, now: now, in: db) }
     }
 
     public func host(_ id: String, by p: Principal) async throws -> HostView {
@@ -186,11 +167,7 @@ public struct Hub: Sendable {
     public func hosts(by p: Principal) async throws -> [HostView] {
         if case .guest = p { throw HubError.forbidden("list hosts") }
         let now = self.now
-        return try await store.withDB { db in
-            var q = db.select().column("*").from("hosts")
-            if let c = p.customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
-            return try await q.orderBy("created_at").orderBy("id").all().map { try Self.hostView($0, now: now) }
-        }
+        return try await store.withDB { db in try await HostsTable.list(customerScope: p.customerScope, now: now, in: db) }
     }
 
     /// Creates a guest and issues its key (shown once).
@@ -215,22 +192,17 @@ public struct Hub: Sendable {
         let now = self.now
         let cap = settings.maxGuestsPerHost
         let result = try await store.transaction { db -> (String, String, Bool) in
-            if let k = idempotencyKey,
-                let existing = try await db.select().column("id").from("guests").where("host_id", .equal, SQLBind(hostID))
-                    .where("idempotency_key", .equal, SQLBind(k)).first()?.decode(column: "id", as: String.self)
-            {
-                try await db.update("api_keys").set("revoked_at", to: SQLBind(now)).where("subject_id", .equal, SQLBind(existing))
-                    .where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
-                try await db.update("guests").set("name", to: SQLBind(name)).where("id", .equal, SQLBind(existing)).run()
+            if let k = idempotencyKey, let existing = try await GuestsTable.byIdempotencyKey(hostID: hostID, key: k, in: db) {
+                try await KeysTable.revokeAll(subjectID: existing, at: now, in: db)
+                try await GuestsTable.rename(existing, to: name, in: db)
                 return (existing, try await keys.issue(kind: "guest", subjectID: existing, customerID: host.customerID, in: db), true)
             }
-            let count = try await db.raw("SELECT COUNT(*) AS n FROM guests WHERE host_id = \(bind: hostID)").first()?.decode(column: "n", as: Int.self) ?? 0
+            let count = try await GuestsTable.count(onHost: hostID, in: db)
             guard count < cap else {
                 throw HubError(.conflict, "guest_limit", "host \(hostID) already has \(count) guests (the most a host may have is \(cap))")
             }
             let id = Ids.make("gst")
-            try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at", "idempotency_key")
-                .values(SQLBind(id), SQLBind(hostID), SQLBind(name), SQLBind(now), SQLBind(idempotencyKey)).run()
+            try await GuestsTable.insert(id: id, hostID: hostID, name: name, at: now, idempotencyKey: idempotencyKey, in: db)
             return (id, try await keys.issue(kind: "guest", subjectID: id, customerID: host.customerID, in: db), false)
         }
         if result.2 { keys.cache.removeAll() }  // the revoked key stops working here at once
@@ -291,26 +263,10 @@ public struct Hub: Sendable {
     /// A blocked host (or one of a suspended customer) is still seen alive, but its report is not
     /// stored and it is told only that it is blocked.
     static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> ReportWritten? {
-        // One statement answers everything the control envelope needs (one round trip).
-        guard let row = try await db.raw("""
-            UPDATE hosts SET last_report_at = \(bind: w.now) WHERE id = \(bind: w.hostID)
-            RETURNING desired_generation, blocked, customer_suspended,
-              (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
-                 AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: w.now)) AS pending_ops
-            """).first()
-        else { return nil }
-        let blocked = try row.decode(column: "blocked", as: Int.self) != 0 || row.decode(column: "customer_suspended", as: Int.self) != 0
-        let written = ReportWritten(
-            desiredGeneration: try row.decode(column: "desired_generation", as: Int64.self), blocked: blocked,
-            hasSignedOps: try !blocked && row.decode(column: "pending_ops", as: Int64.self) > 0)
-        guard !blocked else { return written }
-        try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
-            .values(SQLBind(Ids.make("rep")), SQLBind(w.hostID), SQLBind(w.now), SQLBind(w.text)).run()
-        // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
-        try await db.insert(into: "host_report_latest").columns("host_id", "received_at", "body")
-            .values(SQLBind(w.hostID), SQLBind(w.now), SQLBind(w.text))
-            .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
-            .run()
+        guard let host = try await HostsTable.recordReport(hostID: w.hostID, at: w.now, in: db) else { return nil }
+        let written = ReportWritten(desiredGeneration: host.generation, blocked: host.blocked, hasSignedOps: !host.blocked && host.pendingOps)
+        guard !host.blocked else { return written }
+        try await ReportsTable.insertHostReport(hostID: w.hostID, body: w.text, at: w.now, in: db)
         return written
     }
 
@@ -320,15 +276,7 @@ public struct Hub: Sendable {
         let report = try checked { try GuestReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
-        try await store.transaction { db in
-            try await db.insert(into: "guest_reports").columns("id", "guest_id", "received_at", "body")
-                .values(SQLBind(Ids.make("rep")), SQLBind(guestID), SQLBind(now), SQLBind(text)).run()
-            try await db.insert(into: "guest_report_latest").columns("guest_id", "received_at", "body")
-                .values(SQLBind(guestID), SQLBind(now), SQLBind(text))
-                .onConflict(with: ["guest_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
-                .run()
-            try await db.update("guests").set("last_report_at", to: SQLBind(now)).where("id", .equal, SQLBind(guestID)).run()
-        }
+        try await store.transaction { db in try await ReportsTable.insertGuestReport(guestID: guestID, body: text, at: now, in: db) }
         metrics.reportsAccepted.increment()
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         return try await envelope(h)
@@ -338,11 +286,7 @@ public struct Hub: Sendable {
     @discardableResult
     public func pruneReports(olderThanDays days: Int) async throws -> Int {
         let cutoff = now - Int64(days) * 86_400
-        return try await store.withDB { db in
-            let hosts = try await db.delete(from: "host_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
-            let guests = try await db.delete(from: "guest_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
-            return hosts + guests
-        }
+        return try await store.withDB { db in try await ReportsTable.pruneHistory(olderThan: cutoff, in: db) }
     }
 
     /// Deletes what only needs to be kept for a while, so no table grows without bound: events older
@@ -353,20 +297,7 @@ public struct Hub: Sendable {
     public func pruneHistory(eventDays: Int, mailDays: Int) async throws -> [String: Int] {
         let now = self.now
         let events = now - Int64(eventDays) * 86_400, mail = now - Int64(mailDays) * 86_400, day = now - 86_400
-        return try await store.withDB { db in
-            var out: [String: Int] = [:]
-            // Mail first (outbox rows point at events).
-            out["notification_log"] = try await db.delete(from: "notification_log").where("at", .lessThan, SQLBind(mail)).returning("id").all().count
-            out["notification_outbox"] = try await db.delete(from: "notification_outbox").where("status", .equal, SQLBind("sent"))
-                .where("created_at", .lessThan, SQLBind(mail)).returning("id").all().count
-            out["events"] = try await db.delete(from: "events").where("at", .lessThan, SQLBind(events)).returning("id").all().count
-            out["retrieval_attempts"] = try await db.delete(from: "retrieval_attempts").where("at", .lessThan, SQLBind(day)).returning("id").all().count
-            out["dashboard_login_failures"] = try await db.delete(from: "dashboard_login_failures").where("at", .lessThan, SQLBind(day))
-                .returning("id").all().count
-            out["dashboard_sessions"] = try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now))
-                .returning("id_hash").all().count
-            return out
-        }
+        return try await store.withDB { db in try await RetentionTable.prune(events: events, mail: mail, attempts: day, now: now, in: db) }
     }
 
     /// The control envelope, at once if the host's generation is past `after`, else after waiting
@@ -400,32 +331,14 @@ public struct Hub: Sendable {
     func controlFingerprints(hostIDs: [String]) async throws -> [String: String] {
         guard !hostIDs.isEmpty else { return [:] }
         let now = self.now
-        return try await store.withDB { db in
-            var out: [String: String] = [:]
-            let rows = try await db.raw("""
-                SELECT id, desired_generation, blocked, customer_suspended,
-                  (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
-                     AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: now)) AS pending_ops
-                FROM hosts WHERE id IN \(SQLBind.group(hostIDs))
-                """).all()
-            for r in rows {
-                out[try r.decode(column: "id", as: String.self)] = [
-                    String(try r.decode(column: "desired_generation", as: Int64.self)), String(try r.decode(column: "blocked", as: Int.self)),
-                    String(try r.decode(column: "customer_suspended", as: Int.self)), String(try r.decode(column: "pending_ops", as: Int64.self) > 0),
-                ].joined(separator: "|")
-            }
-            return out
-        }
+        return try await store.withDB { db in try await HostsTable.controlFingerprints(hostIDs: hostIDs, now: now, in: db) }
     }
 
     /// Bumps a host's desired generation and wakes its long-polls (used by desired-state publishing).
     public func bumpGeneration(hostID: String) async throws -> Int64 {
         let gen = try await store.transaction { db in
-            try await db.raw("UPDATE hosts SET desired_generation = desired_generation + 1 WHERE id = \(bind: hostID)").run()
-            guard let r = try await db.select().column("desired_generation").from("hosts").where("id", .equal, SQLBind(hostID)).first() else {
-                throw HubError.notFound("host \(hostID)")
-            }
-            return try r.decode(column: "desired_generation", as: Int64.self)
+            guard let g = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
+            return g
         }
         await generations.notify(hostID: hostID)
         return gen
@@ -510,22 +423,9 @@ public struct Hub: Sendable {
             hostFilter = own
         }
         let hostID = hostFilter
+        let sinceEpoch = since.map { Int64($0.timeIntervalSince1970) }
         return try await store.withDB { db in
-            var q = db.select().column("*").from("events")
-            if let c = p.customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
-            if let hostID { q = q.where("host_id", .equal, SQLBind(hostID)) }
-            if let type { q = q.where("type", .equal, SQLBind(type)) }
-            if let since { q = q.where("at", .greaterThanOrEqual, SQLBind(Int64(since.timeIntervalSince1970))) }
-            return try await q.orderBy("at", .descending).orderBy("id", .descending).limit(min(max(limit, 1), 1000)).all().map { r in
-                HubEvent(
-                    id: try r.decode(column: "id", as: String.self),
-                    at: Date(timeIntervalSince1970: TimeInterval(try r.decode(column: "at", as: Int64.self))),
-                    source: HubEvent.Source(rawValue: try r.decode(column: "source", as: String.self)) ?? .hub,
-                    hostID: try r.decode(column: "host_id", as: String?.self), guestID: try r.decode(column: "guest_id", as: String?.self),
-                    customerID: try r.decode(column: "customer_id", as: String?.self), type: try r.decode(column: "type", as: String.self),
-                    severity: HubEvent.Severity(rawValue: try r.decode(column: "severity", as: String.self)) ?? .info,
-                    data: (try? JSONValue.parse(try r.decode(column: "data", as: String.self))) ?? .object([:]))
-            }
+            try await EventsTable.list(customerScope: p.customerScope, hostID: hostID, type: type, since: sinceEpoch, limit: min(max(limit, 1), 1000), in: db)
         }
     }
 }

@@ -184,13 +184,7 @@ struct DemoCommand: AsyncParsableCommand {
         // 8. A compromised hub replays the signed op: the agent's nonce store refuses it.
         step("Replaying the same signed op (as a compromised hub would)")
         let replayID = "sop_replay_demo"
-        try await store.withDB { db in
-            try await db.raw("""
-                INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, signer, created_at, signed_at)
-                SELECT \(bind: replayID), host_id, guest_id, customer_id, op, blob, nonce || '-copy', expires_at, 'signed', signature, signer, created_at, signed_at
-                FROM signed_ops WHERE id = \(bind: opID)
-                """).run()
-        }
+        try await store.replaySignedOp(opID, as: replayID)
         let rejected = try await waitUntil(seconds: 30) {
             let r = try await op.json("GET", "/api/v1/signed-ops/\(replayID)")
             return r["status"]?.stringValue == "rejected" && (r["reason"]?.stringValue ?? "").hasPrefix("replay")

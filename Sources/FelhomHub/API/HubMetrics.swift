@@ -1,5 +1,4 @@
 import Prometheus
-import SQLKit
 
 /// Prometheus metrics of one hub process (`GET /metrics`, operator key).
 public final class HubMetrics: Sendable {
@@ -16,11 +15,9 @@ public final class HubMetrics: Sendable {
 
     /// The text exposition, with host counts per liveness state read from the store.
     func render(store: HubStore) async throws -> String {
-        let rows = try await store.withDB { db in
-            try await db.raw("SELECT liveness, COUNT(*) AS n FROM hosts GROUP BY liveness").all()
-        }
+        let stored = try await store.withDB { db in try await HostsTable.countByLiveness(in: db) }
         var counts: [String: Int64] = ["unknown": 0, "alive": 0, "stale": 0, "down": 0]
-        for r in rows { counts[try r.decode(column: "liveness", as: String.self)] = try r.decode(column: "n", as: Int64.self) }
+        for (state, n) in stored { counts[state] = Int64(n) }
         for (state, n) in counts {
             registry.makeGauge(name: "felhom_hub_hosts", labels: [("liveness", state)], help: "Hosts by liveness state.").set(n)
         }

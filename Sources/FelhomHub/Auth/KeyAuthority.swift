@@ -43,10 +43,8 @@ public struct KeyAuthority: Sendable {
     /// Issues a key for `kind` (`host`, `guest`, `customer`) and stores its hash; returns the key (shown once).
     func issue(kind: String, subjectID: String, customerID: String, in db: any SQLDatabase) async throws -> String {
         let key = Self.newKey(kind: kind)
-        try await db.insert(into: "api_keys").columns("id", "hash", "kind", "subject_id", "customer_id", "created_at")
-            .values(SQLBind(Ids.make("key")), SQLBind(Self.hash(key)), SQLBind(kind), SQLBind(subjectID), SQLBind(customerID),
-                    SQLBind(Int64(Date().timeIntervalSince1970)))
-            .run()
+        try await KeysTable.insert(id: Ids.make("key"), hash: Self.hash(key), kind: kind, subjectID: subjectID, customerID: customerID,
+                                   at: Int64(Date().timeIntervalSince1970), in: db)
         return key
     }
 
@@ -69,32 +67,21 @@ public struct KeyAuthority: Sendable {
     }
 
     private func lookup(_ hashText: String) async throws -> Principal {
-        let row = try await store.withDB { db in
-            try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
-                .where("hash", .equal, SQLBind(hashText)).first()
-        }
-        guard let row, try row.decodeNil(column: "revoked_at"),
-            Self.constantTimeEqual(Array(try row.decode(column: "hash", as: String.self).utf8), Array(hashText.utf8))
-        else { throw HubError.unauthorized }
-        let subject = try row.decode(column: "subject_id", as: String.self)
-        let customer = try row.decode(column: "customer_id", as: String.self)
-        let kind = try row.decode(column: "kind", as: String.self)
+        let row = try await store.withDB { db in try await KeysTable.byHash(hashText, in: db) }
+        guard let row, !row.revoked, Self.constantTimeEqual(Array(row.hash.utf8), Array(hashText.utf8)) else { throw HubError.unauthorized }
+        let subject = row.subjectID
+        let customer = row.customerID
+        let kind = row.kind
         if kind != "host" {
             // A suspended customer's own and guest keys stop; its hosts still poll and are told they are blocked.
-            let suspended = try await store.withDB { db in
-                try await db.select().column("suspended_at").from("customers").where("id", .equal, SQLBind(customer)).first()
-                    .map { try !$0.decodeNil(column: "suspended_at") } ?? false
-            }
+            let suspended = try await store.withDB { db in try await CustomersTable.isSuspended(customer, in: db) }
             if suspended { throw HubError(.forbidden, "customer_suspended", "this customer is suspended by the operator") }
         }
         switch kind {
         case "customer": return .customer(customerID: customer)
         case "host": return .host(hostID: subject, customerID: customer)
         case "guest":
-            let hostID = try await store.withDB { db in
-                try await db.select().column("host_id").from("guests").where("id", .equal, SQLBind(subject)).first()?
-                    .decode(column: "host_id", as: String.self)
-            }
+            let hostID = try await store.withDB { db in try await GuestsTable.hostID(ofGuest: subject, in: db) }
             guard let hostID else { throw HubError.unauthorized }
             return .guest(guestID: subject, hostID: hostID, customerID: customer)
         default: throw HubError.unauthorized
@@ -104,10 +91,7 @@ public struct KeyAuthority: Sendable {
     /// Revokes every key of a subject (host, guest or customer).
     public func revoke(subjectID: String) async throws {
         defer { cache.removeAll() }
-        try await store.withDB { db in
-            try await db.update("api_keys").set("revoked_at", to: SQLBind(Int64(Date().timeIntervalSince1970)))
-                .where("subject_id", .equal, SQLBind(subjectID)).run()
-        }
+        try await store.withDB { db in try await KeysTable.revokeAll(subjectID: subjectID, at: Int64(Date().timeIntervalSince1970), in: db) }
     }
 }
 

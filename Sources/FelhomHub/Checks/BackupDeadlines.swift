@@ -25,30 +25,23 @@ extension Hub {
     @discardableResult
     public func checkBackupDeadlines(deadlineHour: Int = 6) async throws -> [HubEvent] {
         let now = clock.now()
-        let hosts = try await store.withDB { db in
-            try await db.raw("""
-                SELECT h.id AS id, h.customer_id AS customer_id, c.timezone AS timezone, h.created_at AS created_at
-                FROM hosts h JOIN customers c ON c.id = h.customer_id
-                """).all()
-        }
+        let hosts = try await store.withDB { db in try await HostsTable.withTimeZones(in: db) }
         var emitted: [HubEvent] = []
         for r in hosts {
-            let hostID = try r.decode(column: "id", as: String.self)
-            let tz = TimeZone(identifier: try r.decode(column: "timezone", as: String.self)) ?? TimeZone(identifier: "Europe/Budapest")!
+            let hostID = r.id
+            guard let tz = TimeZone(identifier: r.timezone) ?? TimeZone(identifier: "Europe/Budapest") else { continue }
             let (midnight, deadline, day) = BackupDeadlines.window(now: now, timeZone: tz, deadlineHour: deadlineHour)
-            guard now >= deadline, try r.decode(column: "created_at", as: Int64.self) < Int64(midnight.timeIntervalSince1970) else { continue }
+            guard now >= deadline, r.createdAt < Int64(midnight.timeIntervalSince1970) else { continue }
             let since = Int64(midnight.timeIntervalSince1970)
             let ran = try await store.withDB { db in
                 // Only a host whose published desired state names a backup storage owes a backup:
                 // without a policy nothing is scheduled, and a daily alarm would only be noise.
                 guard let (spec, _, _) = try await publishedSpec(hostID, in: db), spec.storagePolicy.backupStorage != nil else { return true }
-                return try await db.select().column("id").from("events").where("host_id", .equal, SQLBind(hostID))
-                    .where("type", .in, SQLBind.group(BackupDeadlines.outcomeTypes)).where("at", .greaterThanOrEqual, SQLBind(since))
-                    .limit(1).first() != nil
+                return try await EventsTable.exists(hostID: hostID, types: BackupDeadlines.outcomeTypes, since: since, in: db)
             }
             guard !ran else { continue }
             let ev = HubEvent(id: "evt_missed_\(hostID)_\(day)", at: now, source: .hub, hostID: hostID, guestID: nil,
-                              customerID: try r.decode(column: "customer_id", as: String.self), type: "expected_backup_missed",
+                              customerID: r.customerID, type: "expected_backup_missed",
                               severity: .warning, data: ["local_day": .string(day), "time_zone": .string(tz.identifier)])
             if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
         }

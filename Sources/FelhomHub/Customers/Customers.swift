@@ -51,11 +51,7 @@ extension Hub {
         case .operator, .customer: break
         default: throw HubError.forbidden("list customers")
         }
-        let rows = try await store.withDB { db in
-            var q = db.select().column("*").from("customers")
-            if let scope = p.customerScope { q = q.where("id", .equal, SQLBind(scope)) }
-            return try await q.orderBy("created_at").orderBy("id").all()
-        }
+        let rows = try await store.withDB { db in try await CustomersTable.list(scope: p.customerScope, in: db) }
         return try rows.map(customerView)
     }
 
@@ -66,7 +62,7 @@ extension Hub {
         default: throw HubError.forbidden("read customers")
         }
         guard p.canReach(customerID: id),
-            let r = try await store.withDB({ db in try await db.select().column("*").from("customers").where("id", .equal, SQLBind(id)).first() })
+            let r = try await store.withDB({ db in try await CustomersTable.find(id, in: db) })
         else { throw HubError.notFound("customer \(id)") }
         return try customerView(r)
     }
@@ -92,9 +88,7 @@ extension Hub {
             stored = String(decoding: try JSONEncoder().encode(unique), as: UTF8.self)
         }
         let value = stored
-        try await store.withDB { db in
-            try await db.update("customers").set("notify_types", to: SQLBind(value)).where("id", .equal, SQLBind(customerID)).run()
-        }
+        try await store.withDB { db in try await CustomersTable.setNotifyTypes(customerID, json: value, in: db) }
         return try await customer(customerID, by: p)
     }
 
@@ -105,15 +99,13 @@ extension Hub {
         guard p == .operator else { throw HubError.forbidden("revoke keys") }
         let now = self.now
         let count = try await store.transaction { db -> Int in
-            let rows = try await db.select().columns("kind", "customer_id").from("api_keys")
-                .where("subject_id", .equal, SQLBind(subjectID)).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).all()
+            let rows = try await KeysTable.active(subjectID: subjectID, in: db)
             guard let first = rows.first else { return 0 }
-            try await db.update("api_keys").set("revoked_at", to: SQLBind(now))
-                .where("subject_id", .equal, SQLBind(subjectID)).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
-            let kind = try first.decode(column: "kind", as: String.self)
+            try await KeysTable.revokeAll(subjectID: subjectID, at: now, in: db)
+            let kind = first.kind
             try await recordEvent(
                 "keys_revoked", severity: .warning, hostID: kind == "host" ? subjectID : nil, guestID: kind == "guest" ? subjectID : nil,
-                customerID: try first.decode(column: "customer_id", as: String.self),
+                customerID: first.customerID,
                 data: ["subject_id": .string(subjectID), "kind": .string(kind), "count": .int(Int64(rows.count))], at: now, in: db)
             return rows.count
         }

@@ -4,13 +4,6 @@ import SQLKit
 
 /// What each dashboard page shows, gathered through the store.
 extension Dashboard {
-    static func latestEvent(_ hub: Hub, hostID: String, types: [String], in db: any SQLDatabase) async throws -> (type: String, at: Int64)? {
-        guard let r = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
-            .where("type", .in, types).orderBy("at", .descending).limit(1).first()
-        else { return nil }
-        return (try r.decode(column: "type", as: String.self), try r.decode(column: "at", as: Int64.self))
-    }
-
     static func fleet(_ hub: Hub) async throws -> [[String: Any]] {
         let hosts = try await hub.hosts(by: .operator)
         let customers = Dictionary(uniqueKeysWithValues: try await hub.customers(by: .operator).map { ($0.id, $0.name) })
@@ -18,11 +11,9 @@ extension Dashboard {
         var rows: [[String: Any]] = []
         for h in hosts {
             let (backup, restore, pending) = try await hub.store.withDB { db in
-                let b = try await latestEvent(hub, hostID: h.id, types: ["backup_completed", "backup_failed"], in: db)
-                let r = try await latestEvent(hub, hostID: h.id, types: ["restore_test_passed", "restore_test_failed"], in: db)
-                let p = try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("signed_ops")
-                    .where("host_id", .equal, SQLBind(h.id)).where("status", .in, ["pending_signature", "signed", "delivered"]).first()
-                return (b, r, try p?.decode(column: "n", as: Int.self) ?? 0)
+                let b = try await EventsTable.latest(hostID: h.id, types: ["backup_completed", "backup_failed"], in: db)
+                let r = try await EventsTable.latest(hostID: h.id, types: ["restore_test_passed", "restore_test_failed"], in: db)
+                return (b, r, try await SignedOpsTable.openCount(hostID: h.id, in: db))
             }
             var row: [String: Any] = [
                 "id": h.id, "name": h.name, "customer": customers[h.customerID] ?? h.customerID, "liveness": h.liveness,
@@ -65,10 +56,7 @@ extension Dashboard {
             ["vmid": g.vmid, "name": g.name, "state": g.state, "cls": statusClass(g.state), "desired": g.desiredRunState ?? "—",
              "actual": g.actualStatus ?? "—", "differences": g.differences.map { ["field": $0.field, "desired": $0.desired, "actual": $0.actual] }]
         }
-        let body = try await hub.store.withDB { db in
-            try await db.select().column("body").from("host_report_latest").where("host_id", .equal, SQLBind(id)).first()
-                .map { try $0.decode(column: "body", as: String.self) }
-        }
+        let body = try await hub.store.withDB { db in try await ReportsTable.latestHostReport(hostID: id, in: db)?.body }
         if let body, let r = try? HostReport.decode(Data(body.utf8)) {
             let gib = { (b: Int64) in String(format: "%.1f GiB", Double(b) / 1_073_741_824) }
             data["metrics"] = ["pve": r.host.pveVersion, "kernel": r.host.kernel, "memory": "\(gib(r.host.memoryUsed)) of \(gib(r.host.memoryTotal))",

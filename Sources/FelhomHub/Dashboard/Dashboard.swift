@@ -50,9 +50,7 @@ public enum Dashboard {
             let now = hub.now
             let client = hub.client(of: req, ctx)
             let recentFailures = try await hub.store.withDB { db in
-                try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("dashboard_login_failures")
-                    .where("client", .equal, SQLBind(client))
-                    .where("at", .greaterThan, SQLBind(now - loginWindow)).first()?.decode(column: "n", as: Int.self) ?? 0
+                try await SessionsTable.recentFailures(client: client, since: now - loginWindow, in: db)
             }
             guard recentFailures < loginFailuresAllowed else {
                 var r = page("login", title: "Sign in", ["locked": true], session: nil)
@@ -61,9 +59,7 @@ public enum Dashboard {
             }
             guard (try? await hub.keys.principal(authorization: "Bearer " + key)) == .operator else {
                 try await hub.store.withDB { db in
-                    try await db.delete(from: "dashboard_login_failures").where("at", .lessThan, SQLBind(now - loginWindow)).run()
-                    try await db.insert(into: "dashboard_login_failures").columns("id", "at", "client")
-                        .values(SQLBind(Ids.make("lf")), SQLBind(now), SQLBind(client)).run()
+                    try await SessionsTable.recordFailure(client: client, at: now, forgetBefore: now - loginWindow, in: db)
                 }
                 var r = page("login", title: "Sign in", ["failed": true], session: nil)
                 r.status = .unauthorized
@@ -77,9 +73,7 @@ public enum Dashboard {
         router.post("/logout") { req, _ in
             let form = try await formBody(req)
             if let (id, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf {
-                try await hub.store.withDB { db in
-                    try await db.delete(from: "dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id))).run()
-                }
+                try await hub.store.withDB { db in try await SessionsTable.delete(idHash: KeyAuthority.hash(id), in: db) }
             }
             var r = redirect("/login")
             r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
@@ -89,7 +83,7 @@ public enum Dashboard {
             // Ends every dashboard session of every browser (a lost laptop, a shared screen).
             let form = try await formBody(req)
             guard let (_, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf else { return redirect("/login") }
-            try await hub.store.withDB { db in try await db.delete(from: "dashboard_sessions").run() }
+            try await hub.store.withDB { db in try await SessionsTable.deleteAll(in: db) }
             var r = redirect("/login")
             r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
             return r
@@ -207,10 +201,8 @@ public enum Dashboard {
         let id = randomToken(), csrf = randomToken()
         let now = hub.now
         try await hub.store.withDB { db in
-            try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now)).run()
-            try await db.insert(into: "dashboard_sessions").columns("id_hash", "csrf", "created_at", "expires_at", "operator_key_hash", "last_seen_at")
-                .values(SQLBind(KeyAuthority.hash(id)), SQLBind(csrf), SQLBind(now), SQLBind(now + sessionLifetime),
-                        SQLBind(hub.keys.operatorKeyBinding), SQLBind(now)).run()
+            try await SessionsTable.create(idHash: KeyAuthority.hash(id), csrf: csrf, now: now, expiresAt: now + sessionLifetime,
+                                           operatorKeyHash: hub.keys.operatorKeyBinding, in: db)
         }
         return (id, Session(csrf: csrf))
     }
@@ -227,18 +219,14 @@ public enum Dashboard {
         let binding = hub.keys.operatorKeyBinding
         let row = try await hub.store.withDB { db in
             // Valid: not expired, used within the idle timeout, made with the operator key in force now.
-            try await db.select().columns("csrf", "last_seen_at").from("dashboard_sessions").where("id_hash", .equal, SQLBind(KeyAuthority.hash(id)))
-                .where("expires_at", .greaterThan, SQLBind(now)).where("last_seen_at", .greaterThan, SQLBind(now - sessionIdleTimeout))
-                .where("operator_key_hash", .equal, SQLBind(binding)).first()
+            try await SessionsTable.find(idHash: KeyAuthority.hash(id), now: now, idleSince: now - sessionIdleTimeout, operatorKeyHash: binding, in: db)
         }
         guard let row else { return nil }
-        if try row.decode(column: "last_seen_at", as: Int64.self) < now - 60 {
+        if row.lastSeenAt < now - 60 {
             // Keep the session alive while it is used (one write a minute at most).
-            try await hub.store.withDB { db in
-                try await db.update("dashboard_sessions").set("last_seen_at", to: SQLBind(now)).where("id_hash", .equal, SQLBind(KeyAuthority.hash(id))).run()
-            }
+            try await hub.store.withDB { db in try await SessionsTable.touch(idHash: KeyAuthority.hash(id), at: now, in: db) }
         }
-        return (id, Session(csrf: try row.decode(column: "csrf", as: String.self)))
+        return (id, Session(csrf: row.csrf))
     }
 
     static func session(_ hub: Hub, _ req: Request) async throws -> Session? { try await sessionWithID(hub, req)?.1 }

@@ -15,7 +15,7 @@ extension Hub {
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
         try await store.transaction { db in
-            try await db.update("hosts").set("blocked", to: SQLBind(blocked ? 1 : 0)).where("id", .equal, SQLBind(hostID)).run()
+            try await HostsTable.setBlocked(hostID, blocked, in: db)
             try await recordEvent(blocked ? "host_blocked" : "host_unblocked", severity: blocked ? .warning : .info, hostID: hostID,
                                   customerID: h.customerID, at: now, in: db)
         }
@@ -29,14 +29,11 @@ extension Hub {
         guard try await customerExists(customerID) else { throw HubError.notFound("customer \(customerID)") }
         let now = self.now
         let hosts = try await store.transaction { db -> [String] in
-            try await db.update("customers").set("suspended_at", to: suspended ? SQLBind(now) : SQLBind(Int64?.none))
-                .where("id", .equal, SQLBind(customerID)).run()
-            try await db.update("hosts").set("customer_suspended", to: SQLBind(suspended ? 1 : 0))
-                .where("customer_id", .equal, SQLBind(customerID)).run()
+            try await CustomersTable.setSuspended(customerID, at: suspended ? now : nil, in: db)
+            let hosts = try await HostsTable.setCustomerSuspended(customerID: customerID, suspended, in: db)
             try await recordEvent(suspended ? "customer_suspended" : "customer_resumed", severity: suspended ? .warning : .info,
                                   customerID: customerID, at: now, in: db)
-            return try await db.select().column("id").from("hosts").where("customer_id", .equal, SQLBind(customerID)).all()
-                .map { try $0.decode(column: "id", as: String.self) }
+            return hosts
         }
         keys.cache.removeAll()
         for h in hosts { await generations.notify(hostID: h) }

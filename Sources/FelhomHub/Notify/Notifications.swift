@@ -29,7 +29,7 @@ extension Hub {
     /// Returns whether the event was new.
     @discardableResult
     func record(_ ev: HubEvent, in db: any SQLDatabase, ignoreDuplicate: Bool = false) async throws -> Bool {
-        guard try await Hub.insert(ev, in: db, ignoreDuplicate: ignoreDuplicate) else { return false }
+        guard try await EventsTable.insert(ev, in: db, ignoreDuplicate: ignoreDuplicate) else { return false }
         try await enqueueMail(for: ev, in: db)
         return true
     }

@@ -43,11 +43,11 @@ extension Hub {
         try Validate.text(name, "$.name", max: 200)
         let view = OperatorKeyView(id: Ids.make("opk"), name: name, role: role, fingerprint: key.fingerprint, publicKey: key.openSSHLine, createdAt: now)
         try await store.withDB { db in
-            if try await db.select().column("id").from("operator_keys").where("fingerprint", .equal, SQLBind(view.fingerprint)).first() != nil {
+            if try await KeysTable.operatorKeyExists(fingerprint: view.fingerprint, in: db) {
                 throw HubError(.conflict, "conflict", "key \(view.fingerprint) is already registered")
             }
-            try await db.insert(into: "operator_keys").columns("id", "public_key", "fingerprint", "role", "name", "created_at")
-                .values(SQLBind(view.id), SQLBind(view.publicKey), SQLBind(view.fingerprint), SQLBind(role), SQLBind(name), SQLBind(view.createdAt)).run()
+            try await KeysTable.insertOperatorKey(id: view.id, publicKey: view.publicKey, fingerprint: view.fingerprint, role: role, name: name,
+                                                  at: view.createdAt, in: db)
         }
         return view
     }
@@ -55,7 +55,7 @@ extension Hub {
     public func operatorKeys(by p: Principal) async throws -> [OperatorKeyView] {
         guard p == .operator else { throw HubError.forbidden("list operator keys") }
         return try await store.withDB { db in
-            try await db.select().column("*").from("operator_keys").where(SQLColumn("revoked_at"), .is, SQLLiteral.null).orderBy("created_at").all().map {
+            try await KeysTable.activeOperatorKeys(in: db).map {
                 OperatorKeyView(id: try $0.decode(column: "id", as: String.self), name: try $0.decode(column: "name", as: String.self),
                                 role: try $0.decode(column: "role", as: String.self), fingerprint: try $0.decode(column: "fingerprint", as: String.self),
                                 publicKey: try $0.decode(column: "public_key", as: String.self), createdAt: try $0.decode(column: "created_at", as: Int64.self))
@@ -176,41 +176,23 @@ extension Hub {
         let id = Ids.make("sop")
         let created = now
         try await store.transaction { db in
-            try await db.insert(into: "signed_ops")
-                .columns("id", "host_id", "guest_id", "customer_id", "op", "blob", "nonce", "expires_at", "status", "created_at")
-                .values(SQLBind(id), SQLBind(r.hostID), SQLBind(r.guestID), SQLBind(host.customerID), SQLBind(op.rawValue),
-                        SQLBind(String(decoding: bytes, as: UTF8.self)), SQLBind(blob.nonce), SQLBind(Int64(blob.expiresAt.timeIntervalSince1970)),
-                        SQLBind("pending_signature"), SQLBind(created)).run()
+            try await SignedOpsTable.insert(
+                id: id, hostID: r.hostID, guestID: r.guestID, customerID: host.customerID, op: op.rawValue, blob: String(decoding: bytes, as: UTF8.self),
+                nonce: blob.nonce, expiresAt: Int64(blob.expiresAt.timeIntervalSince1970), createdAt: created, in: db)
         }
         return try await signedOp(id, by: p)
     }
 
-    /// Marks unfinished ops past their expiry as `expired` (run before every read).
-    func expireSignedOps(in db: any SQLDatabase) async throws {
-        try await db.update("signed_ops").set("status", to: SQLBind("expired")).set("finished_at", to: SQLBind(now))
-            .where("expires_at", .lessThan, SQLBind(now))
-            .where("status", .in, ["pending_signature", "signed", "delivered"]).run()
-    }
-
-    func signedOpViews(_ build: @escaping @Sendable (SQLSelectBuilder) -> SQLSelectBuilder) async throws -> [SignedOpView] {
-        let rows = try await store.withDB { db in
-            try await expireSignedOps(in: db)
-            return try await build(
-                db.select().column(SQLColumn("*", table: "signed_ops")).column(SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name")))
-                    .column(SQLAlias(SQLColumn("name", table: "customers"), as: SQLIdentifier("customer_name")))
-                    .from("signed_ops").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "signed_ops"))
-                    .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
-            ).all()
-        }
+    /// Ops as the API shows them (unfinished ops past their expiry are marked `expired` first).
+    func signedOpViews(_ filter: SignedOpsTable.Filter) async throws -> [SignedOpView] {
+        let now = self.now
+        let rows = try await store.withDB { db in try await SignedOpsTable.list(filter, now: now, in: db) }
         // The latest report of each host that has a restore in the list (for the volumes at risk).
         let restoreHosts = Set(try rows.filter { try $0.decode(column: "op", as: String.self) == OpBlob.Op.guestRestore.rawValue }
             .map { try $0.decode(column: "host_id", as: String.self) })
         var reports: [String: HostReport] = [:]
         for h in restoreHosts {
-            let body = try await store.withDB { db in
-                try await db.select().column("body").from("host_report_latest").where("host_id", .equal, SQLBind(h)).first()?
-                    .decode(column: "body", as: String.self)
-            }
+            let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: h, in: db)?.body }
             reports[h] = body.flatMap { try? HostReport.decode(Data($0.utf8)) }
         }
         return try rows.map { r in
@@ -241,7 +223,7 @@ extension Hub {
 
     public func signedOp(_ id: String, by p: Principal) async throws -> SignedOpView {
         if case .guest = p { throw HubError.forbidden("read signed ops") }
-        guard let v = try await signedOpViews({ $0.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }).first,
+        guard let v = try await signedOpViews(.init(id: id)).first,
               p.canReach(customerID: v.customerID)
         else { throw HubError.notFound("signed op \(id)") }
         if case .host(let h, _) = p, h != v.hostID { throw HubError.notFound("signed op \(id)") }
@@ -260,14 +242,7 @@ extension Hub {
             hostFilter = h
         }
         let hostOnly = hostFilter
-        return try await signedOpViews { q in
-            var q = q
-            if let c = p.customerScope { q = q.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(c)) }
-            if let hostOnly { q = q.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(hostOnly)) }
-            if let status { q = q.where(SQLColumn("status", table: "signed_ops"), .equal, SQLBind(status)) }
-            return q.orderBy(SQLOrderBy(expression: SQLColumn("created_at", table: "signed_ops"), direction: SQLDirection.descending))
-                .orderBy(SQLOrderBy(expression: SQLColumn("id", table: "signed_ops"), direction: SQLDirection.descending))
-        }
+        return try await signedOpViews(.init(hostID: hostOnly, customerScope: p.customerScope, statuses: status.map { [$0] }))
     }
 
     /// Stores the operator's signature after checking it against the registered keys (early
@@ -294,12 +269,9 @@ extension Hub {
         }
         let now = self.now
         let updated = try await store.withDB { db in
-            try await db.update("signed_ops").set("status", to: SQLBind("signed")).set("signature", to: SQLBind(sig.armored))
-                .set("signer", to: SQLBind(key.name + " " + key.fingerprint)).set("signed_at", to: SQLBind(now))
-                .where("id", .equal, SQLBind(opID)).where("status", .equal, SQLBind("pending_signature"))
-                .returning("id").all().count
+            try await SignedOpsTable.sign(id: opID, signature: sig.armored, signer: key.name + " " + key.fingerprint, at: now, in: db)
         }
-        guard updated == 1 else { throw HubError(.conflict, "conflict", "op \(opID) changed while signing; list it again") }
+        guard updated else { throw HubError(.conflict, "conflict", "op \(opID) changed while signing; list it again") }
         await generations.notify(hostID: v.hostID)
         return try await signedOp(opID, by: p)
     }
@@ -310,16 +282,10 @@ extension Hub {
         guard case .host(let hostID, _) = p else { throw HubError.forbidden("fetch signed ops (host keys only)") }
         if try await hostRow(hostID)?.blocked == true { return nil }  // a blocked box gets nothing to act on
         let now = self.now
-        guard let v = try await signedOpViews({
-            $0.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(hostID))
-                .where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression([SQLBind("signed"), SQLBind("delivered")]))
-                .orderBy(SQLColumn("signed_at", table: "signed_ops")).limit(1)
-        }).first else { return nil }
+        guard let v = try await signedOpViews(.init(hostID: hostID, statuses: ["signed", "delivered"], deliveryOrder: true, limit: 1)).first
+        else { return nil }
         if v.status == "signed" {
-            try await store.withDB { db in
-                try await db.update("signed_ops").set("status", to: SQLBind("delivered")).set("delivered_at", to: SQLBind(now))
-                    .where("id", .equal, SQLBind(v.id)).where("status", .equal, SQLBind("signed")).run()
-            }
+            try await store.withDB { db in try await SignedOpsTable.markDelivered(id: v.id, at: now, in: db) }
         }
         var out = v
         out.status = "delivered"
@@ -344,8 +310,7 @@ extension Hub {
         }
         let now = self.now
         try await store.transaction { db in
-            try await db.update("signed_ops").set("status", to: SQLBind(outcome)).set("reason", to: SQLBind(reason))
-                .set("finished_at", to: SQLBind(now)).where("id", .equal, SQLBind(opID)).run()
+            try await SignedOpsTable.finish(id: opID, outcome: outcome, reason: reason, at: now, in: db)
             var data: [String: JSONValue] = ["op_id": .string(opID), "op": .string(v.op)]
             if let g = v.guestID { data["vmid"] = .string(g) }
             if let reason { data["reason"] = .string(reason) }
@@ -356,11 +321,9 @@ extension Hub {
         return try await signedOp(opID, by: p)
     }
 
-    /// Whether the host has signed ops waiting (for the control envelope). Report ingest asks the
-    /// same question inside its `UPDATE … RETURNING`; keep the two conditions alike.
+    /// Whether the host has signed ops waiting (for the control envelope): the one condition
+    /// report ingest and the long-poll watcher use too.
     func hasSignedOps(hostID: String, in db: any SQLDatabase) async throws -> Bool {
-        try await db.select().column("id").from("signed_ops").where("host_id", .equal, SQLBind(hostID))
-            .where("status", .in, ["signed", "delivered"]).where("expires_at", .greaterThanOrEqual, now)
-            .limit(1).first() != nil
+        try await SignedOpsTable.hasPending(hostID: hostID, now: now, in: db)
     }
 }

@@ -1,0 +1,64 @@
+import Foundation
+import SQLKit
+
+/// SQL of the `customers` table family (customers, their suspension and retrieval hash).
+enum CustomersTable {
+    struct NewRow: Sendable {
+        var id, name, email, domain, timezone, language: String
+        var createdAt: Int64
+    }
+
+    static func insert(_ c: NewRow, in db: any SQLDatabase) async throws {
+        try await db.insert(into: "customers").columns("id", "name", "email", "domain", "timezone", "language", "created_at")
+            .values(SQLBind(c.id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(c.timezone), SQLBind(c.language),
+                    SQLBind(c.createdAt)).run()
+    }
+
+    static func exists(_ id: String, in db: any SQLDatabase) async throws -> Bool {
+        try await db.select().column("id").from("customers").where("id", .equal, SQLBind(id)).first() != nil
+    }
+
+    static func find(_ id: String, in db: any SQLDatabase) async throws -> (any SQLRow)? {
+        try await db.select().column("*").from("customers").where("id", .equal, SQLBind(id)).first()
+    }
+
+    /// All customers, or the one of `scope`, oldest first.
+    static func list(scope: String?, in db: any SQLDatabase) async throws -> [any SQLRow] {
+        var q = db.select().column("*").from("customers")
+        if let scope { q = q.where("id", .equal, SQLBind(scope)) }
+        return try await q.orderBy("created_at").orderBy("id").all()
+    }
+
+    /// The customer of a domain: id and retrieval hash.
+    static func byDomain(_ domain: String, in db: any SQLDatabase) async throws -> (id: String, retrievalHash: String?)? {
+        guard let r = try await db.select().columns("id", "retrieval_hash").from("customers").where("domain", .equal, SQLBind(domain)).first() else {
+            return nil
+        }
+        return (try r.decode(column: "id", as: String.self), try r.decode(column: "retrieval_hash", as: String?.self))
+    }
+
+    static func isSuspended(_ id: String, in db: any SQLDatabase) async throws -> Bool {
+        try await db.select().column("suspended_at").from("customers").where("id", .equal, SQLBind(id)).first()
+            .map { try !$0.decodeNil(column: "suspended_at") } ?? false
+    }
+
+    static func setSuspended(_ id: String, at: Int64?, in db: any SQLDatabase) async throws {
+        try await db.update("customers").set("suspended_at", to: SQLBind(at)).where("id", .equal, SQLBind(id)).run()
+    }
+
+    static func setRetrievalHash(_ id: String, hash: String, in db: any SQLDatabase) async throws {
+        try await db.update("customers").set("retrieval_hash", to: SQLBind(hash)).where("id", .equal, SQLBind(id)).run()
+    }
+
+    static func setNotifyTypes(_ id: String, json: String?, in db: any SQLDatabase) async throws {
+        try await db.update("customers").set("notify_types", to: SQLBind(json)).where("id", .equal, SQLBind(id)).run()
+    }
+
+    /// Mail settings of a customer: e-mail, language and chosen notification types (JSON).
+    static func mailSettings(_ id: String, in db: any SQLDatabase) async throws -> (email: String, language: String, notifyTypes: String?)? {
+        guard let r = try await db.select().columns("email", "language", "notify_types").from("customers").where("id", .equal, SQLBind(id)).first()
+        else { return nil }
+        return (try r.decode(column: "email", as: String.self), try r.decode(column: "language", as: String.self),
+                try r.decode(column: "notify_types", as: String?.self))
+    }
+}

@@ -1,0 +1,175 @@
+import FelhomCore
+import Foundation
+import SQLKit
+
+/// SQL of the `hosts` table: identity, desired generation, liveness, kill switch.
+enum HostsTable {
+    static func insert(id: String, customerID: String, name: String, at: Int64, in db: any SQLDatabase) async throws {
+        try await db.insert(into: "hosts").columns("id", "customer_id", "name", "created_at")
+            .values(SQLBind(id), SQLBind(customerID), SQLBind(name), SQLBind(at)).run()
+        // A new box of a suspended customer starts blocked.
+        try await db.raw("""
+            UPDATE hosts SET customer_suspended = 1 WHERE id = \(bind: id)
+              AND EXISTS (SELECT 1 FROM customers WHERE customers.id = \(bind: customerID) AND customers.suspended_at IS NOT NULL)
+            """).run()
+    }
+
+    static func find(_ id: String, now: Int64, in db: any SQLDatabase) async throws -> Hub.HostView? {
+        guard let r = try await db.select().column("*").from("hosts").where("id", .equal, SQLBind(id)).first() else { return nil }
+        return try view(r, now: now)
+    }
+
+    /// All hosts, or those of one customer, oldest first.
+    static func list(customerScope: String?, now: Int64, in db: any SQLDatabase) async throws -> [Hub.HostView] {
+        var q = db.select().column("*").from("hosts")
+        if let c = customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
+        return try await q.orderBy("created_at").orderBy("id").all().map { try view($0, now: now) }
+    }
+
+    static func view(_ r: any SQLRow, now: Int64) throws -> Hub.HostView {
+        let last = try r.decodeNil(column: "last_report_at") ? nil : try r.decode(column: "last_report_at", as: Int64.self)
+        return Hub.HostView(
+            id: try r.decode(column: "id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
+            name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
+            blocked: try r.decode(column: "blocked", as: Int.self) != 0 || (try? r.decode(column: "customer_suspended", as: Int.self)) ?? 0 != 0,
+            liveness: try r.decode(column: "liveness", as: String.self),
+            lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) })
+    }
+
+    /// Bumps and returns a host's desired generation (nil: no such host).
+    static func bumpGeneration(hostID: String, in db: any SQLDatabase) async throws -> Int64? {
+        try await db.raw("UPDATE hosts SET desired_generation = desired_generation + 1 WHERE id = \(bind: hostID)").run()
+        return try await db.select().column("desired_generation").from("hosts").where("id", .equal, SQLBind(hostID)).first()?
+            .decode(column: "desired_generation", as: Int64.self)
+    }
+
+    /// The one condition "this host has signed ops to act on" (signed or delivered, not expired),
+    /// used by report ingest, the control envelope and the long-poll watcher alike.
+    static func pendingSignedOpsCount(hostColumn: String, now: Int64) -> SQLQueryString {
+        """
+        (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = \(unsafeRaw: hostColumn)
+           AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: now))
+        """
+    }
+
+    /// What a report's answer needs, read by the statement that records the report's time.
+    static func recordReport(hostID: String, at now: Int64, in db: any SQLDatabase) async throws -> (generation: Int64, blocked: Bool, pendingOps: Bool)? {
+        guard let row = try await db.raw("""
+            UPDATE hosts SET last_report_at = \(bind: now) WHERE id = \(bind: hostID)
+            RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCount(hostColumn: "hosts.id", now: now)) AS pending_ops
+            """).first()
+        else { return nil }
+        let blocked = try row.decode(column: "blocked", as: Int.self) != 0 || row.decode(column: "customer_suspended", as: Int.self) != 0
+        return (try row.decode(column: "desired_generation", as: Int64.self), blocked, try row.decode(column: "pending_ops", as: Int64.self) > 0)
+    }
+
+    /// Generation, kill-switch state and pending ops of several hosts in one query (long-poll watcher).
+    static func controlFingerprints(hostIDs: [String], now: Int64, in db: any SQLDatabase) async throws -> [String: String] {
+        var out: [String: String] = [:]
+        let rows = try await db.raw("""
+            SELECT id, desired_generation, blocked, customer_suspended, \(pendingSignedOpsCount(hostColumn: "hosts.id", now: now)) AS pending_ops
+            FROM hosts WHERE id IN \(SQLBind.group(hostIDs))
+            """).all()
+        for r in rows {
+            out[try r.decode(column: "id", as: String.self)] = [
+                String(try r.decode(column: "desired_generation", as: Int64.self)), String(try r.decode(column: "blocked", as: Int.self)),
+                String(try r.decode(column: "customer_suspended", as: Int.self)), String(try r.decode(column: "pending_ops", as: Int64.self) > 0),
+            ].joined(separator: "|")
+        }
+        return out
+    }
+
+    static func setBlocked(_ id: String, _ blocked: Bool, in db: any SQLDatabase) async throws {
+        try await db.update("hosts").set("blocked", to: SQLBind(blocked ? 1 : 0)).where("id", .equal, SQLBind(id)).run()
+    }
+
+    /// Marks every host of a customer suspended (or not); returns their ids.
+    static func setCustomerSuspended(customerID: String, _ suspended: Bool, in db: any SQLDatabase) async throws -> [String] {
+        try await db.update("hosts").set("customer_suspended", to: SQLBind(suspended ? 1 : 0)).where("customer_id", .equal, SQLBind(customerID)).run()
+        return try await db.select().column("id").from("hosts").where("customer_id", .equal, SQLBind(customerID)).all()
+            .map { try $0.decode(column: "id", as: String.self) }
+    }
+
+    /// Liveness inputs of every host (the checker).
+    static func livenessRows(in db: any SQLDatabase) async throws -> [(id: String, customerID: String, liveness: String, lastReportAt: Int64?, createdAt: Int64)] {
+        try await db.select().columns("id", "customer_id", "liveness", "last_report_at", "created_at").from("hosts").all().map {
+            (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
+             try $0.decode(column: "liveness", as: String.self), try $0.decode(column: "last_report_at", as: Int64?.self),
+             try $0.decode(column: "created_at", as: Int64.self))
+        }
+    }
+
+    /// Moves a host's liveness from `old` to `new`; false when another checker already did.
+    static func transitionLiveness(_ id: String, from old: String, to new: String, in db: any SQLDatabase) async throws -> Bool {
+        try await !db.update("hosts").set("liveness", to: SQLBind(new)).where("id", .equal, SQLBind(id)).where("liveness", .equal, SQLBind(old))
+            .returning("id").all().isEmpty
+    }
+
+    /// Host count per liveness state (metrics).
+    static func countByLiveness(in db: any SQLDatabase) async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for r in try await db.raw("SELECT liveness, COUNT(*) AS n FROM hosts GROUP BY liveness").all() {
+            out[try r.decode(column: "liveness", as: String.self)] = try r.decode(column: "n", as: Int.self)
+        }
+        return out
+    }
+
+    /// Hosts with their customer's time zone (backup deadlines).
+    static func withTimeZones(in db: any SQLDatabase) async throws -> [(id: String, customerID: String, timezone: String, createdAt: Int64)] {
+        try await db.raw("""
+            SELECT h.id AS id, h.customer_id AS customer_id, c.timezone AS timezone, h.created_at AS created_at
+            FROM hosts h JOIN customers c ON c.id = h.customer_id
+            """).all().map {
+            (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
+             try $0.decode(column: "timezone", as: String.self), try $0.decode(column: "created_at", as: Int64.self))
+        }
+    }
+
+    /// The host's name, for mail texts.
+    static func name(_ id: String, in db: any SQLDatabase) async throws -> String? {
+        try await db.select().column("name").from("hosts").where("id", .equal, SQLBind(id)).first()?.decode(column: "name", as: String.self)
+    }
+
+    /// Ids of a customer's hosts.
+    static func ids(ofCustomer customerID: String, in db: any SQLDatabase) async throws -> [String] {
+        try await db.select().column("id").from("hosts").where("customer_id", .equal, SQLBind(customerID)).all()
+            .map { try $0.decode(column: "id", as: String.self) }
+    }
+}
+
+/// SQL of the `guests` table.
+enum GuestsTable {
+    static func hostID(ofGuest id: String, in db: any SQLDatabase) async throws -> String? {
+        try await db.select().column("host_id").from("guests").where("id", .equal, SQLBind(id)).first()?.decode(column: "host_id", as: String.self)
+    }
+
+    static func byIdempotencyKey(hostID: String, key: String, in db: any SQLDatabase) async throws -> String? {
+        try await db.select().column("id").from("guests").where("host_id", .equal, SQLBind(hostID))
+            .where("idempotency_key", .equal, SQLBind(key)).first()?.decode(column: "id", as: String.self)
+    }
+
+    static func rename(_ id: String, to name: String, in db: any SQLDatabase) async throws {
+        try await db.update("guests").set("name", to: SQLBind(name)).where("id", .equal, SQLBind(id)).run()
+    }
+
+    static func count(onHost hostID: String, in db: any SQLDatabase) async throws -> Int {
+        try await db.raw("SELECT COUNT(*) AS n FROM guests WHERE host_id = \(bind: hostID)").first()?.decode(column: "n", as: Int.self) ?? 0
+    }
+
+    static func insert(id: String, hostID: String, name: String, at: Int64, idempotencyKey: String?, in db: any SQLDatabase) async throws {
+        try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at", "idempotency_key")
+            .values(SQLBind(id), SQLBind(hostID), SQLBind(name), SQLBind(at), SQLBind(idempotencyKey)).run()
+    }
+
+    /// A guest row (for its controller config).
+    static func find(_ id: String, in db: any SQLDatabase) async throws -> (any SQLRow)? {
+        try await db.select().column("*").from("guests").where("id", .equal, SQLBind(id)).first()
+    }
+
+    /// Ids of every guest of a customer's hosts.
+    static func ids(ofCustomer customerID: String, in db: any SQLDatabase) async throws -> [String] {
+        try await db.select().column(SQLColumn("id", table: "guests")).from("guests")
+            .join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
+            .where(SQLColumn("customer_id", table: "hosts"), .equal, SQLBind(customerID)).all().map { try $0.decode(column: "id", as: String.self) }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import SQLKit
+
+/// SQL of the signed-op queue (`signed_ops`). The hub stores blobs and signatures as opaque text.
+enum SignedOpsTable {
+    /// Which ops to list.
+    struct Filter: Sendable {
+        var id: String?
+        var hostID: String?
+        var customerScope: String?
+        /// One of these statuses (any when nil).
+        var statuses: [String]?
+        /// Oldest signed first (delivery to the agent) instead of newest created first.
+        var deliveryOrder = false
+        var limit: Int?
+    }
+
+    static func insert(id: String, hostID: String, guestID: String?, customerID: String, op: String, blob: String, nonce: String,
+                       expiresAt: Int64, createdAt: Int64, in db: any SQLDatabase) async throws {
+        try await db.insert(into: "signed_ops")
+            .columns("id", "host_id", "guest_id", "customer_id", "op", "blob", "nonce", "expires_at", "status", "created_at")
+            .values(SQLBind(id), SQLBind(hostID), SQLBind(guestID), SQLBind(customerID), SQLBind(op), SQLBind(blob), SQLBind(nonce),
+                    SQLBind(expiresAt), SQLBind("pending_signature"), SQLBind(createdAt)).run()
+    }
+
+    /// Marks unfinished ops past their expiry as `expired`.
+    static func expire(now: Int64, in db: any SQLDatabase) async throws {
+        try await db.update("signed_ops").set("status", to: SQLBind("expired")).set("finished_at", to: SQLBind(now))
+            .where("expires_at", .lessThan, SQLBind(now)).where("status", .in, ["pending_signature", "signed", "delivered"]).run()
+    }
+
+    /// Ops with their host's and customer's names (`host_name`, `customer_name`), expired ones marked first.
+    static func list(_ f: Filter, now: Int64, in db: any SQLDatabase) async throws -> [any SQLRow] {
+        try await expire(now: now, in: db)
+        var q = db.select().column(SQLColumn("*", table: "signed_ops")).column(SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name")))
+            .column(SQLAlias(SQLColumn("name", table: "customers"), as: SQLIdentifier("customer_name")))
+            .from("signed_ops").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "signed_ops"))
+            .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
+        if let id = f.id { q = q.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }
+        if let c = f.customerScope { q = q.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(c)) }
+        if let h = f.hostID { q = q.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(h)) }
+        if let s = f.statuses { q = q.where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression(s.map { SQLBind($0) })) }
+        if f.deliveryOrder {
+            q = q.orderBy(SQLColumn("signed_at", table: "signed_ops"))
+        } else {
+            q = q.orderBy(SQLOrderBy(expression: SQLColumn("created_at", table: "signed_ops"), direction: SQLDirection.descending))
+                .orderBy(SQLOrderBy(expression: SQLColumn("id", table: "signed_ops"), direction: SQLDirection.descending))
+        }
+        if let limit = f.limit { q = q.limit(limit) }
+        return try await q.all()
+    }
+
+    /// Stores a signature on a pending op; false when the op is no longer pending.
+    static func sign(id: String, signature: String, signer: String, at: Int64, in db: any SQLDatabase) async throws -> Bool {
+        try await db.update("signed_ops").set("status", to: SQLBind("signed")).set("signature", to: SQLBind(signature))
+            .set("signer", to: SQLBind(signer)).set("signed_at", to: SQLBind(at))
+            .where("id", .equal, SQLBind(id)).where("status", .equal, SQLBind("pending_signature"))
+            .returning("id").all().count == 1
+    }
+
+    static func markDelivered(id: String, at: Int64, in db: any SQLDatabase) async throws {
+        try await db.update("signed_ops").set("status", to: SQLBind("delivered")).set("delivered_at", to: SQLBind(at))
+            .where("id", .equal, SQLBind(id)).where("status", .equal, SQLBind("signed")).run()
+    }
+
+    static func finish(id: String, outcome: String, reason: String?, at: Int64, in db: any SQLDatabase) async throws {
+        try await db.update("signed_ops").set("status", to: SQLBind(outcome)).set("reason", to: SQLBind(reason))
+            .set("finished_at", to: SQLBind(at)).where("id", .equal, SQLBind(id)).run()
+    }
+
+    /// Whether the host has ops to act on: the same condition as report ingest's (``HostsTable/pendingSignedOpsCount(hostColumn:now:)``).
+    static func hasPending(hostID: String, now: Int64, in db: any SQLDatabase) async throws -> Bool {
+        try await db.raw("SELECT \(HostsTable.pendingSignedOpsCount(hostColumn: "h.id", now: now)) AS n FROM hosts h WHERE h.id = \(bind: hostID)")
+            .first()?.decode(column: "n", as: Int64.self) ?? 0 > 0
+    }
+
+    /// Ops of a host not finished yet (the dashboard's pending count).
+    static func openCount(hostID: String, in db: any SQLDatabase) async throws -> Int {
+        try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("signed_ops")
+            .where("host_id", .equal, SQLBind(hostID)).where("status", .in, ["pending_signature", "signed", "delivered"]).first()?
+            .decode(column: "n", as: Int.self) ?? 0
+    }
+
+    /// A copy of a signed op under a new id and nonce, as a compromised hub would replay it
+    /// (`felhom demo` shows the agent refusing it).
+    static func duplicateAsReplay(of id: String, newID: String, in db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, signer, created_at, signed_at)
+            SELECT \(bind: newID), host_id, guest_id, customer_id, op, blob, nonce || '-copy', expires_at, 'signed', signature, signer, created_at, signed_at
+            FROM signed_ops WHERE id = \(bind: id)
+            """).run()
+    }
+}
+
+extension HubStore {
+    /// Re-queues a copy of a signed op, as a compromised hub would replay it (used by
+    /// `felhom demo` to show the agent refusing the replay; the agent's nonce log is the defence).
+    public func replaySignedOp(_ id: String, as newID: String) async throws {
+        try await withDB { db in try await SignedOpsTable.duplicateAsReplay(of: id, newID: newID, in: db) }
+    }
+}
