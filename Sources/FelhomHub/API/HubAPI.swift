@@ -33,7 +33,7 @@ public enum HubAPI {
     public static func router(hub: Hub) -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
         router.get("/healthz") { _, _ in
-            try await hub.store.withDB { db in try await db.raw("SELECT 1").run() }
+            try await hub.store.ping()
             return json(["status": "ok", "store": hub.store.kind.rawValue])
         }
         router.get("/openapi.yaml") { _, _ in

@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// Backup deadlines: by a configured local time, every host must have reported a backup (or
 /// db-dump) outcome since local midnight in its customer's time zone.

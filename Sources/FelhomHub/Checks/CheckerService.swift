@@ -2,7 +2,6 @@ import FelhomCore
 import Foundation
 import Logging
 import PostgresNIO
-import SQLKit
 import ServiceLifecycle
 
 /// Runs the liveness and backup-deadline checks on an interval, in exactly one hub process.
@@ -42,22 +41,16 @@ public struct CheckerService: Service {
 
     public func run() async throws {
         try await cancelOnGracefulShutdown {
-            switch hub.store.backend {
-            case .sqlite:
-                try await loop(isLeader: { true })
-            case .postgres(let client, _):
-                // The lock belongs to this leased connection for as long as the service runs.
-                try await client.withConnection { conn in
-                    var leader = false
-                    try await loop(isLeader: {
-                        if !leader {
-                            let row = try await conn.sql().raw("SELECT pg_try_advisory_lock(\(bind: Self.leaderLockKey)) AS locked").first()
-                            leader = try row?.decode(column: "locked", as: Bool.self) ?? false
-                            if leader { logger.info("this hub now runs the checkers (leader)") }
-                        }
-                        return leader
-                    })
-                }
+            try await hub.store.withLeaderLock(key: Self.leaderLockKey) { isLeader in
+                let announced = LeaderFlag()
+                try await loop(isLeader: {
+                    let leader = try await isLeader()
+                    if leader && !announced.value.withLock({ $0 }) && hub.store.kind == .postgres {
+                        announced.value.withLock { $0 = true }
+                        logger.info("this hub now runs the checkers (leader)")
+                    }
+                    return leader
+                })
             }
         }
     }

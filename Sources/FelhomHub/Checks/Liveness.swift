@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// The dead-man's switch: report recency is a host's liveness.
 public enum Liveness {

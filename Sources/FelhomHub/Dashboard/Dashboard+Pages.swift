@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// What each dashboard page shows, gathered through the store.
 extension Dashboard {

@@ -4,7 +4,6 @@ import HTTPTypes
 import Hummingbird
 import Mustache
 import NIOCore
-import SQLKit
 
 /// The operator dashboard: server-rendered HTML (Mustache), no JavaScript.
 ///

@@ -36,19 +36,15 @@ extension Hub {
 
     /// The latest published spec of a host and its generation, from the durable table.
     func publishedSpec(_ hostID: String, in db: any SQLDatabase) async throws -> (DesiredState, Int64, Int64)? {
-        guard let r = try await db.select().columns("spec", "generation", "published_at").from("desired_published")
-            .where("host_id", .equal, SQLBind(hostID)).orderBy("generation", .descending).limit(1).first()
-        else { return nil }
-        let spec = try DesiredState.decode(Data(try r.decode(column: "spec", as: String.self).utf8))
-        return (spec, try r.decode(column: "generation", as: Int64.self), try r.decode(column: "published_at", as: Int64.self))
+        guard let r = try await DesiredTable.latestPublished(hostID: hostID, in: db) else { return nil }
+        return (try DesiredState.decode(Data(r.spec.utf8)), r.generation, r.publishedAt)
     }
 
     public func desired(hostID: String, by p: Principal) async throws -> DesiredView {
         let h = try await hostForRead(hostID, by: p)
         let (published, draft) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, DesiredState?) in
             let pub = try await publishedSpec(hostID, in: db)
-            let d = try await db.select().column("spec").from("desired_drafts").where("host_id", .equal, SQLBind(hostID)).first()
-                .map { try DesiredState.decode(Data(try $0.decode(column: "spec", as: String.self).utf8)) }
+            let d = try await DesiredTable.draft(hostID: hostID, in: db).map { try DesiredState.decode(Data($0.utf8)) }
             return (pub, d)
         }
         let showDraft: Bool = if case .host = p { false } else { true }
@@ -67,12 +63,7 @@ extension Hub {
         }
         let text = String(decoding: spec.encoded(), as: UTF8.self)
         let now = self.now
-        try await store.withDB { db in
-            try await db.insert(into: "desired_drafts").columns("host_id", "spec", "updated_at")
-                .values(SQLBind(hostID), SQLBind(text), SQLBind(now))
-                .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "spec").set(excludedValueOf: "updated_at") }
-                .run()
-        }
+        try await store.withDB { db in try await DesiredTable.saveDraft(hostID: hostID, spec: text, at: now, in: db) }
         return try await desired(hostID: hostID, by: p)
     }
 
@@ -83,17 +74,12 @@ extension Hub {
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
         let gen = try await store.transaction { db -> Int64 in
-            guard let d = try await db.select().column("spec").from("desired_drafts").where("host_id", .equal, SQLBind(hostID)).first() else {
+            guard let spec = try await DesiredTable.draft(hostID: hostID, in: db) else {
                 throw HubError.badRequest("no draft to publish: PUT /api/v1/hosts/\(hostID)/desired first")
             }
-            let spec = try d.decode(column: "spec", as: String.self)
-            try await db.raw("UPDATE hosts SET desired_generation = desired_generation + 1 WHERE id = \(bind: hostID)").run()
-            guard let r = try await db.select().column("desired_generation").from("hosts").where("id", .equal, SQLBind(hostID)).first() else {
-                throw HubError.notFound("host \(hostID)")
-            }
-            let gen = try r.decode(column: "desired_generation", as: Int64.self)
-            try await db.insert(into: "desired_published").columns("host_id", "generation", "spec", "published_at")
-                .values(SQLBind(hostID), SQLBind(gen), SQLBind(spec), SQLBind(now)).run()
+            // The one generation bump (also used by Hub.bumpGeneration).
+            guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
+            try await DesiredTable.insertPublished(hostID: hostID, generation: gen, spec: spec, at: now, in: db)
             try await recordEvent("desired_published", hostID: hostID, customerID: h.customerID, data: ["generation": .int(gen)], at: now, in: db)
             return gen
         }
@@ -122,9 +108,9 @@ extension Hub {
         _ = try await hostForRead(hostID, by: p)
         let (published, report, at) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, HostReport?, Int64?) in
             let pub = try await publishedSpec(hostID, in: db)
-            let r = try await db.select().columns("body", "received_at").from("host_report_latest").where("host_id", .equal, SQLBind(hostID)).first()
-            let report = try r.map { try HostReport.decode(Data(try $0.decode(column: "body", as: String.self).utf8)) }
-            return (pub, report, try r?.decode(column: "received_at", as: Int64.self))
+            let r = try await ReportsTable.latestHostReport(hostID: hostID, in: db)
+            let report = try r.map { try HostReport.decode(Data($0.body.utf8)) }
+            return (pub, report, r?.receivedAt)
         }
         let guests = Drift.compute(desired: published?.0, report: report)
         return DriftView(hostID: hostID, generation: published?.1 ?? 0, reportedAt: at,

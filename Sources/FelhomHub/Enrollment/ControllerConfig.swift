@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// The controller configuration a guest runs with: the default deep-merged with its customer's
 /// overrides. It never carries a Cloudflare credential (SPEC §1 rule 6): overrides naming one are
@@ -77,8 +76,7 @@ extension Hub {
         }
         _ = try await customer(customerID, by: p)
         try await store.withDB { db in
-            try await db.update("customers").set("config_overrides", to: SQLBind(String(decoding: overrides.serialized(), as: UTF8.self)))
-                .where("id", .equal, SQLBind(customerID)).run()
+            try await CustomersTable.setConfigOverrides(customerID, json: String(decoding: overrides.serialized(), as: UTF8.self), in: db)
         }
     }
 
@@ -89,15 +87,10 @@ extension Hub {
         case .guest(let g, _, _) where g == guestID: break
         default: throw HubError.forbidden("read this guest's config")
         }
-        let row = try await store.withDB { db in
-            try await db.select().column(SQLColumn("domain", table: "customers")).column(SQLColumn("config_overrides", table: "customers"))
-                .from("guests").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
-                .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "hosts"))
-                .where(SQLColumn("id", table: "guests"), .equal, SQLBind(guestID)).first()
-        }
+        let row = try await store.withDB { db in try await CustomersTable.configSource(ofGuest: guestID, in: db) }
         guard let row else { throw HubError.notFound("guest \(guestID)") }
-        let base = ControllerConfig.defaults(hubURL: hubURL, guestID: guestID, customerDomain: try row.decode(column: "domain", as: String.self))
-        let overrides = try row.decode(column: "config_overrides", as: String?.self).flatMap { try? JSONValue.parse($0) } ?? .object([:])
+        let base = ControllerConfig.defaults(hubURL: hubURL, guestID: guestID, customerDomain: row.domain)
+        let overrides = row.overrides.flatMap { try? JSONValue.parse($0) } ?? .object([:])
         return ControllerConfig.stripped(ControllerConfig.deepMerge(base, overrides))
     }
 }

@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// Enrolling a box: the operator makes a one-time, expiring token; the box trades it for its host
 /// key on first use. The trade revokes every earlier key of that host, so the enrolled box holds
@@ -45,10 +44,7 @@ extension Hub {
         let token = KeyAuthority.newKey(kind: "enroll")
         let now = self.now
         try await store.transaction { db in
-            try await db.update("enrollment_tokens").set("used_at", to: SQLBind(now)).where("host_id", .equal, SQLBind(hostID))
-                .where(SQLColumn("used_at"), .is, SQLLiteral.null).run()
-            try await db.insert(into: "enrollment_tokens").columns("id", "host_id", "hash", "expires_at", "created_at")
-                .values(SQLBind(Ids.make("enr")), SQLBind(hostID), SQLBind(KeyAuthority.hash(token)), SQLBind(now + Int64(ttl)), SQLBind(now)).run()
+            try await EnrollmentTable.replace(hostID: hostID, tokenHash: KeyAuthority.hash(token), expiresAt: now + Int64(ttl), at: now, in: db)
         }
         return EnrollmentToken(hostID: hostID, token: token, expiresAt: now + Int64(ttl))
     }
@@ -60,19 +56,14 @@ extension Hub {
         let now = self.now
         let result = try await store.transaction { db -> Enrolled? in
             // Claim the token with one conditional update: two racing boxes cannot both win.
-            let claimed = try await db.update("enrollment_tokens").set("used_at", to: SQLBind(now))
-                .where("hash", .equal, SQLBind(hash)).where(SQLColumn("used_at"), .is, SQLLiteral.null)
-                .where("expires_at", .greaterThan, SQLBind(now)).returning("host_id").first()
-            guard let hostID = try claimed?.decode(column: "host_id", as: String.self),
-                  let h = try await db.select().columns("customer_id", "name").from("hosts").where("id", .equal, SQLBind(hostID)).first()
+            guard let hostID = try await EnrollmentTable.claim(tokenHash: hash, at: now, in: db),
+                  let h = try await HostsTable.find(hostID, now: now, in: db)
             else { return nil }
-            let customerID = try h.decode(column: "customer_id", as: String.self)
-            try await db.update("api_keys").set("revoked_at", to: SQLBind(now)).where("subject_id", .equal, SQLBind(hostID))
-                .where("kind", .equal, SQLBind("host")).where(SQLColumn("revoked_at"), .is, SQLLiteral.null).run()
+            let customerID = h.customerID
+            try await EnrollmentTable.markEnrolled(hostID: hostID, at: now, in: db)
             let key = try await keys.issue(kind: "host", subjectID: hostID, customerID: customerID, in: db)
-            try await db.update("hosts").set("enrolled_at", to: SQLBind(now)).where("id", .equal, SQLBind(hostID)).run()
             try await recordEvent("host_enrolled", hostID: hostID, customerID: customerID, at: now, in: db)
-            return Enrolled(hostID: hostID, customerID: customerID, hostName: try h.decode(column: "name", as: String.self), apiKey: key)
+            return Enrolled(hostID: hostID, customerID: customerID, hostName: h.name, apiKey: key)
         }
         guard let result else { throw Self.enrollmentRefused }
         keys.cache.removeAll()

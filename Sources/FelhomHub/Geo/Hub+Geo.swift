@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 extension Hub {
     func geoClient() throws -> CloudflareGeo {
@@ -18,10 +17,7 @@ extension Hub {
     public func enableGeo(customerID: String, zoneID: String?, countries: [String], by p: Principal) async throws -> [String] {
         guard p == .operator else { throw HubError.forbidden("change geo rules (operator only)") }
         let c = try await customer(customerID, by: p)
-        let stored = try await store.withDB { db in
-            try await db.select().column("cloudflare_zone_id").from("customers").where("id", .equal, SQLBind(c.id)).first()?
-                .decode(column: "cloudflare_zone_id", as: String?.self)
-        }
+        let stored = try await store.withDB { db in try await CustomersTable.cloudflareZone(c.id, in: db) }
         guard let zone = zoneID ?? stored else { throw HubError.badRequest("the customer's Cloudflare zone id is needed once", path: "$.zone_id") }
         let list: [String]
         do {
@@ -34,8 +30,7 @@ extension Hub {
         do { try await geo.enable(zone: zone, countries: list) } catch let e as GeoError { throw geoFailed(e) }
         let now = self.now
         try await store.transaction { db in
-            try await db.update("customers").set("cloudflare_zone_id", to: SQLBind(zone))
-                .set("geo_countries", to: SQLBind(list.joined(separator: ","))).where("id", .equal, SQLBind(c.id)).run()
+            try await CustomersTable.setGeo(c.id, zone: zone, countries: list.joined(separator: ","), in: db)
             try await recordEvent("geo_enabled", customerID: c.id, data: ["countries": .array(list.map { .string($0) })], at: now, in: db)
         }
         return list
@@ -45,10 +40,7 @@ extension Hub {
     public func disableGeo(customerID: String, removeAll: Bool, by p: Principal) async throws -> Int {
         guard p == .operator else { throw HubError.forbidden("change geo rules (operator only)") }
         let c = try await customer(customerID, by: p)
-        guard let zone = try await store.withDB({ db in
-            try await db.select().column("cloudflare_zone_id").from("customers").where("id", .equal, SQLBind(c.id)).first()?
-                .decode(column: "cloudflare_zone_id", as: String?.self)
-        }) else { throw HubError.badRequest("no Cloudflare zone recorded for this customer; enable a geo rule first") }
+        guard let zone = try await store.withDB({ db in try await CustomersTable.cloudflareZone(c.id, in: db) }) else { throw HubError.badRequest("no Cloudflare zone recorded for this customer; enable a geo rule first") }
         let geo = try geoClient()
         var removed = 0
         do {
@@ -57,7 +49,7 @@ extension Hub {
         let now = self.now
         let count = removed
         try await store.transaction { db in
-            try await db.update("customers").set("geo_countries", to: SQLBind(String?.none)).where("id", .equal, SQLBind(c.id)).run()
+            try await CustomersTable.setGeo(c.id, zone: nil, countries: nil, in: db)
             try await recordEvent(removeAll ? "geo_removed" : "geo_disabled", customerID: c.id, data: ["removed": .int(Int64(count))],
                                   at: now, in: db)
         }

@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// The operator's kill switch (issue 10 item 18): block a host, suspend a customer.
 ///

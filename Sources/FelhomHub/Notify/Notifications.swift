@@ -48,40 +48,28 @@ extension Hub {
     func enqueueMail(for ev: HubEvent, in db: any SQLDatabase) async throws {
         let n = notifications
         let now = self.now
-        if store.kind == .postgres, let host = ev.hostID {
+        if let host = ev.hostID {
             // Serializes the cooldown check per (host, type) across replicas.
-            try await db.raw("SELECT pg_advisory_xact_lock(hashtext(\(bind: host + "|" + ev.type)))").run()
+            try await OutboxTable.lockCooldown(key: host + "|" + ev.type, in: db, kind: store.kind)
         }
         var hostName = ev.hostID ?? "hub"
-        if let hostID = ev.hostID, let r = try await db.select().column("name").from("hosts").where("id", .equal, SQLBind(hostID)).first() {
-            hostName = try r.decode(column: "name", as: String.self)
-        }
+        if let hostID = ev.hostID, let name = try await HostsTable.name(hostID, in: db) { hostName = name }
         func recent(_ channel: String, _ window: TimeInterval) async throws -> Bool {
-            var q = db.select().column("id").from("notification_outbox").where("channel", .equal, SQLBind(channel))
-                .where("event_type", .equal, SQLBind(ev.type)).where("created_at", .greaterThan, SQLBind(now - Int64(window)))
-            q = ev.hostID.map { q.where("host_id", .equal, SQLBind($0)) } ?? q.where(SQLColumn("host_id"), .is, SQLLiteral.null)
-            return try await q.limit(1).first() != nil
+            try await OutboxTable.queuedRecently(channel: channel, eventType: ev.type, hostID: ev.hostID, since: now - Int64(window), in: db)
         }
         func queue(_ channel: String, _ to: String, _ lang: Templates.Language) async throws {
             let (subject, body) = Templates.render(ev, hostName: hostName, language: lang)
-            try await db.insert(into: "notification_outbox")
-                .columns("id", "channel", "recipient", "language", "host_id", "event_id", "event_type", "subject", "body", "status",
-                         "attempts", "next_attempt_at", "created_at")
-                .values(SQLBind(Ids.make("mail")), SQLBind(channel), SQLBind(to), SQLBind(lang.rawValue), SQLBind(ev.hostID), SQLBind(ev.id),
-                        SQLBind(ev.type), SQLBind(subject), SQLBind(body), SQLBind("pending"), SQLBind(0), SQLBind(now), SQLBind(now))
-                .run()
+            try await OutboxTable.enqueue(
+                .init(channel: channel, recipient: to, language: lang.rawValue, hostID: ev.hostID, eventID: ev.id, eventType: ev.type, subject: subject, body: body),
+                at: now, in: db)
         }
         if let op = n.operatorEmail, n.operatorTypes.contains(ev.type), !(try await recent("operator", n.operatorCooldown)) {
             try await queue("operator", op, .en)
         }
-        if let customer = ev.customerID,
-            let c = try await db.select().columns("email", "language", "notify_types").from("customers").where("id", .equal, SQLBind(customer)).first()
-        {
-            let prefsText = try c.decode(column: "notify_types", as: String?.self)
-            let prefs = prefsText.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }.map(Set.init) ?? n.customerDefaultTypes
+        if let customer = ev.customerID, let c = try await CustomersTable.mailSettings(customer, in: db) {
+            let prefs = c.notifyTypes.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }.map(Set.init) ?? n.customerDefaultTypes
             if prefs.contains(ev.type), !(try await recent("customer", n.customerCooldown)) {
-                let lang = Templates.Language(rawValue: try c.decode(column: "language", as: String.self)) ?? .hu
-                try await queue("customer", try c.decode(column: "email", as: String.self), lang)
+                try await queue("customer", c.email, Templates.Language(rawValue: c.language) ?? .hu)
             }
         }
     }
@@ -91,34 +79,19 @@ extension Hub {
     @discardableResult
     public func deliverMail(using mailer: Mailer, limit: Int = 50) async throws -> (sent: Int, failed: Int) {
         let now = self.now
-        let due = try await store.withDB { db in
-            try await db.select().columns("id", "recipient", "subject", "body", "attempts").from("notification_outbox")
-                .where("status", .equal, SQLBind("pending")).where("next_attempt_at", .lessThanOrEqual, SQLBind(now))
-                .orderBy("next_attempt_at").limit(limit).all()
-        }
+        let due = try await store.withDB { db in try await OutboxTable.due(now: now, limit: limit, in: db) }
         var sent = 0, failed = 0
         for r in due {
-            let id = try r.decode(column: "id", as: String.self)
-            let attempts = try r.decode(column: "attempts", as: Int.self) + 1
-            let msg = MailMessage(from: notifications.from, to: try r.decode(column: "recipient", as: String.self),
-                                  subject: try r.decode(column: "subject", as: String.self), body: try r.decode(column: "body", as: String.self),
-                                  idempotencyKey: id)
+            let id = r.id
+            let attempts = r.attempts + 1
+            let msg = MailMessage(from: notifications.from, to: r.recipient, subject: r.subject, body: r.body, idempotencyKey: id)
             var failure: String?
             do { try await mailer.send(msg) } catch let e { failure = "\(e)" }
             let error = failure
             let at = self.now
             try await store.transaction { db in
-                if let error {
-                    try await db.update("notification_outbox").set("attempts", to: SQLBind(attempts))
-                        .set("next_attempt_at", to: SQLBind(at + Int64(NotificationSettings.backoff(attempts: attempts))))
-                        .set("last_error", to: SQLBind(String(error.prefix(500)))).where("id", .equal, SQLBind(id)).run()
-                } else {
-                    try await db.update("notification_outbox").set("attempts", to: SQLBind(attempts)).set("status", to: SQLBind("sent"))
-                        .set("sent_at", to: SQLBind(at)).where("id", .equal, SQLBind(id)).run()
-                }
-                try await db.insert(into: "notification_log").columns("id", "outbox_id", "at", "result", "detail")
-                    .values(SQLBind(Ids.make("log")), SQLBind(id), SQLBind(at), SQLBind(error == nil ? "sent" : "failed"),
-                            SQLBind(String((error ?? "attempt \(attempts)").prefix(500)))).run()
+                try await OutboxTable.recordAttempt(id: id, attempts: attempts, error: error,
+                                                    retryAt: at + Int64(NotificationSettings.backoff(attempts: attempts)), at: at, in: db)
             }
             if error == nil { sent += 1 } else { failed += 1 }
         }

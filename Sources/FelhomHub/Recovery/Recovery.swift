@@ -1,6 +1,5 @@
 import FelhomCore
 import Foundation
-import SQLKit
 
 /// Disaster recovery (SPEC §3): everything a replacement box needs, from durable sources only —
 /// the host and customer rows, the DR record, the last published desired state — never from
@@ -35,13 +34,9 @@ extension Hub {
         }
         let now = self.now
         try await store.withDB { db in
-            try await db.insert(into: "dr_records").columns("host_id", "pbs_namespace", "repository_fingerprint", "wrapped_escrow_key", "tunnel_token_ref", "updated_at")
-                .values(SQLBind(hostID), SQLBind(r.pbsNamespace), SQLBind(r.repositoryFingerprint), SQLBind(r.wrappedEscrowKey),
-                        SQLBind(r.tunnelTokenRef), SQLBind(now))
-                .onConflict(with: ["host_id"]) {
-                    $0.set(excludedValueOf: "pbs_namespace").set(excludedValueOf: "repository_fingerprint")
-                        .set(excludedValueOf: "wrapped_escrow_key").set(excludedValueOf: "tunnel_token_ref").set(excludedValueOf: "updated_at")
-                }.run()
+            try await RecoveryTable.saveOperatorRecord(
+                hostID: hostID, pbsNamespace: r.pbsNamespace, repositoryFingerprint: r.repositoryFingerprint, wrappedEscrowKey: r.wrappedEscrowKey,
+                tunnelTokenRef: r.tunnelTokenRef, at: now, in: db)
         }
     }
 
@@ -51,11 +46,9 @@ extension Hub {
         guard case .array = storageManifest else { throw HubError.badRequest("must be an array of disks", path: "$.storage_manifest") }
         let now = self.now
         try await store.withDB { db in
-            try await db.insert(into: "dr_records").columns("host_id", "box_storage_manifest", "box_pbs_fingerprint", "box_reported_at")
-                .values(SQLBind(hostID), SQLBind(String(decoding: storageManifest.serialized(), as: UTF8.self)), SQLBind(pbsFingerprint), SQLBind(now))
-                .onConflict(with: ["host_id"]) {
-                    $0.set(excludedValueOf: "box_storage_manifest").set(excludedValueOf: "box_pbs_fingerprint").set(excludedValueOf: "box_reported_at")
-                }.run()
+            try await RecoveryTable.saveBoxReport(
+                hostID: hostID, storageManifest: String(decoding: storageManifest.serialized(), as: UTF8.self), pbsFingerprint: pbsFingerprint,
+                at: now, in: db)
         }
     }
 
@@ -69,7 +62,7 @@ extension Hub {
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let c = try await customer(h.customerID, by: .operator)
         let (dr, desired) = try await store.withDB { db in
-            (try await db.select().column("*").from("dr_records").where("host_id", .equal, SQLBind(hostID)).first(),
+            (try await RecoveryTable.record(hostID: hostID, in: db),
              try await publishedSpec(hostID, in: db))
         }
         func text(_ col: String) -> JSONValue { (try? dr?.decode(column: col, as: String?.self)).flatMap { $0 }.map { .string($0) } ?? .null }
@@ -92,9 +85,7 @@ extension Hub {
         _ = try await customer(customerID, by: p)
         let words = Passphrase.generate()
         let hash = try Passphrase.hash(words)
-        try await store.withDB { db in
-            try await db.update("customers").set("retrieval_hash", to: SQLBind(hash)).where("id", .equal, SQLBind(customerID)).run()
-        }
+        try await store.withDB { db in try await CustomersTable.setRetrievalHash(customerID, hash: hash, in: db) }
         return words
     }
 
@@ -117,37 +108,28 @@ extension Hub {
         guard domain.count <= 253, passphrase.count <= 512 else { throw HubError.badRequest("too long", path: "$") }
         let refused = HubError(.unauthorized, "retrieval_refused", "domain or passphrase not recognised")
         let now = self.now
-        let found = try await store.withDB { db in
-            try await db.select().columns("id", "retrieval_hash").from("customers").where("domain", .equal, SQLBind(domain.lowercased())).first()
-        }
-        let cid = try found?.decode(column: "id", as: String.self)
+        let found = try await store.withDB { db in try await CustomersTable.byDomain(domain.lowercased(), in: db) }
+        let cid = found?.id
         // Attempts on unknown domains are counted per client under one name (no row per guessed domain).
         let subject = cid ?? "unknown-domain"
         let attemptID = Ids.make("try")
         let failuresHere = try await store.transaction { db -> Int in
-            if store.kind == .postgres {
-                try await db.raw("SELECT pg_advisory_xact_lock(hashtext(\(bind: "retrieve|" + client)))").run()
-            }
-            func failures(_ build: (SQLSelectBuilder) -> SQLSelectBuilder) async throws -> Int {
-                try await build(db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("retrieval_attempts")
-                    .where("client", .equal, SQLBind(client)).where("ok", .equal, SQLBind(0))
-                    .where("at", .greaterThan, SQLBind(now - Self.retrievalWindow))).first()?.decode(column: "n", as: Int.self) ?? 0
-            }
-            let here = try await failures { $0.where("customer_id", .equal, SQLBind(subject)) }
-            let fromClient = try await failures { $0 }
+            try await RecoveryTable.lockClient(client, in: db, kind: store.kind)
+            let since = now - Self.retrievalWindow
+            let here = try await RecoveryTable.failures(client: client, subject: subject, since: since, in: db)
+            let fromClient = try await RecoveryTable.failures(client: client, subject: nil, since: since, in: db)
             guard here < Self.retrievalAttempts, fromClient < Self.retrievalAttemptsPerClient else {
                 throw HubError(.tooManyRequests, "retrieval_locked", "too many failed attempts; try again in 15 minutes", retryAfter: Int(Self.retrievalWindow))
             }
             // Reserved as a failure before the slow check; turned into a success below if it is one.
-            try await db.insert(into: "retrieval_attempts").columns("id", "customer_id", "at", "ok", "client")
-                .values(SQLBind(attemptID), SQLBind(subject), SQLBind(now), SQLBind(0), SQLBind(client)).run()
+            try await RecoveryTable.reserve(id: attemptID, subject: subject, client: client, at: now, in: db)
             return here
         }
-        let stored = (try found?.decode(column: "retrieval_hash", as: String?.self)) ?? nil
+        let stored = found?.retrievalHash
         let ok = Passphrase.verify(passphrase, against: stored ?? Passphrase.decoy) && cid != nil && stored != nil
         try await store.transaction { db in
             if ok {
-                try await db.update("retrieval_attempts").set("ok", to: SQLBind(1)).where("id", .equal, SQLBind(attemptID)).run()
+                try await RecoveryTable.markSucceeded(id: attemptID, in: db)
             } else if let cid, failuresHere + 1 == Self.retrievalAttempts {
                 try await recordEvent("retrieval_locked", severity: .warning, customerID: cid,
                                       data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow),
@@ -161,11 +143,7 @@ extension Hub {
             for h in hosts { out.append(try await recoveryBundle(hostID: h.id)) }
             return ["hosts": .array(out)]
         }
-        let guests = try await store.withDB { db in
-            try await db.select().column(SQLColumn("id", table: "guests")).from("guests")
-                .join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
-                .where(SQLColumn("customer_id", table: "hosts"), .equal, SQLBind(cid)).all().map { try $0.decode(column: "id", as: String.self) }
-        }
+        let guests = try await store.withDB { db in try await GuestsTable.ids(ofCustomer: cid, in: db) }
         var configs: [String: JSONValue] = [:]
         for g in guests { configs[g] = try await controllerConfig(guestID: g, hubURL: hubURL, by: .operator) }
         return ["configs": .object(configs)]
