@@ -93,7 +93,9 @@ public struct Hub: Sendable {
             throw HubError.badRequest("must be a lower-case domain name like example.hu", path: "$.domain")
         }
         let tz = c.timezone ?? "Europe/Budapest"
-        guard TimeZone(identifier: tz) != nil else { throw HubError.badRequest("unknown time zone '\(tz)'", path: "$.timezone") }
+        guard TimeZone.knownTimeZoneIdentifiers.contains(tz) else {
+            throw HubError.badRequest("unknown time zone '\(tz)'; use an IANA name like Europe/Budapest", path: "$.timezone")
+        }
         let lang = c.language ?? "hu"
         guard ["hu", "en"].contains(lang) else { throw HubError.badRequest("must be hu or en", path: "$.language") }
         let id = Ids.make("cus")
@@ -144,7 +146,7 @@ public struct Hub: Sendable {
     public func createHost(customerID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
         guard p == .operator else { throw HubError.forbidden("create hosts") }
         try Validate.text(name, "$.name", max: 100)
-        guard try await customerExists(customerID) else { throw HubError.badRequest("no customer \(customerID)", path: "$.customer_id") }
+        guard try await customerExists(customerID) else { throw HubError(.notFound, "not_found", "customer \(customerID) not found", path: "$.customer_id") }
         let id = Ids.make("hst")
         let now = self.now
         let key = try await store.transaction { db in

@@ -12,13 +12,16 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
     public var path: String?
     /// For 429: seconds until a retry can succeed (sent as `Retry-After`).
     public var retryAfter: Int?
+    /// For 405: the methods the path answers (sent as `Allow`).
+    public var allow: String?
 
-    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, path: String? = nil, retryAfter: Int? = nil) {
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, path: String? = nil, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.path = path
         self.retryAfter = retryAfter
+        self.allow = allow
     }
 
     static func tooManyRequests(retryAfter: Int, what: String) -> HubError {
@@ -43,6 +46,7 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
         headers[.contentType] = "application/json"
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        if let allow { headers[.allow] = allow }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -49,6 +49,7 @@ struct HubConfig: Decodable {
     var idleTimeoutSeconds: Int?
     var maxLongPollsPerKey: Int?
     var trustedProxies: String?
+    var maxLongPollSeconds: Int?
     var eventRetentionDays: Int?
     var mailRetentionDays: Int?
     var tlsCertificateFile: String?
@@ -86,6 +87,7 @@ struct HubConfig: Decodable {
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case maxLongPollsPerKey = "max_long_polls_per_key"
         case trustedProxies = "trusted_proxies"
+        case maxLongPollSeconds = "max_long_poll_seconds"
         case eventRetentionDays = "event_retention_days"
         case mailRetentionDays = "mail_retention_days"
         case tlsCertificateFile = "tls_certificate_file"
@@ -104,7 +106,7 @@ struct HubConfig: Decodable {
             .init("rate_limit_reports_per_minute", .number), .init("rate_limit_reports_burst", .number),
             .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
             .init("max_guests_per_host", .integer), .init("max_connections", .integer), .init("idle_timeout_seconds", .integer),
-            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("tls_certificate_file"), .init("tls_key_file"),
+            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("max_long_poll_seconds", .integer), .init("tls_certificate_file"), .init("tls_key_file"),
             .init("event_retention_days", .integer), .init("mail_retention_days", .integer),
         ])
 
@@ -202,6 +204,10 @@ struct Serve: AsyncParsableCommand {
         settings.rateLimits[.hostReport] = reports
         settings.rateLimits[.guestReport] = reports
         settings.rateLimits[.event] = try limit(cfg.rateLimitEventsPerMinute, cfg.rateLimitEventsBurst, settings.rateLimits[.event], "events")
+        if let m = cfg.maxLongPollSeconds {
+            guard (1...55).contains(m) else { throw ValidationError("max_long_poll_seconds must be 1…55") }
+            settings.maxLongPollSeconds = m
+        }
         if let m = cfg.maxLongPollsPerKey {
             guard m >= 1 else { throw ValidationError("max_long_polls_per_key must be at least 1") }
             settings.maxLongPollsPerKey = m

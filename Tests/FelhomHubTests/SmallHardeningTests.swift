@@ -59,4 +59,18 @@ import Testing
             #expect(small.status == 200)
         }
     }
+
+    /// Issue 11: a known path asked with a method it does not answer gets 405 with `Allow`.
+    @Test func undeclaredMethodsAre405WithAllow() async throws {
+        let h = try await HubHarness.make(.sqlite)
+        try await h.app.test(.router) { client in
+            let r = try await client.execute(uri: "/api/v1/customers", method: .delete, headers: [.authorization: "Bearer \(operatorKey)"]) { $0 }
+            #expect(r.status == .methodNotAllowed)
+            #expect(r.headers[.allow] == "GET, HEAD, POST")
+            let p = try await client.execute(uri: "/api/v1/hosts/hst_x/block", method: .get) { $0 }
+            #expect(p.status == .methodNotAllowed && p.headers[.allow] == "POST", "\(p.status) \(p.headers)")
+            #expect(try await client.call(.get, "/api/v1/nothing-here", key: operatorKey).status == .notFound)
+        }
+        await h.hub.store.close()
+    }
 }

@@ -16,8 +16,10 @@ extension Pattern {
     /// An e-mail address as mail systems accept it: a dot-atom local part (no quotes, spaces,
     /// CR/LF or angle brackets) `@` a domain name with a dot; at most 254 characters.
     public static func isEmail(_ s: String) -> Bool {
-        s.count <= 254
-            && whole(s, #"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"#)
-            && (s.split(separator: "@").first?.count ?? 0) <= 64
+        s.count <= 254 && whole(s, email)
     }
+
+    /// The e-mail rule (unanchored; also published, anchored, in the hub's OpenAPI document).
+    public static let email =
+        #"(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"#
 }

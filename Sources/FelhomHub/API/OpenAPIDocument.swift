@@ -1,5 +1,11 @@
+import FelhomCore
+import Foundation
+
 /// The public API description served at `/openapi.yaml`. A test checks every route is in it.
 enum OpenAPIDocument {
+    /// The e-mail rule as a YAML single-quoted pattern (quotes doubled).
+    static let emailPattern = "^" + Pattern.email.replacingOccurrences(of: "'", with: "''") + "$"
+
     static let yaml = """
         openapi: 3.0.3
         info:
@@ -11,9 +17,33 @@ enum OpenAPIDocument {
             customer keys reach only their own customer's rows. Errors are
             `{"error": {"code": "...", "message": "...", "path": "$.field"}}`.
         components:
+          responses:
+            Error:
+              description: >-
+                An error a person can act on: 400 bad input (error.path names it), 401 missing or unknown key,
+                403 the key may not do this, 404 not found (also for other customers' rows), 405 method not allowed
+                (Allow lists the methods), 409 conflict, 413 body too large, 429 rate limited (Retry-After), 503 the
+                database is unavailable.
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    required: [error]
+                    properties:
+                      error:
+                        type: object
+                        required: [code, message]
+                        properties:
+                          code: {type: string}
+                          message: {type: string}
+                          path: {type: string}
           securitySchemes:
             bearer: {type: http, scheme: bearer}
           schemas:
+            HostID: {type: string, pattern: '^[A-Za-z0-9_-]{1,128}$'}
+            VMID: {type: string, pattern: '^[1-9][0-9]{2,8}$', description: a PVE vmid}
+            OpTTL: {type: integer, minimum: 60, maximum: 86400, nullable: true}
+            KeyID: {type: string, pattern: '^[A-Za-z0-9+/=:_.-]{0,128}$', nullable: true}
             Error:
               type: object
               properties:
@@ -30,7 +60,7 @@ enum OpenAPIDocument {
                     required: [vmid, name, cpu, memory_mb, disk_gb]
                     properties:
                       vmid: {type: integer, minimum: 100}
-                      name: {type: string, pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
+                      name: {type: string, pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'}
                       cpu: {type: number, description: decimal vCPU (0.25, 0.5, 1, 2), a proportional weight}
                       memory_mb: {type: integer, minimum: 16}
                       disk_gb: {type: integer, minimum: 1}
@@ -84,72 +114,76 @@ enum OpenAPIDocument {
             get:
               summary: Liveness of the hub and its store (no key needed).
               security: []
-              responses: {"200": {description: ok}}
+              responses: {"200": {description: ok}, default: {$ref: "#/components/responses/Error"}}
           /openapi.yaml:
             get:
               summary: This document.
               security: []
-              responses: {"200": {description: the API description}}
+              responses: {"200": {description: the API description}, default: {$ref: "#/components/responses/Error"}}
           /metrics:
             get:
               summary: Prometheus metrics of this hub process (operator key).
-              responses: {"200": {description: text exposition format}, "403": {description: not the operator key}}
+              responses: {"200": {description: text exposition format}, "403": {description: not the operator key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers:
             post:
               summary: Create a customer (operator).
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema:
                       type: object
                       required: [name, email, domain]
                       properties:
-                        name: {type: string}
-                        email: {type: string}
-                        domain: {type: string}
-                        timezone: {type: string, default: Europe/Budapest}
-                        language: {type: string, enum: [hu, en], default: hu}
+                        name: {type: string, minLength: 1, maxLength: 100, pattern: '^[^\\x00-\\x1F]*[^\\x00-\\x20][^\\x00-\\x1F]*$'}
+                        email: {type: string, maxLength: 254, pattern: '\(emailPattern)'}
+                        domain: {type: string, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$'}
+                        timezone: {type: string, nullable: true, enum: [\(TimeZone.knownTimeZoneIdentifiers.sorted().joined(separator: ", ")), null], default: Europe/Budapest}
+                        language: {type: string, enum: [hu, en, null], default: hu, nullable: true}
               responses:
                 "201": {description: "{id}"}
                 "400": {description: bad input, content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+                default: {$ref: "#/components/responses/Error"}
             get:
               summary: List customers (operator all; a customer key its own).
-              responses: {"200": {description: "{customers: [Customer]}"}}
+              responses: {"200": {description: "{customers: [Customer]}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}:
             get:
               summary: One customer with notification preferences (operator or that customer).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "Customer: {id, name, email, domain, timezone, language, notify_types, notify_types_default, created_at}"}, "404": {description: no such customer for this key}}
+              responses: {"200": {description: "Customer: {id, name, email, domain, timezone, language, notify_types, notify_types_default, created_at}"}, "404": {description: no such customer for this key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/notifications:
             put:
               summary: Choose which event types mail the customer (operator or that customer); types null returns to the default.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema: {type: object, properties: {types: {type: array, nullable: true, items: {type: string, enum: [node_stale, node_down, node_recovered, backup_failed, expected_backup_missed, restore_test_failed, db_dump_failed]}}}}
-              responses: {"200": {description: the customer}, "400": {description: unknown event type (path names the item)}}
+              responses: {"200": {description: the customer}, "400": {description: unknown event type (path names the item)}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/keys/{id}:
             delete:
               summary: Revoke every active key of a host, guest or customer (operator); records keys_revoked.
               parameters: [{name: id, in: path, required: true, schema: {type: string}, description: host, guest or customer id}]
-              responses: {"200": {description: "{revoked: N}"}, "404": {description: no active keys}}
+              responses: {"200": {description: "{revoked: N}"}, "404": {description: no active keys}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/keys:
             post:
               summary: Issue a customer key (operator). The key is shown once.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"201": {description: "{api_key}"}, "404": {description: no such customer}}
+              responses: {"201": {description: "{api_key}"}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts:
             post:
               summary: Create a host (operator). Returns its key, shown once.
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [customer_id, name], properties: {customer_id: {type: string}, name: {type: string}}}
-              responses: {"201": {description: "{id, api_key}"}}
+                    schema: {type: object, required: [customer_id, name], properties: {customer_id: {type: string}, name: {type: string, minLength: 1, maxLength: 100, pattern: '^[^\\x00-\\x1F]*[^\\x00-\\x20][^\\x00-\\x1F]*$'}}}
+              responses: {"201": {description: "{id, api_key}"}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List hosts visible to the key.
-              responses: {"200": {description: "{hosts: [Host]}"}}
+              responses: {"200": {description: "{hosts: [Host]}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}:
             get:
               summary: One host with liveness and last report age.
@@ -157,29 +191,31 @@ enum OpenAPIDocument {
               responses:
                 "200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}
                 "404": {description: no such host for this key}
+                default: {$ref: "#/components/responses/Error"}
           /api/v1/hosts/{id}/desired:
             get:
               summary: Desired state (operator, the host's own key, its customer). spec is what is published; generation its number; draft the working copy (not shown to host keys).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{host_id, generation, spec, published_at, draft, unpublished_changes}"}, "404": {description: no such host for this key}}
+              responses: {"200": {description: "{host_id, generation, spec, published_at, draft, unpublished_changes}"}, "404": {description: no such host for this key}, default: {$ref: "#/components/responses/Error"}}
             put:
               summary: Save the draft (operator). Validated; a 400 names the field (e.g. $.guests[0].memory_mb).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema: {$ref: "#/components/schemas/DesiredState"}
-              responses: {"200": {description: the desired view}, "400": {description: invalid spec}}
+              responses: {"200": {description: the desired view}, "400": {description: invalid spec}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/desired/publish:
             post:
               summary: Publish the draft (operator); bumps desired_generation and wakes the host's long-poll. Never touches apps.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{generation}"}, "400": {description: no draft}}
+              responses: {"200": {description: "{generation}"}, "400": {description: no draft}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/drift:
             get:
               summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{host_id, generation, reported_at, in_sync, guests}"}}
+              responses: {"200": {description: "{host_id, generation, reported_at, in_sync, guests}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/guests:
             post:
               summary: >-
@@ -187,196 +223,222 @@ enum OpenAPIDocument {
                 idempotency_key, asking again re-keys the same guest and revokes its earlier keys.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema:
                       type: object
                       required: [name]
                       properties:
-                        name: {type: string, maxLength: 100}
-                        idempotency_key: {type: string, pattern: "^[A-Za-z0-9_.:-]{1,128}$"}
+                        name: {type: string, minLength: 1, maxLength: 100, pattern: '^[^\\x00-\\x1F]*[^\\x00-\\x20][^\\x00-\\x1F]*$'}
+                        idempotency_key: {type: string, pattern: '^[A-Za-z0-9_.:-]{1,128}$', nullable: true}
               responses:
                 "201": {description: "{id, api_key}"}
                 "409": {description: the host has max_guests_per_host guests}
+                default: {$ref: "#/components/responses/Error"}
           /api/v1/hosts/{id}/block:
             post:
               summary: Block a host (operator). Its reports are not stored, its envelopes say blocked, it gets no signed ops.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the host}, "404": {description: no such host}}
+              responses: {"200": {description: the host}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/unblock:
             post:
               summary: Unblock a host (operator).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the host}, "404": {description: no such host}}
+              responses: {"200": {description: the host}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/suspend:
             post:
               summary: Suspend a customer (operator). Its hosts are blocked; its customer and guest keys are refused (403).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}}
+              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/resume:
             post:
               summary: Resume a suspended customer (operator).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}}
+              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/host-report:
             post:
               summary: A host agent's report (host keys). Answers with the control envelope.
               requestBody:
+                required: true
                 content: {application/json: {schema: {type: object, description: "HostReport (golden fixture in FelhomCore)"}}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
                 "413": {description: body too large}
                 "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
+                default: {$ref: "#/components/responses/Error"}
           /api/v1/guest-report:
             post:
               summary: A guest controller's report (guest keys). Answers with its host's control envelope.
               requestBody:
+                required: true
                 content: {application/json: {schema: {type: object, description: "GuestReport: reported_at, controller_version, stacks, telemetry, log_issues, storage_paths"}}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
                 "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
+                default: {$ref: "#/components/responses/Error"}
           /api/v1/control:
             get:
               summary: Long-poll for a desired-state change (host keys).
               parameters:
-                - {name: after_generation, in: query, schema: {type: integer}}
-                - {name: wait, in: query, schema: {type: integer, maximum: 55}}
+                - {name: after_generation, in: query, schema: {type: integer, minimum: 0}}
+                - {name: wait, in: query, schema: {type: integer, minimum: 0, maximum: 55}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
+                default: {$ref: "#/components/responses/Error"}
           /api/v1/customers/{id}/geo:
             put:
               summary: Allow only the listed countries to reach the customer's Cloudflare zone (operator). zone_id is needed the first time.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [countries], properties: {zone_id: {type: string}, countries: {type: array, items: {type: string, example: HU}}}}
-              responses: {"200": {description: "{allowed_countries}"}, "400": {description: bad country or zone id}, "409": {description: Cloudflare not configured}, "502": {description: Cloudflare refused}}
+                    schema: {type: object, required: [countries], properties: {zone_id: {type: string, nullable: true}, countries: {type: array, items: {type: string, example: HU}}}}
+              responses: {"200": {description: "{allowed_countries}"}, "400": {description: bad country or zone id}, "409": {description: Cloudflare not configured}, "502": {description: Cloudflare refused}, default: {$ref: "#/components/responses/Error"}}
             delete:
               summary: Disable the geo rule (kept, disabled).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{enabled: false}"}}
+              responses: {"200": {description: "{enabled: false}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/geo/remove-all:
             post:
               summary: Delete every felhom-managed rule of the customer's zone (rules others made are kept).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{removed: N}"}}
+              responses: {"200": {description: "{removed: N}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/config-overrides:
             put:
               summary: The customer's controller-config overrides (operator), deep-merged into the default. A Cloudflare credential anywhere is a 400 naming its path.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              requestBody: {content: {application/json: {schema: {type: object}}}}
-              responses: {"200": {description: "{saved: true}"}, "400": {description: not an object, or a Cloudflare credential}}
+              requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
+              responses: {"200": {description: "{saved: true}"}, "400": {description: not an object, or a Cloudflare credential}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/guests/{id}/config:
             get:
               summary: The generated controller config of a guest (operator or the guest's own key); never contains a Cloudflare token.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the config}}
+              responses: {"200": {description: the config}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/passphrase:
             post:
               summary: A new retrieval passphrase for the customer (operator), Hungarian words; shown once, stored as PBKDF2-SHA256.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"201": {description: "{passphrase}"}}
+              responses: {"201": {description: "{passphrase}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/recovery/{id}:
             put:
               summary: Set the host's disaster-recovery record (operator)
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, properties: {pbs_namespace: {type: string}, repository_fingerprint: {type: string}, wrapped_escrow_key: {type: string, description: base64, wrapped by the customer's recovery code}, tunnel_token_ref: {type: string}}}
-              responses: {"200": {description: the recovery bundle}, "400": {description: bad field}}
+                    schema: {type: object, properties: {pbs_namespace: {type: string, nullable: true, minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9/_-]+$'}, repository_fingerprint: {type: string, nullable: true, pattern: '^([0-9a-f]{2}:){31}[0-9a-f]{2}$'}, wrapped_escrow_key: {type: string, nullable: true, format: byte, pattern: '^([A-Za-z0-9+/]{4}){1,64}$', description: "base64, wrapped by the customer's recovery code"}, tunnel_token_ref: {type: string, nullable: true, maxLength: 200}}}
+              responses: {"200": {description: the recovery bundle}, "400": {description: bad field}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: The recovery bundle (operator) — identity, tunnel token reference, box-reported storage manifest, PBS namespace and fingerprint, wrapped escrow key, desired guests — from durable sources only.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the recovery bundle}}
+              responses: {"200": {description: the recovery bundle}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/recovery/box:
             post:
               summary: The box reports its storage manifest and the PBS fingerprint it sees (host key); kept as box_* columns.
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [storage_manifest], properties: {storage_manifest: {type: array}, pbs_fingerprint: {type: string}}}
-              responses: {"200": {description: "{saved: true}"}}
+                    schema: {type: object, required: [storage_manifest], properties: {storage_manifest: {type: array}, pbs_fingerprint: {type: string, nullable: true}}}
+              responses: {"200": {description: "{saved: true}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/retrieve:
             post:
               summary: A customer fetches their recovery bundle(s) or controller configs with the retrieval passphrase (no bearer key). 5 failed attempts per 15 min lock retrieval (429) and record retrieval_locked.
               security: []
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [domain, passphrase, what], properties: {domain: {type: string}, passphrase: {type: string}, what: {type: string, enum: [recovery, config]}}}
-              responses: {"200": {description: "{hosts: [bundle]} or {configs: {guest_id: config}}"}, "401": {description: not recognised}, "429": {description: locked}}
+                    schema: {type: object, required: [domain, passphrase, what], properties: {domain: {type: string, maxLength: 253}, passphrase: {type: string, maxLength: 512}, what: {type: string, enum: [recovery, config]}}}
+              responses: {"200": {description: "{hosts: [bundle]} or {configs: {guest_id: config}}"}, "401": {description: not recognised}, "429": {description: locked}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/enrollment:
             post:
               summary: A one-time enrollment token for the host (operator), valid ttl_seconds (default 24 h); earlier unused tokens stop working.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, properties: {ttl_seconds: {type: integer}}}
-              responses: {"201": {description: "{host_id, token, expires_at}"}}
+                    schema: {type: object, properties: {ttl_seconds: {type: integer, minimum: 60, maximum: 604800, nullable: true}}}
+              responses: {"201": {description: "{host_id, token, expires_at}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/enroll:
             post:
               summary: A box trades its enrollment token for its host key (no bearer key). Every earlier key of the host is revoked; the token cannot be used again.
               security: []
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema: {type: object, required: [token], properties: {token: {type: string}}}
-              responses: {"201": {description: "{host_id, customer_id, host_name, api_key}"}, "401": {description: unknown, expired or used token}}
+              responses: {"201": {description: "{host_id, customer_id, host_name, api_key}"}, "401": {description: unknown, expired or used token}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/operator-keys:
             post:
               summary: Register an operator SSH public key (operator); role operational (default) or recovery. Used for early signature feedback; agents pin their own keys.
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [public_key], properties: {public_key: {type: string, description: OpenSSH line}, role: {type: string, enum: [operational, recovery]}, name: {type: string}}}
-              responses: {"201": {description: the key}, "400": {description: not an accepted key}, "409": {description: already registered}}
+                    schema: {type: object, required: [public_key], properties: {public_key: {type: string, format: openssh-public-key, description: OpenSSH line}, role: {type: string, enum: [operational, recovery, null], nullable: true}, name: {type: string, nullable: true, minLength: 1, maxLength: 200, pattern: '^[^\\x00-\\x1F]*[^\\x00-\\x20][^\\x00-\\x1F]*$'}}}
+              responses: {"201": {description: the key}, "400": {description: not an accepted key}, "409": {description: already registered}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List operator keys (operator).
-              responses: {"200": {description: "{operator_keys: [..]}"}}
+              responses: {"200": {description: "{operator_keys: [..]}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops:
             post:
               summary: Queue a destructive op for signing (operator). The hub builds the canonical blob (nonce, expiry).
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [host_id, op], properties: {host_id: {type: string}, guest_id: {type: string, description: the guest's vmid}, op: {type: string, enum: [guest.destroy, guest.rollback, guest.restore, disk.decommission, agent.rollback]}, params: {type: object}, ttl_seconds: {type: integer}, key_id: {type: string}}}
-              responses: {"201": {description: the op (status pending_signature, blob, summary)}, "400": {description: bad op}}
+                    schema:
+                      description: >-
+                        The op and exactly its parameters (the same rules the CLI and the agent apply): guest ops
+                        name the guest's vmid, host ops name none.
+                      oneOf:
+                        - {type: object, additionalProperties: false, required: [host_id, guest_id, op], properties: {host_id: {$ref: "#/components/schemas/HostID"}, guest_id: {$ref: "#/components/schemas/VMID"}, op: {type: string, enum: [guest.destroy]}, params: {type: object, additionalProperties: false}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
+                        - {type: object, additionalProperties: false, required: [host_id, guest_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, guest_id: {$ref: "#/components/schemas/VMID"}, op: {type: string, enum: [guest.rollback]}, params: {type: object, additionalProperties: false, required: [snapshot], properties: {snapshot: {type: string, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,39}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
+                        - {type: object, additionalProperties: false, required: [host_id, guest_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, guest_id: {$ref: "#/components/schemas/VMID"}, op: {type: string, enum: [guest.restore]}, params: {type: object, additionalProperties: false, required: [backup], properties: {backup: {type: string, pattern: '^[A-Za-z][A-Za-z0-9._-]{0,20}:backup/[A-Za-z0-9._+:/-]{1,60}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
+                        - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [disk.decommission]}, params: {type: object, additionalProperties: false, required: [disk_uuid], properties: {disk_uuid: {type: string, pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
+                        - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [agent.rollback]}, params: {type: object, additionalProperties: false, required: [version], properties: {version: {type: string, pattern: '^[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
+              responses: {"201": {description: the op (status pending_signature, blob, summary)}, "400": {description: bad op}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List ops (operator all; customer and host keys their own). Filters host_id, status.
               parameters: [{name: host_id, in: query, schema: {type: string}}, {name: status, in: query, schema: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}}]
-              responses: {"200": {description: "{signed_ops: [..]}"}}
+              responses: {"200": {description: "{signed_ops: [..]}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/next:
             get:
               summary: The next signed op for the calling host (host key), marked delivered; op is null when none.
-              responses: {"200": {description: "{op}"}}
+              responses: {"200": {description: "{op}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}:
             get:
               summary: One op.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the op}, "404": {description: not found for this key}}
+              responses: {"200": {description: the op}, "404": {description: not found for this key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/signature:
             post:
               summary: Upload the SSHSIG signature (operator); checked against registered keys for early feedback.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema: {type: object, required: [signature], properties: {signature: {type: string, description: armored SSH SIGNATURE}}}
-              responses: {"200": {description: the op (signed)}, "400": {description: signature does not verify or key not registered}, "409": {description: not pending}}
+              responses: {"200": {description: the op (signed)}, "400": {description: signature does not verify or key not registered}, "409": {description: not pending}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/result:
             post:
               summary: The agent reports the outcome (host key); records op_applied or op_rejected.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
+                required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [outcome], properties: {outcome: {type: string, enum: [applied, rejected]}, reason: {type: string}}}
-              responses: {"200": {description: the op}, "409": {description: already finished}}
+                    schema: {type: object, required: [outcome], properties: {outcome: {type: string, enum: [applied, rejected]}, reason: {type: string, nullable: true}}}
+              responses: {"200": {description: the op}, "409": {description: already finished}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/events:
             post:
               summary: >-
@@ -386,30 +448,32 @@ enum OpenAPIDocument {
                 The severity of a known type is the hub's; the event's time is the hub's receive time (a client's `at`
                 is kept as data.client_at); data is at most 16 KiB.
               requestBody:
+                required: true
                 content:
                   application/json:
                     schema:
                       type: object
                       required: [type]
                       properties:
-                        type: {type: string}
-                        severity: {type: string, enum: [info, warning, critical]}
-                        guest_id: {type: string}
-                        at: {type: string, format: date-time}
-                        data: {type: object}
+                        type: {type: string, pattern: '^[a-z][a-z0-9_]{1,63}$'}
+                        severity: {type: string, enum: [info, warning, critical, null], nullable: true}
+                        guest_id: {type: string, pattern: '^[A-Za-z0-9_-]{1,64}$', nullable: true}
+                        at: {type: string, format: date-time, nullable: true}
+                        data: {type: object, nullable: true}
               responses:
                 "201": {description: the stored event}
-                "400": {description: "type not allowed for this key, or bad input; error.path names it"}
-                "403": {description: a hub-only type}
+                "400": {description: "bad input; error.path names it"}
+                "403": {description: "a hub-only type, or a type this kind of key may not post (the message lists what it may)"}
                 "413": {description: data larger than 16 KiB}
                 "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
+                default: {$ref: "#/components/responses/Error"}
             get:
               summary: List events visible to the key, newest first (a host key sees its own host's events only).
               parameters:
                 - {name: host_id, in: query, schema: {type: string}}
                 - {name: type, in: query, schema: {type: string}}
                 - {name: since, in: query, schema: {type: string, format: date-time}}
-                - {name: limit, in: query, schema: {type: integer, maximum: 1000}}
-              responses: {"200": {description: "{events: [Event]}"}}
+                - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000}}
+              responses: {"200": {description: "{events: [Event]}"}, default: {$ref: "#/components/responses/Error"}}
         """
 }

@@ -44,15 +44,15 @@ public enum EventPolicy {
         case .host:
             if hubOnly.contains(type) { throw HubError(.forbidden, "forbidden", "'\(type)' events are written by the hub only") }
             guard let s = hostTypes[type] else {
-                throw HubError.badRequest("a host may post: \(hostTypes.keys.sorted().joined(separator: ", "))", path: "$.type")
+                throw HubError(.forbidden, "forbidden", "a host key may post only: \(hostTypes.keys.sorted().joined(separator: ", "))", path: "$.type")
             }
             return s
         case .guest:
             if hubOnly.contains(type) { throw HubError(.forbidden, "forbidden", "'\(type)' events are written by the hub only") }
             if let s = guestTypes[type] { return s }
             guard type.hasPrefix("app_") else {
-                throw HubError.badRequest(
-                    "a guest may post \(guestTypes.keys.sorted().joined(separator: ", ")) and its own app_* events", path: "$.type")
+                throw HubError(.forbidden, "forbidden",
+                    "a guest key may post only \(guestTypes.keys.sorted().joined(separator: ", ")) and its own app_* events", path: "$.type")
             }
             return severity == .critical ? .warning : (severity ?? .info)
         }

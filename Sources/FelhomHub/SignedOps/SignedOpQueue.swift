@@ -137,7 +137,7 @@ extension Hub {
         guard let op = OpBlob.Op(rawValue: r.op) else {
             throw HubError.badRequest("unknown op; one of \(OpBlob.Op.allCases.map(\.rawValue).joined(separator: ", "))", path: "$.op")
         }
-        guard let host = try await hostRow(r.hostID) else { throw HubError.badRequest("no host \(r.hostID)", path: "$.host_id") }
+        guard let host = try await hostRow(r.hostID) else { throw HubError(.notFound, "not_found", "host \(r.hostID) not found", path: "$.host_id") }
         if let g = r.guestID, Int(g).map({ (100...999_999_999).contains($0) }) != true {
             throw HubError.badRequest("must be the guest's vmid (100…999999999)", path: "$.guest_id")
         }
