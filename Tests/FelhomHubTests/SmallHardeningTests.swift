@@ -70,6 +70,9 @@ import Testing
             let p = try await client.execute(uri: "/api/v1/hosts/hst_x/block", method: .get) { $0 }
             #expect(p.status == .methodNotAllowed && p.headers[.allow] == "POST", "\(p.status) \(p.headers)")
             #expect(try await client.call(.get, "/api/v1/nothing-here", key: operatorKey).status == .notFound)
+            // A literal segment beats a capture: /recovery/box (POST) is not /recovery/{id} (GET, PUT).
+            let box = try await client.execute(uri: "/api/v1/recovery/box", method: .options) { $0 }
+            #expect(box.status == .methodNotAllowed && box.headers[.allow] == "POST")
         }
         await h.hub.store.close()
     }

@@ -5,7 +5,14 @@ import Foundation
 public struct GuestReport: Codable, Sendable, Equatable {
     /// One docker-compose stack.
     public struct Stack: Codable, Sendable, Equatable {
-        public enum State: String, Codable, Sendable { case running, stopped, partial, unknown }
+        public enum State: String, Codable, Sendable {
+            case running, stopped, partial, unknown
+
+            /// A value a newer controller may send decodes as `unknown` instead of failing the report.
+            public init(from decoder: Decoder) throws {
+                self = Self(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .unknown
+            }
+        }
         public var name: String
         public var state: State
         /// Infra stacks (traefik, cloudflared, the controller) are never stopped by the platform.

@@ -84,7 +84,14 @@ public struct HostReport: Codable, Sendable, Equatable {
 
     /// One guest.
     public struct Guest: Codable, Sendable, Equatable {
-        public enum Status: String, Codable, Sendable { case running, stopped, unknown }
+        public enum Status: String, Codable, Sendable {
+            case running, stopped, unknown
+
+            /// A value a newer agent may send decodes as `unknown` instead of failing the report.
+            public init(from decoder: Decoder) throws {
+                self = Self(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .unknown
+            }
+        }
         public var vmid: Int
         public var name: String
         public var status: Status
@@ -99,7 +106,14 @@ public struct HostReport: Codable, Sendable, Equatable {
     }
 
     /// State of the host's cloudflared tunnel.
-    public enum TunnelStatus: String, Codable, Sendable { case running, stopped, unknown }
+    public enum TunnelStatus: String, Codable, Sendable {
+        case running, stopped, unknown
+
+        /// A value a newer agent may send decodes as `unknown` instead of failing the report.
+        public init(from decoder: Decoder) throws {
+            self = Self(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .unknown
+        }
+    }
 
     public var reportedAt: Date
     public var agentVersion: String

@@ -22,10 +22,15 @@ final class AllowedMethods: Sendable {
     func methods(for path: String) -> Set<String> {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         return table.withLock { t in
-            t.filter { entry in
-                entry.components.count == parts.count
-                    && zip(entry.components, parts).allSatisfy { $0.hasPrefix("{") || $0 == "*" || $0 == $1 }
-            }.reduce(into: Set<String>()) { $0.formUnion($1.methods) }
+            // As the router does, a literal segment beats a capture: `/recovery/box` is not `/recovery/{id}`.
+            let matches = t.compactMap { entry -> (literals: Int, methods: Set<String>)? in
+                guard entry.components.count == parts.count,
+                      zip(entry.components, parts).allSatisfy({ $0.hasPrefix("{") || $0 == "*" || $0 == $1 })
+                else { return nil }
+                return (zip(entry.components, parts).filter { $0 == $1 }.count, entry.methods)
+            }
+            guard let best = matches.map(\.literals).max() else { return [] }
+            return matches.filter { $0.literals == best }.reduce(into: Set<String>()) { $0.formUnion($1.methods) }
         }
     }
 }
