@@ -194,17 +194,7 @@ public final class AppendLog: Sendable {
             if let why = s.damaged {
                 return AppendLogError(code: .damaged, message: "'\(path)' refuses appends after an unrepaired failed write (\(why)); restart to repair")
             }
-            var written = 0
-            var error: String?
-            while written < line.count {
-                let n = line.withUnsafeBytes { io.write(s.fd, UnsafeRawBufferPointer(rebasing: $0[written...])) }
-                if n > 0 {
-                    written += n
-                } else {
-                    error = n == 0 ? "write returned 0" : Self.errnoText()
-                    break
-                }
-            }
+            var error = Self.writeAll(line, to: s.fd, io: io)
             if error == nil, io.fsync(s.fd) != 0 { error = "fsync: " + Self.errnoText() }
             guard let error else {
                 s.goodLength += off_t(line.count)
@@ -231,13 +221,7 @@ public final class AppendLog: Sendable {
             guard fd >= 0 else { return AppendLogError(code: .rewrite, message: "cannot create '\(tmp)': \(Self.errnoText())") }
             var bytes: [UInt8] = []
             for r in records { bytes += r + [0x0A] }
-            var written = 0
-            while written < bytes.count {
-                let n = bytes.withUnsafeBytes { io.write(fd, UnsafeRawBufferPointer(rebasing: $0[written...])) }
-                guard n > 0 else { break }
-                written += n
-            }
-            guard written == bytes.count, io.fsync(fd) == 0, io.rename(tmp, path) == 0 else {
+            guard Self.writeAll(bytes, to: fd, io: io) == nil, io.fsync(fd) == 0, io.rename(tmp, path) == 0 else {
                 let why = Self.errnoText()
                 io.close(fd)
                 unlink(tmp)
@@ -274,4 +258,15 @@ public final class AppendLog: Sendable {
     }
 
     static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    /// Writes all of `bytes`, continuing after short writes; the error text when a write fails.
+    static func writeAll(_ bytes: [UInt8], to fd: Int32, io: any AppendLogIO) -> String? {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { io.write(fd, UnsafeRawBufferPointer(rebasing: $0[written...])) }
+            guard n > 0 else { return n == 0 ? "write returned 0" : errnoText() }
+            written += n
+        }
+        return nil
+    }
 }

@@ -18,13 +18,7 @@ public enum DurableFile {
         guard fd >= 0 else {
             throw AppendLogError(code: .open, message: "cannot create '\(tmp)': \(AppendLog.errnoText())")
         }
-        var written = 0
-        while written < data.count {
-            let n = data.withUnsafeBytes { io.write(fd, UnsafeRawBufferPointer(rebasing: $0[written...])) }
-            guard n > 0 else { break }
-            written += n
-        }
-        let ok = written == data.count && io.fsync(fd) == 0
+        let ok = AppendLog.writeAll(data, to: fd, io: io) == nil && io.fsync(fd) == 0
         let why = AppendLog.errnoText()
         io.close(fd)
         guard ok else {

@@ -160,7 +160,7 @@ enum OpenAPIDocument {
                 required: true
                 content:
                   application/json:
-                    schema: {type: object, properties: {types: {type: array, nullable: true, items: {type: string, enum: [node_stale, node_down, node_recovered, backup_failed, expected_backup_missed, restore_test_failed, db_dump_failed]}}}}
+                    schema: {type: object, properties: {types: {type: array, nullable: true, items: {type: string, enum: [\(Hub.customerNotifiableTypes.sorted().joined(separator: ", "))]}}}}
               responses: {"200": {description: the customer}, "400": {description: unknown event type (path names the item)}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/keys/{id}:
             delete:

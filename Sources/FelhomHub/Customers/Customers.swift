@@ -3,11 +3,9 @@ import Foundation
 import SQLKit
 
 extension Hub {
-    /// Event types a customer may choose to be mailed about (each has a Hungarian and English template).
-    public static let customerNotifiableTypes: Set<String> = [
-        "node_stale", "node_down", "node_recovered", "backup_failed", "expected_backup_missed", "restore_test_failed",
-        "db_dump_failed",
-    ]
+    /// Event types a customer may choose to be mailed about (``EventRegistry``: each has a
+    /// Hungarian and an English phrase).
+    public static let customerNotifiableTypes: Set<String> = Set(EventRegistry.all.filter(\.customerMailable).map(\.name))
 
     /// A customer as the API shows it.
     public struct CustomerView: Codable, Sendable, Equatable {

@@ -9,23 +9,14 @@ import Foundation
 /// keys, each source has an allow-list, the severity of a known type is the hub's, and mails carry
 /// only whitelisted fields in a safe character set — never raw client text.
 public enum EventPolicy {
-    /// Types only the hub writes.
-    public static let hubOnly: Set<String> = [
-        "node_stale", "node_down", "node_recovered", "expected_backup_missed", "op_applied", "op_rejected",
-        "host_enrolled", "keys_revoked", "desired_published", "retrieval_locked", "geo_enabled", "geo_disabled",
-        "geo_removed", "host_blocked", "host_unblocked", "customer_suspended", "customer_resumed", "quota_exceeded",
-    ]
+    /// Types only the hub writes (from ``EventRegistry``).
+    public static let hubOnly: Set<String> = Set(EventRegistry.all.filter { $0.postedBy == [.hub] }.map(\.name))
 
-    /// Types a host key may post, with the hub's severity.
-    public static let hostTypes: [String: HubEvent.Severity] = [
-        "backup_completed": .info, "backup_failed": .critical, "restore_test_passed": .info, "restore_test_failed": .critical,
-        "op_refused": .warning, "guest_provisioned": .info, "memory_limit_exceeded": .warning, "update_committed": .info,
-        "update_reverted": .warning, "disk_attached": .info, "disk_disconnected": .warning, "smart_warning": .warning,
-        "smart_failed": .critical, "temperature_high": .warning,
-    ]
+    /// Types a host key may post, with the hub's severity (from ``EventRegistry``).
+    public static let hostTypes: [String: HubEvent.Severity] = EventRegistry.types(postedBy: .host)
 
     /// Types a guest key may post (plus its own `app_*` events, severity its own but never critical).
-    public static let guestTypes: [String: HubEvent.Severity] = ["db_dump_completed": .info, "db_dump_failed": .warning]
+    public static let guestTypes: [String: HubEvent.Severity] = EventRegistry.types(postedBy: .guest)
 
     /// Data fields a mail may show for events posted by keys.
     public static let mailFields: Set<String> = [
