@@ -133,9 +133,12 @@ public struct Hub: Sendable {
         public var liveness: String
         public var lastReportAt: Int64?
         public var lastReportAgeSeconds: Int64?
+        /// The desired generation the box says it has applied (nil: not yet, or an older agent).
+        public var appliedGeneration: Int64?
 
         enum CodingKeys: String, CodingKey {
             case id, name, blocked, liveness
+            case appliedGeneration = "applied_generation"
             case customerID = "customer_id"
             case desiredGeneration = "desired_generation"
             case lastReportAt = "last_report_at"
@@ -233,7 +236,7 @@ public struct Hub: Sendable {
         let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
-        let item = ReportWrite(hostID: hostID, text: text, now: now)
+        let item = ReportWrite(hostID: hostID, text: text, now: now, appliedGeneration: report.appliedGeneration)
         let written: ReportWritten?
         if let reportWriter {
             written = try await reportWriter.submit(item)
@@ -252,6 +255,7 @@ public struct Hub: Sendable {
         var hostID: String
         var text: String
         var now: Int64
+        var appliedGeneration: Int64?
     }
 
     /// What the envelope needs, read by the same statement that records the report's time.
@@ -265,7 +269,7 @@ public struct Hub: Sendable {
     /// A blocked host (or one of a suspended customer) is still seen alive, but its report is not
     /// stored and it is told only that it is blocked.
     static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> ReportWritten? {
-        guard let host = try await HostsTable.recordReport(hostID: w.hostID, at: w.now, in: db) else { return nil }
+        guard let host = try await HostsTable.recordReport(hostID: w.hostID, at: w.now, appliedGeneration: w.appliedGeneration, in: db) else { return nil }
         let written = ReportWritten(desiredGeneration: host.generation, blocked: host.blocked, hasSignedOps: !host.blocked && host.pendingOps)
         guard !host.blocked else { return written }
         try await ReportsTable.insertHostReport(hostID: w.hostID, body: w.text, at: w.now, in: db)

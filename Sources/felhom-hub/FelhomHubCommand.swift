@@ -50,6 +50,7 @@ struct HubConfig: Decodable {
     var maxLongPollsPerKey: Int?
     var trustedProxies: String?
     var maxLongPollSeconds: Int?
+    var applyDeadlineSeconds: Int?
     var eventRetentionDays: Int?
     var mailRetentionDays: Int?
     var tlsCertificateFile: String?
@@ -88,6 +89,7 @@ struct HubConfig: Decodable {
         case maxLongPollsPerKey = "max_long_polls_per_key"
         case trustedProxies = "trusted_proxies"
         case maxLongPollSeconds = "max_long_poll_seconds"
+        case applyDeadlineSeconds = "apply_deadline_seconds"
         case eventRetentionDays = "event_retention_days"
         case mailRetentionDays = "mail_retention_days"
         case tlsCertificateFile = "tls_certificate_file"
@@ -106,7 +108,7 @@ struct HubConfig: Decodable {
             .init("rate_limit_reports_per_minute", .number), .init("rate_limit_reports_burst", .number),
             .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
             .init("max_guests_per_host", .integer), .init("max_connections", .integer), .init("idle_timeout_seconds", .integer),
-            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("max_long_poll_seconds", .integer), .init("tls_certificate_file"), .init("tls_key_file"),
+            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("max_long_poll_seconds", .integer), .init("apply_deadline_seconds", .integer), .init("tls_certificate_file"), .init("tls_key_file"),
             .init("event_retention_days", .integer), .init("mail_retention_days", .integer),
         ])
 
@@ -265,6 +267,10 @@ struct Serve: AsyncParsableCommand {
             if let v = value, v < 1 { throw ValidationError("\(name) must be at least 1") }
         }
         if let d = cfg.eventRetentionDays { checks.eventRetentionDays = d }
+        if let a = cfg.applyDeadlineSeconds {
+            guard a >= 60 else { throw ValidationError("apply_deadline_seconds must be at least 60") }
+            checks.applyDeadline = TimeInterval(a)
+        }
         if let d = cfg.mailRetentionDays { checks.mailRetentionDays = d }
         guard checks.thresholds.downAfter > checks.thresholds.staleAfter else {
             throw ValidationError("down_after_seconds must be larger than stale_after_seconds")

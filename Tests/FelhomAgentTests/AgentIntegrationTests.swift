@@ -126,6 +126,9 @@ final class AgentWorld: Sendable {
         try await agent.cycle()
         #expect(await w.sim.engine.snapshot().containers[140]?.running == true)
         #expect(try await w.op.json("GET", "/api/v1/hosts/\(w.hostID)/drift")["in_sync"] == .bool(true))
+        // The agent reports the generation it applied; the hub shows it.
+        let view = try await w.op.json("GET", "/api/v1/hosts/\(w.hostID)")
+        #expect(view["applied_generation"] == view["desired_generation"] && view["applied_generation"] != nil, "\(view)")
         await w.close()
     }
 

@@ -125,6 +125,33 @@ import Testing
         await hub.store.close()
     }
 
+    /// Issue 11: a box that reports but has not applied a published generation within the bound
+    /// is stuck: one `generation_not_applied` per host and generation; none once it applies.
+    @Test(arguments: TestStores.kinds)
+    func aStuckBoxRaisesGenerationNotApplied(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, customer) = try await setup(kind, clock: clock)
+        let p = Principal.host(hostID: host, customerID: customer)
+        _ = try await hub.ingestHostReport(Data(sampleReport().utf8), by: p)
+        _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[]}"#.utf8), by: .operator)
+        let gen = try await hub.publishDesired(hostID: host, by: .operator)
+        #expect(try await hub.checkAppliedGenerations(bound: 900).isEmpty, "within the bound")
+        clock.advance(by: 901)
+        let stuck = try await hub.checkAppliedGenerations(bound: 900)
+        #expect(stuck.map(\.type) == ["generation_not_applied"] && stuck.first?.data["generation"] == .int(gen))
+        #expect(try await hub.checkAppliedGenerations(bound: 900).isEmpty, "once per generation")
+        // The box reports it applied the generation: shown on the host, no new alarm.
+        let applied = sampleReport().replacingOccurrences(of: #""reported_at""#, with: #""applied_generation":\#(gen),"reported_at""#)
+        _ = try await hub.ingestHostReport(Data(applied.utf8), by: p)
+        #expect(try await hub.host(host, by: .operator).appliedGeneration == gen)
+        _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[],"versions":{"agent":"0.2.0"}}"#.utf8), by: .operator)
+        _ = try await hub.publishDesired(hostID: host, by: .operator)
+        _ = try await hub.ingestHostReport(Data(sampleReport().replacingOccurrences(of: #""reported_at""#, with: #""applied_generation":\#(gen + 1),"reported_at""#).utf8), by: p)
+        clock.advance(by: 901)
+        #expect(try await hub.checkAppliedGenerations(bound: 900).isEmpty)
+        await hub.store.close()
+    }
+
     @Test func beforeTheDeadlineNothingIsMissed() async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_782_781_200))
         let (hub, _, _) = try await setup(.sqlite, clock: clock)

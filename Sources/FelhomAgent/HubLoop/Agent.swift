@@ -96,7 +96,8 @@ public final class Agent: Service, Sendable {
     /// One cycle. Returns the envelope the hub answered with.
     @discardableResult
     public func cycle() async throws -> ControlEnvelope {
-        let report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
+        var report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
+        report?.appliedGeneration = appliedGenerationForReport
         let env: ControlEnvelope
         if let report {
             env = try await hub.postHostReport(report)
@@ -134,12 +135,19 @@ public final class Agent: Service, Sendable {
             if !outcome.planned.isEmpty {
                 logger.info("reconciled generation \(generation): \(outcome.succeeded) done, \(outcome.failed) failed")
                 // Tell the hub what the box looks like now, not at the next interval.
-                if let fresh = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now()) {
+                if var fresh = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now()) {
+                    fresh.appliedGeneration = appliedGenerationForReport
                     _ = try await hub.postHostReport(fresh)
                 }
             }
         }
         return env
+    }
+
+    /// The generation last applied without a failed action (nil before the first).
+    var appliedGenerationForReport: Int64? {
+        let g = state.withLock { $0.appliedGeneration }
+        return g >= 0 ? g : nil
     }
 
     /// Fetches and runs every signed op the hub holds for this host, reporting each outcome. A

@@ -126,6 +126,9 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var pbsSnapshots: [JSONValue]
     public var auditTail: [JSONValue]
     public var journalInFlight: [JSONValue]
+    /// The desired generation the agent has fully applied (absent before its first success, and
+    /// from agents that predate it): the hub alarms when a published generation stays unapplied.
+    public var appliedGeneration: Int64?
 
     public init(reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
                 storageTargets: [JSONValue] = [], backups: [JSONValue] = [], restoreTests: [JSONValue] = [],
@@ -152,6 +155,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         case pbsSnapshots = "pbs_snapshots"
         case auditTail = "audit_tail"
         case journalInFlight = "journal_in_flight"
+        case appliedGeneration = "applied_generation"
     }
 
     public init(from decoder: Decoder) throws {
@@ -167,6 +171,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         pbsSnapshots = try c.decode([JSONValue].self, forKey: .pbsSnapshots)
         auditTail = try c.decode([JSONValue].self, forKey: .auditTail)
         journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
+        appliedGeneration = try? c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
     }
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).

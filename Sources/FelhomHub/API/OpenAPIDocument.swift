@@ -96,6 +96,7 @@ enum OpenAPIDocument {
                 liveness: {type: string, enum: [unknown, alive, stale, down]}
                 last_report_at: {type: integer, nullable: true}
                 last_report_age_seconds: {type: integer, nullable: true}
+                applied_generation: {type: integer, nullable: true, description: "the desired generation the box says it applied; generation_not_applied is raised when it lags a published one beyond apply_deadline_seconds"}
             Event:
               type: object
               properties:

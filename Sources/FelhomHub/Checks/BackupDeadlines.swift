@@ -46,4 +46,24 @@ extension Hub {
         }
         return emitted
     }
+
+    /// One pass of the applied-generation check: a box that keeps reporting but has not applied a
+    /// published generation within `bound` seconds is stuck — one `generation_not_applied` per
+    /// host and generation (the event id is derived from both, so a second checker's insert is ignored).
+    @discardableResult
+    public func checkAppliedGenerations(bound: TimeInterval = 900) async throws -> [HubEvent] {
+        let now = clock.now()
+        let cutoff = Int64(now.timeIntervalSince1970 - bound)
+        let stuck = try await store.withDB { db in try await HostsTable.unappliedGenerations(publishedBefore: cutoff, in: db) }
+        var emitted: [HubEvent] = []
+        for h in stuck {
+            let ev = HubEvent(
+                id: "evt_unapplied_\(h.id)_\(h.desired)", at: now, source: .hub, hostID: h.id, guestID: nil, customerID: h.customerID,
+                type: "generation_not_applied", severity: .warning,
+                data: ["generation": .int(h.desired), "applied_generation": h.applied.map { .int($0) } ?? .null,
+                       "published_at": .int(h.publishedAt)])
+            if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
+        }
+        return emitted
+    }
 }

@@ -17,6 +17,9 @@ public struct CheckerService: Service {
         public var backupDeadlineHour = 6
         /// Report history older than this is deleted.
         public var reportRetentionDays = 30
+        /// A published generation a reporting box has not applied within this bound raises
+        /// `generation_not_applied` (`apply_deadline_seconds`).
+        public var applyDeadline: TimeInterval = 900
         /// Events are kept this long (`event_retention_days`).
         public var eventRetentionDays = 90
         /// Sent mail and the send log are kept this long (`mail_retention_days`).
@@ -61,6 +64,7 @@ public struct CheckerService: Service {
                 if try await isLeader() {
                     let live = try await hub.checkLiveness(thresholds: settings.thresholds)
                     let missed = try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
+                        + hub.checkAppliedGenerations(bound: settings.applyDeadline)
                     try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
                     try await hub.pruneHistory(eventDays: settings.eventRetentionDays, mailDays: settings.mailRetentionDays)
                     if let mailer {

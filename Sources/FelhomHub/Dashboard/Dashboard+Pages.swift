@@ -49,6 +49,8 @@ extension Dashboard {
         var data: [String: Any] = [
             "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness, "livenessClass": livenessClass(h.liveness), "blocked": h.blocked,
             "generation": drift.generation, "inSync": drift.inSync,
+            "applied": h.appliedGeneration.map { String($0) } ?? "none reported",
+            "appliedBehind": (h.appliedGeneration ?? 0) < drift.generation,
         ]
         if let at = h.lastReportAt { data["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
         data["guests"] = drift.guests.map { g -> [String: Any] in

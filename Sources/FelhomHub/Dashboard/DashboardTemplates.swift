@@ -86,6 +86,7 @@ enum DashboardTemplates {
     static let host = """
         <h1>{{name}} <span class="pill {{livenessClass}}">{{liveness}}</span>{{#blocked}} <span class="pill bad">blocked</span>{{/blocked}}</h1>
         <p class="small">Customer {{customer}} · host id <code>{{id}}</code> · desired generation {{generation}} ·
+        applied {{#appliedBehind}}<span class="pill warn">{{applied}}</span>{{/appliedBehind}}{{^appliedBehind}}{{applied}}{{/appliedBehind}} ·
         last report {{#lastReport}}<span title="{{exact}}">{{ago}}</span>{{/lastReport}}{{^lastReport}}never{{/lastReport}}
         · <a href="/hosts/{{id}}/desired">Edit desired state</a>
         {{#blocked}}<form class="inline" method="post" action="/hosts/{{id}}/unblock"><input type="hidden" name="csrf" value="{{csrf}}"> · <button>Unblock host</button></form>{{/blocked}}

@@ -55,6 +55,9 @@ public enum EventRegistry {
               english: "— its customer was SUSPENDED by the operator", hungarian: "— az ügyfél felfüggesztve"),
         .init(name: "customer_resumed", postedBy: [.hub], severity: .info, customerMailable: false,
               english: "— its customer was resumed", hungarian: "— az ügyfél újra aktív"),
+        .init(name: "generation_not_applied", postedBy: [.hub], severity: .warning, customerMailable: false,
+              english: "has not applied its published desired state in time (it reports, but is stuck)",
+              hungarian: "nem alkalmazta időben az új beállítást"),
         .init(name: "quota_exceeded", postedBy: [.hub], severity: .warning, customerMailable: false,
               english: "— a quota was exceeded", hungarian: "— egy kvóta túllépve"),
         // Posted by host keys (the agent).

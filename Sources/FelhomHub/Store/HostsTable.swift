@@ -33,7 +33,8 @@ enum HostsTable {
             name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
             blocked: try r.decode(column: "blocked", as: Int.self) != 0 || (try? r.decode(column: "customer_suspended", as: Int.self)) ?? 0 != 0,
             liveness: try r.decode(column: "liveness", as: String.self),
-            lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) })
+            lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) },
+            appliedGeneration: (try? r.decode(column: "applied_generation", as: Int64?.self)) ?? nil)
     }
 
     /// Bumps and returns a host's desired generation (nil: no such host).
@@ -53,9 +54,12 @@ enum HostsTable {
     }
 
     /// What a report's answer needs, read by the statement that records the report's time.
-    static func recordReport(hostID: String, at now: Int64, in db: any SQLDatabase) async throws -> (generation: Int64, blocked: Bool, pendingOps: Bool)? {
+    static func recordReport(hostID: String, at now: Int64, appliedGeneration: Int64?, in db: any SQLDatabase) async throws
+        -> (generation: Int64, blocked: Bool, pendingOps: Bool)?
+    {
         guard let row = try await db.raw("""
-            UPDATE hosts SET last_report_at = \(bind: now) WHERE id = \(bind: hostID)
+            UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation)
+            WHERE id = \(bind: hostID)
             RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCount(hostColumn: "hosts.id", now: now)) AS pending_ops
             """).first()
         else { return nil }
@@ -122,6 +126,24 @@ enum HostsTable {
             """).all().map {
             (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
              try $0.decode(column: "timezone", as: String.self), try $0.decode(column: "created_at", as: Int64.self))
+        }
+    }
+
+    /// Hosts (reporting, not blocked) whose latest published generation is newer than the one they
+    /// say they applied, published before `publishedBefore`.
+    static func unappliedGenerations(publishedBefore: Int64, in db: any SQLDatabase) async throws
+        -> [(id: String, customerID: String, desired: Int64, applied: Int64?, publishedAt: Int64)]
+    {
+        try await db.raw("""
+            SELECT h.id AS id, h.customer_id AS customer_id, h.desired_generation AS desired, h.applied_generation AS applied,
+                   p.published_at AS published_at
+            FROM hosts h JOIN desired_published p ON p.host_id = h.id AND p.generation = h.desired_generation
+            WHERE h.desired_generation > COALESCE(h.applied_generation, 0) AND p.published_at < \(bind: publishedBefore)
+              AND h.blocked = 0 AND h.customer_suspended = 0 AND h.last_report_at IS NOT NULL
+            """).all().map {
+            (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
+             try $0.decode(column: "desired", as: Int64.self), try $0.decode(column: "applied", as: Int64?.self),
+             try $0.decode(column: "published_at", as: Int64.self))
         }
     }
 

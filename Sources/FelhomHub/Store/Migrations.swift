@@ -239,6 +239,9 @@ enum Migrations {
             }
             try await db.raw("CREATE UNIQUE INDEX IF NOT EXISTS customers_domain ON customers (domain)").run()
         },
+        Migration(version: 14, name: "applied generation") { db in
+            try await db.raw("ALTER TABLE hosts ADD COLUMN applied_generation BIGINT").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {
