@@ -321,7 +321,7 @@ public struct Hub: Sendable {
         while true {
             guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
             let env = try await envelope(h)
-            if after == nil || h.desiredGeneration > after! || env.hasSignedOps || env.blocked || ContinuousClock.now >= deadline { return env }
+            if after.map({ h.desiredGeneration > $0 }) ?? true || env.hasSignedOps || env.blocked || ContinuousClock.now >= deadline { return env }
             if !slot {
                 guard generations.takeSlot(hostID, max: settings.maxLongPollsPerKey) else {
                     throw HubError.tooManyRequests(retryAfter: 1, what: "concurrent long-polls (at most \(settings.maxLongPollsPerKey))")

@@ -35,5 +35,6 @@ extension Hub {
 }
 
 extension HTTPField.Name {
-    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    /// `X-Forwarded-For` (a valid field name, so the failable initializer's fallback is never taken).
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For") ?? .via
 }
