@@ -64,3 +64,15 @@ public enum Gate {
         return .needsSignature("\(m.rawValue) would destroy or overwrite customer data: it needs a verified operator signature")
     }
 }
+
+/// A mutation the gate refused (it needs a verified operator signature, or is never done that way).
+public struct GateError: Error, Sendable, CustomStringConvertible {
+    public var mutation: Gate.Mutation
+    public var decision: Gate.Decision
+    public var description: String {
+        switch decision {
+        case .allowed: return "gate: \(mutation.rawValue) allowed"
+        case .needsSignature(let why), .refused(let why): return "gate refused \(mutation.rawValue): \(why)"
+        }
+    }
+}

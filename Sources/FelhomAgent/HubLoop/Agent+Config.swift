@@ -20,20 +20,20 @@ extension Agent {
     /// Builds the agent a config file describes: enrolls on first start when given a token, loads
     /// the pinned signers, opens the journal and nonce log. Errors name the setting at fault.
     public static func make(config cfg: AgentConfig, logger: Logger) async throws -> Agent {
-        guard let hubCfg = cfg.hub else { throw SignedOpError(message: "config: the hub section (hub.url) is missing") }
+        guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
         guard let signersFile = cfg.signersFile else {
-            throw SignedOpError(message: "config: signers_file is missing (the operator keys allowed to sign destructive ops)")
+            throw ConfigError(code: .invalid, message: "signers_file is missing (the operator keys allowed to sign destructive ops)")
         }
         let signersText: String
         do { signersText = try String(contentsOfFile: signersFile, encoding: .utf8) } catch {
-            throw SignedOpError(message: "config: cannot read signers_file '\(signersFile)'")
+            throw ConfigError(code: .unreadable, message: "cannot read signers_file '\(signersFile)'")
         }
         let signers: [PinnedSigner]
         do { signers = try AllowedSigners.parse(signersText) } catch {
-            throw SignedOpError(message: "signers_file '\(signersFile)': \(error.message)")
+            throw ConfigError(code: .invalid, message: "signers_file '\(signersFile)': \(error.message)")
         }
-        guard !signers.isEmpty else { throw SignedOpError(message: "signers_file '\(signersFile)' lists no keys") }
-        guard let prov = cfg.provision else { throw SignedOpError(message: "config: provision.golden_template is missing") }
+        guard !signers.isEmpty else { throw ConfigError(code: .invalid, message: "signers_file '\(signersFile)' lists no keys") }
+        guard let prov = cfg.provision else { throw ConfigError(code: .invalid, message: "provision.golden_template is missing") }
         let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let trust = try cfg.hubTrust()
@@ -50,11 +50,11 @@ extension Agent {
             let data = try JSONEncoder().encode(identity)
             // Durable before it is used: the enrollment token is one-time, losing host.json loses the box.
             do { try DurableFile.write([UInt8](data), to: idPath, mode: 0o600) } catch {
-                throw SignedOpError(message: "cannot write '\(idPath)': \(error.message)")
+                throw ConfigError(code: .unreadable, message: "cannot write '\(idPath)': \(error.message)")
             }
             logger.info("enrolled as host \(hostID)")
         } else {
-            throw SignedOpError(message: "config: give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
+            throw ConfigError(code: .invalid, message: "give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
         }
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: trust)
         let pve = PVEClient(connection: try cfg.pveConnection())

@@ -76,8 +76,9 @@ public struct Engine: Sendable {
         case .start: mutation = .start
         case .stop: mutation = .stop
         }
-        guard Gate.decide(mutation, provenance: .desiredState, target: .init(dataBearing: true)) == .allowed else {
-            throw JournalError(message: "gate refused \(a)")  // unreachable for plan actions; kept as the choke point
+        let decision = Gate.decide(mutation, provenance: .desiredState, target: .init(dataBearing: true))
+        guard decision == .allowed else {
+            throw GateError(mutation: mutation, decision: decision)  // unreachable for plan actions; kept as the choke point
         }
         switch a {
         case .provision(let g):

@@ -88,9 +88,8 @@ public struct SignedOpRunner: Sendable {
         case .diskDecommission: mutation = .diskDecommission
         case .agentRollback: throw SignedOpError(message: "agent.rollback is not supported by this agent version")
         }
-        guard Gate.decide(mutation, provenance: .signedOp, target: .init(dataBearing: true), signatureVerified: true) == .allowed else {
-            throw SignedOpError(message: "the gate refused \(op.op.rawValue)")
-        }
+        let decision = Gate.decide(mutation, provenance: .signedOp, target: .init(dataBearing: true), signatureVerified: true)
+        guard decision == .allowed else { throw GateError(mutation: mutation, decision: decision) }
         guard op.op != .diskDecommission else { throw SignedOpError(message: "disk.decommission is not supported by this agent version") }
         guard let g = op.guestID, let vmid = Int(g) else { throw SignedOpError(message: "target.guest_id is not a vmid") }
         if op.op == .guestDestroy, let desired, desired.guests.contains(where: { $0.vmid == vmid }) {
