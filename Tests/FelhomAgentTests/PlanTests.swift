@@ -144,4 +144,21 @@ import Testing
             Issue.record("heal destroy must be refused")
         }
     }
+
+    /// Issue 11: the plan and the hub's drift view compare with one function, so a guest the drift
+    /// view shows as differing in some fields is exactly the config the plan writes.
+    @Test func planAndDriftAgree() {
+        let g = DesiredState.Guest(vmid: 120, name: "photos", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "apps")
+        let observed = GuestComparison.Observed(cores: 1, cpuunits: 200, memory: 2048, description: "other\n")
+        let plan = Plan.make(desired: DesiredState(guests: [g]),
+                             actual: [ObservedGuest(vmid: 120, name: "photos", status: .running,
+                                                    config: ObservedConfig(cores: 1, cpuunits: 200, memory: 2048, description: "other\n"))])
+        let drift = GuestComparison.differences(g, observed)
+        guard case .setConfig(_, let set)? = plan.first else {
+            Issue.record("expected a config write, got \(plan)")
+            return
+        }
+        #expect(Set(set.keys) == Set(drift.map(\.field)))
+        #expect(drift.allSatisfy { set[$0.field] == $0.desired })
+    }
 }

@@ -80,15 +80,10 @@ public enum Plan {
             }
             if a.lock != nil { continue }
             if let c = a.config {
+                // The same comparison as the hub's drift view; each difference is a config key to write.
+                let observed = GuestComparison.Observed(cores: c.cores, cpuunits: c.cpuunits, memory: c.memory, description: c.description)
                 var set: [String: String] = [:]
-                if let cores = c.cores, cores != g.cores { set["cores"] = String(g.cores) }
-                if let units = c.cpuunits, units != g.cpuunits { set["cpuunits"] = String(g.cpuunits) }
-                if let mem = c.memory, mem != g.memoryMB { set["memory"] = String(g.memoryMB) }
-                if let d = c.description,
-                    GuestComparison.normalizedDescription(d) != GuestComparison.normalizedDescription(g.description)
-                {
-                    set["description"] = GuestComparison.normalizedDescription(g.description)
-                }
+                for d in GuestComparison.differences(g, observed) where d.field != "disk" { set[d.field] = d.desired }
                 if !set.isEmpty { out.append(.setConfig(vmid: g.vmid, set: set)) }
             }
             switch (g.runState, a.status) {

@@ -241,18 +241,43 @@ public enum GuestComparison {
         return t
     }
 
-    /// Spec differences (config only, not run state). Fields the report could not read are not compared.
-    public static func specDifferences(_ d: DesiredState.Guest, _ s: HostReport.GuestSpec) -> [Difference] {
+    /// What was observed of a guest's config; `nil` is a field that could not be read (never compared,
+    /// so never written).
+    public struct Observed: Sendable, Equatable {
+        public var cores: Int?
+        public var cpuunits: Int?
+        public var memory: Int?
+        public var description: String?
+        /// Root disk in GiB.
+        public var disk: Int64?
+        public init(cores: Int?, cpuunits: Int?, memory: Int?, description: String?, disk: Int64? = nil) {
+            self.cores = cores
+            self.cpuunits = cpuunits
+            self.memory = memory
+            self.description = description
+            self.disk = disk
+        }
+    }
+
+    /// The one comparison (config only, not run state), shared by the agent's plan and the hub's
+    /// drift view. Field names are PVE config keys and `desired` is the value to write (`disk` is
+    /// reported, not written: a root disk only grows through a resize).
+    public static func differences(_ d: DesiredState.Guest, _ s: Observed) -> [Difference] {
         var out: [Difference] = []
         if let cores = s.cores, cores != d.cores { out.append(.init(field: "cores", desired: "\(d.cores)", actual: "\(cores)")) }
         if let units = s.cpuunits, units != d.cpuunits { out.append(.init(field: "cpuunits", desired: "\(d.cpuunits)", actual: "\(units)")) }
-        if s.memory != d.memoryMB { out.append(.init(field: "memory", desired: "\(d.memoryMB)", actual: "\(s.memory)")) }
-        if normalizedDescription(s.description) != normalizedDescription(d.description) {
-            out.append(.init(field: "description", desired: normalizedDescription(d.description), actual: normalizedDescription(s.description)))
+        if let memory = s.memory, memory != d.memoryMB { out.append(.init(field: "memory", desired: "\(d.memoryMB)", actual: "\(memory)")) }
+        if let text = s.description, normalizedDescription(text) != normalizedDescription(d.description) {
+            out.append(.init(field: "description", desired: normalizedDescription(d.description), actual: normalizedDescription(text)))
         }
         if let disk = s.disk, disk < Int64(d.diskGB) {
             out.append(.init(field: "disk", desired: "\(d.diskGB)", actual: "\(disk)"))
         }
         return out
+    }
+
+    /// ``differences(_:_:)`` against a host report's guest spec.
+    public static func specDifferences(_ d: DesiredState.Guest, _ s: HostReport.GuestSpec) -> [Difference] {
+        differences(d, Observed(cores: s.cores, cpuunits: s.cpuunits, memory: s.memory, description: s.description, disk: s.disk))
     }
 }
