@@ -50,6 +50,7 @@ struct HubConfig: Decodable {
     var maxLongPollsPerKey: Int?
     var trustedProxies: String?
     var maxLongPollSeconds: Int?
+    var logLevel: String?
     var applyDeadlineSeconds: Int?
     var eventRetentionDays: Int?
     var mailRetentionDays: Int?
@@ -89,6 +90,7 @@ struct HubConfig: Decodable {
         case maxLongPollsPerKey = "max_long_polls_per_key"
         case trustedProxies = "trusted_proxies"
         case maxLongPollSeconds = "max_long_poll_seconds"
+        case logLevel = "log_level"
         case applyDeadlineSeconds = "apply_deadline_seconds"
         case eventRetentionDays = "event_retention_days"
         case mailRetentionDays = "mail_retention_days"
@@ -108,7 +110,7 @@ struct HubConfig: Decodable {
             .init("rate_limit_reports_per_minute", .number), .init("rate_limit_reports_burst", .number),
             .init("rate_limit_events_per_minute", .number), .init("rate_limit_events_burst", .number),
             .init("max_guests_per_host", .integer), .init("max_connections", .integer), .init("idle_timeout_seconds", .integer),
-            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("max_long_poll_seconds", .integer), .init("apply_deadline_seconds", .integer), .init("tls_certificate_file"), .init("tls_key_file"),
+            .init("max_long_polls_per_key", .integer), .init("trusted_proxies"), .init("max_long_poll_seconds", .integer), .init("log_level"), .init("apply_deadline_seconds", .integer), .init("tls_certificate_file"), .init("tls_key_file"),
             .init("event_retention_days", .integer), .init("mail_retention_days", .integer),
         ])
 
@@ -173,7 +175,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("set FELHOM_HUB_OPERATOR_KEY (at least 24 characters) or operator_key in the config file")
         }
         var logger = Logger(label: "felhom.hub")
-        logger.logLevel = .info
+        // log_level: trace, debug (every request), info (default), notice, warning, error, critical.
+        guard let level = Logger.Level(rawValue: cfg.logLevel ?? "info") else {
+            throw ValidationError("log_level must be one of trace, debug, info, notice, warning, error, critical (got '\(cfg.logLevel ?? "")')")
+        }
+        logger.logLevel = level
         let url = database ?? cfg.database ?? "sqlite:./felhom-hub.sqlite"
         var settings = Hub.Settings()
         if let p = cfg.pollIntervalSeconds { settings.pollIntervalSeconds = p }

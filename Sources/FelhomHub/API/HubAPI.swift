@@ -24,6 +24,8 @@ public enum HubAPI {
     public static func router(hub: Hub) -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
         let allowed = AllowedMethods()
+        // Every request is logged (method, path, status, duration) at debug; headers never (keys).
+        router.add(middleware: LogRequestsMiddleware(.debug))
         router.add(middleware: MethodNotAllowedMiddleware(allowed: allowed))
         router.get("/healthz") { _, _ in
             try await hub.store.ping()
