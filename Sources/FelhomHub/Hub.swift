@@ -130,7 +130,7 @@ public struct Hub: Sendable {
         public var name: String
         public var desiredGeneration: Int64
         public var blocked: Bool
-        public var liveness: String
+        public var liveness: Liveness.State
         public var lastReportAt: Int64?
         public var lastReportAgeSeconds: Int64?
         /// The desired generation the box says it has applied (nil: not yet, or an older agent).

@@ -8,21 +8,21 @@ import Testing
     let t = Liveness.Thresholds()
 
     @Test func states() {
-        #expect(Liveness.state(lastReportAt: nil, createdAt: 0, now: 60, thresholds: t) == "unknown")
-        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 29 * 60, thresholds: t) == "alive")
-        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 30 * 60, thresholds: t) == "stale")
-        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 60 * 60, thresholds: t) == "down")
-        #expect(Liveness.state(lastReportAt: nil, createdAt: 0, now: 61 * 60, thresholds: t) == "down")
+        #expect(Liveness.state(lastReportAt: nil, createdAt: 0, now: 60, thresholds: t) == .unknown)
+        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 29 * 60, thresholds: t) == .alive)
+        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 30 * 60, thresholds: t) == .stale)
+        #expect(Liveness.state(lastReportAt: 0, createdAt: 0, now: 60 * 60, thresholds: t) == .down)
+        #expect(Liveness.state(lastReportAt: nil, createdAt: 0, now: 61 * 60, thresholds: t) == .down)
     }
 
     @Test func onlyRealTransitionsEmit() {
-        #expect(Liveness.event(from: "alive", to: "stale")?.type == "node_stale")
-        #expect(Liveness.event(from: "stale", to: "down")?.type == "node_down")
-        #expect(Liveness.event(from: "alive", to: "down")?.type == "node_down")
-        #expect(Liveness.event(from: "down", to: "alive")?.type == "node_recovered")
-        #expect(Liveness.event(from: "stale", to: "alive")?.type == "node_recovered")
-        #expect(Liveness.event(from: "unknown", to: "alive") == nil)
-        #expect(Liveness.event(from: "down", to: "stale") == nil)
+        #expect(Liveness.event(from: .alive, to: .stale)?.type == "node_stale")
+        #expect(Liveness.event(from: .stale, to: .down)?.type == "node_down")
+        #expect(Liveness.event(from: .alive, to: .down)?.type == "node_down")
+        #expect(Liveness.event(from: .down, to: .alive)?.type == "node_recovered")
+        #expect(Liveness.event(from: .stale, to: .alive)?.type == "node_recovered")
+        #expect(Liveness.event(from: .unknown, to: .alive) == nil)
+        #expect(Liveness.event(from: .down, to: .stale) == nil)
     }
 
     @Test func deadlineWindowFollowsTheCustomersTimeZone() {
@@ -55,7 +55,7 @@ import Testing
         let customer = try await hub.host(host, by: .operator).customerID
         try await report(hub, host, customer)
         #expect(try await hub.checkLiveness().isEmpty)  // unknown → alive: no event
-        #expect(try await hub.host(host, by: .operator).liveness == "alive")
+        #expect(try await hub.host(host, by: .operator).liveness == .alive)
         clock.advance(by: 31 * 60)
         #expect(try await hub.checkLiveness().map(\.type) == ["node_stale"])
         #expect(try await hub.checkLiveness().isEmpty)  // still stale: nothing new

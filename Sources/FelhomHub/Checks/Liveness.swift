@@ -10,20 +10,30 @@ public enum Liveness {
         public init() {}
     }
 
-    /// A host's state: `unknown` until its first report, then `alive`, `stale` or `down`.
-    public static func state(lastReportAt: Int64?, createdAt: Int64, now: Int64, thresholds: Thresholds) -> String {
+    /// A host's liveness: `unknown` until its first report, then `alive`, `stale` or `down`.
+    public enum State: String, Codable, Sendable, CaseIterable {
+        case unknown, alive, stale, down
+
+        /// A stored value this version does not know reads as `unknown`.
+        public init(from decoder: Decoder) throws {
+            self = Self(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .unknown
+        }
+    }
+
+    /// A host's state from its report recency.
+    public static func state(lastReportAt: Int64?, createdAt: Int64, now: Int64, thresholds: Thresholds) -> State {
         let age = TimeInterval(now - (lastReportAt ?? createdAt))
-        if age >= thresholds.downAfter { return "down" }
-        if age >= thresholds.staleAfter { return "stale" }
-        return lastReportAt == nil ? "unknown" : "alive"
+        if age >= thresholds.downAfter { return .down }
+        if age >= thresholds.staleAfter { return .stale }
+        return lastReportAt == nil ? .unknown : .alive
     }
 
     /// The event a transition emits, if any: only real changes are announced.
-    public static func event(from old: String, to new: String) -> (type: String, severity: HubEvent.Severity)? {
+    public static func event(from old: State, to new: State) -> (type: String, severity: HubEvent.Severity)? {
         switch (old, new) {
-        case (_, "stale") where old != "stale" && old != "down": return ("node_stale", .warning)
-        case (_, "down") where old != "down": return ("node_down", .critical)
-        case ("stale", "alive"), ("down", "alive"): return ("node_recovered", .info)
+        case (.unknown, .stale), (.alive, .stale): return ("node_stale", .warning)
+        case (_, .down) where old != .down: return ("node_down", .critical)
+        case (.stale, .alive), (.down, .alive): return ("node_recovered", .info)
         default: return nil
         }
     }
@@ -47,7 +57,7 @@ extension Hub {
                 let changed = try await HostsTable.transitionLiveness(id, from: old, to: new, in: db)
                 guard changed, let (type, severity) = Liveness.event(from: old, to: new) else { return nil }
                 let ev = HubEvent(id: Ids.make("evt"), at: at, source: .hub, hostID: id, guestID: nil, customerID: customer, type: type,
-                                  severity: severity, data: ["from": .string(old), "to": .string(new), "last_report_at": last.map { .int($0) } ?? .null])
+                                  severity: severity, data: ["from": .string(old.rawValue), "to": .string(new.rawValue), "last_report_at": last.map { .int($0) } ?? .null])
                 try await record(ev, in: db)
                 return ev
             }

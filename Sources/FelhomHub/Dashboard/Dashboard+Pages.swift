@@ -15,8 +15,8 @@ extension Dashboard {
                 return (b, r, try await SignedOpsTable.openCount(hostID: h.id, in: db))
             }
             var row: [String: Any] = [
-                "id": h.id, "name": h.name, "customer": customers[h.customerID] ?? h.customerID, "liveness": h.liveness,
-                "livenessClass": livenessClass(h.liveness), "pending": pending > 0 ? pending as Any : false,
+                "id": h.id, "name": h.name, "customer": customers[h.customerID] ?? h.customerID, "liveness": h.liveness.rawValue,
+                "livenessClass": livenessClass(h.liveness.rawValue), "pending": pending > 0 ? pending as Any : false,
             ]
             if let at = h.lastReportAt { row["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
             if let b = backup {
@@ -47,7 +47,7 @@ extension Dashboard {
         let customer = (try? await hub.customer(h.customerID, by: .operator))?.name ?? h.customerID
         let drift = try await hub.drift(hostID: id, by: .operator)
         var data: [String: Any] = [
-            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness, "livenessClass": livenessClass(h.liveness), "blocked": h.blocked,
+            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness.rawValue, "livenessClass": livenessClass(h.liveness.rawValue), "blocked": h.blocked,
             "generation": drift.generation, "inSync": drift.inSync,
             "applied": h.appliedGeneration.map { String($0) } ?? "none reported",
             "appliedBehind": (h.appliedGeneration ?? 0) < drift.generation,

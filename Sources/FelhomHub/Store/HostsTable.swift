@@ -32,7 +32,7 @@ enum HostsTable {
             id: try r.decode(column: "id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
             name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
             blocked: try r.decode(column: "blocked", as: Int.self) != 0 || (try? r.decode(column: "customer_suspended", as: Int.self)) ?? 0 != 0,
-            liveness: try r.decode(column: "liveness", as: String.self),
+            liveness: Liveness.State(rawValue: try r.decode(column: "liveness", as: String.self)) ?? .unknown,
             lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) },
             appliedGeneration: (try? r.decode(column: "applied_generation", as: Int64?.self)) ?? nil)
     }
@@ -95,17 +95,20 @@ enum HostsTable {
     }
 
     /// Liveness inputs of every host (the checker).
-    static func livenessRows(in db: any SQLDatabase) async throws -> [(id: String, customerID: String, liveness: String, lastReportAt: Int64?, createdAt: Int64)] {
+    static func livenessRows(in db: any SQLDatabase) async throws
+        -> [(id: String, customerID: String, liveness: Liveness.State, lastReportAt: Int64?, createdAt: Int64)]
+    {
         try await db.select().columns("id", "customer_id", "liveness", "last_report_at", "created_at").from("hosts").all().map {
             (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
-             try $0.decode(column: "liveness", as: String.self), try $0.decode(column: "last_report_at", as: Int64?.self),
+             Liveness.State(rawValue: try $0.decode(column: "liveness", as: String.self)) ?? .unknown, try $0.decode(column: "last_report_at", as: Int64?.self),
              try $0.decode(column: "created_at", as: Int64.self))
         }
     }
 
     /// Moves a host's liveness from `old` to `new`; false when another checker already did.
-    static func transitionLiveness(_ id: String, from old: String, to new: String, in db: any SQLDatabase) async throws -> Bool {
-        try await !db.update("hosts").set("liveness", to: SQLBind(new)).where("id", .equal, SQLBind(id)).where("liveness", .equal, SQLBind(old))
+    static func transitionLiveness(_ id: String, from old: Liveness.State, to new: Liveness.State, in db: any SQLDatabase) async throws -> Bool {
+        try await !db.update("hosts").set("liveness", to: SQLBind(new.rawValue)).where("id", .equal, SQLBind(id))
+            .where("liveness", .equal, SQLBind(old.rawValue))
             .returning("id").all().isEmpty
     }
 
