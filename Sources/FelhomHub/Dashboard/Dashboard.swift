@@ -167,7 +167,7 @@ public enum Dashboard {
                 let ops = try await hub.signedOps(hostID: req.uri.queryParameters.get("host_id"), status: nil, by: .operator)
                 let now = hub.now
                 let rows: [[String: Any]] = ops.map { o in
-                    ["ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status, "cls": statusClass(o.status),
+                    ["ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status.rawValue, "cls": statusClass(o.status.rawValue),
                      "customer": o.customerName, "host": o.hostName, "hostID": o.hostID, "summary": o.summary,
                      "expires": o.expiresAt > now ? "in " + span(o.expiresAt - now) : ago(o.expiresAt, now), "expiresExact": exact(o.expiresAt),
                      "reason": o.reason ?? ""]

@@ -10,8 +10,23 @@ import SQLKit
 /// verifies again against its own pinned keys and is the authority (SPEC §1 rule 2: the hub holds
 /// no signing key). Life cycle: `pending_signature → signed → delivered → applied | rejected`, and
 /// `expired` for any unfinished op past its `expires_at`.
+/// Where a queued op is in its life: `pending_signature → signed → delivered → applied | rejected`,
+/// and `expired` for any unfinished op past its `expires_at`.
+public enum SignedOpStatus: String, Codable, Sendable, CaseIterable {
+    case pendingSignature = "pending_signature", signed, delivered, applied, rejected, expired
+
+    /// Not finished yet (may still expire).
+    public var isOpen: Bool { [.pendingSignature, .signed, .delivered].contains(self) }
+
+    /// A stored value; an unknown one is a damaged row, not a guess.
+    init(stored: String) throws {
+        guard let s = Self(rawValue: stored) else { throw StoreError(code: .query, message: "signed op with unknown status '\(stored)'") }
+        self = s
+    }
+}
+
 extension Hub {
-    public static let signedOpStatuses = ["pending_signature", "signed", "delivered", "applied", "rejected", "expired"]
+    public static let signedOpStatuses = SignedOpStatus.allCases.map(\.rawValue)
 
     /// A registered operator public key.
     public struct OperatorKeyView: Codable, Sendable, Equatable {
@@ -76,7 +91,7 @@ extension Hub {
         public var summary: String
         /// The exact canonical bytes to sign (UTF-8 text).
         public var blob: String
-        public var status: String
+        public var status: SignedOpStatus
         public var signature: String?
         public var signer: String?
         public var reason: String?
@@ -206,7 +221,7 @@ extension Hub {
                 id: try r.decode(column: "id", as: String.self), hostID: try r.decode(column: "host_id", as: String.self), hostName: hostName,
                 customerID: try r.decode(column: "customer_id", as: String.self), customerName: customerName,
                 guestID: try r.decode(column: "guest_id", as: String?.self), op: try r.decode(column: "op", as: String.self), summary: summary,
-                blob: blobText, status: try r.decode(column: "status", as: String.self), signature: try r.decode(column: "signature", as: String?.self),
+                blob: blobText, status: try SignedOpStatus(stored: r.decode(column: "status", as: String.self)), signature: try r.decode(column: "signature", as: String?.self),
                 signer: try r.decode(column: "signer", as: String?.self), reason: try r.decode(column: "reason", as: String?.self),
                 expiresAt: try r.decode(column: "expires_at", as: Int64.self), createdAt: try r.decode(column: "created_at", as: Int64.self),
                 volumesNotInBackups: Self.volumesAtRisk(parsed, report: reports[try r.decode(column: "host_id", as: String.self)]))
@@ -233,8 +248,14 @@ extension Hub {
     /// Lists ops (operator: all; customer and host keys: their own), newest first.
     public func signedOps(hostID: String?, status: String?, by p: Principal) async throws -> [SignedOpView] {
         if case .guest = p { throw HubError.forbidden("list signed ops") }
-        if let status, !Self.signedOpStatuses.contains(status) {
-            throw HubError.badRequest("one of \(Self.signedOpStatuses.joined(separator: ", "))", path: "status")
+        let wanted: SignedOpStatus?
+        if let status {
+            guard let s = SignedOpStatus(rawValue: status) else {
+                throw HubError.badRequest("one of \(Self.signedOpStatuses.joined(separator: ", "))", path: "status")
+            }
+            wanted = s
+        } else {
+            wanted = nil
         }
         var hostFilter = hostID
         if case .host(let h, _) = p {
@@ -242,7 +263,7 @@ extension Hub {
             hostFilter = h
         }
         let hostOnly = hostFilter
-        return try await signedOpViews(.init(hostID: hostOnly, customerScope: p.customerScope, statuses: status.map { [$0] }))
+        return try await signedOpViews(.init(hostID: hostOnly, customerScope: p.customerScope, statuses: wanted.map { [$0] }))
     }
 
     /// Stores the operator's signature after checking it against the registered keys (early
@@ -250,8 +271,8 @@ extension Hub {
     public func uploadSignature(opID: String, signature armored: String, by p: Principal) async throws -> SignedOpView {
         guard p == .operator else { throw HubError.forbidden("sign ops (operator only)") }
         let v = try await signedOp(opID, by: p)
-        guard v.status == "pending_signature" else {
-            throw HubError(.conflict, "conflict", "op \(opID) is \(v.status), not pending_signature")
+        guard v.status == .pendingSignature else {
+            throw HubError(.conflict, "conflict", "op \(opID) is \(v.status.rawValue), not pending_signature")
         }
         let sig: SSHSignature
         do { sig = try SSHSignature(armored: armored) } catch {
@@ -282,13 +303,13 @@ extension Hub {
         guard case .host(let hostID, _) = p else { throw HubError.forbidden("fetch signed ops (host keys only)") }
         if try await hostRow(hostID)?.blocked == true { return nil }  // a blocked box gets nothing to act on
         let now = self.now
-        guard let v = try await signedOpViews(.init(hostID: hostID, statuses: ["signed", "delivered"], deliveryOrder: true, limit: 1)).first
+        guard let v = try await signedOpViews(.init(hostID: hostID, statuses: [.signed, .delivered], deliveryOrder: true, limit: 1)).first
         else { return nil }
-        if v.status == "signed" {
+        if v.status == .signed {
             try await store.withDB { db in try await SignedOpsTable.markDelivered(id: v.id, at: now, in: db) }
         }
         var out = v
-        out.status = "delivered"
+        out.status = .delivered
         return out
     }
 
@@ -304,9 +325,9 @@ extension Hub {
             let escaped = TerminalText.escaped(r)
             return escaped.count > 1000 ? String(escaped.prefix(997)) + "..." : escaped
         }
-        guard ["delivered", "signed"].contains(v.status) else {
-            if v.status == outcome { return v }  // a repeated report after a lost answer
-            throw HubError(.conflict, "conflict", "op \(opID) is already \(v.status)")
+        guard [.delivered, .signed].contains(v.status) else {
+            if v.status.rawValue == outcome { return v }  // a repeated report after a lost answer
+            throw HubError(.conflict, "conflict", "op \(opID) is already \(v.status.rawValue)")
         }
         let now = self.now
         try await store.transaction { db in

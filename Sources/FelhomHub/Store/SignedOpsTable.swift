@@ -9,7 +9,7 @@ enum SignedOpsTable {
         var hostID: String?
         var customerScope: String?
         /// One of these statuses (any when nil).
-        var statuses: [String]?
+        var statuses: [SignedOpStatus]?
         /// Oldest signed first (delivery to the agent) instead of newest created first.
         var deliveryOrder = false
         var limit: Int?
@@ -20,13 +20,13 @@ enum SignedOpsTable {
         try await db.insert(into: "signed_ops")
             .columns("id", "host_id", "guest_id", "customer_id", "op", "blob", "nonce", "expires_at", "status", "created_at")
             .values(SQLBind(id), SQLBind(hostID), SQLBind(guestID), SQLBind(customerID), SQLBind(op), SQLBind(blob), SQLBind(nonce),
-                    SQLBind(expiresAt), SQLBind("pending_signature"), SQLBind(createdAt)).run()
+                    SQLBind(expiresAt), SQLBind(SignedOpStatus.pendingSignature.rawValue), SQLBind(createdAt)).run()
     }
 
     /// Marks unfinished ops past their expiry as `expired`.
     static func expire(now: Int64, in db: any SQLDatabase) async throws {
-        try await db.update("signed_ops").set("status", to: SQLBind("expired")).set("finished_at", to: SQLBind(now))
-            .where("expires_at", .lessThan, SQLBind(now)).where("status", .in, ["pending_signature", "signed", "delivered"]).run()
+        try await db.update("signed_ops").set("status", to: SQLBind(SignedOpStatus.expired.rawValue)).set("finished_at", to: SQLBind(now))
+            .where("expires_at", .lessThan, SQLBind(now)).where("status", .in, SignedOpStatus.allCases.filter(\.isOpen).map(\.rawValue)).run()
     }
 
     /// Ops with their host's and customer's names (`host_name`, `customer_name`), expired ones marked first.
@@ -39,7 +39,7 @@ enum SignedOpsTable {
         if let id = f.id { q = q.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }
         if let c = f.customerScope { q = q.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(c)) }
         if let h = f.hostID { q = q.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(h)) }
-        if let s = f.statuses { q = q.where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression(s.map { SQLBind($0) })) }
+        if let s = f.statuses { q = q.where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression(s.map { SQLBind($0.rawValue) })) }
         if f.deliveryOrder {
             q = q.orderBy(SQLColumn("signed_at", table: "signed_ops"))
         } else {
@@ -77,7 +77,7 @@ enum SignedOpsTable {
     /// Ops of a host not finished yet (the dashboard's pending count).
     static func openCount(hostID: String, in db: any SQLDatabase) async throws -> Int {
         try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("signed_ops")
-            .where("host_id", .equal, SQLBind(hostID)).where("status", .in, ["pending_signature", "signed", "delivered"]).first()?
+            .where("host_id", .equal, SQLBind(hostID)).where("status", .in, SignedOpStatus.allCases.filter(\.isOpen).map(\.rawValue)).first()?
             .decode(column: "n", as: Int.self) ?? 0
     }
 
