@@ -235,28 +235,6 @@ struct Serve: AsyncParsableCommand {
         if let f = cfg.mailFrom { mail.from = f }
         let mailer = try cfg.mailer()
         if mailer == nil { logger.warning("no mail transport configured (smtp_host or mail_api_url): notifications stay queued in the outbox") }
-        // Opened after the settings are checked, and closed on every way out from here on.
-        let store: HubStore
-        do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
-        do {
-            try await serve(store: store, settings: settings, mail: mail, mailer: mailer, cfg: cfg, operatorKey: operatorKey, logger: logger,
-                            tls: tls, host: host, port: port, idleTimeout: idleTimeout, maxConnections: maxConnections)
-        } catch {
-            await store.close()
-            throw error
-        }
-        await store.close()
-        logger.info("felhom-hub stopped")
-    }
-
-    private func serve(store: HubStore, settings: Hub.Settings, mail: NotificationSettings, mailer: Mailer?, cfg: HubConfig, operatorKey: String,
-                       logger: Logger, tls: TLSConfiguration?, host: String, port: Int, idleTimeout: Int, maxConnections: Int) async throws {
-        var hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
-        if let token = cfg.cloudflareAPIToken {
-            do { hub.geo = try CloudflareGeo(token: token, baseURL: cfg.cloudflareAPIURL ?? CloudflareGeo.defaultBaseURL) } catch {
-                throw ValidationError("\(error)")
-            }
-        }
         var checks = CheckerService.Settings()
         if let s = cfg.checkIntervalSeconds { checks.interval = .seconds(max(1, s)) }
         if let s = cfg.staleAfterSeconds { checks.thresholds.staleAfter = TimeInterval(s) }
@@ -281,6 +259,31 @@ struct Serve: AsyncParsableCommand {
         guard checks.thresholds.downAfter > checks.thresholds.staleAfter else {
             throw ValidationError("down_after_seconds must be larger than stale_after_seconds")
         }
+        var geo: CloudflareGeo?
+        if let token = cfg.cloudflareAPIToken {
+            do { geo = try CloudflareGeo(token: token, baseURL: cfg.cloudflareAPIURL ?? CloudflareGeo.defaultBaseURL) } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        // Opened after the settings are checked, and closed on every way out from here on.
+        let store: HubStore
+        do { store = try await HubStore.open(url: url, logger: logger) } catch { throw ValidationError("\(error)") }
+        do {
+            try await serve(store: store, settings: settings, checks: checks, geo: geo, mail: mail, mailer: mailer, cfg: cfg, operatorKey: operatorKey,
+                            logger: logger, tls: tls, host: host, port: port, idleTimeout: idleTimeout, maxConnections: maxConnections)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+        logger.info("felhom-hub stopped")
+    }
+
+    private func serve(store: HubStore, settings: Hub.Settings, checks: CheckerService.Settings, geo: CloudflareGeo?, mail: NotificationSettings, mailer: Mailer?,
+                       cfg: HubConfig, operatorKey: String,
+                       logger: Logger, tls: TLSConfiguration?, host: String, port: Int, idleTimeout: Int, maxConnections: Int) async throws {
+        var hub = Hub(store: store, operatorKey: operatorKey, settings: settings, notifications: mail)
+        hub.geo = geo
         let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(Int64(idleTimeout))))
         let app = Application(
             router: HubAPI.router(hub: hub),

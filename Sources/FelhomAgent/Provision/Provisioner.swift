@@ -212,15 +212,9 @@ public struct Provisioner: Sendable {
         }
     }
 
-    /// True only when PVE says the guest's config does not exist; any other failure is thrown
-    /// (an unreadable slot is not a free one).
+    /// True only when PVE says the guest does not exist (``PVEAPI/containerExists(node:vmid:)``).
     func vmidIsFree(_ vmid: Int) async throws -> Bool {
-        do {
-            _ = try await pve.containerStatus(node: settings.node, vmid: vmid)
-            return false
-        } catch let e as PVEError where e.code == .notFound {
-            return true
-        }
+        try await !pve.containerExists(node: settings.node, vmid: vmid)
     }
 
     /// The vmid holds a guest this operation cannot prove it created.

@@ -167,14 +167,9 @@ public struct SignedOpRunner: Sendable {
         journal.entries(of: id).last(where: { $0.step == step })?.data["upid"].flatMap { try? UPID(parsing: $0) }
     }
 
-    /// True only on PVE's definite "does not exist"; any other failure is thrown.
+    /// True only on PVE's definite "does not exist" (``PVEAPI/containerExists(node:vmid:)``).
     func isGone(_ vmid: Int) async throws -> Bool {
-        do {
-            _ = try await pve.containerStatus(node: node, vmid: vmid)
-            return false
-        } catch let e as PVEError where e.code == .notFound {
-            return true
-        }
+        try await !pve.containerExists(node: node, vmid: vmid)
     }
 
     /// Volumes a backup does not hold (mount points without `backup=1`, `unusedN` volumes, and any

@@ -46,7 +46,7 @@ enum HostsTable {
 
     /// The one condition "this host has signed ops to act on" (signed or delivered, not expired),
     /// used by report ingest, the control envelope and the long-poll watcher alike.
-    static func pendingSignedOpsCount(hostColumn: String, now: Int64) -> SQLQueryString {
+    static func pendingSignedOpsCondition(hostColumn: String, now: Int64) -> SQLQueryString {
         """
         (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = \(unsafeRaw: hostColumn)
            AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= \(bind: now))
@@ -60,7 +60,7 @@ enum HostsTable {
         guard let row = try await db.raw("""
             UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation)
             WHERE id = \(bind: hostID)
-            RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCount(hostColumn: "hosts.id", now: now)) AS pending_ops
+            RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
             """).first()
         else { return nil }
         let blocked = try row.decode(column: "blocked", as: Int.self) != 0 || row.decode(column: "customer_suspended", as: Int.self) != 0
@@ -71,7 +71,7 @@ enum HostsTable {
     static func controlFingerprints(hostIDs: [String], now: Int64, in db: any SQLDatabase) async throws -> [String: String] {
         var out: [String: String] = [:]
         let rows = try await db.raw("""
-            SELECT id, desired_generation, blocked, customer_suspended, \(pendingSignedOpsCount(hostColumn: "hosts.id", now: now)) AS pending_ops
+            SELECT id, desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
             FROM hosts WHERE id IN \(SQLBind.group(hostIDs))
             """).all()
         for r in rows {
@@ -159,42 +159,5 @@ enum HostsTable {
     static func ids(ofCustomer customerID: String, in db: any SQLDatabase) async throws -> [String] {
         try await db.select().column("id").from("hosts").where("customer_id", .equal, SQLBind(customerID)).all()
             .map { try $0.decode(column: "id", as: String.self) }
-    }
-}
-
-/// SQL of the `guests` table.
-enum GuestsTable {
-    static func hostID(ofGuest id: String, in db: any SQLDatabase) async throws -> String? {
-        try await db.select().column("host_id").from("guests").where("id", .equal, SQLBind(id)).first()?.decode(column: "host_id", as: String.self)
-    }
-
-    static func byIdempotencyKey(hostID: String, key: String, in db: any SQLDatabase) async throws -> String? {
-        try await db.select().column("id").from("guests").where("host_id", .equal, SQLBind(hostID))
-            .where("idempotency_key", .equal, SQLBind(key)).first()?.decode(column: "id", as: String.self)
-    }
-
-    static func rename(_ id: String, to name: String, in db: any SQLDatabase) async throws {
-        try await db.update("guests").set("name", to: SQLBind(name)).where("id", .equal, SQLBind(id)).run()
-    }
-
-    static func count(onHost hostID: String, in db: any SQLDatabase) async throws -> Int {
-        try await db.raw("SELECT COUNT(*) AS n FROM guests WHERE host_id = \(bind: hostID)").first()?.decode(column: "n", as: Int.self) ?? 0
-    }
-
-    static func insert(id: String, hostID: String, name: String, at: Int64, idempotencyKey: String?, in db: any SQLDatabase) async throws {
-        try await db.insert(into: "guests").columns("id", "host_id", "name", "created_at", "idempotency_key")
-            .values(SQLBind(id), SQLBind(hostID), SQLBind(name), SQLBind(at), SQLBind(idempotencyKey)).run()
-    }
-
-    /// A guest row (for its controller config).
-    static func find(_ id: String, in db: any SQLDatabase) async throws -> (any SQLRow)? {
-        try await db.select().column("*").from("guests").where("id", .equal, SQLBind(id)).first()
-    }
-
-    /// Ids of every guest of a customer's hosts.
-    static func ids(ofCustomer customerID: String, in db: any SQLDatabase) async throws -> [String] {
-        try await db.select().column(SQLColumn("id", table: "guests")).from("guests")
-            .join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
-            .where(SQLColumn("customer_id", table: "hosts"), .equal, SQLBind(customerID)).all().map { try $0.decode(column: "id", as: String.self) }
     }
 }

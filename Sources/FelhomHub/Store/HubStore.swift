@@ -190,6 +190,13 @@ public final class HubStore: Sendable {
     }
 }
 
+extension HubStore {
+    /// A trivial query: the database answers (health checks).
+    public func ping() async throws {
+        try await withDB { db in try await db.raw("SELECT 1").run() }
+    }
+}
+
 /// The one door to SQLite's single connection: every statement and every transaction passes
 /// through it, one holder at a time, in arrival order.
 ///

@@ -68,9 +68,9 @@ enum SignedOpsTable {
             .set("finished_at", to: SQLBind(at)).where("id", .equal, SQLBind(id)).run()
     }
 
-    /// Whether the host has ops to act on: the same condition as report ingest's (``HostsTable/pendingSignedOpsCount(hostColumn:now:)``).
+    /// Whether the host has ops to act on: the same condition as report ingest's (``HostsTable/pendingSignedOpsCondition(hostColumn:now:)``).
     static func hasPending(hostID: String, now: Int64, in db: any SQLDatabase) async throws -> Bool {
-        try await db.raw("SELECT \(HostsTable.pendingSignedOpsCount(hostColumn: "h.id", now: now)) AS n FROM hosts h WHERE h.id = \(bind: hostID)")
+        try await db.raw("SELECT \(HostsTable.pendingSignedOpsCondition(hostColumn: "h.id", now: now)) AS n FROM hosts h WHERE h.id = \(bind: hostID)")
             .first()?.decode(column: "n", as: Int64.self) ?? 0 > 0
     }
 
