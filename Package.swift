@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "PVESimulator", targets: ["PVESimulator"]),
         .library(name: "FelhomSigning", targets: ["FelhomSigning"]),
         .library(name: "FelhomAgent", targets: ["FelhomAgent"]),
+        .library(name: "FelhomAPI", targets: ["FelhomAPI"]),
+        .library(name: "FelhomHubClient", targets: ["FelhomHubClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -85,8 +87,12 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FelhomAPI",
+            dependencies: ["FelhomCore"]
+        ),
+        .target(
             name: "FelhomHubClient",
-            dependencies: ["FelhomCore", "FelhomHTTP"]
+            dependencies: ["FelhomCore", "FelhomHTTP", "FelhomAPI"]
         ),
         .target(
             name: "FelhomAgent",
@@ -99,8 +105,10 @@ let package = Package(
         .target(
             name: "FelhomHub",
             dependencies: [
-                "FelhomCore", "FelhomHTTP", "FelhomSigning",
+                "FelhomCore", "FelhomAPI", "FelhomHTTP", "FelhomSigning",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
@@ -130,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "felhom",
             dependencies: [
-                "FelhomCore", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub", "FelhomHTTP",
+                "FelhomCore", "FelhomAPI", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub", "FelhomHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -152,7 +160,14 @@ let package = Package(
         ),
         .target(
             name: "FelhomTestSupport",
-            dependencies: ["FelhomCore"],
+            dependencies: [
+                "FelhomCore", "FelhomHub", "PVESimulator", "Proxmox",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Sources/FelhomTestSupport"
         ),
         .testTarget(
@@ -163,7 +178,7 @@ let package = Package(
         .testTarget(
             name: "ProxmoxTests",
             dependencies: [
-                "Proxmox", "PVESimulator", "FelhomCore",
+                "Proxmox", "PVESimulator", "FelhomCore", "FelhomTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -186,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "FelhomHubTests",
             dependencies: [
-                "FelhomHub", "FelhomCore", "FelhomHTTP", "FelhomSigning",
+                "FelhomHub", "FelhomCore", "FelhomHTTP", "FelhomSigning", "FelhomTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -195,7 +210,7 @@ let package = Package(
         .testTarget(
             name: "FelhomAgentTests",
             dependencies: [
-                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomHub", "FelhomHubClient", "FelhomSigning", "FelhomTestSupport",
+                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning", "FelhomTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ]

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 import Logging
@@ -41,6 +42,8 @@ public struct Hub: Sendable {
     public let notifications: NotificationSettings
     /// Cloudflare geo rules; `nil` when the hub has no Cloudflare token.
     public var geo: CloudflareGeo?
+    /// Where the API, store and mail paths log (with request and subject metadata).
+    public var logger = Logger(label: "felhom.hub")
     /// Per-key rate limits.
     public let limiter: RateLimiter
     /// Group commit of host reports (SQLite: one connection, so many reports share one commit).
@@ -68,22 +71,6 @@ public struct Hub: Sendable {
     }
 
     // MARK: - Customers
-
-    public struct NewCustomer: Codable, Sendable {
-        public var name: String
-        public var email: String
-        public var domain: String
-        public var timezone: String?
-        public var language: String?
-
-        public init(name: String, email: String, domain: String, timezone: String?, language: String?) {
-            self.name = name
-            self.email = email
-            self.domain = domain
-            self.timezone = timezone
-            self.language = language
-        }
-    }
 
     public func createCustomer(_ c: NewCustomer, by p: Principal) async throws -> String {
         guard p == .operator else { throw HubError.forbidden("create customers") }
@@ -123,28 +110,6 @@ public struct Hub: Sendable {
     }
 
     // MARK: - Hosts and guests
-
-    public struct HostView: Codable, Sendable, Equatable {
-        public var id: String
-        public var customerID: String
-        public var name: String
-        public var desiredGeneration: Int64
-        public var blocked: Bool
-        public var liveness: Liveness.State
-        public var lastReportAt: Int64?
-        public var lastReportAgeSeconds: Int64?
-        /// The desired generation the box says it has applied (nil: not yet, or an older agent).
-        public var appliedGeneration: Int64?
-
-        enum CodingKeys: String, CodingKey {
-            case id, name, blocked, liveness
-            case appliedGeneration = "applied_generation"
-            case customerID = "customer_id"
-            case desiredGeneration = "desired_generation"
-            case lastReportAt = "last_report_at"
-            case lastReportAgeSeconds = "last_report_age_seconds"
-        }
-    }
 
     public func createHost(customerID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
         guard p == .operator else { throw HubError.forbidden("create hosts") }
@@ -346,32 +311,11 @@ public struct Hub: Sendable {
             guard let g = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
             return g
         }
-        await generations.notify(hostID: hostID)
+        generations.notify(hostID: hostID)
         return gen
     }
 
     // MARK: - Events
-
-    public struct NewEvent: Codable, Sendable {
-        public var type: String
-        public var severity: HubEvent.Severity?
-        public var guestID: String?
-        public var at: Date?
-        public var data: JSONValue?
-
-        public init(type: String, severity: HubEvent.Severity?, guestID: String?, at: Date?, data: JSONValue?) {
-            self.type = type
-            self.severity = severity
-            self.guestID = guestID
-            self.at = at
-            self.data = data
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case type, severity, at, data
-            case guestID = "guest_id"
-        }
-    }
 
     public func postEvent(_ e: NewEvent, by p: Principal) async throws -> HubEvent {
         let source: HubEvent.Source, hostID: String?, guestID: String?, customerID: String?
@@ -417,7 +361,7 @@ public struct Hub: Sendable {
     }
 
     func insertEvent(_ ev: HubEvent) async throws {
-        try await store.transaction { db in try await record(ev, in: db) }
+        _ = try await store.transaction { db in try await record(ev, in: db) }
     }
 
     public func events(hostID: String?, type: String?, since: Date?, limit: Int, by p: Principal) async throws -> [HubEvent] {

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomHTTP
 import Foundation
@@ -78,31 +79,52 @@ public struct HubClient: Sendable {
         return response.body
     }
 
-    public func json(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil) async throws -> JSONValue {
-        let data = try await call(method, path, query: query, body: body?.serialized())
-        do { return try JSONValue.parse(data) } catch {
-            throw HubClientError(code: "decoding", message: "the hub's answer to \(method) \(path) is not JSON")
+    /// Sends `body` (JSON in ``APICoding``) and decodes the answer as `T`.
+    public func send<T: Decodable>(
+        _ method: String, _ path: String, query: [(String, String)] = [], body: (some Encodable)? = Optional<Empty>.none, as type: T.Type = T.self
+    ) async throws -> T {
+        let data = try body.map { value in
+            do { return try APICoding.encoder().encode(value) } catch {
+                throw HubClientError(code: "invalid_argument", message: "cannot encode the request to \(method) \(path): \(error)")
+            }
+        }
+        return try decodeAnswer(try await call(method, path, query: query, body: data), method, path)
+    }
+
+    /// Decodes an answer of the hub (``APICoding``); a shape the client does not know is a `decoding` error naming the call.
+    func decodeAnswer<T: Decodable>(_ data: Data, _ method: String, _ path: String) throws -> T {
+        do { return try APICoding.decoder().decode(T.self, from: data) } catch {
+            throw HubClientError(code: "decoding", message: "the hub's answer to \(method) \(path) is not the documented shape (\(error))")
         }
     }
+
+    /// An empty request body.
+    public struct Empty: Codable, Sendable { public init() {} }
+
+    /// One path segment, percent-encoded (ids come from the hub or the operator, never trusted as paths).
+    static func segment(_ text: String) -> String { PathSegment.encode(text) }
 
     // MARK: - Agent
 
     /// Trades a one-time enrollment token for this host's key. The token is the only credential.
     public static func enroll(url: String, token: Secret, trust: TLSTrust = .systemDefault) async throws -> (hostID: String, key: Secret) {
         // No bearer key: the token in the body is the credential.
-        var c = try HubClient(url: url, key: token, trust: trust, timeout: .seconds(30))
-        c.anonymous = true
-        let j = try await c.json("POST", "/api/v1/enroll", body: .object(["token": .string(token.reveal())]))
-        guard let id = j["host_id"]?.stringValue, let key = j["api_key"]?.stringValue else {
-            throw HubClientError(code: "decoding", message: "enrollment answer without host_id or api_key")
-        }
-        return (id, Secret(key))
+        var client = try HubClient(url: url, key: token, trust: trust, timeout: .seconds(30))
+        client.anonymous = true
+        let enrolled = try await client.send("POST", "/api/v1/enroll", body: EnrollRequest(token: token.reveal()), as: Enrolled.self)
+        return (enrolled.hostID, Secret(enrolled.apiKey))
     }
 
     /// Posts a host report; returns the control envelope.
     public func postHostReport(_ report: HostReport) async throws -> ControlEnvelope {
         let data = try await call("POST", "/api/v1/host-report", body: report.encoded())
         return try decodeContract(data, "host-report")
+    }
+
+    /// Posts a guest report (a controller's key); returns the control envelope.
+    public func postGuestReport(_ report: GuestReport) async throws -> ControlEnvelope {
+        let data = try await call("POST", "/api/v1/guest-report", body: report.encoded())
+        return try decodeContract(data, "guest-report")
     }
 
     /// Long-polls for a generation past `after` (bounded by `wait` seconds on the hub).
@@ -115,12 +137,41 @@ public struct HubClient: Sendable {
 
     /// The published desired state of a host: its generation and spec (`nil` before the first publish).
     public func desired(hostID: String) async throws -> (generation: Int64, spec: DesiredState?) {
-        let j = try await json("GET", "/api/v1/hosts/\(PathSegment.encode(hostID))/desired")
-        let gen = j["generation"]?.lenientInt ?? 0
-        guard let spec = j["spec"], spec != .null else { return (gen, nil) }
-        do { return (gen, try DesiredState.decode(spec.serialized())) } catch let e as ContractError {
-            throw HubClientError(code: "decoding", message: "published desired state breaks the contract: \(e)")
+        let view = try await desiredView(hostID: hostID)
+        return (view.generation, view.spec)
+    }
+
+    /// The full desired view (the draft too, for operator and customer keys).
+    public func desiredView(hostID: String) async throws -> DesiredView {
+        let data = try await call("GET", "/api/v1/hosts/\(Self.segment(hostID))/desired")
+        // The spec is checked against the contract strictly: a hub cannot slip unknown keys to the agent.
+        do {
+            let view: DesiredView = try decodeAnswer(data, "GET", "/api/v1/hosts/{id}/desired")
+            if let spec = try JSONValue.parse(data)["spec"], spec != .null { _ = try DesiredState.decode(spec.serialized()) }
+            return view
+        } catch let error as ContractError {
+            throw HubClientError(code: "decoding", message: "published desired state breaks the contract: \(error)")
         }
+    }
+
+    /// Gets (or, after a crash, gets again: same `idempotencyKey`, new key) a guest's API key.
+    public func createGuest(hostID: String, name: String, idempotencyKey: String?) async throws -> (id: String, apiKey: Secret) {
+        let created = try await send(
+            "POST", "/api/v1/hosts/\(Self.segment(hostID))/guests", body: NewGuest(name: name, idempotencyKey: idempotencyKey), as: Created.self)
+        guard let id = created.id, let key = created.apiKey else {
+            throw HubClientError(code: "decoding", message: "the hub created a guest without answering its id and key")
+        }
+        return (id, Secret(key))
+    }
+
+    /// The next signed op for this host, or nil: the exact bytes and the armored signature.
+    public func nextSignedOp() async throws -> DeliveredOp? {
+        let next = try await send("GET", "/api/v1/signed-ops/next", as: NextSignedOp.self)
+        guard let op = next.op else { return nil }
+        guard let signature = op.signature else {
+            throw HubClientError(code: "decoding", message: "signed op \(op.id) delivered without a signature")
+        }
+        return DeliveredOp(id: op.id, blob: Array(op.blob.utf8), signature: signature)
     }
 
     /// A signed op delivered to this host: the exact bytes and the armored signature.
@@ -130,35 +181,110 @@ public struct HubClient: Sendable {
         public var signature: String
     }
 
-    public func nextSignedOp() async throws -> DeliveredOp? {
-        let j = try await json("GET", "/api/v1/signed-ops/next")
-        guard let op = j["op"], op != .null else { return nil }
-        guard let id = op["id"]?.stringValue, let blob = op["blob"]?.stringValue, let sig = op["signature"]?.stringValue else {
-            throw HubClientError(code: "decoding", message: "signed op without id, blob or signature")
-        }
-        return DeliveredOp(id: id, blob: Array(blob.utf8), signature: sig)
-    }
-
     public func reportSignedOpResult(id: String, applied: Bool, reason: String?) async throws {
-        var body: [String: JSONValue] = ["outcome": .string(applied ? "applied" : "rejected")]
-        if let reason { body["reason"] = .string(reason) }
-        _ = try await json("POST", "/api/v1/signed-ops/\(PathSegment.encode(id))/result", body: .object(body))
+        _ = try await send(
+            "POST", "/api/v1/signed-ops/\(Self.segment(id))/result", body: SignedOpResult(outcome: applied ? "applied" : "rejected", reason: reason),
+            as: SignedOpView.self)
     }
 
     public func postEvent(type: String, severity: HubEvent.Severity, data: JSONValue = .object([:])) async throws {
-        _ = try await json("POST", "/api/v1/events", body: .object(["type": .string(type), "severity": .string(severity.rawValue), "data": data]))
+        _ = try await send("POST", "/api/v1/events", body: NewEvent(type: type, severity: severity, data: data), as: HubEvent.self)
     }
 
     // MARK: - Operator
 
-    /// Signed-op requests, as JSON objects (`id`, `blob`, `summary`, `customer_name`, `host_name`, …).
-    public func signedOps(status: String?) async throws -> [JSONValue] {
-        let j = try await json("GET", "/api/v1/signed-ops", query: status.map { [("status", $0)] } ?? [])
-        return j["signed_ops"]?.arrayValue ?? []
+    public func createCustomer(_ customer: NewCustomer) async throws -> String {
+        let created = try await send("POST", "/api/v1/customers", body: customer, as: Created.self)
+        guard let id = created.id else { throw HubClientError(code: "decoding", message: "the hub created a customer without answering its id") }
+        return id
     }
 
-    public func uploadSignature(opID: String, armored: String) async throws -> JSONValue {
-        try await json("POST", "/api/v1/signed-ops/\(PathSegment.encode(opID))/signature", body: .object(["signature": .string(armored)]))
+    public func customers() async throws -> [CustomerView] {
+        try await send("GET", "/api/v1/customers", as: CustomerList.self).customers
+    }
+
+    public func customer(_ id: String) async throws -> CustomerView {
+        try await send("GET", "/api/v1/customers/\(Self.segment(id))", as: CustomerView.self)
+    }
+
+    /// A host and its first API key (shown once).
+    public func createHost(customerID: String, name: String) async throws -> (id: String, apiKey: Secret) {
+        let created = try await send("POST", "/api/v1/hosts", body: NewHost(customerID: customerID, name: name), as: Created.self)
+        guard let id = created.id, let key = created.apiKey else {
+            throw HubClientError(code: "decoding", message: "the hub created a host without answering its id and key")
+        }
+        return (id, Secret(key))
+    }
+
+    public func hosts() async throws -> [HostView] {
+        try await send("GET", "/api/v1/hosts", as: HostList.self).hosts
+    }
+
+    public func host(_ id: String) async throws -> HostView {
+        try await send("GET", "/api/v1/hosts/\(Self.segment(id))", as: HostView.self)
+    }
+
+    /// Block (nothing is changed on the box) or unblock a host.
+    public func setHostBlocked(_ id: String, blocked: Bool) async throws -> HostView {
+        try await send("POST", "/api/v1/hosts/\(Self.segment(id))/\(blocked ? "block" : "unblock")", as: HostView.self)
+    }
+
+    public func enrollmentToken(hostID: String, ttlSeconds: Int? = nil) async throws -> EnrollmentToken {
+        try await send("POST", "/api/v1/hosts/\(Self.segment(hostID))/enrollment", body: NewEnrollmentToken(ttlSeconds: ttlSeconds), as: EnrollmentToken.self)
+    }
+
+    /// Saves the draft desired state of a host (not yet published).
+    public func putDesired(hostID: String, _ state: DesiredState) async throws -> DesiredView {
+        let data = try await call("PUT", "/api/v1/hosts/\(Self.segment(hostID))/desired", body: state.encoded())
+        return try decodeAnswer(data, "PUT", "/api/v1/hosts/{id}/desired")
+    }
+
+    /// Publishes the draft; returns the new generation.
+    public func publishDesired(hostID: String) async throws -> Int64 {
+        try await send("POST", "/api/v1/hosts/\(Self.segment(hostID))/desired/publish", as: Published.self).generation
+    }
+
+    public func drift(hostID: String) async throws -> DriftView {
+        try await send("GET", "/api/v1/hosts/\(Self.segment(hostID))/drift", as: DriftView.self)
+    }
+
+    /// Events, newest first (filters optional; `limit` 1…1000).
+    public func events(hostID: String? = nil, type: String? = nil, since: Timestamp? = nil, limit: Int? = nil) async throws -> [HubEvent] {
+        var query: [(String, String)] = []
+        if let hostID { query.append(("host_id", hostID)) }
+        if let type { query.append(("type", type)) }
+        if let since { query.append(("since", since.rfc3339)) }
+        if let limit { query.append(("limit", String(limit))) }
+        return try await send("GET", "/api/v1/events", query: query, as: EventList.self).events
+    }
+
+    public func registerOperatorKey(_ key: NewOperatorKey) async throws -> OperatorKeyView {
+        try await send("POST", "/api/v1/operator-keys", body: key, as: OperatorKeyView.self)
+    }
+
+    public func operatorKeys() async throws -> [OperatorKeyView] {
+        try await send("GET", "/api/v1/operator-keys", as: OperatorKeyList.self).operatorKeys
+    }
+
+    /// Queues an op for signing; the answer carries the exact `blob` to sign.
+    public func createSignedOp(_ op: NewSignedOp) async throws -> SignedOpView {
+        try await send("POST", "/api/v1/signed-ops", body: op, as: SignedOpView.self)
+    }
+
+    /// Signed-op requests (`status` filter optional). Hub text: the CLI shows what it decodes from each blob.
+    public func signedOps(status: SignedOpStatus? = nil, hostID: String? = nil) async throws -> [SignedOpView] {
+        var query: [(String, String)] = []
+        if let status { query.append(("status", status.rawValue)) }
+        if let hostID { query.append(("host_id", hostID)) }
+        return try await send("GET", "/api/v1/signed-ops", query: query, as: SignedOpList.self).signedOps
+    }
+
+    public func signedOp(_ id: String) async throws -> SignedOpView {
+        try await send("GET", "/api/v1/signed-ops/\(Self.segment(id))", as: SignedOpView.self)
+    }
+
+    public func uploadSignature(opID: String, armored: String) async throws -> SignedOpView {
+        try await send("POST", "/api/v1/signed-ops/\(Self.segment(opID))/signature", body: SignatureUpload(signature: armored), as: SignedOpView.self)
     }
 
     func decodeContract<T: Decodable>(_ data: Data, _ what: String) throws -> T {

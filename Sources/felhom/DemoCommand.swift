@@ -1,4 +1,5 @@
 import ArgumentParser
+import FelhomAPI
 import FelhomAgent
 import FelhomCore
 import FelhomHTTP
@@ -71,18 +72,20 @@ struct DemoCommand: AsyncParsableCommand {
         // 2. The hub, embedded, on SQLite.
         step("Starting the hub (SQLite)")
         let operatorKey = "demo-operator-" + UUID().uuidString.lowercased()
-        let store = try await HubStore.open(url: "sqlite:\(root)/hub.sqlite")
-        let hub = Hub(store: store, operatorKey: operatorKey)
+        var hubConfig = HubConfig()
+        hubConfig.listen = "127.0.0.1:0"
+        hubConfig.database = "sqlite:\(root)/hub.sqlite"
+        hubConfig.operatorKey = Secret(operatorKey)
+        hubConfig.checkIntervalSeconds = 5  // liveness shows within seconds in the demo (production: 60 s)
+        hubConfig.logLevel = "critical"  // the demo prints its own progress; server internals stay out of it
         let portBox = Mutex<Int?>(nil)
         var quiet = Logger(label: "felhom.demo.hub")
-        quiet.logLevel = .critical  // the demo prints its own progress; server internals stay out of it
-        let app = Application(
-            router: HubAPI.router(hub: hub), configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "felhom-hub"),
-            onServerRunning: { channel in portBox.withLock { $0 = channel.localAddress?.port } }, logger: quiet)
-        var checks = CheckerService.Settings()
-        checks.interval = .seconds(5)  // liveness shows within seconds in the demo (production: 60 s)
-        let checker = CheckerService(hub: hub, settings: checks, logger: quiet)
-        let hubGroup = ServiceGroup(services: [app, checker], gracefulShutdownSignals: scenarioOnly ? [] : [.sigint, .sigterm], logger: quiet)
+        quiet.logLevel = .critical
+        let built = try await buildApplication(
+            config: try hubConfig.resolve(),
+            dependencies: .init(onServerRunning: { port in portBox.withLock { $0 = port } }, logger: quiet))
+        let hub = built.hub
+        let hubGroup = ServiceGroup(services: [built.application], gracefulShutdownSignals: scenarioOnly ? [] : [.sigint, .sigterm], logger: quiet)
         let hubTask = Task { try await hubGroup.run() }
         var hubPort: Int?
         for _ in 0..<100 where hubPort == nil {
@@ -96,16 +99,14 @@ struct DemoCommand: AsyncParsableCommand {
 
         // 3. Operator set-up: a customer, a host, an enrollment token, the operator's signing key.
         step("Enrolling a box")
-        let customer = try await op.json("POST", "/api/v1/customers", body: [
-            "name": "Kiss Anna", "email": "anna@example.hu", "domain": "kiss.example.hu", "language": "hu",
-        ])["id"]?.stringValue ?? ""
-        let host = try await op.json("POST", "/api/v1/hosts", body: ["customer_id": .string(customer), "name": "nappali"])["id"]?.stringValue ?? ""
-        let token = try await op.json("POST", "/api/v1/hosts/\(host)/enrollment")["token"]?.stringValue ?? ""
+        let customer = try await op.createCustomer(NewCustomer(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", language: "hu"))
+        let host = try await op.createHost(customerID: customer, name: "nappali").id
+        let token = try await op.enrollmentToken(hostID: host).token
         let signingKey = SSHPrivateKey.generateEd25519(comment: "demo-operator")
         if let text = signingKey.openSSHText() {
-            FileManager.default.createFile(atPath: root + "/operator_ed25519", contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: root + "/operator_ed25519", contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
         }
-        _ = try await op.json("POST", "/api/v1/operator-keys", body: ["public_key": .string(signingKey.publicKey.openSSHLine + " demo-operator")])
+        _ = try await op.registerOperatorKey(NewOperatorKey(publicKey: signingKey.publicKey.openSSHLine + " demo-operator"))
         let signers = root + "/allowed_signers"
         try "operator@felhom \(signingKey.publicKey.openSSHLine) role=operational\n".write(toFile: signers, atomically: true, encoding: .utf8)
         info("customer Kiss Anna, host \"nappali\" (\(host)); demo operator key registered and pinned on the agent")
@@ -135,7 +136,7 @@ struct DemoCommand: AsyncParsableCommand {
         // New guests get the golden template's 4 GiB root disk (growing disks is not built yet).
         try await publish(desired, op: op, host: host)
         seen.converged = try await waitUntil(seconds: 60) {
-            try await op.json("GET", "/api/v1/hosts/\(host)/drift")["in_sync"] == .bool(true)
+            try await op.drift(hostID: host).inSync
         }
         let state = await sim.engine.snapshot()
         seen.provisionedByRestore = [120, 121].allSatisfy { vmid in
@@ -146,8 +147,9 @@ struct DemoCommand: AsyncParsableCommand {
             info("hub drift view: every guest in sync")
         } else {
             info("NOT converged within 60 s; the hub's drift view:")
-            for g in try await op.json("GET", "/api/v1/hosts/\(host)/drift")["guests"]?.arrayValue ?? [] where g["state"] != "in_sync" {
-                info("  \(String(decoding: g.serialized(), as: UTF8.self))")
+            for guest in try await op.drift(hostID: host).guests where guest.state != .inSync {
+                let differences = guest.differences.map { "\($0.field): \($0.desired) → \($0.actual)" }.joined(separator: ", ")
+                info("  \(guest.vmid) \(guest.name): \(guest.state.rawValue) \(differences)")
             }
         }
         info(seen.provisionedByRestore
@@ -159,8 +161,8 @@ struct DemoCommand: AsyncParsableCommand {
         desired.guests.removeAll { $0.vmid == 121 }
         try await publish(desired, op: op, host: host)
         let refusedEvent = try await waitUntil(seconds: 30) {
-            let evs = try await op.json("GET", "/api/v1/events", query: [("host_id", host), ("type", "op_refused")])["events"]?.arrayValue ?? []
-            return evs.contains { $0["data"]?["vmid"]?.lenientInt == 121 }
+            let events = try await op.events(hostID: host, type: "op_refused")
+            return events.contains { $0.data["vmid"]?.lenientInt == 121 }
         }
         let stillThere = await sim.engine.snapshot().containers[121] != nil
         seen.unsignedDestroyRefused = refusedEvent && stillThere
@@ -168,14 +170,14 @@ struct DemoCommand: AsyncParsableCommand {
 
         // 7. The operator queues a destroy and signs it.
         step("Queueing guest.destroy for 121 and signing it with the operator key")
-        let queued = try await op.json("POST", "/api/v1/signed-ops", body: ["host_id": .string(host), "guest_id": "121", "op": "guest.destroy"])
-        let opID = queued["id"]?.stringValue ?? ""
-        info(queued["summary"]?.stringValue ?? "")
-        let blob = Array((queued["blob"]?.stringValue ?? "").utf8)
+        let queued = try await op.createSignedOp(NewSignedOp(hostID: host, guestID: "121", op: "guest.destroy"))
+        let opID = queued.id
+        info(queued.summary)
+        let blob = Array(queued.blob.utf8)
         let signature = try signingKey.sign(message: blob, namespace: OpVerifier.namespace).armored
         _ = try await op.uploadSignature(opID: opID, armored: signature)
         let applied = try await waitUntil(seconds: 30) {
-            try await op.json("GET", "/api/v1/signed-ops/\(opID)")["status"]?.stringValue == "applied"
+            try await op.signedOp(opID).status == .applied
         }
         let gone = await sim.engine.snapshot().containers[121] == nil
         seen.signedOpApplied = applied && gone
@@ -184,10 +186,10 @@ struct DemoCommand: AsyncParsableCommand {
         // 8. A compromised hub replays the signed op: the agent's nonce store refuses it.
         step("Replaying the same signed op (as a compromised hub would)")
         let replayID = "sop_replay_demo"
-        try await store.replaySignedOp(opID, as: replayID)
+        try await hub.store.replaySignedOp(opID, as: replayID)
         let rejected = try await waitUntil(seconds: 30) {
-            let r = try await op.json("GET", "/api/v1/signed-ops/\(replayID)")
-            return r["status"]?.stringValue == "rejected" && (r["reason"]?.stringValue ?? "").hasPrefix("replay")
+            let replayed = try await op.signedOp(replayID)
+            return replayed.status == .rejected && (replayed.reason ?? "").hasPrefix("replay")
         }
         seen.replayRejected = rejected
         info(rejected ? "rejected by the agent: replay (nonce already used)" : "NOT rejected as expected")
@@ -203,7 +205,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
         say(seen.all ? "demo finished: everything worked." : "demo finished with FAILURES (see above).")
         if !scenarioOnly {
-            FileManager.default.createFile(atPath: root + "/operator-key.txt", contents: Data(operatorKey.utf8), attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: root + "/operator-key.txt", contents: Data(operatorKey.utf8), attributes: [.posixPermissions: 0o600])
             say("\nDashboard: \(hubURL)/  — sign in with the operator key in \(root)/operator-key.txt")
             say("Hub API:   \(hubURL)/api/v1 (see \(hubURL)/openapi.yaml); sign ops with: felhom sign --hub \(hubURL) --key \(root)/operator_ed25519")
             say("Everything keeps running; press Ctrl-C to stop.")
@@ -212,16 +214,15 @@ struct DemoCommand: AsyncParsableCommand {
         await agentGroup.triggerGracefulShutdown()
         _ = try? await agentTask.value
         await hubGroup.triggerGracefulShutdown()
-        _ = try? await hubTask.value
-        await store.close()
+        _ = try? await hubTask.value  // the store closes with the hub's services
         await sim.shutdown()
         if !seen.all { throw ExitCode(1) }
     }
 
-    func publish(_ d: DesiredState, op: HubClient, host: String) async throws {
-        _ = try await op.call("PUT", "/api/v1/hosts/\(host)/desired", body: d.encoded())
-        let gen = try await op.json("POST", "/api/v1/hosts/\(host)/desired/publish")["generation"]?.lenientInt ?? 0
-        say("  published generation \(gen)")
+    func publish(_ desired: DesiredState, op: HubClient, host: String) async throws {
+        _ = try await op.putDesired(hostID: host, desired)
+        let generation = try await op.publishDesired(hostID: host)
+        say("  published generation \(generation)")
     }
 
     func waitUntil(seconds: Int, _ check: () async throws -> Bool) async throws -> Bool {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FelhomAPI
 import FelhomCore
 import FelhomHTTP
 import FelhomHubClient
@@ -35,7 +36,8 @@ struct SignCommand: AsyncParsableCommand {
         guard let apiKey = operatorKey ?? ProcessInfo.processInfo.environment["FELHOM_OPERATOR_KEY"], !apiKey.isEmpty else {
             throw ValidationError("give the hub's operator key with FELHOM_OPERATOR_KEY or --operator-key")
         }
-        if !pending && key == nil { throw ValidationError("--key PATH is needed to sign (or --pending to only list)") }
+        let keyPath = key ?? ""
+        if !pending && keyPath.isEmpty { throw ValidationError("--key PATH is needed to sign (or --pending to only list)") }
         if yes {
             throw ValidationError("--yes was removed: name the ops to sign with --op ID (list them with --pending and check each digest)")
         }
@@ -47,27 +49,26 @@ struct SignCommand: AsyncParsableCommand {
         }
         let client: HubClient
         do { client = try HubClient(url: hub, key: Secret(apiKey), trust: trust) } catch { throw ValidationError("\(error)") }
-        let ops: [JSONValue]
-        do { ops = try await client.signedOps(status: "pending_signature") } catch { throw SimpleError("cannot list pending ops: \(error)") }
+        let ops: [SignedOpView]
+        do { ops = try await client.signedOps(status: .pendingSignature) } catch { throw SimpleError("cannot list pending ops: \(error)") }
         if ops.isEmpty {
             print("No ops are waiting for a signature.")
             return
         }
         print("\(ops.count) op\(ops.count == 1 ? "" : "s") waiting for a signature:\n")
         var signed = 0, skipped = 0, failed = 0
-        let listedIDs = Set(ops.compactMap { $0["id"]?.stringValue })
+        let listedIDs = Set(ops.map(\.id))
         for wanted in opIDs where !listedIDs.contains(wanted) {
             print("✗ --op \(TerminalText.escaped(wanted)): no such op is waiting for a signature\n")
             failed += 1
         }
         for op in ops {
-            let id = op["id"]?.stringValue ?? "?"
+            let id = op.id
             if !opIDs.isEmpty && !opIDs.contains(id) {
                 skipped += 1
                 continue
             }
-            let blobText = op["blob"]?.stringValue ?? ""
-            let bytes = Array(blobText.utf8)
+            let bytes = Array(op.blob.utf8)
             let parsed: OpBlob
             do {
                 parsed = try OpBlob(parsing: bytes)
@@ -77,8 +78,8 @@ struct SignCommand: AsyncParsableCommand {
                 failed += 1
                 continue
             }
-            print(Self.describe(parsed, bytes: bytes, id: id, customer: op["customer_name"]?.stringValue, host: op["host_name"]?.stringValue,
-                                volumesAtRisk: op["volumes_not_in_backups"]?.arrayValue ?? []))
+            print(Self.describe(parsed, bytes: bytes, id: id, customer: op.customerName, host: op.hostName,
+                                volumesAtRisk: op.volumesNotInBackups ?? []))
             if pending { continue }
             if opIDs.isEmpty {
                 print("Sign this op? Type 'yes' to sign, anything else to skip: ", terminator: "")
@@ -89,9 +90,9 @@ struct SignCommand: AsyncParsableCommand {
                 }
             }
             do {
-                let sig = try await OperatorSigning.sign(bytes, keyPath: key!, viaSSHKeygen: viaSSHKeygen)
+                let sig = try await OperatorSigning.sign(bytes, keyPath: keyPath, viaSSHKeygen: viaSSHKeygen)
                 let answer = try await client.uploadSignature(opID: id, armored: sig)
-                print("  ✓ signed and uploaded (status: \(answer["status"]?.stringValue ?? "?"))\n")
+                print("  ✓ signed and uploaded (status: \(answer.status.rawValue))\n")
                 signed += 1
             } catch {
                 print("  ✗ \(error)\n")
@@ -104,7 +105,7 @@ struct SignCommand: AsyncParsableCommand {
 
     /// Plain words from the signed bytes themselves; the hub's names are only context. Every
     /// string is escaped outside printable ASCII (a hostile hub cannot make "121" show for "120").
-    static func describe(_ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [JSONValue] = []) -> String {
+    static func describe(_ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [SignedOpView.VolumeRef] = []) -> String {
         let e = TerminalText.escaped
         let fmt = ISO8601DateFormatter()
         var lines = ["• \(op.op.summary)", "    request  \(e(id))"]
@@ -116,7 +117,7 @@ struct SignCommand: AsyncParsableCommand {
         }
         lines.append("    valid    \(fmt.string(from: op.issuedAt)) until \(fmt.string(from: op.expiresAt)) (nonce \(e(String(op.nonce.prefix(12))))…)")
         if op.op == .guestRestore && !volumesAtRisk.isEmpty {
-            let list = volumesAtRisk.map { "\(e($0["key"]?.stringValue ?? "?")) (\(e($0["volume"]?.stringValue ?? "?")))" }.joined(separator: ", ")
+            let list = volumesAtRisk.map { "\(e($0.key)) (\(e($0.volume)))" }.joined(separator: ", ")
             lines.append("    WARNING  volumes not in this guest's backups (says the hub's last report): \(list)")
             lines.append("             a restore over the guest would destroy them; the agent refuses until they are moved")
         }

@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import FelhomHub
 import Foundation
 import SQLKit

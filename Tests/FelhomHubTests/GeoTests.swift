@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import FelhomSigning
 import FelhomHub
 import Foundation

@@ -1,5 +1,6 @@
 import Crypto
 import FelhomCore
+import FelhomTestSupport
 import FelhomHTTP
 @testable import FelhomHub
 import Foundation

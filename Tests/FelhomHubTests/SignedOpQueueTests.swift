@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import FelhomHub
 import FelhomSigning
 import Foundation

@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import FelhomHTTP
 import Foundation
 import HTTPTypes

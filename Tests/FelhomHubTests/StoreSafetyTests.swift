@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 @testable import FelhomHub
 import Foundation
 import SQLKit

@@ -62,15 +62,11 @@ public final class Agent: Service, Sendable {
             pve: pve, journal: journal, settings: provision,
             issueToken: { vmid, name in
                 // The controller's own key from the hub, kept for the local API to hand to the guest.
-                let j = try await hubClient.json("POST", "/api/v1/hosts/\(PathSegment.encode(hostID))/guests", body: .object([
-                    "name": .string(name),
-                    // Asked again after a crash, the hub re-keys the same guest and revokes the first key.
-                    "idempotency_key": .string("vmid-\(vmid)"),
-                ]))
-                guard let key = j["api_key"]?.stringValue else { throw SignedOpError(message: "hub gave no guest key") }
+                // Asked again after a crash, the hub re-keys the same guest and revokes the first key.
+                let (_, key) = try await hubClient.createGuest(hostID: hostID, name: name, idempotencyKey: "vmid-\(vmid)")
                 try FileManager.default.createDirectory(atPath: tokensDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 let path = tokensDir + "/\(vmid).token"
-                do throws(AppendLogError) { try DurableFile.write(Array(key.utf8), to: path, mode: 0o600) } catch {
+                do throws(AppendLogError) { try DurableFile.write(Array(key.reveal().utf8), to: path, mode: 0o600) } catch {
                     throw SignedOpError(message: "cannot store the guest token for \(vmid): \(error.message)")
                 }
             }, log: log)

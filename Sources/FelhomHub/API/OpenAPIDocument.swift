@@ -15,7 +15,9 @@ enum OpenAPIDocument {
             JSON API of the Felhom hub. Authenticate with `Authorization: Bearer KEY`: the operator key
             (configuration), or a customer, host or guest key (shown once when issued). Host, guest and
             customer keys reach only their own customer's rows. Errors are
-            `{"error": {"code": "...", "message": "...", "path": "$.field"}}`.
+            `{"error": {"code": "...", "message": "...", "path": "$.field"}}`. Every time is RFC 3339 in UTC
+            (`2026-11-30T16:49:09Z`). The same types are the `FelhomAPI` Swift module; `FelhomHubClient` is
+            the typed client.
         components:
           responses:
             Error:
@@ -85,8 +87,82 @@ enum OpenAPIDocument {
                 blocked: {type: boolean}
                 desired_generation: {type: integer}
                 has_signed_ops: {type: boolean}
+            Timestamp: {type: string, format: date-time, description: "RFC 3339 in UTC, whole seconds (2026-11-30T16:49:09Z): every time in this API"}
+            Customer:
+              type: object
+              required: [id, name, email, domain, timezone, language, notify_types, notify_types_default, created_at, suspended]
+              properties:
+                id: {type: string}
+                name: {type: string}
+                email: {type: string}
+                domain: {type: string}
+                timezone: {type: string}
+                language: {type: string, enum: [hu, en]}
+                notify_types: {type: array, items: {type: string}}
+                notify_types_default: {type: boolean}
+                created_at: {$ref: "#/components/schemas/Timestamp"}
+                suspended: {type: boolean}
+            OperatorKey:
+              type: object
+              required: [id, name, role, fingerprint, public_key, created_at]
+              properties:
+                id: {type: string}
+                name: {type: string}
+                role: {type: string, enum: [operational, recovery]}
+                fingerprint: {type: string}
+                public_key: {type: string}
+                created_at: {$ref: "#/components/schemas/Timestamp"}
+            SignedOp:
+              type: object
+              required: [id, host_id, host_name, customer_id, customer_name, op, summary, blob, status, expires_at, created_at]
+              properties:
+                id: {type: string}
+                host_id: {type: string}
+                host_name: {type: string}
+                customer_id: {type: string}
+                customer_name: {type: string}
+                guest_id: {type: string}
+                op: {type: string}
+                summary: {type: string, description: "hub text for people; the CLI shows what it decodes from blob, never this"}
+                blob: {type: string, description: the exact canonical bytes to sign}
+                status: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}
+                signature: {type: string}
+                signer: {type: string}
+                reason: {type: string}
+                expires_at: {$ref: "#/components/schemas/Timestamp"}
+                created_at: {$ref: "#/components/schemas/Timestamp"}
+                volumes_not_in_backups: {type: array, items: {type: object, required: [key, volume], properties: {key: {type: string}, volume: {type: string}}}}
+            Drift:
+              type: object
+              required: [host_id, generation, in_sync, guests]
+              properties:
+                host_id: {type: string}
+                generation: {type: integer}
+                reported_at: {$ref: "#/components/schemas/Timestamp"}
+                in_sync: {type: boolean}
+                guests:
+                  type: array
+                  items:
+                    type: object
+                    required: [state, vmid, name, differences]
+                    properties:
+                      state: {type: string, enum: [in_sync, differs, missing, unexpected, unknown]}
+                      vmid: {type: integer}
+                      name: {type: string}
+                      desired_run_state: {type: string}
+                      actual_status: {type: string}
+                      differences: {type: array, items: {type: object, required: [field, desired, actual], properties: {field: {type: string}, desired: {type: string}, actual: {type: string}}}}
+            EnrollmentToken:
+              type: object
+              required: [host_id, token, expires_at]
+              properties: {host_id: {type: string}, token: {type: string}, expires_at: {$ref: "#/components/schemas/Timestamp"}}
+            Suspension:
+              type: object
+              required: [id, suspended]
+              properties: {id: {type: string}, suspended: {type: boolean}}
             Host:
               type: object
+              required: [id, customer_id, name, desired_generation, blocked, liveness]
               properties:
                 id: {type: string}
                 customer_id: {type: string}
@@ -94,14 +170,14 @@ enum OpenAPIDocument {
                 desired_generation: {type: integer}
                 blocked: {type: boolean}
                 liveness: {type: string, enum: [unknown, alive, stale, down]}
-                last_report_at: {type: integer, nullable: true}
+                last_report_at: {$ref: "#/components/schemas/Timestamp"}
                 last_report_age_seconds: {type: integer, nullable: true}
                 applied_generation: {type: integer, nullable: true, description: "the desired generation the box says it applied; generation_not_applied is raised when it lags a published one beyond apply_deadline_seconds"}
             Event:
               type: object
               properties:
                 id: {type: string}
-                at: {type: string, format: date-time}
+                at: {$ref: "#/components/schemas/Timestamp"}
                 source: {type: string, enum: [host, guest, hub]}
                 host_id: {type: string, nullable: true}
                 guest_id: {type: string, nullable: true}
@@ -147,12 +223,12 @@ enum OpenAPIDocument {
                 default: {$ref: "#/components/responses/Error"}
             get:
               summary: List customers (operator all; a customer key its own).
-              responses: {"200": {description: "{customers: [Customer]}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{customers: [Customer]}", content: {application/json: {schema: {type: object, required: [customers], properties: {customers: {type: array, items: {$ref: "#/components/schemas/Customer"}}}}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}:
             get:
               summary: One customer with notification preferences (operator or that customer).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "Customer: {id, name, email, domain, timezone, language, notify_types, notify_types_default, created_at}"}, "404": {description: no such customer for this key}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the customer, content: {application/json: {schema: {$ref: "#/components/schemas/Customer"}}}}, "404": {description: no such customer for this key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/notifications:
             put:
               summary: Choose which event types mail the customer (operator or that customer); types null returns to the default.
@@ -184,7 +260,7 @@ enum OpenAPIDocument {
               responses: {"201": {description: "{id, api_key}"}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List hosts visible to the key.
-              responses: {"200": {description: "{hosts: [Host]}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{hosts: [Host]}", content: {application/json: {schema: {type: object, required: [hosts], properties: {hosts: {type: array, items: {$ref: "#/components/schemas/Host"}}}}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}:
             get:
               summary: One host with liveness and last report age.
@@ -216,7 +292,7 @@ enum OpenAPIDocument {
             get:
               summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{host_id, generation, reported_at, in_sync, guests}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: desired vs last reported, content: {application/json: {schema: {$ref: "#/components/schemas/Drift"}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/guests:
             post:
               summary: >-
@@ -241,22 +317,22 @@ enum OpenAPIDocument {
             post:
               summary: Block a host (operator). Its reports are not stored, its envelopes say blocked, it gets no signed ops.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the host}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/unblock:
             post:
               summary: Unblock a host (operator).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the host}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/suspend:
             post:
               summary: Suspend a customer (operator). Its hosts are blocked; its customer and guest keys are refused (403).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{id, suspended}", content: {application/json: {schema: {$ref: "#/components/schemas/Suspension"}}}}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/resume:
             post:
               summary: Resume a suspended customer (operator).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{id, suspended}"}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{id, suspended}", content: {application/json: {schema: {$ref: "#/components/schemas/Suspension"}}}}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/host-report:
             post:
               summary: A host agent's report (host keys). Answers with the control envelope.
@@ -366,7 +442,7 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {type: object, properties: {ttl_seconds: {type: integer, minimum: 60, maximum: 604800, nullable: true}}}
-              responses: {"201": {description: "{host_id, token, expires_at}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"201": {description: a one-time token, content: {application/json: {schema: {$ref: "#/components/schemas/EnrollmentToken"}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/enroll:
             post:
               summary: A box trades its enrollment token for its host key (no bearer key). Every earlier key of the host is revoked; the token cannot be used again.
@@ -385,10 +461,10 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {type: object, required: [public_key], properties: {public_key: {type: string, format: openssh-public-key, description: OpenSSH line}, role: {type: string, enum: [operational, recovery, null], nullable: true}, name: {type: string, nullable: true, minLength: 1, maxLength: 200, pattern: '^[^\\x00-\\x1F]*[^\\x00-\\x20][^\\x00-\\x1F]*$'}}}
-              responses: {"201": {description: the key}, "400": {description: not an accepted key}, "409": {description: already registered}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"201": {description: the key, content: {application/json: {schema: {$ref: "#/components/schemas/OperatorKey"}}}}, "400": {description: not an accepted key}, "409": {description: already registered}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List operator keys (operator).
-              responses: {"200": {description: "{operator_keys: [..]}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: registered keys, content: {application/json: {schema: {type: object, required: [operator_keys], properties: {operator_keys: {type: array, items: {$ref: "#/components/schemas/OperatorKey"}}}}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops:
             post:
               summary: Queue a destructive op for signing (operator). The hub builds the canonical blob (nonce, expiry).
@@ -406,11 +482,11 @@ enum OpenAPIDocument {
                         - {type: object, additionalProperties: false, required: [host_id, guest_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, guest_id: {$ref: "#/components/schemas/VMID"}, op: {type: string, enum: [guest.restore]}, params: {type: object, additionalProperties: false, required: [backup], properties: {backup: {type: string, pattern: '^[A-Za-z][A-Za-z0-9._-]{0,20}:backup/[A-Za-z0-9._+:/-]{1,60}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
                         - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [disk.decommission]}, params: {type: object, additionalProperties: false, required: [disk_uuid], properties: {disk_uuid: {type: string, pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
                         - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [agent.rollback]}, params: {type: object, additionalProperties: false, required: [version], properties: {version: {type: string, pattern: '^[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
-              responses: {"201": {description: the op (status pending_signature, blob, summary)}, "400": {description: bad op}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"201": {description: the op (status pending_signature), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: bad op}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List ops (operator all; customer and host keys their own). Filters host_id, status.
               parameters: [{name: host_id, in: query, schema: {type: string}}, {name: status, in: query, schema: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}}]
-              responses: {"200": {description: "{signed_ops: [..]}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the ops, content: {application/json: {schema: {type: object, required: [signed_ops], properties: {signed_ops: {type: array, items: {$ref: "#/components/schemas/SignedOp"}}}}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/next:
             get:
               summary: The next signed op for the calling host (host key), marked delivered; op is null when none.
@@ -419,7 +495,7 @@ enum OpenAPIDocument {
             get:
               summary: One op.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: the op}, "404": {description: not found for this key}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the op, content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "404": {description: not found for this key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/signature:
             post:
               summary: Upload the SSHSIG signature (operator); checked against registered keys for early feedback.
@@ -429,7 +505,7 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {type: object, required: [signature], properties: {signature: {type: string, description: armored SSH SIGNATURE}}}
-              responses: {"200": {description: the op (signed)}, "400": {description: signature does not verify or key not registered}, "409": {description: not pending}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the op (signed), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: signature does not verify or key not registered}, "409": {description: not pending}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/result:
             post:
               summary: The agent reports the outcome (host key); records op_applied or op_rejected.
@@ -439,7 +515,7 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {type: object, required: [outcome], properties: {outcome: {type: string, enum: [applied, rejected]}, reason: {type: string, nullable: true}}}
-              responses: {"200": {description: the op}, "409": {description: already finished}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the op, content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "409": {description: already finished}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/events:
             post:
               summary: >-
@@ -475,6 +551,6 @@ enum OpenAPIDocument {
                 - {name: type, in: query, schema: {type: string}}
                 - {name: since, in: query, schema: {type: string, format: date-time}}
                 - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000}}
-              responses: {"200": {description: "{events: [Event]}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{events: [Event]}", content: {application/json: {schema: {type: object, required: [events], properties: {events: {type: array, items: {$ref: "#/components/schemas/Event"}}}}}}}, default: {$ref: "#/components/responses/Error"}}
         """
 }

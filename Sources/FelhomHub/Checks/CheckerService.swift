@@ -43,7 +43,8 @@ public struct CheckerService: Service {
     }
 
     public func run() async throws {
-        try await cancelOnGracefulShutdown {
+        try await cancelWhenGracefulShutdown {
+            try await hub.store.ready()  // the server migrates before it starts
             try await hub.store.withLeaderLock(key: Self.leaderLockKey) { isLeader in
                 let announced = LeaderFlag()
                 try await loop(isLeader: {

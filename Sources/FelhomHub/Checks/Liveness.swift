@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 
@@ -10,18 +11,8 @@ public enum Liveness {
         public init() {}
     }
 
-    /// A host's liveness: `unknown` until its first report, then `alive`, `stale` or `down`.
-    public enum State: String, Codable, Sendable, CaseIterable {
-        case unknown, alive, stale, down
-
-        /// A stored value this version does not know reads as `unknown`.
-        public init(from decoder: Decoder) throws {
-            self = Self(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .unknown
-        }
-    }
-
     /// A host's state from its report recency.
-    public static func state(lastReportAt: Int64?, createdAt: Int64, now: Int64, thresholds: Thresholds) -> State {
+    public static func state(lastReportAt: Int64?, createdAt: Int64, now: Int64, thresholds: Thresholds) -> LivenessState {
         let age = TimeInterval(now - (lastReportAt ?? createdAt))
         if age >= thresholds.downAfter { return .down }
         if age >= thresholds.staleAfter { return .stale }
@@ -29,7 +20,7 @@ public enum Liveness {
     }
 
     /// The event a transition emits, if any: only real changes are announced.
-    public static func event(from old: State, to new: State) -> (type: String, severity: HubEvent.Severity)? {
+    public static func event(from old: LivenessState, to new: LivenessState) -> (type: String, severity: HubEvent.Severity)? {
         switch (old, new) {
         case (.unknown, .stale), (.alive, .stale): return ("node_stale", .warning)
         case (_, .down) where old != .down: return ("node_down", .critical)

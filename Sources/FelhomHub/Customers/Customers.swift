@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 import SQLKit
@@ -7,30 +8,6 @@ extension Hub {
     /// Hungarian and an English phrase).
     public static let customerNotifiableTypes: Set<String> = Set(EventRegistry.all.filter(\.customerMailable).map(\.name))
 
-    /// A customer as the API shows it.
-    public struct CustomerView: Codable, Sendable, Equatable {
-        public var id: String
-        public var name: String
-        public var email: String
-        public var domain: String
-        public var timezone: String
-        public var language: String
-        /// The event types this customer is mailed about (their choice, or the default).
-        public var notifyTypes: [String]
-        /// Whether `notifyTypes` is the hub's default (the customer has not chosen).
-        public var notifyTypesDefault: Bool
-        public var createdAt: Int64
-        /// Suspended by the operator (its hosts are blocked, its keys refused).
-        public var suspended: Bool = false
-
-        enum CodingKeys: String, CodingKey {
-            case id, name, email, domain, timezone, language, suspended
-            case notifyTypes = "notify_types"
-            case notifyTypesDefault = "notify_types_default"
-            case createdAt = "created_at"
-        }
-    }
-
     func customerView(_ r: any SQLRow) throws -> CustomerView {
         let prefs = try r.decode(column: "notify_types", as: String?.self)
             .flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
@@ -39,7 +16,7 @@ extension Hub {
             email: try r.decode(column: "email", as: String.self), domain: try r.decode(column: "domain", as: String.self),
             timezone: try r.decode(column: "timezone", as: String.self), language: try r.decode(column: "language", as: String.self),
             notifyTypes: (prefs ?? notifications.customerDefaultTypes.sorted()).sorted(), notifyTypesDefault: prefs == nil,
-            createdAt: try r.decode(column: "created_at", as: Int64.self),
+            createdAt: Timestamp(secondsSince1970: try r.decode(column: "created_at", as: Int64.self)),
             suspended: !((try? r.decodeNil(column: "suspended_at")) ?? true))
     }
 

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 
@@ -54,7 +55,7 @@ extension Dashboard {
         ]
         if let at = h.lastReportAt { data["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
         data["guests"] = drift.guests.map { g -> [String: Any] in
-            ["vmid": g.vmid, "name": g.name, "state": g.state, "cls": statusClass(g.state), "desired": g.desiredRunState ?? "—",
+            ["vmid": g.vmid, "name": g.name, "state": g.state.rawValue, "cls": statusClass(g.state.rawValue), "desired": g.desiredRunState ?? "—",
              "actual": g.actualStatus ?? "—", "differences": g.differences.map { ["field": $0.field, "desired": $0.desired, "actual": $0.actual] }]
         }
         let body = try await hub.store.withDB { db in try await ReportsTable.latestHostReport(hostID: id, in: db)?.body }

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 import HTTPTypes
@@ -169,7 +170,7 @@ public enum Dashboard {
                 let rows: [[String: Any]] = ops.map { o in
                     ["ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status.rawValue, "cls": statusClass(o.status.rawValue),
                      "customer": o.customerName, "host": o.hostName, "hostID": o.hostID, "summary": o.summary,
-                     "expires": o.expiresAt > now ? "in " + span(o.expiresAt - now) : ago(o.expiresAt, now), "expiresExact": exact(o.expiresAt),
+                     "expires": o.expiresAt.secondsSince1970 > now ? "in " + span(o.expiresAt.secondsSince1970 - now) : ago(o.expiresAt, now), "expiresExact": exact(o.expiresAt),
                      "reason": o.reason ?? ""]
                 }
                 return page("signedOps", title: "Signed ops", ["ops": rows], session: s)
@@ -295,6 +296,8 @@ public enum Dashboard {
     }
 
     static func ago(_ at: Int64, _ now: Int64) -> String { now - at < 5 ? "just now" : span(now - at) + " ago" }
+    static func ago(_ at: Timestamp, _ now: Int64) -> String { ago(at.secondsSince1970, now) }
+    static func exact(_ at: Timestamp) -> String { exact(at.secondsSince1970) }
 
     static func exact(_ at: Int64) -> String {
         Date(timeIntervalSince1970: TimeInterval(at)).formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: false).timeSeparator(.colon).dateSeparator(.dash).dateTimeSeparator(.space)) + " UTC"

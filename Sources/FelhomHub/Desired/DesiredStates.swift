@@ -1,29 +1,9 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 import SQLKit
 
 extension Hub {
-    /// A host's desired state as the API shows it.
-    public struct DesiredView: Codable, Sendable {
-        public var hostID: String
-        /// The published generation (0 = never published).
-        public var generation: Int64
-        /// What the agent reconciles towards: the last published spec (`null` before the first publish).
-        public var spec: DesiredState?
-        public var publishedAt: Int64?
-        /// The operator's working copy (operator and customer keys only).
-        public var draft: DesiredState?
-        /// Whether the draft differs from what is published.
-        public var unpublishedChanges: Bool
-
-        enum CodingKeys: String, CodingKey {
-            case generation, spec, draft
-            case hostID = "host_id"
-            case publishedAt = "published_at"
-            case unpublishedChanges = "unpublished_changes"
-        }
-    }
-
     /// Who may read a host's desired state: the operator, the host itself, its customer.
     func hostForRead(_ hostID: String, by p: Principal) async throws -> HostView {
         switch p {
@@ -49,7 +29,7 @@ extension Hub {
         }
         let showDraft: Bool = if case .host = p { false } else { true }
         return DesiredView(
-            hostID: h.id, generation: published?.1 ?? 0, spec: published?.0, publishedAt: published?.2,
+            hostID: h.id, generation: published?.1 ?? 0, spec: published?.0, publishedAt: published.map { Timestamp(secondsSince1970: $0.2) },
             draft: showDraft ? (draft ?? published?.0) : nil, unpublishedChanges: draft != nil && draft != published?.0)
     }
 
@@ -83,25 +63,8 @@ extension Hub {
             try await recordEvent("desired_published", hostID: hostID, customerID: h.customerID, data: ["generation": .int(gen)], at: now, in: db)
             return gen
         }
-        await generations.notify(hostID: hostID)
+        generations.notify(hostID: hostID)
         return gen
-    }
-
-    /// Desired vs last reported. `in_sync` when every desired guest is as desired; guests the desired
-    /// state does not list (`unexpected`) are shown but do not count: the platform never removes them.
-    public struct DriftView: Codable, Sendable {
-        public var hostID: String
-        public var generation: Int64
-        public var reportedAt: Int64?
-        public var inSync: Bool
-        public var guests: [Drift.GuestDrift]
-
-        enum CodingKeys: String, CodingKey {
-            case generation, guests
-            case hostID = "host_id"
-            case reportedAt = "reported_at"
-            case inSync = "in_sync"
-        }
     }
 
     public func drift(hostID: String, by p: Principal) async throws -> DriftView {
@@ -113,7 +76,7 @@ extension Hub {
             return (pub, report, r?.receivedAt)
         }
         let guests = Drift.compute(desired: published?.0, report: report)
-        return DriftView(hostID: hostID, generation: published?.1 ?? 0, reportedAt: at,
-                         inSync: report != nil && guests.allSatisfy { $0.state == "in_sync" || $0.state == "unexpected" }, guests: guests)
+        return DriftView(hostID: hostID, generation: published?.1 ?? 0, reportedAt: at.map(Timestamp.init(secondsSince1970:)),
+                         inSync: report != nil && guests.allSatisfy(\.state.isSettled), guests: guests)
     }
 }

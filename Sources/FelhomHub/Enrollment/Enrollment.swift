@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 
@@ -5,34 +6,6 @@ import Foundation
 /// key on first use. The trade revokes every earlier key of that host, so the enrolled box holds
 /// the only valid one (pinned), and the token can never be used again.
 extension Hub {
-    public struct EnrollmentToken: Codable, Sendable {
-        public var hostID: String
-        /// Shown once; stored only as a hash.
-        public var token: String
-        public var expiresAt: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case token
-            case hostID = "host_id"
-            case expiresAt = "expires_at"
-        }
-    }
-
-    public struct Enrolled: Codable, Sendable {
-        public var hostID: String
-        public var customerID: String
-        public var hostName: String
-        /// The host's API key, shown once.
-        public var apiKey: String
-
-        enum CodingKeys: String, CodingKey {
-            case hostID = "host_id"
-            case customerID = "customer_id"
-            case hostName = "host_name"
-            case apiKey = "api_key"
-        }
-    }
-
     static let enrollmentRefused = HubError(.unauthorized, "enrollment_refused", "enrollment token is unknown, expired or already used; ask the operator for a new one")
 
     /// A new one-time token for `hostID` (operator); earlier unused tokens of the host stop working.
@@ -46,7 +19,7 @@ extension Hub {
         try await store.transaction { db in
             try await EnrollmentTable.replace(hostID: hostID, tokenHash: KeyAuthority.hash(token), expiresAt: now + Int64(ttl), at: now, in: db)
         }
-        return EnrollmentToken(hostID: hostID, token: token, expiresAt: now + Int64(ttl))
+        return EnrollmentToken(hostID: hostID, token: token, expiresAt: Timestamp(secondsSince1970: now + Int64(ttl)))
     }
 
     /// Trades a token for the host's key (no bearer key needed: the token is the credential).

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 
@@ -18,7 +19,7 @@ extension Hub {
             try await recordEvent(blocked ? "host_blocked" : "host_unblocked", severity: blocked ? .warning : .info, hostID: hostID,
                                   customerID: h.customerID, at: now, in: db)
         }
-        await generations.notify(hostID: hostID)  // a long-polling agent hears it now
+        generations.notify(hostID: hostID)  // a long-polling agent hears it now
         return try await host(hostID, by: p)
     }
 
@@ -35,6 +36,6 @@ extension Hub {
             return hosts
         }
         keys.cache.removeAll()
-        for h in hosts { await generations.notify(hostID: h) }
+        for blockedHost in hosts { generations.notify(hostID: blockedHost) }
     }
 }

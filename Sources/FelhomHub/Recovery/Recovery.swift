@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 
@@ -5,23 +6,6 @@ import Foundation
 /// the host and customer rows, the DR record, the last published desired state — never from
 /// report history, which is pruned. And the customer's passphrase retrieval of it, rate-limited.
 extension Hub {
-    /// Operator-set DR fields of a host.
-    public struct DRRecord: Codable, Sendable {
-        public var pbsNamespace: String?
-        public var repositoryFingerprint: String?
-        /// The backup encryption key, wrapped by the customer's recovery code (opaque to the hub).
-        public var wrappedEscrowKey: String?
-        /// Where the tunnel token is kept (a reference, never the token).
-        public var tunnelTokenRef: String?
-
-        enum CodingKeys: String, CodingKey {
-            case pbsNamespace = "pbs_namespace"
-            case repositoryFingerprint = "repository_fingerprint"
-            case wrappedEscrowKey = "wrapped_escrow_key"
-            case tunnelTokenRef = "tunnel_token_ref"
-        }
-    }
-
     public func setDRRecord(hostID: String, _ r: DRRecord, by p: Principal) async throws {
         guard p == .operator else { throw HubError.forbidden("set disaster-recovery records (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }

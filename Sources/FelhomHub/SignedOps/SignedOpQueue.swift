@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomSigning
 import Foundation
@@ -12,12 +13,7 @@ import SQLKit
 /// `expired` for any unfinished op past its `expires_at`.
 /// Where a queued op is in its life: `pending_signature → signed → delivered → applied | rejected`,
 /// and `expired` for any unfinished op past its `expires_at`.
-public enum SignedOpStatus: String, Codable, Sendable, CaseIterable {
-    case pendingSignature = "pending_signature", signed, delivered, applied, rejected, expired
-
-    /// Not finished yet (may still expire).
-    public var isOpen: Bool { [.pendingSignature, .signed, .delivered].contains(self) }
-
+extension SignedOpStatus {
     /// A stored value; an unknown one is a damaged row, not a guess.
     init(stored: String) throws {
         guard let s = Self(rawValue: stored) else { throw StoreError(code: .query, message: "signed op with unknown status '\(stored)'") }
@@ -27,22 +23,6 @@ public enum SignedOpStatus: String, Codable, Sendable, CaseIterable {
 
 extension Hub {
     public static let signedOpStatuses = SignedOpStatus.allCases.map(\.rawValue)
-
-    /// A registered operator public key.
-    public struct OperatorKeyView: Codable, Sendable, Equatable {
-        public var id: String
-        public var name: String
-        public var role: String
-        public var fingerprint: String
-        public var publicKey: String
-        public var createdAt: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case id, name, role, fingerprint
-            case publicKey = "public_key"
-            case createdAt = "created_at"
-        }
-    }
 
     /// Registers an operator's SSH public key (`role`: `operational` or `recovery`).
     public func registerOperatorKey(publicKey: String, role: String?, name: String?, by p: Principal) async throws -> OperatorKeyView {
@@ -56,13 +36,13 @@ extension Hub {
         let comment = publicKey.split(separator: " ").dropFirst(2).joined(separator: " ")
         let name = name ?? (comment.isEmpty ? key.fingerprint : comment)
         try Validate.text(name, "$.name", max: 200)
-        let view = OperatorKeyView(id: Ids.make("opk"), name: name, role: role, fingerprint: key.fingerprint, publicKey: key.openSSHLine, createdAt: now)
+        let view = OperatorKeyView(id: Ids.make("opk"), name: name, role: role, fingerprint: key.fingerprint, publicKey: key.openSSHLine, createdAt: Timestamp(secondsSince1970: now))
         try await store.withDB { db in
             if try await KeysTable.operatorKeyExists(fingerprint: view.fingerprint, in: db) {
                 throw HubError(.conflict, "conflict", "key \(view.fingerprint) is already registered")
             }
             try await KeysTable.insertOperatorKey(id: view.id, publicKey: view.publicKey, fingerprint: view.fingerprint, role: role, name: name,
-                                                  at: view.createdAt, in: db)
+                                                  at: view.createdAt.secondsSince1970, in: db)
         }
         return view
     }
@@ -73,76 +53,8 @@ extension Hub {
             try await KeysTable.activeOperatorKeys(in: db).map {
                 OperatorKeyView(id: try $0.decode(column: "id", as: String.self), name: try $0.decode(column: "name", as: String.self),
                                 role: try $0.decode(column: "role", as: String.self), fingerprint: try $0.decode(column: "fingerprint", as: String.self),
-                                publicKey: try $0.decode(column: "public_key", as: String.self), createdAt: try $0.decode(column: "created_at", as: Int64.self))
+                                publicKey: try $0.decode(column: "public_key", as: String.self), createdAt: Timestamp(secondsSince1970: try $0.decode(column: "created_at", as: Int64.self)))
             }
-        }
-    }
-
-    /// A queued op as the API shows it.
-    public struct SignedOpView: Codable, Sendable, Equatable {
-        public var id: String
-        public var hostID: String
-        public var hostName: String
-        public var customerID: String
-        public var customerName: String
-        public var guestID: String?
-        public var op: String
-        /// What will happen, in plain words (for the signing prompt and the dashboard).
-        public var summary: String
-        /// The exact canonical bytes to sign (UTF-8 text).
-        public var blob: String
-        public var status: SignedOpStatus
-        public var signature: String?
-        public var signer: String?
-        public var reason: String?
-        public var expiresAt: Int64
-        public var createdAt: Int64
-        /// For `guest.restore`: the guest's volumes that its backups do not hold, from the host's last
-        /// report (a restore over the guest would destroy them; the agent refuses). Context, not authority.
-        public var volumesNotInBackups: [VolumeRef]?
-
-        public struct VolumeRef: Codable, Sendable, Equatable {
-            public var key: String
-            public var volume: String
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case id, op, summary, blob, status, signature, signer, reason
-            case volumesNotInBackups = "volumes_not_in_backups"
-            case hostID = "host_id"
-            case hostName = "host_name"
-            case customerID = "customer_id"
-            case customerName = "customer_name"
-            case guestID = "guest_id"
-            case expiresAt = "expires_at"
-            case createdAt = "created_at"
-        }
-    }
-
-    public struct NewSignedOp: Codable, Sendable {
-        public var hostID: String
-        public var guestID: String?
-        public var op: String
-        public var params: [String: JSONValue]?
-        /// Validity in seconds (default 1 h, at most 24 h).
-        public var ttlSeconds: Int?
-        public var keyID: String?
-
-        public init(hostID: String, guestID: String?, op: String, params: [String: JSONValue]? = nil, ttlSeconds: Int? = nil, keyID: String? = nil) {
-            self.hostID = hostID
-            self.guestID = guestID
-            self.op = op
-            self.params = params
-            self.ttlSeconds = ttlSeconds
-            self.keyID = keyID
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case op, params
-            case hostID = "host_id"
-            case guestID = "guest_id"
-            case ttlSeconds = "ttl_seconds"
-            case keyID = "key_id"
         }
     }
 
@@ -223,7 +135,8 @@ extension Hub {
                 guestID: try r.decode(column: "guest_id", as: String?.self), op: try r.decode(column: "op", as: String.self), summary: summary,
                 blob: blobText, status: try SignedOpStatus(stored: r.decode(column: "status", as: String.self)), signature: try r.decode(column: "signature", as: String?.self),
                 signer: try r.decode(column: "signer", as: String?.self), reason: try r.decode(column: "reason", as: String?.self),
-                expiresAt: try r.decode(column: "expires_at", as: Int64.self), createdAt: try r.decode(column: "created_at", as: Int64.self),
+                expiresAt: Timestamp(secondsSince1970: try r.decode(column: "expires_at", as: Int64.self)),
+                createdAt: Timestamp(secondsSince1970: try r.decode(column: "created_at", as: Int64.self)),
                 volumesNotInBackups: Self.volumesAtRisk(parsed, report: reports[try r.decode(column: "host_id", as: String.self)]))
         }
     }
@@ -293,7 +206,7 @@ extension Hub {
             try await SignedOpsTable.sign(id: opID, signature: sig.armored, signer: key.name + " " + key.fingerprint, at: now, in: db)
         }
         guard updated else { throw HubError(.conflict, "conflict", "op \(opID) changed while signing; list it again") }
-        await generations.notify(hostID: v.hostID)
+        generations.notify(hostID: v.hostID)
         return try await signedOp(opID, by: p)
     }
 

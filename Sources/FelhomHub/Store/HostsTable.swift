@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import Foundation
 import SQLKit
@@ -14,26 +15,26 @@ enum HostsTable {
             """).run()
     }
 
-    static func find(_ id: String, now: Int64, in db: any SQLDatabase) async throws -> Hub.HostView? {
+    static func find(_ id: String, now: Int64, in db: any SQLDatabase) async throws -> HostView? {
         guard let r = try await db.select().column("*").from("hosts").where("id", .equal, SQLBind(id)).first() else { return nil }
         return try view(r, now: now)
     }
 
     /// All hosts, or those of one customer, oldest first.
-    static func list(customerScope: String?, now: Int64, in db: any SQLDatabase) async throws -> [Hub.HostView] {
+    static func list(customerScope: String?, now: Int64, in db: any SQLDatabase) async throws -> [HostView] {
         var q = db.select().column("*").from("hosts")
         if let c = customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
         return try await q.orderBy("created_at").orderBy("id").all().map { try view($0, now: now) }
     }
 
-    static func view(_ r: any SQLRow, now: Int64) throws -> Hub.HostView {
+    static func view(_ r: any SQLRow, now: Int64) throws -> HostView {
         let last = try r.decodeNil(column: "last_report_at") ? nil : try r.decode(column: "last_report_at", as: Int64.self)
-        return Hub.HostView(
+        return HostView(
             id: try r.decode(column: "id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
             name: try r.decode(column: "name", as: String.self), desiredGeneration: try r.decode(column: "desired_generation", as: Int64.self),
             blocked: try r.decode(column: "blocked", as: Int.self) != 0 || (try? r.decode(column: "customer_suspended", as: Int.self)) ?? 0 != 0,
-            liveness: Liveness.State(rawValue: try r.decode(column: "liveness", as: String.self)) ?? .unknown,
-            lastReportAt: last, lastReportAgeSeconds: last.map { max(0, now - $0) },
+            liveness: LivenessState(rawValue: try r.decode(column: "liveness", as: String.self)) ?? .unknown,
+            lastReportAt: last.map(Timestamp.init(secondsSince1970:)), lastReportAgeSeconds: last.map { max(0, now - $0) },
             appliedGeneration: (try? r.decode(column: "applied_generation", as: Int64?.self)) ?? nil)
     }
 
@@ -96,17 +97,17 @@ enum HostsTable {
 
     /// Liveness inputs of every host (the checker).
     static func livenessRows(in db: any SQLDatabase) async throws
-        -> [(id: String, customerID: String, liveness: Liveness.State, lastReportAt: Int64?, createdAt: Int64)]
+        -> [(id: String, customerID: String, liveness: LivenessState, lastReportAt: Int64?, createdAt: Int64)]
     {
         try await db.select().columns("id", "customer_id", "liveness", "last_report_at", "created_at").from("hosts").all().map {
             (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
-             Liveness.State(rawValue: try $0.decode(column: "liveness", as: String.self)) ?? .unknown, try $0.decode(column: "last_report_at", as: Int64?.self),
+             LivenessState(rawValue: try $0.decode(column: "liveness", as: String.self)) ?? .unknown, try $0.decode(column: "last_report_at", as: Int64?.self),
              try $0.decode(column: "created_at", as: Int64.self))
         }
     }
 
     /// Moves a host's liveness from `old` to `new`; false when another checker already did.
-    static func transitionLiveness(_ id: String, from old: Liveness.State, to new: Liveness.State, in db: any SQLDatabase) async throws -> Bool {
+    static func transitionLiveness(_ id: String, from old: LivenessState, to new: LivenessState, in db: any SQLDatabase) async throws -> Bool {
         try await !db.update("hosts").set("liveness", to: SQLBind(new.rawValue)).where("id", .equal, SQLBind(id))
             .where("liveness", .equal, SQLBind(old.rawValue))
             .returning("id").all().isEmpty

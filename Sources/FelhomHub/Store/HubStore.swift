@@ -18,12 +18,16 @@ public final class HubStore: Sendable {
 
     enum Backend: Sendable {
         case sqlite(SQLiteConnection, TransactionGate)
-        case postgres(PostgresClient, Task<Void, Never>)
+        case postgres(PostgresClient)
     }
 
     let backend: Backend
     public let kind: Kind
     let logger: Logger
+    /// The PostgreSQL client's run loop when ``open(url:logger:)`` started it itself (not as a service).
+    private let ownRunLoop = Mutex<Task<Void, Never>?>(nil)
+    /// Opens once migrations are applied (``migrate()``): background work waits on it.
+    let readiness = Readiness()
 
     private init(backend: Backend, kind: Kind, logger: Logger) {
         self.backend = backend
@@ -31,9 +35,27 @@ public final class HubStore: Sendable {
         self.logger = logger
     }
 
-    /// Opens `sqlite:PATH` (or `sqlite::memory:`) or `postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=disable|prefer|require]`
-    /// and applies pending migrations.
+    /// Opens `sqlite:PATH` (or `sqlite::memory:`) or `postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=disable|prefer|require]`,
+    /// runs the PostgreSQL client in a task of its own and applies pending migrations: a ready store
+    /// for tools and tests. A served hub uses ``connect(url:logger:)`` with ``service`` instead.
     public static func open(url: String, logger: Logger = Logger(label: "felhom.hub.store")) async throws -> HubStore {
+        let store = try await connect(url: url, logger: logger)
+        if case .postgres(let client) = store.backend {
+            store.ownRunLoop.withLock { $0 = Task { await client.run() } }
+            // Let the run loop start before the first lease (postgres-nio warns otherwise; it
+            // would still wait for it). Best effort: nothing depends on it.
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        do { try await store.migrate() } catch {
+            await store.close()
+            throw error
+        }
+        return store
+    }
+
+    /// Opens the database without applying migrations; on PostgreSQL nothing connects until
+    /// ``service`` runs (it is the client's run loop). Then ``migrate()``.
+    public static func connect(url: String, logger: Logger = Logger(label: "felhom.hub.store")) async throws -> HubStore {
         let store: HubStore
         if url.hasPrefix("sqlite:") {
             let path = String(url.dropFirst("sqlite:".count))
@@ -52,13 +74,23 @@ public final class HubStore: Sendable {
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             let config = try postgresConfiguration(url)
             let client = PostgresClient(configuration: config, backgroundLogger: logger)
-            let task = Task { await client.run() }
-            store = HubStore(backend: .postgres(client, task), kind: .postgres, logger: logger)
+            store = HubStore(backend: .postgres(client), kind: .postgres, logger: logger)
         } else {
             throw StoreError(code: .invalidURL, message: "database URL must start with sqlite: or postgres:// (got '\(redacted(url))')")
         }
-        try await Migrations.apply(to: store)
         return store
+    }
+
+    /// Applies pending migrations (replicas take turns), then marks the store ready.
+    public func migrate() async throws {
+        try await Migrations.apply(to: self)
+        readiness.open()
+    }
+
+    /// Waits until ``migrate()`` has finished (background services start before the server's
+    /// `beforeServerStarts` step has migrated).
+    public func ready() async throws {
+        try await readiness.wait()
     }
 
     /// The database holds key hashes, escrow material and customer data: its files are 0600 (SQLite
@@ -84,8 +116,8 @@ public final class HubStore: Sendable {
     /// Stops background work and closes connections.
     public func close() async {
         switch backend {
-        case .sqlite(let c, _): try? await c.close()
-        case .postgres(_, let task): task.cancel()
+        case .sqlite(let connection, _): try? await connection.close()
+        case .postgres: ownRunLoop.withLock { $0?.cancel() }
         }
     }
 
@@ -97,7 +129,7 @@ public final class HubStore: Sendable {
                 // Through the gate: on the one connection a statement issued while another task's
                 // transaction is open would run inside it (and vanish with its rollback).
                 return try await gate.run { try await body(c.sql()) }
-            case .postgres(let client, _): return try await client.withConnection { try await body($0.sql()) }
+            case .postgres(let client): return try await client.withConnection { try await body($0.sql()) }
             }
         } catch let e as StoreError {
             throw e
@@ -119,7 +151,7 @@ public final class HubStore: Sendable {
                     return try await gate.run { try await Self.inSavepoint(c.sql(), name: "felhom_sp\(depth)", body) }
                 }
                 return try await gate.run { try await Self.inTransaction(c.sql(), begin: "BEGIN IMMEDIATE", body) }
-            case .postgres(let client, _):
+            case .postgres(let client):
                 return try await client.withConnection { conn in try await Self.inTransaction(conn.sql(), begin: "BEGIN", body) }
             }
         } catch let e as StoreError {
@@ -150,14 +182,14 @@ public final class HubStore: Sendable {
     private static func inSavepoint<T: Sendable>(
         _ db: any SQLDatabase, name: String, _ body: @Sendable (any SQLDatabase) async throws -> T
     ) async throws -> T {
-        try await db.raw(SQLQueryString("SAVEPOINT \(name)")).run()
+        try await db.raw(SQLQueryString("SAVEPOINT " + name)).run()
         do {
             let r = try await body(db)
-            try await db.raw(SQLQueryString("RELEASE \(name)")).run()
+            try await db.raw(SQLQueryString("RELEASE " + name)).run()
             return r
         } catch {
-            try? await db.raw(SQLQueryString("ROLLBACK TO \(name)")).run()
-            try? await db.raw(SQLQueryString("RELEASE \(name)")).run()
+            try? await db.raw(SQLQueryString("ROLLBACK TO " + name)).run()
+            try? await db.raw(SQLQueryString("RELEASE " + name)).run()
             throw error
         }
     }
@@ -302,5 +334,17 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             }
         }
         return false
+    }
+}
+
+extension HubStore {
+    /// PostgreSQL only: creates an empty database (tests and `felhom demo` give each run its own).
+    /// The name must be lower-case letters, digits and underscores.
+    public func createDatabase(named name: String) async throws {
+        guard kind == .postgres else { throw StoreError(code: .unavailable, message: "createDatabase needs PostgreSQL") }
+        guard Pattern.whole(name, "[a-z_][a-z0-9_]{0,62}") else {
+            throw StoreError(code: .invalidURL, message: "database name must be lower-case letters, digits and underscores")
+        }
+        try await withDB { db in try await db.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
     }
 }

@@ -10,7 +10,7 @@ extension HubStore {
         switch backend {
         case .sqlite:
             return try await body({ true })
-        case .postgres(let client, _):
+        case .postgres(let client):
             return try await client.withConnection { conn in
                 let held = LeaderFlag()
                 return try await body({

@@ -1,3 +1,4 @@
+import FelhomAPI
 import Foundation
 import SQLKit
 
@@ -97,5 +98,27 @@ extension HubStore {
     /// `felhom demo` to show the agent refusing the replay; the agent's nonce log is the defence).
     public func replaySignedOp(_ id: String, as newID: String) async throws {
         try await withDB { db in try await SignedOpsTable.duplicateAsReplay(of: id, newID: newID, in: db) }
+    }
+}
+
+extension HubStore {
+    /// Puts a signed op straight into the queue as `signed`, past every check the hub makes (a
+    /// compromised hub can do this; tests use it to prove the agent is the authority).
+    public func forgeSignedOp(id: String, hostID: String, guestID: String?, op: String, blob: String, signature: String, expiresAt: Int64) async throws {
+        try await withDB { db in
+            try await SignedOpsTable.insertForged(id: id, hostID: hostID, guestID: guestID, op: op, blob: blob, signature: signature, expiresAt: expiresAt, in: db)
+        }
+    }
+}
+
+extension SignedOpsTable {
+    static func insertForged(
+        id: String, hostID: String, guestID: String?, op: String, blob: String, signature: String, expiresAt: Int64, in db: any SQLDatabase
+    ) async throws {
+        try await db.raw("""
+            INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, created_at, signed_at)
+            SELECT \(bind: id), id, \(bind: guestID), customer_id, \(bind: op), \(bind: blob), \(bind: "forged-" + id), \(bind: expiresAt), 'signed', \(bind: signature), 0, 0
+            FROM hosts WHERE id = \(bind: hostID)
+            """).run()
     }
 }

@@ -1,0 +1,32 @@
+import FelhomAPI
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `/healthz` and `/openapi.yaml` (no key), `/metrics` (operator key).
+enum SystemRoutes {
+    static func `public`(_ hub: Hub) -> RouteCollection<HubRequestContext> {
+        let routes = RouteCollection(context: HubRequestContext.self)
+        routes.get("healthz") { _, _ in
+            try await hub.store.ping()
+            return try HubAPI.encode(Health(status: "ok", store: hub.store.kind.rawValue))
+        }
+        routes.get("openapi.yaml") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "application/yaml"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+        }
+        return routes
+    }
+
+    static func operatorOnly(_ hub: Hub) -> RouteCollection<AuthenticatedContext> {
+        let routes = RouteCollection(context: AuthenticatedContext.self)
+        routes.get("metrics") { _, ctx in
+            guard ctx.principal == .operator else { throw HubError.forbidden("read metrics (operator key only)") }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: try await hub.metrics.render(store: hub.store))))
+        }
+        return routes
+    }
+}
