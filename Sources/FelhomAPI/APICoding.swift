@@ -12,18 +12,13 @@ public struct Timestamp: Codable, Sendable, Hashable, Comparable, CustomStringCo
     public var date: Date { Date(timeIntervalSince1970: TimeInterval(secondsSince1970)) }
 
     /// `2026-11-30T16:49:09Z`.
-    public var rfc3339: String { date.formatted(Date.ISO8601FormatStyle(timeZone: .gmt)) }
+    public var rfc3339: String { RFC3339.format(date) }
     public var description: String { rfc3339 }
 
     /// Parses RFC 3339 (`Z` or an offset; fractional seconds are dropped).
     public init?(rfc3339 text: String) {
-        if let date = try? Date.ISO8601FormatStyle().parse(text) {
-            self.init(date)
-        } else if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) {
-            self.init(date)
-        } else {
-            return nil
-        }
+        guard let date = RFC3339.parse(text) else { return nil }
+        self.init(date)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -48,13 +43,22 @@ public enum APICoding {
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(RFC3339.format(date))
+        }
         return encoder
     }
 
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            guard let date = RFC3339.parse(try container.decode(String.self)) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be an RFC 3339 time like 2026-01-01T00:00:00Z")
+            }
+            return date
+        }
         return decoder
     }
 }

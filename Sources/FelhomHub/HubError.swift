@@ -35,6 +35,11 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
     static let unauthorized = HubError(.unauthorized, "unauthorized", "missing, unknown or revoked API key (Authorization: Bearer KEY)")
     static func forbidden(_ what: String) -> HubError { HubError(.forbidden, "forbidden", "this key may not \(what)") }
     static func notFound(_ what: String) -> HubError { HubError(.notFound, "not_found", "\(what) not found") }
+    /// A well-formed signature that does not authorize the op (wrong namespace, unknown key, does
+    /// not verify): refused like any credential that does not grant the request.
+    static func signatureRefused(_ message: String, path: String? = "$.signature") -> HubError {
+        HubError(.forbidden, "signature_refused", message, path: path)
+    }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var err: [String: String] = ["code": code, "message": message]

@@ -22,7 +22,7 @@ import Testing
             let empty = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)
             #expect(empty.json?["generation"] == 0)
             #expect(empty.json?["spec"] == .null || empty.json?["spec"] == nil)
-            #expect(try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey).status == .badRequest)
+            #expect(try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey).status == .conflict, "no draft: a state conflict")
             // A draft is not visible to the host until published.
             #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: sampleDesired).status == .ok)
             let draftOnly = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)

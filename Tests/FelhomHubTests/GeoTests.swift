@@ -198,7 +198,7 @@ final class FakeCloudflare: Sendable {
                 let bad = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HUN"]}"#)
                 #expect(bad.status == .badRequest && bad.json?["error"]?["path"] == "$.countries")
                 let noZone = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"countries":["HU"]}"#)
-                #expect(noZone.status == .badRequest && noZone.json?["error"]?["path"] == "$.zone_id")
+                #expect(noZone.status == .conflict && noZone.json?["error"]?["path"] == "$.zone_id" && noZone.json?["error"]?["code"] == "zone_unknown")
                 let ok = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HU","AT"]}"#)
                 #expect(ok.status == .ok && ok.json?["allowed_countries"] == ["HU", "AT"])
                 // The zone is remembered.

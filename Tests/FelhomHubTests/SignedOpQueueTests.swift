@@ -3,6 +3,7 @@ import FelhomTestSupport
 import FelhomHub
 import FelhomSigning
 import Foundation
+import HTTPTypes
 import HummingbirdTesting
 import Testing
 
@@ -90,15 +91,16 @@ import Testing
             let b = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"102","op":"guest.destroy"}"#)
             let id = a.json?["id"]?.stringValue ?? ""
             let blobA = a.json?["blob"]?.stringValue ?? "", blobB = b.json?["blob"]?.stringValue ?? ""
-            let cases: [(String, String)] = [
-                (try sign(blobA, with: stranger), "not a registered operator key"),
-                (try sign(blobB, with: op), "does not verify"),
-                (try sign(blobA, with: op, namespace: "file"), "namespace"),
-                ("-----BEGIN SSH SIGNATURE-----\nnope\n-----END SSH SIGNATURE-----", "not an SSH signature"),
+            // Unreadable: 400. Readable but not authorizing this op: 403 signature_refused.
+            let cases: [(String, String, HTTPResponse.Status)] = [
+                (try sign(blobA, with: stranger), "not a registered operator key", .forbidden),
+                (try sign(blobB, with: op), "does not verify", .forbidden),
+                (try sign(blobA, with: op, namespace: "file"), "namespace", .forbidden),
+                ("-----BEGIN SSH SIGNATURE-----\nnope\n-----END SSH SIGNATURE-----", "not an SSH signature", .badRequest),
             ]
-            for (sig, words) in cases {
+            for (sig, words, status) in cases {
                 let r = try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(sig))
-                #expect(r.status == .badRequest)
+                #expect(r.status == status)
                 #expect(r.json?["error"]?["message"]?.stringValue?.contains(words) == true, "\(String(decoding: r.body, as: UTF8.self))")
             }
             #expect(try await client.call(.get, "/api/v1/signed-ops/\(id)", key: operatorKey).json?["status"] == "pending_signature")

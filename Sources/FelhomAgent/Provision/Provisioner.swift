@@ -2,6 +2,14 @@ import FelhomCore
 import Foundation
 import Proxmox
 
+/// The journaled steps of one provision, in order; `failed` and `compensated` end it otherwise.
+/// The raw values are what the journal holds (a journal written by an older agent resumes).
+public enum ProvisionStep: String, Sendable, CaseIterable {
+    case begin
+    case restoreStarted = "restore_started"
+    case restored, configured, started, token, done, failed, compensated
+}
+
 /// Creates a desired guest by restoring the golden template backup, configures it, starts it and
 /// hands it a controller token — as one journaled operation (SPEC §4 "provision by restore").
 ///
@@ -45,6 +53,11 @@ public struct Provisioner: Sendable {
 
     public static let kind = "provision"
 
+    /// Appends one step of this operation to the journal (fsync before the step is acted on).
+    private func record(_ op: String, _ step: ProvisionStep, data: [String: String]) throws(JournalError) {
+        try journal.append(op: op, kind: Self.kind, step: step.rawValue, data: data)
+    }
+
     /// A provision failed and was rolled back (or could not be).
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public var vmid: Int
@@ -66,29 +79,32 @@ public struct Provisioner: Sendable {
         guard free else {
             throw Failure(vmid: guest.vmid, message: "vmid \(guest.vmid) is already in use", compensated: false)
         }
-        try journal.append(op: op, kind: Self.kind, step: "begin", data: Self.data(guest))
+        try record(op, .begin, data: Self.data(guest))
         Failpoint.hit("provision.after_begin")
-        try await run(op: op, guest: guest, from: "begin", upid: nil)
+        try await run(op: op, guest: guest, from: .begin, upid: nil)
     }
 
     /// Continues an operation found in flight at start-up.
     public func resume(op: String, entries: [JournalEntry]) async throws {
-        guard let begin = entries.first(where: { $0.step == "begin" }), let guest = Self.guest(from: begin.data) else {
-            try journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": "journal entry without a guest"])
+        guard let begin = entries.first(where: { $0.step == ProvisionStep.begin.rawValue }), let guest = Self.guest(from: begin.data) else {
+            try record(op, .failed, data: ["reason": "journal entry without a guest"])
             return
         }
-        let last = entries.last!
-        log("resuming \(op) after step \(last.step)")
-        let upid = entries.last(where: { $0.step == "restore_started" })?.data["upid"].flatMap { try? UPID(parsing: $0) }
-        try await run(op: op, guest: guest, from: last.step, upid: upid)
+        guard let lastText = entries.last?.step, let last = ProvisionStep(rawValue: lastText) else {
+            try record(op, .failed, data: ["reason": "unknown journal step '\(entries.last?.step ?? "")' (written by a newer agent?)"])
+            return
+        }
+        log("resuming \(op) after step \(last.rawValue)")
+        let upid = entries.last(where: { $0.step == ProvisionStep.restoreStarted.rawValue })?.data["upid"].flatMap { try? UPID(parsing: $0) }
+        try await run(op: op, guest: guest, from: last, upid: upid)
     }
 
-    private func run(op: String, guest: DesiredState.Guest, from step: String, upid: UPID?) async throws {
+    private func run(op: String, guest: DesiredState.Guest, from step: ProvisionStep, upid: UPID?) async throws {
         let node = settings.node
         let vmid = guest.vmid
         do {
             var step = step
-            if step == "begin" {
+            if step == .begin {
                 if try await !vmidIsFree(vmid) {
                     // Something is there, and this op has no record (no restore UPID) of creating
                     // it: it is not ours to adopt, rewrite or remove.
@@ -99,55 +115,55 @@ public struct Provisioner: Sendable {
                     spec.hostname = guest.name
                     spec.unique = true
                     let task = try await pve.createContainer(node: node, spec)
-                    try journal.append(op: op, kind: Self.kind, step: "restore_started", data: ["upid": task.description, "vmid": "\(vmid)"])
+                    try record(op, .restoreStarted, data: ["upid": task.description, "vmid": "\(vmid)"])
                     Failpoint.hit("provision.after_restore_started")
                     _ = try await pve.waitTask(task, timeout: settings.taskTimeout)
                 }
-                step = "restore_started"
+                step = .restoreStarted
             }
-            if step == "restore_started" {
+            if step == .restoreStarted {
                 if let upid {
                     // The restore task outlives a crash: wait for the recorded one, never start another.
                     _ = try await pve.waitTask(upid, timeout: settings.taskTimeout)
                 }
                 let status = try await pve.containerStatus(node: node, vmid: vmid)
                 try await waitForUnlock(vmid: vmid, status)
-                try journal.append(op: op, kind: Self.kind, step: "restored", data: ["vmid": "\(vmid)"])
+                try record(op, .restored, data: ["vmid": "\(vmid)"])
                 Failpoint.hit("provision.after_restored")
-                step = "restored"
+                step = .restored
             }
-            if step == "restored" {
+            if step == .restored {
                 var set = Plan.configKeys(for: guest)
                 set["tags"] = "felhom"
                 try await pve.updateContainerConfig(node: node, vmid: vmid, Plan.update(set))
-                try journal.append(op: op, kind: Self.kind, step: "configured", data: ["vmid": "\(vmid)"])
+                try record(op, .configured, data: ["vmid": "\(vmid)"])
                 Failpoint.hit("provision.after_configured")
-                step = "configured"
+                step = .configured
             }
-            if step == "configured" {
+            if step == .configured {
                 if guest.runState == .running {
                     let status = try await pve.containerStatus(node: node, vmid: vmid)
                     if !status.isRunning {
                         _ = try await pve.waitTask(try await pve.startContainer(node: node, vmid: vmid), timeout: settings.taskTimeout)
                     }
                 }
-                try journal.append(op: op, kind: Self.kind, step: "started", data: ["vmid": "\(vmid)"])
+                try record(op, .started, data: ["vmid": "\(vmid)"])
                 Failpoint.hit("provision.after_started")
-                step = "started"
+                step = .started
             }
-            if step == "started" {
+            if step == .started {
                 if let issueToken { try await issueToken(vmid, guest.name) }
-                try journal.append(op: op, kind: Self.kind, step: "token", data: ["vmid": "\(vmid)"])
+                try record(op, .token, data: ["vmid": "\(vmid)"])
                 Failpoint.hit("provision.after_token")
-                step = "token"
+                step = .token
             }
-            if step == "token" {
-                try journal.append(op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)"])
+            if step == .token {
+                try record(op, .done, data: ["vmid": "\(vmid)"])
             }
         } catch let e as JournalError {
             throw e  // no record, no action: leave the state for the next start to resume
         } catch let e as NotOurs {
-            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": e.description])
+            try? record(op, .failed, data: ["vmid": "\(vmid)", "reason": e.description])
             throw Failure(vmid: vmid, message: e.description, compensated: false)
         } catch {
             let compensated = await compensate(op: op, vmid: vmid, reason: "\(error)")
@@ -166,8 +182,8 @@ public struct Provisioner: Sendable {
         let decision = Gate.decide(
             .destroy, provenance: .compensation, target: .init(dataBearing: !provenance.proven, createdBySameOperation: provenance.proven))
         guard decision == .allowed else {
-            try? journal.append(
-                op: op, kind: Self.kind, step: "failed",
+            try? record(
+                op, .failed,
                 data: ["vmid": "\(vmid)", "reason": String(reason.prefix(300)) + "; not rolled back: \(provenance.why)"])
             log("provision of \(vmid) failed and was not rolled back (\(provenance.why)): \(reason)")
             return false
@@ -182,11 +198,11 @@ public struct Provisioner: Sendable {
                 _ = try await pve.waitTask(
                     try await pve.destroyContainer(node: node, vmid: vmid, purge: true, force: true), timeout: settings.taskTimeout)
             }
-            try journal.append(op: op, kind: Self.kind, step: "compensated", data: ["vmid": "\(vmid)", "reason": String(reason.prefix(300))])
+            try record(op, .compensated, data: ["vmid": "\(vmid)", "reason": String(reason.prefix(300))])
             log("provision of \(vmid) rolled back: \(reason)")
             return true
         } catch {
-            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": "compensation failed: \(error)"])
+            try? record(op, .failed, data: ["vmid": "\(vmid)", "reason": "compensation failed: \(error)"])
             return false
         }
     }
@@ -194,8 +210,8 @@ public struct Provisioner: Sendable {
     /// Evidence from this operation's own journal (never from desired state) that it created the guest.
     func createdByThisOperation(op: String, vmid: Int) async -> (proven: Bool, why: String) {
         let entries = journal.entries(of: op)
-        guard entries.first?.step == "begin" else { return (false, "no begin record") }
-        guard let text = entries.last(where: { $0.step == "restore_started" })?.data["upid"], let upid = try? UPID(parsing: text) else {
+        guard entries.first?.step == ProvisionStep.begin.rawValue else { return (false, "no begin record") }
+        guard let text = entries.last(where: { $0.step == ProvisionStep.restoreStarted.rawValue })?.data["upid"], let upid = try? UPID(parsing: text) else {
             return (false, "this operation recorded no restore task, so it did not create guest \(vmid)")
         }
         guard ["vzcreate", "vzrestore"].contains(upid.type), upid.id == "\(vmid)" else {

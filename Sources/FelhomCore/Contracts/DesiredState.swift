@@ -184,12 +184,12 @@ public struct DesiredState: Codable, Sendable, Equatable {
                 throw ContractError(path: "\(p).name", message: "must be a host name: a-z, 0-9 and '-', at most 63 characters")
             }
             guard names.insert(g.name).inserted else { throw ContractError(path: "\(p).name", message: "duplicate name '\(g.name)'") }
-            guard g.cpu.isFinite, g.cpu > 0, g.cpu <= 512 else { throw ContractError(path: "\(p).cpu", message: "must be a positive number of vCPUs (e.g. 0.5, 1, 2)") }
-            guard (g.cpu * 100).rounded() == g.cpu * 100 else { throw ContractError(path: "\(p).cpu", message: "at most two decimals (e.g. 0.25)") }
+            guard g.cpu.isFinite, g.cpu >= 0.01 - 1e-9, g.cpu <= 512 else { throw ContractError(path: "\(p).cpu", message: "must be a positive number of vCPUs (e.g. 0.5, 1, 2)") }
+            guard abs(g.cpu * 100 - (g.cpu * 100).rounded()) <= 1e-6 else { throw ContractError(path: "\(p).cpu", message: "at most two decimals (e.g. 0.25)") }
             guard g.memoryMB > 0 else { throw ContractError(path: "\(p).memory_mb", message: "memory must be positive (MiB)") }
             guard g.memoryMB >= 16 else { throw ContractError(path: "\(p).memory_mb", message: "must be at least 16 MiB") }
             guard g.diskGB > 0 else { throw ContractError(path: "\(p).disk_gb", message: "disk must be positive (GiB)") }
-            guard g.description.utf8.count <= 8192 else { throw ContractError(path: "\(p).description", message: "at most 8 KiB") }
+            guard g.description.unicodeScalars.count <= 8192 else { throw ContractError(path: "\(p).description", message: "at most 8192 characters") }
             var keys = Set<String>()
             for (j, m) in g.mountPoints.enumerated() {
                 let mp = "\(p).mount_points[\(j)]"

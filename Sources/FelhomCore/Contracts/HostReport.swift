@@ -205,7 +205,13 @@ public struct HostReport: Codable, Sendable, Equatable {
 public enum ContractCoding {
     public static func decode<T: Decodable>(_ data: Data) throws -> T {
         let dec = JSONDecoder()
-        dec.dateDecodingStrategy = .iso8601
+        dec.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            guard let date = RFC3339.parse(try container.decode(String.self)) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be an RFC 3339 time like 2026-01-01T00:00:00Z")
+            }
+            return date
+        }
         do { return try dec.decode(T.self, from: data) } catch let e as DecodingError {
             throw ContractError(path: e.pathText, message: e.reason)
         } catch {
@@ -225,7 +231,7 @@ public enum ContractCoding {
 extension KeyedDecodingContainer {
     /// An RFC 3339 time, parsed here rather than by a date strategy so a bad value reports its path.
     func decodeContractTime(forKey key: Key) throws -> Date {
-        guard let date = try? Date.ISO8601FormatStyle().parse(try decode(String.self, forKey: key)) else {
+        guard let date = RFC3339.parse(try decode(String.self, forKey: key)) else {
             throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
         }
         return date

@@ -54,31 +54,50 @@ enum OpenAPIDocument {
                   properties: {code: {type: string}, message: {type: string}, path: {type: string}}
             DesiredState:
               type: object
+              additionalProperties: false
+              description: >-
+                A host's desired state. Unknown keys are refused at every level (a typo must not be ignored).
+                Rules beyond the schema: vmids, guest names and a guest's mount-point keys are unique.
               properties:
                 guests:
                   type: array
+                  nullable: true
                   items:
                     type: object
+                    additionalProperties: false
                     required: [vmid, name, cpu, memory_mb, disk_gb]
                     properties:
-                      vmid: {type: integer, minimum: 100}
+                      vmid: {type: integer, minimum: 100, maximum: 999999999}
                       name: {type: string, pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'}
-                      cpu: {type: number, description: decimal vCPU (0.25, 0.5, 1, 2), a proportional weight}
-                      memory_mb: {type: integer, minimum: 16}
-                      disk_gb: {type: integer, minimum: 1}
-                      run_state: {type: string, enum: [running, stopped], default: running}
-                      description: {type: string}
-                      ephemeral: {type: boolean, default: false}
+                      cpu: {type: number, minimum: 0, exclusiveMinimum: true, maximum: 512, multipleOf: 0.01, description: "decimal vCPU (0.25, 0.5, 1, 2), a proportional weight; at most two decimals"}
+                      memory_mb: {type: integer, minimum: 16, maximum: 9223372036854775807}
+                      disk_gb: {type: integer, minimum: 1, maximum: 9223372036854775807}
+                      run_state: {type: string, enum: [running, stopped, null], default: running, nullable: true}
+                      description: {type: string, maxLength: 8192, nullable: true}
+                      ephemeral: {type: boolean, default: false, nullable: true}
                       mount_points:
                         type: array
+                        nullable: true
                         items:
                           type: object
+                          additionalProperties: false
                           required: [key, path, size_gb, backup, bulk]
-                          properties: {key: {type: string}, path: {type: string}, size_gb: {type: integer}, backup: {type: boolean}, bulk: {type: boolean, description: bulk volumes must have backup=false}}
+                          properties:
+                            key: {type: string, pattern: '^mp([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$'}
+                            path: {type: string, pattern: '^/[^,]+$', description: an absolute path other than /, without commas}
+                            size_gb: {type: integer, minimum: 1, maximum: 9223372036854775807}
+                            backup: {type: boolean}
+                            bulk: {type: boolean, description: bulk volumes must have backup=false}
+                          not: {type: object, required: [bulk, backup], properties: {bulk: {enum: [true]}, backup: {enum: [true]}}}
                 storage_policy:
                   type: object
-                  properties: {backup_storage: {type: string}, backup_hour: {type: integer}, keep_last: {type: integer}}
-                versions: {type: object, additionalProperties: {type: string}}
+                  nullable: true
+                  additionalProperties: false
+                  properties:
+                    backup_storage: {type: string, nullable: true}
+                    backup_hour: {type: integer, minimum: 0, maximum: 23, nullable: true}
+                    keep_last: {type: integer, minimum: 1, maximum: 1000, nullable: true}
+                versions: {type: object, nullable: true, additionalProperties: {type: string, pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]+)?$'}}
             ControlEnvelope:
               type: object
               required: [poll_interval_seconds, blocked, desired_generation, has_signed_ops]
@@ -160,6 +179,81 @@ enum OpenAPIDocument {
               type: object
               required: [id, suspended]
               properties: {id: {type: string}, suspended: {type: boolean}}
+            HostReport:
+              type: object
+              description: >-
+                What a host agent sends on every poll (golden fixture in FelhomCore). Unknown fields are ignored and
+                unknown status values read as unknown (a newer agent's report is accepted). Rules beyond the schema:
+                vmids are unique within a report.
+              required: [reported_at, agent_version, host, guests, cloudflared, storage_targets, backups, restore_tests, pbs_snapshots, audit_tail, journal_in_flight]
+              properties:
+                reported_at: {$ref: "#/components/schemas/Timestamp"}
+                agent_version: {type: string}
+                host:
+                  type: object
+                  required: [cpu, memory_total, memory_used, disk_total, disk_used, uptime, load, kernel, pve_version]
+                  properties:
+                    cpu: {type: number, minimum: 0, maximum: 1}
+                    memory_total: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                    memory_used: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                    disk_total: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                    disk_used: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                    uptime: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                    load: {type: array, items: {type: number}}
+                    kernel: {type: string}
+                    pve_version: {type: string}
+                guests:
+                  type: array
+                  items:
+                    type: object
+                    required: [vmid, name, status]
+                    properties:
+                      vmid: {type: integer, minimum: 100, maximum: 999999999}
+                      name: {type: string}
+                      status: {type: string, enum: [running, stopped, unknown]}
+                      spec:
+                        type: object
+                        required: [memory, description, mount_points]
+                        properties:
+                          cores: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
+                          cpuunits: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
+                          memory: {type: integer, minimum: 1, maximum: 9223372036854775807}
+                          disk: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
+                          description: {type: string}
+                          mount_points:
+                            type: array
+                            items:
+                              type: object
+                              required: [key, volume, backup]
+                              properties: {key: {type: string}, volume: {type: string}, path: {type: string}, backup: {type: boolean}, size: {type: string}}
+                cloudflared: {type: string, enum: [running, stopped, unknown]}
+                storage_targets: {type: array, items: {}}
+                backups: {type: array, items: {}}
+                restore_tests: {type: array, items: {}}
+                pbs_snapshots: {type: array, items: {}}
+                audit_tail: {type: array, items: {}}
+                journal_in_flight: {type: array, items: {}}
+                applied_generation: {type: integer, minimum: 0, maximum: 9223372036854775807, description: the desired generation the agent has fully applied}
+            GuestReport:
+              type: object
+              description: >-
+                What a guest controller sends. Rules beyond the schema: stack names are unique within a report.
+              required: [reported_at, controller_version, stacks, telemetry, log_issues, storage_paths]
+              properties:
+                reported_at: {$ref: "#/components/schemas/Timestamp"}
+                controller_version: {type: string}
+                stacks:
+                  type: array
+                  items:
+                    type: object
+                    required: [name, state, protected]
+                    properties:
+                      name: {type: string, pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$'}
+                      state: {type: string, enum: [running, stopped, partial, unknown]}
+                      protected: {type: boolean}
+                telemetry: {type: array, items: {}}
+                log_issues: {type: array, items: {}}
+                storage_paths: {type: array, items: {}}
             Host:
               type: object
               required: [id, customer_id, name, desired_generation, blocked, liveness]
@@ -287,7 +381,7 @@ enum OpenAPIDocument {
             post:
               summary: Publish the draft (operator); bumps desired_generation and wakes the host's long-poll. Never touches apps.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{generation}"}, "400": {description: no draft}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{generation}"}, "409": {description: no draft to publish}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/drift:
             get:
               summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).
@@ -338,7 +432,7 @@ enum OpenAPIDocument {
               summary: A host agent's report (host keys). Answers with the control envelope.
               requestBody:
                 required: true
-                content: {application/json: {schema: {type: object, description: "HostReport (golden fixture in FelhomCore)"}}}
+                content: {application/json: {schema: {$ref: "#/components/schemas/HostReport"}}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
@@ -350,7 +444,7 @@ enum OpenAPIDocument {
               summary: A guest controller's report (guest keys). Answers with its host's control envelope.
               requestBody:
                 required: true
-                content: {application/json: {schema: {type: object, description: "GuestReport: reported_at, controller_version, stacks, telemetry, log_issues, storage_paths"}}}
+                content: {application/json: {schema: {$ref: "#/components/schemas/GuestReport"}}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
@@ -373,17 +467,17 @@ enum OpenAPIDocument {
                 required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [countries], properties: {zone_id: {type: string, nullable: true}, countries: {type: array, items: {type: string, example: HU}}}}
-              responses: {"200": {description: "{allowed_countries}"}, "400": {description: bad country or zone id}, "409": {description: Cloudflare not configured}, "502": {description: Cloudflare refused}, default: {$ref: "#/components/responses/Error"}}
+                    schema: {type: object, required: [countries], properties: {zone_id: {type: string, pattern: '^[0-9a-fA-F]{32}$', nullable: true}, countries: {type: array, minItems: 1, items: {type: string, pattern: '^[A-Za-z]{2}$', example: HU}}}}
+              responses: {"200": {description: "{allowed_countries}"}, "400": {description: bad country or zone id}, "409": {description: "Cloudflare not configured, or no zone recorded yet and none sent"}, "502": {description: Cloudflare refused}, default: {$ref: "#/components/responses/Error"}}
             delete:
               summary: Disable the geo rule (kept, disabled).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{enabled: false}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{enabled: false}"}, "409": {description: "Cloudflare not configured, or no zone recorded for this customer"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/geo/remove-all:
             post:
               summary: Delete every felhom-managed rule of the customer's zone (rules others made are kept).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{removed: N}"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{removed: N}"}, "409": {description: "Cloudflare not configured, or no zone recorded for this customer"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/config-overrides:
             put:
               summary: The customer's controller-config overrides (operator), deep-merged into the default. A Cloudflare credential anywhere is a 400 naming its path.
@@ -438,7 +532,7 @@ enum OpenAPIDocument {
               summary: A one-time enrollment token for the host (operator), valid ttl_seconds (default 24 h); earlier unused tokens stop working.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody:
-                required: true
+                required: false
                 content:
                   application/json:
                     schema: {type: object, properties: {ttl_seconds: {type: integer, minimum: 60, maximum: 604800, nullable: true}}}
@@ -482,7 +576,7 @@ enum OpenAPIDocument {
                         - {type: object, additionalProperties: false, required: [host_id, guest_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, guest_id: {$ref: "#/components/schemas/VMID"}, op: {type: string, enum: [guest.restore]}, params: {type: object, additionalProperties: false, required: [backup], properties: {backup: {type: string, pattern: '^[A-Za-z][A-Za-z0-9._-]{0,20}:backup/[A-Za-z0-9._+:/-]{1,60}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
                         - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [disk.decommission]}, params: {type: object, additionalProperties: false, required: [disk_uuid], properties: {disk_uuid: {type: string, pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
                         - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [agent.rollback]}, params: {type: object, additionalProperties: false, required: [version], properties: {version: {type: string, pattern: '^[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
-              responses: {"201": {description: the op (status pending_signature), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: bad op}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"201": {description: the op (status pending_signature), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: bad op}, "409": {description: "no key_id and not exactly one operational key registered, or the guest is still desired (destroy)"}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List ops (operator all; customer and host keys their own). Filters host_id, status.
               parameters: [{name: host_id, in: query, schema: {type: string}}, {name: status, in: query, schema: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}}]
@@ -504,8 +598,8 @@ enum OpenAPIDocument {
                 required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [signature], properties: {signature: {type: string, description: armored SSH SIGNATURE}}}
-              responses: {"200": {description: the op (signed), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: signature does not verify or key not registered}, "409": {description: not pending}, default: {$ref: "#/components/responses/Error"}}
+                    schema: {type: object, required: [signature], properties: {signature: {type: string, format: sshsig-armor, description: "armored SSH SIGNATURE (ssh-keygen -Y sign -n felhom-op-v1)"}}}
+              responses: {"200": {description: the op (signed), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: not an armored SSH signature}, "403": {description: "signature_refused: wrong namespace, key not registered, or it does not verify over this op's blob"}, "409": {description: not pending}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/result:
             post:
               summary: The agent reports the outcome (host key); records op_applied or op_rejected.

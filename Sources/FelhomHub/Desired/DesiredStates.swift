@@ -55,7 +55,7 @@ extension Hub {
         let now = self.now
         let gen = try await store.transaction { db -> Int64 in
             guard let spec = try await DesiredTable.draft(hostID: hostID, in: db) else {
-                throw HubError.badRequest("no draft to publish: PUT /api/v1/hosts/\(hostID)/desired first")
+                throw HubError(.conflict, "no_draft", "no draft to publish: PUT /api/v1/hosts/\(hostID)/desired first")
             }
             // The one generation bump (also used by Hub.bumpGeneration).
             guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }

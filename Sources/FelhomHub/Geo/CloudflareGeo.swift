@@ -53,7 +53,7 @@ public struct CloudflareGeo: Sendable {
     }
 
     static func validate(zone: String) throws {
-        guard zone.count == 32, zone.allSatisfy({ $0.isHexDigit }) else {
+        guard Pattern.whole(zone, "[0-9a-fA-F]{32}") else {
             throw GeoError(message: "a Cloudflare zone id is 32 hex characters (got '\(zone.prefix(40))')")
         }
     }

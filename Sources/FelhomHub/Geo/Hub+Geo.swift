@@ -18,7 +18,9 @@ extension Hub {
         guard p == .operator else { throw HubError.forbidden("change geo rules (operator only)") }
         let c = try await customer(customerID, by: p)
         let stored = try await store.withDB { db in try await CustomersTable.cloudflareZone(c.id, in: db) }
-        guard let zone = zoneID ?? stored else { throw HubError.badRequest("the customer's Cloudflare zone id is needed once", path: "$.zone_id") }
+        guard let zone = zoneID ?? stored else {
+            throw HubError(.conflict, "zone_unknown", "no Cloudflare zone is recorded for this customer yet: send zone_id once", path: "$.zone_id")
+        }
         let list: [String]
         do {
             try CloudflareGeo.validate(zone: zone)
@@ -40,7 +42,9 @@ extension Hub {
     public func disableGeo(customerID: String, removeAll: Bool, by p: Principal) async throws -> Int {
         guard p == .operator else { throw HubError.forbidden("change geo rules (operator only)") }
         let c = try await customer(customerID, by: p)
-        guard let zone = try await store.withDB({ db in try await CustomersTable.cloudflareZone(c.id, in: db) }) else { throw HubError.badRequest("no Cloudflare zone recorded for this customer; enable a geo rule first") }
+        guard let zone = try await store.withDB({ db in try await CustomersTable.cloudflareZone(c.id, in: db) }) else {
+            throw HubError(.conflict, "zone_unknown", "no Cloudflare zone recorded for this customer; enable a geo rule first")
+        }
         let geo = try geoClient()
         var removed = 0
         do {

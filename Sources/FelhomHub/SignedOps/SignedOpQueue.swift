@@ -85,7 +85,9 @@ extension Hub {
         } else {
             let keys = try await operatorKeys(by: p).filter { $0.role == "operational" }
             guard keys.count == 1 else {
-                throw HubError.badRequest(
+                // The request is well formed; the hub's key set decides (409, like any state conflict).
+                throw HubError(
+                    .conflict, "key_id_required",
                     keys.isEmpty ? "register an operator key first (POST /api/v1/operator-keys)" : "several operator keys: say which with key_id",
                     path: "$.key_id")
             }
@@ -192,14 +194,14 @@ extension Hub {
             throw HubError.badRequest("not an SSH signature: \(error.message)", path: "$.signature")
         }
         guard sig.namespace == OpVerifier.namespace else {
-            throw HubError.badRequest("signed for namespace '\(sig.namespace)'; use -n \(OpVerifier.namespace)", path: "$.signature")
+            throw HubError.signatureRefused("signed for namespace '\(sig.namespace)'; use -n \(OpVerifier.namespace)", path: "$.signature")
         }
         let keys = try await operatorKeys(by: p)
         guard let key = keys.first(where: { $0.fingerprint == sig.publicKey.fingerprint }) else {
-            throw HubError.badRequest("key \(sig.publicKey.fingerprint) is not a registered operator key", path: "$.signature")
+            throw HubError.signatureRefused("key \(sig.publicKey.fingerprint) is not a registered operator key", path: "$.signature")
         }
         do { try sig.verify(message: Array(v.blob.utf8), requireUserPresence: true) } catch {
-            throw HubError.badRequest("signature does not verify over this op's blob: \(error.message)", path: "$.signature")
+            throw HubError.signatureRefused("signature does not verify over this op's blob: \(error.message)", path: "$.signature")
         }
         let now = self.now
         let updated = try await store.withDB { db in
