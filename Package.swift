@@ -210,7 +210,8 @@ let package = Package(
         .testTarget(
             name: "FelhomAgentTests",
             dependencies: [
-                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning", "FelhomTestSupport",
+                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning",
+                "FelhomTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ]

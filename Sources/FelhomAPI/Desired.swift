@@ -63,7 +63,9 @@ public struct GuestDrift: Codable, Sendable, Equatable {
     public var actualStatus: String?
     public var differences: [GuestComparison.Difference]
 
-    public init(state: DriftState, vmid: Int, name: String, desiredRunState: String?, actualStatus: String?, differences: [GuestComparison.Difference]) {
+    public init(
+        state: DriftState, vmid: Int, name: String, desiredRunState: String?, actualStatus: String?, differences: [GuestComparison.Difference]
+    ) {
         self.state = state
         self.vmid = vmid
         self.name = name

@@ -4,7 +4,8 @@ import Foundation
 /// Where a queued op is in its life: `pending_signature → signed → delivered → applied | rejected`,
 /// and `expired` for any unfinished op past its `expires_at`.
 public enum SignedOpStatus: String, Codable, Sendable, CaseIterable {
-    case pendingSignature = "pending_signature", signed, delivered, applied, rejected, expired
+    case pendingSignature = "pending_signature"
+    case signed, delivered, applied, rejected, expired
 
     /// Not finished yet (may still expire).
     public var isOpen: Bool { [.pendingSignature, .signed, .delivered].contains(self) }

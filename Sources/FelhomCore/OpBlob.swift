@@ -74,7 +74,8 @@ public struct OpBlob: Sendable, Equatable {
     /// The signing key's fingerprint, informational (signers are matched by key bytes).
     public var keyID: String
 
-    public init(op: Op, hostID: String, guestID: String?, params: [String: JSONValue], nonce: String, issuedAt: Date, expiresAt: Date, keyID: String) {
+    public init(op: Op, hostID: String, guestID: String?, params: [String: JSONValue], nonce: String, issuedAt: Date, expiresAt: Date, keyID: String)
+    {
         self.op = op
         self.hostID = hostID
         self.guestID = guestID
@@ -86,12 +87,15 @@ public struct OpBlob: Sendable, Equatable {
     }
 
     /// A fresh op with a random 128-bit nonce, valid from `now` for `ttl` seconds (whole seconds).
-    public static func new(op: Op, hostID: String, guestID: String?, params: [String: JSONValue], ttl: TimeInterval, keyID: String, now: Date = Date()) throws -> OpBlob {
+    public static func new(
+        op: Op, hostID: String, guestID: String?, params: [String: JSONValue], ttl: TimeInterval, keyID: String, now: Date = Date()
+    ) throws -> OpBlob {
         var rng = SystemRandomNumberGenerator()
         let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
         let issued = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
-        let blob = OpBlob(op: op, hostID: hostID, guestID: guestID, params: params, nonce: nonce, issuedAt: issued,
-                          expiresAt: issued.addingTimeInterval(ttl.rounded(.up)), keyID: keyID)
+        let blob = OpBlob(
+            op: op, hostID: hostID, guestID: guestID, params: params, nonce: nonce, issuedAt: issued,
+            expiresAt: issued.addingTimeInterval(ttl.rounded(.up)), keyID: keyID)
         try blob.validate()
         return blob
     }
@@ -175,8 +179,9 @@ public struct OpBlob: Sendable, Equatable {
         default: throw OpBlobError(field: "target.guest_id", message: "must be a string or null")
         }
         guard case .object(let params)? = o["params"] else { throw OpBlobError(field: "params", message: "must be an object") }
-        self.init(op: op, hostID: host, guestID: guest, params: params, nonce: try str("nonce"), issuedAt: try time("issued_at"),
-                  expiresAt: try time("expires_at"), keyID: try str("key_id"))
+        self.init(
+            op: op, hostID: host, guestID: guest, params: params, nonce: try str("nonce"), issuedAt: try time("issued_at"),
+            expiresAt: try time("expires_at"), keyID: try str("key_id"))
         try validate()
     }
 
@@ -185,7 +190,10 @@ public struct OpBlob: Sendable, Equatable {
         var s = "\(op.rawValue): \(op.summary)"
         s += guestID.map { " — guest \($0) on host \(hostID)" } ?? " — host \(hostID)"
         if !params.isEmpty {
-            s += " (" + params.keys.sorted().map { "\($0)=\(params[$0].map { $0.stringValue ?? $0.serializedString() } ?? "")" }.joined(separator: ", ") + ")"
+            s +=
+                " ("
+                + params.keys.sorted().map { "\($0)=\(params[$0].map { $0.stringValue ?? $0.serializedString() } ?? "")" }.joined(separator: ", ")
+                + ")"
         }
         s += "; valid \(issuedAt.formatted(Self.timeFormat)) – \(expiresAt.formatted(Self.timeFormat))"
         return s

@@ -25,7 +25,7 @@ public enum RFC3339 {
             return true
         }
         guard let year = digits(4), expect([45]), let month = digits(2), expect([45]), let day = digits(2),
-              expect([84, 116, 32]), let hour = digits(2), expect([58]), let minute = digits(2), expect([58]), let second = digits(2)
+            expect([84, 116, 32]), let hour = digits(2), expect([58]), let minute = digits(2), expect([58]), let second = digits(2)
         else { return nil }
         var fraction = 0.0
         if index < bytes.count, bytes[index] == 46 {
@@ -54,8 +54,8 @@ public enum RFC3339 {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(secondsFromGMT: 0) ?? calendar.timeZone
         guard let range = calendar.range(of: .day, in: .month, for: calendar.date(from: DateComponents(year: year, month: month, day: 1)) ?? Date()),
-              range.contains(day),
-              let base = calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: min(second, 59)))
+            range.contains(day),
+            let base = calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: min(second, 59)))
         else { return nil }
         return base.addingTimeInterval(fraction - TimeInterval(offset))
     }

@@ -13,7 +13,7 @@ public struct HTTPEndpoint: Sendable, Equatable {
     /// `setting` names the configuration key in error messages (`mail_api_url`, `hub URL`).
     public init(url text: String, setting: String) throws(HTTPClientError) {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
-              scheme == "https" || scheme == "http"
+            scheme == "https" || scheme == "http"
         else { throw HTTPClientError(code: .invalidArgument, message: "\(setting) must be an https:// URL (got '\(text)')") }
         if scheme == "http", !Self.isLoopback(host) {
             throw HTTPClientError(code: .invalidArgument, message: "\(setting) may use plain http:// only on loopback (got host '\(host)')")

@@ -167,7 +167,8 @@ public struct NIOHTTPTransport: HTTPTransport {
                         headers = h.headers.map { ($0.name, $0.value) }
                     case .body(var b):
                         guard body.readableBytes + b.readableBytes <= maxResponseBytes else {
-                            throw HTTPClientError(code: .tooLarge, message: "the answer is larger than \(maxResponseBytes) bytes", request: requestName)
+                            throw HTTPClientError(
+                                code: .tooLarge, message: "the answer is larger than \(maxResponseBytes) bytes", request: requestName)
                         }
                         body.writeBuffer(&b)
                     case .end:

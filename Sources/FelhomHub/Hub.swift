@@ -49,8 +49,10 @@ public struct Hub: Sendable {
     /// Group commit of host reports (SQLite: one connection, so many reports share one commit).
     let reportWriter: GroupCommit<ReportWrite, ReportWritten?>?
 
-    public init(store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
-                notifications: NotificationSettings = NotificationSettings()) {
+    public init(
+        store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
+        notifications: NotificationSettings = NotificationSettings()
+    ) {
         self.notifications = notifications
         self.store = store
         self.keys = KeyAuthority(store: store, operatorKey: operatorKey)
@@ -114,7 +116,9 @@ public struct Hub: Sendable {
     public func createHost(customerID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
         guard p == .operator else { throw HubError.forbidden("create hosts") }
         try Validate.text(name, "$.name", max: 100)
-        guard try await customerExists(customerID) else { throw HubError(.notFound, "not_found", "customer \(customerID) not found", path: "$.customer_id") }
+        guard try await customerExists(customerID) else {
+            throw HubError(.notFound, "not_found", "customer \(customerID) not found", path: "$.customer_id")
+        }
         let id = Ids.make("hst")
         let now = self.now
         let key = try await store.transaction { db in
@@ -146,7 +150,8 @@ public struct Hub: Sendable {
     /// crashed after the hub minted the key and before it stored it — does not create a second
     /// guest with a second, ownerless, valid key: the same guest gets a fresh key and every earlier
     /// key of it is revoked in the same transaction.
-    public func createGuest(hostID: String, name: String, idempotencyKey: String? = nil, by p: Principal) async throws -> (id: String, apiKey: String) {
+    public func createGuest(hostID: String, name: String, idempotencyKey: String? = nil, by p: Principal) async throws -> (id: String, apiKey: String)
+    {
         switch p {
         case .operator: break
         case .host(let h, _) where h == hostID: break
@@ -183,8 +188,9 @@ public struct Hub: Sendable {
 
     func envelope(_ h: HostView) async throws -> ControlEnvelope {
         let pending = h.blocked ? false : try await store.withDB { db in try await hasSignedOps(hostID: h.id, in: db) }
-        return ControlEnvelope(pollIntervalSeconds: settings.pollIntervalSeconds, blocked: h.blocked, desiredGeneration: h.desiredGeneration,
-                               hasSignedOps: pending)
+        return ControlEnvelope(
+            pollIntervalSeconds: settings.pollIntervalSeconds, blocked: h.blocked, desiredGeneration: h.desiredGeneration,
+            hasSignedOps: pending)
     }
 
     /// Decodes a report; a contract violation is counted and answered with 400 naming the path.
@@ -234,7 +240,9 @@ public struct Hub: Sendable {
     /// A blocked host (or one of a suspended customer) is still seen alive, but its report is not
     /// stored and it is told only that it is blocked.
     static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> ReportWritten? {
-        guard let host = try await HostsTable.recordReport(hostID: w.hostID, at: w.now, appliedGeneration: w.appliedGeneration, in: db) else { return nil }
+        guard let host = try await HostsTable.recordReport(hostID: w.hostID, at: w.now, appliedGeneration: w.appliedGeneration, in: db) else {
+            return nil
+        }
         let written = ReportWritten(desiredGeneration: host.generation, blocked: host.blocked, hasSignedOps: !host.blocked && host.pendingOps)
         guard !host.blocked else { return written }
         try await ReportsTable.insertHostReport(hostID: w.hostID, body: w.text, at: w.now, in: db)
@@ -267,7 +275,9 @@ public struct Hub: Sendable {
     @discardableResult
     public func pruneHistory(eventDays: Int, mailDays: Int) async throws -> [String: Int] {
         let now = self.now
-        let events = now - Int64(eventDays) * 86_400, mail = now - Int64(mailDays) * 86_400, day = now - 86_400
+        let events = now - Int64(eventDays) * 86_400
+        let mail = now - Int64(mailDays) * 86_400
+        let day = now - 86_400
         return try await store.withDB { db in try await RetentionTable.prune(events: events, mail: mail, attempts: day, now: now, in: db) }
     }
 
@@ -318,7 +328,10 @@ public struct Hub: Sendable {
     // MARK: - Events
 
     public func postEvent(_ e: NewEvent, by p: Principal) async throws -> HubEvent {
-        let source: HubEvent.Source, hostID: String?, guestID: String?, customerID: String?
+        let source: HubEvent.Source
+        let hostID: String?
+        let guestID: String?
+        let customerID: String?
         switch p {
         case .host(let h, let c):
             source = .host
@@ -353,8 +366,9 @@ public struct Hub: Sendable {
         // The hub's receive time is the event's time (checks depend on it); a client's claim is kept as data.
         if let claimed = e.at, source != .hub { data["client_at"] = .string(claimed.formatted(.iso8601)) }
         let at = source == .hub ? (e.at ?? clock.now()) : clock.now()
-        let ev = HubEvent(id: Ids.make("evt"), at: at, source: source, hostID: hostID, guestID: guestID,
-                          customerID: customerID, type: e.type, severity: severity, data: .object(data))
+        let ev = HubEvent(
+            id: Ids.make("evt"), at: at, source: source, hostID: hostID, guestID: guestID,
+            customerID: customerID, type: e.type, severity: severity, data: .object(data))
         try await insertEvent(ev)
         metrics.eventsRecorded.increment()
         return ev
@@ -375,7 +389,8 @@ public struct Hub: Sendable {
         let hostID = hostFilter
         let sinceEpoch = since.map { Int64($0.timeIntervalSince1970) }
         return try await store.withDB { db in
-            try await EventsTable.list(customerScope: p.customerScope, hostID: hostID, type: type, since: sinceEpoch, limit: min(max(limit, 1), 1000), in: db)
+            try await EventsTable.list(
+                customerScope: p.customerScope, hostID: hostID, type: type, since: sinceEpoch, limit: min(max(limit, 1), 1000), in: db)
         }
     }
 }
@@ -386,7 +401,9 @@ enum Validate {
         let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !t.isEmpty else { throw HubError.badRequest("must not be empty", path: path) }
         guard s.count <= max else { throw HubError.badRequest("must be at most \(max) characters", path: path) }
-        guard !s.unicodeScalars.contains(where: { $0.value < 0x20 }) else { throw HubError.badRequest("must not contain control characters", path: path) }
+        guard !s.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+            throw HubError.badRequest("must not contain control characters", path: path)
+        }
     }
 }
 

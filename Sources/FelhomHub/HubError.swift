@@ -61,7 +61,8 @@ extension StoreError: HTTPResponseError {
     public var status: HTTPResponse.Status { code == .conflict ? .conflict : .serviceUnavailable }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let e = code == .conflict
+        let e =
+            code == .conflict
             ? HubError(.conflict, "conflict", "the resource already exists")
             : HubError(.serviceUnavailable, "store_unavailable", "the hub's database is unavailable; retry later")
         return try e.response(from: request, context: context)

@@ -60,7 +60,11 @@ public struct HubClient: Sendable {
     public func call(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil) async throws -> Data {
         var target = basePath + path
         if !query.isEmpty {
-            target += "?" + query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? "")" }.joined(separator: "&")
+            target +=
+                "?"
+                + query.map {
+                    "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? "")"
+                }.joined(separator: "&")
         }
         var headers = anonymous ? [] : [("Authorization", "Bearer \(key.reveal())")]
         if body != nil { headers.append(("Content-Type", "application/json")) }
@@ -230,7 +234,8 @@ public struct HubClient: Sendable {
     }
 
     public func enrollmentToken(hostID: String, ttlSeconds: Int? = nil) async throws -> EnrollmentToken {
-        try await send("POST", "/api/v1/hosts/\(Self.segment(hostID))/enrollment", body: NewEnrollmentToken(ttlSeconds: ttlSeconds), as: EnrollmentToken.self)
+        try await send(
+            "POST", "/api/v1/hosts/\(Self.segment(hostID))/enrollment", body: NewEnrollmentToken(ttlSeconds: ttlSeconds), as: EnrollmentToken.self)
     }
 
     /// Saves the draft desired state of a host (not yet published).

@@ -53,7 +53,10 @@ public final class FaultyIO: AppendLogIO {
         return real.write(fd, bytes)
     }
     public func fsync(_ fd: Int32) -> Int32 {
-        if faults.withLock({ f in defer { f.failNextFsync = false }; return f.failNextFsync }) {
+        if faults.withLock({ f in
+            defer { f.failNextFsync = false }
+            return f.failNextFsync
+        }) {
             errno = EIO
             return -1
         }
@@ -69,4 +72,3 @@ public final class FaultyIO: AppendLogIO {
     public func rename(_ from: String, _ to: String) -> Int32 { real.rename(from, to) }
     public func close(_ fd: Int32) { real.close(fd) }
 }
-

@@ -110,7 +110,8 @@ public enum PVESimulator {
     }
 
     static func loadOrCreateCertificate(dir: URL, node: String) throws -> TLSMaterial {
-        let certURL = dir.appendingPathComponent("cert.pem"), keyURL = dir.appendingPathComponent("key.pem")
+        let certURL = dir.appendingPathComponent("cert.pem")
+        let keyURL = dir.appendingPathComponent("key.pem")
         if let cert = try? String(contentsOf: certURL, encoding: .utf8), let key = try? String(contentsOf: keyURL, encoding: .utf8) {
             return try TLSMaterial(certificatePEM: cert, privateKeyPEM: key)
         }

@@ -2,8 +2,8 @@ import ArgumentParser
 import FelhomAgent
 import FelhomCore
 import Foundation
-import Proxmox
 import Logging
+import Proxmox
 import ServiceLifecycle
 
 @main

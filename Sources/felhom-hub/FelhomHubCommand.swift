@@ -37,10 +37,12 @@ struct Serve: AsyncParsableCommand {
         do { built = try await buildApplication(config: resolved, dependencies: .init(logger: logger)) } catch {
             throw ValidationError("\(error)")
         }
-        logger.info("felhom-hub listening", metadata: [
-            "address": "\(resolved.host):\(resolved.port)", "store": "\(built.hub.store.kind.rawValue)",
-            "tls": "\(resolved.tls != nil ? "hub" : resolved.settings.trustedProxies.isEmpty ? "none" : "proxy")",
-        ])
+        logger.info(
+            "felhom-hub listening",
+            metadata: [
+                "address": "\(resolved.host):\(resolved.port)", "store": "\(built.hub.store.kind.rawValue)",
+                "tls": "\(resolved.tls != nil ? "hub" : resolved.settings.trustedProxies.isEmpty ? "none" : "proxy")",
+            ])
         do {
             try await built.application.runService()
         } catch {

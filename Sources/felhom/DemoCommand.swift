@@ -99,7 +99,8 @@ struct DemoCommand: AsyncParsableCommand {
 
         // 3. Operator set-up: a customer, a host, an enrollment token, the operator's signing key.
         step("Enrolling a box")
-        let customer = try await op.createCustomer(NewCustomer(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", language: "hu"))
+        let customer = try await op.createCustomer(
+            NewCustomer(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", language: "hu"))
         let host = try await op.createHost(customerID: customer, name: "nappali").id
         let token = try await op.enrollmentToken(hostID: host).token
         let signingKey = SSHPrivateKey.generateEd25519(comment: "demo-operator")
@@ -114,25 +115,28 @@ struct DemoCommand: AsyncParsableCommand {
         // 4. The agent, configured like a real one (file-style settings), enrolls with the token.
         var agentLogger = Logger(label: "felhom.agent") { _ in DemoLogHandler(prefix: "  agent: ") }
         agentLogger.logLevel = .info
-        let cfg = try AgentConfig.load(file: nil, environment: [
-            "FELHOM_AGENT_PVE_HOST": "127.0.0.1", "FELHOM_AGENT_PVE_PORT": String(sim.port), "FELHOM_AGENT_PVE_NODE": "pve1",
-            "FELHOM_AGENT_PVE_TOKEN_ID": SimSeed.agentTokenID, "FELHOM_AGENT_PVE_TOKEN_SECRET": agentSecret,
-            "FELHOM_AGENT_PVE_FINGERPRINT": fp, "FELHOM_AGENT_HUB_URL": hubURL, "FELHOM_AGENT_HUB_ENROLLMENT_TOKEN": token,
-            "FELHOM_AGENT_HUB_LONG_POLL_SECONDS": "2", "FELHOM_AGENT_STATE_DIR": root + "/agent",
-            "FELHOM_AGENT_SIGNERS_FILE": signers, "FELHOM_AGENT_PROVISION_GOLDEN_TEMPLATE": SimSeed.goldenTemplateVolid,
-        ])
+        let cfg = try AgentConfig.load(
+            file: nil,
+            environment: [
+                "FELHOM_AGENT_PVE_HOST": "127.0.0.1", "FELHOM_AGENT_PVE_PORT": String(sim.port), "FELHOM_AGENT_PVE_NODE": "pve1",
+                "FELHOM_AGENT_PVE_TOKEN_ID": SimSeed.agentTokenID, "FELHOM_AGENT_PVE_TOKEN_SECRET": agentSecret,
+                "FELHOM_AGENT_PVE_FINGERPRINT": fp, "FELHOM_AGENT_HUB_URL": hubURL, "FELHOM_AGENT_HUB_ENROLLMENT_TOKEN": token,
+                "FELHOM_AGENT_HUB_LONG_POLL_SECONDS": "2", "FELHOM_AGENT_STATE_DIR": root + "/agent",
+                "FELHOM_AGENT_SIGNERS_FILE": signers, "FELHOM_AGENT_PROVISION_GOLDEN_TEMPLATE": SimSeed.goldenTemplateVolid,
+            ])
         let agent = try await Agent.make(config: cfg, logger: agentLogger)
         let agentGroup = ServiceGroup(services: [agent], gracefulShutdownSignals: [], logger: quiet)
         let agentTask = Task { try await agentGroup.run() }
 
         // 5. Desired state: the two guests already on the box, plus two new ones.
         step("Publishing desired state: 2 existing guests + 2 new ones (photos, vault)")
-        var desired = DesiredState(guests: [
-            .init(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords"),
-            .init(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped),
-            .init(vmid: 120, name: "photos", cpu: 1, memoryMB: 1024, diskGB: 4, runState: .running, description: "Immich"),
-            .init(vmid: 121, name: "vault", cpu: 0.5, memoryMB: 512, diskGB: 4, runState: .running, description: "Vaultwarden"),
-        ], versions: ["agent": Agent.version])
+        var desired = DesiredState(
+            guests: [
+                .init(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords"),
+                .init(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped),
+                .init(vmid: 120, name: "photos", cpu: 1, memoryMB: 1024, diskGB: 4, runState: .running, description: "Immich"),
+                .init(vmid: 121, name: "vault", cpu: 0.5, memoryMB: 512, diskGB: 4, runState: .running, description: "Vaultwarden"),
+            ], versions: ["agent": Agent.version])
         // New guests get the golden template's 4 GiB root disk (growing disks is not built yet).
         try await publish(desired, op: op, host: host)
         seen.converged = try await waitUntil(seconds: 60) {
@@ -152,9 +156,10 @@ struct DemoCommand: AsyncParsableCommand {
                 info("  \(guest.vmid) \(guest.name): \(guest.state.rawValue) \(differences)")
             }
         }
-        info(seen.provisionedByRestore
-             ? "simulator: 120 and 121 were created by vzrestore of the golden template and are running"
-             : "simulator does NOT show 120/121 restored and running")
+        info(
+            seen.provisionedByRestore
+                ? "simulator: 120 and 121 were created by vzrestore of the golden template and are running"
+                : "simulator does NOT show 120/121 restored and running")
 
         // 6. Removing a guest from desired state does not destroy it: that needs a signature.
         step("Removing vault (121) from desired state — without a signature")
@@ -205,7 +210,8 @@ struct DemoCommand: AsyncParsableCommand {
         }
         say(seen.all ? "demo finished: everything worked." : "demo finished with FAILURES (see above).")
         if !scenarioOnly {
-            _ = FileManager.default.createFile(atPath: root + "/operator-key.txt", contents: Data(operatorKey.utf8), attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(
+                atPath: root + "/operator-key.txt", contents: Data(operatorKey.utf8), attributes: [.posixPermissions: 0o600])
             say("\nDashboard: \(hubURL)/  — sign in with the operator key in \(root)/operator-key.txt")
             say("Hub API:   \(hubURL)/api/v1 (see \(hubURL)/openapi.yaml); sign ops with: felhom sign --hub \(hubURL) --key \(root)/operator_ed25519")
             say("Everything keeps running; press Ctrl-C to stop.")

@@ -31,9 +31,13 @@ struct OpCommand: ParsableCommand {
 /// Parses `90`, `90s`, `15m`, `2h`, `1h30m`, `1d`.
 func parseDuration(_ text: String) throws -> TimeInterval {
     if let s = TimeInterval(text) { return s }
-    var total: TimeInterval = 0, num = ""
+    var total: TimeInterval = 0
+    var num = ""
     for ch in text {
-        if ch.isNumber { num.append(ch); continue }
+        if ch.isNumber {
+            num.append(ch)
+            continue
+        }
         guard let n = TimeInterval(num) else { throw ValidationError("invalid duration '\(text)' (use e.g. 90s, 15m, 2h, 1d)") }
         switch ch {
         case "s": total += n
@@ -57,7 +61,10 @@ struct OpNew: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "new",
         abstract: "Print a new op blob (canonical JSON, no trailing newline) to sign.",
-        discussion: "Ops: " + OpBlob.Op.allCases.map { "\($0.rawValue) (\($0.requiredParams.isEmpty ? "no params" : "params: " + $0.requiredParams.joined(separator: ", ")))" }.joined(separator: "; "))
+        discussion: "Ops: "
+            + OpBlob.Op.allCases.map {
+                "\($0.rawValue) (\($0.requiredParams.isEmpty ? "no params" : "params: " + $0.requiredParams.joined(separator: ", ")))"
+            }.joined(separator: "; "))
 
     @Option(help: "Operation name.") var op: String
     @Option(help: "Target host id.") var host: String

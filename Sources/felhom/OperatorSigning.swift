@@ -15,7 +15,7 @@ enum OperatorSigning {
             do {
                 let k = try SSHPrivateKey(openSSHText: text)
                 return try k.sign(message: message, namespace: OpVerifier.namespace).armored
-            } catch where error.code == .unsupportedKey {
+            } catch  where error.code == .unsupportedKey {
                 FileHandle.standardError.write(Data("felhom: \(error.message); using ssh-keygen\n".utf8))
             } catch {
                 throw SimpleError("\(keyPath): \(error.message)")

@@ -1,10 +1,10 @@
 import ArgumentParser
+import Crypto
 import FelhomAPI
 import FelhomCore
 import FelhomHTTP
 import FelhomHubClient
 import FelhomSigning
-import Crypto
 import Foundation
 
 /// `felhom sign`: review the hub's pending signed-op requests and sign them on this workstation.
@@ -56,7 +56,9 @@ struct SignCommand: AsyncParsableCommand {
             return
         }
         print("\(ops.count) op\(ops.count == 1 ? "" : "s") waiting for a signature:\n")
-        var signed = 0, skipped = 0, failed = 0
+        var signed = 0
+        var skipped = 0
+        var failed = 0
         let listedIDs = Set(ops.map(\.id))
         for wanted in opIDs where !listedIDs.contains(wanted) {
             print("✗ --op \(TerminalText.escaped(wanted)): no such op is waiting for a signature\n")
@@ -78,8 +80,10 @@ struct SignCommand: AsyncParsableCommand {
                 failed += 1
                 continue
             }
-            print(Self.describe(parsed, bytes: bytes, id: id, customer: op.customerName, host: op.hostName,
-                                volumesAtRisk: op.volumesNotInBackups ?? []))
+            print(
+                Self.describe(
+                    parsed, bytes: bytes, id: id, customer: op.customerName, host: op.hostName,
+                    volumesAtRisk: op.volumesNotInBackups ?? []))
             if pending { continue }
             if opIDs.isEmpty {
                 print("Sign this op? Type 'yes' to sign, anything else to skip: ", terminator: "")
@@ -105,7 +109,9 @@ struct SignCommand: AsyncParsableCommand {
 
     /// Plain words from the signed bytes themselves; the hub's names are only context. Every
     /// string is escaped outside printable ASCII (a hostile hub cannot make "121" show for "120").
-    static func describe(_ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [SignedOpView.VolumeRef] = []) -> String {
+    static func describe(_ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [SignedOpView.VolumeRef] = [])
+        -> String
+    {
         let e = TerminalText.escaped
         let fmt = ISO8601DateFormatter()
         var lines = ["• \(op.op.summary)", "    request  \(e(id))"]
@@ -113,9 +119,12 @@ struct SignCommand: AsyncParsableCommand {
         if let c = customer { lines.append("    customer \(e(c)) (says the hub)") }
         if let g = op.guestID { lines.append("    guest    vmid \(e(g))") }
         for (k, v) in op.params.sorted(by: { $0.key < $1.key }) {
-            lines.append("    \(e(k).padding(toLength: 8, withPad: " ", startingAt: 0)) \(e(v.stringValue ?? String(decoding: v.serialized(), as: UTF8.self)))")
+            lines.append(
+                "    \(e(k).padding(toLength: 8, withPad: " ", startingAt: 0)) \(e(v.stringValue ?? String(decoding: v.serialized(), as: UTF8.self)))"
+            )
         }
-        lines.append("    valid    \(fmt.string(from: op.issuedAt)) until \(fmt.string(from: op.expiresAt)) (nonce \(e(String(op.nonce.prefix(12))))…)")
+        lines.append(
+            "    valid    \(fmt.string(from: op.issuedAt)) until \(fmt.string(from: op.expiresAt)) (nonce \(e(String(op.nonce.prefix(12))))…)")
         if op.op == .guestRestore && !volumesAtRisk.isEmpty {
             let list = volumesAtRisk.map { "\(e($0.key)) (\(e($0.volume)))" }.joined(separator: ", ")
             lines.append("    WARNING  volumes not in this guest's backups (says the hub's last report): \(list)")

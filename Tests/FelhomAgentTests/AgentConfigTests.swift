@@ -13,7 +13,8 @@ import Testing
 
     @Test func fileAndEnvironmentCombine() throws {
         let path = NSTemporaryDirectory() + "agent-\(UUID().uuidString).json"
-        try #"{"pve": {"host": "file-host", "node": "pve1", "token_id": "felhom@pve!agent", "token_secret": "from-file", "port": 8006}, "selftest": {"vmid": 199}}"#
+        try
+            #"{"pve": {"host": "file-host", "node": "pve1", "token_id": "felhom@pve!agent", "token_secret": "from-file", "port": 8006}, "selftest": {"vmid": 199}}"#
             .write(toFile: path, atomically: true, encoding: .utf8)
         let cfg = try AgentConfig.load(file: path, environment: ["FELHOM_AGENT_PVE_HOST": "env-host", "FELHOM_AGENT_PVE_PORT": "18006"])
         #expect(cfg.pve.host == "env-host")
@@ -54,7 +55,8 @@ import Testing
         env["FELHOM_AGENT_PVE_CA_FILE"] = "/etc/felhom/pve-ca.pem"
         #expect(try AgentConfig.load(file: nil, environment: env).pveConnection().trust == .caFile("/etc/felhom/pve-ca.pem"))
         env["FELHOM_AGENT_PVE_FINGERPRINT"] = String(repeating: "AB:", count: 31) + "AB"
-        if case .pinnedLeafSHA256 = try AgentConfig.load(file: nil, environment: env).pveConnection().trust {} else {
+        if case .pinnedLeafSHA256 = try AgentConfig.load(file: nil, environment: env).pveConnection().trust {
+        } else {
             Issue.record("fingerprint should win")
         }
     }

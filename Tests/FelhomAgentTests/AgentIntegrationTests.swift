@@ -3,6 +3,7 @@ import FelhomCore
 import FelhomHub
 import FelhomHubClient
 import FelhomSigning
+import FelhomTestSupport
 import Foundation
 import Hummingbird
 import Logging
@@ -10,7 +11,6 @@ import PVESimulator
 import Proxmox
 import SQLKit
 import ServiceLifecycle
-import FelhomTestSupport
 import Synchronization
 import Testing
 
@@ -49,7 +49,8 @@ struct AgentWorld: Sendable {
     func queueSigned(_ opName: String, vmid: Int, params: [String: JSONValue] = [:], key: SSHPrivateKey) async throws -> String {
         // The hub only accepts registered keys; register this one if it is not yet.
         _ = try? await op.registerOperatorKey(NewOperatorKey(publicKey: key.publicKey.openSSHLine))
-        let queued = try await op.createSignedOp(NewSignedOp(hostID: hostID, guestID: "\(vmid)", op: opName, params: params, keyID: key.publicKey.fingerprint))
+        let queued = try await op.createSignedOp(
+            NewSignedOp(hostID: hostID, guestID: "\(vmid)", op: opName, params: params, keyID: key.publicKey.fingerprint))
         let signature = try key.sign(message: Array(queued.blob.utf8), namespace: OpVerifier.namespace).armored
         _ = try await op.uploadSignature(opID: queued.id, armored: signature)
         return queued.id
@@ -75,11 +76,15 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
 }
 
 @Suite struct AgentIntegrationTests {
-    let web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
+    let web = DesiredState.Guest(
+        vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
     let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
 
     @Test func aFailedProvisionIsRolledBackThenRetried() async throws {
-        try await withAgentWorld({ $0.faults.taskFailures["/nodes/pve1/lxc/140/status/start"] = "startup for container '140' failed" }) { w in
+        let failingStart: (inout SimState) -> Void = {
+            $0.faults.taskFailures["/nodes/pve1/lxc/140/status/start"] = "startup for container '140' failed"
+        }
+        try await withAgentWorld(failingStart) { w in
             let agent = try await w.agent()
             let new = DesiredState.Guest(vmid: 140, name: "photos", cpu: 1, memoryMB: 512, diskGB: 4, runState: .running)
             try await w.publish([web, db, new])
@@ -135,8 +140,10 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             let agent = try await w.agent()
             try await w.publish([web, db])
             try await agent.cycle()
-            let blob = try OpBlob.new(op: .guestDestroy, hostID: w.hostID, guestID: "101", params: [:], ttl: 600,
-                                      keyID: w.pinned.publicKey.fingerprint).canonicalBytes()
+            let blob = try OpBlob.new(
+                op: .guestDestroy, hostID: w.hostID, guestID: "101", params: [:], ttl: 600,
+                keyID: w.pinned.publicKey.fingerprint
+            ).canonicalBytes()
             let sig = try w.pinned.sign(message: blob, namespace: OpVerifier.namespace).armored
             try await w.store.forgeSignedOp(
                 id: "sop_forced", hostID: w.hostID, guestID: "101", op: "guest.destroy", blob: String(decoding: blob, as: UTF8.self), signature: sig,
@@ -167,7 +174,7 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
     /// Issue 10 item 4: a signed restore over a running guest stops it first (PVE refuses to
     /// overwrite a running CT), journals each task by UPID, and restores the backup's data.
     @Test func signedRestoreOverARunningGuestStopsItFirst() async throws {
-        try await withAgentWorld({ s in
+        let runningDBWithABackup: (inout SimState) -> Void = { s in
             s.containers[101]?.running = true
             // A backup of 101 (made from the seed's backup of 100).
             guard var b = s.volumes.first(where: { $0.volid.hasPrefix("pbs:backup/ct/100/") }) else { return }
@@ -176,7 +183,8 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             b.backupConfig = s.containers[101]?.config
             b.capturedData = ["rootfs": "db-rootfs-backup", "mp0": "db-data-backup"]
             s.volumes.append(b)
-        }) { w in
+        }
+        try await withAgentWorld(runningDBWithABackup) { w in
             let agent = try await w.agent()
             var running = db
             running.runState = .running

@@ -113,7 +113,7 @@ import Testing
                 defer { s.waiters = [] }
                 return s.waiters
             }
-            ws.forEach { $0.resume() }
+            for waiter in ws { waiter.resume() }
         }
     }
 

@@ -106,9 +106,10 @@ struct FailingReads: PVEAPI {
         options.port = 0
         options.seed = state
         let sim = try await PVESimulator.start(options)
-        let client = PVEClient(connection: try PVEConnection(
-            host: "127.0.0.1", port: sim.port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(sim.secret(for: SimSeed.agentTokenID) ?? ""),
-            trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
+        let client = PVEClient(
+            connection: try PVEConnection(
+                host: "127.0.0.1", port: sim.port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(sim.secret(for: SimSeed.agentTokenID) ?? ""),
+                trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
         do { try await body(client) } catch {
             await sim.shutdown()
             throw error
@@ -128,8 +129,10 @@ struct FailingReads: PVEAPI {
             let desired = DesiredState(guests: [.init(vmid: 101, name: "db", cpu: 1, memoryMB: 4096, diskGB: 8, runState: .running)])
             let queue = GuestQueue()
             let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
-            let engine = Engine(pve: pve, node: "pve1", queue: queue,
-                                provisioner: Provisioner(pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm")))
+            let engine = Engine(
+                pve: pve, node: "pve1", queue: queue,
+                provisioner: Provisioner(
+                    pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm")))
             let outcome = try await engine.reconcile(desired: desired)
             #expect(outcome.planned == [.start(vmid: 101)])
             #expect(pve.writes.all == ["start 101"])
@@ -150,7 +153,8 @@ struct FailingReads: PVEAPI {
         try await withSim { client in
             let pve = FailingReads(real: client, failConfigOf: [], failNodeStatus: false)
             let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
-            let prov = Provisioner(pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
+            let prov = Provisioner(
+                pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
             // Guest 100 exists and runs (the default seed). Its status read fails twice, then answers.
             #expect(try await client.containerStatus(node: "pve1", vmid: 100).isRunning)
             pve.statusFailures.set(2)
@@ -161,11 +165,15 @@ struct FailingReads: PVEAPI {
             // then shows the running guest; create would answer "already exists".
             pve.statusFailures.set(1)
             try journal.append(op: "provision-100-x", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
-            await #expect(throws: Provisioner.Failure.self) { try await prov.resume(op: "provision-100-x", entries: journal.entries(of: "provision-100-x")) }
+            await #expect(throws: Provisioner.Failure.self) {
+                try await prov.resume(op: "provision-100-x", entries: journal.entries(of: "provision-100-x"))
+            }
             #expect(journal.entries(of: "provision-100-x").last?.step == "failed")
             // Resumed again with reads working: the guest is there and this op never recorded creating it.
             try journal.append(op: "provision-100-z", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
-            await #expect(throws: Provisioner.Failure.self) { try await prov.resume(op: "provision-100-z", entries: journal.entries(of: "provision-100-z")) }
+            await #expect(throws: Provisioner.Failure.self) {
+                try await prov.resume(op: "provision-100-z", entries: journal.entries(of: "provision-100-z"))
+            }
             #expect(journal.entries(of: "provision-100-z").last?.data["reason"]?.contains("left untouched") == true)
             #expect(pve.writes.all.allSatisfy { !$0.hasPrefix("destroy") && !$0.hasPrefix("stop") && !$0.hasPrefix("config") })
             #expect(journal.isFinished("provision-100-x"))
@@ -179,14 +187,16 @@ struct FailingReads: PVEAPI {
         try await withSim { client in
             let pve = FailingReads(real: client, failConfigOf: [], failNodeStatus: false)
             let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
-            let prov = Provisioner(pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
+            let prov = Provisioner(
+                pve: pve, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
             let guest = DesiredState.Guest(vmid: 100, name: "web", cpu: 1, memoryMB: 512, diskGB: 8, runState: .running)
             let proven = await prov.createdByThisOperation(op: "none", vmid: 100)
             #expect(!proven.proven)
             // A `restore_started` of another vmid's task is no evidence either.
             try journal.append(op: "p", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
-            try journal.append(op: "p", kind: Provisioner.kind, step: "restore_started",
-                               data: ["upid": "UPID:pve1:00001234:00005678:6740A000:vzrestore:101:felhom@pve!agent:", "vmid": "100"])
+            try journal.append(
+                op: "p", kind: Provisioner.kind, step: "restore_started",
+                data: ["upid": "UPID:pve1:00001234:00005678:6740A000:vzrestore:101:felhom@pve!agent:", "vmid": "100"])
             #expect(await !prov.createdByThisOperation(op: "p", vmid: 100).proven)
             #expect(pve.writes.all == [])
         }

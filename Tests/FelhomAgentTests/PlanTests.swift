@@ -6,10 +6,13 @@ import Testing
 @Suite struct PlanTests {
     let web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "apps")
 
-    func observed(_ vmid: Int, _ status: ObservedGuest.Status, cores: Int? = 2, units: Int? = 200, mem: Int? = 2048, desc: String? = "apps\n",
-                  lock: String? = nil, readable: Bool = true) -> ObservedGuest {
-        ObservedGuest(vmid: vmid, name: "web", status: status,
-                      config: readable ? ObservedConfig(cores: cores, cpuunits: units, memory: mem, description: desc) : nil, lock: lock)
+    func observed(
+        _ vmid: Int, _ status: ObservedGuest.Status, cores: Int? = 2, units: Int? = 200, mem: Int? = 2048, desc: String? = "apps\n",
+        lock: String? = nil, readable: Bool = true
+    ) -> ObservedGuest {
+        ObservedGuest(
+            vmid: vmid, name: "web", status: status,
+            config: readable ? ObservedConfig(cores: cores, cpuunits: units, memory: mem, description: desc) : nil, lock: lock)
     }
 
     @Test func inSyncGuestNeedsNothingDespitePVEsTrailingNewline() {
@@ -86,14 +89,14 @@ import Testing
     /// R = refused.
     static let table: [Gate.Mutation: String] = [
         //                 dS   sO   co   he
-        .create:           "AA" + "AA" + "AA" + "AA",
-        .start:            "AA" + "AA" + "AA" + "AA",
-        .restart:          "AA" + "AA" + "AA" + "AA",
-        .stop:             "AA" + "AA" + "AA" + "RR",
-        .setConfig:        "AA" + "AA" + "AA" + "RR",
-        .destroy:          "SS" + "AA" + "SS" + "RR",
-        .rollback:         "SS" + "AA" + "SS" + "RR",
-        .restoreOver:      "SS" + "AA" + "SS" + "RR",
+        .create: "AA" + "AA" + "AA" + "AA",
+        .start: "AA" + "AA" + "AA" + "AA",
+        .restart: "AA" + "AA" + "AA" + "AA",
+        .stop: "AA" + "AA" + "AA" + "RR",
+        .setConfig: "AA" + "AA" + "AA" + "RR",
+        .destroy: "SS" + "AA" + "SS" + "RR",
+        .rollback: "SS" + "AA" + "SS" + "RR",
+        .restoreOver: "SS" + "AA" + "SS" + "RR",
         .diskDecommission: "SS" + "AA" + "SS" + "RR",
     ]
 
@@ -150,9 +153,13 @@ import Testing
     @Test func planAndDriftAgree() {
         let g = DesiredState.Guest(vmid: 120, name: "photos", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "apps")
         let observed = GuestComparison.Observed(cores: 1, cpuunits: 200, memory: 2048, description: "other\n")
-        let plan = Plan.make(desired: DesiredState(guests: [g]),
-                             actual: [ObservedGuest(vmid: 120, name: "photos", status: .running,
-                                                    config: ObservedConfig(cores: 1, cpuunits: 200, memory: 2048, description: "other\n"))])
+        let plan = Plan.make(
+            desired: DesiredState(guests: [g]),
+            actual: [
+                ObservedGuest(
+                    vmid: 120, name: "photos", status: .running,
+                    config: ObservedConfig(cores: 1, cpuunits: 200, memory: 2048, description: "other\n"))
+            ])
         let drift = GuestComparison.differences(g, observed)
         guard case .setConfig(_, let set)? = plan.first else {
             Issue.record("expected a config write, got \(plan)")

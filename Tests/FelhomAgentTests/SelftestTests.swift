@@ -39,9 +39,10 @@ import Testing
     }
 
     @Test func readModeReportsAPlaintextPBSBackup() async throws {
-        try await withSim({ s in
+        let plaintextPBS: (inout SimState) -> Void = { s in
             if let i = s.volumes.firstIndex(where: { $0.storage == "pbs" }) { s.volumes[i].encrypted = nil }
-        }) { _, client in
+        }
+        try await withSim(plaintextPBS) { _, client in
             let r = await Selftest(api: client, node: "pve1").read(target: "sim")
             #expect(r.checks.first { $0.name == "backup content" }?.detail.contains("1 NOT encrypted") == true)
         }
@@ -69,7 +70,8 @@ import Testing
     }
 
     @Test func taskModeStopsOnALockedGuestWithoutChangingIt() async throws {
-        try await withSim({ s in s.faults.forcedLocks[SimSeed.selftestVmid] = "backup" }) { sim, client in
+        let lockedGuest: (inout SimState) -> Void = { s in s.faults.forcedLocks[SimSeed.selftestVmid] = "backup" }
+        try await withSim(lockedGuest) { sim, client in
             let r = await Selftest(api: client, node: "pve1").task(vmid: SimSeed.selftestVmid, target: "sim")
             #expect(!r.passed)
             #expect(r.checks.count == 1)
@@ -93,14 +95,17 @@ import Testing
 
     @Test func readOnlyTokenCannotRunTaskMode() async throws {
         try await withSim { sim, _ in
-            let ro = PVEClient(connection: try PVEConnection(
-                host: "127.0.0.1", port: sim.port, tokenID: SimSeed.auditorTokenID,
-                tokenSecret: Secret(sim.secret(for: SimSeed.auditorTokenID) ?? ""),
-                trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
+            let ro = PVEClient(
+                connection: try PVEConnection(
+                    host: "127.0.0.1", port: sim.port, tokenID: SimSeed.auditorTokenID,
+                    tokenSecret: Secret(sim.secret(for: SimSeed.auditorTokenID) ?? ""),
+                    trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
             let r = await Selftest(api: ro, node: "pve1").task(vmid: SimSeed.selftestVmid, target: "sim")
             #expect(!r.passed)
             let text = r.rendered()
-            #expect(text.contains("Permission check failed (/vms/199, VM.Config.Disk|VM.Config.CPU|VM.Config.Memory|VM.Config.Network|VM.Config.Options)"))
+            #expect(
+                text.contains("Permission check failed (/vms/199, VM.Config.Disk|VM.Config.CPU|VM.Config.Memory|VM.Config.Network|VM.Config.Options)")
+            )
             #expect(text.contains("Permission check failed (/vms/199, VM.Snapshot)"))
         }
     }

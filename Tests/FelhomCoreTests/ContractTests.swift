@@ -18,9 +18,10 @@ import Testing
     }
 
     @Test func emptyCollectionsAreEncodedAsEmptyArrays() throws {
-        let r = HostReport(reportedAt: Date(timeIntervalSince1970: 0), agentVersion: "x",
-                           host: .init(cpu: 0, memoryTotal: 0, memoryUsed: 0, diskTotal: 0, diskUsed: 0, uptime: 0, load: [], kernel: "", pveVersion: ""),
-                           guests: [], cloudflared: .unknown)
+        let r = HostReport(
+            reportedAt: Date(timeIntervalSince1970: 0), agentVersion: "x",
+            host: .init(cpu: 0, memoryTotal: 0, memoryUsed: 0, diskTotal: 0, diskUsed: 0, uptime: 0, load: [], kernel: "", pveVersion: ""),
+            guests: [], cloudflared: .unknown)
         let text = String(decoding: r.encoded(), as: UTF8.self)
         for key in ["guests", "storage_targets", "backups", "restore_tests", "pbs_snapshots", "audit_tail", "journal_in_flight"] {
             #expect(text.contains("\"\(key)\":[]"), "\(key)")
@@ -56,7 +57,10 @@ import Testing
         #expect(r.guests[0].status == .unknown)
         #expect(r.cloudflared == .unknown)
         #expect(r.agentVersion == "9.0.0")
-        let guest = try GuestReport.decode(Data(#"{"reported_at":"2026-11-23T12:00:00Z","controller_version":"9.0.0","stacks":[{"name":"immich","state":"hibernating","protected":false,"cpu":3}],"telemetry":[],"log_issues":[],"storage_paths":[],"future":true}"#.utf8))
+        let guest = try GuestReport.decode(
+            Data(
+                #"{"reported_at":"2026-11-23T12:00:00Z","controller_version":"9.0.0","stacks":[{"name":"immich","state":"hibernating","protected":false,"cpu":3}],"telemetry":[],"log_issues":[],"storage_paths":[],"future":true}"#
+                    .utf8))
         #expect(guest.stacks[0].state == .unknown)
     }
 

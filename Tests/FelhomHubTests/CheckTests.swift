@@ -1,6 +1,6 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
+import FelhomTestSupport
 import Foundation
 import SQLKit
 import Testing
@@ -40,7 +40,8 @@ import Testing
     func setup(_ kind: HubStore.Kind, clock: ManualClock) async throws -> (Hub, String, String) {
         let store = try await TestStores.open(kind)
         let hub = Hub(store: store, operatorKey: operatorKey, clock: clock)
-        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "a@example.hu", domain: "kiss.example.hu", timezone: "Europe/Budapest", language: nil), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "Kiss Anna", email: "a@example.hu", domain: "kiss.example.hu", timezone: "Europe/Budapest", language: nil), by: .operator)
         let (host, key) = try await hub.createHost(customerID: c, name: "box", by: .operator)
         return (hub, host, key)
     }
@@ -106,7 +107,8 @@ import Testing
         // Next day a backup event arrives before the deadline: nothing is missed.
         clock.advance(by: 86_400 - 3 * 3600)  // 2026-07-02 04:00 local
         let customer = try await hub.host(host, by: .operator).customerID
-        _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
+        _ = try await hub.postEvent(
+            .init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
         clock.advance(by: 4 * 3600)  // 08:00 local
         #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
         await hub.store.close()
@@ -147,7 +149,8 @@ import Testing
         #expect(try await hub.host(host, by: .operator).appliedGeneration == gen)
         _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[],"versions":{"agent":"0.2.0"}}"#.utf8), by: .operator)
         _ = try await hub.publishDesired(hostID: host, by: .operator)
-        _ = try await hub.ingestHostReport(Data(sampleReport().replacingOccurrences(of: #""reported_at""#, with: #""applied_generation":\#(gen + 1),"reported_at""#).utf8), by: p)
+        _ = try await hub.ingestHostReport(
+            Data(sampleReport().replacingOccurrences(of: #""reported_at""#, with: #""applied_generation":\#(gen + 1),"reported_at""#).utf8), by: p)
         clock.advance(by: 901)
         #expect(try await hub.checkAppliedGenerations(bound: 900).isEmpty)
         await hub.store.close()

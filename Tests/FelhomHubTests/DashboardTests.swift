@@ -1,6 +1,6 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
+import FelhomTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -18,7 +18,9 @@ extension TestClientProtocol {
         var body: ByteBuffer?
         if let form {
             headers[.contentType] = "application/x-www-form-urlencoded"
-            body = ByteBuffer(string: form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&"))
+            body = ByteBuffer(
+                string: form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+            )
         }
         return try await execute(uri: uri, method: method, headers: headers, body: body) { r in
             (r.status, String(buffer: r.body), r.headers)
@@ -53,18 +55,22 @@ extension TestClientProtocol {
             #expect(wrong.headers[.setCookie] == nil)
 
             // A small world: a customer whose name needs escaping, a host with a report, desired state, an op, events.
-            let c = try await client.call(.post, "/api/v1/customers", key: operatorKey,
-                                          body: #"{"name":"Kiss <b>Anna</b>","email":"a@example.hu","domain":"a.example.hu"}"#)
+            let c = try await client.call(
+                .post, "/api/v1/customers", key: operatorKey,
+                body: #"{"name":"Kiss <b>Anna</b>","email":"a@example.hu","domain":"a.example.hu"}"#)
             let cid = c.json?["id"]?.stringValue ?? ""
             let host = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"nappali"}"#)
-            let hid = host.json?["id"]?.stringValue ?? "", hkey = host.json?["api_key"]?.stringValue ?? ""
+            let hid = host.json?["id"]?.stringValue ?? ""
+            let hkey = host.json?["api_key"]?.stringValue ?? ""
             _ = try await client.call(.post, "/api/v1/host-report", key: hkey, body: sampleReport())
             _ = try await client.call(.post, "/api/v1/events", key: hkey, body: #"{"type":"backup_completed"}"#)
             _ = try await client.call(.put, "/api/v1/hosts/\(hid)/desired", key: operatorKey, body: sampleDesired)
             _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
-            _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey,
-                                      body: #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"}"#)
-            _ = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(hid)","guest_id":"150","op":"guest.destroy"}"#)
+            _ = try await client.call(
+                .post, "/api/v1/operator-keys", key: operatorKey,
+                body: #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"}"#)
+            _ = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(hid)","guest_id":"150","op":"guest.destroy"}"#)
 
             let (cookie, csrf) = try await signIn(client)
             #expect(csrf.count == 64)
@@ -102,11 +108,13 @@ extension TestClientProtocol {
             #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains("suspended"))
             #expect(try await client.page(.post, "/customers/\(cid)/resume", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
             #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains(">Suspend</button>"))
-            let bad = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie,
-                                            form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":1,"memory_mb":0,"disk_gb":8}]}"#])
+            let bad = try await client.page(
+                .post, "/hosts/\(hid)/desired", cookie: cookie,
+                form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":1,"memory_mb":0,"disk_gb":8}]}"#])
             #expect(bad.status == .badRequest && bad.html.contains("$.guests[0].memory_mb"))
-            let saved = try await client.page(.post, "/hosts/\(hid)/desired", cookie: cookie,
-                                              form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":2,"memory_mb":4096,"disk_gb":8}]}"#])
+            let saved = try await client.page(
+                .post, "/hosts/\(hid)/desired", cookie: cookie,
+                form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":2,"memory_mb":4096,"disk_gb":8}]}"#])
             #expect(saved.status == .seeOther)
             #expect(try await client.page(.get, "/hosts/\(hid)/desired", cookie: cookie).html.contains("unpublished changes"))
             let pub = try await client.page(.post, "/hosts/\(hid)/desired/publish", cookie: cookie, form: ["csrf": csrf])

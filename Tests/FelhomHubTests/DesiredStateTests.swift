@@ -1,13 +1,14 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
+import FelhomTestSupport
 import Foundation
 import HummingbirdTesting
 import Testing
 
 @Suite struct DesiredStateTests {
     func hostAndKey(_ client: some TestClientProtocol) async throws -> (String, String) {
-        let c = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#)
+        let c = try await client.call(
+            .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#)
         let cid = c.json?["id"]?.stringValue ?? ""
         let h = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"nappali"}"#)
         return (h.json?["id"]?.stringValue ?? "", h.json?["api_key"]?.stringValue ?? "")
@@ -22,7 +23,9 @@ import Testing
             let empty = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)
             #expect(empty.json?["generation"] == 0)
             #expect(empty.json?["spec"] == .null || empty.json?["spec"] == nil)
-            #expect(try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey).status == .conflict, "no draft: a state conflict")
+            #expect(
+                try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey).status == .conflict,
+                "no draft: a state conflict")
             // A draft is not visible to the host until published.
             #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: sampleDesired).status == .ok)
             let draftOnly = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)
@@ -56,9 +59,15 @@ import Testing
         (#"{"guests":[{"vmid":99,"name":"web","cpu":1,"memory_mb":512,"disk_gb":8}]}"#, "$.guests[0].vmid", ""),
         (#"{"guests":[{"vmid":100,"name":"Web_1","cpu":1,"memory_mb":512,"disk_gb":8}]}"#, "$.guests[0].name", ""),
         (#"{"guests":[{"vmid":100,"name":"a","cpu":-1,"memory_mb":512,"disk_gb":8}]}"#, "$.guests[0].cpu", ""),
-        (#"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":8},{"vmid":100,"name":"b","cpu":1,"memory_mb":512,"disk_gb":8}]}"#, "$.guests[1].vmid", "duplicate"),
+        (
+            #"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":8},{"vmid":100,"name":"b","cpu":1,"memory_mb":512,"disk_gb":8}]}"#,
+            "$.guests[1].vmid", "duplicate"
+        ),
         (#"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":8,"run_state":"paused"}]}"#, "$.guests[0].run_state", ""),
-        (#"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":8,"mount_points":[{"key":"mp0","path":"/m","size_gb":5,"backup":true,"bulk":true}]}]}"#, "$.guests[0].mount_points[0].backup", "bulk"),
+        (
+            #"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":8,"mount_points":[{"key":"mp0","path":"/m","size_gb":5,"backup":true,"bulk":true}]}]}"#,
+            "$.guests[0].mount_points[0].backup", "bulk"
+        ),
         (#"{"storage_policy":{"backup_hour":24}}"#, "$.storage_policy.backup_hour", ""),
         (#"{"versions":{"agent":"latest"}}"#, "$.versions.agent", ""),
     ])

@@ -1,6 +1,6 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
+import FelhomTestSupport
 import Foundation
 import HummingbirdTesting
 import Testing
@@ -11,8 +11,10 @@ import Testing
         let clock = ManualClock(start: Date())
         let h = try await HubHarness.make(kind, clock: clock)
         try await h.app.test(.router) { client in
-            let c = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#)
-            let host = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(c.json?["id"]?.stringValue ?? "")","name":"nappali"}"#)
+            let c = try await client.call(
+                .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#)
+            let host = try await client.call(
+                .post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(c.json?["id"]?.stringValue ?? "")","name":"nappali"}"#)
             let hostID = host.json?["id"]?.stringValue ?? ""
             let firstKey = host.json?["api_key"]?.stringValue ?? ""
             let t = try await client.call(.post, "/api/v1/hosts/\(hostID)/enrollment", key: operatorKey, body: #"{"ttl_seconds":600}"#)
@@ -32,12 +34,18 @@ import Testing
             // An expired token is refused.
             let t2 = try await client.call(.post, "/api/v1/hosts/\(hostID)/enrollment", key: operatorKey, body: #"{"ttl_seconds":60}"#)
             clock.advance(by: 61)
-            #expect(try await client.call(.post, "/api/v1/enroll", key: nil, body: #"{"token":"\#(t2.json?["token"]?.stringValue ?? "")"}"#).status == .unauthorized)
+            #expect(
+                try await client.call(.post, "/api/v1/enroll", key: nil, body: #"{"token":"\#(t2.json?["token"]?.stringValue ?? "")"}"#).status
+                    == .unauthorized)
             // A new token makes the older unused one void.
             let t3 = try await client.call(.post, "/api/v1/hosts/\(hostID)/enrollment", key: operatorKey)
             let t4 = try await client.call(.post, "/api/v1/hosts/\(hostID)/enrollment", key: operatorKey)
-            #expect(try await client.call(.post, "/api/v1/enroll", key: nil, body: #"{"token":"\#(t3.json?["token"]?.stringValue ?? "")"}"#).status == .unauthorized)
-            #expect(try await client.call(.post, "/api/v1/enroll", key: nil, body: #"{"token":"\#(t4.json?["token"]?.stringValue ?? "")"}"#).status == .created)
+            #expect(
+                try await client.call(.post, "/api/v1/enroll", key: nil, body: #"{"token":"\#(t3.json?["token"]?.stringValue ?? "")"}"#).status
+                    == .unauthorized)
+            #expect(
+                try await client.call(.post, "/api/v1/enroll", key: nil, body: #"{"token":"\#(t4.json?["token"]?.stringValue ?? "")"}"#).status
+                    == .created)
             #expect(try await client.call(.get, "/api/v1/events?type=host_enrolled", key: operatorKey).json?["events"]?.arrayValue?.count == 2)
         }
         await h.hub.store.close()

@@ -13,7 +13,8 @@ import Testing
         for t in EventRegistry.all {
             #expect(!t.english.isEmpty && !t.hungarian.isEmpty, "\(t.name) lacks a phrase")
             #expect(!t.postedBy.isEmpty, "\(t.name) says nobody posts it")
-            let ev = HubEvent(id: "e", at: Date(), source: .hub, hostID: "h", guestID: nil, customerID: nil, type: t.name, severity: t.severity, data: [:])
+            let ev = HubEvent(
+                id: "e", at: Date(), source: .hub, hostID: "h", guestID: nil, customerID: nil, type: t.name, severity: t.severity, data: [:])
             #expect(Templates.render(ev, hostName: "box", language: .en).subject == "[felhom] box \(t.english)")
             #expect(Templates.render(ev, hostName: "box", language: .hu).subject == "Felhom: a(z) box gép \(t.hungarian)")
         }

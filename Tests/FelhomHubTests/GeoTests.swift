@@ -27,8 +27,14 @@ final class FakeCloudflare: Sendable {
 
     func seedForeignRule(zone: String) {
         zones.withLock {
-            $0[zone] = Ruleset(id: Self.hex32(), rules: [["id": .string(Self.hex32()), "description": "block bad bots",
-                                                           "expression": "(cf.client.bot)", "action": "block", "enabled": true]])
+            $0[zone] = Ruleset(
+                id: Self.hex32(),
+                rules: [
+                    [
+                        "id": .string(Self.hex32()), "description": "block bad bots",
+                        "expression": "(cf.client.bot)", "action": "block", "enabled": true,
+                    ]
+                ])
         }
     }
 
@@ -47,11 +53,14 @@ final class FakeCloudflare: Sendable {
         let allowed: Set<String> = ["description", "expression", "action", "enabled", "ref", "action_parameters", "logging", "position"]
         if let extra = o.keys.first(where: { !allowed.contains($0) }) { return "unknown rule field '\(extra)'" }
         guard let expr = o["expression"]?.stringValue, !expr.isEmpty else { return "rule.expression is required" }
-        guard let action = o["action"]?.stringValue, ["block", "challenge", "managed_challenge", "js_challenge", "log", "skip"].contains(action) else {
+        guard let action = o["action"]?.stringValue, ["block", "challenge", "managed_challenge", "js_challenge", "log", "skip"].contains(action)
+        else {
             return "rule.action is not a valid action"
         }
         if let e = o["enabled"], e.lenientBool == nil || e.stringValue != nil { return "rule.enabled must be a boolean" }
-        if expr.contains("ip.src.country"), expr.range(of: #"^\(not ip\.src\.country in \{("[A-Z]{2}"( "[A-Z]{2}")*)\}\)$"#, options: .regularExpression) == nil {
+        if expr.contains("ip.src.country"),
+            expr.range(of: #"^\(not ip\.src\.country in \{("[A-Z]{2}"( "[A-Z]{2}")*)\}\)$"#, options: .regularExpression) == nil
+        {
             return "filter parsing error: \(expr)"
         }
         return nil
@@ -73,8 +82,10 @@ final class FakeCloudflare: Sendable {
             return (zone, nil)
         }
         @Sendable func result(_ rs: Ruleset) -> JSONValue {
-            ["id": .string(rs.id), "kind": "zone", "phase": "http_request_firewall_custom", "name": "default",
-             "rules": .array(rs.rules.map { .object($0) })]
+            [
+                "id": .string(rs.id), "kind": "zone", "phase": "http_request_firewall_custom", "name": "default",
+                "rules": .array(rs.rules.map { .object($0) }),
+            ]
         }
         let authError = Self.envelope(.forbidden, errors: [(10000, "Authentication error")])
         api.get("phases/http_request_firewall_custom/entrypoint") { req, ctx in
@@ -87,13 +98,19 @@ final class FakeCloudflare: Sendable {
         api.post("") { req, ctx in
             guard let (zone, body) = try await guardRequest(req, ctx, body: true) else { return authError }
             guard let b = body, b["kind"] == "zone", b["phase"] == "http_request_firewall_custom", b["name"]?.stringValue != nil,
-                  let rules = b["rules"]?.arrayValue
+                let rules = b["rules"]?.arrayValue
             else { return Self.envelope(.badRequest, errors: [(20021, "invalid ruleset: kind, phase, name and rules are required")]) }
             for r in rules { if let e = Self.validateRule(r) { return Self.envelope(.badRequest, errors: [(20020, e)]) } }
             if self.zones.withLock({ $0[zone] != nil }) {
                 return Self.envelope(.badRequest, errors: [(20217, "a similar configuration with rules already exists")])
             }
-            let rs = Ruleset(id: Self.hex32(), rules: rules.map { var o = $0.objectValue ?? [:]; o["id"] = .string(Self.hex32()); return o })
+            let rs = Ruleset(
+                id: Self.hex32(),
+                rules: rules.map {
+                    var o = $0.objectValue ?? [:]
+                    o["id"] = .string(Self.hex32())
+                    return o
+                })
             self.zones.withLock { $0[zone] = rs }
             return Self.envelope(.ok, result: result(rs))
         }
@@ -101,39 +118,47 @@ final class FakeCloudflare: Sendable {
             guard let (zone, body) = try await guardRequest(req, ctx, body: true) else { return authError }
             if let e = Self.validateRule(body) { return Self.envelope(.badRequest, errors: [(20020, e)]) }
             let rsID = try ctx.parameters.require("ruleset")
-            guard let rs = self.zones.withLock({ z -> Ruleset? in
-                guard var rs = z[zone], rs.id == rsID else { return nil }
-                var o = body?.objectValue ?? [:]
-                o["id"] = .string(Self.hex32())
-                rs.rules.append(o)
-                z[zone] = rs
-                return rs
-            }) else { return Self.envelope(.notFound, errors: [(10006, "could not find ruleset")]) }
+            guard
+                let rs = self.zones.withLock({ z -> Ruleset? in
+                    guard var rs = z[zone], rs.id == rsID else { return nil }
+                    var o = body?.objectValue ?? [:]
+                    o["id"] = .string(Self.hex32())
+                    rs.rules.append(o)
+                    z[zone] = rs
+                    return rs
+                })
+            else { return Self.envelope(.notFound, errors: [(10006, "could not find ruleset")]) }
             return Self.envelope(.ok, result: result(rs))
         }
         api.patch(":ruleset/rules/:rule") { req, ctx in
             guard let (zone, body) = try await guardRequest(req, ctx, body: true) else { return authError }
             if let e = Self.validateRule(body) { return Self.envelope(.badRequest, errors: [(20020, e)]) }
-            let rsID = try ctx.parameters.require("ruleset"), ruleID = try ctx.parameters.require("rule")
-            guard let rs = self.zones.withLock({ z -> Ruleset? in
-                guard var rs = z[zone], rs.id == rsID, let i = rs.rules.firstIndex(where: { $0["id"]?.stringValue == ruleID }) else { return nil }
-                var o = body?.objectValue ?? [:]
-                o["id"] = .string(ruleID)
-                rs.rules[i] = o
-                z[zone] = rs
-                return rs
-            }) else { return Self.envelope(.notFound, errors: [(10007, "could not find rule")]) }
+            let rsID = try ctx.parameters.require("ruleset")
+            let ruleID = try ctx.parameters.require("rule")
+            guard
+                let rs = self.zones.withLock({ z -> Ruleset? in
+                    guard var rs = z[zone], rs.id == rsID, let i = rs.rules.firstIndex(where: { $0["id"]?.stringValue == ruleID }) else { return nil }
+                    var o = body?.objectValue ?? [:]
+                    o["id"] = .string(ruleID)
+                    rs.rules[i] = o
+                    z[zone] = rs
+                    return rs
+                })
+            else { return Self.envelope(.notFound, errors: [(10007, "could not find rule")]) }
             return Self.envelope(.ok, result: result(rs))
         }
         api.delete(":ruleset/rules/:rule") { req, ctx in
             guard let (zone, _) = try await guardRequest(req, ctx, body: false) else { return authError }
-            let rsID = try ctx.parameters.require("ruleset"), ruleID = try ctx.parameters.require("rule")
-            guard let rs = self.zones.withLock({ z -> Ruleset? in
-                guard var rs = z[zone], rs.id == rsID, let i = rs.rules.firstIndex(where: { $0["id"]?.stringValue == ruleID }) else { return nil }
-                rs.rules.remove(at: i)
-                z[zone] = rs
-                return rs
-            }) else { return Self.envelope(.notFound, errors: [(10007, "could not find rule")]) }
+            let rsID = try ctx.parameters.require("ruleset")
+            let ruleID = try ctx.parameters.require("rule")
+            guard
+                let rs = self.zones.withLock({ z -> Ruleset? in
+                    guard var rs = z[zone], rs.id == rsID, let i = rs.rules.firstIndex(where: { $0["id"]?.stringValue == ruleID }) else { return nil }
+                    rs.rules.remove(at: i)
+                    z[zone] = rs
+                    return rs
+                })
+            else { return Self.envelope(.notFound, errors: [(10007, "could not find rule")]) }
             return Self.envelope(.ok, result: result(rs))
         }
         return router
@@ -189,17 +214,22 @@ final class FakeCloudflare: Sendable {
             let unconfigured = Application(router: HubAPI.router(hub: hub))
             hub.geo = try CloudflareGeo(token: Secret(fake.token), baseURL: "http://127.0.0.1:\(cfClient.port!)/client/v4")
             let app = Application(router: HubAPI.router(hub: hub))
-            let cid = try await hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+            let cid = try await hub.createCustomer(
+                .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
             try await unconfigured.test(.router) { client in
-                let r = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HU"]}"#)
+                let r = try await client.call(
+                    .put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HU"]}"#)
                 #expect(r.status == .conflict && r.json?["error"]?["code"] == "not_configured")
             }
             try await app.test(.router) { client in
-                let bad = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HUN"]}"#)
+                let bad = try await client.call(
+                    .put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HUN"]}"#)
                 #expect(bad.status == .badRequest && bad.json?["error"]?["path"] == "$.countries")
                 let noZone = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"countries":["HU"]}"#)
-                #expect(noZone.status == .conflict && noZone.json?["error"]?["path"] == "$.zone_id" && noZone.json?["error"]?["code"] == "zone_unknown")
-                let ok = try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HU","AT"]}"#)
+                #expect(
+                    noZone.status == .conflict && noZone.json?["error"]?["path"] == "$.zone_id" && noZone.json?["error"]?["code"] == "zone_unknown")
+                let ok = try await client.call(
+                    .put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"zone_id":"\#(zone)","countries":["HU","AT"]}"#)
                 #expect(ok.status == .ok && ok.json?["allowed_countries"] == ["HU", "AT"])
                 // The zone is remembered.
                 #expect(try await client.call(.put, "/api/v1/customers/\(cid)/geo", key: operatorKey, body: #"{"countries":["HU"]}"#).status == .ok)
@@ -207,7 +237,10 @@ final class FakeCloudflare: Sendable {
                 #expect(fake.rules(zone).first?["enabled"] == false)
                 let removed = try await client.call(.post, "/api/v1/customers/\(cid)/geo/remove-all", key: operatorKey)
                 #expect(removed.json?["removed"] == 1 && fake.rules(zone).isEmpty)
-                let types = try await client.call(.get, "/api/v1/events", key: operatorKey).json?["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue } ?? []
+                let types =
+                    try await client.call(.get, "/api/v1/events", key: operatorKey).json?["events"]?.arrayValue?.compactMap {
+                        $0["type"]?.stringValue
+                    } ?? []
                 #expect(Set(types) == ["geo_enabled", "geo_disabled", "geo_removed"])
             }
             await hub.store.close()

@@ -25,7 +25,8 @@ import Testing
         let store = try await TestStores.open(kind)
         let hub = Hub(store: store, operatorKey: operatorKey, settings: settings, clock: clock)
         let h = HubHarness(hub: hub, app: Application(router: HubAPI.router(hub: hub)))
-        let c = try await hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
         let (host, hostKey) = try await hub.createHost(customerID: c, name: "box", by: .operator)
         let (other, _) = try await hub.createHost(customerID: c, name: "box2", by: .operator)
         let (_, guestKey) = try await hub.createGuest(hostID: host, name: "web", by: .operator)
@@ -43,21 +44,27 @@ import Testing
             }
             // A guest may post its db dumps and app_* events, not a host's backup events.
             #expect(try await client.call(.post, "/api/v1/events", key: w.guestKey, body: #"{"type":"db_dump_failed"}"#).status == .created)
-            #expect(try await client.call(.post, "/api/v1/events", key: w.guestKey, body: #"{"type":"app_started","severity":"critical"}"#).json?["severity"] == "warning")
+            #expect(
+                try await client.call(.post, "/api/v1/events", key: w.guestKey, body: #"{"type":"app_started","severity":"critical"}"#).json?[
+                    "severity"] == "warning")
             #expect(try await client.call(.post, "/api/v1/events", key: w.guestKey, body: #"{"type":"backup_completed"}"#).status == .forbidden)
             // The severity of a known type is the hub's; the time is the hub's receive time.
-            let r = try await client.call(.post, "/api/v1/events", key: w.hostKey,
-                                          body: #"{"type":"backup_failed","severity":"info","at":"2099-01-01T00:00:00Z","data":{"error":"x"}}"#)
+            let r = try await client.call(
+                .post, "/api/v1/events", key: w.hostKey,
+                body: #"{"type":"backup_failed","severity":"info","at":"2099-01-01T00:00:00Z","data":{"error":"x"}}"#)
             #expect(r.json?["severity"] == "critical")
             let at = try #require(r.json?["at"]?.stringValue.flatMap { try? Date.ISO8601FormatStyle().parse($0) })
             #expect(abs(at.timeIntervalSinceNow) < 60)
             #expect(r.json?["data"]?["client_at"] == "2099-01-01T00:00:00Z")
             // 16 KiB of data at most.
             let big = String(repeating: "x", count: 17 * 1024)
-            #expect(try await client.call(.post, "/api/v1/events", key: w.hostKey, body: #"{"type":"backup_failed","data":{"e":"\#(big)"}}"#).status == .contentTooLarge)
+            #expect(
+                try await client.call(.post, "/api/v1/events", key: w.hostKey, body: #"{"type":"backup_failed","data":{"e":"\#(big)"}}"#).status
+                    == .contentTooLarge)
             // A host key reads its own host's events only.
-            _ = try await w.h.hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil),
-                                            by: .host(hostID: w.otherHost, customerID: w.customer))
+            _ = try await w.h.hub.postEvent(
+                .init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil),
+                by: .host(hostID: w.otherHost, customerID: w.customer))
             let mine = try await client.call(.get, "/api/v1/events", key: w.hostKey).json?["events"]?.arrayValue ?? []
             #expect(!mine.isEmpty && mine.allSatisfy { $0["host_id"]?.stringValue == w.host })
             let theirs = try await client.call(.get, "/api/v1/events?host_id=\(w.otherHost)", key: w.hostKey).json?["events"]?.arrayValue
@@ -73,7 +80,8 @@ import Testing
         _ = try await w.h.hub.putDesired(hostID: w.host, body: Data(#"{"guests":[],"storage_policy":{"backup_storage":"pbs"}}"#.utf8), by: .operator)
         _ = try await w.h.hub.publishDesired(hostID: w.host, by: .operator)
         let p = Principal.host(hostID: w.host, customerID: w.customer)
-        _ = try await w.h.hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: Date(timeIntervalSince1970: 4_070_908_800), data: nil), by: p)
+        _ = try await w.h.hub.postEvent(
+            .init(type: "backup_completed", severity: nil, guestID: nil, at: Date(timeIntervalSince1970: 4_070_908_800), data: nil), by: p)
         clock.set(Date(timeIntervalSince1970: 1_782_882_000))  // next day 07:00 local, past the deadline
         let missed = try await w.h.hub.checkBackupDeadlines(deadlineHour: 6)
         #expect(missed.map(\.hostID).contains(w.host))
@@ -84,9 +92,12 @@ import Testing
     @Test func mailsCarryNoRawClientData() async throws {
         let w = try await world(.sqlite)
         let p = Principal.host(hostID: w.host, customerID: w.customer)
-        let ev = try await w.h.hub.postEvent(.init(type: "backup_failed", severity: nil, guestID: nil, at: nil, data: [
-            "vmid": 120, "storage": "pbs-felhom", "error": "Click http://evil.example/reset", "op": "x\r\nBcc: all@example.com",
-        ]), by: p)
+        let ev = try await w.h.hub.postEvent(
+            .init(
+                type: "backup_failed", severity: nil, guestID: nil, at: nil,
+                data: [
+                    "vmid": 120, "storage": "pbs-felhom", "error": "Click http://evil.example/reset", "op": "x\r\nBcc: all@example.com",
+                ]), by: p)
         let (_, body) = Templates.render(ev, hostName: "box", language: .en)
         #expect(body.contains("vmid: 120") && body.contains("storage: pbs-felhom"))
         #expect(!body.contains("evil.example") && !body.contains("Bcc"))
@@ -103,9 +114,11 @@ import Testing
             for _ in 0..<5 {
                 #expect(try await client.call(.post, "/api/v1/events", key: w.guestKey, body: #"{"type":"app_ping"}"#).status == .created)
             }
-            let limited = try await client.execute(uri: "/api/v1/events", method: .post,
-                                                   headers: [.authorization: "Bearer \(w.guestKey)", .contentType: "application/json"],
-                                                   body: ByteBuffer(string: #"{"type":"app_ping"}"#)) { $0 }
+            let limited = try await client.execute(
+                uri: "/api/v1/events", method: .post,
+                headers: [.authorization: "Bearer \(w.guestKey)", .contentType: "application/json"],
+                body: ByteBuffer(string: #"{"type":"app_ping"}"#)
+            ) { $0 }
             #expect(limited.status == .tooManyRequests)
             #expect(limited.headers[.retryAfter] == "1")
             #expect(try await client.call(.post, "/api/v1/events", key: w.hostKey, body: #"{"type":"backup_completed"}"#).status == .created)
@@ -132,17 +145,26 @@ import Testing
     func blockingAHostMutesItAndSuspendingACustomerStopsItsKeys(kind: HubStore.Kind) async throws {
         let h = try await HubHarness.make(kind)
         try await h.app.test(.router) { client in
-            let cid = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#).json?["id"]?.stringValue ?? ""
-            let host = try #require(try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"box"}"#).json)
-            let hid = host["id"]?.stringValue ?? "", hkey = host["api_key"]?.stringValue ?? ""
-            let gkey = try await client.call(.post, "/api/v1/hosts/\(hid)/guests", key: operatorKey, body: #"{"name":"web"}"#).json?["api_key"]?.stringValue ?? ""
+            let cid =
+                try await client.call(
+                    .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#
+                ).json?["id"]?.stringValue ?? ""
+            let host = try #require(
+                try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"box"}"#).json)
+            let hid = host["id"]?.stringValue ?? ""
+            let hkey = host["api_key"]?.stringValue ?? ""
+            let gkey =
+                try await client.call(.post, "/api/v1/hosts/\(hid)/guests", key: operatorKey, body: #"{"name":"web"}"#).json?["api_key"]?.stringValue
+                ?? ""
             let ckey = try await client.call(.post, "/api/v1/customers/\(cid)/keys", key: operatorKey).json?["api_key"]?.stringValue ?? ""
             // Only the operator may block.
             #expect(try await client.call(.post, "/api/v1/hosts/\(hid)/block", key: hkey).status == .forbidden)
             #expect(try await client.call(.post, "/api/v1/hosts/\(hid)/block", key: operatorKey).json?["blocked"] == .bool(true))
             let r = try await client.call(.post, "/api/v1/host-report", key: hkey, body: sampleReport())
             #expect(r.status == .ok && r.json?["blocked"] == .bool(true) && r.json?["has_signed_ops"] == .bool(false))
-            let stored = try await h.hub.store.withDB { db in try await db.raw("SELECT COUNT(*) AS n FROM host_reports").first()?.decode(column: "n", as: Int.self) }
+            let stored = try await h.hub.store.withDB { db in
+                try await db.raw("SELECT COUNT(*) AS n FROM host_reports").first()?.decode(column: "n", as: Int.self)
+            }
             #expect(stored == 0, "a blocked host's report is not stored")
             #expect(try await client.call(.get, "/api/v1/control", key: hkey).json?["blocked"] == .bool(true))
             #expect(try await client.call(.post, "/api/v1/hosts/\(hid)/unblock", key: operatorKey).json?["blocked"] == .bool(false))
@@ -157,7 +179,8 @@ import Testing
             #expect(try await client.call(.post, "/api/v1/guest-report", key: gkey, body: sampleGuestReport).status == .forbidden)
             #expect(try await client.call(.get, "/api/v1/customers/\(cid)", key: operatorKey).json?["suspended"] == .bool(true))
             // A new box of a suspended customer starts blocked.
-            let late = try #require(try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"box2"}"#).json)
+            let late = try #require(
+                try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"box2"}"#).json)
             #expect(try await client.call(.get, "/api/v1/control", key: late["api_key"]?.stringValue).json?["blocked"] == .bool(true))
             #expect(try await client.call(.post, "/api/v1/customers/\(cid)/resume", key: operatorKey).status == .ok)
             #expect(try await client.call(.get, "/api/v1/control", key: hkey).json?["blocked"] == .bool(false))
@@ -184,7 +207,8 @@ import Testing
     func aStrangerCannotLockACustomerOutOfRecovery(kind: HubStore.Kind) async throws {
         let h = try await HubHarness.make(kind)
         let hub = h.hub
-        let c = try await hub.createCustomer(.init(name: "K", email: "k@example.hu", domain: "kiss.example.hu", timezone: nil, language: nil), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "K", email: "k@example.hu", domain: "kiss.example.hu", timezone: nil, language: nil), by: .operator)
         _ = try await hub.createHost(customerID: c, name: "box", by: .operator)
         let pass = try await hub.newRetrievalPassphrase(customerID: c, by: .operator)
         func retrieve(_ p: String, from client: String, domain: String = "kiss.example.hu") async -> Int {
@@ -218,7 +242,9 @@ import Testing
         let hub = Hub(store: store, operatorKey: operatorKey)
         let app = Application(router: HubAPI.router(hub: hub))
         let cookie = try await app.test(.router) { client -> String in
-            for _ in 0..<10 { #expect(try await client.page(.post, "/login", form: ["key": "wrong-key-000000000000000000000"]).status == .unauthorized) }
+            for _ in 0..<10 {
+                #expect(try await client.page(.post, "/login", form: ["key": "wrong-key-000000000000000000000"]).status == .unauthorized)
+            }
             #expect(try await client.page(.post, "/login", form: ["key": operatorKey]).status == .tooManyRequests)
             // Another client (another address) is not affected by the first one's failures.
             try await store.withDB { db in try await db.raw("UPDATE dashboard_login_failures SET client = '198.51.100.66'").run() }
@@ -255,7 +281,8 @@ import Testing
         var mail = NotificationSettings()
         mail.operatorEmail = "ops@example.hu"
         let hub = Hub(store: store, operatorKey: operatorKey, clock: clock, notifications: mail)
-        let c = try await hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "box", by: .operator)
         let p = Principal.host(hostID: host, customerID: c)
         _ = try await hub.postEvent(.init(type: "backup_failed", severity: nil, guestID: nil, at: nil, data: nil), by: p)

@@ -1,7 +1,7 @@
 import FelhomCore
-import FelhomTestSupport
-import FelhomSigning
 import FelhomHub
+import FelhomSigning
+import FelhomTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -29,10 +29,14 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
     func world(_ client: some TestClientProtocol, _ hub: Hub) async throws -> World {
         var w = World()
         func id(_ r: Reply, _ k: String = "id") -> String { r.json?[k]?.stringValue ?? "" }
-        let a = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Kiss Anna","email":"anna@example.hu","domain":"kiss.example.hu"}"#)
+        let a = try await client.call(
+            .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Kiss Anna","email":"anna@example.hu","domain":"kiss.example.hu"}"#)
         #expect(a.status == .created)
         w.customerA = id(a)
-        w.customerB = id(try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Nagy Béla","email":"bela@example.hu","domain":"nagy.example.hu","language":"en"}"#))
+        w.customerB = id(
+            try await client.call(
+                .post, "/api/v1/customers", key: operatorKey,
+                body: #"{"name":"Nagy Béla","email":"bela@example.hu","domain":"nagy.example.hu","language":"en"}"#))
         let ha = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(w.customerA)","name":"box-a"}"#)
         w.hostA = id(ha)
         w.hostKeyA = id(ha, "api_key")
@@ -62,56 +66,324 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             ]
             let signer = SSHPrivateKey.generateEd25519(comment: "ops")
             _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(signer.publicKey.openSSHLine)"}"#)
-            let opA = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy"}"#).json?["id"]?.stringValue ?? ""
+            let opA =
+                try await client.call(
+                    .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy"}"#
+                ).json?["id"]?.stringValue ?? ""
             typealias Row = (HTTPRequest.Method, String, String?, [String: HTTPResponse.Status])
             let customerBody = #"{"name":"X","email":"x@example.hu","domain":"x.example.hu"}"#
             var table: [Row] = [
-                (.get, "/healthz", nil, ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
-                (.get, "/openapi.yaml", nil, ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]),
-                (.get, "/metrics", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/customers", customerBody, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/customers", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/customers/\(w.customerA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.put, "/api/v1/customers/\(w.customerA)/notifications", #"{"types":["node_down"]}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/customers/\(w.customerA)/keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/hosts", #"{"customer_id":"\#(w.customerA)","name":"n"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/hosts", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
-                (.get, "/api/v1/hosts/\(w.hostA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .notFound]),
-                (.post, "/api/v1/hosts/\(w.hostA)/guests", #"{"name":"g"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/hosts/\(w.hostA)/desired", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),
-                (.put, "/api/v1/hosts/\(w.hostA)/desired", sampleDesired, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/hosts/\(w.hostA)/desired/publish", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/hosts/\(w.hostA)/drift", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),
-                (.post, "/api/v1/host-report", sampleReport(), ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
-                (.post, "/api/v1/guest-report", sampleGuestReport, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
-                (.get, "/api/v1/control", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
-                (.post, "/api/v1/events", #"{"type":"backup_completed"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created, "guest": .forbidden, "otherHost": .created]),
-                (.put, "/api/v1/customers/\(w.customerA)/geo", #"{"zone_id":"023e105f4ecef8ad9ca31a8372d0c353","countries":["HU"]}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.delete, "/api/v1/customers/\(w.customerA)/geo", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/customers/\(w.customerA)/geo/remove-all", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.put, "/api/v1/customers/\(w.customerA)/config-overrides", #"{"watchdog":{"interval_seconds":30}}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/guests/\(w.guestA)/config", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .ok, "otherHost": .forbidden]),
-                (.post, "/api/v1/customers/\(w.customerB)/passphrase", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.put, "/api/v1/recovery/\(w.hostA)", #"{"pbs_namespace":"customers/a"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/recovery/\(w.hostA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/recovery/box", #"{"storage_manifest":[]}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
-                (.post, "/api/v1/retrieve", #"{"domain":"nobody.example.hu","passphrase":"a-b-c-d","what":"recovery"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .tooManyRequests, "otherHost": .tooManyRequests]), // keyless: one client, 5 failures, then locked
-                (.post, "/api/v1/hosts/\(w.hostA)/enrollment", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/enroll", #"{"token":"fh_enroll_nope"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized, "guest": .unauthorized, "otherHost": .unauthorized]),
-                (.post, "/api/v1/operator-keys", #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/operator-keys", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy","key_id":"k"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.get, "/api/v1/signed-ops", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
-                (.get, "/api/v1/signed-ops/next", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
-                (.get, "/api/v1/signed-ops/\(opA)", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .notFound]),
-                (.post, "/api/v1/signed-ops/\(opA)/signature", #"{"signature":"x"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/signed-ops/\(opA)/result", #"{"outcome":"bogus"}"#, ["none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .badRequest, "guest": .forbidden, "otherHost": .notFound]),
-                (.get, "/api/v1/events", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden, "otherHost": .ok]),
+                (
+                    .get, "/healthz", nil,
+                    ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]
+                ),
+                (
+                    .get, "/openapi.yaml", nil,
+                    ["none": .ok, "revoked": .ok, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok, "otherHost": .ok]
+                ),
+                (
+                    .get, "/metrics", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers", customerBody,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/customers", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .forbidden, "guest": .forbidden,
+                        "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/customers/\(w.customerA)", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .forbidden, "guest": .forbidden,
+                        "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/customers/\(w.customerA)/notifications", #"{"types":["node_down"]}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .forbidden, "guest": .forbidden,
+                        "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers/\(w.customerA)/keys", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/hosts", #"{"customer_id":"\#(w.customerA)","name":"n"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/hosts", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/hosts/\(w.hostA)", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .ok,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/hosts/\(w.hostA)/guests", #"{"name":"g"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/hosts/\(w.hostA)/desired", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/hosts/\(w.hostA)/desired", sampleDesired,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/hosts/\(w.hostA)/desired/publish", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/hosts/\(w.hostA)/drift", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/host-report", sampleReport(),
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/guest-report", sampleGuestReport,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden,
+                        "guest": .ok, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/control", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/events", #"{"type":"backup_completed"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .created,
+                        "guest": .forbidden, "otherHost": .created,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/customers/\(w.customerA)/geo", #"{"zone_id":"023e105f4ecef8ad9ca31a8372d0c353","countries":["HU"]}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .delete, "/api/v1/customers/\(w.customerA)/geo", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers/\(w.customerA)/geo/remove-all", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/customers/\(w.customerA)/config-overrides", #"{"watchdog":{"interval_seconds":30}}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/guests/\(w.guestA)/config", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .ok,
+                        "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers/\(w.customerB)/passphrase", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/recovery/\(w.hostA)", #"{"pbs_namespace":"customers/a"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/recovery/\(w.hostA)", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/recovery/box", #"{"storage_manifest":[]}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/retrieve", #"{"domain":"nobody.example.hu","passphrase":"a-b-c-d","what":"recovery"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized,
+                        "guest": .tooManyRequests, "otherHost": .tooManyRequests,
+                    ]
+                ),  // keyless: one client, 5 failures, then locked
+                (
+                    .post, "/api/v1/hosts/\(w.hostA)/enrollment", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/enroll", #"{"token":"fh_enroll_nope"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .unauthorized, "customer": .unauthorized, "host": .unauthorized,
+                        "guest": .unauthorized, "otherHost": .unauthorized,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/operator-keys",
+                    #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/operator-keys", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy","key_id":"k"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/signed-ops", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/signed-ops/next", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/signed-ops/\(opA)", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/signed-ops/\(opA)/signature", #"{"signature":"x"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/signed-ops/\(opA)/result", #"{"outcome":"bogus"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .badRequest,
+                        "guest": .forbidden, "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/events", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .ok,
+                    ]
+                ),
                 // The kill switch, operator only; each pair leaves the world as it was.
-                (.post, "/api/v1/hosts/\(w.hostA)/block", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/hosts/\(w.hostA)/unblock", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/customers/\(w.customerA)/suspend", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
-                (.post, "/api/v1/customers/\(w.customerA)/resume", nil, ["none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .forbidden, "otherHost": .forbidden]),
+                (
+                    .post, "/api/v1/hosts/\(w.hostA)/block", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/hosts/\(w.hostA)/unblock", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers/\(w.customerA)/suspend", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers/\(w.customerA)/resume", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
             ]
             // Revocation last: it changes the world. Operator only; a second revoke finds no active keys.
             for (name, key) in keys where name != "operator" {
@@ -119,7 +391,11 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 #expect(r.status == (["none", "revoked"].contains(name) ? .unauthorized : .forbidden), "DELETE keys with \(name)")
             }
             table.append((.delete, "/api/v1/keys/\(w.hostB)", nil, [:]))
-            #expect(Set(table.map { "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}"))" }) == Set(HubAPI.apiRoutes(of: HubAPI.router(hub: h.hub))))
+            #expect(
+                Set(
+                    table.map {
+                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}"))"
+                    }) == Set(HubAPI.apiRoutes(of: HubAPI.router(hub: h.hub))))
             for (method, uri, body, expected) in table where !expected.isEmpty {
                 for (name, key) in keys {
                     let r = try await client.call(method, uri, key: key, body: body)
@@ -143,7 +419,8 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             #expect(field("id", of: listA.json?["hosts"]?.arrayValue ?? []) == [w.hostA])
             let all = try await client.call(.get, "/api/v1/hosts", key: operatorKey)
             #expect(all.json?["hosts"]?.arrayValue?.count == 2)
-            _ = try await client.call(.post, "/api/v1/events", key: w.hostKeyB, body: #"{"type":"backup_failed","severity":"critical","data":{"error":"disk full"}}"#)
+            _ = try await client.call(
+                .post, "/api/v1/events", key: w.hostKeyB, body: #"{"type":"backup_failed","severity":"critical","data":{"error":"disk full"}}"#)
             _ = try await client.call(.post, "/api/v1/events", key: w.guestKeyA, body: #"{"type":"db_dump_completed"}"#)
             let evA = try await client.call(.get, "/api/v1/events", key: w.customerKeyA)
             let eventsA: [JSONValue] = evA.json?["events"]?.arrayValue ?? []
@@ -173,8 +450,10 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             // A second report replaces the latest and adds to history.
             _ = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: sampleReport(guests: "[]"))
             let counts = try await h.hub.store.withDB { db in
-                (try await db.select().column("id").from("host_reports").all().count,
-                 try await db.select().column("body").from("host_report_latest").all().map { try $0.decode(column: "body", as: String.self) })
+                (
+                    try await db.select().column("id").from("host_reports").all().count,
+                    try await db.select().column("body").from("host_report_latest").all().map { try $0.decode(column: "body", as: String.self) }
+                )
             }
             #expect(counts.0 == 2)
             let metrics = try await client.call(.get, "/metrics", key: operatorKey)
@@ -190,7 +469,10 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
 
             let cases: [(String, String)] = [
                 (sampleReport(guests: #"[{"vmid":5,"name":"web","status":"running"}]"#), "$.guests[0].vmid"),
-                (sampleReport(guests: #"[{"vmid":100,"name":"a","status":"running"},{"vmid":100,"name":"b","status":"running"}]"#), "$.guests[1].vmid"),
+                (
+                    sampleReport(guests: #"[{"vmid":100,"name":"a","status":"running"},{"vmid":100,"name":"b","status":"running"}]"#),
+                    "$.guests[1].vmid"
+                ),
                 (sampleReport().replacingOccurrences(of: #""backups":[],"#, with: ""), "$.backups"),
                 (sampleReport().replacingOccurrences(of: #""backups":[]"#, with: #""backups":null"#), "$.backups"),
                 (sampleReport().replacingOccurrences(of: #""cpu":0.12"#, with: #""cpu":7"#), "$.host.cpu"),
@@ -203,10 +485,12 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             }
             let huge = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: String(repeating: " ", count: HubAPI.maxBody + 10))
             #expect(huge.status == .contentTooLarge)
-            let badCustomer = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"X","email":"nope","domain":"x.hu"}"#)
+            let badCustomer = try await client.call(
+                .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"X","email":"nope","domain":"x.hu"}"#)
             #expect(badCustomer.status == .badRequest)
             #expect(badCustomer.json?["error"]?["path"] == "$.email")
-            let badTZ = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"X","email":"x@y.hu","domain":"x.hu","timezone":"Mars/Olympus"}"#)
+            let badTZ = try await client.call(
+                .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"X","email":"x@y.hu","domain":"x.hu","timezone":"Mars/Olympus"}"#)
             #expect(badTZ.json?["error"]?["path"] == "$.timezone")
             let missing = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"name":"n"}"#)
             #expect(missing.json?["error"]?["path"] == "$.customer_id")
@@ -214,8 +498,9 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             #expect(noCustomer.status == .notFound && noCustomer.json?["error"]?["path"] == "$.customer_id")
             let guestOK = try await client.call(.post, "/api/v1/guest-report", key: w.guestKeyA, body: sampleGuestReport)
             #expect(guestOK.status == .ok)
-            let badGuest = try await client.call(.post, "/api/v1/guest-report", key: w.guestKeyA,
-                                                 body: sampleGuestReport.replacingOccurrences(of: #""name":"immich""#, with: #""name":"Immich Photos""#))
+            let badGuest = try await client.call(
+                .post, "/api/v1/guest-report", key: w.guestKeyA,
+                body: sampleGuestReport.replacingOccurrences(of: #""name":"immich""#, with: #""name":"Immich Photos""#))
             #expect(badGuest.json?["error"]?["path"] == "$.stacks[0].name")
             let badWait = try await client.call(.get, "/api/v1/control?wait=-3", key: w.hostKeyA)
             #expect(badWait.status == .badRequest)
@@ -298,7 +583,8 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             let text = String(decoding: r.body, as: UTF8.self)
             for route in HubAPI.apiRoutes(of: HubAPI.router(hub: h.hub)) {
                 let parts = route.split(separator: " ")
-                let method = parts[0].lowercased(), path = String(parts[1])
+                let method = parts[0].lowercased()
+                let path = String(parts[1])
                 guard let at = text.range(of: "\n  \(path):\n") else {
                     Issue.record("\(path) is not documented")
                     continue

@@ -1,8 +1,7 @@
 import Crypto
 import FelhomCore
-import FelhomTestSupport
 import FelhomHTTP
-@testable import FelhomHub
+import FelhomTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -10,6 +9,8 @@ import HummingbirdTesting
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import FelhomHub
 
 /// A real SMTP server: aiosmtpd (PyPI) run by Peers/smtp_sink.py; every accepted message lands as
 /// a JSON file in `dir`.
@@ -132,9 +133,10 @@ struct SMTPMailerTests {
         let tls = try makeTestCertificate()
         let sink = try SMTPSink(["--starttls", tls.cert, tls.key, "--auth", "felhom", "s3cret-smtp-pass"])
         defer { sink.stop() }
-        let mailer = SMTPMailer(settings: .init(
-            host: "127.0.0.1", port: sink.port, security: .starttls, trust: .pinnedLeafSHA256(tls.pin),
-            username: "felhom", password: Secret("s3cret-smtp-pass")))
+        let mailer = SMTPMailer(
+            settings: .init(
+                host: "127.0.0.1", port: sink.port, security: .starttls, trust: .pinnedLeafSHA256(tls.pin),
+                username: "felhom", password: Secret("s3cret-smtp-pass")))
         try await mailer.send(hungarian)
         let got = try sink.messages()
         try #require(got.count == 1)
@@ -146,9 +148,10 @@ struct SMTPMailerTests {
         let tls = try makeTestCertificate()
         let sink = try SMTPSink(["--starttls", tls.cert, tls.key, "--auth", "felhom", "right-pass"])
         defer { sink.stop() }
-        let mailer = SMTPMailer(settings: .init(
-            host: "127.0.0.1", port: sink.port, security: .starttls, trust: .pinnedLeafSHA256(tls.pin),
-            username: "felhom", password: Secret("wrong-pass-XYZ")))
+        let mailer = SMTPMailer(
+            settings: .init(
+                host: "127.0.0.1", port: sink.port, security: .starttls, trust: .pinnedLeafSHA256(tls.pin),
+                username: "felhom", password: Secret("wrong-pass-XYZ")))
         let e = await #expect(throws: MailError.self) { try await mailer.send(hungarian) }
         #expect(e?.message.contains("535") == true)
         #expect(e?.message.contains("wrong-pass-XYZ") == false)
@@ -198,9 +201,11 @@ struct SMTPMailerTests {
         n.operatorEmail = "ops@felhom.example"
         n.from = "hub@felhom.example"
         let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock, notifications: n)
-        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
-        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
+        _ = try await hub.postEvent(
+            .init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
         let mailer = SMTPMailer(settings: .init(host: "127.0.0.1", port: sink.port, security: .none))
         let first = try await hub.deliverMail(using: mailer)
         #expect(first.failed == 1)
@@ -238,17 +243,21 @@ final class FakeMailAPI: Sendable {
                 return answer(.unauthorized, ["statusCode": 401, "name": "missing_api_key", "message": "API key is invalid"])
             }
             guard request.headers[.contentType]?.hasPrefix("application/json") == true else {
-                return answer(.unprocessableContent, ["statusCode": 422, "name": "validation_error", "message": "Content-Type must be application/json"])
+                return answer(
+                    .unprocessableContent, ["statusCode": 422, "name": "validation_error", "message": "Content-Type must be application/json"])
             }
             let body = try await request.body.collect(upTo: 1 << 20)
             guard let json = try? JSONValue.parse(Data(body.readableBytesView)),
-                  json["from"]?.stringValue?.contains("@") == true,
-                  case .array(let to)? = json["to"], !to.isEmpty, to.allSatisfy({ $0.stringValue?.contains("@") == true }),
-                  json["subject"]?.stringValue != nil, json["text"]?.stringValue != nil || json["html"]?.stringValue != nil
+                json["from"]?.stringValue?.contains("@") == true,
+                case .array(let to)? = json["to"], !to.isEmpty, to.allSatisfy({ $0.stringValue?.contains("@") == true }),
+                json["subject"]?.stringValue != nil, json["text"]?.stringValue != nil || json["html"]?.stringValue != nil
             else {
                 return answer(.unprocessableContent, ["statusCode": 422, "name": "validation_error", "message": "missing or invalid field"])
             }
-            if self.failNext.withLock({ n in defer { n = max(0, n - 1) }; return n > 0 }) {
+            if self.failNext.withLock({ n in
+                defer { n = max(0, n - 1) }
+                return n > 0
+            }) {
                 return answer(.internalServerError, ["statusCode": 500, "name": "internal_server_error", "message": "try again"])
             }
             let idem = request.headers[HTTPField.Name("Idempotency-Key")!]
@@ -264,7 +273,8 @@ final class FakeMailAPI: Sendable {
 }
 
 @Suite struct HTTPMailAPIMailerTests {
-    let message = MailMessage(from: "hub@felhom.example", to: "anna@example.hu", subject: "[felhom] Mentés kimaradt", body: "Szia!\n", idempotencyKey: "out-1")
+    let message = MailMessage(
+        from: "hub@felhom.example", to: "anna@example.hu", subject: "[felhom] Mentés kimaradt", body: "Szia!\n", idempotencyKey: "out-1")
 
     @Test func sendsResendShapedJSONAndHonoursIdempotency() async throws {
         let fake = FakeMailAPI()
@@ -306,9 +316,11 @@ final class FakeMailAPI: Sendable {
         var n = NotificationSettings()
         n.operatorEmail = "ops@felhom.example"
         let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock, notifications: n)
-        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
-        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
+        _ = try await hub.postEvent(
+            .init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: c))
         try await Application(router: fake.router()).test(.live) { client in
             let mailer = HTTPMailAPIMailer(settings: try .init(url: "http://127.0.0.1:\(client.port!)/emails", apiKey: Secret(fake.key)))
             let first = try await hub.deliverMail(using: mailer)

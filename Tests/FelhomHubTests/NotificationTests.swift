@@ -1,6 +1,6 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
+import FelhomTestSupport
 import Foundation
 import SQLKit
 import Synchronization
@@ -13,7 +13,10 @@ final class FlakyMailer: Mailer {
     init(failFirst n: Int) { failures.withLock { $0 = n } }
     func send(_ message: MailMessage) async throws {
         let fail = failures.withLock { f -> Bool in
-            if f > 0 { f -= 1; return true }
+            if f > 0 {
+                f -= 1
+                return true
+            }
             return false
         }
         if fail { throw MailError(message: "relay said 451 try again later") }
@@ -27,16 +30,21 @@ final class FlakyMailer: Mailer {
         n.operatorEmail = "ops@felhom.example"
         n.from = "hub@felhom.example"
         let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock, notifications: n)
-        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: language), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: language), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
         return (hub, host, c)
     }
 
     func outbox(_ hub: Hub) async throws -> [(channel: String, to: String, subject: String, status: String)] {
         try await hub.store.withDB { db in
-            try await db.select().columns("channel", "recipient", "subject", "status").from("notification_outbox").orderBy("created_at").orderBy("channel", .descending).all().map {
-                (try $0.decode(column: "channel", as: String.self), try $0.decode(column: "recipient", as: String.self),
-                 try $0.decode(column: "subject", as: String.self), try $0.decode(column: "status", as: String.self))
+            try await db.select().columns("channel", "recipient", "subject", "status").from("notification_outbox").orderBy("created_at").orderBy(
+                "channel", .descending
+            ).all().map {
+                (
+                    try $0.decode(column: "channel", as: String.self), try $0.decode(column: "recipient", as: String.self),
+                    try $0.decode(column: "subject", as: String.self), try $0.decode(column: "status", as: String.self)
+                )
             }
         }
     }
@@ -49,8 +57,10 @@ final class FlakyMailer: Mailer {
         _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: ["error": "disk full"]), by: p)
         var box = try await outbox(hub)
         #expect(box.count == 2)
-        #expect(box.contains { $0.channel == "operator" && $0.to == "ops@felhom.example" && $0.subject == "[felhom] nappali reported a FAILED backup" })
-        #expect(box.contains { $0.channel == "customer" && $0.to == "anna@example.hu" && $0.subject == "Felhom: a(z) nappali gép mentése nem sikerült" })
+        #expect(
+            box.contains { $0.channel == "operator" && $0.to == "ops@felhom.example" && $0.subject == "[felhom] nappali reported a FAILED backup" })
+        #expect(
+            box.contains { $0.channel == "customer" && $0.to == "anna@example.hu" && $0.subject == "Felhom: a(z) nappali gép mentése nem sikerült" })
         // Within the operator's hour and the customer's 6 h: nothing new.
         clock.advance(by: 30 * 60)
         _ = try await hub.postEvent(.init(type: "backup_failed", severity: nil, guestID: nil, at: nil, data: nil), by: p)
@@ -73,8 +83,9 @@ final class FlakyMailer: Mailer {
     func failedSendsAreRetriedWithBackoffAndLogged(_ kind: HubStore.Kind) async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
         let (hub, host, customer) = try await setup(kind, clock: clock)
-        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil),
-                                    by: .host(hostID: host, customerID: customer))
+        _ = try await hub.postEvent(
+            .init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil),
+            by: .host(hostID: host, customerID: customer))
         let mailer = FlakyMailer(failFirst: 2)
         var r = try await hub.deliverMail(using: mailer)
         #expect(r.sent == 0 && r.failed == 2)
@@ -99,26 +110,30 @@ final class FlakyMailer: Mailer {
     @Test func englishCustomersGetEnglishMail() async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
         let (hub, host, customer) = try await setup(.sqlite, clock: clock, language: "en")
-        _ = try await hub.postEvent(.init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
+        _ = try await hub.postEvent(
+            .init(type: "backup_failed", severity: .critical, guestID: nil, at: nil, data: nil), by: .host(hostID: host, customerID: customer))
         #expect(try await outbox(hub).contains { $0.channel == "customer" && $0.subject == "[felhom] nappali reported a FAILED backup" })
         await hub.store.close()
     }
 }
-
 
 @Suite struct CustomerPreferenceTests {
     @Test(arguments: TestStores.kinds)
     func customerChoosesTypesAndMailFollows(_ kind: HubStore.Kind) async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
         let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey, clock: clock)
-        let c = try await hub.createCustomer(.init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
-        let other = try await hub.createCustomer(.init(name: "B", email: "b@example.hu", domain: "b.example.hu", timezone: nil, language: "hu"), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "Kiss Anna", email: "anna@example.hu", domain: "kiss.example.hu", timezone: nil, language: "hu"), by: .operator)
+        let other = try await hub.createCustomer(
+            .init(name: "B", email: "b@example.hu", domain: "b.example.hu", timezone: nil, language: "hu"), by: .operator)
         let (host, _) = try await hub.createHost(customerID: c, name: "nappali", by: .operator)
         let me = Principal.customer(customerID: c)
         #expect(try await hub.customer(c, by: me).notifyTypesDefault)
         #expect(try await hub.customer(c, by: me).notifyTypes.contains("node_down"))
         // Bad input names the item and stores nothing.
-        let e = await #expect(throws: HubError.self) { try await hub.setNotificationTypes(customerID: c, types: ["node_down", "disk_on_fire"], by: me) }
+        let e = await #expect(throws: HubError.self) {
+            try await hub.setNotificationTypes(customerID: c, types: ["node_down", "disk_on_fire"], by: me)
+        }
         #expect(e?.path == "$.types[1]")
         #expect(try await hub.customer(c, by: me).notifyTypesDefault)
         // Another customer's id is not found, not forbidden.
@@ -146,7 +161,8 @@ final class FlakyMailer: Mailer {
     /// failing write (a host that does not exist) does not fail the others in its batch.
     @Test func concurrentReportsAllLandAndABadOneFailsAlone() async throws {
         let hub = Hub(store: try await TestStores.open(.sqlite), operatorKey: operatorKey)
-        let c = try await hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        let c = try await hub.createCustomer(
+            .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
         var hosts: [String] = []
         for i in 0..<30 { hosts.append(try await hub.createHost(customerID: c, name: "h\(i)", by: .operator).id) }
         let body = Data(sampleReport().utf8)

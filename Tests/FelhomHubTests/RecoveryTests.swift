@@ -1,6 +1,6 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
+import FelhomTestSupport
 import Foundation
 import HummingbirdTesting
 import Testing
@@ -12,8 +12,11 @@ import Testing
 
     func world(_ client: some TestClientProtocol) async throws -> World {
         var w = World()
-        w.customer = try await client.call(.post, "/api/v1/customers", key: operatorKey,
-                                           body: #"{"name":"Kiss Anna","email":"a@example.hu","domain":"kiss.example.hu"}"#).json?["id"]?.stringValue ?? ""
+        w.customer =
+            try await client.call(
+                .post, "/api/v1/customers", key: operatorKey,
+                body: #"{"name":"Kiss Anna","email":"a@example.hu","domain":"kiss.example.hu"}"#
+            ).json?["id"]?.stringValue ?? ""
         let h = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(w.customer)","name":"nappali"}"#)
         w.host = h.json?["id"]?.stringValue ?? ""
         w.hostKey = h.json?["api_key"]?.stringValue ?? ""
@@ -30,14 +33,17 @@ import Testing
         try await h.app.test(.router) { client in
             let w = try await world(client)
             let fp = "9c:2f:41:0a:7e:5b:d3:18:64:af:0c:92:e1:57:3b:c8:10:4d:6e:a9:f2:35:87:0b:ce:61:d4:28:93:7a:b5:e0"
-            let dr = try await client.call(.put, "/api/v1/recovery/\(w.host)", key: operatorKey, body: """
-                {"pbs_namespace":"customers/kiss","repository_fingerprint":"\(fp)","wrapped_escrow_key":"c2VjcmV0LXdyYXBwZWQ=","tunnel_token_ref":"vault:tunnels/kiss"}
-                """)
+            let dr = try await client.call(
+                .put, "/api/v1/recovery/\(w.host)", key: operatorKey,
+                body: """
+                    {"pbs_namespace":"customers/kiss","repository_fingerprint":"\(fp)","wrapped_escrow_key":"c2VjcmV0LXdyYXBwZWQ=","tunnel_token_ref":"vault:tunnels/kiss"}
+                    """)
             #expect(dr.status == .ok)
             let bad = try await client.call(.put, "/api/v1/recovery/\(w.host)", key: operatorKey, body: #"{"repository_fingerprint":"nope"}"#)
             #expect(bad.status == .badRequest && bad.json?["error"]?["path"] == "$.repository_fingerprint")
-            _ = try await client.call(.post, "/api/v1/recovery/box", key: w.hostKey,
-                                      body: #"{"storage_manifest":[{"uuid":"1b2c","state":"attached","label":"media"}],"pbs_fingerprint":"\#(fp)"}"#)
+            _ = try await client.call(
+                .post, "/api/v1/recovery/box", key: w.hostKey,
+                body: #"{"storage_manifest":[{"uuid":"1b2c","state":"attached","label":"media"}],"pbs_fingerprint":"\#(fp)"}"#)
             _ = try await client.call(.put, "/api/v1/hosts/\(w.host)/desired", key: operatorKey, body: sampleDesired)
             _ = try await client.call(.post, "/api/v1/hosts/\(w.host)/desired/publish", key: operatorKey)
             _ = try await client.call(.post, "/api/v1/host-report", key: w.hostKey, body: sampleReport())
@@ -61,12 +67,16 @@ import Testing
         let h = try await HubHarness.make(.sqlite, clock: clock)
         try await h.app.test(.router) { client in
             let w = try await world(client)
-            let pass = try await client.call(.post, "/api/v1/customers/\(w.customer)/passphrase", key: operatorKey).json?["passphrase"]?.stringValue ?? ""
+            let pass =
+                try await client.call(.post, "/api/v1/customers/\(w.customer)/passphrase", key: operatorKey).json?["passphrase"]?.stringValue ?? ""
             #expect(pass.split(separator: "-").count >= 4)
             func retrieve(_ p: String, _ what: String = "recovery", domain: String = "kiss.example.hu") async throws -> Reply {
-                try await client.call(.post, "/api/v1/retrieve", key: nil, body: String(decoding: JSONValue.object([
-                    "domain": .string(domain), "passphrase": .string(p), "what": .string(what),
-                ]).serialized(), as: UTF8.self))
+                try await client.call(
+                    .post, "/api/v1/retrieve", key: nil,
+                    body: String(
+                        decoding: JSONValue.object([
+                            "domain": .string(domain), "passphrase": .string(p), "what": .string(what),
+                        ]).serialized(), as: UTF8.self))
             }
             // Typed loosely (spaces, capitals) it still works.
             let ok = try await retrieve(pass.replacingOccurrences(of: "-", with: " ").uppercased())
@@ -90,11 +100,15 @@ import Testing
         let h = try await HubHarness.make(.sqlite)
         try await h.app.test(.router) { client in
             let w = try await world(client)
-            let refused = try await client.call(.put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey,
-                                                body: #"{"tunnel":{"cloudflare":{"api_token":"cf-secret"}}}"#)
+            let refused = try await client.call(
+                .put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey,
+                body: #"{"tunnel":{"cloudflare":{"api_token":"cf-secret"}}}"#)
             #expect(refused.status == .badRequest && refused.json?["error"]?["path"] == "$.tunnel.cloudflare.api_token")
-            #expect(try await client.call(.put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey,
-                                          body: #"{"watchdog":{"interval_seconds":15},"stacks":{"dir":"/srv/stacks"}}"#).status == .ok)
+            #expect(
+                try await client.call(
+                    .put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey,
+                    body: #"{"watchdog":{"interval_seconds":15},"stacks":{"dir":"/srv/stacks"}}"#
+                ).status == .ok)
             let cfg = try await client.call(.get, "/api/v1/guests/\(w.guest)/config", key: w.guestKey)
             #expect(cfg.json?["watchdog"]?["interval_seconds"] == 15)
             #expect(cfg.json?["watchdog"]?["restart_backoff_seconds"] == 30, "untouched defaults stay")
@@ -104,8 +118,9 @@ import Testing
             #expect(!String(decoding: cfg.body, as: UTF8.self).contains("cf-secret"))
         }
         // Defence in depth: even a stored override with a token is dropped at generation.
-        let merged = ControllerConfig.deepMerge(ControllerConfig.defaults(hubURL: "https://h", guestID: "g", customerDomain: "d"),
-                                                ["cloudflare": ["api_token": "x", "zone": "z"], "CLOUDFLARE_API_TOKEN": "y"])
+        let merged = ControllerConfig.deepMerge(
+            ControllerConfig.defaults(hubURL: "https://h", guestID: "g", customerDomain: "d"),
+            ["cloudflare": ["api_token": "x", "zone": "z"], "CLOUDFLARE_API_TOKEN": "y"])
         #expect(ControllerConfig.forbiddenPath(in: merged) != nil)
         let clean = ControllerConfig.stripped(merged)
         #expect(ControllerConfig.forbiddenPath(in: clean) == nil)

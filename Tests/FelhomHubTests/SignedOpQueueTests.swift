@@ -1,7 +1,7 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHub
 import FelhomSigning
+import FelhomTestSupport
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -14,7 +14,8 @@ import Testing
 
     func world(_ client: some TestClientProtocol, operatorPublicKey: String) async throws -> World {
         var w = World()
-        let c = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Kiss Anna","email":"a@example.hu","domain":"a.example.hu"}"#)
+        let c = try await client.call(
+            .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"Kiss Anna","email":"a@example.hu","domain":"a.example.hu"}"#)
         w.customer = c.json?["id"]?.stringValue ?? ""
         let h = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(w.customer)","name":"nappali"}"#)
         w.host = h.json?["id"]?.stringValue ?? ""
@@ -39,7 +40,8 @@ import Testing
         let h = try await HubHarness.make(kind)
         try await h.app.test(.router) { client in
             let w = try await world(client, operatorPublicKey: op.publicKey.openSSHLine)
-            let created = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
+            let created = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
             #expect(created.status == .created, "\(String(decoding: created.body, as: UTF8.self))")
             let id = created.json?["id"]?.stringValue ?? ""
             #expect(created.json?["status"] == "pending_signature")
@@ -59,21 +61,25 @@ import Testing
             // Sign and upload.
             let signed = try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(blob, with: op)))
             #expect(signed.json?["status"] == "signed", "\(String(decoding: signed.body, as: UTF8.self))")
-            #expect(try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(blob, with: op))).status == .conflict)
+            #expect(
+                try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(blob, with: op))).status
+                    == .conflict)
             #expect(try await client.call(.post, "/api/v1/host-report", key: w.hostKey, body: sampleReport()).json?["has_signed_ops"] == true)
             #expect(try await client.call(.get, "/api/v1/control?after_generation=0&wait=5", key: w.hostKey).json?["has_signed_ops"] == true)
             // The box fetches it; the agent's own verifier accepts the delivered bytes.
             let next = try await client.call(.get, "/api/v1/signed-ops/next", key: w.hostKey)
             #expect(next.json?["op"]?["status"] == "delivered")
             let verifier = OpVerifier(signers: [PinnedSigner(name: "ops", key: op.publicKey)], hostID: w.host, nonces: InMemoryNonceStore())
-            let verified = try verifier.verify(blob: Array((next.json?["op"]?["blob"]?.stringValue ?? "").utf8),
-                                               signature: next.json?["op"]?["signature"]?.stringValue ?? "")
+            let verified = try verifier.verify(
+                blob: Array((next.json?["op"]?["blob"]?.stringValue ?? "").utf8),
+                signature: next.json?["op"]?["signature"]?.stringValue ?? "")
             #expect(verified.op.op == .guestDestroy)
             // Outcome.
             let done = try await client.call(.post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey, body: #"{"outcome":"applied"}"#)
             #expect(done.json?["status"] == "applied")
             #expect(try await client.call(.post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey, body: #"{"outcome":"applied"}"#).status == .ok)
-            #expect(try await client.call(.post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey, body: #"{"outcome":"rejected"}"#).status == .conflict)
+            #expect(
+                try await client.call(.post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey, body: #"{"outcome":"rejected"}"#).status == .conflict)
             #expect(try await client.call(.post, "/api/v1/host-report", key: w.hostKey, body: sampleReport()).json?["has_signed_ops"] == false)
             let ev = try await client.call(.get, "/api/v1/events?type=op_applied", key: operatorKey)
             #expect(ev.json?["events"]?.arrayValue?.first?["data"]?["op_id"]?.stringValue == id)
@@ -87,10 +93,13 @@ import Testing
         let h = try await HubHarness.make(.sqlite)
         try await h.app.test(.router) { client in
             let w = try await world(client, operatorPublicKey: op.publicKey.openSSHLine)
-            let a = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
-            let b = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"102","op":"guest.destroy"}"#)
+            let a = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
+            let b = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"102","op":"guest.destroy"}"#)
             let id = a.json?["id"]?.stringValue ?? ""
-            let blobA = a.json?["blob"]?.stringValue ?? "", blobB = b.json?["blob"]?.stringValue ?? ""
+            let blobA = a.json?["blob"]?.stringValue ?? ""
+            let blobB = b.json?["blob"]?.stringValue ?? ""
             // Unreadable: 400. Readable but not authorizing this op: 403 signature_refused.
             let cases: [(String, String, HTTPResponse.Status)] = [
                 (try sign(blobA, with: stranger), "not a registered operator key", .forbidden),
@@ -112,13 +121,19 @@ import Testing
                 (#"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy","ttl_seconds":5}"#, "$.ttl_seconds"),
             ] {
                 let r = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: bodyText)
-                #expect(r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == path, "\(bodyText): \(String(decoding: r.body, as: UTF8.self))")
+                #expect(
+                    r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == path,
+                    "\(bodyText): \(String(decoding: r.body, as: UTF8.self))")
             }
             // A host that does not exist is not found (404), naming the field.
-            let nope = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"nope","guest_id":"101","op":"guest.destroy"}"#)
+            let nope = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"nope","guest_id":"101","op":"guest.destroy"}"#)
             #expect(nope.status == .notFound && nope.json?["error"]?["path"] == "$.host_id")
-            #expect(try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"ssh-dss AAAA"}"#).status == .badRequest)
-            let again = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(op.publicKey.openSSHLine)"}"#)
+            #expect(
+                try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"ssh-dss AAAA"}"#).status == .badRequest
+            )
+            let again = try await client.call(
+                .post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(op.publicKey.openSSHLine)"}"#)
             #expect(again.status == .conflict, "\(again.status) \(String(decoding: again.body, as: UTF8.self))")
         }
         await h.hub.store.close()
@@ -130,11 +145,14 @@ import Testing
         let h = try await HubHarness.make(.sqlite, clock: clock)
         try await h.app.test(.router) { client in
             let w = try await world(client, operatorPublicKey: op.publicKey.openSSHLine)
-            let a = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy","ttl_seconds":600}"#)
+            let a = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey,
+                body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy","ttl_seconds":600}"#)
             clock.advance(by: 601)
             let id = a.json?["id"]?.stringValue ?? ""
             #expect(try await client.call(.get, "/api/v1/signed-ops/\(id)", key: operatorKey).json?["status"] == "expired")
-            let late = try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(a.json?["blob"]?.stringValue ?? "", with: op)))
+            let late = try await client.call(
+                .post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(a.json?["blob"]?.stringValue ?? "", with: op)))
             #expect(late.status == .conflict)
         }
         await h.hub.store.close()
@@ -148,13 +166,17 @@ import Testing
         let h = try await HubHarness.make(kind)
         try await h.app.test(.router) { client in
             let w = try await world(client, operatorPublicKey: op.publicKey.openSSHLine)
-            let created = try await client.call(.post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
+            let created = try await client.call(
+                .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.host)","guest_id":"101","op":"guest.destroy"}"#)
             let id = created.json?["id"]?.stringValue ?? ""
-            _ = try await client.call(.post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(created.json?["blob"]?.stringValue ?? "", with: op)))
+            _ = try await client.call(
+                .post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey,
+                body: body(try sign(created.json?["blob"]?.stringValue ?? "", with: op)))
             _ = try await client.call(.get, "/api/v1/signed-ops/next", key: w.hostKey)
             let reason = "failed: \u{1B}[31mboom\n" + String(repeating: "x", count: 5000)
-            let r = try await client.call(.post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey,
-                                          body: String(decoding: JSONValue.object(["outcome": "rejected", "reason": .string(reason)]).serialized(), as: UTF8.self))
+            let r = try await client.call(
+                .post, "/api/v1/signed-ops/\(id)/result", key: w.hostKey,
+                body: String(decoding: JSONValue.object(["outcome": "rejected", "reason": .string(reason)]).serialized(), as: UTF8.self))
             #expect(r.status == .ok, "\(String(decoding: r.body, as: UTF8.self))")
             let stored = r.json?["reason"]?.stringValue ?? ""
             #expect(stored.count == 1000 && stored.hasPrefix("failed: \\u{1B}[31mboom\\u{A}") && stored.hasSuffix("..."))

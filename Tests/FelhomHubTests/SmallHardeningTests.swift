@@ -1,6 +1,6 @@
 import FelhomCore
-import FelhomTestSupport
 import FelhomHTTP
+import FelhomTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -14,8 +14,10 @@ import Testing
 @Suite struct SmallHardeningTests {
     @Test func emailAddressesAreReal() {
         for ok in ["anna@example.hu", "a.b+tag@sub.example.co.uk", "x@y.io"] { #expect(Pattern.isEmail(ok), "\(ok)") }
-        for bad in ["anna@example.hu\r\nBcc: all@x.hu", "anna", "@example.hu", "anna@", "anna@localhost", "a b@example.hu", "<a@b.hu>",
-                    "anna@example.hu\n", String(repeating: "a", count: 65) + "@example.hu"] {
+        for bad in [
+            "anna@example.hu\r\nBcc: all@x.hu", "anna", "@example.hu", "anna@", "anna@localhost", "a b@example.hu", "<a@b.hu>",
+            "anna@example.hu\n", String(repeating: "a", count: 65) + "@example.hu",
+        ] {
             #expect(!Pattern.isEmail(bad), "\(bad)")
         }
     }
@@ -24,10 +26,15 @@ import Testing
     func customerDomainsAreUniqueAndEmailsValid(kind: HubStore.Kind) async throws {
         let h = try await HubHarness.make(kind)
         try await h.app.test(.router) { client in
-            #expect(try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#).status == .created)
-            let dup = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"B","email":"b@example.hu","domain":"a.example.hu"}"#)
+            #expect(
+                try await client.call(
+                    .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"A","email":"a@example.hu","domain":"a.example.hu"}"#
+                ).status == .created)
+            let dup = try await client.call(
+                .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"B","email":"b@example.hu","domain":"a.example.hu"}"#)
             #expect(dup.status == .conflict && dup.json?["error"]?["path"] == "$.domain", "\(String(decoding: dup.body, as: UTF8.self))")
-            let crlf = try await client.call(.post, "/api/v1/customers", key: operatorKey, body: #"{"name":"C","email":"c@example.hu\r\nBcc: x@y.hu","domain":"c.example.hu"}"#)
+            let crlf = try await client.call(
+                .post, "/api/v1/customers", key: operatorKey, body: #"{"name":"C","email":"c@example.hu\r\nBcc: x@y.hu","domain":"c.example.hu"}"#)
             #expect(crlf.status == .badRequest && crlf.json?["error"]?["path"] == "$.email")
         }
         await h.hub.store.close()
@@ -35,7 +42,9 @@ import Testing
 
     @Test func clearTextOnlyOnLoopback() {
         for host in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"] { #expect(HTTPEndpoint.isLoopback(host), "\(host)") }
-        for host in ["10.0.0.1", "127.0.0.1.evil.example", "128.0.0.1", "localhost.example", "0.0.0.0", ""] { #expect(!HTTPEndpoint.isLoopback(host), "\(host)") }
+        for host in ["10.0.0.1", "127.0.0.1.evil.example", "128.0.0.1", "localhost.example", "0.0.0.0", ""] {
+            #expect(!HTTPEndpoint.isLoopback(host), "\(host)")
+        }
     }
 
     @Test func idsInOutboundPathsAreEncoded() {

@@ -1,9 +1,10 @@
 import FelhomCore
 import FelhomTestSupport
-@testable import FelhomHub
 import Foundation
 import SQLKit
 import Testing
+
+@testable import FelhomHub
 
 /// A one-shot latch for ordering two tasks in a test.
 actor Latch {
@@ -164,7 +165,8 @@ struct GuestKeyIdempotencyTests {
     @Test(arguments: TestStores.kinds)
     func askingTwiceLeavesOneValidKey(kind: HubStore.Kind) async throws {
         let h = try await HubHarness.make(kind)
-        let customerID = try await h.hub.createCustomer(.init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        let customerID = try await h.hub.createCustomer(
+            .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
         let host = try await h.hub.createHost(customerID: customerID, name: "box", by: .operator)
         let hostP = try await h.hub.keys.principal(authorization: "Bearer \(host.apiKey)")
         let first = try await h.hub.createGuest(hostID: host.id, name: "web", idempotencyKey: "vmid-120", by: hostP)
@@ -172,8 +174,12 @@ struct GuestKeyIdempotencyTests {
         #expect(first.id == second.id)
         #expect(first.apiKey != second.apiKey)
         await #expect(throws: HubError.self) { try await h.hub.keys.principal(authorization: "Bearer \(first.apiKey)") }
-        #expect(try await h.hub.keys.principal(authorization: "Bearer \(second.apiKey)") == .guest(guestID: second.id, hostID: host.id, customerID: customerID))
-        let rows = try await h.hub.store.withDB { db in try await db.raw("SELECT COUNT(*) AS n FROM guests").first()?.decode(column: "n", as: Int.self) }
+        #expect(
+            try await h.hub.keys.principal(authorization: "Bearer \(second.apiKey)")
+                == .guest(guestID: second.id, hostID: host.id, customerID: customerID))
+        let rows = try await h.hub.store.withDB { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM guests").first()?.decode(column: "n", as: Int.self)
+        }
         #expect(rows == 1)
         // Without the key, or with another, a new guest.
         let other = try await h.hub.createGuest(hostID: host.id, name: "db", idempotencyKey: "vmid-121", by: hostP)

@@ -62,7 +62,9 @@ import Testing
         let key = SSHPrivateKey.generateEd25519()
         let blob = try OpBlob.new(op: .guestDestroy, hostID: "h", guestID: "101", params: [:], ttl: 60, keyID: "", now: clock.now()).canonicalBytes()
         let v = OpVerifier(signers: [PinnedSigner(name: "a", key: key.publicKey)], hostID: "h", nonces: s, clock: clock)
-        let e = #expect(throws: SignatureError.self) { try v.verify(blob: blob, signature: try key.sign(message: blob, namespace: OpVerifier.namespace).armored) }
+        let e = #expect(throws: SignatureError.self) {
+            try v.verify(blob: blob, signature: try key.sign(message: blob, namespace: OpVerifier.namespace).armored)
+        }
         #expect(e?.code == .replay)
         #expect(throws: NonceStoreError.self) { try FileNonceStore(path: NSTemporaryDirectory(), clock: clock) }
     }
@@ -80,7 +82,9 @@ import Testing
         try Data(blob).write(to: URL(fileURLWithPath: dir + "/op.json"))
         try key.sign(message: blob, namespace: OpVerifier.namespace).armored.write(toFile: dir + "/op.sig", atomically: true, encoding: .utf8)
         try "op@felhom \(key.publicKey.openSSHLine)\n".write(toFile: dir + "/signers", atomically: true, encoding: .utf8)
-        let args = ["op", "verify", "--signers", dir + "/signers", "--host", "box-9", "--nonce-store", dir + "/nonces.log", dir + "/op.json", dir + "/op.sig"]
+        let args = [
+            "op", "verify", "--signers", dir + "/signers", "--host", "box-9", "--nonce-store", dir + "/nonces.log", dir + "/op.json", dir + "/op.sig",
+        ]
 
         let p = Process()
         p.executableURL = URL(fileURLWithPath: felhom)

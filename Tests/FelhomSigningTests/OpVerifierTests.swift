@@ -10,9 +10,12 @@ import Testing
     let operatorKey = SSHPrivateKey.generateEd25519(comment: "op@felhom")
     let otherKey = SSHPrivateKey.generateEd25519(comment: "mallory")
 
-    func blob(host: String = "box-1", issued: Date? = nil, ttl: TimeInterval = 900, op: OpBlob.Op = .guestDestroy, nonce: String? = nil) throws -> [UInt8] {
-        var b = try OpBlob.new(op: op, hostID: host, guestID: "101", params: op == .guestRollback ? ["snapshot": "pre"] : [:], ttl: ttl,
-                               keyID: operatorKey.publicKey.fingerprint, now: issued ?? clock.now())
+    func blob(host: String = "box-1", issued: Date? = nil, ttl: TimeInterval = 900, op: OpBlob.Op = .guestDestroy, nonce: String? = nil) throws
+        -> [UInt8]
+    {
+        var b = try OpBlob.new(
+            op: op, hostID: host, guestID: "101", params: op == .guestRollback ? ["snapshot": "pre"] : [:], ttl: ttl,
+            keyID: operatorKey.publicKey.fingerprint, now: issued ?? clock.now())
         if let nonce { b.nonce = nonce }
         return try b.canonicalBytes()
     }
@@ -109,7 +112,10 @@ import Testing
         #expect(throws: OpBlobError.self) { try OpBlob.new(op: .guestRollback, hostID: "h", guestID: "1", params: [:], ttl: 60, keyID: "") }
         #expect(throws: OpBlobError.self) { try OpBlob.new(op: .guestDestroy, hostID: "h", guestID: nil, params: [:], ttl: 60, keyID: "") }
         var extra = try CanonicalJSON.parse(m)
-        if case .object(var o) = extra { o["sudo"] = true; extra = .object(o) }
+        if case .object(var o) = extra {
+            o["sudo"] = true
+            extra = .object(o)
+        }
         let e = #expect(throws: OpBlobError.self) { try OpBlob(parsing: try CanonicalJSON.serialize(extra)) }
         #expect(e?.field == "sudo")
     }
@@ -144,7 +150,9 @@ import Testing
 
     @Test func validParamsPass() throws {
         _ = try OpBlob.new(op: .guestRollback, hostID: "box-1", guestID: "120", params: ["snapshot": "pre-update_1"], ttl: 60, keyID: "SHA256:abc+/=")
-        _ = try OpBlob.new(op: .guestRestore, hostID: "box-1", guestID: "120", params: ["backup": "pbs-felhom:backup/ct/120/2026-11-30T02:00:00Z"], ttl: 60, keyID: "")
+        _ = try OpBlob.new(
+            op: .guestRestore, hostID: "box-1", guestID: "120", params: ["backup": "pbs-felhom:backup/ct/120/2026-11-30T02:00:00Z"], ttl: 60,
+            keyID: "")
         _ = try OpBlob.new(op: .agentRollback, hostID: "box-1", guestID: nil, params: ["version": "0.2.0"], ttl: 60, keyID: "")
     }
 }

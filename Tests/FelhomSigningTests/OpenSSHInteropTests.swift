@@ -8,7 +8,9 @@ import _CryptoExtras
 /// Interop with the real peer: keys made by ssh-keygen, signatures both ways.
 @Suite(.enabled(if: OpenSSH.available, "needs ssh-keygen (openssh-client)"))
 struct OpenSSHInteropTests {
-    static let keyTypes: [(String, [String])] = [("ed25519", ["-t", "ed25519"]), ("ecdsa", ["-t", "ecdsa", "-b", "256"]), ("rsa", ["-t", "rsa", "-b", "3072"])]
+    static let keyTypes: [(String, [String])] = [
+        ("ed25519", ["-t", "ed25519"]), ("ecdsa", ["-t", "ecdsa", "-b", "256"]), ("rsa", ["-t", "rsa", "-b", "3072"]),
+    ]
 
     func makeKey(_ dir: String, _ name: String, _ args: [String]) async throws -> String {
         let path = dir + "/id_" + name
@@ -47,10 +49,14 @@ struct OpenSSHInteropTests {
         for hash in SSHSignature.HashAlgorithm.allCases {
             let sig = try key.sign(message: msg, namespace: "felhom-op-v1", hashAlgorithm: hash)
             try sig.armored.write(toFile: dir + "/msg.sig", atomically: true, encoding: .utf8)
-            let ok = try await run(OpenSSH.sshKeygen!, ["-Y", "verify", "-f", dir + "/allowed", "-I", "alice@felhom", "-n", "felhom-op-v1", "-s", dir + "/msg.sig"], stdin: msg)
+            let ok = try await run(
+                OpenSSH.sshKeygen!, ["-Y", "verify", "-f", dir + "/allowed", "-I", "alice@felhom", "-n", "felhom-op-v1", "-s", dir + "/msg.sig"],
+                stdin: msg)
             #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
             #expect(ok.stdout.contains("Good \"felhom-op-v1\" signature for alice@felhom"))
-            let bad = try await run(OpenSSH.sshKeygen!, ["-Y", "verify", "-f", dir + "/allowed", "-I", "alice@felhom", "-n", "felhom-op-v1", "-s", dir + "/msg.sig"], stdin: msg + [0x0A])
+            let bad = try await run(
+                OpenSSH.sshKeygen!, ["-Y", "verify", "-f", dir + "/allowed", "-I", "alice@felhom", "-n", "felhom-op-v1", "-s", dir + "/msg.sig"],
+                stdin: msg + [0x0A])
             #expect(bad.status != 0)
         }
     }

@@ -18,9 +18,11 @@ import Testing
         #expect(sha512.armored.utf8.count == 306)
     }
 
-    @Test(arguments: [("msg.ed25519.sig", "id_ed25519.pub"), ("msg.ecdsa.sig", "id_ecdsa.pub"), ("msg.rsa.sig", "id_rsa.pub"),
-                      ("kat.sha512.sig", "kat.pub"), ("kat.sha256.sig", "kat.pub"),
-                      ("py_sk-ed25519.sig", "py_sk-ed25519.pub"), ("py_sk-ecdsa.sig", "py_sk-ecdsa.pub")])
+    @Test(arguments: [
+        ("msg.ed25519.sig", "id_ed25519.pub"), ("msg.ecdsa.sig", "id_ecdsa.pub"), ("msg.rsa.sig", "id_rsa.pub"),
+        ("kat.sha512.sig", "kat.pub"), ("kat.sha256.sig", "kat.pub"),
+        ("py_sk-ed25519.sig", "py_sk-ed25519.pub"), ("py_sk-ecdsa.sig", "py_sk-ecdsa.pub"),
+    ])
     func vectorsVerify(_ sigFile: String, _ keyFile: String) throws {
         let sig = try SSHSignature(armored: try Fixtures.text(sigFile))
         let key = try SSHPublicKey(openSSHLine: try Fixtures.text(keyFile))
@@ -69,8 +71,10 @@ import Testing
         let oneLine = "\(lines[0])\n\(lines[1..<lines.count - 1].joined())\n\(lines.last!)"
         _ = try SSHSignature(armored: oneLine)
         _ = try SSHSignature(armored: good + "garbage")
-        for bad in [good.replacingOccurrences(of: "-----BEGIN SSH SIGNATURE-----\n", with: "-----BEGIN SSH SIGNATURE-----\r\n"),
-                    "\n" + good, good.replacingOccurrences(of: "-----END SSH SIGNATURE-----", with: ""), "not a signature"] {
+        for bad in [
+            good.replacingOccurrences(of: "-----BEGIN SSH SIGNATURE-----\n", with: "-----BEGIN SSH SIGNATURE-----\r\n"),
+            "\n" + good, good.replacingOccurrences(of: "-----END SSH SIGNATURE-----", with: ""), "not a signature",
+        ] {
             let e = #expect(throws: SignatureError.self) { try SSHSignature(armored: bad) }
             #expect(e?.code == .malformed)
         }
@@ -94,7 +98,9 @@ import Testing
         #expect(k.algorithm == .ed25519)
         #expect(k.fingerprint.hasPrefix("SHA256:"))
         #expect(!k.fingerprint.hasSuffix("="))
-        #expect(throws: SignatureError.self) { try SSHPublicKey(openSSHLine: "ssh-rsa " + (try Fixtures.text("id_ed25519.pub")).split(separator: " ")[1]) }
+        #expect(throws: SignatureError.self) {
+            try SSHPublicKey(openSSHLine: "ssh-rsa " + (try Fixtures.text("id_ed25519.pub")).split(separator: " ")[1])
+        }
         #expect(throws: SignatureError.self) { try SSHPublicKey(openSSHLine: "ssh-ed25519 !!!") }
         #expect(throws: SignatureError.self) { try SSHPublicKey(openSSHLine: "ssh-dss AAAAB3NzaC1kc3M=") }
     }

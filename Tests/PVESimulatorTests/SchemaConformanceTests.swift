@@ -83,7 +83,8 @@ import Testing
         _ = await check("PUT /nodes/{node}/lxc/{vmid}/config", "/nodes/pve1/lxc/100/config", form: "cpulimit=1.5&features=nesting%3D1")
         _ = await check("GET /nodes/{node}/lxc/{vmid}/config", "/nodes/pve1/lxc/100/config", query: "current=1")
         _ = await check("GET /nodes/{node}/lxc/{vmid}/pending", "/nodes/pve1/lxc/100/pending")
-        _ = await check("POST /nodes/{node}/lxc", "/nodes/pve1/lxc", form: "vmid=130&restore=1&storage=local-lvm&ostemplate=\(enc(SimSeed.goldenTemplateVolid))")
+        _ = await check(
+            "POST /nodes/{node}/lxc", "/nodes/pve1/lxc", form: "vmid=130&restore=1&storage=local-lvm&ostemplate=\(enc(SimSeed.goldenTemplateVolid))")
         settle()
         _ = await check("POST /nodes/{node}/lxc/{vmid}/status/start", "/nodes/pve1/lxc/101/status/start")
         settle()
@@ -103,7 +104,8 @@ import Testing
         settle()
         _ = await check("DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}", "/nodes/pve1/lxc/101/snapshot/s1")
         settle()
-        let upid = await check("POST /nodes/{node}/vzdump", "/nodes/pve1/vzdump", form: "vmid=101&storage=local&compress=zstd&notes-template=%7B%7Bguestname%7D%7D")
+        let upid = await check(
+            "POST /nodes/{node}/vzdump", "/nodes/pve1/vzdump", form: "vmid=101&storage=local&compress=zstd&notes-template=%7B%7Bguestname%7D%7D")
         _ = await check("GET /nodes/{node}/tasks", "/nodes/pve1/tasks", query: "source=all")
         let u = enc(upid?.stringValue ?? "")
         _ = await check("GET /nodes/{node}/tasks/{upid}/status", "/nodes/pve1/tasks/\(u)/status")
@@ -118,7 +120,8 @@ import Testing
         _ = await check("GET /nodes/{node}/storage/{storage}/status", "/nodes/pve1/storage/local/status")
         _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/pbs/content")
         _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/local/content")
-        _ = await check("GET /nodes/{node}/storage/{storage}/content/{volume}", "/nodes/pve1/storage/local/content/\(enc(SimSeed.goldenTemplateVolid))")
+        _ = await check(
+            "GET /nodes/{node}/storage/{storage}/content/{volume}", "/nodes/pve1/storage/local/content/\(enc(SimSeed.goldenTemplateVolid))")
         _ = await check("GET /cluster/nextid", "/cluster/nextid")
         _ = await check("GET /access/permissions", "/access/permissions")
         #expect(checked == Set(Self.schema.keys), "not exercised: \(Set(Self.schema.keys).subtracting(checked).sorted())")

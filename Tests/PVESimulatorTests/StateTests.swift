@@ -7,10 +7,11 @@ import Testing
 /// Persistence across restarts, and what backups capture and restores bring back.
 @Suite struct StateTests {
     func client(_ sim: PVESimulator.Running) throws -> PVEClient {
-        PVEClient(connection: try PVEConnection(
-            host: "127.0.0.1", port: sim.port, tokenID: SimSeed.agentTokenID,
-            tokenSecret: Secret(sim.secret(for: SimSeed.agentTokenID) ?? ""),
-            trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
+        PVEClient(
+            connection: try PVEConnection(
+                host: "127.0.0.1", port: sim.port, tokenID: SimSeed.agentTokenID,
+                tokenSecret: Secret(sim.secret(for: SimSeed.agentTokenID) ?? ""),
+                trust: .pinnedLeafSHA256(try CertificateFingerprint(parsing: sim.fingerprint ?? ""))))
     }
 
     @Test func stateAndCertificateSurviveARestart() async throws {
@@ -24,7 +25,8 @@ import Testing
         let first = try await PVESimulator.start(options)
         #expect(!first.resumed)
         let c1 = try client(first)
-        _ = try await c1.waitTask(try await c1.createSnapshot(node: "pve1", vmid: 101, name: "keep", description: nil), initialInterval: .milliseconds(10))
+        _ = try await c1.waitTask(
+            try await c1.createSnapshot(node: "pve1", vmid: 101, name: "keep", description: nil), initialInterval: .milliseconds(10))
         try await c1.updateContainerConfig(node: "pve1", vmid: 101, ContainerConfigUpdate(set: ["memory": "3072"]))
         await first.shutdown()
 
@@ -66,7 +68,8 @@ import Testing
         #expect(newest == "pbs:backup/ct/100/2026-01-01T00:00:00Z")
 
         let restore = await h.call(
-            "POST", "/nodes/pve1/lxc", form: "vmid=140&restore=1&storage=local-lvm&ostemplate=\(newest.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")")
+            "POST", "/nodes/pve1/lxc",
+            form: "vmid=140&restore=1&storage=local-lvm&ostemplate=\(newest.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")")
         #expect(restore.status == 200)
         h.clock.advance(by: 2)
         let state = await h.engine.snapshot()
@@ -99,7 +102,8 @@ import Testing
     @Test func snapshotsNeedASnapshotCapableStorage() async throws {
         let h = EngineHarness(taskSeconds: 1)
         // A guest on the dir storage cannot snapshot (raw files), as on real PVE.
-        let create = await h.call("POST", "/nodes/pve1/lxc", form: "vmid=150&ostemplate=local%3Avztmpl%2Fdebian-12-standard_12.7-1_amd64.tar.zst&rootfs=local%3A2")
+        let create = await h.call(
+            "POST", "/nodes/pve1/lxc", form: "vmid=150&ostemplate=local%3Avztmpl%2Fdebian-12-standard_12.7-1_amd64.tar.zst&rootfs=local%3A2")
         #expect(create.status == 200)
         h.clock.advance(by: 2)
         let snap = await h.call("POST", "/nodes/pve1/lxc/150/snapshot", form: "snapname=s1")

@@ -15,12 +15,14 @@ final class TickingClock: Sendable {
 
     func start() {
         ticker.withLock {
-            $0 = $0 ?? Task { [clock] in
-                while !Task.isCancelled {
-                    clock.advance(by: 1)
-                    try? await Task.sleep(for: .milliseconds(10))
+            $0 =
+                $0
+                ?? Task { [clock] in
+                    while !Task.isCancelled {
+                        clock.advance(by: 1)
+                        try? await Task.sleep(for: .milliseconds(10))
+                    }
                 }
-            }
         }
     }
 
@@ -87,11 +89,13 @@ final class TickingClock: Sendable {
             let running = await #expect(throws: PVEError.self) { _ = try await c.destroyContainer(node: node, vmid: 101, purge: false, force: false) }
             #expect(running?.message == "unable to destroy CT 101 - container is running")
             // shutdown, then destroy
-            _ = try await c.waitTask(try await c.shutdownContainer(node: node, vmid: 101, timeout: 30, forceStop: true), initialInterval: .milliseconds(10))
+            _ = try await c.waitTask(
+                try await c.shutdownContainer(node: node, vmid: 101, timeout: 30, forceStop: true), initialInterval: .milliseconds(10))
             #expect(try await c.containerStatus(node: node, vmid: 101).status == "stopped")
             let stop = await #expect(throws: PVEError.self) { _ = try await c.stopContainer(node: node, vmid: 101) }
             #expect(stop?.message == "CT 101 not running")
-            _ = try await c.waitTask(try await c.destroyContainer(node: node, vmid: 101, purge: true, force: false), initialInterval: .milliseconds(10))
+            _ = try await c.waitTask(
+                try await c.destroyContainer(node: node, vmid: 101, purge: true, force: false), initialInterval: .milliseconds(10))
             let gone = await #expect(throws: PVEError.self) { _ = try await c.containerConfig(node: node, vmid: 101, current: true) }
             #expect(gone?.code == .notFound)
             #expect(try await c.storageContent(node: node, storage: "local-lvm", content: nil, vmid: 101).isEmpty)
@@ -186,23 +190,29 @@ final class TickingClock: Sendable {
     @Test func snapshotsRollbackAndDelete() async throws {
         try await withSim { h in
             let c = try h.client()
-            _ = try await c.waitTask(try await c.createSnapshot(node: node, vmid: 101, name: "before", description: "pre upgrade"), initialInterval: .milliseconds(10))
+            _ = try await c.waitTask(
+                try await c.createSnapshot(node: node, vmid: 101, name: "before", description: "pre upgrade"), initialInterval: .milliseconds(10))
             try await c.updateContainerConfig(node: node, vmid: 101, ContainerConfigUpdate(set: ["memory": "4096"]))
             var snaps = try await c.snapshots(node: node, vmid: 101)
             #expect(snaps.map(\.name) == ["before", "current"])
             #expect(snaps[0].description == "pre upgrade\n")
             #expect(snaps[1].parent == "before")
-            _ = try await c.waitTask(try await c.rollbackSnapshot(node: node, vmid: 101, name: "before", start: false), initialInterval: .milliseconds(10))
+            _ = try await c.waitTask(
+                try await c.rollbackSnapshot(node: node, vmid: 101, name: "before", start: false), initialInterval: .milliseconds(10))
             #expect(try await c.containerConfig(node: node, vmid: 101, current: true).memory == 1024)
             // Duplicate names fail inside the task.
             let dup = await #expect(throws: PVEError.self) {
-                _ = try await c.waitTask(try await c.createSnapshot(node: node, vmid: 101, name: "before", description: nil), initialInterval: .milliseconds(10))
+                _ = try await c.waitTask(
+                    try await c.createSnapshot(node: node, vmid: 101, name: "before", description: nil), initialInterval: .milliseconds(10))
             }
             #expect(dup?.exitStatus == "snapshot name 'before' already used")
-            _ = try await c.waitTask(try await c.deleteSnapshot(node: node, vmid: 101, name: "before", force: false), initialInterval: .milliseconds(10))
+            _ = try await c.waitTask(
+                try await c.deleteSnapshot(node: node, vmid: 101, name: "before", force: false), initialInterval: .milliseconds(10))
             snaps = try await c.snapshots(node: node, vmid: 101)
             #expect(snaps.map(\.name) == ["current"])
-            let reserved = await #expect(throws: PVEError.self) { _ = try await c.createSnapshot(node: node, vmid: 101, name: "vzdump", description: nil) }
+            let reserved = await #expect(throws: PVEError.self) {
+                _ = try await c.createSnapshot(node: node, vmid: 101, name: "vzdump", description: nil)
+            }
             #expect(reserved?.httpStatus == 500)
         }
     }
@@ -234,7 +244,9 @@ final class TickingClock: Sendable {
             let local = try await c.storageContent(node: node, storage: "local", content: "backup", vmid: 100)
             #expect(local.first?.volid.contains("vzdump-lxc-100-") == true)
             #expect(local.first?.format == "tar.zst")
-            #expect(try await c.taskLog(up2, start: 0, limit: 0).map(\.text).contains("INFO: excluding volume mount point mp0 ('/srv/media') from backup (disabled)"))
+            #expect(
+                try await c.taskLog(up2, start: 0, limit: 0).map(\.text).contains(
+                    "INFO: excluding volume mount point mp0 ('/srv/media') from backup (disabled)"))
             // A guest that is not on this node: "OK", nothing done.
             #expect(try await c.vzdump(node: node, VzdumpOptions(vmids: [555], storage: "local")) == .nothingToDo)
         }

@@ -44,7 +44,8 @@ final class RecordingRunner: CommandRunner {
         let r = RecordingRunner(CommandResult(exitCode: 0, stdout: ""))
         try await PrivilegedBackend(runner: r).mountDisk(
             filesystemUUID: "0a1b2c3d-4e5f-6789-abcd-ef0123456789", mountPoint: "/mnt/felhom/usb-1")
-        #expect(r.calls.withLock { $0 } == [["mount", "UUID=0a1b2c3d-4e5f-6789-abcd-ef0123456789", "/mnt/felhom/usb-1", "-o", "nosuid,nodev,noexec"]])
+        #expect(
+            r.calls.withLock { $0 } == [["mount", "UUID=0a1b2c3d-4e5f-6789-abcd-ef0123456789", "/mnt/felhom/usb-1", "-o", "nosuid,nodev,noexec"]])
         #expect(try PrivilegedBackend.mountArguments(filesystemUUID: "1A2B-3C4D", mountPoint: "/mnt/felhom/stick")[0] == "UUID=1A2B-3C4D")
     }
 

@@ -22,9 +22,10 @@ import Testing
     }
 
     func client(_ port: Int, _ secret: String, _ trust: TLSTrust, host: String = "127.0.0.1") throws -> PVEClient {
-        PVEClient(connection: try PVEConnection(
-            host: host, port: port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(secret), trust: trust,
-            requestTimeout: .seconds(20)))
+        PVEClient(
+            connection: try PVEConnection(
+                host: host, port: port, tokenID: SimSeed.agentTokenID, tokenSecret: Secret(secret), trust: trust,
+                requestTimeout: .seconds(20)))
     }
 
     @Test func pinnedSelfSignedLeafIsAccepted() async throws {

@@ -27,7 +27,8 @@ let upidText = "UPID:pve1:00001234:00000001:65F0A1B2:vzstart:101:felhom@pve!agen
 
 func taskJSON(_ status: String, _ exit: String?) -> String {
     let e = exit.map { #","exitstatus":"\#($0)""# } ?? ""
-    return #"{"data":{"upid":"\#(upidText)","node":"pve1","pid":4660,"pstart":1,"starttime":1710268850,"type":"vzstart","id":"101","user":"felhom@pve","tokenid":"agent","status":"\#(status)"\#(e)}}"#
+    return
+        #"{"data":{"upid":"\#(upidText)","node":"pve1","pid":4660,"pstart":1,"starttime":1710268850,"type":"vzstart","id":"101","user":"felhom@pve","tokenid":"agent","status":"\#(status)"\#(e)}}"#
 }
 
 @Suite struct WaitTaskTests {
@@ -48,7 +49,8 @@ func taskJSON(_ status: String, _ exit: String?) -> String {
     @Test func retriesATaskThatIsBrieflyInvisible() async throws {
         let t = ScriptedTransport { _, n in
             n == 1
-                ? HTTPResponseSpec(status: 400, reason: "Parameter verification failed.", body: Data(#"{"data":null,"errors":{"upid":"no such task"}}"#.utf8))
+                ? HTTPResponseSpec(
+                    status: 400, reason: "Parameter verification failed.", body: Data(#"{"data":null,"errors":{"upid":"no such task"}}"#.utf8))
                 : ok(taskJSON("stopped", "OK"))
         }
         let s = try await client(t).waitTask(try UPID(parsing: upidText), initialInterval: .milliseconds(1))
@@ -73,7 +75,8 @@ func taskJSON(_ status: String, _ exit: String?) -> String {
 
     @Test func permissionFailureInsideTheTaskIsParsed() async throws {
         let t = ScriptedTransport { req, _ in
-            req.target.contains("/log") ? ok(#"{"data":[],"total":0}"#)
+            req.target.contains("/log")
+                ? ok(#"{"data":[],"total":0}"#)
                 : ok(taskJSON("stopped", "Permission check failed (/vms/101, VM.Backup)"))
         }
         let e = await #expect(throws: PVEError.self) {

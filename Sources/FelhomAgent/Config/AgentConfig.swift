@@ -122,7 +122,10 @@ public struct AgentConfig: Decodable, Sendable {
     /// The Proxmox connection this config describes; throws naming the bad setting.
     public func pveConnection() throws -> PVEConnection {
         if pve.plainHTTP == true, !HTTPEndpoint.isLoopback(pve.host) {
-            throw ConfigError(code: .invalid, message: "pve.plain_http is allowed only on loopback (got pve.host '\(pve.host)'): the API token would cross the network in clear text")
+            throw ConfigError(
+                code: .invalid,
+                message:
+                    "pve.plain_http is allowed only on loopback (got pve.host '\(pve.host)'): the API token would cross the network in clear text")
         }
         let trust: TLSTrust
         if let fp = pve.fingerprint, !fp.isEmpty {

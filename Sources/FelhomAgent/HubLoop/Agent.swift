@@ -43,8 +43,10 @@ public final class Agent: Service, Sendable {
     public var status: Status { state.withLock { $0 } }
 
     /// Builds an agent from its parts (the demo and tests pass them in-process).
-    public init(hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
-                provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger) throws {
+    public init(
+        hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
+        provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger
+    ) throws {
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.hostID = hostID
         self.hub = hub
@@ -117,10 +119,12 @@ public final class Agent: Service, Sendable {
                 // A new (empty) guest is never silent: the operator sees every provision.
                 let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""
                 do {
-                    try await hub.postEvent(type: "guest_provisioned", severity: .info, data: .object([
-                        "vmid": .int(Int64(vmid)), "name": .string(name), "generation": .int(generation),
-                        "source": .string("golden template"),
-                    ]))
+                    try await hub.postEvent(
+                        type: "guest_provisioned", severity: .info,
+                        data: .object([
+                            "vmid": .int(Int64(vmid)), "name": .string(name), "generation": .int(generation),
+                            "source": .string("golden template"),
+                        ]))
                 } catch { logger.warning("cannot report the provisioning of \(vmid): \(error)") }
             }
             try await reportRefusedDestroys(spec: spec)
@@ -201,10 +205,12 @@ public final class Agent: Service, Sendable {
         }
         for vmid in new {
             logger.warning("guest \(vmid) is no longer desired: NOT destroying it without an operator signature")
-            try await hub.postEvent(type: "op_refused", severity: .warning, data: .object([
-                "vmid": .int(Int64(vmid)), "op": .string("guest.destroy"),
-                "reason": .string("removed from desired state; destroying customer data needs a signed guest.destroy"),
-            ]))
+            try await hub.postEvent(
+                type: "op_refused", severity: .warning,
+                data: .object([
+                    "vmid": .int(Int64(vmid)), "op": .string("guest.destroy"),
+                    "reason": .string("removed from desired state; destroying customer data needs a signed guest.destroy"),
+                ]))
         }
     }
 

@@ -42,8 +42,10 @@ public struct Provisioner: Sendable {
     let issueToken: (@Sendable (_ vmid: Int, _ name: String) async throws -> Void)?
     let log: @Sendable (String) -> Void
 
-    public init(pve: any PVEAPI, journal: Journal, settings: Settings,
-                issueToken: (@Sendable (Int, String) async throws -> Void)? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        pve: any PVEAPI, journal: Journal, settings: Settings,
+        issueToken: (@Sendable (Int, String) async throws -> Void)? = nil, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.pve = pve
         self.journal = journal
         self.settings = settings
@@ -74,7 +76,8 @@ public struct Provisioner: Sendable {
         // Free only on PVE's definite "does not exist": a failed read is not an empty slot.
         let free: Bool
         do { free = try await vmidIsFree(guest.vmid) } catch {
-            throw Failure(vmid: guest.vmid, message: "cannot tell whether vmid \(guest.vmid) is free (\(error)); not provisioning", compensated: false)
+            throw Failure(
+                vmid: guest.vmid, message: "cannot tell whether vmid \(guest.vmid) is free (\(error)); not provisioning", compensated: false)
         }
         guard free else {
             throw Failure(vmid: guest.vmid, message: "vmid \(guest.vmid) is already in use", compensated: false)
@@ -211,7 +214,8 @@ public struct Provisioner: Sendable {
     func createdByThisOperation(op: String, vmid: Int) async -> (proven: Bool, why: String) {
         let entries = journal.entries(of: op)
         guard entries.first?.step == ProvisionStep.begin.rawValue else { return (false, "no begin record") }
-        guard let text = entries.last(where: { $0.step == ProvisionStep.restoreStarted.rawValue })?.data["upid"], let upid = try? UPID(parsing: text) else {
+        guard let text = entries.last(where: { $0.step == ProvisionStep.restoreStarted.rawValue })?.data["upid"], let upid = try? UPID(parsing: text)
+        else {
             return (false, "this operation recorded no restore task, so it did not create guest \(vmid)")
         }
         guard ["vzcreate", "vzrestore"].contains(upid.type), upid.id == "\(vmid)" else {

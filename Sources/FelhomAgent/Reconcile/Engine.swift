@@ -12,8 +12,10 @@ public struct Engine: Sendable {
     let taskTimeout: Duration
     let log: @Sendable (String) -> Void
 
-    public init(pve: any PVEAPI, node: String, queue: GuestQueue, provisioner: Provisioner, taskTimeout: Duration = .seconds(600),
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        pve: any PVEAPI, node: String, queue: GuestQueue, provisioner: Provisioner, taskTimeout: Duration = .seconds(600),
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.pve = pve
         self.node = node
         self.queue = queue

@@ -1,6 +1,6 @@
 import FelhomCore
-import Proxmox
 import Foundation
+import Proxmox
 
 /// What the agent observed of one guest on the host.
 public struct ObservedGuest: Sendable, Equatable {

@@ -23,8 +23,12 @@ public struct HostObserver: Sendable {
             let cfg = try? await pve.containerConfig(node: node, vmid: s.vmid, current: false)
             let status: ObservedGuest.Status = s.status == "running" ? .running : s.status == "stopped" ? .stopped : .unknown
             let observed = cfg.map { ObservedConfig(cores: $0.cores, cpuunits: $0.cpuunits, memory: $0.memory, description: $0.description ?? "") }
-            out.append((ObservedGuest(vmid: s.vmid, name: s.name ?? cfg?.hostname ?? "ct\(s.vmid)", status: status, config: observed,
-                                      lock: s.lock ?? cfg?.lock), cfg))
+            out.append(
+                (
+                    ObservedGuest(
+                        vmid: s.vmid, name: s.name ?? cfg?.hostname ?? "ct\(s.vmid)", status: status, config: observed,
+                        lock: s.lock ?? cfg?.lock), cfg
+                ))
         }
         return out
     }
@@ -38,19 +42,24 @@ public struct HostObserver: Sendable {
                 HostReport.GuestSpec(
                     cores: c.cores, cpuunits: c.cpuunits, memory: c.memory ?? 0,
                     disk: c.rootfs?.size.flatMap(Self.gib), description: c.description ?? "",
-                    mountPoints: ([c.rootfs.map { ("rootfs", $0) }].compactMap { $0 } + c.mountPoints.sorted { $0.key < $1.key }.map { ("mp\($0.key)", $0.value) })
-                        .map { key, mp in HostReport.MountPoint(key: key, volume: mp.volume, path: mp.path, backup: mp.backup ?? (key == "rootfs"), size: mp.size) })
+                    mountPoints: ([c.rootfs.map { ("rootfs", $0) }].compactMap { $0 }
+                        + c.mountPoints.sorted { $0.key < $1.key }.map { ("mp\($0.key)", $0.value) })
+                        .map { key, mp in
+                            HostReport.MountPoint(key: key, volume: mp.volume, path: mp.path, backup: mp.backup ?? (key == "rootfs"), size: mp.size)
+                        })
             }
             let status: HostReport.Guest.Status = g.status == .running ? .running : g.status == .stopped ? .stopped : .unknown
             return HostReport.Guest(vmid: g.vmid, name: g.name, status: status, spec: spec?.memory == 0 ? nil : spec)
         }
-        let inFlight: [JSONValue] = journal?.inFlight().map { op, entries in
-            .object(["op": .string(op), "kind": .string(entries.first?.kind ?? ""), "step": .string(entries.last?.step ?? "")])
-        } ?? []
+        let inFlight: [JSONValue] =
+            journal?.inFlight().map { op, entries in
+                .object(["op": .string(op), "kind": .string(entries.first?.kind ?? ""), "step": .string(entries.last?.step ?? "")])
+            } ?? []
         return HostReport(
             reportedAt: now, agentVersion: agentVersion,
-            host: .init(cpu: min(1, max(0, st.cpu)), memoryTotal: st.memoryTotal, memoryUsed: st.memoryUsed, diskTotal: st.rootfsTotal,
-                        diskUsed: st.rootfsUsed, uptime: st.uptime, load: st.loadavg, kernel: st.kernel ?? "unknown", pveVersion: version),
+            host: .init(
+                cpu: min(1, max(0, st.cpu)), memoryTotal: st.memoryTotal, memoryUsed: st.memoryUsed, diskTotal: st.rootfsTotal,
+                diskUsed: st.rootfsUsed, uptime: st.uptime, load: st.loadavg, kernel: st.kernel ?? "unknown", pveVersion: version),
             guests: guests, cloudflared: .unknown, storageTargets: [], backups: [], restoreTests: [], pbsSnapshots: [], auditTail: [],
             journalInFlight: inFlight)
     }

@@ -121,19 +121,24 @@ public struct Selftest: Sendable {
         var r = Report(mode: "task", target: target)
         var original: PVEGuestConfig?
         var wasRunning = false
-        guard await check(&r, "test guest \(vmid) present, unlocked and tagged \(Self.scratchTag)", {
-            let st = try await api.containerStatus(node: node, vmid: vmid)
-            if let lock = st.lock { throw SelftestError("guest \(vmid) is locked (\(lock))") }
-            let config = try await api.containerConfig(node: node, vmid: vmid, current: true)
-            let tags = (config.tags ?? "").split(whereSeparator: { $0 == ";" || $0 == "," || $0 == " " }).map(String.init)
-            guard tags.contains(Self.scratchTag) else {
-                throw SelftestError(
-                    "guest \(vmid) is not a scratch guest made for testing (tag \(Self.scratchTag) missing): refusing to write to it; create one with pct create … --tags \(Self.scratchTag)")
-            }
-            original = config
-            wasRunning = st.isRunning
-            return "\(st.name ?? "CT\(vmid)") is \(st.status)"
-        }), let original else { return r }
+        guard
+            await check(
+                &r, "test guest \(vmid) present, unlocked and tagged \(Self.scratchTag)",
+                {
+                    let st = try await api.containerStatus(node: node, vmid: vmid)
+                    if let lock = st.lock { throw SelftestError("guest \(vmid) is locked (\(lock))") }
+                    let config = try await api.containerConfig(node: node, vmid: vmid, current: true)
+                    let tags = (config.tags ?? "").split(whereSeparator: { $0 == ";" || $0 == "," || $0 == " " }).map(String.init)
+                    guard tags.contains(Self.scratchTag) else {
+                        throw SelftestError(
+                            "guest \(vmid) is not a scratch guest made for testing (tag \(Self.scratchTag) missing): refusing to write to it; create one with pct create … --tags \(Self.scratchTag)"
+                        )
+                    }
+                    original = config
+                    wasRunning = st.isRunning
+                    return "\(st.name ?? "CT\(vmid)") is \(st.status)"
+                }), let original
+        else { return r }
 
         let marker = "felhom selftest \(Int(Date().timeIntervalSince1970))"
         let changed = await check(&r, "config round trip (description)") {

@@ -17,8 +17,10 @@ public struct SignedOpRunner: Sendable {
     let taskTimeout: Duration
     let log: @Sendable (String) -> Void
 
-    public init(verifier: OpVerifier, journal: Journal, queue: GuestQueue, pve: any PVEAPI, node: String,
-                taskTimeout: Duration = .seconds(600), log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        verifier: OpVerifier, journal: Journal, queue: GuestQueue, pve: any PVEAPI, node: String,
+        taskTimeout: Duration = .seconds(600), log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.verifier = verifier
         self.journal = journal
         self.queue = queue
@@ -94,9 +96,13 @@ public struct SignedOpRunner: Sendable {
         guard let g = op.guestID, let vmid = Int(g) else { throw SignedOpError(message: "target.guest_id is not a vmid") }
         if op.op == .guestDestroy, let desired, desired.guests.contains(where: { $0.vmid == vmid }) {
             throw SignedOpError(
-                message: "guest \(vmid) is still in this host's desired state: destroying it would rebuild it empty; remove it from the desired state and publish first")
+                message:
+                    "guest \(vmid) is still in this host's desired state: destroying it would rebuild it empty; remove it from the desired state and publish first"
+            )
         }
-        let node = self.node, pve = self.pve, timeout = taskTimeout
+        let node = self.node
+        let pve = self.pve
+        let timeout = taskTimeout
         try await queue.run(vmid: vmid) {
             switch op.op {
             case .guestDestroy:

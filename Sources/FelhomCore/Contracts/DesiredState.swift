@@ -51,8 +51,10 @@ public struct DesiredState: Codable, Sendable, Equatable {
         /// A scratch guest (restore test): the agent may destroy it without a signature.
         public var ephemeral: Bool
 
-        public init(vmid: Int, name: String, cpu: Double, memoryMB: Int, diskGB: Int, runState: RunState, description: String = "",
-                    mountPoints: [MountPoint] = [], ephemeral: Bool = false) {
+        public init(
+            vmid: Int, name: String, cpu: Double, memoryMB: Int, diskGB: Int, runState: RunState, description: String = "",
+            mountPoints: [MountPoint] = [], ephemeral: Bool = false
+        ) {
             self.vmid = vmid
             self.name = name
             self.cpu = cpu
@@ -162,11 +164,12 @@ public struct DesiredState: Codable, Sendable, Equatable {
 
     /// Every key a desired state may contain.
     public static let schema: KeySchema = .object([
-        "guests": .array(.object([
-            "vmid": .any, "name": .any, "cpu": .any, "memory_mb": .any, "disk_gb": .any, "run_state": .any,
-            "description": .any, "ephemeral": .any,
-            "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any])),
-        ])),
+        "guests": .array(
+            .object([
+                "vmid": .any, "name": .any, "cpu": .any, "memory_mb": .any, "disk_gb": .any, "run_state": .any,
+                "description": .any, "ephemeral": .any,
+                "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any])),
+            ])),
         "storage_policy": .object(["backup_storage": .any, "backup_hour": .any, "keep_last": .any]),
         "versions": .map(.any),
     ])
@@ -175,7 +178,8 @@ public struct DesiredState: Codable, Sendable, Equatable {
 
     /// Rules beyond types.
     public func validate() throws {
-        var vmids = Set<Int>(), names = Set<String>()
+        var vmids = Set<Int>()
+        var names = Set<String>()
         for (i, g) in guests.enumerated() {
             let p = "$.guests[\(i)]"
             guard (100...999_999_999).contains(g.vmid) else { throw ContractError(path: "\(p).vmid", message: "must be 100…999999999") }
@@ -184,12 +188,18 @@ public struct DesiredState: Codable, Sendable, Equatable {
                 throw ContractError(path: "\(p).name", message: "must be a host name: a-z, 0-9 and '-', at most 63 characters")
             }
             guard names.insert(g.name).inserted else { throw ContractError(path: "\(p).name", message: "duplicate name '\(g.name)'") }
-            guard g.cpu.isFinite, g.cpu >= 0.01 - 1e-9, g.cpu <= 512 else { throw ContractError(path: "\(p).cpu", message: "must be a positive number of vCPUs (e.g. 0.5, 1, 2)") }
-            guard abs(g.cpu * 100 - (g.cpu * 100).rounded()) <= 1e-6 else { throw ContractError(path: "\(p).cpu", message: "at most two decimals (e.g. 0.25)") }
+            guard g.cpu.isFinite, g.cpu >= 0.01 - 1e-9, g.cpu <= 512 else {
+                throw ContractError(path: "\(p).cpu", message: "must be a positive number of vCPUs (e.g. 0.5, 1, 2)")
+            }
+            guard abs(g.cpu * 100 - (g.cpu * 100).rounded()) <= 1e-6 else {
+                throw ContractError(path: "\(p).cpu", message: "at most two decimals (e.g. 0.25)")
+            }
             guard g.memoryMB > 0 else { throw ContractError(path: "\(p).memory_mb", message: "memory must be positive (MiB)") }
             guard g.memoryMB >= 16 else { throw ContractError(path: "\(p).memory_mb", message: "must be at least 16 MiB") }
             guard g.diskGB > 0 else { throw ContractError(path: "\(p).disk_gb", message: "disk must be positive (GiB)") }
-            guard g.description.unicodeScalars.count <= 8192 else { throw ContractError(path: "\(p).description", message: "at most 8192 characters") }
+            guard g.description.unicodeScalars.count <= 8192 else {
+                throw ContractError(path: "\(p).description", message: "at most 8192 characters")
+            }
             var keys = Set<String>()
             for (j, m) in g.mountPoints.enumerated() {
                 let mp = "\(p).mount_points[\(j)]"

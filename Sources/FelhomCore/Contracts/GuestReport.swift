@@ -32,8 +32,10 @@ public struct GuestReport: Codable, Sendable, Equatable {
     public var logIssues: [JSONValue]
     public var storagePaths: [JSONValue]
 
-    public init(reportedAt: Date, controllerVersion: String, stacks: [Stack], telemetry: [JSONValue] = [], logIssues: [JSONValue] = [],
-                storagePaths: [JSONValue] = []) {
+    public init(
+        reportedAt: Date, controllerVersion: String, stacks: [Stack], telemetry: [JSONValue] = [], logIssues: [JSONValue] = [],
+        storagePaths: [JSONValue] = []
+    ) {
         self.reportedAt = reportedAt
         self.controllerVersion = controllerVersion
         self.stacks = stacks

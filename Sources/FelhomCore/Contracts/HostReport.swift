@@ -17,8 +17,10 @@ public struct HostReport: Codable, Sendable, Equatable {
         public var kernel: String
         public var pveVersion: String
 
-        public init(cpu: Double, memoryTotal: Int64, memoryUsed: Int64, diskTotal: Int64, diskUsed: Int64, uptime: Int64,
-                    load: [Double], kernel: String, pveVersion: String) {
+        public init(
+            cpu: Double, memoryTotal: Int64, memoryUsed: Int64, diskTotal: Int64, diskUsed: Int64, uptime: Int64,
+            load: [Double], kernel: String, pveVersion: String
+        ) {
             self.cpu = cpu
             self.memoryTotal = memoryTotal
             self.memoryUsed = memoryUsed
@@ -130,9 +132,11 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// from agents that predate it): the hub alarms when a published generation stays unapplied.
     public var appliedGeneration: Int64?
 
-    public init(reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
-                storageTargets: [JSONValue] = [], backups: [JSONValue] = [], restoreTests: [JSONValue] = [],
-                pbsSnapshots: [JSONValue] = [], auditTail: [JSONValue] = [], journalInFlight: [JSONValue] = []) {
+    public init(
+        reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
+        storageTargets: [JSONValue] = [], backups: [JSONValue] = [], restoreTests: [JSONValue] = [],
+        pbsSnapshots: [JSONValue] = [], auditTail: [JSONValue] = [], journalInFlight: [JSONValue] = []
+    ) {
         self.reportedAt = reportedAt
         self.agentVersion = agentVersion
         self.host = host
@@ -184,8 +188,10 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// Rules beyond types.
     public func validate() throws {
         if !(0...1).contains(host.cpu) { throw ContractError(path: "$.host.cpu", message: "must be between 0 and 1") }
-        for (k, v) in [("memory_total", host.memoryTotal), ("memory_used", host.memoryUsed), ("disk_total", host.diskTotal),
-                       ("disk_used", host.diskUsed), ("uptime", host.uptime)] where v < 0 {
+        for (k, v) in [
+            ("memory_total", host.memoryTotal), ("memory_used", host.memoryUsed), ("disk_total", host.diskTotal),
+            ("disk_used", host.diskUsed), ("uptime", host.uptime),
+        ] where v < 0 {
             throw ContractError(path: "$.host.\(k)", message: "must not be negative")
         }
         var seen = Set<Int>()

@@ -23,8 +23,10 @@ public struct HubEvent: Codable, Sendable, Equatable {
     public var severity: Severity
     public var data: JSONValue
 
-    public init(id: String, at: Date, source: Source, hostID: String?, guestID: String?, customerID: String?, type: String,
-                severity: Severity, data: JSONValue) {
+    public init(
+        id: String, at: Date, source: Source, hostID: String?, guestID: String?, customerID: String?, type: String,
+        severity: Severity, data: JSONValue
+    ) {
         self.id = id
         self.at = at
         self.source = source

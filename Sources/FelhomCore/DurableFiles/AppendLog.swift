@@ -164,7 +164,8 @@ public final class AppendLog: Sendable {
                     io.close(fd)
                     throw AppendLogError(
                         code: .corrupt,
-                        message: "'\(path)' line \(i + 1) is malformed and is not the last line: refusing to trust the log (restore it or move it aside)")
+                        message:
+                            "'\(path)' line \(i + 1) is malformed and is not the last line: refusing to trust the log (restore it or move it aside)")
                 }
             }
             if good < off_t(bytes.count) {
@@ -192,7 +193,8 @@ public final class AppendLog: Sendable {
         let line = record + [0x0A]
         let failure: AppendLogError? = state.withLock { s in
             if let why = s.damaged {
-                return AppendLogError(code: .damaged, message: "'\(path)' refuses appends after an unrepaired failed write (\(why)); restart to repair")
+                return AppendLogError(
+                    code: .damaged, message: "'\(path)' refuses appends after an unrepaired failed write (\(why)); restart to repair")
             }
             var error = Self.writeAll(line, to: s.fd, io: io)
             if error == nil, io.fsync(s.fd) != 0 { error = "fsync: " + Self.errnoText() }
@@ -204,7 +206,9 @@ public final class AppendLog: Sendable {
             if s.regular {
                 if io.ftruncate(s.fd, s.goodLength) != 0 || io.fsync(s.fd) != 0 {
                     s.damaged = error
-                    return AppendLogError(code: .damaged, message: "cannot append to '\(path)' (\(error)) nor cut it back: \(Self.errnoText()); appends refused until restart")
+                    return AppendLogError(
+                        code: .damaged,
+                        message: "cannot append to '\(path)' (\(error)) nor cut it back: \(Self.errnoText()); appends refused until restart")
                 }
             }
             return AppendLogError(code: .write, message: "cannot append to '\(path)': \(error)")

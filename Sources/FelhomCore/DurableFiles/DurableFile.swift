@@ -11,7 +11,8 @@ import Foundation
 /// old file or the new one, never a mix; every system call's result is checked.
 public enum DurableFile {
     /// Writes `data` to `path` with `mode` (default 0600), atomically and durably.
-    public static func write(_ data: [UInt8], to path: String, mode: mode_t = 0o600, io: any AppendLogIO = POSIXAppendLogIO()) throws(AppendLogError) {
+    public static func write(_ data: [UInt8], to path: String, mode: mode_t = 0o600, io: any AppendLogIO = POSIXAppendLogIO()) throws(AppendLogError)
+    {
         let dir = AppendLog.directory(of: path)
         let tmp = dir + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
         let fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)

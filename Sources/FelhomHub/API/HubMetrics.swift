@@ -31,7 +31,8 @@ public final class HubMetrics: Sendable {
         for (state, n) in stored { counts[state] = Int64(n) }
         for (state, n) in counts {
             registry.makeGauge(
-                descriptor: MetricNameDescriptor(namespace: "felhom", subsystem: "hub", metricName: "hosts", unitName: "", helpText: "Hosts by liveness state."),
+                descriptor: MetricNameDescriptor(
+                    namespace: "felhom", subsystem: "hub", metricName: "hosts", unitName: "", helpText: "Hosts by liveness state."),
                 labels: [("liveness", state)]
             ).set(n)
         }
@@ -60,13 +61,15 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let started = ContinuousClock.now
         do {
             let response = try await next(request, context)
-            metrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: response.status.code,
-                                  duration: ContinuousClock.now - started)
+            metrics.recordRequest(
+                route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: response.status.code,
+                duration: ContinuousClock.now - started)
             return response
         } catch {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            metrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status,
-                                  duration: ContinuousClock.now - started)
+            metrics.recordRequest(
+                route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status,
+                duration: ContinuousClock.now - started)
             throw error
         }
     }

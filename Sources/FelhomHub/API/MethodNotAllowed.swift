@@ -25,7 +25,7 @@ final class AllowedMethods: Sendable {
             // As the router does, a literal segment beats a capture: `/recovery/box` is not `/recovery/{id}`.
             let matches = t.compactMap { entry -> (literals: Int, methods: Set<String>)? in
                 guard entry.components.count == parts.count,
-                      zip(entry.components, parts).allSatisfy({ $0.hasPrefix("{") || $0 == "*" || $0 == $1 })
+                    zip(entry.components, parts).allSatisfy({ $0.hasPrefix("{") || $0 == "*" || $0 == $1 })
                 else { return nil }
                 return (zip(entry.components, parts).filter { $0 == $1 }.count, entry.methods)
             }
@@ -47,8 +47,10 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             guard !methods.isEmpty, !methods.contains(request.method.rawValue) else { throw e }
             var allow = methods
             if allow.contains("GET") { allow.insert("HEAD") }
-            throw HubError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not answered here; use \(allow.sorted().joined(separator: ", "))",
-                           allow: allow.sorted().joined(separator: ", "))
+            throw HubError(
+                .methodNotAllowed, "method_not_allowed",
+                "\(request.method.rawValue) is not answered here; use \(allow.sorted().joined(separator: ", "))",
+                allow: allow.sorted().joined(separator: ", "))
         }
     }
 }

@@ -55,7 +55,8 @@ public func buildApplication(config: ResolvedHubConfig, dependencies: HubDepende
     } else {
         store = try await HubStore.connect(url: config.databaseURL, logger: logger)
     }
-    var hub = Hub(store: store, operatorKey: config.operatorKey, settings: config.settings, clock: dependencies.clock, notifications: config.notifications)
+    var hub = Hub(
+        store: store, operatorKey: config.operatorKey, settings: config.settings, clock: dependencies.clock, notifications: config.notifications)
     hub.geo = config.geo
     hub.logger = logger
     let mailer = dependencies.mailer ?? config.mailer

@@ -99,8 +99,8 @@ public struct HubConfig: Decodable, Sendable {
     static func kind(of key: CodingKeys) -> ConfigLoader.ConfigKey.Kind {
         switch key {
         case .pollIntervalSeconds, .checkIntervalSeconds, .staleAfterSeconds, .downAfterSeconds, .backupDeadlineHour, .reportRetentionDays,
-             .smtpPort, .maxGuestsPerHost, .maxConnections, .idleTimeoutSeconds, .maxLongPollsPerKey, .maxLongPollSeconds,
-             .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays:
+            .smtpPort, .maxGuestsPerHost, .maxConnections, .idleTimeoutSeconds, .maxLongPollsPerKey, .maxLongPollSeconds,
+            .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays:
             return .integer
         case .rateLimitReportsPerMinute, .rateLimitReportsBurst, .rateLimitEventsPerMinute, .rateLimitEventsBurst:
             return .number
@@ -154,7 +154,8 @@ extension HubConfig {
     public func resolve() throws -> ResolvedHubConfig {
         func invalid(_ message: String) -> ConfigError { ConfigError(code: .invalid, message: message) }
         let listenText = listen ?? Defaults.listen
-        guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]), (0...65535).contains(port) else {
+        guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]), (0...65535).contains(port)
+        else {
             throw invalid("listen must be HOST:PORT (got '\(listenText)')")
         }
         guard let key = operatorKey?.reveal(), key.count >= 24 else {
@@ -234,7 +235,9 @@ extension HubConfig {
             guard (0...23).contains(hour) else { throw invalid("backup_deadline_hour must be 0…23") }
             checks.backupDeadlineHour = hour
         }
-        for (name, value) in [("report_retention_days", reportRetentionDays), ("event_retention_days", eventRetentionDays), ("mail_retention_days", mailRetentionDays)] {
+        for (name, value) in [
+            ("report_retention_days", reportRetentionDays), ("event_retention_days", eventRetentionDays), ("mail_retention_days", mailRetentionDays),
+        ] {
             if let days = value, days < 1 { throw invalid("\(name) must be at least 1") }
         }
         if let days = reportRetentionDays { checks.reportRetentionDays = days }
@@ -295,7 +298,8 @@ extension HubConfig {
         if smtpPassword != nil, security == .none {
             throw invalid("smtp_password needs smtp_security starttls or tls: credentials are never sent in clear text")
         }
-        return SMTPMailer(settings: .init(
-            host: host, port: port, security: security, trust: trust, username: smtpUsername, password: smtpPassword))
+        return SMTPMailer(
+            settings: .init(
+                host: host, port: port, security: security, trust: trust, username: smtpUsername, password: smtpPassword))
     }
 }

@@ -43,8 +43,9 @@ public struct KeyAuthority: Sendable {
     /// Issues a key for `kind` (`host`, `guest`, `customer`) and stores its hash; returns the key (shown once).
     func issue(kind: String, subjectID: String, customerID: String, in db: any SQLDatabase) async throws -> String {
         let key = Self.newKey(kind: kind)
-        try await KeysTable.insert(id: Ids.make("key"), hash: Self.hash(key), kind: kind, subjectID: subjectID, customerID: customerID,
-                                   at: Int64(Date().timeIntervalSince1970), in: db)
+        try await KeysTable.insert(
+            id: Ids.make("key"), hash: Self.hash(key), kind: kind, subjectID: subjectID, customerID: customerID,
+            at: Int64(Date().timeIntervalSince1970), in: db)
         return key
     }
 

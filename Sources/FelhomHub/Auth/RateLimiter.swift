@@ -21,7 +21,11 @@ public final class RateLimiter: Sendable {
     }
 
     /// What is being limited.
-    public enum Kind: String, Sendable { case hostReport = "host_report", event, guestReport = "guest_report" }
+    public enum Kind: String, Sendable {
+        case hostReport = "host_report"
+        case event
+        case guestReport = "guest_report"
+    }
 
     private struct Bucket {
         var tokens: Double

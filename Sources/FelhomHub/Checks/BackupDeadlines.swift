@@ -8,7 +8,9 @@ public enum BackupDeadlines {
     public static let outcomeTypes = ["backup_completed", "backup_failed", "db_dump_completed", "db_dump_failed"]
 
     /// Local midnight and the deadline of the day containing `now` in `timeZone`.
-    public static func window(now: Date, timeZone: TimeZone, deadlineHour: Int, deadlineMinute: Int = 0) -> (midnight: Date, deadline: Date, day: String) {
+    public static func window(now: Date, timeZone: TimeZone, deadlineHour: Int, deadlineMinute: Int = 0) -> (
+        midnight: Date, deadline: Date, day: String
+    ) {
         var cal = Calendar(identifier: .gregorian)
         cal.timeZone = timeZone
         let midnight = cal.startOfDay(for: now)
@@ -39,9 +41,10 @@ extension Hub {
                 return try await EventsTable.exists(hostID: hostID, types: BackupDeadlines.outcomeTypes, since: since, in: db)
             }
             guard !ran else { continue }
-            let ev = HubEvent(id: "evt_missed_\(hostID)_\(day)", at: now, source: .hub, hostID: hostID, guestID: nil,
-                              customerID: r.customerID, type: "expected_backup_missed",
-                              severity: .warning, data: ["local_day": .string(day), "time_zone": .string(tz.identifier)])
+            let ev = HubEvent(
+                id: "evt_missed_\(hostID)_\(day)", at: now, source: .hub, hostID: hostID, guestID: nil,
+                customerID: r.customerID, type: "expected_backup_missed",
+                severity: .warning, data: ["local_day": .string(day), "time_zone": .string(tz.identifier)])
             if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
         }
         return emitted
@@ -60,8 +63,10 @@ extension Hub {
             let ev = HubEvent(
                 id: "evt_unapplied_\(h.id)_\(h.desired)", at: now, source: .hub, hostID: h.id, guestID: nil, customerID: h.customerID,
                 type: "generation_not_applied", severity: .warning,
-                data: ["generation": .int(h.desired), "applied_generation": h.applied.map { .int($0) } ?? .null,
-                       "published_at": .int(h.publishedAt)])
+                data: [
+                    "generation": .int(h.desired), "applied_generation": h.applied.map { .int($0) } ?? .null,
+                    "published_at": .int(h.publishedAt),
+                ])
             if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
         }
         return emitted

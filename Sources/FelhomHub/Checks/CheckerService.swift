@@ -64,7 +64,8 @@ public struct CheckerService: Service {
             do {
                 if try await isLeader() {
                     let live = try await hub.checkLiveness(thresholds: settings.thresholds)
-                    let missed = try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
+                    let missed =
+                        try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
                         + hub.checkAppliedGenerations(bound: settings.applyDeadline)
                     try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
                     try await hub.pruneHistory(eventDays: settings.eventRetentionDays, mailDays: settings.mailRetentionDays)

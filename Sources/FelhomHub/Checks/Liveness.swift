@@ -39,7 +39,9 @@ extension Hub {
         let rows = try await store.withDB { db in try await HostsTable.livenessRows(in: db) }
         var emitted: [HubEvent] = []
         for r in rows {
-            let id = r.id, old = r.liveness, last = r.lastReportAt
+            let id = r.id
+            let old = r.liveness
+            let last = r.lastReportAt
             let new = Liveness.state(lastReportAt: last, createdAt: r.createdAt, now: now, thresholds: thresholds)
             guard new != old else { continue }
             let customer = r.customerID
@@ -47,8 +49,10 @@ extension Hub {
             let ev: HubEvent? = try await store.transaction { db in
                 let changed = try await HostsTable.transitionLiveness(id, from: old, to: new, in: db)
                 guard changed, let (type, severity) = Liveness.event(from: old, to: new) else { return nil }
-                let ev = HubEvent(id: Ids.make("evt"), at: at, source: .hub, hostID: id, guestID: nil, customerID: customer, type: type,
-                                  severity: severity, data: ["from": .string(old.rawValue), "to": .string(new.rawValue), "last_report_at": last.map { .int($0) } ?? .null])
+                let ev = HubEvent(
+                    id: Ids.make("evt"), at: at, source: .hub, hostID: id, guestID: nil, customerID: customer, type: type,
+                    severity: severity,
+                    data: ["from": .string(old.rawValue), "to": .string(new.rawValue), "last_report_at": last.map { .int($0) } ?? .null])
                 try await record(ev, in: db)
                 return ev
             }

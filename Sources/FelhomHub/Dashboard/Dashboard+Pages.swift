@@ -21,12 +21,16 @@ extension Dashboard {
             ]
             if let at = h.lastReportAt { row["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
             if let b = backup {
-                row["lastBackup"] = ["label": b.type == "backup_completed" ? "ok" : "FAILED", "cls": b.type == "backup_completed" ? "ok" : "bad",
-                                     "ago": ago(b.at, now), "exact": exact(b.at)]
+                row["lastBackup"] = [
+                    "label": b.type == "backup_completed" ? "ok" : "FAILED", "cls": b.type == "backup_completed" ? "ok" : "bad",
+                    "ago": ago(b.at, now), "exact": exact(b.at),
+                ]
             }
             if let r = restore {
-                row["lastRestore"] = ["label": r.type == "restore_test_passed" ? "passed" : "FAILED", "cls": r.type == "restore_test_passed" ? "ok" : "bad",
-                                      "ago": ago(r.at, now), "exact": exact(r.at)]
+                row["lastRestore"] = [
+                    "label": r.type == "restore_test_passed" ? "passed" : "FAILED", "cls": r.type == "restore_test_passed" ? "ok" : "bad",
+                    "ago": ago(r.at, now), "exact": exact(r.at),
+                ]
             }
             rows.append(row)
         }
@@ -36,9 +40,11 @@ extension Dashboard {
     static func eventRows(_ events: [HubEvent], now: Int64, hostNames: [String: String] = [:]) -> [[String: Any]] {
         events.map { e in
             let at = Int64(e.at.timeIntervalSince1970)
-            return ["ago": ago(at, now), "exact": exact(at), "type": e.type, "severity": e.severity.rawValue, "cls": statusClass(e.severity.rawValue),
-                    "source": e.source.rawValue, "host": e.hostID.map { hostNames[$0] ?? $0 } ?? "—",
-                    "data": e.data == .object([:]) ? "" : String(decoding: e.data.serialized(), as: UTF8.self)]
+            return [
+                "ago": ago(at, now), "exact": exact(at), "type": e.type, "severity": e.severity.rawValue, "cls": statusClass(e.severity.rawValue),
+                "source": e.source.rawValue, "host": e.hostID.map { hostNames[$0] ?? $0 } ?? "—",
+                "data": e.data == .object([:]) ? "" : String(decoding: e.data.serialized(), as: UTF8.self),
+            ]
         }
     }
 
@@ -48,21 +54,27 @@ extension Dashboard {
         let customer = (try? await hub.customer(h.customerID, by: .operator))?.name ?? h.customerID
         let drift = try await hub.drift(hostID: id, by: .operator)
         var data: [String: Any] = [
-            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness.rawValue, "livenessClass": livenessClass(h.liveness.rawValue), "blocked": h.blocked,
+            "id": h.id, "name": h.name, "customer": customer, "liveness": h.liveness.rawValue, "livenessClass": livenessClass(h.liveness.rawValue),
+            "blocked": h.blocked,
             "generation": drift.generation, "inSync": drift.inSync,
             "applied": h.appliedGeneration.map { String($0) } ?? "none reported",
             "appliedBehind": (h.appliedGeneration ?? 0) < drift.generation,
         ]
         if let at = h.lastReportAt { data["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
         data["guests"] = drift.guests.map { g -> [String: Any] in
-            ["vmid": g.vmid, "name": g.name, "state": g.state.rawValue, "cls": statusClass(g.state.rawValue), "desired": g.desiredRunState ?? "—",
-             "actual": g.actualStatus ?? "—", "differences": g.differences.map { ["field": $0.field, "desired": $0.desired, "actual": $0.actual] }]
+            [
+                "vmid": g.vmid, "name": g.name, "state": g.state.rawValue, "cls": statusClass(g.state.rawValue), "desired": g.desiredRunState ?? "—",
+                "actual": g.actualStatus ?? "—",
+                "differences": g.differences.map { ["field": $0.field, "desired": $0.desired, "actual": $0.actual] },
+            ]
         }
         let body = try await hub.store.withDB { db in try await ReportsTable.latestHostReport(hostID: id, in: db)?.body }
         if let body, let r = try? HostReport.decode(Data(body.utf8)) {
             let gib = { (b: Int64) in String(format: "%.1f GiB", Double(b) / 1_073_741_824) }
-            data["metrics"] = ["pve": r.host.pveVersion, "kernel": r.host.kernel, "memory": "\(gib(r.host.memoryUsed)) of \(gib(r.host.memoryTotal))",
-                               "disk": "\(gib(r.host.diskUsed)) of \(gib(r.host.diskTotal))", "uptime": span(r.host.uptime)]
+            data["metrics"] = [
+                "pve": r.host.pveVersion, "kernel": r.host.kernel, "memory": "\(gib(r.host.memoryUsed)) of \(gib(r.host.memoryTotal))",
+                "disk": "\(gib(r.host.diskUsed)) of \(gib(r.host.diskTotal))", "uptime": span(r.host.uptime),
+            ]
         }
         data["events"] = eventRows(try await hub.events(hostID: id, type: nil, since: nil, limit: 20, by: .operator), now: now)
         return data

@@ -67,7 +67,8 @@ public enum Dashboard {
             }
             let (id, _) = try await createSession(hub)
             var r = redirect("/")
-            r.headers[.setCookie] = "\(cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(sessionLifetime)" + (secureCookies ? "; Secure" : "")
+            r.headers[.setCookie] =
+                "\(cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(sessionLifetime)" + (secureCookies ? "; Secure" : "")
             return r
         }
         router.post("/logout") { req, _ in
@@ -168,10 +169,13 @@ public enum Dashboard {
                 let ops = try await hub.signedOps(hostID: req.uri.queryParameters.get("host_id"), status: nil, by: .operator)
                 let now = hub.now
                 let rows: [[String: Any]] = ops.map { o in
-                    ["ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status.rawValue, "cls": statusClass(o.status.rawValue),
-                     "customer": o.customerName, "host": o.hostName, "hostID": o.hostID, "summary": o.summary,
-                     "expires": o.expiresAt.secondsSince1970 > now ? "in " + span(o.expiresAt.secondsSince1970 - now) : ago(o.expiresAt, now), "expiresExact": exact(o.expiresAt),
-                     "reason": o.reason ?? ""]
+                    [
+                        "ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status.rawValue, "cls": statusClass(o.status.rawValue),
+                        "customer": o.customerName, "host": o.hostName, "hostID": o.hostID, "summary": o.summary,
+                        "expires": o.expiresAt.secondsSince1970 > now ? "in " + span(o.expiresAt.secondsSince1970 - now) : ago(o.expiresAt, now),
+                        "expiresExact": exact(o.expiresAt),
+                        "reason": o.reason ?? "",
+                    ]
                 }
                 return page("signedOps", title: "Signed ops", ["ops": rows], session: s)
             }
@@ -180,10 +184,12 @@ public enum Dashboard {
             try await signedIn(hub, req) { s in
                 let hosts = try await hub.hosts(by: .operator)
                 let rows: [[String: Any]] = try await hub.customers(by: .operator).map { c in
-                    ["id": c.id, "suspended": c.suspended, "csrf": s.csrf,
-                     "name": c.name, "domain": c.domain, "email": c.email, "language": c.language, "timezone": c.timezone,
-                     "hosts": hosts.filter { $0.customerID == c.id }.map(\.name).joined(separator: ", "),
-                     "types": c.notifyTypes.joined(separator: ", ") + (c.notifyTypesDefault ? " (default)" : "")]
+                    [
+                        "id": c.id, "suspended": c.suspended, "csrf": s.csrf,
+                        "name": c.name, "domain": c.domain, "email": c.email, "language": c.language, "timezone": c.timezone,
+                        "hosts": hosts.filter { $0.customerID == c.id }.map(\.name).joined(separator: ", "),
+                        "types": c.notifyTypes.joined(separator: ", ") + (c.notifyTypesDefault ? " (default)" : ""),
+                    ]
                 }
                 return page("customers", title: "Customers", ["customers": rows], session: s, notice: req.uri.queryParameters.get("notice"))
             }
@@ -198,11 +204,13 @@ public enum Dashboard {
     }
 
     static func createSession(_ hub: Hub) async throws -> (String, Session) {
-        let id = randomToken(), csrf = randomToken()
+        let id = randomToken()
+        let csrf = randomToken()
         let now = hub.now
         try await hub.store.withDB { db in
-            try await SessionsTable.create(idHash: KeyAuthority.hash(id), csrf: csrf, now: now, expiresAt: now + sessionLifetime,
-                                           operatorKeyHash: hub.keys.operatorKeyBinding, in: db)
+            try await SessionsTable.create(
+                idHash: KeyAuthority.hash(id), csrf: csrf, now: now, expiresAt: now + sessionLifetime,
+                operatorKeyHash: hub.keys.operatorKeyBinding, in: db)
         }
         return (id, Session(csrf: csrf))
     }
@@ -219,7 +227,8 @@ public enum Dashboard {
         let binding = hub.keys.operatorKeyBinding
         let row = try await hub.store.withDB { db in
             // Valid: not expired, used within the idle timeout, made with the operator key in force now.
-            try await SessionsTable.find(idHash: KeyAuthority.hash(id), now: now, idleSince: now - sessionIdleTimeout, operatorKeyHash: binding, in: db)
+            try await SessionsTable.find(
+                idHash: KeyAuthority.hash(id), now: now, idleSince: now - sessionIdleTimeout, operatorKeyHash: binding, in: db)
         }
         guard let row else { return nil }
         if row.lastSeenAt < now - 60 {
@@ -237,7 +246,10 @@ public enum Dashboard {
         guard let s = try await session(hub, req) else { return redirect("/login") }
         if let csrf {
             guard let given = csrf, !given.isEmpty, given == s.csrf else {
-                var r = page("error", title: "Form expired", ["title": "Form expired", "message": "This form is stale or was not sent from the dashboard. Go back, reload and try again."], session: s)
+                var r = page(
+                    "error", title: "Form expired",
+                    ["title": "Form expired", "message": "This form is stale or was not sent from the dashboard. Go back, reload and try again."],
+                    session: s)
                 r.status = .forbidden
                 return r
             }
@@ -255,7 +267,8 @@ public enum Dashboard {
         var headers = HTTPFields()
         headers[.contentType] = "text/html; charset=utf-8"
         headers[.cacheControl] = "no-store"
-        headers[HTTPField.Name("Content-Security-Policy")!] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+        headers[HTTPField.Name("Content-Security-Policy")!] =
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
         headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
@@ -300,7 +313,10 @@ public enum Dashboard {
     static func exact(_ at: Timestamp) -> String { exact(at.secondsSince1970) }
 
     static func exact(_ at: Int64) -> String {
-        Date(timeIntervalSince1970: TimeInterval(at)).formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: false).timeSeparator(.colon).dateSeparator(.dash).dateTimeSeparator(.space)) + " UTC"
+        Date(timeIntervalSince1970: TimeInterval(at)).formatted(
+            .iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: false).timeSeparator(.colon).dateSeparator(
+                .dash
+            ).dateTimeSeparator(.space)) + " UTC"
     }
 
     static func livenessClass(_ l: String) -> String {

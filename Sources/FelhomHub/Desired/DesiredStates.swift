@@ -76,7 +76,8 @@ extension Hub {
             return (pub, report, r?.receivedAt)
         }
         let guests = Drift.compute(desired: published?.0, report: report)
-        return DriftView(hostID: hostID, generation: published?.1 ?? 0, reportedAt: at.map(Timestamp.init(secondsSince1970:)),
-                         inSync: report != nil && guests.allSatisfy(\.state.isSettled), guests: guests)
+        return DriftView(
+            hostID: hostID, generation: published?.1 ?? 0, reportedAt: at.map(Timestamp.init(secondsSince1970:)),
+            inSync: report != nil && guests.allSatisfy(\.state.isSettled), guests: guests)
     }
 }

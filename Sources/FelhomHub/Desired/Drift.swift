@@ -13,14 +13,17 @@ public enum Drift {
             case (let d?, nil):
                 return GuestDrift(state: .missing, vmid: vmid, name: d.name, desiredRunState: d.runState.rawValue, actualStatus: nil, differences: [])
             case (nil, let a?):
-                return GuestDrift(state: .unexpected, vmid: vmid, name: a.name, desiredRunState: nil, actualStatus: a.status.rawValue, differences: [])
+                return GuestDrift(
+                    state: .unexpected, vmid: vmid, name: a.name, desiredRunState: nil, actualStatus: a.status.rawValue, differences: [])
             case (let d?, let a?):
                 var diffs = a.spec.map { GuestComparison.specDifferences(d, $0) } ?? []
                 if a.status != .unknown, a.status.rawValue != d.runState.rawValue {
                     diffs.append(.init(field: "run_state", desired: d.runState.rawValue, actual: a.status.rawValue))
                 }
-                let state = a.spec == nil || a.status == .unknown ? (diffs.isEmpty ? DriftState.unknown : .differs) : (diffs.isEmpty ? .inSync : .differs)
-                return GuestDrift(state: state, vmid: vmid, name: d.name, desiredRunState: d.runState.rawValue, actualStatus: a.status.rawValue, differences: diffs)
+                let state =
+                    a.spec == nil || a.status == .unknown ? (diffs.isEmpty ? DriftState.unknown : .differs) : (diffs.isEmpty ? .inSync : .differs)
+                return GuestDrift(
+                    state: state, vmid: vmid, name: d.name, desiredRunState: d.runState.rawValue, actualStatus: a.status.rawValue, differences: diffs)
             case (nil, nil):
                 fatalError("unreachable: vmid comes from one of the two maps")
             }

@@ -6,7 +6,8 @@ import Foundation
 /// key on first use. The trade revokes every earlier key of that host, so the enrolled box holds
 /// the only valid one (pinned), and the token can never be used again.
 extension Hub {
-    static let enrollmentRefused = HubError(.unauthorized, "enrollment_refused", "enrollment token is unknown, expired or already used; ask the operator for a new one")
+    static let enrollmentRefused = HubError(
+        .unauthorized, "enrollment_refused", "enrollment token is unknown, expired or already used; ask the operator for a new one")
 
     /// A new one-time token for `hostID` (operator); earlier unused tokens of the host stop working.
     public func createEnrollmentToken(hostID: String, ttlSeconds: Int?, by p: Principal) async throws -> EnrollmentToken {
@@ -30,7 +31,7 @@ extension Hub {
         let result = try await store.transaction { db -> Enrolled? in
             // Claim the token with one conditional update: two racing boxes cannot both win.
             guard let hostID = try await EnrollmentTable.claim(tokenHash: hash, at: now, in: db),
-                  let h = try await HostsTable.find(hostID, now: now, in: db)
+                let h = try await HostsTable.find(hostID, now: now, in: db)
             else { return nil }
             let customerID = h.customerID
             try await EnrollmentTable.markEnrolled(hostID: hostID, at: now, in: db)

@@ -34,22 +34,25 @@ public enum Passphrase {
     public static func hash(_ passphrase: String) throws -> String {
         var rng = SystemRandomNumberGenerator()
         let salt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        let key = try KDF.Insecure.PBKDF2.deriveKey(from: Array(normalize(passphrase).utf8), salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
+        let key = try KDF.Insecure.PBKDF2.deriveKey(
+            from: Array(normalize(passphrase).utf8), salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
         let bytes = key.withUnsafeBytes { Data($0) }
         return "pbkdf2-sha256$\(rounds)$\(Data(salt).base64EncodedString())$\(bytes.base64EncodedString())"
     }
 
     /// A well-formed hash no passphrase matches (an all-zero key): checking against it costs the
     /// same KDF work as a real one, so an unknown domain answers in the same time as a known one.
-    public static let decoy = "pbkdf2-sha256$\(rounds)$\(Data(repeating: 0x5A, count: 16).base64EncodedString())$\(Data(count: 32).base64EncodedString())"
+    public static let decoy =
+        "pbkdf2-sha256$\(rounds)$\(Data(repeating: 0x5A, count: 16).base64EncodedString())$\(Data(count: 32).base64EncodedString())"
 
     /// Constant-time check against a stored hash.
     public static func verify(_ passphrase: String, against stored: String) -> Bool {
         let parts = stored.split(separator: "$")
         guard parts.count == 4, parts[0] == "pbkdf2-sha256", let r = Int(parts[1]), r >= rounds,
-              let salt = Data(base64Encoded: String(parts[2])), let want = Data(base64Encoded: String(parts[3])),
-              let key = try? KDF.Insecure.PBKDF2.deriveKey(from: Array(normalize(passphrase).utf8), salt: salt, using: .sha256,
-                                                            outputByteCount: want.count, rounds: r)
+            let salt = Data(base64Encoded: String(parts[2])), let want = Data(base64Encoded: String(parts[3])),
+            let key = try? KDF.Insecure.PBKDF2.deriveKey(
+                from: Array(normalize(passphrase).utf8), salt: salt, using: .sha256,
+                outputByteCount: want.count, rounds: r)
         else { return false }
         let got = key.withUnsafeBytes { Data($0) }
         return KeyAuthority.constantTimeEqual([UInt8](got), [UInt8](want))

@@ -35,14 +35,16 @@ public enum EventPolicy {
         case .host:
             if hubOnly.contains(type) { throw HubError(.forbidden, "forbidden", "'\(type)' events are written by the hub only") }
             guard let s = hostTypes[type] else {
-                throw HubError(.forbidden, "forbidden", "a host key may post only: \(hostTypes.keys.sorted().joined(separator: ", "))", path: "$.type")
+                throw HubError(
+                    .forbidden, "forbidden", "a host key may post only: \(hostTypes.keys.sorted().joined(separator: ", "))", path: "$.type")
             }
             return s
         case .guest:
             if hubOnly.contains(type) { throw HubError(.forbidden, "forbidden", "'\(type)' events are written by the hub only") }
             if let s = guestTypes[type] { return s }
             guard type.hasPrefix("app_") else {
-                throw HubError(.forbidden, "forbidden",
+                throw HubError(
+                    .forbidden, "forbidden",
                     "a guest key may post only \(guestTypes.keys.sorted().joined(separator: ", ")) and its own app_* events", path: "$.type")
             }
             return severity == .critical ? .warning : (severity ?? .info)
@@ -63,7 +65,8 @@ public enum EventPolicy {
             case .bool(let b): text = b ? "true" : "false"
             case .string(let s) where e.source == .hub: text = TerminalText.escaped(String(s.prefix(200)))
             case .string(let s) where Pattern.whole(s, #"[A-Za-z0-9_.:/ -]{1,64}"#): text = s
-            case .array(let a) where e.source == .hub: text = TerminalText.escaped(String(a.map { $0.stringValue ?? "?" }.joined(separator: ", ").prefix(200)))
+            case .array(let a) where e.source == .hub:
+                text = TerminalText.escaped(String(a.map { $0.stringValue ?? "?" }.joined(separator: ", ").prefix(200)))
             default: continue
             }
             out.append((k, text))

@@ -20,80 +20,115 @@ public struct EventType: Sendable {
 public enum EventRegistry {
     public static let all: [EventType] = [
         // Written by the hub.
-        .init(name: "node_stale", postedBy: [.hub], severity: .warning, customerMailable: true,
-              english: "has not reported for a while (stale)", hungarian: "egy ideje nem jelentkezett"),
-        .init(name: "node_down", postedBy: [.hub], severity: .critical, customerMailable: true,
-              english: "is DOWN: no report within the down threshold", hungarian: "nem elérhető"),
-        .init(name: "node_recovered", postedBy: [.hub], severity: .info, customerMailable: true,
-              english: "is reporting again (recovered)", hungarian: "újra elérhető"),
-        .init(name: "expected_backup_missed", postedBy: [.hub], severity: .warning, customerMailable: true,
-              english: "has not backed up today (deadline passed)", hungarian: "mai mentése elmaradt"),
-        .init(name: "op_applied", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "applied an operator-signed operation", hungarian: "végrehajtott egy üzemeltetői műveletet"),
-        .init(name: "op_rejected", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "REJECTED an operator-signed operation", hungarian: "elutasított egy üzemeltetői műveletet"),
-        .init(name: "host_enrolled", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "was enrolled", hungarian: "csatlakozott"),
-        .init(name: "keys_revoked", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "— API keys were revoked", hungarian: "— API-kulcsok visszavonva"),
-        .init(name: "desired_published", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "received a new desired state", hungarian: "új beállítást kapott"),
-        .init(name: "retrieval_locked", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "— a customer's retrieval was locked after repeated wrong passphrases",
-              hungarian: "— a letöltés zárolva lett az ismételt hibás jelszavak miatt"),
-        .init(name: "geo_enabled", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "— geo rules enabled", hungarian: "— földrajzi szabályok bekapcsolva"),
-        .init(name: "geo_disabled", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "— geo rules disabled", hungarian: "— földrajzi szabályok kikapcsolva"),
-        .init(name: "geo_removed", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "— geo rules removed", hungarian: "— földrajzi szabályok törölve"),
-        .init(name: "host_blocked", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "was BLOCKED by the operator", hungarian: "üzemeltetői zárolás alá került"),
-        .init(name: "host_unblocked", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "was unblocked by the operator", hungarian: "zárolása feloldva"),
-        .init(name: "customer_suspended", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "— its customer was SUSPENDED by the operator", hungarian: "— az ügyfél felfüggesztve"),
-        .init(name: "customer_resumed", postedBy: [.hub], severity: .info, customerMailable: false,
-              english: "— its customer was resumed", hungarian: "— az ügyfél újra aktív"),
-        .init(name: "generation_not_applied", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "has not applied its published desired state in time (it reports, but is stuck)",
-              hungarian: "nem alkalmazta időben az új beállítást"),
-        .init(name: "quota_exceeded", postedBy: [.hub], severity: .warning, customerMailable: false,
-              english: "— a quota was exceeded", hungarian: "— egy kvóta túllépve"),
+        .init(
+            name: "node_stale", postedBy: [.hub], severity: .warning, customerMailable: true,
+            english: "has not reported for a while (stale)", hungarian: "egy ideje nem jelentkezett"),
+        .init(
+            name: "node_down", postedBy: [.hub], severity: .critical, customerMailable: true,
+            english: "is DOWN: no report within the down threshold", hungarian: "nem elérhető"),
+        .init(
+            name: "node_recovered", postedBy: [.hub], severity: .info, customerMailable: true,
+            english: "is reporting again (recovered)", hungarian: "újra elérhető"),
+        .init(
+            name: "expected_backup_missed", postedBy: [.hub], severity: .warning, customerMailable: true,
+            english: "has not backed up today (deadline passed)", hungarian: "mai mentése elmaradt"),
+        .init(
+            name: "op_applied", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "applied an operator-signed operation", hungarian: "végrehajtott egy üzemeltetői műveletet"),
+        .init(
+            name: "op_rejected", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "REJECTED an operator-signed operation", hungarian: "elutasított egy üzemeltetői műveletet"),
+        .init(
+            name: "host_enrolled", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "was enrolled", hungarian: "csatlakozott"),
+        .init(
+            name: "keys_revoked", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— API keys were revoked", hungarian: "— API-kulcsok visszavonva"),
+        .init(
+            name: "desired_published", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "received a new desired state", hungarian: "új beállítást kapott"),
+        .init(
+            name: "retrieval_locked", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— a customer's retrieval was locked after repeated wrong passphrases",
+            hungarian: "— a letöltés zárolva lett az ismételt hibás jelszavak miatt"),
+        .init(
+            name: "geo_enabled", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— geo rules enabled", hungarian: "— földrajzi szabályok bekapcsolva"),
+        .init(
+            name: "geo_disabled", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— geo rules disabled", hungarian: "— földrajzi szabályok kikapcsolva"),
+        .init(
+            name: "geo_removed", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— geo rules removed", hungarian: "— földrajzi szabályok törölve"),
+        .init(
+            name: "host_blocked", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "was BLOCKED by the operator", hungarian: "üzemeltetői zárolás alá került"),
+        .init(
+            name: "host_unblocked", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "was unblocked by the operator", hungarian: "zárolása feloldva"),
+        .init(
+            name: "customer_suspended", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— its customer was SUSPENDED by the operator", hungarian: "— az ügyfél felfüggesztve"),
+        .init(
+            name: "customer_resumed", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— its customer was resumed", hungarian: "— az ügyfél újra aktív"),
+        .init(
+            name: "generation_not_applied", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "has not applied its published desired state in time (it reports, but is stuck)",
+            hungarian: "nem alkalmazta időben az új beállítást"),
+        .init(
+            name: "quota_exceeded", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— a quota was exceeded", hungarian: "— egy kvóta túllépve"),
         // Posted by host keys (the agent).
-        .init(name: "backup_completed", postedBy: [.host], severity: .info, customerMailable: false,
-              english: "completed a backup", hungarian: "mentése elkészült"),
-        .init(name: "backup_failed", postedBy: [.host], severity: .critical, customerMailable: true,
-              english: "reported a FAILED backup", hungarian: "mentése nem sikerült"),
-        .init(name: "restore_test_passed", postedBy: [.host], severity: .info, customerMailable: false,
-              english: "passed its restore test", hungarian: "visszaállítási próbája sikerült"),
-        .init(name: "restore_test_failed", postedBy: [.host], severity: .critical, customerMailable: true,
-              english: "FAILED its restore test", hungarian: "visszaállítási próbája nem sikerült"),
-        .init(name: "op_refused", postedBy: [.host], severity: .warning, customerMailable: false,
-              english: "refused an operation that needs the operator's signature", hungarian: "aláírás nélkül nem hajtott végre egy műveletet"),
-        .init(name: "guest_provisioned", postedBy: [.host], severity: .info, customerMailable: false,
-              english: "created a new guest", hungarian: "új vendéggépet hozott létre"),
-        .init(name: "memory_limit_exceeded", postedBy: [.host], severity: .warning, customerMailable: false,
-              english: "— a guest hit its memory limit", hungarian: "— egy vendéggép elérte a memóriakorlátját"),
-        .init(name: "update_committed", postedBy: [.host], severity: .info, customerMailable: false,
-              english: "completed an update", hungarian: "frissítése elkészült"),
-        .init(name: "update_reverted", postedBy: [.host], severity: .warning, customerMailable: false,
-              english: "REVERTED an update", hungarian: "visszavont egy frissítést"),
-        .init(name: "disk_attached", postedBy: [.host], severity: .info, customerMailable: false,
-              english: "— a disk was attached", hungarian: "— lemez csatlakoztatva"),
-        .init(name: "disk_disconnected", postedBy: [.host], severity: .warning, customerMailable: true,
-              english: "— a disk was DISCONNECTED", hungarian: "— egy lemez lecsatlakozott"),
-        .init(name: "smart_warning", postedBy: [.host], severity: .warning, customerMailable: false,
-              english: "— a disk reports SMART warnings", hungarian: "— egy lemez SMART-figyelmeztetést jelez"),
-        .init(name: "smart_failed", postedBy: [.host], severity: .critical, customerMailable: true,
-              english: "— a disk is FAILING (SMART)", hungarian: "— egy lemez meghibásodóban van"),
-        .init(name: "temperature_high", postedBy: [.host], severity: .warning, customerMailable: false,
-              english: "is running hot", hungarian: "túlmelegedett"),
+        .init(
+            name: "backup_completed", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "completed a backup", hungarian: "mentése elkészült"),
+        .init(
+            name: "backup_failed", postedBy: [.host], severity: .critical, customerMailable: true,
+            english: "reported a FAILED backup", hungarian: "mentése nem sikerült"),
+        .init(
+            name: "restore_test_passed", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "passed its restore test", hungarian: "visszaállítási próbája sikerült"),
+        .init(
+            name: "restore_test_failed", postedBy: [.host], severity: .critical, customerMailable: true,
+            english: "FAILED its restore test", hungarian: "visszaállítási próbája nem sikerült"),
+        .init(
+            name: "op_refused", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "refused an operation that needs the operator's signature", hungarian: "aláírás nélkül nem hajtott végre egy műveletet"),
+        .init(
+            name: "guest_provisioned", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "created a new guest", hungarian: "új vendéggépet hozott létre"),
+        .init(
+            name: "memory_limit_exceeded", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a guest hit its memory limit", hungarian: "— egy vendéggép elérte a memóriakorlátját"),
+        .init(
+            name: "update_committed", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "completed an update", hungarian: "frissítése elkészült"),
+        .init(
+            name: "update_reverted", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "REVERTED an update", hungarian: "visszavont egy frissítést"),
+        .init(
+            name: "disk_attached", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "— a disk was attached", hungarian: "— lemez csatlakoztatva"),
+        .init(
+            name: "disk_disconnected", postedBy: [.host], severity: .warning, customerMailable: true,
+            english: "— a disk was DISCONNECTED", hungarian: "— egy lemez lecsatlakozott"),
+        .init(
+            name: "smart_warning", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a disk reports SMART warnings", hungarian: "— egy lemez SMART-figyelmeztetést jelez"),
+        .init(
+            name: "smart_failed", postedBy: [.host], severity: .critical, customerMailable: true,
+            english: "— a disk is FAILING (SMART)", hungarian: "— egy lemez meghibásodóban van"),
+        .init(
+            name: "temperature_high", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "is running hot", hungarian: "túlmelegedett"),
         // Posted by guest keys (the controller).
-        .init(name: "db_dump_completed", postedBy: [.guest], severity: .info, customerMailable: false,
-              english: "completed a database dump", hungarian: "adatbázis-mentése elkészült"),
-        .init(name: "db_dump_failed", postedBy: [.guest], severity: .warning, customerMailable: true,
-              english: "reported a failed database dump", hungarian: "adatbázis-mentése nem sikerült"),
+        .init(
+            name: "db_dump_completed", postedBy: [.guest], severity: .info, customerMailable: false,
+            english: "completed a database dump", hungarian: "adatbázis-mentése elkészült"),
+        .init(
+            name: "db_dump_failed", postedBy: [.guest], severity: .warning, customerMailable: true,
+            english: "reported a failed database dump", hungarian: "adatbázis-mentése nem sikerült"),
     ]
 
     public static let byName: [String: EventType] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

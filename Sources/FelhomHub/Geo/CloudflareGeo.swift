@@ -74,8 +74,9 @@ public struct CloudflareGeo: Sendable {
         guard let r, let id = r["id"]?.stringValue else { return nil }
         let rules = (r["rules"]?.arrayValue ?? []).compactMap { j -> Rule? in
             guard let rid = j["id"]?.stringValue else { return nil }
-            return Rule(id: rid, description: j["description"]?.stringValue ?? "", expression: j["expression"]?.stringValue ?? "",
-                        action: j["action"]?.stringValue ?? "", enabled: j["enabled"]?.lenientBool ?? true)
+            return Rule(
+                id: rid, description: j["description"]?.stringValue ?? "", expression: j["expression"]?.stringValue ?? "",
+                action: j["action"]?.stringValue ?? "", enabled: j["enabled"]?.lenientBool ?? true)
         }
         return (id, rules)
     }
@@ -88,13 +89,17 @@ public struct CloudflareGeo: Sendable {
             "action": "block", "enabled": true,
         ]
         guard let ep = try await entrypoint(zone: zone) else {
-            _ = try await call("POST", "/zones/\(PathSegment.encode(zone))/rulesets", body: [
-                "name": "default", "kind": "zone", "phase": .string(Self.phase), "rules": [rule],
-            ])
+            _ = try await call(
+                "POST", "/zones/\(PathSegment.encode(zone))/rulesets",
+                body: [
+                    "name": "default", "kind": "zone", "phase": .string(Self.phase), "rules": [rule],
+                ])
             return
         }
         if let existing = ep.rules.first(where: { $0.description == Self.geoRuleDescription }) {
-            _ = try await call("PATCH", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(existing.id))", body: rule)
+            _ = try await call(
+                "PATCH", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(existing.id))",
+                body: rule)
         } else {
             _ = try await call("POST", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules", body: rule)
         }
@@ -103,12 +108,14 @@ public struct CloudflareGeo: Sendable {
     /// Turns felhom's geo rule off (kept, so enabling again restores the same list). No rule: nothing to do.
     public func disable(zone: String) async throws {
         guard let ep = try await entrypoint(zone: zone),
-              let existing = ep.rules.first(where: { $0.description == Self.geoRuleDescription })
+            let existing = ep.rules.first(where: { $0.description == Self.geoRuleDescription })
         else { return }
-        _ = try await call("PATCH", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(existing.id))", body: [
-            "description": .string(existing.description), "expression": .string(existing.expression), "action": .string(existing.action),
-            "enabled": false,
-        ])
+        _ = try await call(
+            "PATCH", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(existing.id))",
+            body: [
+                "description": .string(existing.description), "expression": .string(existing.expression), "action": .string(existing.action),
+                "enabled": false,
+            ])
     }
 
     /// Deletes every rule felhom manages in the zone; returns how many.
@@ -116,7 +123,9 @@ public struct CloudflareGeo: Sendable {
     public func removeAll(zone: String) async throws -> Int {
         guard let ep = try await entrypoint(zone: zone) else { return 0 }
         let ours = ep.rules.filter { $0.description.hasPrefix("felhom:") }
-        for r in ours { _ = try await call("DELETE", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(r.id))") }
+        for r in ours {
+            _ = try await call("DELETE", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(r.id))")
+        }
         return ours.count
     }
 

@@ -54,8 +54,9 @@ extension Hub {
         let count = removed
         try await store.transaction { db in
             try await CustomersTable.setGeo(c.id, zone: nil, countries: nil, in: db)
-            try await recordEvent(removeAll ? "geo_removed" : "geo_disabled", customerID: c.id, data: ["removed": .int(Int64(count))],
-                                  at: now, in: db)
+            try await recordEvent(
+                removeAll ? "geo_removed" : "geo_disabled", customerID: c.id, data: ["removed": .int(Int64(count))],
+                at: now, in: db)
         }
         return removed
     }

@@ -16,8 +16,9 @@ extension Hub {
         let now = self.now
         try await store.transaction { db in
             try await HostsTable.setBlocked(hostID, blocked, in: db)
-            try await recordEvent(blocked ? "host_blocked" : "host_unblocked", severity: blocked ? .warning : .info, hostID: hostID,
-                                  customerID: h.customerID, at: now, in: db)
+            try await recordEvent(
+                blocked ? "host_blocked" : "host_unblocked", severity: blocked ? .warning : .info, hostID: hostID,
+                customerID: h.customerID, at: now, in: db)
         }
         generations.notify(hostID: hostID)  // a long-polling agent hears it now
         return try await host(hostID, by: p)
@@ -31,8 +32,9 @@ extension Hub {
         let hosts = try await store.transaction { db -> [String] in
             try await CustomersTable.setSuspended(customerID, at: suspended ? now : nil, in: db)
             let hosts = try await HostsTable.setCustomerSuspended(customerID: customerID, suspended, in: db)
-            try await recordEvent(suspended ? "customer_suspended" : "customer_resumed", severity: suspended ? .warning : .info,
-                                  customerID: customerID, at: now, in: db)
+            try await recordEvent(
+                suspended ? "customer_suspended" : "customer_resumed", severity: suspended ? .warning : .info,
+                customerID: customerID, at: now, in: db)
             return hosts
         }
         keys.cache.removeAll()

@@ -45,21 +45,22 @@ public struct HTTPMailAPIMailer: Mailer {
         let e = settings.endpoint
         var path = e.path.isEmpty ? "/" : e.path
         if let q = e.query { path += "?" + q }
-        let where_ = "mail API \(e.host)"
+        let destination = "mail API \(e.host)"
         let response: HTTPResponseSpec
         do {
             response = try await transport.send(
                 HTTPRequestSpec(method: "POST", target: path, headers: headers, body: body.serialized()))
         } catch let e as HTTPClientError {
-            throw MailError(message: "\(where_): \(e.message)")
+            throw MailError(message: "\(destination): \(e.message)")
         }
         guard (200..<300).contains(response.status) else {
-            let said = (try? JSONValue.parse(response.body))?["message"]?.stringValue
+            let said =
+                (try? JSONValue.parse(response.body))?["message"]?.stringValue
                 ?? String(decoding: response.body.prefix(200), as: UTF8.self)
-            throw MailError(message: "\(where_) answered \(response.status): \(said)")
+            throw MailError(message: "\(destination) answered \(response.status): \(said)")
         }
         guard (try? JSONValue.parse(response.body))?["id"]?.stringValue != nil else {
-            throw MailError(message: "\(where_) answered \(response.status) without a message id")
+            throw MailError(message: "\(destination) answered \(response.status) without a message id")
         }
     }
 }

@@ -30,4 +30,3 @@ public struct MailError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
     public init(message: String) { self.message = message }
 }
-

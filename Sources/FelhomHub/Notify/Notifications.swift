@@ -40,8 +40,9 @@ extension Hub {
         _ type: String, severity: HubEvent.Severity = .info, source: HubEvent.Source = .hub, hostID: String? = nil,
         guestID: String? = nil, customerID: String?, data: JSONValue = .object([:]), at now: Int64, in db: any SQLDatabase
     ) async throws {
-        let ev = HubEvent(id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: source, hostID: hostID,
-                          guestID: guestID, customerID: customerID, type: type, severity: severity, data: data)
+        let ev = HubEvent(
+            id: Ids.make("evt"), at: Date(timeIntervalSince1970: TimeInterval(now)), source: source, hostID: hostID,
+            guestID: guestID, customerID: customerID, type: type, severity: severity, data: data)
         try await record(ev, in: db)
     }
 
@@ -60,14 +61,17 @@ extension Hub {
         func queue(_ channel: String, _ to: String, _ lang: Templates.Language) async throws {
             let (subject, body) = Templates.render(ev, hostName: hostName, language: lang)
             try await OutboxTable.enqueue(
-                .init(channel: channel, recipient: to, language: lang.rawValue, hostID: ev.hostID, eventID: ev.id, eventType: ev.type, subject: subject, body: body),
+                .init(
+                    channel: channel, recipient: to, language: lang.rawValue, hostID: ev.hostID, eventID: ev.id, eventType: ev.type, subject: subject,
+                    body: body),
                 at: now, in: db)
         }
         if let op = n.operatorEmail, n.operatorTypes.contains(ev.type), !(try await recent("operator", n.operatorCooldown)) {
             try await queue("operator", op, .en)
         }
         if let customer = ev.customerID, let c = try await CustomersTable.mailSettings(customer, in: db) {
-            let prefs = c.notifyTypes.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }.map(Set.init) ?? n.customerDefaultTypes
+            let prefs =
+                c.notifyTypes.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }.map(Set.init) ?? n.customerDefaultTypes
             if prefs.contains(ev.type), !(try await recent("customer", n.customerCooldown)) {
                 try await queue("customer", c.email, Templates.Language(rawValue: c.language) ?? .hu)
             }
@@ -80,7 +84,8 @@ extension Hub {
     public func deliverMail(using mailer: Mailer, limit: Int = 50) async throws -> (sent: Int, failed: Int) {
         let now = self.now
         let due = try await store.withDB { db in try await OutboxTable.due(now: now, limit: limit, in: db) }
-        var sent = 0, failed = 0
+        var sent = 0
+        var failed = 0
         for r in due {
             let id = r.id
             let attempts = r.attempts + 1
@@ -90,8 +95,9 @@ extension Hub {
             let error = failure
             let at = self.now
             try await store.transaction { db in
-                try await OutboxTable.recordAttempt(id: id, attempts: attempts, error: error,
-                                                    retryAt: at + Int64(NotificationSettings.backoff(attempts: attempts)), at: at, in: db)
+                try await OutboxTable.recordAttempt(
+                    id: id, attempts: attempts, error: error,
+                    retryAt: at + Int64(NotificationSettings.backoff(attempts: attempts)), at: at, in: db)
             }
             if error == nil { sent += 1 } else { failed += 1 }
         }

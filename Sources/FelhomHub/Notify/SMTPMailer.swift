@@ -71,7 +71,7 @@ public struct SMTPMailer: Mailer {
         if settings.password != nil, settings.security == .none {
             throw MailError(message: "SMTP credentials are configured but security is 'none': refusing to send them in clear text")
         }
-        let where_ = "SMTP \(settings.host):\(settings.port)"
+        let destination = "SMTP \(settings.host):\(settings.port)"
         let sslContext = settings.security == .none ? nil : try settings.trust.makeSSLContext()
         let implicitTLS = settings.security == .tls
         let trust = settings.trust
@@ -90,7 +90,7 @@ public struct SMTPMailer: Mailer {
                     }
                 }
         } catch {
-            throw MailError(message: "\(where_): cannot connect: \(error)")
+            throw MailError(message: "\(destination): cannot connect: \(error)")
         }
         let rawChannel = channel.channel
         do {
@@ -100,11 +100,11 @@ public struct SMTPMailer: Mailer {
                 var ehlo = try await session.command("EHLO \(settings.heloName)", expect: 250)
                 if settings.security == .starttls {
                     guard ehlo.contains(where: { $0.uppercased().hasPrefix("STARTTLS") }) else {
-                        throw MailError(message: "\(where_) does not offer STARTTLS")
+                        throw MailError(message: "\(destination) does not offer STARTTLS")
                     }
                     _ = try await session.command("STARTTLS", expect: 220)
                     guard session.lines.bufferedByteCount == 0 else {
-                        throw MailError(message: "\(where_) sent data after STARTTLS before the handshake (refused)")
+                        throw MailError(message: "\(destination) sent data after STARTTLS before the handshake (refused)")
                     }
                     guard let sslContext else { throw MailError(message: "internal: no TLS context") }
                     try await rawChannel.eventLoop.submit {
@@ -129,9 +129,9 @@ public struct SMTPMailer: Mailer {
                 _ = try? await session.command("QUIT", expect: 221)
             }
         } catch let e as MailError {
-            throw MailError(message: e.message.hasPrefix("SMTP ") ? e.message : "\(where_): \(e.message)")
+            throw MailError(message: e.message.hasPrefix("SMTP ") ? e.message : "\(destination): \(e.message)")
         } catch {
-            throw MailError(message: "\(where_): \(error)")
+            throw MailError(message: "\(destination): \(error)")
         }
     }
 

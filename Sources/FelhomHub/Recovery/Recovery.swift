@@ -46,19 +46,26 @@ extension Hub {
         guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let c = try await customer(h.customerID, by: .operator)
         let (dr, desired) = try await store.withDB { db in
-            (try await RecoveryTable.record(hostID: hostID, in: db),
-             try await publishedSpec(hostID, in: db))
+            (
+                try await RecoveryTable.record(hostID: hostID, in: db),
+                try await publishedSpec(hostID, in: db)
+            )
         }
         func text(_ col: String) -> JSONValue { (try? dr?.decode(column: col, as: String?.self)).flatMap { $0 }.map { .string($0) } ?? .null }
-        let manifest = (try? dr?.decode(column: "box_storage_manifest", as: String?.self)).flatMap { $0 }.flatMap { try? JSONValue.parse($0) } ?? .array([])
+        let manifest =
+            (try? dr?.decode(column: "box_storage_manifest", as: String?.self)).flatMap { $0 }.flatMap { try? JSONValue.parse($0) } ?? .array([])
         return [
-            "identity": ["host_id": .string(h.id), "host_name": .string(h.name), "customer_id": .string(c.id), "customer_name": .string(c.name),
-                         "domain": .string(c.domain), "timezone": .string(c.timezone)],
+            "identity": [
+                "host_id": .string(h.id), "host_name": .string(h.name), "customer_id": .string(c.id), "customer_name": .string(c.name),
+                "domain": .string(c.domain), "timezone": .string(c.timezone),
+            ],
             "tunnel_token_ref": text("tunnel_token_ref"),
             "pbs": ["namespace": text("pbs_namespace"), "repository_fingerprint": text("repository_fingerprint")],
             "wrapped_escrow_key": text("wrapped_escrow_key"),
-            "box_reported": ["storage_manifest": manifest, "pbs_fingerprint": text("box_pbs_fingerprint"),
-                             "reported_at": (try? dr?.decode(column: "box_reported_at", as: Int64?.self)).flatMap { $0 }.map { .int($0) } ?? .null],
+            "box_reported": [
+                "storage_manifest": manifest, "pbs_fingerprint": text("box_pbs_fingerprint"),
+                "reported_at": (try? dr?.decode(column: "box_reported_at", as: Int64?.self)).flatMap { $0 }.map { .int($0) } ?? .null,
+            ],
             "desired": desired.map { ["generation": .int($0.1), "guests": (try? JSONValue.parse($0.0.encoded()))?["guests"] ?? .array([])] } ?? .null,
         ]
     }
@@ -103,7 +110,8 @@ extension Hub {
             let here = try await RecoveryTable.failures(client: client, subject: subject, since: since, in: db)
             let fromClient = try await RecoveryTable.failures(client: client, subject: nil, since: since, in: db)
             guard here < Self.retrievalAttempts, fromClient < Self.retrievalAttemptsPerClient else {
-                throw HubError(.tooManyRequests, "retrieval_locked", "too many failed attempts; try again in 15 minutes", retryAfter: Int(Self.retrievalWindow))
+                throw HubError(
+                    .tooManyRequests, "retrieval_locked", "too many failed attempts; try again in 15 minutes", retryAfter: Int(Self.retrievalWindow))
             }
             // Reserved as a failure before the slow check; turned into a success below if it is one.
             try await RecoveryTable.reserve(id: attemptID, subject: subject, client: client, at: now, in: db)
@@ -115,9 +123,12 @@ extension Hub {
             if ok {
                 try await RecoveryTable.markSucceeded(id: attemptID, in: db)
             } else if let cid, failuresHere + 1 == Self.retrievalAttempts {
-                try await recordEvent("retrieval_locked", severity: .warning, customerID: cid,
-                                      data: ["attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow),
-                                             "client": .string(client)], at: now, in: db)
+                try await recordEvent(
+                    "retrieval_locked", severity: .warning, customerID: cid,
+                    data: [
+                        "attempts": .int(Int64(Self.retrievalAttempts)), "window_seconds": .int(Self.retrievalWindow),
+                        "client": .string(client),
+                    ], at: now, in: db)
             }
         }
         guard ok, let cid else { throw refused }

@@ -36,13 +36,16 @@ extension Hub {
         let comment = publicKey.split(separator: " ").dropFirst(2).joined(separator: " ")
         let name = name ?? (comment.isEmpty ? key.fingerprint : comment)
         try Validate.text(name, "$.name", max: 200)
-        let view = OperatorKeyView(id: Ids.make("opk"), name: name, role: role, fingerprint: key.fingerprint, publicKey: key.openSSHLine, createdAt: Timestamp(secondsSince1970: now))
+        let view = OperatorKeyView(
+            id: Ids.make("opk"), name: name, role: role, fingerprint: key.fingerprint, publicKey: key.openSSHLine,
+            createdAt: Timestamp(secondsSince1970: now))
         try await store.withDB { db in
             if try await KeysTable.operatorKeyExists(fingerprint: view.fingerprint, in: db) {
                 throw HubError(.conflict, "conflict", "key \(view.fingerprint) is already registered")
             }
-            try await KeysTable.insertOperatorKey(id: view.id, publicKey: view.publicKey, fingerprint: view.fingerprint, role: role, name: name,
-                                                  at: view.createdAt.secondsSince1970, in: db)
+            try await KeysTable.insertOperatorKey(
+                id: view.id, publicKey: view.publicKey, fingerprint: view.fingerprint, role: role, name: name,
+                at: view.createdAt.secondsSince1970, in: db)
         }
         return view
     }
@@ -51,9 +54,11 @@ extension Hub {
         guard p == .operator else { throw HubError.forbidden("list operator keys") }
         return try await store.withDB { db in
             try await KeysTable.activeOperatorKeys(in: db).map {
-                OperatorKeyView(id: try $0.decode(column: "id", as: String.self), name: try $0.decode(column: "name", as: String.self),
-                                role: try $0.decode(column: "role", as: String.self), fingerprint: try $0.decode(column: "fingerprint", as: String.self),
-                                publicKey: try $0.decode(column: "public_key", as: String.self), createdAt: Timestamp(secondsSince1970: try $0.decode(column: "created_at", as: Int64.self)))
+                OperatorKeyView(
+                    id: try $0.decode(column: "id", as: String.self), name: try $0.decode(column: "name", as: String.self),
+                    role: try $0.decode(column: "role", as: String.self), fingerprint: try $0.decode(column: "fingerprint", as: String.self),
+                    publicKey: try $0.decode(column: "public_key", as: String.self),
+                    createdAt: Timestamp(secondsSince1970: try $0.decode(column: "created_at", as: Int64.self)))
             }
         }
     }
@@ -74,7 +79,8 @@ extension Hub {
             for (which, spec) in [("published", d.spec), ("draft", d.draft)] where spec?.guests.contains(where: { $0.vmid == vmid }) == true {
                 throw HubError(
                     .conflict, "conflict",
-                    "guest \(vmid) is still in the \(which) desired state of host \(r.hostID): remove it from the desired state and publish first, then queue guest.destroy")
+                    "guest \(vmid) is still in the \(which) desired state of host \(r.hostID): remove it from the desired state and publish first, then queue guest.destroy"
+                )
             }
         }
         let ttl = r.ttlSeconds ?? 3600
@@ -96,8 +102,9 @@ extension Hub {
         let blob: OpBlob
         let bytes: [UInt8]
         do {
-            blob = try OpBlob.new(op: op, hostID: r.hostID, guestID: r.guestID, params: r.params ?? [:], ttl: TimeInterval(ttl), keyID: keyID,
-                                  now: Date(timeIntervalSince1970: TimeInterval(now)))
+            blob = try OpBlob.new(
+                op: op, hostID: r.hostID, guestID: r.guestID, params: r.params ?? [:], ttl: TimeInterval(ttl), keyID: keyID,
+                now: Date(timeIntervalSince1970: TimeInterval(now)))
             bytes = try blob.canonicalBytes()
         } catch let e as OpBlobError {
             throw HubError.badRequest(e.message, path: "$." + (e.field == "target.guest_id" ? "guest_id" : e.field))
@@ -106,7 +113,8 @@ extension Hub {
         let created = now
         try await store.transaction { db in
             try await SignedOpsTable.insert(
-                id: id, hostID: r.hostID, guestID: r.guestID, customerID: host.customerID, op: op.rawValue, blob: String(decoding: bytes, as: UTF8.self),
+                id: id, hostID: r.hostID, guestID: r.guestID, customerID: host.customerID, op: op.rawValue,
+                blob: String(decoding: bytes, as: UTF8.self),
                 nonce: blob.nonce, expiresAt: Int64(blob.expiresAt.timeIntervalSince1970), createdAt: created, in: db)
         }
         return try await signedOp(id, by: p)
@@ -117,8 +125,9 @@ extension Hub {
         let now = self.now
         let rows = try await store.withDB { db in try await SignedOpsTable.list(filter, now: now, in: db) }
         // The latest report of each host that has a restore in the list (for the volumes at risk).
-        let restoreHosts = Set(try rows.filter { try $0.decode(column: "op", as: String.self) == OpBlob.Op.guestRestore.rawValue }
-            .map { try $0.decode(column: "host_id", as: String.self) })
+        let restoreHosts = Set(
+            try rows.filter { try $0.decode(column: "op", as: String.self) == OpBlob.Op.guestRestore.rawValue }
+                .map { try $0.decode(column: "host_id", as: String.self) })
         var reports: [String: HostReport] = [:]
         for h in restoreHosts {
             let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: h, in: db)?.body }
@@ -135,7 +144,8 @@ extension Hub {
                 id: try r.decode(column: "id", as: String.self), hostID: try r.decode(column: "host_id", as: String.self), hostName: hostName,
                 customerID: try r.decode(column: "customer_id", as: String.self), customerName: customerName,
                 guestID: try r.decode(column: "guest_id", as: String?.self), op: try r.decode(column: "op", as: String.self), summary: summary,
-                blob: blobText, status: try SignedOpStatus(stored: r.decode(column: "status", as: String.self)), signature: try r.decode(column: "signature", as: String?.self),
+                blob: blobText, status: try SignedOpStatus(stored: r.decode(column: "status", as: String.self)),
+                signature: try r.decode(column: "signature", as: String?.self),
                 signer: try r.decode(column: "signer", as: String?.self), reason: try r.decode(column: "reason", as: String?.self),
                 expiresAt: Timestamp(secondsSince1970: try r.decode(column: "expires_at", as: Int64.self)),
                 createdAt: Timestamp(secondsSince1970: try r.decode(column: "created_at", as: Int64.self)),
@@ -154,7 +164,7 @@ extension Hub {
     public func signedOp(_ id: String, by p: Principal) async throws -> SignedOpView {
         if case .guest = p { throw HubError.forbidden("read signed ops") }
         guard let v = try await signedOpViews(.init(id: id)).first,
-              p.canReach(customerID: v.customerID)
+            p.canReach(customerID: v.customerID)
         else { throw HubError.notFound("signed op \(id)") }
         if case .host(let h, _) = p, h != v.hostID { throw HubError.notFound("signed op \(id)") }
         return v

@@ -10,8 +10,10 @@ enum CustomersTable {
 
     static func insert(_ c: NewRow, in db: any SQLDatabase) async throws {
         try await db.insert(into: "customers").columns("id", "name", "email", "domain", "timezone", "language", "created_at")
-            .values(SQLBind(c.id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(c.timezone), SQLBind(c.language),
-                    SQLBind(c.createdAt)).run()
+            .values(
+                SQLBind(c.id), SQLBind(c.name), SQLBind(c.email), SQLBind(c.domain), SQLBind(c.timezone), SQLBind(c.language),
+                SQLBind(c.createdAt)
+            ).run()
     }
 
     static func exists(_ id: String, in db: any SQLDatabase) async throws -> Bool {
@@ -58,8 +60,10 @@ enum CustomersTable {
     static func mailSettings(_ id: String, in db: any SQLDatabase) async throws -> (email: String, language: String, notifyTypes: String?)? {
         guard let r = try await db.select().columns("email", "language", "notify_types").from("customers").where("id", .equal, SQLBind(id)).first()
         else { return nil }
-        return (try r.decode(column: "email", as: String.self), try r.decode(column: "language", as: String.self),
-                try r.decode(column: "notify_types", as: String?.self))
+        return (
+            try r.decode(column: "email", as: String.self), try r.decode(column: "language", as: String.self),
+            try r.decode(column: "notify_types", as: String?.self)
+        )
     }
 }
 
@@ -70,10 +74,11 @@ extension CustomersTable {
 
     /// The domain and config overrides of the customer a guest belongs to.
     static func configSource(ofGuest guestID: String, in db: any SQLDatabase) async throws -> (domain: String, overrides: String?)? {
-        guard let r = try await db.select().column(SQLColumn("domain", table: "customers")).column(SQLColumn("config_overrides", table: "customers"))
-            .from("guests").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
-            .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "hosts"))
-            .where(SQLColumn("id", table: "guests"), .equal, SQLBind(guestID)).first()
+        guard
+            let r = try await db.select().column(SQLColumn("domain", table: "customers")).column(SQLColumn("config_overrides", table: "customers"))
+                .from("guests").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
+                .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "hosts"))
+                .where(SQLColumn("id", table: "guests"), .equal, SQLBind(guestID)).first()
         else { return nil }
         return (try r.decode(column: "domain", as: String.self), try r.decode(column: "config_overrides", as: String?.self))
     }

@@ -8,16 +8,19 @@ enum EventsTable {
     @discardableResult
     static func insert(_ ev: HubEvent, in db: any SQLDatabase, ignoreDuplicate: Bool = false) async throws -> Bool {
         let q = db.insert(into: "events").columns("id", "at", "source", "host_id", "guest_id", "customer_id", "type", "severity", "data")
-            .values(SQLBind(ev.id), SQLBind(Int64(ev.at.timeIntervalSince1970)), SQLBind(ev.source.rawValue), SQLBind(ev.hostID),
-                    SQLBind(ev.guestID), SQLBind(ev.customerID), SQLBind(ev.type), SQLBind(ev.severity.rawValue),
-                    SQLBind(ev.data.serializedString()))
+            .values(
+                SQLBind(ev.id), SQLBind(Int64(ev.at.timeIntervalSince1970)), SQLBind(ev.source.rawValue), SQLBind(ev.hostID),
+                SQLBind(ev.guestID), SQLBind(ev.customerID), SQLBind(ev.type), SQLBind(ev.severity.rawValue),
+                SQLBind(ev.data.serializedString()))
         if ignoreDuplicate { return try await !q.ignoringConflicts().returning("id").all().isEmpty }
         try await q.run()
         return true
     }
 
     /// Events, newest first, filtered.
-    static func list(customerScope: String?, hostID: String?, type: String?, since: Int64?, limit: Int, in db: any SQLDatabase) async throws -> [HubEvent] {
+    static func list(customerScope: String?, hostID: String?, type: String?, since: Int64?, limit: Int, in db: any SQLDatabase) async throws
+        -> [HubEvent]
+    {
         var q = db.select().column("*").from("events")
         if let c = customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
         if let hostID { q = q.where("host_id", .equal, SQLBind(hostID)) }
@@ -43,8 +46,9 @@ enum EventsTable {
 
     /// The newest event of one of `types` for a host: type and time.
     static func latest(hostID: String, types: [String], in db: any SQLDatabase) async throws -> (type: String, at: Int64)? {
-        guard let r = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
-            .where("type", .in, SQLBind.group(types)).orderBy("at", .descending).limit(1).first()
+        guard
+            let r = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
+                .where("type", .in, SQLBind.group(types)).orderBy("at", .descending).limit(1).first()
         else { return nil }
         return (try r.decode(column: "type", as: String.self), try r.decode(column: "at", as: Int64.self))
     }

@@ -9,10 +9,12 @@ enum HostsTable {
         try await db.insert(into: "hosts").columns("id", "customer_id", "name", "created_at")
             .values(SQLBind(id), SQLBind(customerID), SQLBind(name), SQLBind(at)).run()
         // A new box of a suspended customer starts blocked.
-        try await db.raw("""
+        try await db.raw(
+            """
             UPDATE hosts SET customer_suspended = 1 WHERE id = \(bind: id)
               AND EXISTS (SELECT 1 FROM customers WHERE customers.id = \(bind: customerID) AND customers.suspended_at IS NOT NULL)
-            """).run()
+            """
+        ).run()
     }
 
     static func find(_ id: String, now: Int64, in db: any SQLDatabase) async throws -> HostView? {
@@ -58,11 +60,14 @@ enum HostsTable {
     static func recordReport(hostID: String, at now: Int64, appliedGeneration: Int64?, in db: any SQLDatabase) async throws
         -> (generation: Int64, blocked: Bool, pendingOps: Bool)?
     {
-        guard let row = try await db.raw("""
-            UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation)
-            WHERE id = \(bind: hostID)
-            RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
-            """).first()
+        guard
+            let row = try await db.raw(
+                """
+                UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation)
+                WHERE id = \(bind: hostID)
+                RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
+                """
+            ).first()
         else { return nil }
         let blocked = try row.decode(column: "blocked", as: Int.self) != 0 || row.decode(column: "customer_suspended", as: Int.self) != 0
         return (try row.decode(column: "desired_generation", as: Int64.self), blocked, try row.decode(column: "pending_ops", as: Int64.self) > 0)
@@ -71,10 +76,12 @@ enum HostsTable {
     /// Generation, kill-switch state and pending ops of several hosts in one query (long-poll watcher).
     static func controlFingerprints(hostIDs: [String], now: Int64, in db: any SQLDatabase) async throws -> [String: String] {
         var out: [String: String] = [:]
-        let rows = try await db.raw("""
+        let rows = try await db.raw(
+            """
             SELECT id, desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
             FROM hosts WHERE id IN \(SQLBind.group(hostIDs))
-            """).all()
+            """
+        ).all()
         for r in rows {
             out[try r.decode(column: "id", as: String.self)] = [
                 String(try r.decode(column: "desired_generation", as: Int64.self)), String(try r.decode(column: "blocked", as: Int.self)),
@@ -100,9 +107,12 @@ enum HostsTable {
         -> [(id: String, customerID: String, liveness: LivenessState, lastReportAt: Int64?, createdAt: Int64)]
     {
         try await db.select().columns("id", "customer_id", "liveness", "last_report_at", "created_at").from("hosts").all().map {
-            (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
-             LivenessState(rawValue: try $0.decode(column: "liveness", as: String.self)) ?? .unknown, try $0.decode(column: "last_report_at", as: Int64?.self),
-             try $0.decode(column: "created_at", as: Int64.self))
+            (
+                try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
+                LivenessState(rawValue: try $0.decode(column: "liveness", as: String.self)) ?? .unknown,
+                try $0.decode(column: "last_report_at", as: Int64?.self),
+                try $0.decode(column: "created_at", as: Int64.self)
+            )
         }
     }
 
@@ -124,12 +134,16 @@ enum HostsTable {
 
     /// Hosts with their customer's time zone (backup deadlines).
     static func withTimeZones(in db: any SQLDatabase) async throws -> [(id: String, customerID: String, timezone: String, createdAt: Int64)] {
-        try await db.raw("""
+        try await db.raw(
+            """
             SELECT h.id AS id, h.customer_id AS customer_id, c.timezone AS timezone, h.created_at AS created_at
             FROM hosts h JOIN customers c ON c.id = h.customer_id
-            """).all().map {
-            (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
-             try $0.decode(column: "timezone", as: String.self), try $0.decode(column: "created_at", as: Int64.self))
+            """
+        ).all().map {
+            (
+                try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
+                try $0.decode(column: "timezone", as: String.self), try $0.decode(column: "created_at", as: Int64.self)
+            )
         }
     }
 
@@ -138,16 +152,20 @@ enum HostsTable {
     static func unappliedGenerations(publishedBefore: Int64, in db: any SQLDatabase) async throws
         -> [(id: String, customerID: String, desired: Int64, applied: Int64?, publishedAt: Int64)]
     {
-        try await db.raw("""
+        try await db.raw(
+            """
             SELECT h.id AS id, h.customer_id AS customer_id, h.desired_generation AS desired, h.applied_generation AS applied,
                    p.published_at AS published_at
             FROM hosts h JOIN desired_published p ON p.host_id = h.id AND p.generation = h.desired_generation
             WHERE h.desired_generation > COALESCE(h.applied_generation, 0) AND p.published_at < \(bind: publishedBefore)
               AND h.blocked = 0 AND h.customer_suspended = 0 AND h.last_report_at IS NOT NULL
-            """).all().map {
-            (try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
-             try $0.decode(column: "desired", as: Int64.self), try $0.decode(column: "applied", as: Int64?.self),
-             try $0.decode(column: "published_at", as: Int64.self))
+            """
+        ).all().map {
+            (
+                try $0.decode(column: "id", as: String.self), try $0.decode(column: "customer_id", as: String.self),
+                try $0.decode(column: "desired", as: Int64.self), try $0.decode(column: "applied", as: Int64?.self),
+                try $0.decode(column: "published_at", as: Int64.self)
+            )
         }
     }
 

@@ -99,7 +99,8 @@ public final class HubStore: Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         var isDir: ObjCBool = false
         if !dir.isEmpty, !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
-            throw StoreError(code: .unavailable, message: "cannot open SQLite database '\(path)': the directory '\(dir)' does not exist (create it, mode 0700)")
+            throw StoreError(
+                code: .unavailable, message: "cannot open SQLite database '\(path)': the directory '\(dir)' does not exist (create it, mode 0700)")
         }
         if !FileManager.default.fileExists(atPath: path) {
             let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -256,11 +257,13 @@ final class TransactionGate: Sendable {
     }
 
     func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        if let mine = Self.hold, state.withLock({ s in
-            guard s.holder == mine else { return false }
-            s.depth += 1
-            return true
-        }) {
+        if let mine = Self.hold,
+            state.withLock({ s in
+                guard s.holder == mine else { return false }
+                s.depth += 1
+                return true
+            })
+        {
             defer { state.withLock { $0.depth -= 1 } }
             return try await body()
         }

@@ -12,18 +12,21 @@ enum KeysTable {
         var revoked: Bool
     }
 
-    static func insert(id: String, hash: String, kind: String, subjectID: String, customerID: String, at: Int64, in db: any SQLDatabase) async throws {
+    static func insert(id: String, hash: String, kind: String, subjectID: String, customerID: String, at: Int64, in db: any SQLDatabase) async throws
+    {
         try await db.insert(into: "api_keys").columns("id", "hash", "kind", "subject_id", "customer_id", "created_at")
             .values(SQLBind(id), SQLBind(hash), SQLBind(kind), SQLBind(subjectID), SQLBind(customerID), SQLBind(at)).run()
     }
 
     static func byHash(_ hash: String, in db: any SQLDatabase) async throws -> KeyRow? {
-        guard let r = try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
-            .where("hash", .equal, SQLBind(hash)).first()
+        guard
+            let r = try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
+                .where("hash", .equal, SQLBind(hash)).first()
         else { return nil }
-        return KeyRow(hash: try r.decode(column: "hash", as: String.self), kind: try r.decode(column: "kind", as: String.self),
-                      subjectID: try r.decode(column: "subject_id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
-                      revoked: !(try r.decodeNil(column: "revoked_at")))
+        return KeyRow(
+            hash: try r.decode(column: "hash", as: String.self), kind: try r.decode(column: "kind", as: String.self),
+            subjectID: try r.decode(column: "subject_id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
+            revoked: !(try r.decodeNil(column: "revoked_at")))
     }
 
     /// Active keys of a subject: (kind, customer id) per key.
@@ -45,8 +48,10 @@ enum KeysTable {
         try await db.select().column("id").from("operator_keys").where("fingerprint", .equal, SQLBind(fingerprint)).first() != nil
     }
 
-    static func insertOperatorKey(id: String, publicKey: String, fingerprint: String, role: String, name: String, at: Int64,
-                                  in db: any SQLDatabase) async throws {
+    static func insertOperatorKey(
+        id: String, publicKey: String, fingerprint: String, role: String, name: String, at: Int64,
+        in db: any SQLDatabase
+    ) async throws {
         try await db.insert(into: "operator_keys").columns("id", "public_key", "fingerprint", "role", "name", "created_at")
             .values(SQLBind(id), SQLBind(publicKey), SQLBind(fingerprint), SQLBind(role), SQLBind(name), SQLBind(at)).run()
     }

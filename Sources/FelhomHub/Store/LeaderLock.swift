@@ -6,7 +6,9 @@ extension HubStore {
     /// Runs `body` with a question "does this process lead?" — on SQLite (one process) always yes;
     /// on PostgreSQL one replica at a time holds a session advisory lock on a connection leased for
     /// as long as `body` runs (the lock goes with the connection if the replica dies).
-    func withLeaderLock<T: Sendable>(key: Int64, _ body: @Sendable (_ isLeader: @Sendable () async throws -> Bool) async throws -> T) async throws -> T {
+    func withLeaderLock<T: Sendable>(key: Int64, _ body: @Sendable (_ isLeader: @Sendable () async throws -> Bool) async throws -> T) async throws
+        -> T
+    {
         switch backend {
         case .sqlite:
             return try await body({ true })

@@ -108,7 +108,9 @@ enum Migrations {
                 .column("last_error", type: .text)
                 .run()
             try await db.create(index: "outbox_due").on("notification_outbox").column("status").column("next_attempt_at").run()
-            try await db.create(index: "outbox_cooldown").on("notification_outbox").column("channel").column("host_id").column("event_type").column("created_at").run()
+            try await db.create(index: "outbox_cooldown").on("notification_outbox").column("channel").column("host_id").column("event_type").column(
+                "created_at"
+            ).run()
             try await db.create(table: "notification_log").ifNotExists()
                 .column("id", type: .text, .primaryKey(autoIncrement: false))
                 .column("outbox_id", type: .text, .notNull)
@@ -235,7 +237,8 @@ enum Migrations {
             let dups = try await db.raw("SELECT domain FROM customers GROUP BY domain HAVING COUNT(*) > 1").all()
                 .map { try $0.decode(column: "domain", as: String.self) }
             guard dups.isEmpty else {
-                throw StoreError(code: .query, message: "customers share a domain (\(dups.joined(separator: ", "))): give each its own, then start again")
+                throw StoreError(
+                    code: .query, message: "customers share a domain (\(dups.joined(separator: ", "))): give each its own, then start again")
             }
             try await db.raw("CREATE UNIQUE INDEX IF NOT EXISTS customers_domain ON customers (domain)").run()
         },

@@ -31,10 +31,14 @@ enum OutboxTable {
 
     static func enqueue(_ m: Mail, at now: Int64, in db: any SQLDatabase) async throws {
         try await db.insert(into: "notification_outbox")
-            .columns("id", "channel", "recipient", "language", "host_id", "event_id", "event_type", "subject", "body", "status",
-                     "attempts", "next_attempt_at", "created_at")
-            .values(SQLBind(Ids.make("mail")), SQLBind(m.channel), SQLBind(m.recipient), SQLBind(m.language), SQLBind(m.hostID), SQLBind(m.eventID),
-                    SQLBind(m.eventType), SQLBind(m.subject), SQLBind(m.body), SQLBind("pending"), SQLBind(0), SQLBind(now), SQLBind(now))
+            .columns(
+                "id", "channel", "recipient", "language", "host_id", "event_id", "event_type", "subject", "body", "status",
+                "attempts", "next_attempt_at", "created_at"
+            )
+            .values(
+                SQLBind(Ids.make("mail")), SQLBind(m.channel), SQLBind(m.recipient), SQLBind(m.language), SQLBind(m.hostID), SQLBind(m.eventID),
+                SQLBind(m.eventType), SQLBind(m.subject), SQLBind(m.body), SQLBind("pending"), SQLBind(0), SQLBind(now), SQLBind(now)
+            )
             .run()
     }
 
@@ -42,7 +46,8 @@ enum OutboxTable {
         try await db.select().columns("id", "recipient", "subject", "body", "attempts").from("notification_outbox")
             .where("status", .equal, SQLBind("pending")).where("next_attempt_at", .lessThanOrEqual, SQLBind(now))
             .orderBy("next_attempt_at").limit(limit).all().map {
-                Due(id: try $0.decode(column: "id", as: String.self), recipient: try $0.decode(column: "recipient", as: String.self),
+                Due(
+                    id: try $0.decode(column: "id", as: String.self), recipient: try $0.decode(column: "recipient", as: String.self),
                     subject: try $0.decode(column: "subject", as: String.self), body: try $0.decode(column: "body", as: String.self),
                     attempts: try $0.decode(column: "attempts", as: Int.self))
             }
@@ -58,7 +63,9 @@ enum OutboxTable {
                 .set("sent_at", to: SQLBind(at)).where("id", .equal, SQLBind(id)).run()
         }
         try await db.insert(into: "notification_log").columns("id", "outbox_id", "at", "result", "detail")
-            .values(SQLBind(Ids.make("log")), SQLBind(id), SQLBind(at), SQLBind(error == nil ? "sent" : "failed"),
-                    SQLBind(String((error ?? "attempt \(attempts)").prefix(500)))).run()
+            .values(
+                SQLBind(Ids.make("log")), SQLBind(id), SQLBind(at), SQLBind(error == nil ? "sent" : "failed"),
+                SQLBind(String((error ?? "attempt \(attempts)").prefix(500)))
+            ).run()
     }
 }

@@ -4,14 +4,20 @@ import SQLKit
 /// SQL of disaster recovery (`dr_records`: durable, never pruned; columns the box reports are
 /// `box_*`) and customer retrieval attempts (`retrieval_attempts`).
 enum RecoveryTable {
-    static func saveOperatorRecord(hostID: String, pbsNamespace: String?, repositoryFingerprint: String?, wrappedEscrowKey: String?,
-                                   tunnelTokenRef: String?, at: Int64, in db: any SQLDatabase) async throws {
-        try await db.insert(into: "dr_records").columns("host_id", "pbs_namespace", "repository_fingerprint", "wrapped_escrow_key", "tunnel_token_ref", "updated_at")
-            .values(SQLBind(hostID), SQLBind(pbsNamespace), SQLBind(repositoryFingerprint), SQLBind(wrappedEscrowKey), SQLBind(tunnelTokenRef), SQLBind(at))
-            .onConflict(with: ["host_id"]) {
-                $0.set(excludedValueOf: "pbs_namespace").set(excludedValueOf: "repository_fingerprint")
-                    .set(excludedValueOf: "wrapped_escrow_key").set(excludedValueOf: "tunnel_token_ref").set(excludedValueOf: "updated_at")
-            }.run()
+    static func saveOperatorRecord(
+        hostID: String, pbsNamespace: String?, repositoryFingerprint: String?, wrappedEscrowKey: String?,
+        tunnelTokenRef: String?, at: Int64, in db: any SQLDatabase
+    ) async throws {
+        try await db.insert(into: "dr_records").columns(
+            "host_id", "pbs_namespace", "repository_fingerprint", "wrapped_escrow_key", "tunnel_token_ref", "updated_at"
+        )
+        .values(
+            SQLBind(hostID), SQLBind(pbsNamespace), SQLBind(repositoryFingerprint), SQLBind(wrappedEscrowKey), SQLBind(tunnelTokenRef), SQLBind(at)
+        )
+        .onConflict(with: ["host_id"]) {
+            $0.set(excludedValueOf: "pbs_namespace").set(excludedValueOf: "repository_fingerprint")
+                .set(excludedValueOf: "wrapped_escrow_key").set(excludedValueOf: "tunnel_token_ref").set(excludedValueOf: "updated_at")
+        }.run()
     }
 
     static func saveBoxReport(hostID: String, storageManifest: String, pbsFingerprint: String?, at: Int64, in db: any SQLDatabase) async throws {

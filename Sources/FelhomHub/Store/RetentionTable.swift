@@ -10,7 +10,8 @@ enum RetentionTable {
         out["notification_outbox"] = try await db.delete(from: "notification_outbox").where("status", .equal, SQLBind("sent"))
             .where("created_at", .lessThan, SQLBind(mail)).returning("id").all().count
         out["events"] = try await db.delete(from: "events").where("at", .lessThan, SQLBind(events)).returning("id").all().count
-        out["retrieval_attempts"] = try await db.delete(from: "retrieval_attempts").where("at", .lessThan, SQLBind(attempts)).returning("id").all().count
+        out["retrieval_attempts"] = try await db.delete(from: "retrieval_attempts").where("at", .lessThan, SQLBind(attempts)).returning("id").all()
+            .count
         out["dashboard_login_failures"] = try await db.delete(from: "dashboard_login_failures").where("at", .lessThan, SQLBind(attempts))
             .returning("id").all().count
         out["dashboard_sessions"] = try await db.delete(from: "dashboard_sessions").where("expires_at", .lessThan, SQLBind(now))

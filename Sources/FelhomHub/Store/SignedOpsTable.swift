@@ -16,12 +16,16 @@ enum SignedOpsTable {
         var limit: Int?
     }
 
-    static func insert(id: String, hostID: String, guestID: String?, customerID: String, op: String, blob: String, nonce: String,
-                       expiresAt: Int64, createdAt: Int64, in db: any SQLDatabase) async throws {
+    static func insert(
+        id: String, hostID: String, guestID: String?, customerID: String, op: String, blob: String, nonce: String,
+        expiresAt: Int64, createdAt: Int64, in db: any SQLDatabase
+    ) async throws {
         try await db.insert(into: "signed_ops")
             .columns("id", "host_id", "guest_id", "customer_id", "op", "blob", "nonce", "expires_at", "status", "created_at")
-            .values(SQLBind(id), SQLBind(hostID), SQLBind(guestID), SQLBind(customerID), SQLBind(op), SQLBind(blob), SQLBind(nonce),
-                    SQLBind(expiresAt), SQLBind(SignedOpStatus.pendingSignature.rawValue), SQLBind(createdAt)).run()
+            .values(
+                SQLBind(id), SQLBind(hostID), SQLBind(guestID), SQLBind(customerID), SQLBind(op), SQLBind(blob), SQLBind(nonce),
+                SQLBind(expiresAt), SQLBind(SignedOpStatus.pendingSignature.rawValue), SQLBind(createdAt)
+            ).run()
     }
 
     /// Marks unfinished ops past their expiry as `expired`.
@@ -33,10 +37,12 @@ enum SignedOpsTable {
     /// Ops with their host's and customer's names (`host_name`, `customer_name`), expired ones marked first.
     static func list(_ f: Filter, now: Int64, in db: any SQLDatabase) async throws -> [any SQLRow] {
         try await expire(now: now, in: db)
-        var q = db.select().column(SQLColumn("*", table: "signed_ops")).column(SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name")))
-            .column(SQLAlias(SQLColumn("name", table: "customers"), as: SQLIdentifier("customer_name")))
-            .from("signed_ops").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "signed_ops"))
-            .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
+        var q = db.select().column(SQLColumn("*", table: "signed_ops")).column(
+            SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name"))
+        )
+        .column(SQLAlias(SQLColumn("name", table: "customers"), as: SQLIdentifier("customer_name")))
+        .from("signed_ops").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "signed_ops"))
+        .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
         if let id = f.id { q = q.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }
         if let c = f.customerScope { q = q.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(c)) }
         if let h = f.hostID { q = q.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(h)) }
@@ -71,8 +77,10 @@ enum SignedOpsTable {
 
     /// Whether the host has ops to act on: the same condition as report ingest's (``HostsTable/pendingSignedOpsCondition(hostColumn:now:)``).
     static func hasPending(hostID: String, now: Int64, in db: any SQLDatabase) async throws -> Bool {
-        try await db.raw("SELECT \(HostsTable.pendingSignedOpsCondition(hostColumn: "h.id", now: now)) AS n FROM hosts h WHERE h.id = \(bind: hostID)")
-            .first()?.decode(column: "n", as: Int64.self) ?? 0 > 0
+        try await db.raw(
+            "SELECT \(HostsTable.pendingSignedOpsCondition(hostColumn: "h.id", now: now)) AS n FROM hosts h WHERE h.id = \(bind: hostID)"
+        )
+        .first()?.decode(column: "n", as: Int64.self) ?? 0 > 0
     }
 
     /// Ops of a host not finished yet (the dashboard's pending count).
@@ -85,11 +93,13 @@ enum SignedOpsTable {
     /// A copy of a signed op under a new id and nonce, as a compromised hub would replay it
     /// (`felhom demo` shows the agent refusing it).
     static func duplicateAsReplay(of id: String, newID: String, in db: any SQLDatabase) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, signer, created_at, signed_at)
             SELECT \(bind: newID), host_id, guest_id, customer_id, op, blob, nonce || '-copy', expires_at, 'signed', signature, signer, created_at, signed_at
             FROM signed_ops WHERE id = \(bind: id)
-            """).run()
+            """
+        ).run()
     }
 }
 
@@ -104,9 +114,12 @@ extension HubStore {
 extension HubStore {
     /// Puts a signed op straight into the queue as `signed`, past every check the hub makes (a
     /// compromised hub can do this; tests use it to prove the agent is the authority).
-    public func forgeSignedOp(id: String, hostID: String, guestID: String?, op: String, blob: String, signature: String, expiresAt: Int64) async throws {
+    public func forgeSignedOp(id: String, hostID: String, guestID: String?, op: String, blob: String, signature: String, expiresAt: Int64)
+        async throws
+    {
         try await withDB { db in
-            try await SignedOpsTable.insertForged(id: id, hostID: hostID, guestID: guestID, op: op, blob: blob, signature: signature, expiresAt: expiresAt, in: db)
+            try await SignedOpsTable.insertForged(
+                id: id, hostID: hostID, guestID: guestID, op: op, blob: blob, signature: signature, expiresAt: expiresAt, in: db)
         }
     }
 }
@@ -115,10 +128,12 @@ extension SignedOpsTable {
     static func insertForged(
         id: String, hostID: String, guestID: String?, op: String, blob: String, signature: String, expiresAt: Int64, in db: any SQLDatabase
     ) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO signed_ops (id, host_id, guest_id, customer_id, op, blob, nonce, expires_at, status, signature, created_at, signed_at)
             SELECT \(bind: id), id, \(bind: guestID), customer_id, \(bind: op), \(bind: blob), \(bind: "forged-" + id), \(bind: expiresAt), 'signed', \(bind: signature), 0, 0
             FROM hosts WHERE id = \(bind: hostID)
-            """).run()
+            """
+        ).run()
     }
 }

@@ -34,10 +34,12 @@ public struct SSHPrivateKey: Sendable {
         guard try r.readBytes(15) == Array("openssh-key-v1\0".utf8) else {
             throw SignatureError(.malformed, "unknown private key format (expected openssh-key-v1)")
         }
-        let cipher = try r.readText(), kdf = try r.readText()
+        let cipher = try r.readText()
+        let kdf = try r.readText()
         _ = try r.readString()
         guard cipher == "none", kdf == "none" else {
-            throw SignatureError(.unsupportedKey, "the key is passphrase-protected (\(cipher)); sign with ssh-keygen instead (felhom op sign --ssh-keygen)")
+            throw SignatureError(
+                .unsupportedKey, "the key is passphrase-protected (\(cipher)); sign with ssh-keygen instead (felhom op sign --ssh-keygen)")
         }
         guard try r.readUInt32() == 1 else { throw SignatureError(.malformed, "key files with several keys are not supported") }
         let pub = try SSHPublicKey(wireBytes: try r.readString())
@@ -47,7 +49,8 @@ public struct SSHPrivateKey: Sendable {
         guard type == pub.algorithm.rawValue else { throw SignatureError(.malformed, "private key type '\(type)' does not match its public key") }
         switch pub.algorithm {
         case .ed25519:
-            let pk = try s.readString(), sk = try s.readString()
+            let pk = try s.readString()
+            let sk = try s.readString()
             guard pk.count == 32, sk.count == 64, let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: sk[0..<32]),
                 Array(key.publicKey.rawRepresentation) == pk
             else { throw SignatureError(.malformed, "invalid Ed25519 private key") }
@@ -61,15 +64,19 @@ public struct SSHPrivateKey: Sendable {
             else { throw SignatureError(.malformed, "invalid P-256 private key") }
             material = .ecdsaP256(key)
         case .rsa:
-            let n = try s.readPositiveMPInt(), e = try s.readPositiveMPInt(), d = try s.readPositiveMPInt()
+            let n = try s.readPositiveMPInt()
+            let e = try s.readPositiveMPInt()
+            let d = try s.readPositiveMPInt()
             _ = try s.readPositiveMPInt()  // iqmp
-            let p = try s.readPositiveMPInt(), q = try s.readPositiveMPInt()
+            let p = try s.readPositiveMPInt()
+            let q = try s.readPositiveMPInt()
             guard let key = try? _RSA.Signing.PrivateKey(n: n, e: e, d: d, p: p, q: q) else {
                 throw SignatureError(.malformed, "invalid RSA private key")
             }
             material = .rsa(key)
         case .skEd25519, .skEcdsaP256:
-            throw SignatureError(.unsupportedKey, "security-key signatures need the authenticator; sign with ssh-keygen (felhom op sign --ssh-keygen)")
+            throw SignatureError(
+                .unsupportedKey, "security-key signatures need the authenticator; sign with ssh-keygen (felhom op sign --ssh-keygen)")
         }
         publicKey = pub
         comment = (try? s.readText()) ?? ""
@@ -99,7 +106,8 @@ public struct SSHPrivateKey: Sendable {
     }
 
     /// Signs `message` in `namespace` (default hash SHA-512, as ssh-keygen).
-    public func sign(message: [UInt8], namespace: String, hashAlgorithm: SSHSignature.HashAlgorithm = .sha512) throws(SignatureError) -> SSHSignature {
+    public func sign(message: [UInt8], namespace: String, hashAlgorithm: SSHSignature.HashAlgorithm = .sha512) throws(SignatureError) -> SSHSignature
+    {
         let data = SSHSignature.signedData(namespace: namespace, hashAlgorithm: hashAlgorithm, message: message)
         var w = SSHWireWriter()
         do {

@@ -39,7 +39,10 @@ public struct SSHPublicKey: Sendable, Hashable, CustomStringConvertible {
         guard let alg = Algorithm(rawValue: typeName) else {
             throw SignatureError(.malformed, "unsupported key type '\(typeName)'")
         }
-        var point: [UInt8] = [], e: [UInt8] = [], n: [UInt8] = [], app: String?
+        var point: [UInt8] = []
+        var e: [UInt8] = []
+        var n: [UInt8] = []
+        var app: String?
         switch alg {
         case .ed25519, .skEd25519:
             point = try r.readString()
@@ -153,7 +156,8 @@ public struct SSHPublicKey: Sendable, Hashable, CustomStringConvertible {
 
     private func checkECDSA(_ sig: [UInt8], over data: [UInt8]) throws(SignatureError) {
         var r = SSHWireReader(sig)
-        let rr = try r.readPositiveMPInt(maxBytes: 33), ss = try r.readPositiveMPInt(maxBytes: 33)
+        let rr = try r.readPositiveMPInt(maxBytes: 33)
+        let ss = try r.readPositiveMPInt(maxBytes: 33)
         guard r.isAtEnd, rr.count <= 32, ss.count <= 32 else { throw SignatureError(.malformed, "malformed ECDSA signature") }
         let raw = [UInt8](repeating: 0, count: 32 - rr.count) + rr + [UInt8](repeating: 0, count: 32 - ss.count) + ss
         guard let key = try? P256.Signing.PublicKey(x963Representation: point),
@@ -170,7 +174,8 @@ public struct SSHPublicKey: Sendable, Hashable, CustomStringConvertible {
         }
         let s = _RSA.Signing.RSASignature(rawRepresentation: padded)
         // The Digest overloads pick the hash from the digest type; the DataProtocol ones would hash with SHA-256.
-        let ok = sha512
+        let ok =
+            sha512
             ? key.isValidSignature(s, for: SHA512.hash(data: data), padding: .insecurePKCS1v1_5)
             : key.isValidSignature(s, for: SHA256.hash(data: data), padding: .insecurePKCS1v1_5)
         guard ok else { throw SignatureError(.badSignature, "RSA signature does not verify") }

@@ -14,8 +14,10 @@ public struct PinnedSigner: Sendable, Equatable {
     public var validAfter: Date?
     public var validBefore: Date?
 
-    public init(name: String, key: SSHPublicKey, role: Role = .operational, namespaces: [String]? = nil,
-                validAfter: Date? = nil, validBefore: Date? = nil) {
+    public init(
+        name: String, key: SSHPublicKey, role: Role = .operational, namespaces: [String]? = nil,
+        validAfter: Date? = nil, validBefore: Date? = nil
+    ) {
         self.name = name
         self.key = key
         self.role = role
@@ -46,11 +48,16 @@ public enum AllowedSigners {
 
     /// Splits on whitespace outside double quotes.
     static func tokens(_ s: String) -> [String] {
-        var out: [String] = [], cur = "", quoted = false
+        var out: [String] = []
+        var cur = ""
+        var quoted = false
         for ch in s {
             if ch == "\"" { quoted.toggle() }
             if (ch == " " || ch == "\t") && !quoted {
-                if !cur.isEmpty { out.append(cur); cur = "" }
+                if !cur.isEmpty {
+                    out.append(cur)
+                    cur = ""
+                }
             } else {
                 cur.append(ch)
             }
@@ -98,10 +105,17 @@ public enum AllowedSigners {
     }
 
     static func splitOptions(_ s: String) -> [String] {
-        var out: [String] = [], cur = "", quoted = false
+        var out: [String] = []
+        var cur = ""
+        var quoted = false
         for ch in s {
             if ch == "\"" { quoted.toggle() }
-            if ch == "," && !quoted { out.append(cur); cur = "" } else { cur.append(ch) }
+            if ch == "," && !quoted {
+                out.append(cur)
+                cur = ""
+            } else {
+                cur.append(ch)
+            }
         }
         if !cur.isEmpty { out.append(cur) }
         return out

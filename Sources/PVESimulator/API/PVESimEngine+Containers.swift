@@ -27,7 +27,12 @@ extension PVESimEngine {
         func section(_ cfg: [String: String]) -> String {
             var s = ""
             for line in (cfg["description"] ?? "").unicodeScalars.split(separator: "\n").map({ String(String.UnicodeScalarView($0)) }) {
-                s += "#" + (line.addingPercentEncoding(withAllowedCharacters: .init(charactersIn: " !\"#$&'()*+,-./0123456789;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~")) ?? String(line)) + "\n"
+                s +=
+                    "#"
+                    + (line.addingPercentEncoding(
+                        withAllowedCharacters: .init(
+                            charactersIn: " !\"#$&'()*+,-./0123456789;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"))
+                        ?? String(line)) + "\n"
             }
             for k in cfg.keys.sorted() where k != "description" && !k.hasPrefix("x-sim-") { s += "\(k): \(cfg[k]!)\n" }
             return s
@@ -116,7 +121,8 @@ extension PVESimEngine {
         let memMiB = Int64(c.config["memory"] ?? "512") ?? 512
         let swapMiB = Int64(c.config["swap"] ?? "512") ?? 512
         let maxdisk = Self.sizeBytes(c.config["rootfs"].flatMap { Self.option("size", in: $0) })
-        let cpus: JSONValue = c.config["cores"].flatMap { Int64($0) }.map(JSONValue.int)
+        let cpus: JSONValue =
+            c.config["cores"].flatMap { Int64($0) }.map(JSONValue.int)
             ?? c.config["cpulimit"].map(JSONValue.string) ?? .int(Int64(node.cpus))
         var o: [String: JSONValue] = [
             "vmid": .int(Int64(c.vmid)), "type": "lxc", "status": .string(c.running ? "running" : "stopped"),
@@ -257,7 +263,8 @@ extension PVESimEngine {
         let parts = volid.split(separator: ":", maxSplits: 1)
         guard parts.count == 2, let gib = Double(parts[1]) else {
             if parts.count == 1, let gib = Double(volid) {
-                return try allocateIfNew(key, "local:\(ParamValidator.num(gib))" + value.dropFirst(volid.count), vmid: vmid, taken: &taken, data: data)
+                return try allocateIfNew(
+                    key, "local:\(ParamValidator.num(gib))" + value.dropFirst(volid.count), vmid: vmid, taken: &taken, data: data)
             }
             if !volid.hasPrefix("/"), !state.volumes.contains(where: { $0.volid == volid }) {
                 throw SimError.param([key: "volume '\(volid)' does not exist"])
@@ -290,7 +297,9 @@ extension PVESimEngine {
         }
         for d in deletes {
             if set[d] != nil { throw SimError.param(["delete": "you can't use '-\(d)' and -delete \(d)' at the same time"]) }
-            if ParamValidator.property(d, in: ParamValidator.endpoints["PUT /nodes/{node}/lxc/{vmid}/config"]?["parameters"]?["properties"]?.objectValue ?? [:]) == nil {
+            if ParamValidator.property(
+                d, in: ParamValidator.endpoints["PUT /nodes/{node}/lxc/{vmid}/config"]?["parameters"]?["properties"]?.objectValue ?? [:]) == nil
+            {
                 throw SimError.param(["delete": "unknown option '\(d)'"])
             }
             if Self.requiredKeys.contains(d) { throw SimError.die("unable to delete required option '\(d)'") }

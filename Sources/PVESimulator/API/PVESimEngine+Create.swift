@@ -70,7 +70,7 @@ extension PVESimEngine {
                 return Result(.string(startFailedCreate(spec, vmid: vmid, failure: failure!, existing: existing)))
             }
             spec.log = [
-                "recovering backed-up configuration from '\(ostemplate)'",
+                "recovering backed-up configuration from '\(ostemplate)'"
             ]
             config = backupConfig
             for k in ["lock", "parent", "snaptime"] { config[k] = nil }

@@ -33,7 +33,12 @@ extension PVESimEngine {
             var pp: [String: String] = [:]
             var ok = true
             for (p, s) in zip(pat, segs) {
-                if p.hasPrefix("{") { pp[String(p.dropFirst().dropLast())] = s } else if p != s { ok = false; break }
+                if p.hasPrefix("{") {
+                    pp[String(p.dropFirst().dropLast())] = s
+                } else if p != s {
+                    ok = false
+                    break
+                }
             }
             if ok {
                 matched = (key, pp)

@@ -43,7 +43,8 @@ extension PVESimEngine {
         var spec = TaskSpec(
             node: nodeName, type: "vzdump", id: local.count == 1 ? String(local[0]) : "", authid: authid, requestPath: path)
         spec.checkLock = false
-        let cmdline = (["vzdump"] + local.map(String.init) + ["--storage", storageID, "--mode", mode]
+        let cmdline =
+            (["vzdump"] + local.map(String.init) + ["--storage", storageID, "--mode", mode]
             + (compress != "0" ? ["--compress", compress] : []) + ["--node", nodeName]).joined(separator: " ")
         var log = ["INFO: starting new backup job: \(cmdline)"]
         var errors = 0
@@ -352,7 +353,8 @@ extension PVESimEngine {
         if let path = p.str("path") {
             paths = [path]
         } else {
-            paths = ["/", "/access", "/nodes", "/storage", "/vms"] + state.nodes.map { "/nodes/\($0.name)" }
+            paths =
+                ["/", "/access", "/nodes", "/storage", "/vms"] + state.nodes.map { "/nodes/\($0.name)" }
                 + state.storages.map { "/storage/\($0.id)" } + state.containers.keys.sorted().map { "/vms/\($0)" }
         }
         var out: [String: JSONValue] = [:]

@@ -253,7 +253,8 @@ extension PVESimEngine {
         if let type = p.str("typefilter") { items = items.filter { $0.type == type } }
         if p.bool("errors") == true { items = items.filter { $0.exitStatus != "OK" } }
         items.sort { $0.starttime > $1.starttime }
-        let start = p.int("start") ?? 0, limit = p.int("limit") ?? 50
+        let start = p.int("start") ?? 0
+        let limit = p.int("limit") ?? 50
         let page = items.dropFirst(start).prefix(limit)
         let out: [JSONValue] = page.map { t in
             var o: [String: JSONValue] = [

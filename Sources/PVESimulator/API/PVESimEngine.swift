@@ -136,7 +136,10 @@ public actor PVESimEngine {
 
     // MARK: - Authentication
 
-    enum AuthResult { case success(String), failure(String) }
+    enum AuthResult {
+        case success(String)
+        case failure(String)
+    }
 
     /// `Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET` (a space instead of the first `=` is
     /// accepted too). Every failure is `401 Authentication failed!`; no header at all is `401 No ticket`.
@@ -151,12 +154,14 @@ public actor PVESimEngine {
         if let semi = value.firstIndex(of: ";") { value = value[..<semi] }
         let decoded = String(value).removingPercentEncoding ?? String(value)
         guard let lastEq = decoded.lastIndex(of: "=") else { return .failure("Authentication failed!") }
-        let tokenid = String(decoded[..<lastEq]), secret = String(decoded[decoded.index(after: lastEq)...])
+        let tokenid = String(decoded[..<lastEq])
+        let secret = String(decoded[decoded.index(after: lastEq)...])
         guard let token = state.tokens.first(where: { $0.tokenid == tokenid }) else {
             return .failure("Authentication failed!")
         }
         if token.expire > 0, token.expire < nowEpoch { return .failure("Authentication failed!") }
-        let a = Array(SHA256.hash(data: Data(secret.utf8))), b = Array(SHA256.hash(data: Data(token.secret.utf8)))
+        let a = Array(SHA256.hash(data: Data(secret.utf8)))
+        let b = Array(SHA256.hash(data: Data(token.secret.utf8)))
         guard a == b else { return .failure("Authentication failed!") }
         return .success(token.tokenid)
     }
@@ -190,7 +195,8 @@ public actor PVESimEngine {
             func dec(_ s: Substring) -> String {
                 (String(s).replacingOccurrences(of: "+", with: " ")).removingPercentEncoding ?? String(s)
             }
-            let k = dec(kv[0]), v = kv.count > 1 ? dec(kv[1]) : ""
+            let k = dec(kv[0])
+            let v = kv.count > 1 ? dec(kv[1]) : ""
             out[k] = out[k].map { $0 + "\0" + v } ?? v
         }
         return out.mapValues { .string($0) }

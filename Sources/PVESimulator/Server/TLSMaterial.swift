@@ -81,8 +81,10 @@ public struct TLSMaterial: Sendable {
     }
 
     static func sanEntries(_ names: [String]) -> [GeneralName] {
-        var out: [GeneralName] = [.ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
-                                  .ipAddress(ASN1OctetString(contentBytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]))]
+        var out: [GeneralName] = [
+            .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
+            .ipAddress(ASN1OctetString(contentBytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])),
+        ]
         for n in Set(names) { out.append(.dnsName(n)) }
         return out
     }

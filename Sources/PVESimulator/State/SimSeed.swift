@@ -32,11 +32,12 @@ public enum SimSeed {
 
         let t0 = Int64(now.timeIntervalSince1970) - 86_400
         var volumes: [SimVolume] = [
-            SimVolume(volid: osTemplateVolid, storage: "local", content: "vztmpl", format: "tzst", size: 126_322_345, ctime: t0),
+            SimVolume(volid: osTemplateVolid, storage: "local", content: "vztmpl", format: "tzst", size: 126_322_345, ctime: t0)
         ]
         func disk(_ vmid: Int, _ n: Int, _ gib: Int64, _ data: String) -> SimVolume {
-            SimVolume(volid: "local-lvm:vm-\(vmid)-disk-\(n)", storage: "local-lvm", content: "rootdir", format: "raw",
-                      size: gib << 30, vmid: vmid, ctime: t0, data: data)
+            SimVolume(
+                volid: "local-lvm:vm-\(vmid)-disk-\(n)", storage: "local-lvm", content: "rootdir", format: "raw",
+                size: gib << 30, vmid: vmid, ctime: t0, data: data)
         }
         let golden: [String: String] = [
             "arch": "amd64", "cores": "1", "features": "keyctl=1,nesting=1", "hostname": "felhom-golden",
@@ -51,31 +52,37 @@ public enum SimSeed {
         goldenBackup.capturedData = ["rootfs": "golden-template-v1"]
         volumes.append(goldenBackup)
 
-        var web = SimContainer(vmid: 100, node: node, config: [
-            "arch": "amd64", "cores": "2", "cpuunits": "200", "features": "keyctl=1,nesting=1", "hostname": "web",
-            "memory": "2048", "swap": "512", "ostype": "debian", "unprivileged": "1", "onboot": "1", "tags": "felhom",
-            "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2E:C5:7E,ip=dhcp,type=veth",
-            "rootfs": "local-lvm:vm-100-disk-0,size=8G",
-            "mp0": "local-lvm:vm-100-disk-1,mp=/srv/media,backup=0,size=32G",
-            "description": "customer apps: photos, passwords\n",
-        ], running: true)
+        var web = SimContainer(
+            vmid: 100, node: node,
+            config: [
+                "arch": "amd64", "cores": "2", "cpuunits": "200", "features": "keyctl=1,nesting=1", "hostname": "web",
+                "memory": "2048", "swap": "512", "ostype": "debian", "unprivileged": "1", "onboot": "1", "tags": "felhom",
+                "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2E:C5:7E,ip=dhcp,type=veth",
+                "rootfs": "local-lvm:vm-100-disk-0,size=8G",
+                "mp0": "local-lvm:vm-100-disk-1,mp=/srv/media,backup=0,size=32G",
+                "description": "customer apps: photos, passwords\n",
+            ], running: true)
         web.startedAt = Double(t0)
         volumes += [disk(100, 0, 8, "web-rootfs"), disk(100, 1, 32, "web-media")]
 
-        let db = SimContainer(vmid: 101, node: node, config: [
-            "arch": "amd64", "cores": "1", "cpuunits": "100", "features": "keyctl=1,nesting=1", "hostname": "db",
-            "memory": "1024", "swap": "512", "ostype": "debian", "unprivileged": "1", "tags": "felhom",
-            "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:4A:10:01,ip=dhcp,type=veth",
-            "rootfs": "local-lvm:vm-101-disk-0,size=8G",
-            "mp0": "local-lvm:vm-101-disk-1,mp=/var/lib/postgresql,backup=1,size=16G",
-        ])
+        let db = SimContainer(
+            vmid: 101, node: node,
+            config: [
+                "arch": "amd64", "cores": "1", "cpuunits": "100", "features": "keyctl=1,nesting=1", "hostname": "db",
+                "memory": "1024", "swap": "512", "ostype": "debian", "unprivileged": "1", "tags": "felhom",
+                "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:4A:10:01,ip=dhcp,type=veth",
+                "rootfs": "local-lvm:vm-101-disk-0,size=8G",
+                "mp0": "local-lvm:vm-101-disk-1,mp=/var/lib/postgresql,backup=1,size=16G",
+            ])
         volumes += [disk(101, 0, 8, "db-rootfs"), disk(101, 1, 16, "db-data")]
 
-        let selftest = SimContainer(vmid: selftestVmid, node: node, config: [
-            "arch": "amd64", "cores": "1", "hostname": "felhom-selftest", "memory": "256", "swap": "0", "ostype": "debian",
-            "unprivileged": "1", "rootfs": "local-lvm:vm-\(selftestVmid)-disk-0,size=2G",
-            "description": "scratch guest for felhom-agent selftest\n", "tags": "felhom-selftest",
-        ])
+        let selftest = SimContainer(
+            vmid: selftestVmid, node: node,
+            config: [
+                "arch": "amd64", "cores": "1", "hostname": "felhom-selftest", "memory": "256", "swap": "0", "ostype": "debian",
+                "unprivileged": "1", "rootfs": "local-lvm:vm-\(selftestVmid)-disk-0,size=2G",
+                "description": "scratch guest for felhom-agent selftest\n", "tags": "felhom-selftest",
+            ])
         volumes.append(disk(selftestVmid, 0, 2, "selftest-rootfs"))
 
         var pbsBackup = SimVolume(

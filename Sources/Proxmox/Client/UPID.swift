@@ -64,7 +64,9 @@ public struct UPID: Sendable, Hashable, CustomStringConvertible, Codable {
         guard parts[4].count == 8, Self.isHex(parts[4]), let start = UInt32(parts[4], radix: 16) else {
             throw bad("starttime must be 8 hex digits")
         }
-        let type = parts[5], id = parts[6], user = parts[7]
+        let type = parts[5]
+        let id = parts[6]
+        let user = parts[7]
         guard !type.isEmpty, Self.isField(type) else { throw bad("task type") }
         guard Self.isField(id) else { throw bad("task id") }
         guard !user.isEmpty, Self.isField(user) else { throw bad("user") }

@@ -68,7 +68,8 @@ public struct MountPoint: Sendable, Equatable, CustomStringConvertible {
                 }
                 throw PVEError(code: .invalidArgument, message: "mount point '\(text)': '\(part)' is not key=value")
             }
-            let key = String(part[..<eq]), value = String(part[part.index(after: eq)...])
+            let key = String(part[..<eq])
+            let value = String(part[part.index(after: eq)...])
             switch key {
             case "volume": volume = value
             case "mp": path = value

@@ -25,8 +25,10 @@ public struct PrivilegedBackend: Sendable {
         public var memoryMiB: Int
         public var diskGiB: Int
 
-        public init(vmid: Int, ostemplate: String, hostname: String = "felhom-golden", storage: String = "local",
-                    memoryMiB: Int = 512, diskGiB: Int = 4) {
+        public init(
+            vmid: Int, ostemplate: String, hostname: String = "felhom-golden", storage: String = "local",
+            memoryMiB: Int = 512, diskGiB: Int = 4
+        ) {
             self.vmid = vmid
             self.ostemplate = ostemplate
             self.hostname = hostname
@@ -114,7 +116,9 @@ public struct PrivilegedBackend: Sendable {
         let r = try await runner.run("smartctl", try Self.smartArguments(device: device))
         // Bits 0 and 1: command line or device open failed. Other bits describe the disk.
         if r.exitCode & 0b11 != 0 {
-            throw PrivilegedError(code: .commandFailed, message: "smartctl \(device) failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr.isEmpty ? r.stdout : r.stderr))")
+            throw PrivilegedError(
+                code: .commandFailed,
+                message: "smartctl \(device) failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr.isEmpty ? r.stdout : r.stderr))")
         }
         return try Self.parseSMART(r.stdout, device: device, exitStatus: r.exitCode)
     }

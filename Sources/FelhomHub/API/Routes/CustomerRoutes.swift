@@ -18,7 +18,8 @@ enum CustomerRoutes {
         }
         routes.put("customers/:id/notifications") { req, ctx in
             let body = try await HubAPI.decode(NotificationTypes.self, req)
-            return try HubAPI.encode(try await hub.setNotificationTypes(customerID: try ctx.parameters.require("id"), types: body.types, by: ctx.principal))
+            return try HubAPI.encode(
+                try await hub.setNotificationTypes(customerID: try ctx.parameters.require("id"), types: body.types, by: ctx.principal))
         }
         routes.post("customers/:id/keys") { _, ctx in
             let key = try await hub.issueCustomerKey(customerID: try ctx.parameters.require("id"), by: ctx.principal)

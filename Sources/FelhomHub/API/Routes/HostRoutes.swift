@@ -25,7 +25,8 @@ enum HostRoutes {
             return try HubAPI.encode(Created(id: id, apiKey: key), status: .created)
         }
         routes.get("guests/:id/config") { req, ctx in
-            try HubAPI.encode(try await hub.controllerConfig(guestID: try ctx.parameters.require("id"), hubURL: HubAPI.publicURL(req), by: ctx.principal))
+            try HubAPI.encode(
+                try await hub.controllerConfig(guestID: try ctx.parameters.require("id"), hubURL: HubAPI.publicURL(req), by: ctx.principal))
         }
         for (action, blocked) in [("block", true), ("unblock", false)] {
             routes.post("hosts/:id/\(action)") { _, ctx in
@@ -73,13 +74,16 @@ enum ReportRoutes {
         }
         routes.get("control") { req, ctx in
             let after = try req.uri.queryParameters.get("after_generation").map { text -> Int64 in
-                guard let value = Int64(text), value >= 0 else { throw HubError.badRequest("must be a non-negative integer", path: "after_generation") }
+                guard let value = Int64(text), value >= 0 else {
+                    throw HubError.badRequest("must be a non-negative integer", path: "after_generation")
+                }
                 return value
             }
-            let wait = try req.uri.queryParameters.get("wait").map { text -> Int in
-                guard let value = Int(text), (0...55).contains(value) else { throw HubError.badRequest("must be 0…55 seconds", path: "wait") }
-                return value
-            } ?? 0
+            let wait =
+                try req.uri.queryParameters.get("wait").map { text -> Int in
+                    guard let value = Int(text), (0...55).contains(value) else { throw HubError.badRequest("must be 0…55 seconds", path: "wait") }
+                    return value
+                } ?? 0
             return try HubAPI.encode(try await hub.control(after: after, wait: wait, by: ctx.principal))
         }
         return routes
@@ -103,10 +107,11 @@ enum EventRoutes {
                 }
                 return parsed.date
             }
-            let limit = try query.get("limit").map { text -> Int in
-                guard let value = Int(text), (1...1000).contains(value) else { throw HubError.badRequest("must be 1…1000", path: "limit") }
-                return value
-            } ?? 100
+            let limit =
+                try query.get("limit").map { text -> Int in
+                    guard let value = Int(text), (1...1000).contains(value) else { throw HubError.badRequest("must be 1…1000", path: "limit") }
+                    return value
+                } ?? 100
             let list = try await hub.events(hostID: query.get("host_id"), type: query.get("type"), since: since, limit: limit, by: ctx.principal)
             return try HubAPI.encode(EventList(events: list))
         }
@@ -120,7 +125,8 @@ enum GeoRoutes {
         let routes = RouteCollection(context: AuthenticatedContext.self)
         routes.put("customers/:id/geo") { req, ctx in
             let body = try await HubAPI.decode(GeoRequest.self, req)
-            let list = try await hub.enableGeo(customerID: try ctx.parameters.require("id"), zoneID: body.zoneID, countries: body.countries, by: ctx.principal)
+            let list = try await hub.enableGeo(
+                customerID: try ctx.parameters.require("id"), zoneID: body.zoneID, countries: body.countries, by: ctx.principal)
             return try HubAPI.encode(GeoAllowed(allowedCountries: list))
         }
         routes.delete("customers/:id/geo") { _, ctx in
@@ -128,7 +134,8 @@ enum GeoRoutes {
             return try HubAPI.encode(GeoDisabled(enabled: false))
         }
         routes.post("customers/:id/geo/remove-all") { _, ctx in
-            try HubAPI.encode(GeoRemoved(removed: try await hub.disableGeo(customerID: try ctx.parameters.require("id"), removeAll: true, by: ctx.principal)))
+            try HubAPI.encode(
+                GeoRemoved(removed: try await hub.disableGeo(customerID: try ctx.parameters.require("id"), removeAll: true, by: ctx.principal)))
         }
         return routes
     }

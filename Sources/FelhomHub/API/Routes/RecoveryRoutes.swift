@@ -27,8 +27,10 @@ enum RecoveryRoutes {
         let routes = RouteCollection(context: HubRequestContext.self)
         routes.post("retrieve") { req, ctx in
             let body = try await HubAPI.decode(RetrieveRequest.self, req)
-            return try HubAPI.encode(try await hub.retrieve(
-                domain: body.domain, passphrase: body.passphrase, what: body.what, hubURL: HubAPI.publicURL(req), client: hub.client(of: req, ctx)))
+            return try HubAPI.encode(
+                try await hub.retrieve(
+                    domain: body.domain, passphrase: body.passphrase, what: body.what, hubURL: HubAPI.publicURL(req), client: hub.client(of: req, ctx)
+                ))
         }
         return routes
     }

@@ -21,7 +21,8 @@ enum SignedOpRoutes {
         }
         routes.get("signed-ops") { req, ctx in
             let query = req.uri.queryParameters
-            return try HubAPI.encode(SignedOpList(signedOps: try await hub.signedOps(hostID: query.get("host_id"), status: query.get("status"), by: ctx.principal)))
+            return try HubAPI.encode(
+                SignedOpList(signedOps: try await hub.signedOps(hostID: query.get("host_id"), status: query.get("status"), by: ctx.principal)))
         }
         routes.get("signed-ops/next") { _, ctx in
             try HubAPI.encode(NextSignedOp(op: try await hub.nextSignedOp(by: ctx.principal)))
@@ -31,12 +32,14 @@ enum SignedOpRoutes {
         }
         routes.post("signed-ops/:id/signature") { req, ctx in
             let body = try await HubAPI.decode(SignatureUpload.self, req)
-            return try HubAPI.encode(try await hub.uploadSignature(opID: try ctx.parameters.require("id"), signature: body.signature, by: ctx.principal))
+            return try HubAPI.encode(
+                try await hub.uploadSignature(opID: try ctx.parameters.require("id"), signature: body.signature, by: ctx.principal))
         }
         routes.post("signed-ops/:id/result") { req, ctx in
             let body = try await HubAPI.decode(SignedOpResult.self, req)
             return try HubAPI.encode(
-                try await hub.reportSignedOpResult(opID: try ctx.parameters.require("id"), outcome: body.outcome, reason: body.reason, by: ctx.principal))
+                try await hub.reportSignedOpResult(
+                    opID: try ctx.parameters.require("id"), outcome: body.outcome, reason: body.reason, by: ctx.principal))
         }
         return routes
     }

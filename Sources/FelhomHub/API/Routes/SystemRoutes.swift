@@ -25,7 +25,8 @@ enum SystemRoutes {
             guard ctx.principal == .operator else { throw HubError.forbidden("read metrics (operator key only)") }
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: try await hub.metrics.render(store: hub.store))))
+            return Response(
+                status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: try await hub.metrics.render(store: hub.store))))
         }
         return routes
     }
