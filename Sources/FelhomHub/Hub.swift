@@ -68,14 +68,14 @@ public struct Hub: Sendable {
 
     /// Takes one request of `kind` from the key's bucket, or throws 429 with `Retry-After`.
     /// Called by the routes before they read the body.
-    public func admit(_ kind: RateLimiter.Kind, by p: Principal) throws {
-        try limiter.take(kind, for: p)
+    public func admit(_ kind: RateLimiter.Kind, by principal: Principal) throws {
+        try limiter.take(kind, for: principal)
     }
 
     // MARK: - Customers
 
-    public func createCustomer(_ c: NewCustomer, by p: Principal) async throws -> String {
-        guard p == .operator else { throw HubError.forbidden("create customers") }
+    public func createCustomer(_ c: NewCustomer, by principal: Principal) async throws -> String {
+        guard principal == .operator else { throw HubError.forbidden("create customers") }
         try Validate.text(c.name, "$.name", max: 200)
         guard Pattern.isEmail(c.email) else { throw HubError.badRequest("must be an e-mail address like name@example.hu", path: "$.email") }
         guard Pattern.whole(c.domain, #"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"#) else {
@@ -94,15 +94,15 @@ public struct Hub: Sendable {
                 try await CustomersTable.insert(
                     .init(id: id, name: c.name, email: c.email, domain: c.domain, timezone: tz, language: lang, createdAt: now), in: db)
             }
-        } catch let e as StoreError where e.code == .conflict {
+        } catch let error as StoreError where error.code == .conflict {
             // Domains are unique: retrieval and geo rules find the customer by it.
             throw HubError(.conflict, "conflict", "the domain \(c.domain) already belongs to another customer", path: "$.domain")
         }
         return id
     }
 
-    public func issueCustomerKey(customerID: String, by p: Principal) async throws -> String {
-        guard p == .operator else { throw HubError.forbidden("issue customer keys") }
+    public func issueCustomerKey(customerID: String, by principal: Principal) async throws -> String {
+        guard principal == .operator else { throw HubError.forbidden("issue customer keys") }
         guard try await customerExists(customerID) else { throw HubError.notFound("customer \(customerID)") }
         return try await store.transaction { db in try await keys.issue(kind: "customer", subjectID: customerID, customerID: customerID, in: db) }
     }
@@ -113,8 +113,8 @@ public struct Hub: Sendable {
 
     // MARK: - Hosts and guests
 
-    public func createHost(customerID: String, name: String, by p: Principal) async throws -> (id: String, apiKey: String) {
-        guard p == .operator else { throw HubError.forbidden("create hosts") }
+    public func createHost(customerID: String, name: String, by principal: Principal) async throws -> (id: String, apiKey: String) {
+        guard principal == .operator else { throw HubError.forbidden("create hosts") }
         try Validate.text(name, "$.name", max: 100)
         guard try await customerExists(customerID) else {
             throw HubError(.notFound, "not_found", "customer \(customerID) not found", path: "$.customer_id")
@@ -133,15 +133,15 @@ public struct Hub: Sendable {
         return try await store.withDB { db in try await HostsTable.find(id, now: now, in: db) }
     }
 
-    public func host(_ id: String, by p: Principal) async throws -> HostView {
-        guard let h = try await hostRow(id), p.canReach(customerID: h.customerID) else { throw HubError.notFound("host \(id)") }
-        return h
+    public func host(_ id: String, by principal: Principal) async throws -> HostView {
+        guard let host = try await hostRow(id), principal.canReach(customerID: host.customerID) else { throw HubError.notFound("host \(id)") }
+        return host
     }
 
-    public func hosts(by p: Principal) async throws -> [HostView] {
-        if case .guest = p { throw HubError.forbidden("list hosts") }
+    public func hosts(by principal: Principal) async throws -> [HostView] {
+        if case .guest = principal { throw HubError.forbidden("list hosts") }
         let now = self.now
-        return try await store.withDB { db in try await HostsTable.list(customerScope: p.customerScope, now: now, in: db) }
+        return try await store.withDB { db in try await HostsTable.list(customerScope: principal.customerScope, now: now, in: db) }
     }
 
     /// Creates a guest and issues its key (shown once).
@@ -150,16 +150,17 @@ public struct Hub: Sendable {
     /// crashed after the hub minted the key and before it stored it — does not create a second
     /// guest with a second, ownerless, valid key: the same guest gets a fresh key and every earlier
     /// key of it is revoked in the same transaction.
-    public func createGuest(hostID: String, name: String, idempotencyKey: String? = nil, by p: Principal) async throws -> (id: String, apiKey: String)
-    {
-        switch p {
+    public func createGuest(hostID: String, name: String, idempotencyKey: String? = nil, by principal: Principal) async throws -> (
+        id: String, apiKey: String
+    ) {
+        switch principal {
         case .operator: break
         case .host(let h, _) where h == hostID: break
         default: throw HubError.forbidden("create guests on host \(hostID)")
         }
         try Validate.text(name, "$.name", max: 100)
-        if let k = idempotencyKey {
-            guard Pattern.whole(k, #"[A-Za-z0-9_.:-]{1,128}"#) else {
+        if let key = idempotencyKey {
+            guard Pattern.whole(key, #"[A-Za-z0-9_.:-]{1,128}"#) else {
                 throw HubError.badRequest("must be 1–128 characters of A-Z a-z 0-9 _ . : -", path: "$.idempotency_key")
             }
         }
@@ -167,7 +168,7 @@ public struct Hub: Sendable {
         let now = self.now
         let cap = settings.maxGuestsPerHost
         let result = try await store.transaction { db -> (String, String, Bool) in
-            if let k = idempotencyKey, let existing = try await GuestsTable.byIdempotencyKey(hostID: hostID, key: k, in: db) {
+            if let key = idempotencyKey, let existing = try await GuestsTable.byIdempotencyKey(hostID: hostID, key: key, in: db) {
                 try await KeysTable.revokeAll(subjectID: existing, at: now, in: db)
                 try await GuestsTable.rename(existing, to: name, in: db)
                 return (existing, try await keys.issue(kind: "guest", subjectID: existing, customerID: host.customerID, in: db), true)
@@ -195,15 +196,15 @@ public struct Hub: Sendable {
 
     /// Decodes a report; a contract violation is counted and answered with 400 naming the path.
     private func checked<R>(_ decode: () throws -> R) throws -> R {
-        do { return try decode() } catch let e as ContractError {
+        do { return try decode() } catch let error as ContractError {
             metrics.reportsRejected.increment()
-            throw HubError.badRequest(e.message, path: e.path)
+            throw HubError.badRequest(error.message, path: error.path)
         }
     }
 
     /// Stores a host report (history + latest) and answers with the control envelope.
-    public func ingestHostReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
-        guard case .host(let hostID, _) = p else { throw HubError.forbidden("post host reports (host keys only)") }
+    public func ingestHostReport(_ body: Data, by principal: Principal) async throws -> ControlEnvelope {
+        guard case .host(let hostID, _) = principal else { throw HubError.forbidden("post host reports (host keys only)") }
         let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
@@ -250,15 +251,15 @@ public struct Hub: Sendable {
     }
 
     /// Stores a guest (controller) report and answers with its host's control envelope.
-    public func ingestGuestReport(_ body: Data, by p: Principal) async throws -> ControlEnvelope {
-        guard case .guest(let guestID, let hostID, _) = p else { throw HubError.forbidden("post guest reports (guest keys only)") }
+    public func ingestGuestReport(_ body: Data, by principal: Principal) async throws -> ControlEnvelope {
+        guard case .guest(let guestID, let hostID, _) = principal else { throw HubError.forbidden("post guest reports (guest keys only)") }
         let report = try checked { try GuestReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
         let now = self.now
         try await store.transaction { db in try await ReportsTable.insertGuestReport(guestID: guestID, body: text, at: now, in: db) }
         metrics.reportsAccepted.increment()
-        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-        return try await envelope(h)
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        return try await envelope(host)
     }
 
     /// Deletes report history older than `days` (the latest report per host and guest is kept apart).
@@ -288,15 +289,15 @@ public struct Hub: Sendable {
     /// query: a publish, a signature or a block in this process wakes the host's polls at once, and
     /// one shared watcher (one query a second for all waiting hosts together) wakes them for
     /// changes made by another replica.
-    public func control(after: Int64?, wait: Int, by p: Principal) async throws -> ControlEnvelope {
-        guard case .host(let hostID, _) = p else { throw HubError.forbidden("poll control (host keys only)") }
+    public func control(after: Int64?, wait: Int, by principal: Principal) async throws -> ControlEnvelope {
+        guard case .host(let hostID, _) = principal else { throw HubError.forbidden("poll control (host keys only)") }
         let deadline = ContinuousClock.now + .seconds(min(max(wait, 0), settings.maxLongPollSeconds))
         var slot = false
         defer { if slot { generations.releaseSlot(hostID) } }
         while true {
-            guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-            let env = try await envelope(h)
-            if after.map({ h.desiredGeneration > $0 }) ?? true || env.hasSignedOps || env.blocked || ContinuousClock.now >= deadline { return env }
+            guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+            let env = try await envelope(host)
+            if after.map({ host.desiredGeneration > $0 }) ?? true || env.hasSignedOps || env.blocked || ContinuousClock.now >= deadline { return env }
             if !slot {
                 guard generations.takeSlot(hostID, max: settings.maxLongPollsPerKey) else {
                     throw HubError.tooManyRequests(retryAfter: 1, what: "concurrent long-polls (at most \(settings.maxLongPollsPerKey))")
@@ -318,8 +319,8 @@ public struct Hub: Sendable {
     /// Bumps a host's desired generation and wakes its long-polls (used by desired-state publishing).
     public func bumpGeneration(hostID: String) async throws -> Int64 {
         let gen = try await store.transaction { db in
-            guard let g = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
-            return g
+            guard let generation = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
+            return generation
         }
         generations.notify(hostID: hostID)
         return gen
@@ -327,12 +328,12 @@ public struct Hub: Sendable {
 
     // MARK: - Events
 
-    public func postEvent(_ e: NewEvent, by p: Principal) async throws -> HubEvent {
+    public func postEvent(_ e: NewEvent, by principal: Principal) async throws -> HubEvent {
         let source: HubEvent.Source
         let hostID: String?
         let guestID: String?
         let customerID: String?
-        switch p {
+        switch principal {
         case .host(let h, let c):
             source = .host
             hostID = h
@@ -355,7 +356,7 @@ public struct Hub: Sendable {
             throw HubError.badRequest("must be a lower-case snake_case event type", path: "$.type")
         }
         let severity = try EventPolicy.admit(type: e.type, severity: e.severity, source: source)
-        if let g = guestID, !Pattern.whole(g, #"[A-Za-z0-9_-]{1,64}"#) {
+        if let guest = guestID, !Pattern.whole(guest, #"[A-Za-z0-9_-]{1,64}"#) {
             throw HubError.badRequest("must be 1–64 characters of [A-Za-z0-9_-]", path: "$.guest_id")
         }
         var data: [String: JSONValue] = [:]
@@ -378,10 +379,10 @@ public struct Hub: Sendable {
         _ = try await store.transaction { db in try await record(ev, in: db) }
     }
 
-    public func events(hostID: String?, type: String?, since: Date?, limit: Int, by p: Principal) async throws -> [HubEvent] {
-        if case .guest = p { throw HubError.forbidden("list events") }
+    public func events(hostID: String?, type: String?, since: Date?, limit: Int, by principal: Principal) async throws -> [HubEvent] {
+        if case .guest = principal { throw HubError.forbidden("list events") }
         var hostFilter = hostID
-        if case .host(let own, _) = p {
+        if case .host(let own, _) = principal {
             // A host key sees its own host's events only (not its customer's other boxes).
             if let asked = hostID, asked != own { return [] }
             hostFilter = own
@@ -390,7 +391,7 @@ public struct Hub: Sendable {
         let sinceEpoch = since.map { Int64($0.timeIntervalSince1970) }
         return try await store.withDB { db in
             try await EventsTable.list(
-                customerScope: p.customerScope, hostID: hostID, type: type, since: sinceEpoch, limit: min(max(limit, 1), 1000), in: db)
+                customerScope: principal.customerScope, hostID: hostID, type: type, since: sinceEpoch, limit: min(max(limit, 1), 1000), in: db)
         }
     }
 }
@@ -398,8 +399,8 @@ public struct Hub: Sendable {
 /// Input checks shared by the handlers.
 enum Validate {
     static func text(_ s: String, _ path: String, max: Int) throws {
-        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty else { throw HubError.badRequest("must not be empty", path: path) }
+        let trimmed = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw HubError.badRequest("must not be empty", path: path) }
         guard s.count <= max else { throw HubError.badRequest("must be at most \(max) characters", path: path) }
         guard !s.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
             throw HubError.badRequest("must not contain control characters", path: path)
@@ -501,16 +502,16 @@ final class GenerationWatch: Sendable {
     }
 
     private func cancel(hostID: String, id: UUID) {
-        let c = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let continuation = state.withLock { s -> CheckedContinuation<Void, Never>? in
             let wasParked = s.parked.remove(id) != nil
-            if let c = s.waiters[hostID]?.removeValue(forKey: id) {
+            if let continuation = s.waiters[hostID]?.removeValue(forKey: id) {
                 if s.waiters[hostID]?.isEmpty == true { s.waiters[hostID] = nil }
-                return c
+                return continuation
             }
             // The timer won before `park` ran: make the late park return immediately.
             if !wasParked { s.abandoned.insert(id) }
             return nil
         }
-        c?.resume()
+        continuation?.resume()
     }
 }

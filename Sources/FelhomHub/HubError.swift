@@ -25,8 +25,8 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
     }
 
     static func tooManyRequests(retryAfter: Int, what: String) -> HubError {
-        let s = max(1, retryAfter)
-        return HubError(.tooManyRequests, "rate_limited", "too many \(what) from this key: retry in \(s) s", retryAfter: s)
+        let seconds = max(1, retryAfter)
+        return HubError(.tooManyRequests, "rate_limited", "too many \(what) from this key: retry in \(seconds) s", retryAfter: seconds)
     }
 
     public var description: String { "\(status.code) \(code): \(message)" }
@@ -61,10 +61,10 @@ extension StoreError: HTTPResponseError {
     public var status: HTTPResponse.Status { code == .conflict ? .conflict : .serviceUnavailable }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let e =
+        let hubError =
             code == .conflict
             ? HubError(.conflict, "conflict", "the resource already exists")
             : HubError(.serviceUnavailable, "store_unavailable", "the hub's database is unavailable; retry later")
-        return try e.response(from: request, context: context)
+        return try hubError.response(from: request, context: context)
     }
 }

@@ -20,9 +20,9 @@ public struct HubClientError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        var s = status.map { "hub answered \($0) \(code): \(message)" } ?? "\(code): \(message)"
-        if let path { s += " (at \(path))" }
-        return s
+        var text = status.map { "hub answered \($0) \(code): \(message)" } ?? "\(code): \(message)"
+        if let path { text += " (at \(path))" }
+        return text
     }
 }
 
@@ -51,9 +51,9 @@ public struct HubClient: Sendable {
         self.baseURL = baseURL
         self.key = key
         self.transport = transport
-        var p = baseURL.path
-        while p.hasSuffix("/") { p.removeLast() }
-        basePath = p
+        var path = baseURL.path
+        while path.hasSuffix("/") { path.removeLast() }
+        basePath = path
     }
 
     /// One call; a non-2xx answer becomes a ``HubClientError`` carrying the hub's message.
@@ -71,8 +71,8 @@ public struct HubClient: Sendable {
         let response: HTTPResponseSpec
         do {
             response = try await transport.send(HTTPRequestSpec(method: method, target: target, headers: headers, body: body))
-        } catch let e as HTTPClientError {
-            throw HubClientError(code: e.code.raw, message: e.message)
+        } catch let error as HTTPClientError {
+            throw HubClientError(code: error.code.raw, message: error.message)
         }
         guard (200..<300).contains(response.status) else {
             let err = (try? JSONValue.parse(response.body))?["error"]
@@ -293,8 +293,8 @@ public struct HubClient: Sendable {
     }
 
     func decodeContract<T: Decodable>(_ data: Data, _ what: String) throws -> T {
-        do { return try ContractCoding.decode(data) } catch let e as ContractError {
-            throw HubClientError(code: "decoding", message: "the hub's \(what) answer breaks the contract: \(e)")
+        do { return try ContractCoding.decode(data) } catch let error as ContractError {
+            throw HubClientError(code: "decoding", message: "the hub's \(what) answer breaks the contract: \(error)")
         }
     }
 }

@@ -175,7 +175,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         pbsSnapshots = try c.decode([JSONValue].self, forKey: .pbsSnapshots)
         auditTail = try c.decode([JSONValue].self, forKey: .auditTail)
         journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
-        appliedGeneration = try? c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
+        appliedGeneration = try c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
     }
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
@@ -193,6 +193,9 @@ public struct HostReport: Codable, Sendable, Equatable {
             ("disk_used", host.diskUsed), ("uptime", host.uptime),
         ] where v < 0 {
             throw ContractError(path: "$.host.\(k)", message: "must not be negative")
+        }
+        if let generation = appliedGeneration, generation < 0 {
+            throw ContractError(path: "$.applied_generation", message: "must not be negative")
         }
         var seen = Set<Int>()
         for (i, g) in guests.enumerated() {

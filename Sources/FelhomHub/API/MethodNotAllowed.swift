@@ -8,11 +8,11 @@ final class AllowedMethods: Sendable {
 
     func load(_ routes: [(components: [String], method: HTTPRequest.Method)]) {
         var merged: [(components: [String], methods: Set<String>)] = []
-        for r in routes {
-            if let i = merged.firstIndex(where: { $0.components == r.components }) {
-                merged[i].methods.insert(r.method.rawValue)
+        for route in routes {
+            if let i = merged.firstIndex(where: { $0.components == route.components }) {
+                merged[i].methods.insert(route.method.rawValue)
             } else {
-                merged.append((r.components, [r.method.rawValue]))
+                merged.append((route.components, [route.method.rawValue]))
             }
         }
         table.withLock { $0 = merged }
@@ -42,9 +42,9 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let e as HTTPError where e.status == .notFound {
+        } catch let error as HTTPError where error.status == .notFound {
             let methods = allowed.methods(for: request.uri.path)
-            guard !methods.isEmpty, !methods.contains(request.method.rawValue) else { throw e }
+            guard !methods.isEmpty, !methods.contains(request.method.rawValue) else { throw error }
             var allow = methods
             if allow.contains("GET") { allow.insert("HEAD") }
             throw HubError(

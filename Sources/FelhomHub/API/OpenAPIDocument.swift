@@ -454,7 +454,7 @@ enum OpenAPIDocument {
             get:
               summary: Long-poll for a desired-state change (host keys).
               parameters:
-                - {name: after_generation, in: query, schema: {type: integer, minimum: 0}}
+                - {name: after_generation, in: query, schema: {type: integer, minimum: 0, maximum: 9223372036854775807}}
                 - {name: wait, in: query, schema: {type: integer, minimum: 0, maximum: 55}}
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}

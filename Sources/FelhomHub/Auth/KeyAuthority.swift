@@ -62,9 +62,9 @@ public struct KeyAuthority: Sendable {
         if let op = operatorKeyHash, Self.constantTimeEqual(presented, op) { return .operator }
         let hashText = presented.map { String(format: "%02x", $0) }.joined()
         if let cached = cache.get(hashText) { return cached }
-        let p = try await lookup(hashText)
-        cache.put(hashText, p)
-        return p
+        let principal = try await lookup(hashText)
+        cache.put(hashText, principal)
+        return principal
     }
 
     private func lookup(_ hashText: String) async throws -> Principal {

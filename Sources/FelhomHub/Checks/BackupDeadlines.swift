@@ -15,8 +15,8 @@ public enum BackupDeadlines {
         cal.timeZone = timeZone
         let midnight = cal.startOfDay(for: now)
         let deadline = cal.date(bySettingHour: deadlineHour, minute: deadlineMinute, second: 0, of: midnight) ?? midnight
-        let c = cal.dateComponents([.year, .month, .day], from: now)
-        return (midnight, deadline, String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0))
+        let parts = cal.dateComponents([.year, .month, .day], from: now)
+        return (midnight, deadline, String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0))
     }
 }
 
@@ -28,11 +28,11 @@ extension Hub {
         let now = clock.now()
         let hosts = try await store.withDB { db in try await HostsTable.withTimeZones(in: db) }
         var emitted: [HubEvent] = []
-        for r in hosts {
-            let hostID = r.id
-            guard let tz = TimeZone(identifier: r.timezone) ?? TimeZone(identifier: "Europe/Budapest") else { continue }
+        for host in hosts {
+            let hostID = host.id
+            guard let tz = TimeZone(identifier: host.timezone) ?? TimeZone(identifier: "Europe/Budapest") else { continue }
             let (midnight, deadline, day) = BackupDeadlines.window(now: now, timeZone: tz, deadlineHour: deadlineHour)
-            guard now >= deadline, r.createdAt < Int64(midnight.timeIntervalSince1970) else { continue }
+            guard now >= deadline, host.createdAt < Int64(midnight.timeIntervalSince1970) else { continue }
             let since = Int64(midnight.timeIntervalSince1970)
             let ran = try await store.withDB { db in
                 // Only a host whose published desired state names a backup storage owes a backup:
@@ -43,7 +43,7 @@ extension Hub {
             guard !ran else { continue }
             let ev = HubEvent(
                 id: "evt_missed_\(hostID)_\(day)", at: now, source: .hub, hostID: hostID, guestID: nil,
-                customerID: r.customerID, type: "expected_backup_missed",
+                customerID: host.customerID, type: "expected_backup_missed",
                 severity: .warning, data: ["local_day": .string(day), "time_zone": .string(tz.identifier)])
             if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
         }
@@ -59,13 +59,13 @@ extension Hub {
         let cutoff = Int64(now.timeIntervalSince1970 - bound)
         let stuck = try await store.withDB { db in try await HostsTable.unappliedGenerations(publishedBefore: cutoff, in: db) }
         var emitted: [HubEvent] = []
-        for h in stuck {
+        for host in stuck {
             let ev = HubEvent(
-                id: "evt_unapplied_\(h.id)_\(h.desired)", at: now, source: .hub, hostID: h.id, guestID: nil, customerID: h.customerID,
+                id: "evt_unapplied_\(host.id)_\(host.desired)", at: now, source: .hub, hostID: host.id, guestID: nil, customerID: host.customerID,
                 type: "generation_not_applied", severity: .warning,
                 data: [
-                    "generation": .int(h.desired), "applied_generation": h.applied.map { .int($0) } ?? .null,
-                    "published_at": .int(h.publishedAt),
+                    "generation": .int(host.desired), "applied_generation": host.applied.map { .int($0) } ?? .null,
+                    "published_at": .int(host.publishedAt),
                 ])
             if try await store.transaction({ db in try await record(ev, in: db, ignoreDuplicate: true) }) { emitted.append(ev) }
         }

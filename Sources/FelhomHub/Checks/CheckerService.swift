@@ -73,8 +73,8 @@ public struct CheckerService: Service {
                         let (sent, failed) = try await hub.deliverMail(using: mailer)
                         if sent + failed > 0 { logger.info("mail", metadata: ["sent": "\(sent)", "failed": "\(failed)"]) }
                     }
-                    for e in live + missed {
-                        logger.notice("event", metadata: ["type": "\(e.type)", "host": "\(e.hostID ?? "-")"])
+                    for event in live + missed {
+                        logger.notice("event", metadata: ["type": "\(event.type)", "host": "\(event.hostID ?? "-")"])
                     }
                 }
             } catch {

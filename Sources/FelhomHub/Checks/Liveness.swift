@@ -38,13 +38,13 @@ extension Hub {
         let now = self.now
         let rows = try await store.withDB { db in try await HostsTable.livenessRows(in: db) }
         var emitted: [HubEvent] = []
-        for r in rows {
-            let id = r.id
-            let old = r.liveness
-            let last = r.lastReportAt
-            let new = Liveness.state(lastReportAt: last, createdAt: r.createdAt, now: now, thresholds: thresholds)
+        for row in rows {
+            let id = row.id
+            let old = row.liveness
+            let last = row.lastReportAt
+            let new = Liveness.state(lastReportAt: last, createdAt: row.createdAt, now: now, thresholds: thresholds)
             guard new != old else { continue }
-            let customer = r.customerID
+            let customer = row.customerID
             let at = clock.now()
             let ev: HubEvent? = try await store.transaction { db in
                 let changed = try await HostsTable.transitionLiveness(id, from: old, to: new, in: db)

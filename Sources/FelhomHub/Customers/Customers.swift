@@ -21,35 +21,35 @@ extension Hub {
     }
 
     /// All customers (operator) or the caller's own (customer key). Host and guest keys may not list customers.
-    public func customers(by p: Principal) async throws -> [CustomerView] {
-        switch p {
+    public func customers(by principal: Principal) async throws -> [CustomerView] {
+        switch principal {
         case .operator, .customer: break
         default: throw HubError.forbidden("list customers")
         }
-        let rows = try await store.withDB { db in try await CustomersTable.list(scope: p.customerScope, in: db) }
+        let rows = try await store.withDB { db in try await CustomersTable.list(scope: principal.customerScope, in: db) }
         return try rows.map(customerView)
     }
 
     /// One customer: the operator, or that customer's own key; another customer's id answers 404.
-    public func customer(_ id: String, by p: Principal) async throws -> CustomerView {
-        switch p {
+    public func customer(_ id: String, by principal: Principal) async throws -> CustomerView {
+        switch principal {
         case .operator, .customer: break
         default: throw HubError.forbidden("read customers")
         }
-        guard p.canReach(customerID: id),
-            let r = try await store.withDB({ db in try await CustomersTable.find(id, in: db) })
+        guard principal.canReach(customerID: id),
+            let row = try await store.withDB({ db in try await CustomersTable.find(id, in: db) })
         else { throw HubError.notFound("customer \(id)") }
-        return try customerView(r)
+        return try customerView(row)
     }
 
     /// Sets which event types mail this customer; `nil` returns to the default. Unknown types are a 400
     /// naming the item; nothing is stored then.
-    public func setNotificationTypes(customerID: String, types: [String]?, by p: Principal) async throws -> CustomerView {
-        switch p {
+    public func setNotificationTypes(customerID: String, types: [String]?, by principal: Principal) async throws -> CustomerView {
+        switch principal {
         case .operator, .customer: break
         default: throw HubError.forbidden("change notification preferences")
         }
-        guard p.canReach(customerID: customerID), try await customerExists(customerID) else {
+        guard principal.canReach(customerID: customerID), try await customerExists(customerID) else {
             throw HubError.notFound("customer \(customerID)")
         }
         var stored: String?
@@ -64,14 +64,14 @@ extension Hub {
         }
         let value = stored
         try await store.withDB { db in try await CustomersTable.setNotifyTypes(customerID, json: value, in: db) }
-        return try await customer(customerID, by: p)
+        return try await customer(customerID, by: principal)
     }
 
     /// Revokes every API key of a host, guest or customer (operator only). Returns how many keys
     /// were revoked; records a `keys_revoked` event. Other hub replicas stop accepting the keys
     /// within the key cache's lifetime (5 s).
-    public func revokeKeys(subjectID: String, by p: Principal) async throws -> Int {
-        guard p == .operator else { throw HubError.forbidden("revoke keys") }
+    public func revokeKeys(subjectID: String, by principal: Principal) async throws -> Int {
+        guard principal == .operator else { throw HubError.forbidden("revoke keys") }
         let now = self.now
         let count = try await store.transaction { db -> Int in
             let rows = try await KeysTable.active(subjectID: subjectID, in: db)

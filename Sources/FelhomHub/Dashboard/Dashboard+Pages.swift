@@ -9,17 +9,17 @@ extension Dashboard {
         let customers = Dictionary(uniqueKeysWithValues: try await hub.customers(by: .operator).map { ($0.id, $0.name) })
         let now = hub.now
         var rows: [[String: Any]] = []
-        for h in hosts {
+        for host in hosts {
             let (backup, restore, pending) = try await hub.store.withDB { db in
-                let b = try await EventsTable.latest(hostID: h.id, types: ["backup_completed", "backup_failed"], in: db)
-                let r = try await EventsTable.latest(hostID: h.id, types: ["restore_test_passed", "restore_test_failed"], in: db)
-                return (b, r, try await SignedOpsTable.openCount(hostID: h.id, in: db))
+                let lastBackup = try await EventsTable.latest(hostID: host.id, types: ["backup_completed", "backup_failed"], in: db)
+                let lastRestore = try await EventsTable.latest(hostID: host.id, types: ["restore_test_passed", "restore_test_failed"], in: db)
+                return (lastBackup, lastRestore, try await SignedOpsTable.openCount(hostID: host.id, in: db))
             }
             var row: [String: Any] = [
-                "id": h.id, "name": h.name, "customer": customers[h.customerID] ?? h.customerID, "liveness": h.liveness.rawValue,
-                "livenessClass": livenessClass(h.liveness.rawValue), "pending": pending > 0 ? pending as Any : false,
+                "id": host.id, "name": host.name, "customer": customers[host.customerID] ?? host.customerID, "liveness": host.liveness.rawValue,
+                "livenessClass": livenessClass(host.liveness.rawValue), "pending": pending > 0 ? pending as Any : false,
             ]
-            if let at = h.lastReportAt { row["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
+            if let at = host.lastReportAt { row["lastReport"] = ["ago": ago(at, now), "exact": exact(at)] }
             if let b = backup {
                 row["lastBackup"] = [
                     "label": b.type == "backup_completed" ? "ok" : "FAILED", "cls": b.type == "backup_completed" ? "ok" : "bad",
@@ -69,11 +69,12 @@ extension Dashboard {
             ]
         }
         let body = try await hub.store.withDB { db in try await ReportsTable.latestHostReport(hostID: id, in: db)?.body }
-        if let body, let r = try? HostReport.decode(Data(body.utf8)) {
+        if let body, let report = try? HostReport.decode(Data(body.utf8)) {
             let gib = { (b: Int64) in String(format: "%.1f GiB", Double(b) / 1_073_741_824) }
             data["metrics"] = [
-                "pve": r.host.pveVersion, "kernel": r.host.kernel, "memory": "\(gib(r.host.memoryUsed)) of \(gib(r.host.memoryTotal))",
-                "disk": "\(gib(r.host.diskUsed)) of \(gib(r.host.diskTotal))", "uptime": span(r.host.uptime),
+                "pve": report.host.pveVersion, "kernel": report.host.kernel,
+                "memory": "\(gib(report.host.memoryUsed)) of \(gib(report.host.memoryTotal))",
+                "disk": "\(gib(report.host.diskUsed)) of \(gib(report.host.diskTotal))", "uptime": span(report.host.uptime),
             ]
         }
         data["events"] = eventRows(try await hub.events(hostID: id, type: nil, since: nil, limit: 20, by: .operator), now: now)
@@ -81,16 +82,16 @@ extension Dashboard {
     }
 
     static func desiredPage(_ hub: Hub, _ id: String, error: String?, text: String?, _ s: Session) async throws -> [String: Any]? {
-        guard let h = try? await hub.host(id, by: .operator) else { return nil }
-        let d = try await hub.desired(hostID: id, by: .operator)
+        guard let host = try? await hub.host(id, by: .operator) else { return nil }
+        let desired = try await hub.desired(hostID: id, by: .operator)
         var spec = text
-        if spec == nil, let draft = d.draft {
+        if spec == nil, let draft = desired.draft {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             spec = String(decoding: (try? enc.encode(draft)) ?? Data(), as: UTF8.self)
         }
         var data: [String: Any] = [
-            "id": id, "name": h.name, "generation": d.generation, "unpublished": d.unpublishedChanges, "csrf": s.csrf,
+            "id": id, "name": host.name, "generation": desired.generation, "unpublished": desired.unpublishedChanges, "csrf": s.csrf,
             "spec": spec ?? #"{"guests": []}"#,
         ]
         if let error { data["error"] = error }

@@ -23,12 +23,12 @@ public enum Dashboard {
     static let loginWindow: Int64 = 5 * 60
 
     static let library: MustacheLibrary = {
-        var l = MustacheLibrary()
+        var library = MustacheLibrary()
         for (name, text) in DashboardTemplates.all {
             // The templates are constants in this module; a parse error is a programming error caught by the tests.
-            try! l.register(text, named: name)
+            try! library.register(text, named: name)
         }
-        return l
+        return library
     }()
 
     /// The pages, for the test that loads each one.
@@ -53,41 +53,41 @@ public enum Dashboard {
                 try await SessionsTable.recentFailures(client: client, since: now - loginWindow, in: db)
             }
             guard recentFailures < loginFailuresAllowed else {
-                var r = page("login", title: "Sign in", ["locked": true], session: nil)
-                r.status = .tooManyRequests
-                return r
+                var response = page("login", title: "Sign in", ["locked": true], session: nil)
+                response.status = .tooManyRequests
+                return response
             }
             guard (try? await hub.keys.principal(authorization: "Bearer " + key)) == .operator else {
                 try await hub.store.withDB { db in
                     try await SessionsTable.recordFailure(client: client, at: now, forgetBefore: now - loginWindow, in: db)
                 }
-                var r = page("login", title: "Sign in", ["failed": true], session: nil)
-                r.status = .unauthorized
-                return r
+                var response = page("login", title: "Sign in", ["failed": true], session: nil)
+                response.status = .unauthorized
+                return response
             }
             let (id, _) = try await createSession(hub)
-            var r = redirect("/")
-            r.headers[.setCookie] =
+            var response = redirect("/")
+            response.headers[.setCookie] =
                 "\(cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(sessionLifetime)" + (secureCookies ? "; Secure" : "")
-            return r
+            return response
         }
         router.post("/logout") { req, _ in
             let form = try await formBody(req)
             if let (id, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf {
                 try await hub.store.withDB { db in try await SessionsTable.delete(idHash: KeyAuthority.hash(id), in: db) }
             }
-            var r = redirect("/login")
-            r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
-            return r
+            var response = redirect("/login")
+            response.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            return response
         }
         router.post("/logout-everywhere") { req, _ in
             // Ends every dashboard session of every browser (a lost laptop, a shared screen).
             let form = try await formBody(req)
             guard let (_, s) = try await sessionWithID(hub, req), form["csrf"] == s.csrf else { return redirect("/login") }
             try await hub.store.withDB { db in try await SessionsTable.deleteAll(in: db) }
-            var r = redirect("/login")
-            r.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
-            return r
+            var response = redirect("/login")
+            response.headers[.setCookie] = "\(cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            return response
         }
         router.get("/") { req, _ in
             try await signedIn(hub, req) { s in page("fleet", title: "Fleet", ["hosts": try await fleet(hub)], session: s) }
@@ -115,13 +115,15 @@ public enum Dashboard {
                 do {
                     _ = try await hub.putDesired(hostID: id, body: Data(text.utf8), by: .operator)
                     return redirect("/hosts/\(id)/desired?notice=Draft%20saved")
-                } catch let e as HubError where e.status == .badRequest {
-                    guard let data = try await desiredPage(hub, id, error: e.path.map { "\($0): \(e.message)" } ?? e.message, text: text, s) else {
+                } catch let error as HubError where error.status == .badRequest {
+                    guard
+                        let data = try await desiredPage(hub, id, error: error.path.map { "\($0): \(error.message)" } ?? error.message, text: text, s)
+                    else {
                         return notFound(s, "No host \(id)")
                     }
-                    var r = page("desired", title: "Desired state", data, session: s)
-                    r.status = .badRequest
-                    return r
+                    var response = page("desired", title: "Desired state", data, session: s)
+                    response.status = .badRequest
+                    return response
                 }
             }
         }
@@ -132,8 +134,9 @@ public enum Dashboard {
                 do {
                     let gen = try await hub.publishDesired(hostID: id, by: .operator)
                     return redirect("/hosts/\(id)/desired?notice=Published%20generation%20\(gen)")
-                } catch let e as HubError where e.status == .badRequest {
-                    return redirect("/hosts/\(id)/desired?notice=" + (e.message.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
+                } catch let error as HubError where error.status == .badRequest {
+                    return redirect(
+                        "/hosts/\(id)/desired?notice=" + (error.message.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
                 }
             }
         }
@@ -160,8 +163,8 @@ public enum Dashboard {
         }
         router.get("/events") { req, _ in
             try await signedIn(hub, req) { s in
-                let q = req.uri.queryParameters
-                return page("events", title: "Events", try await eventsPage(hub, hostID: q.get("host_id"), type: q.get("type")), session: s)
+                let query = req.uri.queryParameters
+                return page("events", title: "Events", try await eventsPage(hub, hostID: query.get("host_id"), type: query.get("type")), session: s)
             }
         }
         router.get("/signed-ops") { req, _ in
@@ -243,18 +246,18 @@ public enum Dashboard {
     /// Runs `body` for a signed-in operator; otherwise redirects to /login. With `csrf`, the form's
     /// token must match the session's (403 otherwise).
     static func signedIn(_ hub: Hub, _ req: Request, csrf: String?? = nil, _ body: (Session) async throws -> Response) async throws -> Response {
-        guard let s = try await session(hub, req) else { return redirect("/login") }
+        guard let session = try await session(hub, req) else { return redirect("/login") }
         if let csrf {
-            guard let given = csrf, !given.isEmpty, given == s.csrf else {
-                var r = page(
+            guard let given = csrf, !given.isEmpty, given == session.csrf else {
+                var response = page(
                     "error", title: "Form expired",
                     ["title": "Form expired", "message": "This form is stale or was not sent from the dashboard. Go back, reload and try again."],
-                    session: s)
-                r.status = .forbidden
-                return r
+                    session: session)
+                response.status = .forbidden
+                return response
             }
         }
-        return try await body(s)
+        return try await body(session)
     }
 
     // MARK: - Rendering
@@ -274,9 +277,9 @@ public enum Dashboard {
     }
 
     static func notFound(_ s: Session, _ message: String) -> Response {
-        var r = page("error", title: "Not found", ["title": "Not found", "message": message], session: s)
-        r.status = .notFound
-        return r
+        var response = page("error", title: "Not found", ["title": "Not found", "message": message], session: s)
+        response.status = .notFound
+        return response
     }
 
     static func redirect(_ location: String) -> Response {
@@ -291,9 +294,9 @@ public enum Dashboard {
         var out: [String: String] = [:]
         for pair in text.split(separator: "&") {
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let k = String(kv[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            let v = kv.count > 1 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
-            out[k] = v
+            let key = String(kv[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            let value = kv.count > 1 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+            out[key] = value
         }
         return out
     }
@@ -301,11 +304,11 @@ public enum Dashboard {
     // MARK: - Times
 
     static func span(_ seconds: Int64) -> String {
-        let s = max(0, seconds)
-        if s < 60 { return "\(s) s" }
-        if s < 3600 { return "\(s / 60) min" }
-        if s < 86400 { return "\(s / 3600) h \(s % 3600 / 60) min" }
-        return "\(s / 86400) d \(s % 86400 / 3600) h"
+        let clamped = max(0, seconds)
+        if clamped < 60 { return "\(clamped) s" }
+        if clamped < 3600 { return "\(clamped / 60) min" }
+        if clamped < 86400 { return "\(clamped / 3600) h \(clamped % 3600 / 60) min" }
+        return "\(clamped / 86400) d \(clamped % 86400 / 3600) h"
     }
 
     static func ago(_ at: Int64, _ now: Int64) -> String { now - at < 5 ? "just now" : span(now - at) + " ago" }

@@ -5,10 +5,10 @@ import SQLKit
 
 extension Hub {
     /// Who may read a host's desired state: the operator, the host itself, its customer.
-    func hostForRead(_ hostID: String, by p: Principal) async throws -> HostView {
-        switch p {
-        case .operator, .customer: return try await host(hostID, by: p)
-        case .host(let h, _) where h == hostID: return try await host(hostID, by: p)
+    func hostForRead(_ hostID: String, by principal: Principal) async throws -> HostView {
+        switch principal {
+        case .operator, .customer: return try await host(hostID, by: principal)
+        case .host(let h, _) where h == hostID: return try await host(hostID, by: principal)
         case .host: throw HubError.notFound("host \(hostID)")
         case .guest: throw HubError.forbidden("read desired state")
         }
@@ -16,42 +16,42 @@ extension Hub {
 
     /// The latest published spec of a host and its generation, from the durable table.
     func publishedSpec(_ hostID: String, in db: any SQLDatabase) async throws -> (DesiredState, Int64, Int64)? {
-        guard let r = try await DesiredTable.latestPublished(hostID: hostID, in: db) else { return nil }
-        return (try DesiredState.decode(Data(r.spec.utf8)), r.generation, r.publishedAt)
+        guard let row = try await DesiredTable.latestPublished(hostID: hostID, in: db) else { return nil }
+        return (try DesiredState.decode(Data(row.spec.utf8)), row.generation, row.publishedAt)
     }
 
-    public func desired(hostID: String, by p: Principal) async throws -> DesiredView {
-        let h = try await hostForRead(hostID, by: p)
+    public func desired(hostID: String, by principal: Principal) async throws -> DesiredView {
+        let host = try await hostForRead(hostID, by: principal)
         let (published, draft) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, DesiredState?) in
             let pub = try await publishedSpec(hostID, in: db)
-            let d = try await DesiredTable.draft(hostID: hostID, in: db).map { try DesiredState.decode(Data($0.utf8)) }
-            return (pub, d)
+            let draft = try await DesiredTable.draft(hostID: hostID, in: db).map { try DesiredState.decode(Data($0.utf8)) }
+            return (pub, draft)
         }
-        let showDraft: Bool = if case .host = p { false } else { true }
+        let showDraft: Bool = if case .host = principal { false } else { true }
         return DesiredView(
-            hostID: h.id, generation: published?.1 ?? 0, spec: published?.0, publishedAt: published.map { Timestamp(secondsSince1970: $0.2) },
+            hostID: host.id, generation: published?.1 ?? 0, spec: published?.0, publishedAt: published.map { Timestamp(secondsSince1970: $0.2) },
             draft: showDraft ? (draft ?? published?.0) : nil, unpublishedChanges: draft != nil && draft != published?.0)
     }
 
     /// Saves the operator's draft after validating it (400 naming the field). Publishing is separate.
-    public func putDesired(hostID: String, body: Data, by p: Principal) async throws -> DesiredView {
-        guard p == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
+    public func putDesired(hostID: String, body: Data, by principal: Principal) async throws -> DesiredView {
+        guard principal == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
         let spec: DesiredState
-        do { spec = try DesiredState.decodeStrict(body) } catch let e as ContractError {
-            throw HubError.badRequest(e.message, path: e.path)
+        do { spec = try DesiredState.decodeStrict(body) } catch let error as ContractError {
+            throw HubError.badRequest(error.message, path: error.path)
         }
         let text = String(decoding: spec.encoded(), as: UTF8.self)
         let now = self.now
         try await store.withDB { db in try await DesiredTable.saveDraft(hostID: hostID, spec: text, at: now, in: db) }
-        return try await desired(hostID: hostID, by: p)
+        return try await desired(hostID: hostID, by: principal)
     }
 
     /// Publishes the draft: bumps `desired_generation`, keeps the spec durably under that
     /// generation, records `desired_published`, and wakes the host's long-poll. Apps are never touched.
-    public func publishDesired(hostID: String, by p: Principal) async throws -> Int64 {
-        guard p == .operator else { throw HubError.forbidden("publish desired state (operator only)") }
-        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+    public func publishDesired(hostID: String, by principal: Principal) async throws -> Int64 {
+        guard principal == .operator else { throw HubError.forbidden("publish desired state (operator only)") }
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
         let gen = try await store.transaction { db -> Int64 in
             guard let spec = try await DesiredTable.draft(hostID: hostID, in: db) else {
@@ -60,20 +60,20 @@ extension Hub {
             // The one generation bump (also used by Hub.bumpGeneration).
             guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
             try await DesiredTable.insertPublished(hostID: hostID, generation: gen, spec: spec, at: now, in: db)
-            try await recordEvent("desired_published", hostID: hostID, customerID: h.customerID, data: ["generation": .int(gen)], at: now, in: db)
+            try await recordEvent("desired_published", hostID: hostID, customerID: host.customerID, data: ["generation": .int(gen)], at: now, in: db)
             return gen
         }
         generations.notify(hostID: hostID)
         return gen
     }
 
-    public func drift(hostID: String, by p: Principal) async throws -> DriftView {
-        _ = try await hostForRead(hostID, by: p)
+    public func drift(hostID: String, by principal: Principal) async throws -> DriftView {
+        _ = try await hostForRead(hostID, by: principal)
         let (published, report, at) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, HostReport?, Int64?) in
             let pub = try await publishedSpec(hostID, in: db)
-            let r = try await ReportsTable.latestHostReport(hostID: hostID, in: db)
-            let report = try r.map { try HostReport.decode(Data($0.body.utf8)) }
-            return (pub, report, r?.receivedAt)
+            let row = try await ReportsTable.latestHostReport(hostID: hostID, in: db)
+            let report = try row.map { try HostReport.decode(Data($0.body.utf8)) }
+            return (pub, report, row?.receivedAt)
         }
         let guests = Drift.compute(desired: published?.0, report: report)
         return DriftView(

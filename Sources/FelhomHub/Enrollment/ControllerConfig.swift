@@ -68,21 +68,21 @@ public enum ControllerConfig {
 
 extension Hub {
     /// Stores a customer's config overrides (an object; operator only); a Cloudflare credential in it is a 400.
-    public func setConfigOverrides(customerID: String, overrides: JSONValue, by p: Principal) async throws {
-        guard p == .operator else { throw HubError.forbidden("set config overrides (operator only)") }
+    public func setConfigOverrides(customerID: String, overrides: JSONValue, by principal: Principal) async throws {
+        guard principal == .operator else { throw HubError.forbidden("set config overrides (operator only)") }
         guard case .object = overrides else { throw HubError.badRequest("overrides must be a JSON object", path: "$") }
         if let bad = ControllerConfig.forbiddenPath(in: overrides) {
             throw HubError.badRequest("Cloudflare credentials never go into a controller config (they stay on the hub)", path: bad)
         }
-        _ = try await customer(customerID, by: p)
+        _ = try await customer(customerID, by: principal)
         try await store.withDB { db in
             try await CustomersTable.setConfigOverrides(customerID, json: String(decoding: overrides.serialized(), as: UTF8.self), in: db)
         }
     }
 
     /// The generated controller config of a guest (operator, or that guest's own key).
-    public func controllerConfig(guestID: String, hubURL: String, by p: Principal) async throws -> JSONValue {
-        switch p {
+    public func controllerConfig(guestID: String, hubURL: String, by principal: Principal) async throws -> JSONValue {
+        switch principal {
         case .operator: break
         case .guest(let g, _, _) where g == guestID: break
         default: throw HubError.forbidden("read this guest's config")

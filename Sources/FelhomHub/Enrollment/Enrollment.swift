@@ -10,8 +10,8 @@ extension Hub {
         .unauthorized, "enrollment_refused", "enrollment token is unknown, expired or already used; ask the operator for a new one")
 
     /// A new one-time token for `hostID` (operator); earlier unused tokens of the host stop working.
-    public func createEnrollmentToken(hostID: String, ttlSeconds: Int?, by p: Principal) async throws -> EnrollmentToken {
-        guard p == .operator else { throw HubError.forbidden("create enrollment tokens (operator only)") }
+    public func createEnrollmentToken(hostID: String, ttlSeconds: Int?, by principal: Principal) async throws -> EnrollmentToken {
+        guard principal == .operator else { throw HubError.forbidden("create enrollment tokens (operator only)") }
         let ttl = ttlSeconds ?? 86400
         guard (60...(7 * 86400)).contains(ttl) else { throw HubError.badRequest("must be 60…604800 seconds", path: "$.ttl_seconds") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
@@ -31,13 +31,13 @@ extension Hub {
         let result = try await store.transaction { db -> Enrolled? in
             // Claim the token with one conditional update: two racing boxes cannot both win.
             guard let hostID = try await EnrollmentTable.claim(tokenHash: hash, at: now, in: db),
-                let h = try await HostsTable.find(hostID, now: now, in: db)
+                let host = try await HostsTable.find(hostID, now: now, in: db)
             else { return nil }
-            let customerID = h.customerID
+            let customerID = host.customerID
             try await EnrollmentTable.markEnrolled(hostID: hostID, at: now, in: db)
             let key = try await keys.issue(kind: "host", subjectID: hostID, customerID: customerID, in: db)
             try await recordEvent("host_enrolled", hostID: hostID, customerID: customerID, at: now, in: db)
-            return Enrolled(hostID: hostID, customerID: customerID, hostName: h.name, apiKey: key)
+            return Enrolled(hostID: hostID, customerID: customerID, hostName: host.name, apiKey: key)
         }
         guard let result else { throw Self.enrollmentRefused }
         keys.cache.removeAll()

@@ -34,14 +34,14 @@ public enum EventPolicy {
             return severity ?? .info
         case .host:
             if hubOnly.contains(type) { throw HubError(.forbidden, "forbidden", "'\(type)' events are written by the hub only") }
-            guard let s = hostTypes[type] else {
+            guard let severity = hostTypes[type] else {
                 throw HubError(
                     .forbidden, "forbidden", "a host key may post only: \(hostTypes.keys.sorted().joined(separator: ", "))", path: "$.type")
             }
-            return s
+            return severity
         case .guest:
             if hubOnly.contains(type) { throw HubError(.forbidden, "forbidden", "'\(type)' events are written by the hub only") }
-            if let s = guestTypes[type] { return s }
+            if let severity = guestTypes[type] { return severity }
             guard type.hasPrefix("app_") else {
                 throw HubError(
                     .forbidden, "forbidden",
@@ -56,8 +56,8 @@ public enum EventPolicy {
     public static func mailable(_ e: HubEvent) -> [(String, String)] {
         guard case .object(let o) = e.data else { return [] }
         var out: [(String, String)] = []
-        for k in o.keys.sorted() {
-            guard e.source == .hub || mailFields.contains(k), let v = o[k] else { continue }
+        for key in o.keys.sorted() {
+            guard e.source == .hub || mailFields.contains(key), let v = o[key] else { continue }
             let text: String
             switch v {
             case .int(let i): text = String(i)
@@ -69,7 +69,7 @@ public enum EventPolicy {
                 text = TerminalText.escaped(String(a.map { $0.stringValue ?? "?" }.joined(separator: ", ").prefix(200)))
             default: continue
             }
-            out.append((k, text))
+            out.append((key, text))
         }
         return out
     }

@@ -70,9 +70,9 @@ public struct CloudflareGeo: Sendable {
     /// The zone's custom-rules entry point: its id and rules (`nil` when the zone has none yet).
     public func entrypoint(zone: String) async throws -> (id: String, rules: [Rule])? {
         try Self.validate(zone: zone)
-        let r = try await call("GET", "/zones/\(PathSegment.encode(zone))/rulesets/phases/\(Self.phase)/entrypoint", allow404: true)
-        guard let r, let id = r["id"]?.stringValue else { return nil }
-        let rules = (r["rules"]?.arrayValue ?? []).compactMap { j -> Rule? in
+        let ruleset = try await call("GET", "/zones/\(PathSegment.encode(zone))/rulesets/phases/\(Self.phase)/entrypoint", allow404: true)
+        guard let ruleset, let id = ruleset["id"]?.stringValue else { return nil }
+        let rules = (ruleset["rules"]?.arrayValue ?? []).compactMap { j -> Rule? in
             guard let rid = j["id"]?.stringValue else { return nil }
             return Rule(
                 id: rid, description: j["description"]?.stringValue ?? "", expression: j["expression"]?.stringValue ?? "",
@@ -123,8 +123,9 @@ public struct CloudflareGeo: Sendable {
     public func removeAll(zone: String) async throws -> Int {
         guard let ep = try await entrypoint(zone: zone) else { return 0 }
         let ours = ep.rules.filter { $0.description.hasPrefix("felhom:") }
-        for r in ours {
-            _ = try await call("DELETE", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(r.id))")
+        for rule in ours {
+            _ = try await call(
+                "DELETE", "/zones/\(PathSegment.encode(zone))/rulesets/\(PathSegment.encode(ep.id))/rules/\(PathSegment.encode(rule.id))")
         }
         return ours.count
     }
@@ -136,8 +137,8 @@ public struct CloudflareGeo: Sendable {
         let response: HTTPResponseSpec
         do {
             response = try await transport.send(HTTPRequestSpec(method: method, target: basePath + path, headers: headers, body: body?.serialized()))
-        } catch let e as HTTPClientError {
-            throw GeoError(message: "cannot reach Cloudflare: \(e.message)")
+        } catch let error as HTTPClientError {
+            throw GeoError(message: "cannot reach Cloudflare: \(error.message)")
         }
         if allow404 && response.status == 404 { return nil }
         let json = try? JSONValue.parse(response.body)

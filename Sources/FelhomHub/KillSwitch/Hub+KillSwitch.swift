@@ -10,23 +10,23 @@ import Foundation
 /// Both are undone by the matching call and recorded as events.
 extension Hub {
     /// Blocks or unblocks a host (operator only).
-    public func setHostBlocked(_ hostID: String, blocked: Bool, by p: Principal) async throws -> HostView {
-        guard p == .operator else { throw HubError.forbidden("block or unblock hosts (operator only)") }
-        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+    public func setHostBlocked(_ hostID: String, blocked: Bool, by principal: Principal) async throws -> HostView {
+        guard principal == .operator else { throw HubError.forbidden("block or unblock hosts (operator only)") }
+        guard let existing = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
         try await store.transaction { db in
             try await HostsTable.setBlocked(hostID, blocked, in: db)
             try await recordEvent(
                 blocked ? "host_blocked" : "host_unblocked", severity: blocked ? .warning : .info, hostID: hostID,
-                customerID: h.customerID, at: now, in: db)
+                customerID: existing.customerID, at: now, in: db)
         }
         generations.notify(hostID: hostID)  // a long-polling agent hears it now
-        return try await host(hostID, by: p)
+        return try await host(hostID, by: principal)
     }
 
     /// Suspends or resumes a customer (operator only).
-    public func setCustomerSuspended(_ customerID: String, suspended: Bool, by p: Principal) async throws {
-        guard p == .operator else { throw HubError.forbidden("suspend or resume customers (operator only)") }
+    public func setCustomerSuspended(_ customerID: String, suspended: Bool, by principal: Principal) async throws {
+        guard principal == .operator else { throw HubError.forbidden("suspend or resume customers (operator only)") }
         guard try await customerExists(customerID) else { throw HubError.notFound("customer \(customerID)") }
         let now = self.now
         let hosts = try await store.transaction { db -> [String] in

@@ -42,16 +42,16 @@ public struct HTTPMailAPIMailer: Mailer {
         ])
         var headers = [("Authorization", "Bearer \(settings.apiKey.reveal())"), ("Content-Type", "application/json")]
         if let key = message.idempotencyKey { headers.append(("Idempotency-Key", key)) }
-        let e = settings.endpoint
-        var path = e.path.isEmpty ? "/" : e.path
-        if let q = e.query { path += "?" + q }
-        let destination = "mail API \(e.host)"
+        let endpoint = settings.endpoint
+        var path = endpoint.path.isEmpty ? "/" : endpoint.path
+        if let query = endpoint.query { path += "?" + query }
+        let destination = "mail API \(endpoint.host)"
         let response: HTTPResponseSpec
         do {
             response = try await transport.send(
                 HTTPRequestSpec(method: "POST", target: path, headers: headers, body: body.serialized()))
-        } catch let e as HTTPClientError {
-            throw MailError(message: "\(destination): \(e.message)")
+        } catch let error as HTTPClientError {
+            throw MailError(message: "\(destination): \(error.message)")
         }
         guard (200..<300).contains(response.status) else {
             let said =

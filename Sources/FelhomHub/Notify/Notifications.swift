@@ -47,7 +47,7 @@ extension Hub {
     }
 
     func enqueueMail(for ev: HubEvent, in db: any SQLDatabase) async throws {
-        let n = notifications
+        let settings = notifications
         let now = self.now
         if let host = ev.hostID {
             // Serializes the cooldown check per (host, type) across replicas.
@@ -66,14 +66,15 @@ extension Hub {
                     body: body),
                 at: now, in: db)
         }
-        if let op = n.operatorEmail, n.operatorTypes.contains(ev.type), !(try await recent("operator", n.operatorCooldown)) {
+        if let op = settings.operatorEmail, settings.operatorTypes.contains(ev.type), !(try await recent("operator", settings.operatorCooldown)) {
             try await queue("operator", op, .en)
         }
-        if let customer = ev.customerID, let c = try await CustomersTable.mailSettings(customer, in: db) {
+        if let customer = ev.customerID, let mail = try await CustomersTable.mailSettings(customer, in: db) {
             let prefs =
-                c.notifyTypes.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }.map(Set.init) ?? n.customerDefaultTypes
-            if prefs.contains(ev.type), !(try await recent("customer", n.customerCooldown)) {
-                try await queue("customer", c.email, Templates.Language(rawValue: c.language) ?? .hu)
+                mail.notifyTypes.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }.map(Set.init)
+                ?? settings.customerDefaultTypes
+            if prefs.contains(ev.type), !(try await recent("customer", settings.customerCooldown)) {
+                try await queue("customer", mail.email, Templates.Language(rawValue: mail.language) ?? .hu)
             }
         }
     }
@@ -86,12 +87,12 @@ extension Hub {
         let due = try await store.withDB { db in try await OutboxTable.due(now: now, limit: limit, in: db) }
         var sent = 0
         var failed = 0
-        for r in due {
-            let id = r.id
-            let attempts = r.attempts + 1
-            let msg = MailMessage(from: notifications.from, to: r.recipient, subject: r.subject, body: r.body, idempotencyKey: id)
+        for row in due {
+            let id = row.id
+            let attempts = row.attempts + 1
+            let msg = MailMessage(from: notifications.from, to: row.recipient, subject: row.subject, body: row.body, idempotencyKey: id)
             var failure: String?
-            do { try await mailer.send(msg) } catch let e { failure = "\(e)" }
+            do { try await mailer.send(msg) } catch let error { failure = "\(error)" }
             let error = failure
             let at = self.now
             try await store.transaction { db in

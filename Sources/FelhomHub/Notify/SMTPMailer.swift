@@ -128,8 +128,8 @@ public struct SMTPMailer: Mailer {
                 try await session.expect(250, after: "message data")
                 _ = try? await session.command("QUIT", expect: 221)
             }
-        } catch let e as MailError {
-            throw MailError(message: e.message.hasPrefix("SMTP ") ? e.message : "\(destination): \(e.message)")
+        } catch let error as MailError {
+            throw MailError(message: error.message.hasPrefix("SMTP ") ? error.message : "\(destination): \(error.message)")
         } catch {
             throw MailError(message: "\(destination): \(error)")
         }
@@ -232,9 +232,9 @@ struct SMTPSession {
     }
 
     mutating func expect(_ code: Int, after what: String) async throws {
-        let r = try await reply()
-        guard r.code == code else {
-            throw MailError(message: "after \(what) the server answered \(r.code) \(r.texts.last ?? "")")
+        let reply = try await reply()
+        guard reply.code == code else {
+            throw MailError(message: "after \(what) the server answered \(reply.code) \(reply.texts.last ?? "")")
         }
     }
 
@@ -245,11 +245,11 @@ struct SMTPSession {
     /// Sends a command and checks the reply code; `display` replaces the command in errors.
     mutating func command(_ line: String, expect code: Int, display: String? = nil) async throws -> [String] {
         try await write(line + "\r\n")
-        let r = try await reply()
-        guard r.code == code else {
+        let reply = try await reply()
+        guard reply.code == code else {
             let shown = display ?? String(line.prefix(60))
-            throw MailError(message: "'\(shown)' was answered \(r.code) \(r.texts.last ?? "")")
+            throw MailError(message: "'\(shown)' was answered \(reply.code) \(reply.texts.last ?? "")")
         }
-        return r.texts
+        return reply.texts
     }
 }

@@ -6,14 +6,14 @@ import Foundation
 /// the host and customer rows, the DR record, the last published desired state — never from
 /// report history, which is pruned. And the customer's passphrase retrieval of it, rate-limited.
 extension Hub {
-    public func setDRRecord(hostID: String, _ r: DRRecord, by p: Principal) async throws {
-        guard p == .operator else { throw HubError.forbidden("set disaster-recovery records (operator only)") }
+    public func setDRRecord(hostID: String, _ r: DRRecord, by principal: Principal) async throws {
+        guard principal == .operator else { throw HubError.forbidden("set disaster-recovery records (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
         if let fp = r.repositoryFingerprint, !Pattern.whole(fp, #"([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}"#) {
             throw HubError.badRequest("must be a SHA-256 fingerprint like 9c:2f:…", path: "$.repository_fingerprint")
         }
         if let ns = r.pbsNamespace { try Validate.text(ns, "$.pbs_namespace", max: 200) }
-        if let k = r.wrappedEscrowKey, Data(base64Encoded: k) == nil {
+        if let key = r.wrappedEscrowKey, Data(base64Encoded: key) == nil {
             throw HubError.badRequest("must be base64 (the key as wrapped on the customer's side)", path: "$.wrapped_escrow_key")
         }
         let now = self.now
@@ -25,8 +25,8 @@ extension Hub {
     }
 
     /// The box's own view (its storage manifest, the PBS fingerprint it sees), kept apart as `box_*`.
-    public func reportDRFromBox(storageManifest: JSONValue, pbsFingerprint: String?, by p: Principal) async throws {
-        guard case .host(let hostID, _) = p else { throw HubError.forbidden("report recovery data (host keys only)") }
+    public func reportDRFromBox(storageManifest: JSONValue, pbsFingerprint: String?, by principal: Principal) async throws {
+        guard case .host(let hostID, _) = principal else { throw HubError.forbidden("report recovery data (host keys only)") }
         guard case .array = storageManifest else { throw HubError.badRequest("must be an array of disks", path: "$.storage_manifest") }
         let now = self.now
         try await store.withDB { db in
@@ -37,14 +37,14 @@ extension Hub {
     }
 
     /// The recovery bundle of a host (operator key; customers use ``retrieve(domain:passphrase:what:)``).
-    public func recovery(hostID: String, by p: Principal) async throws -> JSONValue {
-        guard p == .operator else { throw HubError.forbidden("read recovery bundles (operator key or the customer's passphrase)") }
+    public func recovery(hostID: String, by principal: Principal) async throws -> JSONValue {
+        guard principal == .operator else { throw HubError.forbidden("read recovery bundles (operator key or the customer's passphrase)") }
         return try await recoveryBundle(hostID: hostID)
     }
 
     func recoveryBundle(hostID: String) async throws -> JSONValue {
-        guard let h = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
-        let c = try await customer(h.customerID, by: .operator)
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        let customer = try await customer(host.customerID, by: .operator)
         let (dr, desired) = try await store.withDB { db in
             (
                 try await RecoveryTable.record(hostID: hostID, in: db),
@@ -56,8 +56,9 @@ extension Hub {
             (try? dr?.decode(column: "box_storage_manifest", as: String?.self)).flatMap { $0 }.flatMap { try? JSONValue.parse($0) } ?? .array([])
         return [
             "identity": [
-                "host_id": .string(h.id), "host_name": .string(h.name), "customer_id": .string(c.id), "customer_name": .string(c.name),
-                "domain": .string(c.domain), "timezone": .string(c.timezone),
+                "host_id": .string(host.id), "host_name": .string(host.name), "customer_id": .string(customer.id),
+                "customer_name": .string(customer.name),
+                "domain": .string(customer.domain), "timezone": .string(customer.timezone),
             ],
             "tunnel_token_ref": text("tunnel_token_ref"),
             "pbs": ["namespace": text("pbs_namespace"), "repository_fingerprint": text("repository_fingerprint")],
@@ -71,9 +72,9 @@ extension Hub {
     }
 
     /// Sets a new retrieval passphrase for the customer (operator); returns it (shown once).
-    public func newRetrievalPassphrase(customerID: String, by p: Principal) async throws -> String {
-        guard p == .operator else { throw HubError.forbidden("set retrieval passphrases (operator only)") }
-        _ = try await customer(customerID, by: p)
+    public func newRetrievalPassphrase(customerID: String, by principal: Principal) async throws -> String {
+        guard principal == .operator else { throw HubError.forbidden("set retrieval passphrases (operator only)") }
+        _ = try await customer(customerID, by: principal)
         let words = Passphrase.generate()
         let hash = try Passphrase.hash(words)
         try await store.withDB { db in try await CustomersTable.setRetrievalHash(customerID, hash: hash, in: db) }
@@ -135,12 +136,12 @@ extension Hub {
         let hosts = try await self.hosts(by: .customer(customerID: cid))
         if what == "recovery" {
             var out: [JSONValue] = []
-            for h in hosts { out.append(try await recoveryBundle(hostID: h.id)) }
+            for host in hosts { out.append(try await recoveryBundle(hostID: host.id)) }
             return ["hosts": .array(out)]
         }
         let guests = try await store.withDB { db in try await GuestsTable.ids(ofCustomer: cid, in: db) }
         var configs: [String: JSONValue] = [:]
-        for g in guests { configs[g] = try await controllerConfig(guestID: g, hubURL: hubURL, by: .operator) }
+        for guest in guests { configs[guest] = try await controllerConfig(guestID: guest, hubURL: hubURL, by: .operator) }
         return ["configs": .object(configs)]
     }
 }

@@ -16,8 +16,8 @@ import SQLKit
 extension SignedOpStatus {
     /// A stored value; an unknown one is a damaged row, not a guess.
     init(stored: String) throws {
-        guard let s = Self(rawValue: stored) else { throw StoreError(code: .query, message: "signed op with unknown status '\(stored)'") }
-        self = s
+        guard let status = Self(rawValue: stored) else { throw StoreError(code: .query, message: "signed op with unknown status '\(stored)'") }
+        self = status
     }
 }
 
@@ -25,8 +25,8 @@ extension Hub {
     public static let signedOpStatuses = SignedOpStatus.allCases.map(\.rawValue)
 
     /// Registers an operator's SSH public key (`role`: `operational` or `recovery`).
-    public func registerOperatorKey(publicKey: String, role: String?, name: String?, by p: Principal) async throws -> OperatorKeyView {
-        guard p == .operator else { throw HubError.forbidden("register operator keys") }
+    public func registerOperatorKey(publicKey: String, role: String?, name: String?, by principal: Principal) async throws -> OperatorKeyView {
+        guard principal == .operator else { throw HubError.forbidden("register operator keys") }
         let key: SSHPublicKey
         do { key = try SSHPublicKey(openSSHLine: publicKey) } catch {
             throw HubError.badRequest("not an accepted OpenSSH public key: \(error.message)", path: "$.public_key")
@@ -50,8 +50,8 @@ extension Hub {
         return view
     }
 
-    public func operatorKeys(by p: Principal) async throws -> [OperatorKeyView] {
-        guard p == .operator else { throw HubError.forbidden("list operator keys") }
+    public func operatorKeys(by principal: Principal) async throws -> [OperatorKeyView] {
+        guard principal == .operator else { throw HubError.forbidden("list operator keys") }
         return try await store.withDB { db in
             try await KeysTable.activeOperatorKeys(in: db).map {
                 OperatorKeyView(
@@ -64,8 +64,8 @@ extension Hub {
     }
 
     /// Queues an op for signing. `guest_id` is the guest's vmid on the host.
-    public func createSignedOp(_ r: NewSignedOp, by p: Principal) async throws -> SignedOpView {
-        guard p == .operator else { throw HubError.forbidden("queue signed ops (operator only)") }
+    public func createSignedOp(_ r: NewSignedOp, by principal: Principal) async throws -> SignedOpView {
+        guard principal == .operator else { throw HubError.forbidden("queue signed ops (operator only)") }
         guard let op = OpBlob.Op(rawValue: r.op) else {
             throw HubError.badRequest("unknown op; one of \(OpBlob.Op.allCases.map(\.rawValue).joined(separator: ", "))", path: "$.op")
         }
@@ -75,8 +75,9 @@ extension Hub {
         }
         if op == .guestDestroy, let g = r.guestID, let vmid = Int(g) {
             // Destroying a guest that is still desired destroys its data and the agent rebuilds it empty.
-            let d = try await desired(hostID: r.hostID, by: p)
-            for (which, spec) in [("published", d.spec), ("draft", d.draft)] where spec?.guests.contains(where: { $0.vmid == vmid }) == true {
+            let desiredView = try await desired(hostID: r.hostID, by: principal)
+            for (which, spec) in [("published", desiredView.spec), ("draft", desiredView.draft)]
+            where spec?.guests.contains(where: { $0.vmid == vmid }) == true {
                 throw HubError(
                     .conflict, "conflict",
                     "guest \(vmid) is still in the \(which) desired state of host \(r.hostID): remove it from the desired state and publish first, then queue guest.destroy"
@@ -86,10 +87,10 @@ extension Hub {
         let ttl = r.ttlSeconds ?? 3600
         guard (60...86400).contains(ttl) else { throw HubError.badRequest("must be 60…86400 seconds", path: "$.ttl_seconds") }
         let keyID: String
-        if let k = r.keyID {
-            keyID = k
+        if let key = r.keyID {
+            keyID = key
         } else {
-            let keys = try await operatorKeys(by: p).filter { $0.role == "operational" }
+            let keys = try await operatorKeys(by: principal).filter { $0.role == "operational" }
             guard keys.count == 1 else {
                 // The request is well formed; the hub's key set decides (409, like any state conflict).
                 throw HubError(
@@ -106,8 +107,8 @@ extension Hub {
                 op: op, hostID: r.hostID, guestID: r.guestID, params: r.params ?? [:], ttl: TimeInterval(ttl), keyID: keyID,
                 now: Date(timeIntervalSince1970: TimeInterval(now)))
             bytes = try blob.canonicalBytes()
-        } catch let e as OpBlobError {
-            throw HubError.badRequest(e.message, path: "$." + (e.field == "target.guest_id" ? "guest_id" : e.field))
+        } catch let error as OpBlobError {
+            throw HubError.badRequest(error.message, path: "$." + (error.field == "target.guest_id" ? "guest_id" : error.field))
         }
         let id = Ids.make("sop")
         let created = now
@@ -117,7 +118,7 @@ extension Hub {
                 blob: String(decoding: bytes, as: UTF8.self),
                 nonce: blob.nonce, expiresAt: Int64(blob.expiresAt.timeIntervalSince1970), createdAt: created, in: db)
         }
-        return try await signedOp(id, by: p)
+        return try await signedOp(id, by: principal)
     }
 
     /// Ops as the API shows them (unfinished ops past their expiry are marked `expired` first).
@@ -129,9 +130,9 @@ extension Hub {
             try rows.filter { try $0.decode(column: "op", as: String.self) == OpBlob.Op.guestRestore.rawValue }
                 .map { try $0.decode(column: "host_id", as: String.self) })
         var reports: [String: HostReport] = [:]
-        for h in restoreHosts {
-            let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: h, in: db)?.body }
-            reports[h] = body.flatMap { try? HostReport.decode(Data($0.utf8)) }
+        for host in restoreHosts {
+            let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: host, in: db)?.body }
+            reports[host] = body.flatMap { try? HostReport.decode(Data($0.utf8)) }
         }
         return try rows.map { r in
             let blobText = try r.decode(column: "blob", as: String.self)
@@ -161,43 +162,43 @@ extension Hub {
             .map { SignedOpView.VolumeRef(key: $0.key, volume: $0.volume) }
     }
 
-    public func signedOp(_ id: String, by p: Principal) async throws -> SignedOpView {
-        if case .guest = p { throw HubError.forbidden("read signed ops") }
-        guard let v = try await signedOpViews(.init(id: id)).first,
-            p.canReach(customerID: v.customerID)
+    public func signedOp(_ id: String, by principal: Principal) async throws -> SignedOpView {
+        if case .guest = principal { throw HubError.forbidden("read signed ops") }
+        guard let view = try await signedOpViews(.init(id: id)).first,
+            principal.canReach(customerID: view.customerID)
         else { throw HubError.notFound("signed op \(id)") }
-        if case .host(let h, _) = p, h != v.hostID { throw HubError.notFound("signed op \(id)") }
-        return v
+        if case .host(let h, _) = principal, h != view.hostID { throw HubError.notFound("signed op \(id)") }
+        return view
     }
 
     /// Lists ops (operator: all; customer and host keys: their own), newest first.
-    public func signedOps(hostID: String?, status: String?, by p: Principal) async throws -> [SignedOpView] {
-        if case .guest = p { throw HubError.forbidden("list signed ops") }
+    public func signedOps(hostID: String?, status: String?, by principal: Principal) async throws -> [SignedOpView] {
+        if case .guest = principal { throw HubError.forbidden("list signed ops") }
         let wanted: SignedOpStatus?
         if let status {
-            guard let s = SignedOpStatus(rawValue: status) else {
+            guard let parsed = SignedOpStatus(rawValue: status) else {
                 throw HubError.badRequest("one of \(Self.signedOpStatuses.joined(separator: ", "))", path: "status")
             }
-            wanted = s
+            wanted = parsed
         } else {
             wanted = nil
         }
         var hostFilter = hostID
-        if case .host(let h, _) = p {
-            if let hostID, hostID != h { return [] }
-            hostFilter = h
+        if case .host(let callerHost, _) = principal {
+            if let hostID, hostID != callerHost { return [] }
+            hostFilter = callerHost
         }
         let hostOnly = hostFilter
-        return try await signedOpViews(.init(hostID: hostOnly, customerScope: p.customerScope, statuses: wanted.map { [$0] }))
+        return try await signedOpViews(.init(hostID: hostOnly, customerScope: principal.customerScope, statuses: wanted.map { [$0] }))
     }
 
     /// Stores the operator's signature after checking it against the registered keys (early
     /// feedback only: the agent verifies again).
-    public func uploadSignature(opID: String, signature armored: String, by p: Principal) async throws -> SignedOpView {
-        guard p == .operator else { throw HubError.forbidden("sign ops (operator only)") }
-        let v = try await signedOp(opID, by: p)
-        guard v.status == .pendingSignature else {
-            throw HubError(.conflict, "conflict", "op \(opID) is \(v.status.rawValue), not pending_signature")
+    public func uploadSignature(opID: String, signature armored: String, by principal: Principal) async throws -> SignedOpView {
+        guard principal == .operator else { throw HubError.forbidden("sign ops (operator only)") }
+        let view = try await signedOp(opID, by: principal)
+        guard view.status == .pendingSignature else {
+            throw HubError(.conflict, "conflict", "op \(opID) is \(view.status.rawValue), not pending_signature")
         }
         let sig: SSHSignature
         do { sig = try SSHSignature(armored: armored) } catch {
@@ -206,11 +207,11 @@ extension Hub {
         guard sig.namespace == OpVerifier.namespace else {
             throw HubError.signatureRefused("signed for namespace '\(sig.namespace)'; use -n \(OpVerifier.namespace)", path: "$.signature")
         }
-        let keys = try await operatorKeys(by: p)
+        let keys = try await operatorKeys(by: principal)
         guard let key = keys.first(where: { $0.fingerprint == sig.publicKey.fingerprint }) else {
             throw HubError.signatureRefused("key \(sig.publicKey.fingerprint) is not a registered operator key", path: "$.signature")
         }
-        do { try sig.verify(message: Array(v.blob.utf8), requireUserPresence: true) } catch {
+        do { try sig.verify(message: Array(view.blob.utf8), requireUserPresence: true) } catch {
             throw HubError.signatureRefused("signature does not verify over this op's blob: \(error.message)", path: "$.signature")
         }
         let now = self.now
@@ -218,31 +219,31 @@ extension Hub {
             try await SignedOpsTable.sign(id: opID, signature: sig.armored, signer: key.name + " " + key.fingerprint, at: now, in: db)
         }
         guard updated else { throw HubError(.conflict, "conflict", "op \(opID) changed while signing; list it again") }
-        generations.notify(hostID: v.hostID)
-        return try await signedOp(opID, by: p)
+        generations.notify(hostID: view.hostID)
+        return try await signedOp(opID, by: principal)
     }
 
     /// The next signed op for the calling host (oldest first), marked delivered. An op delivered
     /// earlier but never answered is handed out again: the agent's journal recognises it by id.
-    public func nextSignedOp(by p: Principal) async throws -> SignedOpView? {
-        guard case .host(let hostID, _) = p else { throw HubError.forbidden("fetch signed ops (host keys only)") }
+    public func nextSignedOp(by principal: Principal) async throws -> SignedOpView? {
+        guard case .host(let hostID, _) = principal else { throw HubError.forbidden("fetch signed ops (host keys only)") }
         if try await hostRow(hostID)?.blocked == true { return nil }  // a blocked box gets nothing to act on
         let now = self.now
-        guard let v = try await signedOpViews(.init(hostID: hostID, statuses: [.signed, .delivered], deliveryOrder: true, limit: 1)).first
+        guard let view = try await signedOpViews(.init(hostID: hostID, statuses: [.signed, .delivered], deliveryOrder: true, limit: 1)).first
         else { return nil }
-        if v.status == .signed {
-            try await store.withDB { db in try await SignedOpsTable.markDelivered(id: v.id, at: now, in: db) }
+        if view.status == .signed {
+            try await store.withDB { db in try await SignedOpsTable.markDelivered(id: view.id, at: now, in: db) }
         }
-        var out = v
+        var out = view
         out.status = .delivered
         return out
     }
 
     /// The agent's outcome for a delivered op: `applied` or `rejected` with a reason (its error code).
-    public func reportSignedOpResult(opID: String, outcome: String, reason: String?, by p: Principal) async throws -> SignedOpView {
-        guard case .host(let hostID, let customerID) = p else { throw HubError.forbidden("report op results (host keys only)") }
-        let v = try await signedOp(opID, by: p)
-        guard v.hostID == hostID else { throw HubError.notFound("signed op \(opID)") }
+    public func reportSignedOpResult(opID: String, outcome: String, reason: String?, by principal: Principal) async throws -> SignedOpView {
+        guard case .host(let hostID, let customerID) = principal else { throw HubError.forbidden("report op results (host keys only)") }
+        let view = try await signedOp(opID, by: principal)
+        guard view.hostID == hostID else { throw HubError.notFound("signed op \(opID)") }
         guard ["applied", "rejected"].contains(outcome) else { throw HubError.badRequest("must be applied or rejected", path: "$.outcome") }
         // A box's reason is stored sanitized, never refused: a refusal would leave the op in
         // flight and stop the agent's cycle until it expires.
@@ -250,21 +251,21 @@ extension Hub {
             let escaped = TerminalText.escaped(r)
             return escaped.count > 1000 ? String(escaped.prefix(997)) + "..." : escaped
         }
-        guard [.delivered, .signed].contains(v.status) else {
-            if v.status.rawValue == outcome { return v }  // a repeated report after a lost answer
-            throw HubError(.conflict, "conflict", "op \(opID) is already \(v.status.rawValue)")
+        guard [.delivered, .signed].contains(view.status) else {
+            if view.status.rawValue == outcome { return view }  // a repeated report after a lost answer
+            throw HubError(.conflict, "conflict", "op \(opID) is already \(view.status.rawValue)")
         }
         let now = self.now
         try await store.transaction { db in
             try await SignedOpsTable.finish(id: opID, outcome: outcome, reason: reason, at: now, in: db)
-            var data: [String: JSONValue] = ["op_id": .string(opID), "op": .string(v.op)]
-            if let g = v.guestID { data["vmid"] = .string(g) }
+            var data: [String: JSONValue] = ["op_id": .string(opID), "op": .string(view.op)]
+            if let g = view.guestID { data["vmid"] = .string(g) }
             if let reason { data["reason"] = .string(reason) }
             try await recordEvent(
                 outcome == "applied" ? "op_applied" : "op_rejected", severity: outcome == "applied" ? .info : .warning, source: .host,
                 hostID: hostID, customerID: customerID, data: .object(data), at: now, in: db)
         }
-        return try await signedOp(opID, by: p)
+        return try await signedOp(opID, by: principal)
     }
 
     /// Whether the host has signed ops waiting (for the control envelope): the one condition

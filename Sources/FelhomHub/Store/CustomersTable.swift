@@ -26,17 +26,18 @@ enum CustomersTable {
 
     /// All customers, or the one of `scope`, oldest first.
     static func list(scope: String?, in db: any SQLDatabase) async throws -> [any SQLRow] {
-        var q = db.select().column("*").from("customers")
-        if let scope { q = q.where("id", .equal, SQLBind(scope)) }
-        return try await q.orderBy("created_at").orderBy("id").all()
+        var query = db.select().column("*").from("customers")
+        if let scope { query = query.where("id", .equal, SQLBind(scope)) }
+        return try await query.orderBy("created_at").orderBy("id").all()
     }
 
     /// The customer of a domain: id and retrieval hash.
     static func byDomain(_ domain: String, in db: any SQLDatabase) async throws -> (id: String, retrievalHash: String?)? {
-        guard let r = try await db.select().columns("id", "retrieval_hash").from("customers").where("domain", .equal, SQLBind(domain)).first() else {
+        guard let row = try await db.select().columns("id", "retrieval_hash").from("customers").where("domain", .equal, SQLBind(domain)).first()
+        else {
             return nil
         }
-        return (try r.decode(column: "id", as: String.self), try r.decode(column: "retrieval_hash", as: String?.self))
+        return (try row.decode(column: "id", as: String.self), try row.decode(column: "retrieval_hash", as: String?.self))
     }
 
     static func isSuspended(_ id: String, in db: any SQLDatabase) async throws -> Bool {
@@ -58,11 +59,11 @@ enum CustomersTable {
 
     /// Mail settings of a customer: e-mail, language and chosen notification types (JSON).
     static func mailSettings(_ id: String, in db: any SQLDatabase) async throws -> (email: String, language: String, notifyTypes: String?)? {
-        guard let r = try await db.select().columns("email", "language", "notify_types").from("customers").where("id", .equal, SQLBind(id)).first()
+        guard let row = try await db.select().columns("email", "language", "notify_types").from("customers").where("id", .equal, SQLBind(id)).first()
         else { return nil }
         return (
-            try r.decode(column: "email", as: String.self), try r.decode(column: "language", as: String.self),
-            try r.decode(column: "notify_types", as: String?.self)
+            try row.decode(column: "email", as: String.self), try row.decode(column: "language", as: String.self),
+            try row.decode(column: "notify_types", as: String?.self)
         )
     }
 }
@@ -75,12 +76,12 @@ extension CustomersTable {
     /// The domain and config overrides of the customer a guest belongs to.
     static func configSource(ofGuest guestID: String, in db: any SQLDatabase) async throws -> (domain: String, overrides: String?)? {
         guard
-            let r = try await db.select().column(SQLColumn("domain", table: "customers")).column(SQLColumn("config_overrides", table: "customers"))
+            let row = try await db.select().column(SQLColumn("domain", table: "customers")).column(SQLColumn("config_overrides", table: "customers"))
                 .from("guests").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
                 .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "hosts"))
                 .where(SQLColumn("id", table: "guests"), .equal, SQLBind(guestID)).first()
         else { return nil }
-        return (try r.decode(column: "domain", as: String.self), try r.decode(column: "config_overrides", as: String?.self))
+        return (try row.decode(column: "domain", as: String.self), try row.decode(column: "config_overrides", as: String?.self))
     }
 
     static func cloudflareZone(_ id: String, in db: any SQLDatabase) async throws -> String? {
@@ -90,8 +91,8 @@ extension CustomersTable {
 
     /// Records the zone and the allowed countries (nil: no geo rule active).
     static func setGeo(_ id: String, zone: String?, countries: String?, in db: any SQLDatabase) async throws {
-        var q = db.update("customers").set("geo_countries", to: SQLBind(countries))
-        if let zone { q = q.set("cloudflare_zone_id", to: SQLBind(zone)) }
-        try await q.where("id", .equal, SQLBind(id)).run()
+        var query = db.update("customers").set("geo_countries", to: SQLBind(countries))
+        if let zone { query = query.set("cloudflare_zone_id", to: SQLBind(zone)) }
+        try await query.where("id", .equal, SQLBind(id)).run()
     }
 }

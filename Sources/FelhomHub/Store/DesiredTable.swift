@@ -7,12 +7,12 @@ enum DesiredTable {
     /// The latest published spec text of a host, its generation and time.
     static func latestPublished(hostID: String, in db: any SQLDatabase) async throws -> (spec: String, generation: Int64, publishedAt: Int64)? {
         guard
-            let r = try await db.select().columns("spec", "generation", "published_at").from("desired_published")
+            let row = try await db.select().columns("spec", "generation", "published_at").from("desired_published")
                 .where("host_id", .equal, SQLBind(hostID)).orderBy("generation", .descending).limit(1).first()
         else { return nil }
         return (
-            try r.decode(column: "spec", as: String.self), try r.decode(column: "generation", as: Int64.self),
-            try r.decode(column: "published_at", as: Int64.self)
+            try row.decode(column: "spec", as: String.self), try row.decode(column: "generation", as: Int64.self),
+            try row.decode(column: "published_at", as: Int64.self)
         )
     }
 

@@ -7,13 +7,13 @@ enum EventsTable {
     /// Inserts an event; with `ignoreDuplicate` an existing id is left alone. Returns whether a row was written.
     @discardableResult
     static func insert(_ ev: HubEvent, in db: any SQLDatabase, ignoreDuplicate: Bool = false) async throws -> Bool {
-        let q = db.insert(into: "events").columns("id", "at", "source", "host_id", "guest_id", "customer_id", "type", "severity", "data")
+        let query = db.insert(into: "events").columns("id", "at", "source", "host_id", "guest_id", "customer_id", "type", "severity", "data")
             .values(
                 SQLBind(ev.id), SQLBind(Int64(ev.at.timeIntervalSince1970)), SQLBind(ev.source.rawValue), SQLBind(ev.hostID),
                 SQLBind(ev.guestID), SQLBind(ev.customerID), SQLBind(ev.type), SQLBind(ev.severity.rawValue),
                 SQLBind(ev.data.serializedString()))
-        if ignoreDuplicate { return try await !q.ignoringConflicts().returning("id").all().isEmpty }
-        try await q.run()
+        if ignoreDuplicate { return try await !query.ignoringConflicts().returning("id").all().isEmpty }
+        try await query.run()
         return true
     }
 
@@ -21,12 +21,12 @@ enum EventsTable {
     static func list(customerScope: String?, hostID: String?, type: String?, since: Int64?, limit: Int, in db: any SQLDatabase) async throws
         -> [HubEvent]
     {
-        var q = db.select().column("*").from("events")
-        if let c = customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
-        if let hostID { q = q.where("host_id", .equal, SQLBind(hostID)) }
-        if let type { q = q.where("type", .equal, SQLBind(type)) }
-        if let since { q = q.where("at", .greaterThanOrEqual, SQLBind(since)) }
-        return try await q.orderBy("at", .descending).orderBy("id", .descending).limit(limit).all().map { r in
+        var query = db.select().column("*").from("events")
+        if let customerID = customerScope { query = query.where("customer_id", .equal, SQLBind(customerID)) }
+        if let hostID { query = query.where("host_id", .equal, SQLBind(hostID)) }
+        if let type { query = query.where("type", .equal, SQLBind(type)) }
+        if let since { query = query.where("at", .greaterThanOrEqual, SQLBind(since)) }
+        return try await query.orderBy("at", .descending).orderBy("id", .descending).limit(limit).all().map { r in
             HubEvent(
                 id: try r.decode(column: "id", as: String.self),
                 at: Date(timeIntervalSince1970: TimeInterval(try r.decode(column: "at", as: Int64.self))),
@@ -47,9 +47,9 @@ enum EventsTable {
     /// The newest event of one of `types` for a host: type and time.
     static func latest(hostID: String, types: [String], in db: any SQLDatabase) async throws -> (type: String, at: Int64)? {
         guard
-            let r = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
+            let row = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
                 .where("type", .in, SQLBind.group(types)).orderBy("at", .descending).limit(1).first()
         else { return nil }
-        return (try r.decode(column: "type", as: String.self), try r.decode(column: "at", as: Int64.self))
+        return (try row.decode(column: "type", as: String.self), try row.decode(column: "at", as: Int64.self))
     }
 }

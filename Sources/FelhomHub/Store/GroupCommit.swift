@@ -46,9 +46,9 @@ actor GroupCommit<Item: Sendable, Output: Sendable> {
                 }
                 for (b, o) in zip(batch, outputs) { b.done.resume(returning: o) }
             } catch {
-                for b in batch {
-                    do { b.done.resume(returning: try await store.transaction { db in try await body(db, b.item) }) } catch {
-                        b.done.resume(throwing: error)
+                for item in batch {
+                    do { item.done.resume(returning: try await store.transaction { db in try await body(db, item.item) }) } catch {
+                        item.done.resume(throwing: error)
                     }
                 }
             }

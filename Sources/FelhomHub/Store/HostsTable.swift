@@ -18,15 +18,15 @@ enum HostsTable {
     }
 
     static func find(_ id: String, now: Int64, in db: any SQLDatabase) async throws -> HostView? {
-        guard let r = try await db.select().column("*").from("hosts").where("id", .equal, SQLBind(id)).first() else { return nil }
-        return try view(r, now: now)
+        guard let row = try await db.select().column("*").from("hosts").where("id", .equal, SQLBind(id)).first() else { return nil }
+        return try view(row, now: now)
     }
 
     /// All hosts, or those of one customer, oldest first.
     static func list(customerScope: String?, now: Int64, in db: any SQLDatabase) async throws -> [HostView] {
-        var q = db.select().column("*").from("hosts")
-        if let c = customerScope { q = q.where("customer_id", .equal, SQLBind(c)) }
-        return try await q.orderBy("created_at").orderBy("id").all().map { try view($0, now: now) }
+        var query = db.select().column("*").from("hosts")
+        if let customerID = customerScope { query = query.where("customer_id", .equal, SQLBind(customerID)) }
+        return try await query.orderBy("created_at").orderBy("id").all().map { try view($0, now: now) }
     }
 
     static func view(_ r: any SQLRow, now: Int64) throws -> HostView {
@@ -82,10 +82,10 @@ enum HostsTable {
             FROM hosts WHERE id IN \(SQLBind.group(hostIDs))
             """
         ).all()
-        for r in rows {
-            out[try r.decode(column: "id", as: String.self)] = [
-                String(try r.decode(column: "desired_generation", as: Int64.self)), String(try r.decode(column: "blocked", as: Int.self)),
-                String(try r.decode(column: "customer_suspended", as: Int.self)), String(try r.decode(column: "pending_ops", as: Int64.self) > 0),
+        for row in rows {
+            out[try row.decode(column: "id", as: String.self)] = [
+                String(try row.decode(column: "desired_generation", as: Int64.self)), String(try row.decode(column: "blocked", as: Int.self)),
+                String(try row.decode(column: "customer_suspended", as: Int.self)), String(try row.decode(column: "pending_ops", as: Int64.self) > 0),
             ].joined(separator: "|")
         }
         return out
@@ -126,8 +126,8 @@ enum HostsTable {
     /// Host count per liveness state (metrics).
     static func countByLiveness(in db: any SQLDatabase) async throws -> [String: Int] {
         var out: [String: Int] = [:]
-        for r in try await db.raw("SELECT liveness, COUNT(*) AS n FROM hosts GROUP BY liveness").all() {
-            out[try r.decode(column: "liveness", as: String.self)] = try r.decode(column: "n", as: Int.self)
+        for row in try await db.raw("SELECT liveness, COUNT(*) AS n FROM hosts GROUP BY liveness").all() {
+            out[try row.decode(column: "liveness", as: String.self)] = try row.decode(column: "n", as: Int.self)
         }
         return out
     }

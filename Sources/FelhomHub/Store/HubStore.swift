@@ -132,10 +132,10 @@ public final class HubStore: Sendable {
                 return try await gate.run { try await body(c.sql()) }
             case .postgres(let client): return try await client.withConnection { try await body($0.sql()) }
             }
-        } catch let e as StoreError {
-            throw e
-        } catch let e as HubError {
-            throw e
+        } catch let error as StoreError {
+            throw error
+        } catch let error as HubError {
+            throw error
         } catch {
             throw StoreError.wrap(error)
         }
@@ -155,10 +155,10 @@ public final class HubStore: Sendable {
             case .postgres(let client):
                 return try await client.withConnection { conn in try await Self.inTransaction(conn.sql(), begin: "BEGIN", body) }
             }
-        } catch let e as StoreError {
-            throw e
-        } catch let e as HubError {
-            throw e
+        } catch let error as StoreError {
+            throw error
+        } catch let error as HubError {
+            throw error
         } catch {
             throw StoreError.wrap(error)
         }
@@ -170,9 +170,9 @@ public final class HubStore: Sendable {
     ) async throws -> T {
         try await db.raw(SQLQueryString(begin)).run()
         do {
-            let r = try await body(db)
+            let result = try await body(db)
             try await db.raw("COMMIT").run()
-            return r
+            return result
         } catch {
             try? await db.raw("ROLLBACK").run()
             throw error
@@ -185,9 +185,9 @@ public final class HubStore: Sendable {
     ) async throws -> T {
         try await db.raw(SQLQueryString("SAVEPOINT " + name)).run()
         do {
-            let r = try await body(db)
+            let result = try await body(db)
             try await db.raw(SQLQueryString("RELEASE " + name)).run()
-            return r
+            return result
         } catch {
             try? await db.raw(SQLQueryString("ROLLBACK TO " + name)).run()
             try? await db.raw(SQLQueryString("RELEASE " + name)).run()
@@ -196,11 +196,12 @@ public final class HubStore: Sendable {
     }
 
     static func postgresConfiguration(_ url: String) throws -> PostgresClient.Configuration {
-        guard let c = URLComponents(string: url), let host = c.host, !host.isEmpty else {
+        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
             throw StoreError(code: .invalidURL, message: "invalid PostgreSQL URL '\(redacted(url))'")
         }
-        let db = c.path.hasPrefix("/") ? String(c.path.dropFirst()) : c.path
-        let mode = c.queryItems?.first { $0.name == "sslmode" }?.value ?? (host == "127.0.0.1" || host == "localhost" ? "disable" : "require")
+        let db = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        let mode =
+            components.queryItems?.first { $0.name == "sslmode" }?.value ?? (host == "127.0.0.1" || host == "localhost" ? "disable" : "require")
         let tls: PostgresClient.Configuration.TLS
         switch mode {
         case "disable": tls = .disable
@@ -209,17 +210,17 @@ public final class HubStore: Sendable {
         default: throw StoreError(code: .invalidURL, message: "sslmode must be disable, prefer or require")
         }
         var config = PostgresClient.Configuration(
-            host: host, port: c.port ?? 5432, username: c.user?.removingPercentEncoding ?? "postgres",
-            password: c.password?.removingPercentEncoding, database: db.isEmpty ? nil : db, tls: tls)
+            host: host, port: components.port ?? 5432, username: components.user?.removingPercentEncoding ?? "postgres",
+            password: components.password?.removingPercentEncoding, database: db.isEmpty ? nil : db, tls: tls)
         config.options.maximumConnections = 16
         return config
     }
 
     /// The URL without its password, for messages.
     static func redacted(_ url: String) -> String {
-        guard var c = URLComponents(string: url), c.password != nil else { return url }
-        c.password = "****"
-        return c.string ?? "postgres://…"
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "****"
+        return components.string ?? "postgres://…"
     }
 }
 

@@ -20,13 +20,13 @@ enum KeysTable {
 
     static func byHash(_ hash: String, in db: any SQLDatabase) async throws -> KeyRow? {
         guard
-            let r = try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
+            let row = try await db.select().columns("hash", "kind", "subject_id", "customer_id", "revoked_at").from("api_keys")
                 .where("hash", .equal, SQLBind(hash)).first()
         else { return nil }
         return KeyRow(
-            hash: try r.decode(column: "hash", as: String.self), kind: try r.decode(column: "kind", as: String.self),
-            subjectID: try r.decode(column: "subject_id", as: String.self), customerID: try r.decode(column: "customer_id", as: String.self),
-            revoked: !(try r.decodeNil(column: "revoked_at")))
+            hash: try row.decode(column: "hash", as: String.self), kind: try row.decode(column: "kind", as: String.self),
+            subjectID: try row.decode(column: "subject_id", as: String.self), customerID: try row.decode(column: "customer_id", as: String.self),
+            revoked: !(try row.decodeNil(column: "revoked_at")))
     }
 
     /// Active keys of a subject: (kind, customer id) per key.

@@ -248,7 +248,7 @@ enum Migrations {
     ]
 
     static func apply(to store: HubStore) async throws {
-        for m in all {
+        for migration in all {
             try await store.transaction { db in
                 if store.kind == .postgres {
                     // Held to the end of the transaction: replicas migrate one after another
@@ -261,11 +261,11 @@ enum Migrations {
                     .column("applied_at", type: .bigint, .notNull)
                     .run()
                 let done = try await db.select().column("version").from("schema_migrations")
-                    .where("version", .equal, SQLBind(m.version)).first()
+                    .where("version", .equal, SQLBind(migration.version)).first()
                 guard done == nil else { return }
-                try await m.apply(db)
+                try await migration.apply(db)
                 try await db.insert(into: "schema_migrations").columns("version", "name", "applied_at")
-                    .values(SQLBind(m.version), SQLBind(m.name), SQLBind(Int64(Date().timeIntervalSince1970))).run()
+                    .values(SQLBind(migration.version), SQLBind(migration.name), SQLBind(Int64(Date().timeIntervalSince1970))).run()
             }
         }
     }

@@ -23,10 +23,10 @@ enum OutboxTable {
 
     /// Whether a mail of this channel, type and host was queued after `since`.
     static func queuedRecently(channel: String, eventType: String, hostID: String?, since: Int64, in db: any SQLDatabase) async throws -> Bool {
-        var q = db.select().column("id").from("notification_outbox").where("channel", .equal, SQLBind(channel))
+        var query = db.select().column("id").from("notification_outbox").where("channel", .equal, SQLBind(channel))
             .where("event_type", .equal, SQLBind(eventType)).where("created_at", .greaterThan, SQLBind(since))
-        q = hostID.map { q.where("host_id", .equal, SQLBind($0)) } ?? q.where(SQLColumn("host_id"), .is, SQLLiteral.null)
-        return try await q.limit(1).first() != nil
+        query = hostID.map { query.where("host_id", .equal, SQLBind($0)) } ?? query.where(SQLColumn("host_id"), .is, SQLLiteral.null)
+        return try await query.limit(1).first() != nil
     }
 
     static func enqueue(_ m: Mail, at now: Int64, in db: any SQLDatabase) async throws {

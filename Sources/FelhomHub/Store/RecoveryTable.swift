@@ -42,10 +42,10 @@ enum RecoveryTable {
 
     /// Failed attempts of a client since `since`, for one subject or (nil) all.
     static func failures(client: String, subject: String?, since: Int64, in db: any SQLDatabase) async throws -> Int {
-        var q = db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("retrieval_attempts")
+        var query = db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("retrieval_attempts")
             .where("client", .equal, SQLBind(client)).where("ok", .equal, SQLBind(0)).where("at", .greaterThan, SQLBind(since))
-        if let subject { q = q.where("customer_id", .equal, SQLBind(subject)) }
-        return try await q.first()?.decode(column: "n", as: Int.self) ?? 0
+        if let subject { query = query.where("customer_id", .equal, SQLBind(subject)) }
+        return try await query.first()?.decode(column: "n", as: Int.self) ?? 0
     }
 
     /// Reserves an attempt, counted as failed until ``markSucceeded(id:in:)``.

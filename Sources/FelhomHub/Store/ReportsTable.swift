@@ -30,9 +30,10 @@ enum ReportsTable {
     /// The latest host report's body and receive time.
     static func latestHostReport(hostID: String, in db: any SQLDatabase) async throws -> (body: String, receivedAt: Int64)? {
         guard
-            let r = try await db.select().columns("body", "received_at").from("host_report_latest").where("host_id", .equal, SQLBind(hostID)).first()
+            let row = try await db.select().columns("body", "received_at").from("host_report_latest").where("host_id", .equal, SQLBind(hostID))
+                .first()
         else { return nil }
-        return (try r.decode(column: "body", as: String.self), try r.decode(column: "received_at", as: Int64.self))
+        return (try row.decode(column: "body", as: String.self), try row.decode(column: "received_at", as: Int64.self))
     }
 
     /// Deletes report history older than `cutoff`; returns rows deleted.

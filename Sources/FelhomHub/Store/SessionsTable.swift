@@ -15,11 +15,11 @@ enum SessionsTable {
         -> (csrf: String, lastSeenAt: Int64)?
     {
         guard
-            let r = try await db.select().columns("csrf", "last_seen_at").from("dashboard_sessions").where("id_hash", .equal, SQLBind(idHash))
+            let row = try await db.select().columns("csrf", "last_seen_at").from("dashboard_sessions").where("id_hash", .equal, SQLBind(idHash))
                 .where("expires_at", .greaterThan, SQLBind(now)).where("last_seen_at", .greaterThan, SQLBind(idleSince))
                 .where("operator_key_hash", .equal, SQLBind(operatorKeyHash)).first()
         else { return nil }
-        return (try r.decode(column: "csrf", as: String.self), try r.decode(column: "last_seen_at", as: Int64.self))
+        return (try row.decode(column: "csrf", as: String.self), try row.decode(column: "last_seen_at", as: Int64.self))
     }
 
     static func touch(idHash: String, at: Int64, in db: any SQLDatabase) async throws {

@@ -37,24 +37,26 @@ enum SignedOpsTable {
     /// Ops with their host's and customer's names (`host_name`, `customer_name`), expired ones marked first.
     static func list(_ f: Filter, now: Int64, in db: any SQLDatabase) async throws -> [any SQLRow] {
         try await expire(now: now, in: db)
-        var q = db.select().column(SQLColumn("*", table: "signed_ops")).column(
+        var query = db.select().column(SQLColumn("*", table: "signed_ops")).column(
             SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name"))
         )
         .column(SQLAlias(SQLColumn("name", table: "customers"), as: SQLIdentifier("customer_name")))
         .from("signed_ops").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "signed_ops"))
         .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "signed_ops"))
-        if let id = f.id { q = q.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }
-        if let c = f.customerScope { q = q.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(c)) }
-        if let h = f.hostID { q = q.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(h)) }
-        if let s = f.statuses { q = q.where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression(s.map { SQLBind($0.rawValue) })) }
+        if let id = f.id { query = query.where(SQLColumn("id", table: "signed_ops"), .equal, SQLBind(id)) }
+        if let customerID = f.customerScope { query = query.where(SQLColumn("customer_id", table: "signed_ops"), .equal, SQLBind(customerID)) }
+        if let hostID = f.hostID { query = query.where(SQLColumn("host_id", table: "signed_ops"), .equal, SQLBind(hostID)) }
+        if let statuses = f.statuses {
+            query = query.where(SQLColumn("status", table: "signed_ops"), .in, SQLGroupExpression(statuses.map { SQLBind($0.rawValue) }))
+        }
         if f.deliveryOrder {
-            q = q.orderBy(SQLColumn("signed_at", table: "signed_ops"))
+            query = query.orderBy(SQLColumn("signed_at", table: "signed_ops"))
         } else {
-            q = q.orderBy(SQLOrderBy(expression: SQLColumn("created_at", table: "signed_ops"), direction: SQLDirection.descending))
+            query = query.orderBy(SQLOrderBy(expression: SQLColumn("created_at", table: "signed_ops"), direction: SQLDirection.descending))
                 .orderBy(SQLOrderBy(expression: SQLColumn("id", table: "signed_ops"), direction: SQLDirection.descending))
         }
-        if let limit = f.limit { q = q.limit(limit) }
-        return try await q.all()
+        if let limit = f.limit { query = query.limit(limit) }
+        return try await query.all()
     }
 
     /// Stores a signature on a pending op; false when the op is no longer pending.
