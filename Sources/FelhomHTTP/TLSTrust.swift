@@ -27,7 +27,9 @@ public struct CertificateFingerprint: Sendable, Hashable, CustomStringConvertibl
     /// Parses `AA:BB:…` (32 colon-separated pairs) or 64 bare hex digits, any case.
     public init(parsing text: String) throws {
         let hex = text.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces)
-        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit }) else {
+        // ASCII hex only: `isHexDigit` also accepts full-width digits, which no radix-16 parse reads.
+        guard hex.count == 64, hex.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) || ("A"..."F").contains($0) })
+        else {
             throw HTTPClientError(
                 code: .invalidArgument,
                 message: "a SHA-256 fingerprint is 32 hex byte pairs like 'AB:CD:…' (got \(text.count) characters)")
@@ -36,7 +38,10 @@ public struct CertificateFingerprint: Sendable, Hashable, CustomStringConvertibl
         var i = hex.startIndex
         while i < hex.endIndex {
             let j = hex.index(i, offsetBy: 2)
-            out.append(UInt8(hex[i..<j], radix: 16)!)
+            guard let byte = UInt8(hex[i..<j], radix: 16) else {
+                throw HTTPClientError(code: .invalidArgument, message: "a SHA-256 fingerprint is 32 hex byte pairs like 'AB:CD:…'")
+            }
+            out.append(byte)
             i = j
         }
         bytes = out

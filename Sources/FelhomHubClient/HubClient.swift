@@ -43,7 +43,8 @@ public struct HubClient: Sendable {
             throw HubClientError(code: "invalid_argument", message: error.message)
         }
         guard !key.isEmpty else { throw HubClientError(code: "invalid_argument", message: "the hub API key is empty") }
-        self.init(baseURL: URL(string: text)!, key: key, transport: endpoint.transport(trust: trust, timeout: timeout))
+        guard let url = URL(string: text) else { throw HubClientError(code: "invalid_argument", message: "the hub URL is not a URL") }
+        self.init(baseURL: url, key: key, transport: endpoint.transport(trust: trust, timeout: timeout))
     }
 
     /// With any transport (tests).

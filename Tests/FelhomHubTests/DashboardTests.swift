@@ -130,6 +130,10 @@ extension TestClientProtocol {
 }
 
 @Suite struct DashboardSignInLimitTests {
+    @Test func everyTemplateCompiles() {
+        #expect(Dashboard.templateErrors.isEmpty, "\(Dashboard.templateErrors)")
+    }
+
     @Test func tooManyWrongKeysPauseTheFormNotTheAPI() async throws {
         let clock = ManualClock(start: Date())
         let h = try await HubHarness.make(.sqlite, clock: clock)

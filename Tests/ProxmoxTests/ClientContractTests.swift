@@ -13,7 +13,7 @@ final class TickingClock: Sendable {
     let clock = ManualClock(start: Date())
     private let ticker = Mutex<Task<Void, Never>?>(nil)
 
-    func start() {
+    private func start() {
         ticker.withLock {
             $0 =
                 $0
@@ -26,7 +26,19 @@ final class TickingClock: Sendable {
         }
     }
 
-    deinit { ticker.withLock { $0?.cancel() } }
+    private func stop() {
+        ticker.withLock {
+            $0?.cancel()
+            $0 = nil
+        }
+    }
+
+    /// Runs `body` with the clock ticking, and stops it however `body` ends (scoped, not in deinit).
+    func whileTicking<T>(_ body: () async throws -> T) async rethrows -> T {
+        start()
+        defer { stop() }
+        return try await body()
+    }
 }
 
 /// The client contract: every typed call against the simulator, as the agent would use it.
@@ -163,27 +175,29 @@ final class TickingClock: Sendable {
             #expect(up.type == "vzrestore")
             // While the task runs the config carries lock: create.
             #expect(try await c.containerStatus(node: node, vmid: 120).lock == "create")
-            clock.start()
-            _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
-            let cfg = try await c.containerConfig(node: node, vmid: 120, current: true)
-            #expect(cfg.features == "keyctl=1,nesting=1")  // from the backup: a token could not set keyctl itself
-            #expect(cfg.hostname == "photos")
-            #expect(cfg.memory == 1024)
-            #expect(cfg.rootfs?.storage == "local-lvm")
-            #expect(cfg.rootfs?.size == "4G")
-            #expect(cfg.lock == nil)
-            // Restoring over an existing guest without force is refused synchronously.
-            let exists = await #expect(throws: PVEError.self) { _ = try await c.createContainer(node: node, spec) }
-            #expect(exists?.message == "unable to restore CT 120 - CT 120 already exists on node 'pve1'")
-            // Plain create from an OS template, with a new mount point volume.
-            var create = ContainerCreateSpec(vmid: 121, ostemplate: SimSeed.osTemplateVolid)
-            create.rootfs = "local-lvm:4"
-            create.mountPoints[0] = MountPoint(volume: "local-lvm:16", path: "/srv/media", backup: false)
-            _ = try await c.waitTask(try await c.createContainer(node: node, create), initialInterval: .milliseconds(10))
-            let cfg2 = try await c.containerConfig(node: node, vmid: 121, current: true)
-            #expect(cfg2.hostname == "CT121")
-            #expect(cfg2.mountPoints[0]?.sizeBytes == 16 << 30)
-            #expect(cfg2.mountPoints[0]?.backup == false)
+            // From here on the clock ticks: this task and every later one finish quickly.
+            try await clock.whileTicking {
+                _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
+                let cfg = try await c.containerConfig(node: node, vmid: 120, current: true)
+                #expect(cfg.features == "keyctl=1,nesting=1")  // from the backup: a token could not set keyctl itself
+                #expect(cfg.hostname == "photos")
+                #expect(cfg.memory == 1024)
+                #expect(cfg.rootfs?.storage == "local-lvm")
+                #expect(cfg.rootfs?.size == "4G")
+                #expect(cfg.lock == nil)
+                // Restoring over an existing guest without force is refused synchronously.
+                let exists = await #expect(throws: PVEError.self) { _ = try await c.createContainer(node: node, spec) }
+                #expect(exists?.message == "unable to restore CT 120 - CT 120 already exists on node 'pve1'")
+                // Plain create from an OS template, with a new mount point volume.
+                var create = ContainerCreateSpec(vmid: 121, ostemplate: SimSeed.osTemplateVolid)
+                create.rootfs = "local-lvm:4"
+                create.mountPoints[0] = MountPoint(volume: "local-lvm:16", path: "/srv/media", backup: false)
+                _ = try await c.waitTask(try await c.createContainer(node: node, create), initialInterval: .milliseconds(10))
+                let cfg2 = try await c.containerConfig(node: node, vmid: 121, current: true)
+                #expect(cfg2.hostname == "CT121")
+                #expect(cfg2.mountPoints[0]?.sizeBytes == 16 << 30)
+                #expect(cfg2.mountPoints[0]?.backup == false)
+            }
         }
     }
 
@@ -227,28 +241,30 @@ final class TickingClock: Sendable {
             let up = try #require(try await c.vzdump(node: node, o).upid, "expected a task")
             #expect(up.type == "vzdump" && up.id == "101")
             #expect(try await c.containerStatus(node: node, vmid: 101).lock == "backup")
-            clock.start()
-            _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
-            let items = try await c.storageContent(node: node, storage: "pbs", content: "backup", vmid: 101)
-            #expect(items.count == 1)
-            #expect(items[0].volid.hasPrefix("pbs:backup/ct/101/"))
-            #expect(items[0].notes == "db nightly")
-            #expect(items[0].protected)
-            #expect(items[0].encrypted != nil)
-            #expect(items[0].verificationState == "ok")
-            let log = try await c.taskLog(up, start: 0, limit: 0).map(\.text)
-            #expect(log.contains("INFO: including mount point mp0 ('/var/lib/postgresql') in backup"))
-            // A dir storage gets a vzdump-lxc-… archive.
-            let up2 = try #require(try await c.vzdump(node: node, VzdumpOptions(vmids: [100], storage: "local")).upid, "expected a task")
-            _ = try await c.waitTask(up2, initialInterval: .milliseconds(10))
-            let local = try await c.storageContent(node: node, storage: "local", content: "backup", vmid: 100)
-            #expect(local.first?.volid.contains("vzdump-lxc-100-") == true)
-            #expect(local.first?.format == "tar.zst")
-            #expect(
-                try await c.taskLog(up2, start: 0, limit: 0).map(\.text).contains(
-                    "INFO: excluding volume mount point mp0 ('/srv/media') from backup (disabled)"))
-            // A guest that is not on this node: "OK", nothing done.
-            #expect(try await c.vzdump(node: node, VzdumpOptions(vmids: [555], storage: "local")) == .nothingToDo)
+            // From here on the clock ticks: this task and every later one finish quickly.
+            try await clock.whileTicking {
+                _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
+                let items = try await c.storageContent(node: node, storage: "pbs", content: "backup", vmid: 101)
+                #expect(items.count == 1)
+                #expect(items[0].volid.hasPrefix("pbs:backup/ct/101/"))
+                #expect(items[0].notes == "db nightly")
+                #expect(items[0].protected)
+                #expect(items[0].encrypted != nil)
+                #expect(items[0].verificationState == "ok")
+                let log = try await c.taskLog(up, start: 0, limit: 0).map(\.text)
+                #expect(log.contains("INFO: including mount point mp0 ('/var/lib/postgresql') in backup"))
+                // A dir storage gets a vzdump-lxc-… archive.
+                let up2 = try #require(try await c.vzdump(node: node, VzdumpOptions(vmids: [100], storage: "local")).upid, "expected a task")
+                _ = try await c.waitTask(up2, initialInterval: .milliseconds(10))
+                let local = try await c.storageContent(node: node, storage: "local", content: "backup", vmid: 100)
+                #expect(local.first?.volid.contains("vzdump-lxc-100-") == true)
+                #expect(local.first?.format == "tar.zst")
+                #expect(
+                    try await c.taskLog(up2, start: 0, limit: 0).map(\.text).contains(
+                        "INFO: excluding volume mount point mp0 ('/srv/media') from backup (disabled)"))
+                // A guest that is not on this node: "OK", nothing done.
+                #expect(try await c.vzdump(node: node, VzdumpOptions(vmids: [555], storage: "local")) == .nothingToDo)
+            }
         }
     }
 

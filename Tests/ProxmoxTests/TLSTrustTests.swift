@@ -28,6 +28,13 @@ import Testing
                 requestTimeout: .seconds(20)))
     }
 
+    @Test func aFingerprintWithFullWidthDigitsIsRefusedNotACrash() {
+        // "１" (U+FF11) is a hex digit to Character.isHexDigit but not to a radix-16 parse.
+        let fullWidth = String(repeating: "\u{FF11}", count: 64)
+        #expect(throws: HTTPClientError.self) { _ = try CertificateFingerprint(parsing: fullWidth) }
+        #expect((try? CertificateFingerprint(parsing: String(repeating: "ab", count: 32))) != nil)
+    }
+
     @Test func pinnedSelfSignedLeafIsAccepted() async throws {
         let tls = try TLSMaterial.selfSigned(commonName: "pve1")
         try await withServer(tls) { port, secret in

@@ -251,7 +251,7 @@ public struct Provisioner: Sendable {
         let deadline = ContinuousClock.now + settings.taskTimeout
         while status.lock != nil {
             guard ContinuousClock.now < deadline else {
-                throw Failure(vmid: vmid, message: "guest stayed locked (\(status.lock!))", compensated: false)
+                throw Failure(vmid: vmid, message: "guest stayed locked (\(status.lock ?? "?"))", compensated: false)
             }
             try await Task.sleep(for: .milliseconds(200))
             status = try await pve.containerStatus(node: settings.node, vmid: vmid)

@@ -191,11 +191,13 @@ struct StrictJSONParser {
                         throw fail(.invalidString, "high surrogate not followed by a low surrogate", at: escAt)
                     }
                     let cp = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00)
-                    scalars.append(Unicode.Scalar(cp)!)
+                    guard let scalar = Unicode.Scalar(cp) else { throw fail(.invalidString, "invalid surrogate pair", at: escAt) }
+                    scalars.append(scalar)
                 } else if (0xDC00..<0xE000).contains(u) {
                     throw fail(.invalidString, "lone low surrogate \\u\(String(u, radix: 16))", at: escAt)
                 } else {
-                    scalars.append(Unicode.Scalar(u)!)
+                    guard let scalar = Unicode.Scalar(u) else { throw fail(.invalidString, "invalid \\u escape", at: escAt) }
+                    scalars.append(scalar)
                 }
             default:
                 throw fail(.invalidString, "invalid escape '\\\(Self.printable(e))'", at: escAt)

@@ -210,30 +210,31 @@ enum OpenAPIDocument {
                     properties:
                       vmid: {type: integer, minimum: 100, maximum: 999999999}
                       name: {type: string}
-                      status: {type: string, enum: [running, stopped, unknown]}
+                      status: {type: string, description: "running, stopped or unknown; a value this hub does not know reads as unknown (a newer agent)"}
                       spec:
                         type: object
+                        nullable: true
                         required: [memory, description, mount_points]
                         properties:
-                          cores: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
-                          cpuunits: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
+                          cores: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
+                          cpuunits: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
                           memory: {type: integer, minimum: 1, maximum: 9223372036854775807}
-                          disk: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
+                          disk: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
                           description: {type: string}
                           mount_points:
                             type: array
                             items:
                               type: object
                               required: [key, volume, backup]
-                              properties: {key: {type: string}, volume: {type: string}, path: {type: string}, backup: {type: boolean}, size: {type: string}}
-                cloudflared: {type: string, enum: [running, stopped, unknown]}
+                              properties: {key: {type: string}, volume: {type: string}, path: {type: string, nullable: true}, backup: {type: boolean}, size: {type: string, nullable: true}}
+                cloudflared: {type: string, description: "running, stopped or unknown; a value this hub does not know reads as unknown"}
                 storage_targets: {type: array, items: {}}
                 backups: {type: array, items: {}}
                 restore_tests: {type: array, items: {}}
                 pbs_snapshots: {type: array, items: {}}
                 audit_tail: {type: array, items: {}}
                 journal_in_flight: {type: array, items: {}}
-                applied_generation: {type: integer, minimum: 0, maximum: 9223372036854775807, description: the desired generation the agent has fully applied}
+                applied_generation: {type: integer, minimum: 0, maximum: 9223372036854775807, nullable: true, description: the desired generation the agent has fully applied}
             GuestReport:
               type: object
               description: >-
@@ -249,7 +250,7 @@ enum OpenAPIDocument {
                     required: [name, state, protected]
                     properties:
                       name: {type: string, pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$'}
-                      state: {type: string, enum: [running, stopped, partial, unknown]}
+                      state: {type: string, description: "running, stopped, partial or unknown; a value this hub does not know reads as unknown (a newer controller)"}
                       protected: {type: boolean}
                 telemetry: {type: array, items: {}}
                 log_issues: {type: array, items: {}}

@@ -22,14 +22,19 @@ public enum Dashboard {
     static let loginFailuresAllowed = 10
     static let loginWindow: Int64 = 5 * 60
 
-    static let library: MustacheLibrary = {
+    /// The templates, compiled once, with any that failed to parse (constants of this module: a
+    /// test requires none; a page whose template failed answers 500, never a blank 200).
+    static let compiled: (library: MustacheLibrary, errors: [String]) = {
         var library = MustacheLibrary()
+        var errors: [String] = []
         for (name, text) in DashboardTemplates.all {
-            // The templates are constants in this module; a parse error is a programming error caught by the tests.
-            try! library.register(text, named: name)
+            do { try library.register(text, named: name) } catch { errors.append("\(name): \(error)") }
         }
-        return library
+        return (library, errors)
     }()
+    static var library: MustacheLibrary { compiled.library }
+    /// Templates that did not compile (empty in a correct build).
+    public static var templateErrors: [String] { compiled.errors }
 
     /// The pages, for the test that loads each one.
     public static let pages = ["/", "/hosts/{id}", "/hosts/{id}/desired", "/events", "/signed-ops", "/customers"]
@@ -263,16 +268,17 @@ public enum Dashboard {
     // MARK: - Rendering
 
     static func page(_ template: String, title: String, _ data: [String: Any], session: Session?, notice: String? = nil) -> Response {
-        let body = library.render(data, withTemplate: template) ?? ""
+        guard let body = library.render(data, withTemplate: template) else {
+            return Response(status: .internalServerError, body: .init(byteBuffer: ByteBuffer(string: "template \(template) is missing")))
+        }
         var layout: [String: Any] = ["title": title, "body": body, "signedIn": session != nil, "csrf": session?.csrf ?? ""]
         if let notice, !notice.isEmpty { layout["notice"] = notice }
         let html = library.render(layout, withTemplate: "layout") ?? ""
         var headers = HTTPFields()
         headers[.contentType] = "text/html; charset=utf-8"
         headers[.cacheControl] = "no-store"
-        headers[HTTPField.Name("Content-Security-Policy")!] =
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
-        headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+        headers[.xFrameOptions] = "DENY"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
@@ -339,4 +345,11 @@ public enum Dashboard {
         default: return "muted"
         }
     }
+}
+
+extension HTTPField.Name {
+    /// `Content-Security-Policy` (a valid field name: the failable initializer's fallback is never taken).
+    static let contentSecurityPolicy = HTTPField.Name("Content-Security-Policy") ?? .cacheControl
+    /// `X-Frame-Options`.
+    static let xFrameOptions = HTTPField.Name("X-Frame-Options") ?? .cacheControl
 }

@@ -1,5 +1,6 @@
 import FelhomCore
 import Foundation
+import Logging
 import SQLKit
 
 /// Who gets mail about which events, and how often.
@@ -99,6 +100,17 @@ extension Hub {
                 try await OutboxTable.recordAttempt(
                     id: id, attempts: attempts, error: error,
                     retryAt: at + Int64(NotificationSettings.backoff(attempts: attempts)), at: at, in: db)
+            }
+            // Recipient domain only, never the address or the body.
+            let domain = row.recipient.split(separator: "@").last.map(String.init) ?? "?"
+            if let error {
+                logger.warning(
+                    "mail not delivered; retried later",
+                    metadata: [
+                        "outbox_id": "\(id)", "attempt": "\(attempts)", "recipient_domain": "\(domain)", "error": "\(error.prefix(300))",
+                    ])
+            } else {
+                logger.info("mail delivered", metadata: ["outbox_id": "\(id)", "attempt": "\(attempts)", "recipient_domain": "\(domain)"])
             }
             if error == nil { sent += 1 } else { failed += 1 }
         }

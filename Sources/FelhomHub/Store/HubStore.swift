@@ -137,8 +137,20 @@ public final class HubStore: Sendable {
         } catch let error as HubError {
             throw error
         } catch {
-            throw StoreError.wrap(error)
+            throw logged(StoreError.wrap(error))
         }
+    }
+
+    /// Logs a database failure (a conflict is the caller's business: debug) with the store's kind and
+    /// the error's code; values bound to statements are never logged.
+    private func logged(_ error: StoreError) -> StoreError {
+        let metadata: Logger.Metadata = ["store": "\(kind.rawValue)", "code": "\(error.code.rawValue)", "error": "\(error.message.prefix(300))"]
+        if error.code == .conflict {
+            logger.debug("store conflict", metadata: metadata)
+        } else {
+            logger.error("store operation failed", metadata: metadata)
+        }
+        return error
     }
 
     /// Runs `body` in one transaction: everything or nothing is written.
@@ -160,7 +172,7 @@ public final class HubStore: Sendable {
         } catch let error as HubError {
             throw error
         } catch {
-            throw StoreError.wrap(error)
+            throw logged(StoreError.wrap(error))
         }
     }
 

@@ -96,12 +96,8 @@ public struct SSHPrivateKey: Sendable {
     }
 
     init(ed25519 key: Curve25519.Signing.PrivateKey, comment: String) {
-        var w = SSHWireWriter()
-        w.writeString("ssh-ed25519")
-        w.writeString(Array(key.publicKey.rawRepresentation))
         material = .ed25519(key)
-        // Encoding a valid 32-byte key cannot fail to parse back.
-        publicKey = try! SSHPublicKey(wireBytes: w.bytes)
+        publicKey = SSHPublicKey(ed25519: Array(key.publicKey.rawRepresentation))
         self.comment = comment
     }
 

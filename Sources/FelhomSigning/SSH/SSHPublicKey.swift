@@ -72,6 +72,19 @@ public struct SSHPublicKey: Sendable, Hashable, CustomStringConvertible {
         self.application = app
     }
 
+    /// An Ed25519 key from its 32 raw bytes (built, not parsed: nothing can fail).
+    init(ed25519 raw: [UInt8]) {
+        var writer = SSHWireWriter()
+        writer.writeString("ssh-ed25519")
+        writer.writeString(raw)
+        self.algorithm = .ed25519
+        self.wireBytes = writer.bytes
+        self.point = raw
+        self.rsaE = []
+        self.rsaN = []
+        self.application = nil
+    }
+
     /// Parses an OpenSSH public key line: `TYPE BASE64 [comment]`.
     public init(openSSHLine line: String) throws(SignatureError) {
         let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" })

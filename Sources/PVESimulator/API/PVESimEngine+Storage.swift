@@ -205,7 +205,7 @@ extension PVESimEngine {
         let content = p.str("content").map { Set($0.split(separator: ",").map(String.init)) }
         let items = state.storages.filter { s in
             canSeeStorage(authid, s.id) && (p.str("storage") == nil || p.str("storage") == s.id)
-                && (content == nil || !content!.isDisjoint(with: s.content))
+                && (content.map { !$0.isDisjoint(with: s.content) } ?? true)
                 && (p.bool("enabled") != true || s.active)
         }.map { JSONValue.object(nodeStorageObject($0)) }
         return Result(.array(items))
@@ -245,8 +245,11 @@ extension PVESimEngine {
         let vmid = p.int("vmid")
         let items = state.volumes.filter { v in
             v.storage == id && (content == nil || v.content == content) && (vmid == nil || v.vmid == vmid)
-                && (v.content != "backup" || v.vmid == nil || has(authid, "/vms/\(v.vmid!)", "VM.Backup")
-                    || has(authid, "/vms/\(v.vmid!)", "VM.Audit") || has(authid, "/storage/\(id)", "Datastore.Allocate"))
+                && (v.content != "backup"
+                    || v.vmid.map { owner in
+                        has(authid, "/vms/\(owner)", "VM.Backup") || has(authid, "/vms/\(owner)", "VM.Audit")
+                            || has(authid, "/storage/\(id)", "Datastore.Allocate")
+                    } ?? true)
         }.sorted { $0.volid < $1.volid }.map { JSONValue.object(contentObject($0)) }
         return Result(.array(items))
     }

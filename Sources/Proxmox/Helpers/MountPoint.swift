@@ -99,7 +99,7 @@ public struct MountPoint: Sendable, Equatable, CustomStringConvertible {
         var rest = options
         if let backup { rest["backup"] = backup ? "1" : "0" }
         if let size { rest["size"] = size }
-        for key in rest.keys.sorted() { parts.append("\(key)=\(rest[key]!)") }
+        for (key, value) in rest.sorted(by: { $0.key < $1.key }) { parts.append("\(key)=\(value)") }
         return parts.joined(separator: ",")
     }
 }
