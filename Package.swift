@@ -201,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "FelhomHubTests",
             dependencies: [
-                "FelhomHub", "FelhomCore", "FelhomHTTP", "FelhomSigning", "FelhomTestSupport",
+                "FelhomHub", "FelhomAPI", "FelhomCore", "FelhomHTTP", "FelhomSigning", "FelhomTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -120,8 +120,11 @@ public struct IssuedKey: Codable, Sendable {
 public struct Health: Codable, Sendable {
     public var status: String
     public var store: String
-    public init(status: String, store: String) {
+    /// The hub's version (absent from hubs before 0.2.0).
+    public var version: String?
+    public init(status: String, store: String, version: String? = nil) {
         self.status = status
         self.store = store
+        self.version = version
     }
 }

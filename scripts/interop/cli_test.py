@@ -294,6 +294,50 @@ def main(sim):
             p.wait(timeout=30)
 
     check("felhom-hub terminates TLS with its own certificate; Secure cookies", hub_serves_tls)
+
+    # An online backup of a running hub holds its latest writes (they live in the WAL; a file copy
+    # would not), restores only to a new path, and a hub started on the restored copy serves them.
+    def hub_backup_and_restore():
+        from common import HubProcess
+        hub_bin = os.path.join(bin_dir, "felhom-hub")
+        d = os.path.join(work, "hubbackup")
+        os.makedirs(d)
+        op = "backup-test-operator-key-0123456789"
+        hub = HubProcess(hub_bin, f"sqlite:{d}/hub.sqlite", op)
+        try:
+            for i in range(20):
+                hub.call("POST", "/api/v1/customers", {"name": f"C{i}", "email": f"c{i}@example.hu", "domain": f"c{i}.example.hu"})
+            backup = os.path.join(d, "hub-backup.sqlite")
+            r = run(hub_bin, "backup", "--database", f"sqlite:{d}/hub.sqlite", "--to", backup)
+            assert r.returncode == 0 and "verified" in r.stdout, r.stdout + r.stderr
+            assert os.stat(backup).st_mode & 0o777 == 0o600
+            # Never overwrites.
+            r = run(hub_bin, "backup", "--database", f"sqlite:{d}/hub.sqlite", "--to", backup)
+            assert r.returncode == 1 and "already exists" in r.stderr and "Usage" not in r.stderr, r.stderr
+        finally:
+            hub.proc.terminate()
+            hub.proc.communicate(timeout=30)
+        # Restore refuses to replace a database, then restores to a fresh path.
+        r = run(hub_bin, "restore", "--from", backup, "--database", f"sqlite:{d}/hub.sqlite")
+        assert r.returncode == 1 and "move the current database" in r.stderr, r.stderr
+        not_a_db = os.path.join(d, "junk.sqlite")
+        with open(not_a_db, "wb") as f:
+            f.write(b"not a database at all" * 100)
+        r = run(hub_bin, "restore", "--from", not_a_db, "--database", f"sqlite:{d}/other.sqlite")
+        assert r.returncode == 1 and not os.path.exists(f"{d}/other.sqlite"), r.stderr
+        r = run(hub_bin, "restore", "--from", backup, "--database", f"sqlite:{d}/restored.sqlite")
+        assert r.returncode == 0 and "restored" in r.stdout, r.stdout + r.stderr
+        again = HubProcess(hub_bin, f"sqlite:{d}/restored.sqlite", op)
+        try:
+            names = sorted(c["name"] for c in again.call("GET", "/api/v1/customers")["customers"])
+            assert names == sorted(f"C{i}" for i in range(20)), names
+        finally:
+            again.proc.terminate()
+            again.proc.communicate(timeout=30)
+        r = run(hub_bin, "--version")
+        assert r.returncode == 0 and r.stdout.strip(), r.stdout
+
+    check("felhom-hub backup while serving, restore to a new path", hub_backup_and_restore)
     return checks.finish()
 
 

@@ -15,7 +15,7 @@ import Synchronization
 /// blocked: run delivered signed ops, then reconcile towards the published desired state. Between
 /// cycles it long-polls the hub so a publish or a signed op is acted on within seconds.
 public final class Agent: Service, Sendable {
-    public static let version = "0.2.0"
+    public static let version = FelhomVersion.current
 
     public let hostID: String
     let hub: HubClient

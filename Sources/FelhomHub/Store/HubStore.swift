@@ -66,10 +66,16 @@ public final class HubStore: Sendable {
                 throw StoreError(code: .unavailable, message: "cannot open SQLite database '\(path)': \(error)")
             }
             store = HubStore(backend: .sqlite(conn, TransactionGate()), kind: .sqlite, logger: logger)
-            try await store.withDB { db in
-                try await db.raw("PRAGMA journal_mode=WAL").run()
-                try await db.raw("PRAGMA foreign_keys=ON").run()
-                try await db.raw("PRAGMA busy_timeout=5000").run()
+            do {
+                try await store.withDB { db in
+                    try await db.raw("PRAGMA journal_mode=WAL").run()
+                    try await db.raw("PRAGMA foreign_keys=ON").run()
+                    try await db.raw("PRAGMA busy_timeout=5000").run()
+                }
+            } catch let error as StoreError {
+                // Not a database (or unreadable): close the connection on this way out too.
+                await store.close()
+                throw StoreError(code: .unavailable, message: "'\(path)' is not a usable SQLite database: \(error.message)")
             }
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             let config = try postgresConfiguration(url)

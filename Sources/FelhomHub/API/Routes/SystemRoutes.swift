@@ -1,4 +1,5 @@
 import FelhomAPI
+import FelhomCore
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -9,7 +10,7 @@ enum SystemRoutes {
         let routes = RouteCollection(context: HubRequestContext.self)
         routes.get("healthz") { _, _ in
             try await hub.store.ping()
-            return try HubAPI.encode(Health(status: "ok", store: hub.store.kind.rawValue))
+            return try HubAPI.encode(Health(status: "ok", store: hub.store.kind.rawValue, version: FelhomVersion.current))
         }
         routes.get("openapi.yaml") { _, _ in
             var headers = HTTPFields()
