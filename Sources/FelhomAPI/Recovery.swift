@@ -54,6 +54,14 @@ public struct RetrieveRequest: Codable, Sendable {
     }
 }
 
+/// `POST /api/v1/customers/{id}/retrieval-unlock`: the lock-out is lifted.
+public struct RetrievalUnlocked: Codable, Sendable {
+    /// Failed attempts forgotten.
+    public var clearedFailedAttempts: Int
+    public init(clearedFailedAttempts: Int) { self.clearedFailedAttempts = clearedFailedAttempts }
+    enum CodingKeys: String, CodingKey { case clearedFailedAttempts = "cleared_failed_attempts" }
+}
+
 /// `POST /api/v1/customers/{id}/passphrase`: the new retrieval passphrase (shown once).
 public struct IssuedPassphrase: Codable, Sendable {
     public var passphrase: String

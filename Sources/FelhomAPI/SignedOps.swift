@@ -2,10 +2,10 @@ import FelhomCore
 import Foundation
 
 /// Where a queued op is in its life: `pending_signature → signed → delivered → applied | rejected`,
-/// and `expired` for any unfinished op past its `expires_at`.
+/// `expired` for any unfinished op past its `expires_at`, `cancelled` by the operator before delivery.
 public enum SignedOpStatus: String, Codable, Sendable, CaseIterable {
     case pendingSignature = "pending_signature"
-    case signed, delivered, applied, rejected, expired
+    case signed, delivered, applied, rejected, expired, cancelled
 
     /// Not finished yet (may still expire).
     public var isOpen: Bool { [.pendingSignature, .signed, .delivered].contains(self) }

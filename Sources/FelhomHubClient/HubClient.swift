@@ -268,6 +268,21 @@ public struct HubClient: Sendable {
         try await send("POST", "/api/v1/operator-keys", body: key, as: OperatorKeyView.self)
     }
 
+    /// Removes an operator signing key from the hub (agents: edit their `signers_file` too).
+    public func removeOperatorKey(id: String) async throws -> OperatorKeyView {
+        try await send("DELETE", "/api/v1/operator-keys/\(Self.segment(id))", as: OperatorKeyView.self)
+    }
+
+    /// Cancels a queued op that has not been delivered to its host.
+    public func cancelSignedOp(_ id: String) async throws -> SignedOpView {
+        try await send("POST", "/api/v1/signed-ops/\(Self.segment(id))/cancel", as: SignedOpView.self)
+    }
+
+    /// Lifts a customer's retrieval lock-out.
+    public func unlockRetrieval(customerID: String) async throws -> Int {
+        try await send("POST", "/api/v1/customers/\(Self.segment(customerID))/retrieval-unlock", as: RetrievalUnlocked.self).clearedFailedAttempts
+    }
+
     public func operatorKeys() async throws -> [OperatorKeyView] {
         try await send("GET", "/api/v1/operator-keys", as: OperatorKeyList.self).operatorKeys
     }

@@ -75,7 +75,7 @@ extension TestClientProtocol {
             let (cookie, csrf) = try await signIn(client)
             #expect(csrf.count == 64)
             let expectations: [(String, [String])] = [
-                ("/", ["nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill muted\">unknown", "ok ", ">1<"]),
+                ("/", ["nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill ok\">alive", "ok ", ">1<"]),  // alive on its first report
                 ("/hosts/\(hid)", ["nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\""]),
                 ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Publish draft"]),
                 ("/events", ["backup_completed", "desired_published", "<option value=\"\(hid)\">nappali</option>"]),

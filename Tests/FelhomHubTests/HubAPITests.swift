@@ -65,7 +65,9 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 ("host", w.hostKeyA), ("guest", w.guestKeyA), ("otherHost", w.hostKeyB),
             ]
             let signer = SSHPrivateKey.generateEd25519(comment: "ops")
-            _ = try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(signer.publicKey.openSSHLine)"}"#)
+            let signerKeyID =
+                try await client.call(.post, "/api/v1/operator-keys", key: operatorKey, body: #"{"public_key":"\#(signer.publicKey.openSSHLine)"}"#)
+                .json?["id"]?.stringValue ?? ""
             let opA =
                 try await client.call(
                     .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy"}"#
@@ -384,6 +386,28 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                         "guest": .forbidden, "otherHost": .forbidden,
                     ]
                 ),
+                // Changes to the world, operator only: cancel the op, remove the signing key, lift a lock.
+                (
+                    .post, "/api/v1/signed-ops/\(opA)/cancel", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .delete, "/api/v1/operator-keys/\(signerKeyID)", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/customers/\(w.customerA)/retrieval-unlock", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
             ]
             // Revocation last: it changes the world. Operator only; a second revoke finds no active keys.
             for (name, key) in keys where name != "operator" {
@@ -394,7 +418,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             #expect(
                 Set(
                     table.map {
-                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}"))"
+                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: signerKeyID, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}"))"
                     }) == Set(HubAPI.apiRoutes(of: HubAPI.router(hub: h.hub))))
             for (method, uri, body, expected) in table where !expected.isEmpty {
                 for (name, key) in keys {
@@ -459,7 +483,9 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             let metrics = try await client.call(.get, "/metrics", key: operatorKey)
             let text = String(decoding: metrics.body, as: UTF8.self)
             #expect(text.contains("felhom_hub_reports_accepted_total 2"))
-            #expect(text.contains(#"felhom_hub_hosts{liveness="unknown"} 2"#))
+            // Host A reported (alive from its first report); host B never did.
+            #expect(text.contains(#"felhom_hub_hosts{liveness="alive"} 1"#) && text.contains(#"felhom_hub_hosts{liveness="unknown"} 1"#))
+            #expect(text.contains(#"felhom_hub_http_requests_total{route="/api/v1/host-report",method="POST",status="2xx"} 2"#))
             // History older than the retention goes; the latest report stays.
             #expect(try await h.hub.pruneReports(olderThanDays: 0) == 0)
             #expect(try await h.hub.pruneReports(olderThanDays: -1) == 2)

@@ -90,8 +90,23 @@ import Testing
             #expect(locked.status == .tooManyRequests, "locked even with the right passphrase")
             let events = try await client.call(.get, "/api/v1/events?type=retrieval_locked", key: operatorKey).json?["events"]?.arrayValue ?? []
             #expect(events.count == 1)
-            clock.advance(by: 15 * 60 + 1)
+            // The operator lifts the lock: the right passphrase works at once; the lift is an event.
+            let unlock = try await client.call(.post, "/api/v1/customers/\(w.customer)/retrieval-unlock", key: operatorKey)
+            #expect(unlock.status == .ok && (unlock.json?["cleared_failed_attempts"]?.lenientInt ?? 0) >= 5, "\(unlock.json ?? .null)")
             #expect(try await retrieve(pass).status == .ok)
+            // Locked again; issuing a new passphrase lifts it too.
+            for _ in 0..<5 { #expect(try await retrieve("alma-alma-alma-alma").status == .unauthorized) }
+            #expect(try await retrieve(pass).status == .tooManyRequests)
+            let newPass =
+                try await client.call(.post, "/api/v1/customers/\(w.customer)/passphrase", key: operatorKey).json?["passphrase"]?.stringValue ?? ""
+            #expect(try await retrieve(newPass).status == .ok)
+            let unlocked = try await client.call(.get, "/api/v1/events?type=retrieval_unlocked", key: operatorKey).json?["events"]?.arrayValue ?? []
+            #expect(unlocked.count == 2, "one event per lift: by the operator, by a new passphrase")
+            // Without either, the lock ends by itself after the window.
+            for _ in 0..<5 { #expect(try await retrieve("alma-alma-alma-alma").status == .unauthorized) }
+            #expect(try await retrieve(newPass).status == .tooManyRequests)
+            clock.advance(by: 15 * 60 + 1)
+            #expect(try await retrieve(newPass).status == .ok)
         }
         await h.hub.store.close()
     }

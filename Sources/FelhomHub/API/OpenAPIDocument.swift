@@ -144,7 +144,7 @@ enum OpenAPIDocument {
                 op: {type: string}
                 summary: {type: string, description: "hub text for people; the CLI shows what it decodes from blob, never this"}
                 blob: {type: string, description: the exact canonical bytes to sign}
-                status: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}
+                status: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired, cancelled]}
                 signature: {type: string}
                 signer: {type: string}
                 reason: {type: string}
@@ -591,6 +591,21 @@ enum OpenAPIDocument {
               summary: One op.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the op, content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "404": {description: not found for this key}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/signed-ops/{id}/cancel:
+            post:
+              summary: Cancel a queued op before it is delivered to its host (operator). Records op_cancelled.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the op (cancelled), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "404": {description: no such op}, "409": {description: "not_cancellable: already delivered or finished"}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/operator-keys/{id}:
+            delete:
+              summary: Remove an operator signing key from the hub (operator); remove it from the agents' signers_file too. Records operator_key_removed.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the removed key, content: {application/json: {schema: {$ref: "#/components/schemas/OperatorKey"}}}}, "404": {description: no such active key}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/customers/{id}/retrieval-unlock:
+            post:
+              summary: Lift a customer's retrieval lock-out (operator); a new passphrase lifts it too. Records retrieval_unlocked.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{cleared_failed_attempts}", content: {application/json: {schema: {type: object, required: [cleared_failed_attempts], properties: {cleared_failed_attempts: {type: integer}}}}}}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/signature:
             post:
               summary: Upload the SSHSIG signature (operator); checked against registered keys for early feedback.

@@ -48,6 +48,15 @@ public enum EventRegistry {
             name: "desired_published", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "received a new desired state", hungarian: "új beállítást kapott"),
         .init(
+            name: "retrieval_unlocked", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— the operator lifted a customer's retrieval lock", hungarian: "— az üzemeltető feloldotta a letöltés zárolását"),
+        .init(
+            name: "operator_key_removed", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— an operator signing key was removed from the hub", hungarian: "— egy üzemeltetői aláírókulcs törölve lett a hubról"),
+        .init(
+            name: "op_cancelled", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— a queued operation was cancelled before delivery", hungarian: "— egy várakozó műveletet visszavontak kézbesítés előtt"),
+        .init(
             name: "retrieval_locked", postedBy: [.hub], severity: .warning, customerMailable: false,
             english: "— a customer's retrieval was locked after repeated wrong passphrases",
             hungarian: "— a letöltés zárolva lett az ismételt hibás jelszavak miatt"),

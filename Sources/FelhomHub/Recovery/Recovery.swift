@@ -77,8 +77,31 @@ extension Hub {
         _ = try await customer(customerID, by: principal)
         let words = Passphrase.generate()
         let hash = try Passphrase.hash(words)
-        try await store.withDB { db in try await CustomersTable.setRetrievalHash(customerID, hash: hash, in: db) }
+        let now = self.now
+        try await store.transaction { db in
+            try await CustomersTable.setRetrievalHash(customerID, hash: hash, in: db)
+            // A new passphrase also lifts any lock-out.
+            if try await RecoveryTable.clearFailures(customerID: customerID, in: db) > 0 {
+                try await recordEvent("retrieval_unlocked", customerID: customerID, data: ["by": "new_passphrase"], at: now, in: db)
+            }
+        }
         return words
+    }
+
+    /// Lifts a customer's retrieval lock-out (operator): their failed attempts are forgotten.
+    /// Returns how many were cleared; records `retrieval_unlocked` (and logs it).
+    public func unlockRetrieval(customerID: String, by principal: Principal) async throws -> Int {
+        guard principal == .operator else { throw HubError.forbidden("lift retrieval locks (operator only)") }
+        _ = try await customer(customerID, by: principal)
+        let now = self.now
+        let cleared = try await store.transaction { db -> Int in
+            let cleared = try await RecoveryTable.clearFailures(customerID: customerID, in: db)
+            try await recordEvent(
+                "retrieval_unlocked", customerID: customerID, data: ["by": "operator", "count": .int(Int64(cleared))], at: now, in: db)
+            return cleared
+        }
+        logger.notice("retrieval lock lifted", metadata: ["customer": "\(customerID)", "failed_attempts_cleared": "\(cleared)"])
+        return cleared
     }
 
     /// At most this many failed attempts per (customer, client) in `retrievalWindow` seconds.

@@ -50,6 +50,43 @@ extension Hub {
         return view
     }
 
+    /// Removes an operator signing key from the hub (kept, revoked, for the record): the hub no
+    /// longer accepts its signatures and `felhom sign` no longer offers it. Agents trust their own
+    /// `signers_file`: remove the key there too. Records `operator_key_removed`.
+    public func removeOperatorKey(id: String, by principal: Principal) async throws -> OperatorKeyView {
+        guard principal == .operator else { throw HubError.forbidden("remove operator keys") }
+        guard let view = try await operatorKeys(by: principal).first(where: { $0.id == id }) else { throw HubError.notFound("operator key \(id)") }
+        let now = self.now
+        try await store.transaction { db in
+            guard try await KeysTable.revokeOperatorKey(id: id, at: now, in: db) != nil else { throw HubError.notFound("operator key \(id)") }
+            try await recordEvent(
+                "operator_key_removed", severity: .warning, customerID: nil,
+                data: ["key_id": .string(view.fingerprint), "name": .string(view.name), "role": .string(view.role)], at: now, in: db)
+        }
+        logger.notice("operator key removed", metadata: ["fingerprint": "\(view.fingerprint)", "role": "\(view.role)"])
+        return view
+    }
+
+    /// Cancels a queued op before it is delivered to its host (operator). A delivered op is in the
+    /// agent's hands (409); a finished one cannot change. Records `op_cancelled`.
+    public func cancelSignedOp(_ id: String, by principal: Principal) async throws -> SignedOpView {
+        guard principal == .operator else { throw HubError.forbidden("cancel signed ops (operator only)") }
+        let view = try await signedOp(id, by: principal)
+        let now = self.now
+        let cancelled = try await store.transaction { db -> Bool in
+            guard try await SignedOpsTable.cancel(id: id, at: now, in: db) else { return false }
+            try await recordEvent(
+                "op_cancelled", hostID: view.hostID, customerID: view.customerID,
+                data: ["op_id": .string(id), "op": .string(view.op), "vmid": view.guestID.map { .string($0) } ?? .null], at: now, in: db)
+            return true
+        }
+        guard cancelled else {
+            throw HubError(.conflict, "not_cancellable", "op \(id) is \(view.status.rawValue): only ops not yet delivered can be cancelled")
+        }
+        generations.notify(hostID: view.hostID)
+        return try await signedOp(id, by: principal)
+    }
+
     public func operatorKeys(by principal: Principal) async throws -> [OperatorKeyView] {
         guard principal == .operator else { throw HubError.forbidden("list operator keys") }
         return try await store.withDB { db in

@@ -63,7 +63,8 @@ enum HostsTable {
         guard
             let row = try await db.raw(
                 """
-                UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation)
+                UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation),
+                    liveness = CASE WHEN liveness = 'unknown' THEN 'alive' ELSE liveness END
                 WHERE id = \(bind: hostID)
                 RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
                 """

@@ -56,6 +56,13 @@ enum KeysTable {
             .values(SQLBind(id), SQLBind(publicKey), SQLBind(fingerprint), SQLBind(role), SQLBind(name), SQLBind(at)).run()
     }
 
+    /// Revokes an active operator key; its fingerprint, or nil when no active key has that id.
+    static func revokeOperatorKey(id: String, at: Int64, in db: any SQLDatabase) async throws -> String? {
+        try await db.update("operator_keys").set("revoked_at", to: SQLBind(at))
+            .where("id", .equal, SQLBind(id)).where(SQLColumn("revoked_at"), .is, SQLLiteral.null)
+            .returning("fingerprint").first()?.decode(column: "fingerprint", as: String.self)
+    }
+
     static func activeOperatorKeys(in db: any SQLDatabase) async throws -> [any SQLRow] {
         try await db.select().column("*").from("operator_keys").where(SQLColumn("revoked_at"), .is, SQLLiteral.null).orderBy("created_at").all()
     }

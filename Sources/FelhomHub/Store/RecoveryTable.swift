@@ -54,6 +54,12 @@ enum RecoveryTable {
             .values(SQLBind(id), SQLBind(subject), SQLBind(at), SQLBind(0), SQLBind(client)).run()
     }
 
+    /// Forgets a customer's failed attempts (the operator lifts a lock-out); how many were cleared.
+    static func clearFailures(customerID: String, in db: any SQLDatabase) async throws -> Int {
+        try await db.delete(from: "retrieval_attempts").where("customer_id", .equal, SQLBind(customerID)).where("ok", .equal, SQLBind(0))
+            .returning("id").all().count
+    }
+
     static func markSucceeded(id: String, in db: any SQLDatabase) async throws {
         try await db.update("retrieval_attempts").set("ok", to: SQLBind(1)).where("id", .equal, SQLBind(id)).run()
     }

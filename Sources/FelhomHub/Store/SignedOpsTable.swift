@@ -67,6 +67,14 @@ enum SignedOpsTable {
             .returning("id").all().count == 1
     }
 
+    /// Cancels an op not yet delivered to its host; false when it is delivered or finished.
+    static func cancel(id: String, at: Int64, in db: any SQLDatabase) async throws -> Bool {
+        try await db.update("signed_ops").set("status", to: SQLBind(SignedOpStatus.cancelled.rawValue)).set("finished_at", to: SQLBind(at))
+            .where("id", .equal, SQLBind(id))
+            .where("status", .in, [SignedOpStatus.pendingSignature.rawValue, SignedOpStatus.signed.rawValue])
+            .returning("id").all().count == 1
+    }
+
     static func markDelivered(id: String, at: Int64, in db: any SQLDatabase) async throws {
         try await db.update("signed_ops").set("status", to: SQLBind("delivered")).set("delivered_at", to: SQLBind(at))
             .where("id", .equal, SQLBind(id)).where("status", .equal, SQLBind("signed")).run()

@@ -41,6 +41,10 @@ enum CustomerRoutes {
             try await hub.setConfigOverrides(customerID: try ctx.parameters.require("id"), overrides: overrides, by: ctx.principal)
             return try HubAPI.encode(Saved(saved: true))
         }
+        routes.post("customers/:id/retrieval-unlock") { _, ctx in
+            let cleared = try await hub.unlockRetrieval(customerID: try ctx.parameters.require("id"), by: ctx.principal)
+            return try HubAPI.encode(RetrievalUnlocked(clearedFailedAttempts: cleared))
+        }
         routes.post("customers/:id/passphrase") { _, ctx in
             let passphrase = try await hub.newRetrievalPassphrase(customerID: try ctx.parameters.require("id"), by: ctx.principal)
             return try HubAPI.encode(IssuedPassphrase(passphrase: passphrase), status: .created)

@@ -12,6 +12,12 @@ enum SignedOpRoutes {
             return try HubAPI.encode(
                 try await hub.registerOperatorKey(publicKey: body.publicKey, role: body.role, name: body.name, by: ctx.principal), status: .created)
         }
+        routes.delete("operator-keys/:id") { _, ctx in
+            try HubAPI.encode(try await hub.removeOperatorKey(id: try ctx.parameters.require("id"), by: ctx.principal))
+        }
+        routes.post("signed-ops/:id/cancel") { _, ctx in
+            try HubAPI.encode(try await hub.cancelSignedOp(try ctx.parameters.require("id"), by: ctx.principal))
+        }
         routes.get("operator-keys") { _, ctx in
             try HubAPI.encode(OperatorKeyList(operatorKeys: try await hub.operatorKeys(by: ctx.principal)))
         }
