@@ -28,6 +28,8 @@ public struct Hub: Sendable {
         public var maxLongPollsPerKey = 2
         /// Reverse proxies whose `X-Forwarded-For` is believed (their socket IP addresses).
         public var trustedProxies: Set<String> = []
+        /// A key that may read `/metrics` only (`metrics_key`); nil: the operator key only.
+        public var metricsKey: Secret?
         public init() {}
     }
 
@@ -55,7 +57,7 @@ public struct Hub: Sendable {
     ) {
         self.notifications = notifications
         self.store = store
-        self.keys = KeyAuthority(store: store, operatorKey: operatorKey)
+        self.keys = KeyAuthority(store: store, operatorKey: operatorKey, metricsKey: settings.metricsKey?.reveal())
         self.settings = settings
         self.clock = clock
         self.generations = GenerationWatch()

@@ -25,7 +25,46 @@ struct JCSCommand: ParsableCommand {
 struct OpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "op", abstract: "Create, sign and verify operator-signed operations.",
-        subcommands: [OpNew.self, OpSign.self, OpVerify.self])
+        subcommands: [OpNew.self, OpSign.self, OpVerify.self, OpSignersLine.self])
+}
+
+/// `felhom op signers-line KEY.pub --role operational|recovery`: the exact line for an agent's
+/// `signers_file` (OpenSSH allowed_signers syntax, restricted to the op namespace).
+struct OpSignersLine: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "signers-line",
+        abstract: "Print the signers_file line for a public key (append it to every agent's signers_file).",
+        discussion: """
+            Example: felhom op signers-line ~/.ssh/felhom_ed25519.pub --role operational >> /etc/felhom/allowed_signers
+            The line is `NAME namespaces="felhom-op-v1" KEYTYPE KEY role=ROLE [comment]`; agents match keys by their bytes.
+            """)
+
+    @Argument(help: "The operator's OpenSSH public key file (KEY.pub).") var publicKeyFile: String
+    @Option(help: "operational (day-to-day) or recovery (kept offline).") var role: String = "operational"
+    @Option(help: "The principal name at the start of the line.") var name: String = "operator@felhom"
+
+    func run() throws {
+        guard ["operational", "recovery"].contains(role) else { throw ValidationError("--role must be operational or recovery (got '\(role)')") }
+        guard Pattern.whole(name, "[A-Za-z0-9@._-]{1,64}") else { throw ValidationError("--name must be 1–64 characters of A-Z a-z 0-9 @ . _ -") }
+        let text = String(decoding: try readFileBytes(publicKeyFile, what: "public key file"), as: UTF8.self)
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard lines.count == 1, let line = lines.first else {
+            throw ValidationError("'\(publicKeyFile)' must hold exactly one OpenSSH public key line (got \(lines.count))")
+        }
+        let key: SSHPublicKey
+        do { key = try SSHPublicKey(openSSHLine: line) } catch {
+            throw ValidationError("'\(publicKeyFile)' is not an accepted OpenSSH public key: \(error.message)")
+        }
+        // Keep the key's own comment as a label, minus anything that would read as an option.
+        let comment = line.split(separator: " ").dropFirst(2).filter { !$0.hasPrefix("role=") }.joined(separator: " ")
+        let signersLine = "\(name) namespaces=\"\(OpVerifier.namespace)\" \(key.openSSHLine) role=\(role)" + (comment.isEmpty ? "" : " " + comment)
+        // What an agent will read back: the same key, the same role.
+        let parsed = try AllowedSigners.parse(signersLine)
+        guard parsed.count == 1, parsed[0].key == key, parsed[0].role.rawValue == role else {
+            throw ValidationError("internal: the line does not read back as the same key and role")
+        }
+        print(signersLine)
+    }
 }
 
 /// Parses `90`, `90s`, `15m`, `2h`, `1h30m`, `1d`.

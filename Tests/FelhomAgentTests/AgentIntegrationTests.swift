@@ -124,6 +124,9 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             try await agent.cycle()
             #expect(try await w.op.signedOp(good).status == .applied)
             #expect(await w.sim.engine.snapshot().containers[101] == nil)
+            // The agent reported right after applying it: the hub's view no longer shows 101.
+            let shown = try await w.op.drift(hostID: w.hostID).guests.map(\.vmid)
+            #expect(!shown.contains(101) && shown.contains(100), "the box as it is after the op, not a poll later: \(shown)")
             // A new agent process on the same state directory refuses a replay of the same bytes.
             let restarted = try await w.agent()
             try await w.store.replaySignedOp(good, as: "sop_replay")

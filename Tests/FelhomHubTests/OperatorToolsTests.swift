@@ -87,4 +87,27 @@ import Testing
             }
         }
     }
+
+    /// A Prometheus scraper gets a key that reads /metrics and nothing else.
+    @Test func aMetricsKeyReadsMetricsOnly() async throws {
+        var settings = Hub.Settings()
+        let metricsKey = "metrics-scraper-key-0123456789abcdef"
+        settings.metricsKey = Secret(metricsKey)
+        try await withHub(.sqlite, settings: settings) { h in
+            try await h.app.test(.router) { client in
+                let scraped = try await client.call(.get, "/metrics", key: metricsKey)
+                #expect(scraped.status == .ok && String(decoding: scraped.body, as: UTF8.self).contains("felhom_hub_hosts"))
+                #expect(try await client.call(.get, "/metrics", key: operatorKey).status == .ok)
+                #expect(try await client.call(.get, "/metrics", key: "not-the-metrics-key-0123456789abcdef").status == .unauthorized)
+                #expect(try await client.call(.get, "/api/v1/hosts", key: metricsKey).status == .unauthorized)
+                #expect(try await client.call(.get, "/api/v1/customers", key: metricsKey).status == .unauthorized)
+            }
+        }
+        var config = HubConfig()
+        config.operatorKey = Secret(operatorKey)
+        config.metricsKey = Secret("short")
+        #expect(throws: ConfigError.self) { _ = try config.resolve() }
+        config.metricsKey = Secret(operatorKey)
+        #expect(throws: ConfigError.self) { _ = try config.resolve() }
+    }
 }

@@ -151,6 +151,33 @@ def main(sim):
 
     check("op and jcs refuse bad input clearly", op_bad_input)
 
+    # `felhom op signers-line` prints the signers_file line; ssh-keygen -Y verify accepts a signature
+    # with it (the same file serves OpenSSH and the agent), and a wrong role is refused.
+    def signers_line():
+        d = os.path.join(work, "signers")
+        os.makedirs(d)
+        key = os.path.join(d, "op")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", key], check=True)
+        r = run(felhom, "op", "signers-line", key + ".pub", "--role", "recovery")
+        assert r.returncode == 0, r.stderr
+        line = r.stdout.strip()
+        assert line.startswith('operator@felhom namespaces="felhom-op-v1" ssh-ed25519 ') and line.endswith(" role=recovery laptop"), line
+        signers = os.path.join(d, "allowed_signers")
+        with open(signers, "w") as f:
+            f.write(line + "\n")
+        msg = os.path.join(d, "msg")
+        with open(msg, "wb") as f:
+            f.write(b"hello")
+        subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-n", "felhom-op-v1", "-f", key, msg], check=True, capture_output=True)
+        with open(msg, "rb") as f:
+            v = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", signers, "-I", "operator@felhom", "-n", "felhom-op-v1", "-s", msg + ".sig"],
+                               stdin=f, capture_output=True, text=True)
+        assert v.returncode == 0, v.stdout + v.stderr
+        r = run(felhom, "op", "signers-line", key + ".pub", "--role", "admin")
+        assert r.returncode != 0 and "operational or recovery" in r.stderr, r.stderr
+
+    check("op signers-line prints a line OpenSSH and the agent accept", signers_line)
+
     # `felhom sign` against a real felhom-hub on SQLite, with a key made by ssh-keygen.
     def sign_against_hub():
         from common import HubProcess

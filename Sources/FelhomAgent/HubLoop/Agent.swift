@@ -112,7 +112,8 @@ public final class Agent: Service, Sendable {
             return env
         }
         let (generation, spec) = try await hub.desired(hostID: hostID)
-        if env.hasSignedOps { await runSignedOps(desired: spec) }
+        let appliedOps = env.hasSignedOps ? await runSignedOps(desired: spec) : 0
+        var reportNow = appliedOps > 0  // the hub's views show an applied op now, not a poll later
         if let spec {
             let outcome = try await engine.reconcile(desired: spec)
             for vmid in outcome.provisioned.sorted() {
@@ -134,11 +135,14 @@ public final class Agent: Service, Sendable {
             }
             if !outcome.planned.isEmpty {
                 logger.info("reconciled generation \(generation): \(outcome.succeeded) done, \(outcome.failed) failed")
-                // Tell the hub what the box looks like now, not at the next interval.
-                if var fresh = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now()) {
-                    fresh.appliedGeneration = appliedGenerationForReport
-                    _ = try await hub.postHostReport(fresh)
-                }
+                reportNow = true
+            }
+        }
+        if reportNow {
+            // Tell the hub what the box looks like now, not at the next interval.
+            if var fresh = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now()) {
+                fresh.appliedGeneration = appliedGenerationForReport
+                _ = try await hub.postHostReport(fresh)
             }
         }
         return env
@@ -152,22 +156,26 @@ public final class Agent: Service, Sendable {
 
     /// Fetches and runs every signed op the hub holds for this host, reporting each outcome. A
     /// failure to fetch or report is logged and does not stop the cycle: desired state is still
-    /// applied (an unreported outcome is reported again next time, from the journal).
-    func runSignedOps(desired: DesiredState?) async {
+    /// applied (an unreported outcome is reported again next time, from the journal). Returns how
+    /// many were applied (the cycle then reports the box at once).
+    @discardableResult
+    func runSignedOps(desired: DesiredState?) async -> Int {
         var handled = Set<String>()
+        var applied = 0
         while true {
             let next: HubClient.DeliveredOp?
             do { next = try await hub.nextSignedOp() } catch {
                 logger.warning("cannot fetch signed ops: \(error)")
-                return
+                return applied
             }
-            guard let op = next, handled.insert(op.id).inserted else { return }
+            guard let op = next, handled.insert(op.id).inserted else { return applied }
             let outcome = await runner.handle(id: op.id, blob: op.blob, signature: op.signature, desired: desired)
+            if outcome.applied { applied += 1 }
             do {
                 try await hub.reportSignedOpResult(id: op.id, applied: outcome.applied, reason: outcome.reason.map(Self.reportable))
             } catch {
                 logger.warning("cannot report the outcome of signed op \(Self.reportable(op.id)): \(error)")
-                return
+                return applied
             }
         }
     }

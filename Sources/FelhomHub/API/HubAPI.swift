@@ -35,7 +35,6 @@ public enum HubAPI {
         router.addRoutes(EnrollmentRoutes.anonymous(hub), atPath: "api/v1")
         router.addRoutes(RecoveryRoutes.anonymous(hub), atPath: "api/v1")
         let authenticated = router.group().add(middleware: AuthenticateMiddleware(keys: hub.keys)).group(context: AuthenticatedContext.self)
-        authenticated.addRoutes(SystemRoutes.operatorOnly(hub))
         for collection in [
             CustomerRoutes.collection(hub), HostRoutes.collection(hub), DesiredRoutes.collection(hub), ReportRoutes.collection(hub),
             EventRoutes.collection(hub), GeoRoutes.collection(hub), RecoveryRoutes.collection(hub), EnrollmentRoutes.collection(hub),

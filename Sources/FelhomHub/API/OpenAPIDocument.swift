@@ -294,8 +294,8 @@ enum OpenAPIDocument {
               responses: {"200": {description: the API description}, default: {$ref: "#/components/responses/Error"}}
           /metrics:
             get:
-              summary: Prometheus metrics of this hub process (operator key).
-              responses: {"200": {description: text exposition format}, "403": {description: not the operator key}, default: {$ref: "#/components/responses/Error"}}
+              summary: Prometheus metrics of this hub process (the operator key, or the metrics-only key set as metrics_key).
+              responses: {"200": {description: text exposition format}, "403": {description: not the operator or metrics key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers:
             post:
               summary: Create a customer (operator).

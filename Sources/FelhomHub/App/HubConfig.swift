@@ -50,6 +50,8 @@ public struct HubConfig: Decodable, Sendable {
     public var mailRetentionDays: Int?
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
+    /// A key that may read `/metrics` and nothing else (for a Prometheus scraper; at least 24 characters).
+    public var metricsKey: Secret?
 
     /// An empty configuration: every setting at its default.
     public init() {}
@@ -93,6 +95,7 @@ public struct HubConfig: Decodable, Sendable {
         case mailRetentionDays = "mail_retention_days"
         case tlsCertificateFile = "tls_certificate_file"
         case tlsKeyFile = "tls_key_file"
+        case metricsKey = "metrics_key"
     }
 
     /// How an environment override of `key` is typed.
@@ -191,6 +194,12 @@ extension HubConfig {
                 throw invalid("tls_certificate_file '\(cert)' / tls_key_file '\(keyFile)': cannot load them as PEM (\(error))")
             }
         default: throw invalid("set both tls_certificate_file and tls_key_file, or neither")
+        }
+        if let metrics = metricsKey?.reveal() {
+            guard metrics.count >= 24, metrics != key else {
+                throw invalid("metrics_key must be at least 24 characters and differ from operator_key")
+            }
+            settings.metricsKey = metricsKey
         }
         settings.trustedProxies = Set(
             (trustedProxies ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })

@@ -11,12 +11,22 @@ import Synchronization
 public struct KeyAuthority: Sendable {
     let store: HubStore
     let operatorKeyHash: [UInt8]?
+    /// A key that may read `/metrics` and nothing else (`metrics_key`), for a Prometheus scraper.
+    let metricsKeyHash: [UInt8]?
     let cache: PrincipalCache
 
-    public init(store: HubStore, operatorKey: String?, cacheTTL: Duration = .seconds(5)) {
+    public init(store: HubStore, operatorKey: String?, metricsKey: String? = nil, cacheTTL: Duration = .seconds(5)) {
         self.store = store
         self.operatorKeyHash = operatorKey.flatMap { $0.isEmpty ? nil : Array(SHA256.hash(data: Array($0.utf8))) }
+        self.metricsKeyHash = metricsKey.flatMap { $0.isEmpty ? nil : Array(SHA256.hash(data: Array($0.utf8))) }
         self.cache = PrincipalCache(ttl: cacheTTL)
+    }
+
+    /// Whether `Authorization: Bearer KEY` carries the metrics key (constant time).
+    func isMetricsKey(authorization: String?) -> Bool {
+        guard let expected = metricsKeyHash, let header = authorization, header.hasPrefix("Bearer ") else { return false }
+        let key = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        return Self.constantTimeEqual(Array(SHA256.hash(data: Array(key.utf8))), expected)
     }
 
     /// A new key: `fh_<kind>_<43 base64url chars>`.
