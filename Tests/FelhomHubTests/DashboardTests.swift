@@ -69,8 +69,9 @@ extension TestClientProtocol {
             _ = try await client.call(
                 .post, "/api/v1/operator-keys", key: operatorKey,
                 body: #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"}"#)
-            _ = try await client.call(
+            let queued = try await client.call(
                 .post, "/api/v1/signed-ops", key: operatorKey, body: #"{"host_id":"\#(hid)","guest_id":"150","op":"guest.destroy"}"#)
+            let opID = queued.json?["id"]?.stringValue ?? ""
 
             let (cookie, csrf) = try await signIn(client)
             #expect(csrf.count == 64)
@@ -80,7 +81,7 @@ extension TestClientProtocol {
                 ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Publish draft"]),
                 ("/events", ["backup_completed", "desired_published", "<option value=\"\(hid)\">nappali</option>"]),
                 ("/events?type=backup_completed", ["backup_completed"]),
-                ("/signed-ops", ["pending_signature", "DESTROY guest", "felhom sign"]),
+                ("/signed-ops", ["pending_signature", "DESTROY guest", "felhom sign", "/signed-ops/\(opID)/cancel"]),
                 ("/customers", ["Kiss &lt;b&gt;Anna&lt;/b&gt;", "a.example.hu", "nappali", "(default)"]),
             ]
             for (path, needles) in expectations {
@@ -108,6 +109,12 @@ extension TestClientProtocol {
             #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains("suspended"))
             #expect(try await client.page(.post, "/customers/\(cid)/resume", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
             #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains(">Suspend</button>"))
+            // Cancel a queued op from the queue page (CSRF-checked); a finished op shows no expiry.
+            #expect(try await client.page(.post, "/signed-ops/\(opID)/cancel", cookie: cookie, form: [:]).status == .forbidden)
+            #expect(try await client.page(.post, "/signed-ops/\(opID)/cancel", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
+            #expect(try await h.hub.signedOp(opID, by: .operator).status == .cancelled)
+            let queue = try await client.page(.get, "/signed-ops", cookie: cookie).html
+            #expect(queue.contains(">cancelled<") && !queue.contains("/signed-ops/\(opID)/cancel") && !queue.contains(">in "))
             let bad = try await client.page(
                 .post, "/hosts/\(hid)/desired", cookie: cookie,
                 form: ["csrf": csrf, "spec": #"{"guests":[{"vmid":100,"name":"web","cpu":1,"memory_mb":0,"disk_gb":8}]}"#])

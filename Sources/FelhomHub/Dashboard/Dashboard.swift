@@ -166,6 +166,18 @@ public enum Dashboard {
                 }
             }
         }
+        // Withdraw a queued op before its box fetches it.
+        router.post("/signed-ops/:id/cancel") { req, ctx in
+            let id = try ctx.parameters.require("id")
+            let form = try await formBody(req)
+            return try await signedIn(hub, req, csrf: form["csrf"]) { _ in
+                do { _ = try await hub.cancelSignedOp(id, by: .operator) } catch let error as HubError where error.status == .conflict {
+                    return redirect(
+                        "/signed-ops?notice=" + (error.message.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "Not%20cancellable"))
+                }
+                return redirect("/signed-ops?notice=Op%20cancelled")
+            }
+        }
         router.get("/events") { req, _ in
             try await signedIn(hub, req) { s in
                 let query = req.uri.queryParameters
@@ -180,7 +192,11 @@ public enum Dashboard {
                     [
                         "ago": ago(o.createdAt, now), "exact": exact(o.createdAt), "status": o.status.rawValue, "cls": statusClass(o.status.rawValue),
                         "customer": o.customerName, "host": o.hostName, "hostID": o.hostID, "summary": o.summary,
-                        "expires": o.expiresAt.secondsSince1970 > now ? "in " + span(o.expiresAt.secondsSince1970 - now) : ago(o.expiresAt, now),
+                        // Only an op still in flight can expire; a finished one shows when it finished.
+                        "expires": !o.status.isOpen
+                            ? "—"
+                            : o.expiresAt.secondsSince1970 > now ? "in " + span(o.expiresAt.secondsSince1970 - now) : ago(o.expiresAt, now),
+                        "cancellable": o.status == .pendingSignature || o.status == .signed, "id": o.id, "csrf": s.csrf,
                         "expiresExact": exact(o.expiresAt),
                         "reason": o.reason ?? "",
                     ]

@@ -147,7 +147,7 @@ enum DashboardTemplates {
         <code>felhom sign --hub URL --key ~/.ssh/id_ed25519</code>. The agent verifies every signature itself.</p>
         <table><tr><th>Created</th><th>Status</th><th>Customer / host</th><th>What</th><th>Expires</th><th>Outcome</th></tr>
         {{#ops}}<tr><td><span title="{{exact}}">{{ago}}</span></td><td><span class="pill {{cls}}">{{status}}</span></td><td>{{customer}} / <a href="/hosts/{{hostID}}">{{host}}</a></td>
-        <td class="small">{{summary}}</td><td><span title="{{expiresExact}}">{{expires}}</span></td><td class="small">{{reason}}</td></tr>{{/ops}}
+        <td class="small">{{summary}}</td><td><span title="{{expiresExact}}">{{expires}}</span></td><td class="small">{{reason}}{{#cancellable}}<form class="inline" method="post" action="/signed-ops/{{id}}/cancel"><input type="hidden" name="csrf" value="{{csrf}}"><button>Cancel</button></form>{{/cancellable}}</td></tr>{{/ops}}
         {{^ops}}<tr><td colspan="6" class="small">The queue is empty.</td></tr>{{/ops}}
         </table>
         """
