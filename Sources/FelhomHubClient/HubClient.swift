@@ -109,6 +109,13 @@ public struct HubClient: Sendable {
     /// One path segment, percent-encoded (ids come from the hub or the operator, never trusted as paths).
     static func segment(_ text: String) -> String { PathSegment.encode(text) }
 
+    /// `GET /healthz` without a key: reachability and TLS as configured.
+    public static func health(url: String, trust: TLSTrust = .systemDefault) async throws -> Health {
+        var client = try HubClient(url: url, key: Secret("anonymous"), trust: trust, timeout: .seconds(15))
+        client.anonymous = true
+        return try await client.send("GET", "/healthz", as: Health.self)
+    }
+
     // MARK: - Agent
 
     /// Trades a one-time enrollment token for this host's key. The token is the only credential.

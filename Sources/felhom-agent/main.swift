@@ -11,7 +11,26 @@ struct FelhomAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "felhom-agent",
         abstract: "The Felhom host agent (runs on each Proxmox VE host).",
-        subcommands: [RunCommand.self, SelftestCommand.self])
+        version: FelhomVersion.current,
+        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self])
+}
+
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract:
+            "Check a new box before the first run: hub, TLS, key or token, Proxmox token and privileges, golden template, signers_file, state_dir.",
+        discussion: "Changes nothing (the enrollment token is not used). Exit status 1 when a check fails.")
+
+    @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+
+    func run() async throws {
+        let cfg: AgentConfig
+        do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+        let items = await AgentCheck.run(config: cfg)
+        print(AgentCheck.rendered(items), terminator: "")
+        if items.contains(where: { !$0.ok }) { throw ExitCode(1) }
+    }
 }
 
 struct SelftestCommand: AsyncParsableCommand {

@@ -5,6 +5,7 @@ import FelhomSigning
 import Foundation
 import Logging
 import Proxmox
+import Synchronization
 
 extension Agent {
     /// The host's identity on the hub, kept in `state_dir/host.json` (mode 0600) after enrollment.
@@ -19,6 +20,16 @@ extension Agent {
 
     /// Builds the agent a config file describes: enrolls on first start when given a token, loads
     /// the pinned signers, opens the journal and nonce log. Errors name the setting at fault.
+    /// State directories this process holds (one lock each, kept until exit).
+    static let heldLocks = Mutex<[String: StateDirLock]>([:])
+
+    static func lockStateDir(_ stateDir: String) throws(AgentLockError) {
+        let path = (stateDir as NSString).standardizingPath
+        if heldLocks.withLock({ $0[path] != nil }) { return }
+        let lock = try StateDirLock(stateDir: stateDir)
+        heldLocks.withLock { $0[path] = lock }
+    }
+
     public static func make(config cfg: AgentConfig, logger: Logger) async throws -> Agent {
         guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
         guard let signersFile = cfg.signersFile else {
@@ -56,6 +67,8 @@ extension Agent {
         } else {
             throw ConfigError(code: .invalid, message: "give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
         }
+        // One agent per state directory: held for the life of this process (released at exit).
+        do { try Self.lockStateDir(stateDir) } catch { throw ConfigError(code: .invalid, message: error.message) }
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: trust)
         let pve = PVEClient(connection: try cfg.pveConnection())
         return try Agent(
