@@ -309,7 +309,8 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
-                    .post, "/api/v1/signed-ops", #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy","key_id":"k"}"#,
+                    .post, "/api/v1/signed-ops",
+                    #"{"host_id":"\#(w.hostA)","guest_id":"150","op":"guest.destroy","key_id":"\#(signer.publicKey.fingerprint)"}"#,
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .created, "customer": .forbidden, "host": .forbidden,
                         "guest": .forbidden, "otherHost": .forbidden,

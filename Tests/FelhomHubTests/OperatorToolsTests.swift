@@ -46,6 +46,11 @@ import Testing
                     return (r.json?["id"]?.stringValue ?? "", r.json?["blob"]?.stringValue ?? "")
                 }
 
+                // A key_id the hub does not know is refused at once (it could never sign an accepted op).
+                let unknownKey = try await client.call(
+                    .post, "/api/v1/signed-ops", key: operatorKey,
+                    body: #"{"host_id":"\#(hostID)","guest_id":"150","op":"guest.destroy","key_id":"SHA256:nope"}"#)
+                #expect(unknownKey.status == .conflict && unknownKey.json?["error"]?["code"] == "key_id_unknown")
                 // Cancel a pending op: cancelled, an event, never delivered; a second cancel is a conflict.
                 let pending = try await queue(150)
                 let cancelled = try await client.call(.post, "/api/v1/signed-ops/\(pending.id)/cancel", key: operatorKey)

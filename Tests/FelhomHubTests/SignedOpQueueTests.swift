@@ -154,6 +154,10 @@ import Testing
             let late = try await client.call(
                 .post, "/api/v1/signed-ops/\(id)/signature", key: operatorKey, body: body(try sign(a.json?["blob"]?.stringValue ?? "", with: op)))
             #expect(late.status == .conflict)
+            // The expiry is an event (once), mailed to the operator.
+            #expect(try await h.hub.expireSignedOps() == 0, "already expired: no second event")
+            let events = try await client.call(.get, "/api/v1/events?type=op_expired", key: operatorKey).json?["events"]?.arrayValue ?? []
+            #expect(events.count == 1 && events.first?["data"]?["op_id"]?.stringValue == id)
         }
         await h.hub.store.close()
     }

@@ -68,6 +68,7 @@ public struct CheckerService: Service {
                         try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
                         + hub.checkAppliedGenerations(bound: settings.applyDeadline)
                     try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
+                    try await hub.expireSignedOps()
                     try await hub.pruneHistory(eventDays: settings.eventRetentionDays, mailDays: settings.mailRetentionDays)
                     if let mailer {
                         let (sent, failed) = try await hub.deliverMail(using: mailer)

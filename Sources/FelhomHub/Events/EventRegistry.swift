@@ -54,6 +54,9 @@ public enum EventRegistry {
             name: "operator_key_removed", postedBy: [.hub], severity: .warning, customerMailable: false,
             english: "— an operator signing key was removed from the hub", hungarian: "— egy üzemeltetői aláírókulcs törölve lett a hubról"),
         .init(
+            name: "op_expired", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— a queued operation expired before it was applied", hungarian: "— egy várakozó művelet lejárt, mielőtt végrehajtották volna"),
+        .init(
             name: "op_cancelled", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "— a queued operation was cancelled before delivery", hungarian: "— egy várakozó műveletet visszavontak kézbesítés előtt"),
         .init(

@@ -125,6 +125,12 @@ extension Hub {
         guard (60...86400).contains(ttl) else { throw HubError.badRequest("must be 60…86400 seconds", path: "$.ttl_seconds") }
         let keyID: String
         if let key = r.keyID {
+            // A key the hub does not know cannot sign anything the hub will accept: say so now.
+            guard try await operatorKeys(by: principal).contains(where: { $0.fingerprint == key }) else {
+                throw HubError(
+                    .conflict, "key_id_unknown", "no registered operator key has fingerprint '\(key)' (GET /api/v1/operator-keys lists them)",
+                    path: "$.key_id")
+            }
             keyID = key
         } else {
             let keys = try await operatorKeys(by: principal).filter { $0.role == "operational" }
@@ -159,8 +165,25 @@ extension Hub {
     }
 
     /// Ops as the API shows them (unfinished ops past their expiry are marked `expired` first).
+    /// Marks ops past their expiry `expired`, each with an `op_expired` event, in one transaction
+    /// (before any listing, and on every checker pass). Returns how many expired.
+    @discardableResult
+    public func expireSignedOps() async throws -> Int {
+        let now = self.now
+        return try await store.transaction { db in
+            let expired = try await SignedOpsTable.expire(now: now, in: db)
+            for op in expired {
+                try await recordEvent(
+                    "op_expired", severity: .warning, hostID: op.hostID, customerID: op.customerID,
+                    data: ["op_id": .string(op.id), "op": .string(op.op), "vmid": op.guestID.map { .string($0) } ?? .null], at: now, in: db)
+            }
+            return expired.count
+        }
+    }
+
     func signedOpViews(_ filter: SignedOpsTable.Filter) async throws -> [SignedOpView] {
         let now = self.now
+        try await expireSignedOps()
         let rows = try await store.withDB { db in try await SignedOpsTable.list(filter, now: now, in: db) }
         // The latest report of each host that has a restore in the list (for the volumes at risk).
         let restoreHosts = Set(

@@ -28,15 +28,30 @@ enum SignedOpsTable {
             ).run()
     }
 
-    /// Marks unfinished ops past their expiry as `expired`.
-    static func expire(now: Int64, in db: any SQLDatabase) async throws {
+    /// An op that just expired.
+    struct Expired: Sendable {
+        var id: String
+        var hostID: String
+        var customerID: String
+        var op: String
+        var guestID: String?
+    }
+
+    /// Marks unfinished ops past their expiry as `expired`; returns the ops it marked.
+    static func expire(now: Int64, in db: any SQLDatabase) async throws -> [Expired] {
         try await db.update("signed_ops").set("status", to: SQLBind(SignedOpStatus.expired.rawValue)).set("finished_at", to: SQLBind(now))
-            .where("expires_at", .lessThan, SQLBind(now)).where("status", .in, SignedOpStatus.allCases.filter(\.isOpen).map(\.rawValue)).run()
+            .where("expires_at", .lessThan, SQLBind(now)).where("status", .in, SignedOpStatus.allCases.filter(\.isOpen).map(\.rawValue))
+            .returning("id", "host_id", "customer_id", "op", "guest_id").all()
+            .map { row in
+                Expired(
+                    id: try row.decode(column: "id", as: String.self), hostID: try row.decode(column: "host_id", as: String.self),
+                    customerID: try row.decode(column: "customer_id", as: String.self), op: try row.decode(column: "op", as: String.self),
+                    guestID: try row.decode(column: "guest_id", as: String?.self))
+            }
     }
 
     /// Ops with their host's and customer's names (`host_name`, `customer_name`), expired ones marked first.
     static func list(_ f: Filter, now: Int64, in db: any SQLDatabase) async throws -> [any SQLRow] {
-        try await expire(now: now, in: db)
         var query = db.select().column(SQLColumn("*", table: "signed_ops")).column(
             SQLAlias(SQLColumn("name", table: "hosts"), as: SQLIdentifier("host_name"))
         )
