@@ -95,7 +95,11 @@ struct RunCommand: AsyncParsableCommand {
         let cfg: AgentConfig
         do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
         let agent: Agent
-        do { agent = try await Agent.make(config: cfg, logger: logger) } catch { throw ValidationError("\(error)") }
+        do { agent = try await Agent.make(config: cfg, logger: logger) } catch {
+            // A runtime failure (hub unreachable, token refused, state_dir in use): exit 1, no usage text.
+            FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         if once {
             await agent.resumeInFlight()
             do { try await agent.cycle() } catch {

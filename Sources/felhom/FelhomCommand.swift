@@ -9,7 +9,7 @@ import Proxmox
 struct FelhomCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "felhom",
-        abstract: "Felhom operator tool.",
+        abstract: "Felhom operator tool.", version: FelhomVersion.current,
         subcommands: [DemoCommand.self, SignCommand.self, PVESimCommand.self, OpCommand.self, JCSCommand.self])
 }
 

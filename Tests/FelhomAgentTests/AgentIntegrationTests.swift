@@ -30,9 +30,9 @@ struct AgentWorld: Sendable {
     var store: HubStore { hub.hub.store }
     var hubURL: String { hub.url }
 
-    func agent() async throws -> Agent {
-        var logger = Logger(label: "agent")
-        logger.logLevel = .critical
+    func agent(logger given: Logger? = nil) async throws -> Agent {
+        var logger = given ?? Logger(label: "agent")
+        if given == nil { logger.logLevel = .critical }
         return try Agent(
             hostID: hostID, hub: try HubClient(url: hubURL, key: hostKey), pve: try sim.client(), node: "pve1", stateDir: stateDir,
             signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
@@ -246,4 +246,42 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             #expect(await w.sim.engine.snapshot().volumes.first { $0.volid == "local-lvm:vm-101-disk-1" }?.data == "db-data")
         }
     }
+
+    /// A host key the hub refuses (revoked, or the box re-enrolled elsewhere) is logged as such,
+    /// with what to do — not retried in silence.
+    @Test func aRefusedHostKeyIsLoggedWithWhatToDo() async throws {
+        try await withAgentWorld { w in
+            let lines = LogLines()
+            var logger = Logger(label: "agent") { _ in CapturingLogHandler(lines: lines) }
+            logger.logLevel = .info
+            let agent = try await w.agent(logger: logger)
+            _ = try await w.op.send("DELETE", "/api/v1/keys/\(w.hostID)", as: Revoked.self)
+            let running = Task { try await agent.run() }
+            for _ in 0..<100 where !lines.all.contains(where: { $0.contains("re-enroll") || $0.contains("Re-enroll") }) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            running.cancel()
+            _ = try? await running.value
+            let refused = lines.all.first { $0.contains("refused this host's key (401)") }
+            #expect(refused?.contains("POST /api/v1/hosts/\(w.hostID)/enrollment") == true, "\(lines.all)")
+        }
+    }
+}
+
+/// Log lines captured by a test.
+final class LogLines: Sendable {
+    private let store = Mutex<[String]>([])
+    func append(_ line: String) { store.withLock { $0.append(line) } }
+    var all: [String] { store.withLock { $0 } }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let lines: LogLines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) { lines.append("\(event.level): \(event.message)") }
 }

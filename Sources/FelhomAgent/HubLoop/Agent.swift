@@ -148,6 +148,17 @@ public final class Agent: Service, Sendable {
         return env
     }
 
+    /// How often the running agent logs a status line.
+    static let statusEvery: Duration = .seconds(15 * 60)
+
+    /// One line for the log: cycles, the generation applied, the last outcome.
+    func statusLine() -> String {
+        let (cycles, applied, outcome) = state.withLock { ($0.cycles, $0.appliedGeneration, $0.lastOutcome) }
+        var line = "status: \(cycles) cycles, applied generation \(applied >= 0 ? String(applied) : "none")"
+        if let outcome { line += ", last reconcile \(outcome.succeeded) done / \(outcome.failed) failed" }
+        return line
+    }
+
     /// The generation last applied without a failed action (nil before the first).
     var appliedGenerationForReport: Int64? {
         let g = state.withLock { $0.appliedGeneration }
@@ -227,11 +238,21 @@ public final class Agent: Service, Sendable {
         await resumeInFlight()
         var backoff = 1.0
         var interval = 60
+        var failing = false
+        var lastStatus = ContinuousClock.now
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let env = try await cycle()
                 interval = min(3600, max(60, env.pollIntervalSeconds))
                 backoff = 1
+                if failing {
+                    logger.notice("the hub is reachable again; reporting normally")
+                    failing = false
+                }
+                if ContinuousClock.now - lastStatus >= Self.statusEvery {
+                    lastStatus = ContinuousClock.now
+                    logger.info("\(statusLine())")
+                }
                 // Long-poll until the next report is due or the hub has something new.
                 let due = ContinuousClock.now + .seconds(interval)
                 var generation = env.desiredGeneration
@@ -248,7 +269,18 @@ public final class Agent: Service, Sendable {
                 break
             } catch {
                 let delay = min(300, backoff) * Double.random(in: 0.5...1.5)
-                logger.warning("cycle failed: \(error); retrying in \(Int(delay.rounded())) s")
+                failing = true
+                if let hubError = error as? HubClientError, hubError.status == 401 {
+                    // Retrying will not help: say what will.
+                    logger.error(
+                        """
+                        the hub refused this host's key (401): it was revoked, or the host was enrolled again elsewhere. \
+                        Re-enroll: make a token (POST /api/v1/hosts/\(hostID)/enrollment), set hub.enrollment_token, remove \
+                        state_dir/host.json and restart. Retrying in \(Int(delay.rounded())) s
+                        """)
+                } else {
+                    logger.warning("cycle failed: \(error); retrying in \(Int(delay.rounded())) s")
+                }
                 backoff *= 2
                 try? await Task.sleep(for: .seconds(delay))
             }
