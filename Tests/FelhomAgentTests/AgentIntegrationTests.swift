@@ -247,6 +247,28 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
         }
     }
 
+    /// A destroyed guest's controller key is revoked on the hub and its token file deleted on the box.
+    @Test func destroyingAGuestRevokesItsKeyAndDeletesItsToken() async throws {
+        try await withAgentWorld { w in
+            let agent = try await w.agent()
+            let photos = DesiredState.Guest(vmid: 140, name: "photos", cpu: 1, memoryMB: 512, diskGB: 4, runState: .running)
+            try await w.publish([web, db, photos])
+            try await agent.cycle()
+            let tokenPath = w.stateDir + "/guest-tokens/140.token"
+            let token = try String(contentsOfFile: tokenPath, encoding: .utf8)
+            let guest = try HubClient(url: w.hubURL, key: Secret(token))
+            try await guest.postEvent(type: "app_started", severity: .info)  // the key works
+            try await w.publish([web, db])
+            let id = try await w.queueSigned("guest.destroy", vmid: 140, key: w.pinned)
+            try await agent.cycle()
+            #expect(try await w.op.signedOp(id).status == .applied)
+            #expect(!FileManager.default.fileExists(atPath: tokenPath), "the token file went with the guest")
+            let refused = await #expect(throws: HubClientError.self) { try await guest.postEvent(type: "app_started", severity: .info) }
+            #expect(refused?.status == 401)
+            #expect(try await w.op.events(type: "keys_revoked").contains { $0.data["reason"]?.stringValue == "guest destroyed" })
+        }
+    }
+
     /// A host key the hub refuses (revoked, or the box re-enrolled elsewhere) is logged as such,
     /// with what to do — not retried in silence.
     @Test func aRefusedHostKeyIsLoggedWithWhatToDo() async throws {

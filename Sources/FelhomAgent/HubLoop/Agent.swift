@@ -29,6 +29,8 @@ public final class Agent: Service, Sendable {
     let logger: Logger
     let longPollSeconds: Int
     let clock: WallClock
+    /// Controller tokens of this host's guests (`state_dir/guest-tokens/<vmid>.token`).
+    let tokensDir: String
     private let state = Mutex(Status())
 
     /// What the agent last saw and did (for `--once`, the demo and tests).
@@ -55,11 +57,12 @@ public final class Agent: Service, Sendable {
         self.logger = logger
         self.clock = clock
         self.longPollSeconds = max(1, min(longPollSeconds, 60))
+        self.tokensDir = stateDir + "/guest-tokens"
         journal = try Journal(path: stateDir + "/journal.jsonl", clock: clock)
         let nonces = try FileNonceStore(path: stateDir + "/nonces.log", clock: clock)
         let log: @Sendable (String) -> Void = { [logger] in logger.info("\($0)") }
         let hubClient = hub
-        let tokensDir = stateDir + "/guest-tokens"
+        let tokensDir = self.tokensDir
         provisioner = Provisioner(
             pve: pve, journal: journal, settings: provision,
             issueToken: { vmid, name in
@@ -181,7 +184,13 @@ public final class Agent: Service, Sendable {
             }
             guard let op = next, handled.insert(op.id).inserted else { return applied }
             let outcome = await runner.handle(id: op.id, blob: op.blob, signature: op.signature, desired: desired)
-            if outcome.applied { applied += 1 }
+            if outcome.applied {
+                applied += 1
+                // A destroyed guest's controller token goes with it (the hub revokes its keys).
+                if let blob = try? OpBlob(parsing: op.blob), blob.op == .guestDestroy, let vmid = blob.guestID.flatMap(Int.init) {
+                    try? FileManager.default.removeItem(atPath: tokensDir + "/\(vmid).token")
+                }
+            }
             do {
                 try await hub.reportSignedOpResult(id: op.id, applied: outcome.applied, reason: outcome.reason.map(Self.reportable))
             } catch {

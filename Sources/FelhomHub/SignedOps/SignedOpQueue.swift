@@ -324,7 +324,18 @@ extension Hub {
             try await recordEvent(
                 outcome == "applied" ? "op_applied" : "op_rejected", severity: outcome == "applied" ? .info : .warning, source: .host,
                 hostID: hostID, customerID: customerID, data: .object(data), at: now, in: db)
+            // A destroyed guest's controller keys die with it (the agent keys guests by vmid).
+            if outcome == "applied", view.op == OpBlob.Op.guestDestroy.rawValue, let vmid = view.guestID,
+                let guestID = try await GuestsTable.byIdempotencyKey(hostID: hostID, key: "vmid-\(vmid)", in: db),
+                !(try await KeysTable.active(subjectID: guestID, in: db)).isEmpty
+            {
+                try await KeysTable.revokeAll(subjectID: guestID, at: now, in: db)
+                try await recordEvent(
+                    "keys_revoked", severity: .warning, hostID: hostID, guestID: guestID, customerID: customerID,
+                    data: ["subject_id": .string(guestID), "reason": "guest destroyed", "vmid": .string(vmid)], at: now, in: db)
+            }
         }
+        keys.cache.removeAll()
         return try await signedOp(opID, by: principal)
     }
 
