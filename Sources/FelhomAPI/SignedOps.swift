@@ -86,6 +86,9 @@ public struct SignedOpView: Codable, Sendable, Equatable {
     /// For `guest.restore`: the guest's volumes that its backups do not hold, from the host's last
     /// report (a restore over the guest would destroy them; the agent refuses). Context, not authority.
     public var volumesNotInBackups: [VolumeRef]?
+    /// For an op still in flight: the other in-flight ops with the same host, guest and operation
+    /// (a second destroy of the same guest is almost always a mistake).
+    public var duplicateOf: [String]?
 
     public struct VolumeRef: Codable, Sendable, Equatable {
         public var key: String
@@ -122,6 +125,7 @@ public struct SignedOpView: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, op, summary, blob, status, signature, signer, reason
         case volumesNotInBackups = "volumes_not_in_backups"
+        case duplicateOf = "duplicate_of"
         case hostID = "host_id"
         case hostName = "host_name"
         case customerID = "customer_id"

@@ -84,6 +84,11 @@ struct SignCommand: AsyncParsableCommand {
                 Self.describe(
                     parsed, bytes: bytes, id: id, customer: op.customerName, host: op.hostName,
                     volumesAtRisk: op.volumesNotInBackups ?? []))
+            if let others = op.duplicateOf, !others.isEmpty {
+                print(
+                    "    WARNING  the hub lists other open ops for the same guest and operation: "
+                        + others.map(TerminalText.escaped).joined(separator: ", ") + " (cancel the extra ones)")
+            }
             if pending { continue }
             if opIDs.isEmpty {
                 print("Sign this op? Type 'yes' to sign, anything else to skip: ", terminator: "")

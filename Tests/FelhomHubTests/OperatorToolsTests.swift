@@ -74,6 +74,14 @@ import Testing
                 let late = try await client.call(.post, "/api/v1/signed-ops/\(signedOp.id)/cancel", key: operatorKey)
                 #expect(late.status == .conflict && late.json?["error"]?["code"] == "not_cancellable")
 
+                // Two open ops for the same guest and operation flag each other; a cancelled one does not count.
+                let first = try await queue(160)
+                let second = try await queue(160)
+                let flagged = try await client.call(.get, "/api/v1/signed-ops/\(second.id)", key: operatorKey).json
+                #expect(flagged?["duplicate_of"] == .array([.string(first.id)]), "\(flagged ?? .null)")
+                _ = try await client.call(.post, "/api/v1/signed-ops/\(first.id)/cancel", key: operatorKey)
+                #expect(try await client.call(.get, "/api/v1/signed-ops/\(second.id)", key: operatorKey).json?["duplicate_of"] == nil)
+
                 // Removing a signing key: listed no more, its signatures refused, an event; twice is 404.
                 let removed = try await client.call(.delete, "/api/v1/operator-keys/\(keyID)", key: operatorKey)
                 #expect(removed.status == .ok && removed.json?["fingerprint"]?.stringValue == signer.publicKey.fingerprint)

@@ -151,6 +151,7 @@ enum OpenAPIDocument {
                 expires_at: {$ref: "#/components/schemas/Timestamp"}
                 created_at: {$ref: "#/components/schemas/Timestamp"}
                 volumes_not_in_backups: {type: array, items: {type: object, required: [key, volume], properties: {key: {type: string}, volume: {type: string}}}}
+                duplicate_of: {type: array, items: {type: string}, description: "other in-flight ops for the same host, guest and operation"}
             Drift:
               type: object
               required: [host_id, generation, in_sync, guests]

@@ -194,7 +194,7 @@ extension Hub {
             let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: host, in: db)?.body }
             reports[host] = body.flatMap { try? HostReport.decode(Data($0.utf8)) }
         }
-        return try rows.map { r in
+        var views = try rows.map { r in
             let blobText = try r.decode(column: "blob", as: String.self)
             let parsed = try? OpBlob(parsing: Array(blobText.utf8))
             let hostName = try r.decode(column: "host_name", as: String.self)
@@ -212,6 +212,22 @@ extension Hub {
                 createdAt: Timestamp(secondsSince1970: try r.decode(column: "created_at", as: Int64.self)),
                 volumesNotInBackups: Self.volumesAtRisk(parsed, report: reports[try r.decode(column: "host_id", as: String.self)]))
         }
+        // Flag in-flight ops that share host, guest and operation with another in-flight op.
+        let open = SignedOpStatus.allCases.filter(\.isOpen)
+        var idsByTarget: [String: [String]] = [:]
+        for host in Set(views.filter { $0.status.isOpen }.map(\.hostID)) {
+            let rows = try await store.withDB { db in try await SignedOpsTable.list(.init(hostID: host, statuses: open), now: now, in: db) }
+            for row in rows {
+                let target = "\(host)|\(try row.decode(column: "guest_id", as: String?.self) ?? "")|\(try row.decode(column: "op", as: String.self))"
+                idsByTarget[target, default: []].append(try row.decode(column: "id", as: String.self))
+            }
+        }
+        for index in views.indices where views[index].status.isOpen {
+            let view = views[index]
+            let others = (idsByTarget["\(view.hostID)|\(view.guestID ?? "")|\(view.op)"] ?? []).filter { $0 != view.id }.sorted()
+            if !others.isEmpty { views[index].duplicateOf = others }
+        }
+        return views
     }
 
     /// Volume mount points of a restore's guest without `backup` in the host's last report.
