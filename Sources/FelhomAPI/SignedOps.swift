@@ -89,6 +89,8 @@ public struct SignedOpView: Codable, Sendable, Equatable {
     /// For an op still in flight: the other in-flight ops with the same host, guest and operation
     /// (a second destroy of the same guest is almost always a mistake).
     public var duplicateOf: [String]?
+    /// The guest's name as the host last reported it (context for people, not authority).
+    public var guestName: String?
 
     public struct VolumeRef: Codable, Sendable, Equatable {
         public var key: String
@@ -126,6 +128,7 @@ public struct SignedOpView: Codable, Sendable, Equatable {
         case id, op, summary, blob, status, signature, signer, reason
         case volumesNotInBackups = "volumes_not_in_backups"
         case duplicateOf = "duplicate_of"
+        case guestName = "guest_name"
         case hostID = "host_id"
         case hostName = "host_name"
         case customerID = "customer_id"

@@ -83,7 +83,7 @@ struct SignCommand: AsyncParsableCommand {
             print(
                 Self.describe(
                     parsed, bytes: bytes, id: id, customer: op.customerName, host: op.hostName,
-                    volumesAtRisk: op.volumesNotInBackups ?? []))
+                    volumesAtRisk: op.volumesNotInBackups ?? [], guestName: op.guestName))
             if let others = op.duplicateOf, !others.isEmpty {
                 print(
                     "    WARNING  the hub lists other open ops for the same guest and operation: "
@@ -114,7 +114,10 @@ struct SignCommand: AsyncParsableCommand {
 
     /// Plain words from the signed bytes themselves; the hub's names are only context. Every
     /// string is escaped outside printable ASCII (a hostile hub cannot make "121" show for "120").
-    static func describe(_ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [SignedOpView.VolumeRef] = [])
+    static func describe(
+        _ op: OpBlob, bytes: [UInt8], id: String, customer: String?, host: String?, volumesAtRisk: [SignedOpView.VolumeRef] = [],
+        guestName: String? = nil
+    )
         -> String
     {
         let e = TerminalText.escaped
@@ -122,7 +125,7 @@ struct SignCommand: AsyncParsableCommand {
         var lines = ["• \(op.op.summary)", "    request  \(e(id))"]
         lines.append("    host     \(e(op.hostID))\(host.map { " (\"\(e($0))\" says the hub)" } ?? "")")
         if let c = customer { lines.append("    customer \(e(c)) (says the hub)") }
-        if let g = op.guestID { lines.append("    guest    vmid \(e(g))") }
+        if let g = op.guestID { lines.append("    guest    vmid \(e(g))" + (guestName.map { " (\"\(e($0))\" says the hub)" } ?? "")) }
         for (k, v) in op.params.sorted(by: { $0.key < $1.key }) {
             lines.append(
                 "    \(e(k).padding(toLength: 8, withPad: " ", startingAt: 0)) \(e(v.stringValue ?? String(decoding: v.serialized(), as: UTF8.self)))"

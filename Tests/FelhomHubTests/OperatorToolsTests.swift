@@ -74,6 +74,11 @@ import Testing
                 let late = try await client.call(.post, "/api/v1/signed-ops/\(signedOp.id)/cancel", key: operatorKey)
                 #expect(late.status == .conflict && late.json?["error"]?["code"] == "not_cancellable")
 
+                // Listings carry the guest's name from the host's last report (vmid 100 is "web" there).
+                let named = try await queue(100)
+                #expect(try await client.call(.get, "/api/v1/signed-ops/\(named.id)", key: operatorKey).json?["guest_name"] == "web")
+                _ = try await client.call(.post, "/api/v1/signed-ops/\(named.id)/cancel", key: operatorKey)
+
                 // Two open ops for the same guest and operation flag each other; a cancelled one does not count.
                 let first = try await queue(160)
                 let second = try await queue(160)

@@ -152,6 +152,7 @@ enum OpenAPIDocument {
                 created_at: {$ref: "#/components/schemas/Timestamp"}
                 volumes_not_in_backups: {type: array, items: {type: object, required: [key, volume], properties: {key: {type: string}, volume: {type: string}}}}
                 duplicate_of: {type: array, items: {type: string}, description: "other in-flight ops for the same host, guest and operation"}
+                guest_name: {type: string, description: "the guest's name as its host last reported it"}
             Drift:
               type: object
               required: [host_id, generation, in_sync, guests]

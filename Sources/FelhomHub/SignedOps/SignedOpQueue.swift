@@ -185,12 +185,10 @@ extension Hub {
         let now = self.now
         try await expireSignedOps()
         let rows = try await store.withDB { db in try await SignedOpsTable.list(filter, now: now, in: db) }
-        // The latest report of each host that has a restore in the list (for the volumes at risk).
-        let restoreHosts = Set(
-            try rows.filter { try $0.decode(column: "op", as: String.self) == OpBlob.Op.guestRestore.rawValue }
-                .map { try $0.decode(column: "host_id", as: String.self) })
+        // The latest report of each host in the list: guest names, and the volumes at risk of a restore.
+        let listedHosts = Set(try rows.map { try $0.decode(column: "host_id", as: String.self) })
         var reports: [String: HostReport] = [:]
-        for host in restoreHosts {
+        for host in listedHosts {
             let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: host, in: db)?.body }
             reports[host] = body.flatMap { try? HostReport.decode(Data($0.utf8)) }
         }
@@ -220,6 +218,11 @@ extension Hub {
             for row in rows {
                 let target = "\(host)|\(try row.decode(column: "guest_id", as: String?.self) ?? "")|\(try row.decode(column: "op", as: String.self))"
                 idsByTarget[target, default: []].append(try row.decode(column: "id", as: String.self))
+            }
+        }
+        for index in views.indices {
+            if let vmid = views[index].guestID.flatMap(Int.init) {
+                views[index].guestName = reports[views[index].hostID]?.guests.first { $0.vmid == vmid }?.name
             }
         }
         for index in views.indices where views[index].status.isOpen {
