@@ -83,6 +83,7 @@ import Testing
             #expect(ok.status == .ok && ok.json?["hosts"]?.arrayValue?.first?["identity"]?["host_id"]?.stringValue == w.host)
             let configs = try await retrieve(pass, "config")
             #expect(configs.json?["configs"]?[w.guest]?["domain"] == "kiss.example.hu")
+            #expect(configs.json?["configs"]?[w.guest]?["guest"]?["name"] == "photos", "retrieved configs say which guest they are for")
             // An unknown domain and a wrong passphrase look the same.
             #expect(try await retrieve(pass, domain: "other.example.hu").json?["error"]?["code"] == "retrieval_refused")
             for _ in 0..<5 { #expect(try await retrieve("alma-alma-alma-alma").status == .unauthorized) }

@@ -91,6 +91,14 @@ extension Hub {
         guard let row else { throw HubError.notFound("guest \(guestID)") }
         let base = ControllerConfig.defaults(hubURL: hubURL, guestID: guestID, customerDomain: row.domain)
         let overrides = row.overrides.flatMap { try? JSONValue.parse($0) } ?? .object([:])
-        return ControllerConfig.stripped(ControllerConfig.deepMerge(base, overrides))
+        var config = ControllerConfig.stripped(ControllerConfig.deepMerge(base, overrides))
+        // Which guest this is, for the person holding the file (the agent keys guests `vmid-N`).
+        if case .object(var object) = config {
+            var guest: [String: JSONValue] = ["name": .string(row.guestName)]
+            if let key = row.idempotencyKey, key.hasPrefix("vmid-"), let vmid = Int64(key.dropFirst(5)) { guest["vmid"] = .int(vmid) }
+            object["guest"] = .object(guest)
+            config = .object(object)
+        }
+        return config
     }
 }

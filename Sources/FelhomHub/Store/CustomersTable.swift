@@ -74,14 +74,21 @@ extension CustomersTable {
     }
 
     /// The domain and config overrides of the customer a guest belongs to.
-    static func configSource(ofGuest guestID: String, in db: any SQLDatabase) async throws -> (domain: String, overrides: String?)? {
+    static func configSource(ofGuest guestID: String, in db: any SQLDatabase) async throws
+        -> (domain: String, overrides: String?, guestName: String, idempotencyKey: String?)?
+    {
         guard
             let row = try await db.select().column(SQLColumn("domain", table: "customers")).column(SQLColumn("config_overrides", table: "customers"))
+                .column(SQLAlias(SQLColumn("name", table: "guests"), as: SQLIdentifier("guest_name")))
+                .column(SQLColumn("idempotency_key", table: "guests"))
                 .from("guests").join("hosts", on: SQLColumn("id", table: "hosts"), .equal, SQLColumn("host_id", table: "guests"))
                 .join("customers", on: SQLColumn("id", table: "customers"), .equal, SQLColumn("customer_id", table: "hosts"))
                 .where(SQLColumn("id", table: "guests"), .equal, SQLBind(guestID)).first()
         else { return nil }
-        return (try row.decode(column: "domain", as: String.self), try row.decode(column: "config_overrides", as: String?.self))
+        return (
+            try row.decode(column: "domain", as: String.self), try row.decode(column: "config_overrides", as: String?.self),
+            try row.decode(column: "guest_name", as: String.self), try row.decode(column: "idempotency_key", as: String?.self)
+        )
     }
 
     static func cloudflareZone(_ id: String, in db: any SQLDatabase) async throws -> String? {
