@@ -43,7 +43,7 @@ public enum AgentCheck {
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let probe = stateDir + "/.check-\(ProcessInfo.processInfo.processIdentifier)"
             guard FileManager.default.createFile(atPath: probe, contents: Data("ok".utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw AgentLockError(message: "cannot write in '\(stateDir)'")
+                throw AgentLockError(code: .unopenable, message: "cannot write in '\(stateDir)'")
             }
             try? FileManager.default.removeItem(atPath: probe)
             if StateDirLock.isHeld(stateDir: stateDir) {
@@ -91,10 +91,8 @@ public enum AgentCheck {
             add("hub reachable", true, "\(hubCfg.url) (store \(health.store), version \(health.version ?? "?"))")
             let idPath = stateDir + "/host.json"
             var key: Secret? = hubCfg.hostKey
-            if let data = FileManager.default.contents(atPath: idPath), let object = try? JSONValue.parse(data),
-                let stored = object["key"]?.stringValue
-            {
-                key = Secret(stored)
+            if let data = FileManager.default.contents(atPath: idPath), let identity = try? JSONDecoder().decode(Agent.Identity.self, from: data) {
+                key = Secret(identity.key)
             }
             if let key {
                 do {

@@ -16,11 +16,11 @@ public final class StateDirLock: Sendable {
         path = stateDir + "/agent.lock"
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw AgentLockError(message: "cannot open '\(path)': \(String(cString: strerror(errno)))")
+            throw AgentLockError(code: .unopenable, message: "cannot open '\(path)': \(String(cString: strerror(errno)))")
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)
-            throw AgentLockError(message: "another felhom-agent is using state_dir '\(stateDir)' (it holds \(path)); stop it first")
+            throw AgentLockError(code: .held, message: "another felhom-agent is using state_dir '\(stateDir)' (it holds \(path)); stop it first")
         }
         fd = descriptor
     }
@@ -32,7 +32,7 @@ public final class StateDirLock: Sendable {
             lock.release()
             return false
         } catch {
-            return error.message.hasPrefix("another")
+            return error.code == .held
         }
     }
 
@@ -45,6 +45,8 @@ public final class StateDirLock: Sendable {
 
 /// The state directory is locked by another agent, or the lock file cannot be opened.
 public struct AgentLockError: Error, Sendable, CustomStringConvertible {
+    public enum Code: Sendable { case held, unopenable }
+    public var code: Code
     public var message: String
     public var description: String { message }
 }

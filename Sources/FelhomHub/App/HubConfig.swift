@@ -153,9 +153,11 @@ public struct ResolvedHubConfig: Sendable {
 }
 
 extension HubConfig {
+    /// A configuration error naming the setting (the message never holds a secret's value).
+    private func invalid(_ message: String) -> ConfigError { ConfigError(code: .invalid, message: message) }
+
     /// Checks every setting and fills in defaults. Throws a ``ConfigError`` naming the key.
     public func resolve() throws -> ResolvedHubConfig {
-        func invalid(_ message: String) -> ConfigError { ConfigError(code: .invalid, message: message) }
         let listenText = listen ?? Defaults.listen
         guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]), (0...65535).contains(port)
         else {
@@ -273,7 +275,6 @@ extension HubConfig {
 
     /// The configured mail transport: SMTP, an HTTP mail API, or none (mail stays queued).
     func mailer() throws -> Mailer? {
-        func invalid(_ message: String) -> ConfigError { ConfigError(code: .invalid, message: message) }
         if smtpHost != nil, mailAPIURL != nil {
             throw invalid("set either smtp_host or mail_api_url, not both")
         }
