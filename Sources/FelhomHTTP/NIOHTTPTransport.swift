@@ -175,6 +175,14 @@ public struct NIOHTTPTransport: HTTPTransport {
                         return HTTPResponseSpec(status: status, reason: reason, headers: headers, body: Data(body.readableBytesView))
                     }
                 }
+                if !useTLS && status == 0 {
+                    // A TLS listener closes (or sends an alert) when it is spoken to in plain HTTP.
+                    throw HTTPClientError(
+                        code: .transport,
+                        message:
+                            "\(host):\(port) closed the connection without an HTTP answer: if it serves HTTPS (TLS), use an https:// URL",
+                        request: requestName)
+                }
                 throw HTTPClientError(code: .transport, message: "connection closed before the answer was complete", request: requestName)
             }
         } catch let e as HTTPClientError {
@@ -202,6 +210,13 @@ public struct NIOHTTPTransport: HTTPTransport {
         default: break
         }
         let cause = observed.tlsFailure.withLock { $0 } ?? "\(error)"
+        if cause.contains("WRONG_VERSION_NUMBER") || cause.contains("HTTP_REQUEST") || cause.contains("PACKET_LENGTH_TOO_LONG") {
+            // The first bytes back were not a TLS record: the peer speaks plain HTTP.
+            return HTTPClientError(
+                code: .tls,
+                message: "\(host):\(port) answered in plain HTTP, not TLS: use an http:// URL for a plain listener, or enable TLS on the server",
+                request: request)
+        }
         return HTTPClientError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(cause)", request: request)
     }
 

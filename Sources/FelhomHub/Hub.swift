@@ -299,7 +299,11 @@ public struct Hub: Sendable {
         while true {
             guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
             let env = try await envelope(host)
-            if after.map({ host.desiredGeneration > $0 }) ?? true || env.hasSignedOps || env.blocked || ContinuousClock.now >= deadline { return env }
+            if after.map({ host.desiredGeneration > $0 }) ?? true || env.blocked || ContinuousClock.now >= deadline { return env }
+            if env.hasSignedOps {
+                let now = self.now
+                if try await store.withDB({ db in try await SignedOpsTable.hasUndelivered(hostID: hostID, now: now, in: db) }) { return env }
+            }
             if !slot {
                 guard generations.takeSlot(hostID, max: settings.maxLongPollsPerKey) else {
                     throw HubError.tooManyRequests(retryAfter: 1, what: "concurrent long-polls (at most \(settings.maxLongPollsPerKey))")

@@ -177,8 +177,9 @@ public struct HubClient: Sendable {
     }
 
     /// The next signed op for this host, or nil: the exact bytes and the armored signature.
-    public func nextSignedOp() async throws -> DeliveredOp? {
-        let next = try await send("GET", "/api/v1/signed-ops/next", as: NextSignedOp.self)
+    public func nextSignedOp(excluding: Set<String> = []) async throws -> DeliveredOp? {
+        let query = excluding.isEmpty ? [] : [("exclude", excluding.sorted().joined(separator: ","))]
+        let next = try await send("GET", "/api/v1/signed-ops/next", query: query, as: NextSignedOp.self)
         guard let op = next.op else { return nil }
         guard let signature = op.signature else {
             throw HubClientError(code: "decoding", message: "signed op \(op.id) delivered without a signature")

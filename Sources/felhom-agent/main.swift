@@ -108,6 +108,15 @@ struct RunCommand: AsyncParsableCommand {
             }
             return
         }
+        // SIGHUP rereads signers_file at once (it is also reread before each signed op).
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler {
+            logger.notice("SIGHUP: rereading signers_file")
+            agent.reloadSigners()
+        }
+        hup.resume()
+        defer { hup.cancel() }
         let group = ServiceGroup(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }

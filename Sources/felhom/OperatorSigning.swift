@@ -24,6 +24,19 @@ enum OperatorSigning {
         return try await withSSHKeygen(message, keyPath: keyPath)
     }
 
+    /// The public key of the signing key, to offer only the ops bound to it: from the private key
+    /// itself when it is readable and unencrypted, else from `KEY.pub` next to it (as ssh-keygen
+    /// keeps it). `nil` when neither can be read: then every op is offered and the agent decides.
+    static func publicKey(keyPath: String) -> SSHPublicKey? {
+        if let text = try? String(contentsOfFile: keyPath, encoding: .utf8), let k = try? SSHPrivateKey(openSSHText: text) {
+            return k.publicKey
+        }
+        if let line = try? String(contentsOfFile: keyPath + ".pub", encoding: .utf8), let k = try? SSHPublicKey(openSSHLine: line) {
+            return k
+        }
+        return nil
+    }
+
     /// `ssh-keygen -Y sign -f KEY -n felhom-op-v1 FILE` writes FILE.sig.
     static func withSSHKeygen(_ message: [UInt8], keyPath: String) async throws -> String {
         let tmpDir = NSTemporaryDirectory() + "felhom-sign-\(UUID().uuidString)"

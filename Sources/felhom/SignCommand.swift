@@ -59,6 +59,13 @@ struct SignCommand: AsyncParsableCommand {
         var signed = 0
         var skipped = 0
         var failed = 0
+        var otherKey = 0
+        // Each op names the key it must be signed with (key_id, the key's SHA-256 fingerprint): an
+        // op bound to another key would only be rejected by the box, so it is not offered.
+        let signingKey = pending ? nil : OperatorSigning.publicKey(keyPath: keyPath)
+        if !pending && signingKey == nil {
+            print("(cannot read the public key of \(keyPath) or \(keyPath).pub: every op is offered; the box refuses one bound to another key)\n")
+        }
         let listedIDs = Set(ops.map(\.id))
         for wanted in opIDs where !listedIDs.contains(wanted) {
             print("✗ --op \(TerminalText.escaped(wanted)): no such op is waiting for a signature\n")
@@ -78,6 +85,14 @@ struct SignCommand: AsyncParsableCommand {
             } catch {
                 print("✗ \(id): the hub sent an op this CLI cannot read (\(error)); not signing it.\n")
                 failed += 1
+                continue
+            }
+            if let mine = signingKey, parsed.keyID != mine.fingerprint {
+                let named = opIDs.contains(id)
+                print(
+                    "\(named ? "✗" : "–") \(TerminalText.escaped(id)): \(parsed.op.summary), to be signed by key \(TerminalText.escaped(parsed.keyID)), "
+                        + "not by \(mine.fingerprint) (\(keyPath)); not offered\n")
+                if named { failed += 1 } else { otherKey += 1 }
                 continue
             }
             print(
@@ -108,7 +123,9 @@ struct SignCommand: AsyncParsableCommand {
                 failed += 1
             }
         }
-        if !pending { print("signed \(signed), skipped \(skipped), failed \(failed)") }
+        if !pending {
+            print("signed \(signed), skipped \(skipped), failed \(failed)" + (otherKey > 0 ? ", \(otherKey) bound to another key" : ""))
+        }
         if failed > 0 { throw ExitCode(1) }
     }
 

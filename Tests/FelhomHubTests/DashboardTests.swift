@@ -78,7 +78,7 @@ extension TestClientProtocol {
             let expectations: [(String, [String])] = [
                 ("/", ["nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill ok\">alive", "ok ", ">1<"]),  // alive on its first report
                 ("/hosts/\(hid)", ["nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\""]),
-                ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Publish draft"]),
+                ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Save and publish"]),
                 ("/events", ["backup_completed", "desired_published", "<option value=\"\(hid)\">nappali</option>"]),
                 ("/events?type=backup_completed", ["backup_completed"]),
                 ("/signed-ops", ["pending_signature", "DESTROY guest", "felhom sign", "/signed-ops/\(opID)/cancel"]),

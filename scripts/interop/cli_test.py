@@ -7,7 +7,7 @@ config fail with clear messages; checks the token secret never appears in any ou
 `felhom demo`. Prints `N passed, N failed`.
 Usage: cli_test.py BIN_DIR
 """
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, time, urllib.request
 
 from common import Checks, Simulator
 
@@ -208,10 +208,21 @@ def main(sim):
             r = subprocess.run([felhom, "sign", "--hub", hub_url, "--key", key], input="yes\n", capture_output=True, text=True, env=e, timeout=60)
             assert r.returncode == 0 and "signed and uploaded" in r.stdout, r.stdout + r.stderr
             assert call("GET", f"/api/v1/signed-ops/{first}")["status"] == "signed"
-            # A key the hub does not know is refused with the hub's reason; exit status 1.
+            # An op bound to another key (key_id) is not offered: the box would only reject it.
             other = os.path.join(d, "other")
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other)
-            second = call("POST", "/api/v1/signed-ops", {"host_id": host, "guest_id": "102", "op": "guest.destroy"})["id"]
+            with open(other + ".pub") as f:
+                other_key = call("POST", "/api/v1/operator-keys", {"public_key": f.read().strip(), "name": "second"})
+            second = call("POST", "/api/v1/signed-ops",
+                          {"host_id": host, "guest_id": "102", "op": "guest.destroy", "key_id": other_key["fingerprint"]})["id"]
+            r = run(felhom, "sign", "--hub", hub_url, "--key", key, "--op", second, env={"FELHOM_OPERATOR_KEY": OP})
+            assert r.returncode == 1 and "not offered" in r.stdout and other_key["fingerprint"] in r.stdout, r.stdout + r.stderr
+            r = subprocess.run([felhom, "sign", "--hub", hub_url, "--key", key], input="", capture_output=True, text=True, env=e, timeout=60)
+            assert r.returncode == 0 and "1 bound to another key" in r.stdout and "Sign this op?" not in r.stdout, r.stdout + r.stderr
+            # A key removed from the hub is refused with the hub's reason; exit status 1.
+            req = urllib.request.Request(f"{hub_url}/api/v1/operator-keys/{other_key['id']}", method="DELETE",
+                                         headers={"Authorization": f"Bearer {OP}"})
+            urllib.request.urlopen(req, timeout=30).read()
             r = run(felhom, "sign", "--hub", hub_url, "--key", other, "--op", second, env={"FELHOM_OPERATOR_KEY": OP})
             assert r.returncode == 1 and "not a registered operator key" in r.stdout, r.stdout + r.stderr
             assert "sha256 " in r.stdout, r.stdout
@@ -311,6 +322,25 @@ def main(sim):
                 raise
             except Exception:
                 pass
+            # ... and our clients say why in words, both ways round.
+            r = run(felhom, "sign", "--hub", f"http://127.0.0.1:{port}", "--pending", env={"FELHOM_OPERATOR_KEY": op})
+            assert r.returncode == 1 and "use an https:// URL" in r.stderr, r.stdout + r.stderr
+            plain = free_port()
+            q = subprocess.Popen([os.path.join(bin_dir, "felhom-hub"), "serve", "--listen", f"127.0.0.1:{plain}", "--database",
+                                  f"sqlite:{d}/plain.sqlite"], env=dict(os.environ, FELHOM_HUB_OPERATOR_KEY=op),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(100):
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{plain}/healthz", timeout=1).read()
+                        break
+                    except Exception:
+                        time.sleep(0.2)
+                r = run(felhom, "sign", "--hub", f"https://127.0.0.1:{plain}", "--hub-ca", cert, "--pending", env={"FELHOM_OPERATOR_KEY": op})
+                assert r.returncode == 1 and "answered in plain HTTP, not TLS" in r.stderr, r.stdout + r.stderr
+            finally:
+                q.terminate()
+                q.wait(timeout=30)
             c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
             c.request("POST", "/login", body=urllib.parse.urlencode({"key": op}), headers={"Content-Type": "application/x-www-form-urlencoded"})
             resp = c.getresponse()

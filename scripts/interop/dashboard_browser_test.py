@@ -106,6 +106,7 @@ try:
 
     def desired_editor():
         browser.find_element(By.LINK_TEXT, "Edit desired state").click()
+        editor_url = browser.current_url.split("?")[0]
         area = browser.find_element(By.NAME, "spec")
         spec = area.get_attribute("value")
         assert '"photos"' in spec, spec
@@ -122,6 +123,19 @@ try:
         assert wait_for("Draft saved") and "unpublished changes" in text(), text()
         browser.find_element(By.CSS_SELECTOR, "button.primary").click()
         assert wait_for("Published generation 3"), text()
+        # An edit not saved first is published, not discarded; a bad one publishes nothing.
+        area = browser.find_element(By.NAME, "spec")
+        area.clear()
+        area.send_keys(spec.replace('"memory_mb" : 1024', '"memory_mb" : -1', 1))
+        browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+        assert wait_for("nothing was published"), text()
+        browser.get(editor_url)
+        area = browser.find_element(By.NAME, "spec")
+        area.clear()
+        area.send_keys(spec.replace('"memory_mb" : 1024', '"memory_mb" : 2048', 1))
+        browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+        assert wait_for("Published generation 4"), text()
+        assert '"memory_mb" : 2048' in browser.find_element(By.NAME, "spec").get_attribute("value")
 
     def events():
         browser.get(url + "/events")

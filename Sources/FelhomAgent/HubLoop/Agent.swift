@@ -31,6 +31,8 @@ public final class Agent: Service, Sendable {
     let clock: WallClock
     /// Controller tokens of this host's guests (`state_dir/guest-tokens/<vmid>.token`).
     let tokensDir: String
+    /// Where the pinned operator keys are read from (reread when it changes); nil in tests that pass keys in.
+    let signersFile: String?
     private let state = Mutex(Status())
 
     /// What the agent last saw and did (for `--once`, the demo and tests).
@@ -39,6 +41,13 @@ public final class Agent: Service, Sendable {
         public var lastEnvelope: ControlEnvelope?
         public var lastOutcome: Engine.Outcome?
         public var refusedDestroys: Set<Int> = []
+        /// Ops held because their key is not pinned (said once each).
+        public var heldOps: Set<String> = []
+        /// Ops held in the last round of signed ops.
+        public var holdingNow: Set<String> = []
+        /// The `signers_file` text in use, and the last problem reading a newer one.
+        var signersText: String?
+        var signersProblem: String?
         public var cycles = 0
     }
 
@@ -47,8 +56,10 @@ public final class Agent: Service, Sendable {
     /// Builds an agent from its parts (the demo and tests pass them in-process).
     public init(
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
-        provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger
+        provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
+        signersFile: String? = nil
     ) throws {
+        self.signersFile = signersFile
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.hostID = hostID
         self.hub = hub
@@ -174,16 +185,27 @@ public final class Agent: Service, Sendable {
     /// many were applied (the cycle then reports the box at once).
     @discardableResult
     func runSignedOps(desired: DesiredState?) async -> Int {
+        reloadSigners()
         var handled = Set<String>()
+        var held = Set<String>()
         var applied = 0
         while true {
             let next: HubClient.DeliveredOp?
-            do { next = try await hub.nextSignedOp() } catch {
+            do { next = try await hub.nextSignedOp(excluding: held) } catch {
                 logger.warning("cannot fetch signed ops: \(error)")
                 return applied
             }
-            guard let op = next, handled.insert(op.id).inserted else { return applied }
+            guard let op = next, handled.insert(op.id).inserted else {
+                state.withLock { $0.holdingNow = held }
+                return applied
+            }
             let outcome = await runner.handle(id: op.id, blob: op.blob, signature: op.signature, desired: desired)
+            if outcome.held {
+                // Not consumed: it stays on the hub, and is run once the key is in signers_file.
+                held.insert(op.id)
+                await sayHeld(opID: op.id, key: outcome.unpinnedKey ?? "?")
+                continue
+            }
             if outcome.applied {
                 applied += 1
                 // A destroyed guest's controller token goes with it (the hub revokes its keys).
@@ -198,6 +220,67 @@ public final class Agent: Service, Sendable {
                 return applied
             }
         }
+    }
+
+    /// Says once per op (log line and `op_held` event) that an op waits for its key to be pinned.
+    func sayHeld(opID: String, key: String) async {
+        let first = state.withLock { $0.heldOps.insert(opID).inserted }
+        guard first else { return }
+        let id = Self.reportable(opID)
+        logger.warning(
+            "signed op \(id) is signed by key \(key), which is not in signers_file: holding it (not consumed). Add the key's line (felhom op signers-line KEY.pub --role operational) to \(signersFile ?? "signers_file"); the agent rereads the file before each op, or at once on SIGHUP"
+        )
+        do {
+            try await hub.postEvent(
+                type: "op_held", severity: .warning,
+                data: .object([
+                    "op_id": .string(id), "key": .string(key),
+                    "reason": .string("signed by a key not in this box's signers_file; waiting until it is added or the op expires"),
+                ]))
+        } catch {
+            logger.warning("cannot post op_held: \(error)")
+        }
+    }
+
+    /// Rereads `signers_file` when its text changed since the last read. A file that cannot be
+    /// read or parsed, or lists no key, is refused with an error line and the keys in use stay:
+    /// a broken edit never opens or closes the box by accident.
+    public func reloadSigners() {
+        guard let path = signersFile else { return }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            reportSignersProblem("cannot read signers_file '\(path)'")
+            return
+        }
+        guard state.withLock({ $0.signersText != text }) else { return }
+        do {
+            let signers = try AllowedSigners.parse(text)
+            guard !signers.isEmpty else {
+                reportSignersProblem("signers_file '\(path)' lists no keys")
+                return
+            }
+            runner.replaceSigners(signers)
+            let first = state.withLock { st -> Bool in
+                let first = st.signersText == nil
+                st.signersText = text
+                st.signersProblem = nil
+                return first
+            }
+            if !first {
+                logger.notice(
+                    "signers_file '\(path)' reloaded: \(signers.map { "\($0.key.fingerprint) (\($0.role.rawValue))" }.joined(separator: ", "))")
+            }
+        } catch {
+            reportSignersProblem("signers_file '\(path)': \(error.message)")
+        }
+    }
+
+    private func reportSignersProblem(_ message: String) {
+        let new = state.withLock { st -> Bool in
+            defer { st.signersProblem = message }
+            return st.signersProblem != message
+        }
+        if new { logger.error("\(message); keeping the keys loaded before") }
     }
 
     /// A reason as the hub accepts it: control and non-ASCII characters escaped, at most 900 characters.
@@ -221,9 +304,11 @@ public final class Agent: Service, Sendable {
     func reportRefusedDestroys(spec: DesiredState) async throws {
         let wanted = Set(spec.guests.map(\.vmid))
         var refused: [Int] = []
+        var names: [Int: String] = [:]
         for s in try await pve.containers(node: node) where !wanted.contains(s.vmid) && (s.tags ?? "").split(separator: ";").contains("felhom") {
             if case .needsSignature = Gate.decide(.destroy, provenance: .desiredState, target: .init(dataBearing: true)) {
                 refused.append(s.vmid)
+                names[s.vmid] = s.name
             }
         }
         let new = state.withLock { st -> [Int] in
@@ -231,14 +316,20 @@ public final class Agent: Service, Sendable {
             st.refusedDestroys = Set(refused)
             return n
         }
+        // Worded for both cases: a guest just removed from the desired state, and one the box already
+        // ran (tagged felhom) that no desired state has listed yet.
         for vmid in new {
-            logger.warning("guest \(vmid) is no longer desired: NOT destroying it without an operator signature")
-            try await hub.postEvent(
-                type: "op_refused", severity: .warning,
-                data: .object([
-                    "vmid": .int(Int64(vmid)), "op": .string("guest.destroy"),
-                    "reason": .string("removed from desired state; destroying customer data needs a signed guest.destroy"),
-                ]))
+            logger.warning(
+                "guest \(vmid) is tagged felhom but not in the published desired state: kept; add it to the desired state to manage it, or queue a signed guest.destroy"
+            )
+            var data: [String: JSONValue] = [
+                "vmid": .int(Int64(vmid)), "op": .string("guest.destroy"),
+                "reason": .string(
+                    "not in the published desired state; kept (add it to the desired state to manage it; destroying customer data needs a signed guest.destroy)"
+                ),
+            ]
+            if let name = names[vmid] { data["name"] = .string(name) }
+            try await hub.postEvent(type: "op_refused", severity: .warning, data: .object(data))
         }
     }
 
@@ -268,8 +359,13 @@ public final class Agent: Service, Sendable {
                 while ContinuousClock.now < due && !Task.isShuttingDownGracefully {
                     let wait = min(longPollSeconds, Int((due - ContinuousClock.now).components.seconds) + 1)
                     let after = generation
+                    let asked = ContinuousClock.now
                     let next = try await cancelWhenGracefulShutdown { try await self.hub.control(after: after, wait: wait) }
-                    if next.desiredGeneration != generation || next.hasSignedOps {
+                    // Ops this box holds (key not pinned yet) keep has_signed_ops set: then only an
+                    // early answer (the hub woke for a new op) is worth a cycle before the next report.
+                    let holding = state.withLock { !$0.holdingNow.isEmpty }
+                    let early = ContinuousClock.now - asked < .seconds(max(1, wait - 1))
+                    if next.desiredGeneration != generation || (next.hasSignedOps && (!holding || early)) {
                         generation = next.desiredGeneration
                         break
                     }

@@ -2,6 +2,7 @@ import FelhomCore
 import FelhomSigning
 import Foundation
 import Proxmox
+import Synchronization
 
 /// Runs operator-signed ops delivered by the hub: verify (FelhomSigning, pinned signers, durable
 /// nonces) → journal → gate → per-guest queue → Proxmox → outcome.
@@ -9,7 +10,14 @@ import Proxmox
 /// The op's hub id is its idempotency key: an op the journal shows finished is never run again
 /// (its outcome is simply reported again); one found in flight after a crash is completed.
 public struct SignedOpRunner: Sendable {
-    let verifier: OpVerifier
+    /// The verifier in use, shared by copies of the runner; its signers are replaced when the
+    /// agent's `signers_file` changes.
+    final class VerifierSlot: Sendable {
+        let value: Mutex<OpVerifier>
+        init(_ verifier: OpVerifier) { value = Mutex(verifier) }
+    }
+    let slot: VerifierSlot
+    var verifier: OpVerifier { slot.value.withLock { $0 } }
     let journal: Journal
     let queue: GuestQueue
     let pve: any PVEAPI
@@ -21,7 +29,7 @@ public struct SignedOpRunner: Sendable {
         verifier: OpVerifier, journal: Journal, queue: GuestQueue, pve: any PVEAPI, node: String,
         taskTimeout: Duration = .seconds(600), log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
-        self.verifier = verifier
+        self.slot = VerifierSlot(verifier)
         self.journal = journal
         self.queue = queue
         self.pve = pve
@@ -32,11 +40,31 @@ public struct SignedOpRunner: Sendable {
 
     public static let kind = "signed-op"
 
+    /// The keys ops are verified against from now on (the agent's `signers_file` was changed).
+    public func replaceSigners(_ signers: [PinnedSigner]) {
+        slot.value.withLock { v in
+            v = OpVerifier(signers: signers, hostID: v.hostID, nonces: v.nonces, clock: v.clock, policy: v.policy)
+        }
+    }
+
     /// The result to report to the hub.
     public struct Outcome: Sendable, Equatable {
         public var applied: Bool
         /// For a rejection: the error code and message (`replay: nonce … was seen before`).
         public var reason: String?
+        /// Neither applied nor rejected: signed by a key this box does not pin (yet). Nothing is
+        /// journaled and no nonce is spent; the op waits on the hub until the key is added to
+        /// `signers_file` or the op expires.
+        public var held = false
+        /// The signing key's fingerprint, for a held op.
+        public var unpinnedKey: String?
+
+        public init(applied: Bool, reason: String?, held: Bool = false, unpinnedKey: String? = nil) {
+            self.applied = applied
+            self.reason = reason
+            self.held = held
+            self.unpinnedKey = unpinnedKey
+        }
     }
 
     /// Verifies (or, after a crash, resumes) and runs one delivered op. `desired` is the agent's
@@ -55,9 +83,21 @@ public struct SignedOpRunner: Sendable {
             op = parsed
             log("resuming signed op \(id) (\(op.op.rawValue))")
         } else {
+            let verifier = self.verifier
             do {
                 op = try verifier.verify(blob: blob, signature: signature).op
             } catch {
+                // A valid signature by a key this box does not pin may be the operator's new key
+                // whose line has not reached signers_file yet: hold it rather than consume it.
+                if error.code == .unknownSigner, let sig = try? SSHSignature(armored: signature),
+                    !verifier.signers.contains(where: { $0.key == sig.publicKey }),
+                    (try? sig.verify(message: blob, requireUserPresence: verifier.policy.requireUserPresence)) != nil
+                {
+                    log("signed op \(id) held: key \(sig.publicKey.fingerprint) is not in signers_file")
+                    return Outcome(
+                        applied: false, reason: "unknown_signer: key \(sig.publicKey.fingerprint) is not pinned", held: true,
+                        unpinnedKey: sig.publicKey.fingerprint)
+                }
                 let reason = "\(error.code): \(error.message)"
                 try? journal.append(op: id, kind: Self.kind, step: "failed", data: ["reason": reason])
                 log("signed op \(id) rejected: \(reason)")

@@ -587,6 +587,7 @@ enum OpenAPIDocument {
           /api/v1/signed-ops/next:
             get:
               summary: The next signed op for the calling host (host key), marked delivered; op is null when none.
+              parameters: [{name: exclude, in: query, required: false, description: "comma-separated op ids the box holds back (signed by a key it does not pin yet)", schema: {type: string}}]
               responses: {"200": {description: "{op}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}:
             get:

@@ -136,6 +136,21 @@ public enum Dashboard {
             let id = try ctx.parameters.require("id")
             let form = try await formBody(req)
             return try await signedIn(hub, req, csrf: form["csrf"]) { s in
+                // The editor's text is saved first (the same form posts here): publishing never
+                // discards an unsaved edit. A bad edit is shown with its error and nothing is published.
+                if let text = form["spec"] {
+                    do {
+                        _ = try await hub.putDesired(hostID: id, body: Data(text.utf8), by: .operator)
+                    } catch let error as HubError where error.status == .badRequest {
+                        let message = error.path.map { "\($0): \(error.message)" } ?? error.message
+                        guard let data = try await desiredPage(hub, id, error: message + " (nothing was published)", text: text, s) else {
+                            return notFound(s, "No host \(id)")
+                        }
+                        var response = page("desired", title: "Desired state", data, session: s)
+                        response.status = .badRequest
+                        return response
+                    }
+                }
                 do {
                     let gen = try await hub.publishDesired(hostID: id, by: .operator)
                     return redirect("/hosts/\(id)/desired?notice=Published%20generation%20\(gen)")

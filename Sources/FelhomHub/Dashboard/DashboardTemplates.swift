@@ -133,12 +133,10 @@ enum DashboardTemplates {
         <form method="post" action="/hosts/{{id}}/desired">
           <input type="hidden" name="csrf" value="{{csrf}}">
           <textarea name="spec" spellcheck="false">{{spec}}</textarea>
-          <p><button>Save draft</button></p>
+          <p><button>Save draft</button>
+          <button class="primary" formaction="/hosts/{{id}}/desired/publish">Save and publish</button></p>
         </form>
-        <form method="post" action="/hosts/{{id}}/desired/publish">
-          <input type="hidden" name="csrf" value="{{csrf}}">
-          <p><button class="primary">Publish draft</button></p>
-        </form>
+        <p class="small">Save and publish saves what is in the editor first: an edit is never lost or published unseen.</p>
         """
 
     static let signedOps = """

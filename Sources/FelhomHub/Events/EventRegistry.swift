@@ -108,6 +108,10 @@ public enum EventRegistry {
             name: "op_refused", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "refused an operation that needs the operator's signature", hungarian: "aláírás nélkül nem hajtott végre egy műveletet"),
         .init(
+            name: "op_held", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "holds a signed operation: its key is not in the box's signers_file yet",
+            hungarian: "visszatart egy aláírt műveletet: a kulcsa még nincs a gép signers_file fájljában"),
+        .init(
             name: "guest_provisioned", postedBy: [.host], severity: .info, customerMailable: false,
             english: "created a new guest", hungarian: "új vendéggépet hozott létre"),
         .init(

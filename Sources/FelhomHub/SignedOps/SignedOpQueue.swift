@@ -304,11 +304,18 @@ extension Hub {
 
     /// The next signed op for the calling host (oldest first), marked delivered. An op delivered
     /// earlier but never answered is handed out again: the agent's journal recognises it by id.
-    public func nextSignedOp(by principal: Principal) async throws -> SignedOpView? {
+    ///
+    /// `excluding` names ops the box holds back this round (signed by a key it does not pin yet):
+    /// they stay delivered, and the next one in line is handed out.
+    public func nextSignedOp(excluding: Set<String> = [], by principal: Principal) async throws -> SignedOpView? {
         guard case .host(let hostID, _) = principal else { throw HubError.forbidden("fetch signed ops (host keys only)") }
+        guard excluding.count <= 100 else { throw HubError.badRequest("at most 100 op ids", path: "exclude") }
         if try await hostRow(hostID)?.blocked == true { return nil }  // a blocked box gets nothing to act on
         let now = self.now
-        guard let view = try await signedOpViews(.init(hostID: hostID, statuses: [.signed, .delivered], deliveryOrder: true, limit: 1)).first
+        guard
+            let view = try await signedOpViews(
+                .init(hostID: hostID, statuses: [.signed, .delivered], deliveryOrder: true, limit: excluding.count + 1)
+            ).first(where: { !excluding.contains($0.id) })
         else { return nil }
         if view.status == .signed {
             try await store.withDB { db in try await SignedOpsTable.markDelivered(id: view.id, at: now, in: db) }

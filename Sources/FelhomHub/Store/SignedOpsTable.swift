@@ -108,6 +108,15 @@ enum SignedOpsTable {
         .first()?.decode(column: "n", as: Int64.self) ?? 0 > 0
     }
 
+    /// Whether the host has signed ops not delivered yet: what wakes a waiting long-poll (an op the
+    /// box holds back, delivered but unanswered, does not wake it again and again).
+    static func hasUndelivered(hostID: String, now: Int64, in db: any SQLDatabase) async throws -> Bool {
+        try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("signed_ops")
+            .where("host_id", .equal, SQLBind(hostID)).where("status", .equal, SQLBind(SignedOpStatus.signed.rawValue))
+            .where("expires_at", .greaterThanOrEqual, SQLBind(now)).first()?
+            .decode(column: "n", as: Int64.self) ?? 0 > 0
+    }
+
     /// Ops of a host not finished yet (the dashboard's pending count).
     static func openCount(hostID: String, in db: any SQLDatabase) async throws -> Int {
         try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("signed_ops")

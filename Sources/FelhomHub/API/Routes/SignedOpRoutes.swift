@@ -30,8 +30,9 @@ enum SignedOpRoutes {
             return try HubAPI.encode(
                 SignedOpList(signedOps: try await hub.signedOps(hostID: query.get("host_id"), status: query.get("status"), by: ctx.principal)))
         }
-        routes.get("signed-ops/next") { _, ctx in
-            try HubAPI.encode(NextSignedOp(op: try await hub.nextSignedOp(by: ctx.principal)))
+        routes.get("signed-ops/next") { req, ctx in
+            let exclude = req.uri.queryParameters.get("exclude").map { Set($0.split(separator: ",").map(String.init)) } ?? []
+            return try HubAPI.encode(NextSignedOp(op: try await hub.nextSignedOp(excluding: exclude, by: ctx.principal)))
         }
         routes.get("signed-ops/:id") { _, ctx in
             try HubAPI.encode(try await hub.signedOp(try ctx.parameters.require("id"), by: ctx.principal))
