@@ -58,7 +58,7 @@ struct PVESimCommand: AsyncParsableCommand {
         do {
             sim = try await PVESimulator.start(options)
         } catch {
-            throw ValidationError("\(error)")
+            throw SimpleError("cannot start the simulator: \(error)")  // runtime (port in use, state dir): exit 1, no usage
         }
         let scheme = plainHttp ? "http" : "https"
         var lines = ["felhom pve-sim: Proxmox VE API simulator listening on \(scheme)://\(host):\(sim.port)/api2/json"]

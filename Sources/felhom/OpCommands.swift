@@ -49,11 +49,11 @@ struct OpSignersLine: ParsableCommand {
         let text = String(decoding: try readFileBytes(publicKeyFile, what: "public key file"), as: UTF8.self)
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard lines.count == 1, let line = lines.first else {
-            throw ValidationError("'\(publicKeyFile)' must hold exactly one OpenSSH public key line (got \(lines.count))")
+            throw SimpleError("'\(publicKeyFile)' must hold exactly one OpenSSH public key line (got \(lines.count))")
         }
         let key: SSHPublicKey
         do { key = try SSHPublicKey(openSSHLine: line) } catch {
-            throw ValidationError("'\(publicKeyFile)' is not an accepted OpenSSH public key: \(error.message)")
+            throw SimpleError("'\(publicKeyFile)' is not an accepted OpenSSH public key: \(error.message)")
         }
         // Keep the key's own comment as a label, minus anything that would read as an option.
         let comment = line.split(separator: " ").dropFirst(2).filter { !$0.hasPrefix("role=") }.joined(separator: " ")
@@ -92,7 +92,7 @@ func parseDuration(_ text: String) throws -> TimeInterval {
 }
 
 func readFileBytes(_ path: String, what: String) throws -> [UInt8] {
-    guard let d = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(what) '\(path)'") }
+    guard let d = FileManager.default.contents(atPath: path) else { throw SimpleError("cannot read \(what) '\(path)'") }
     return Array(d)
 }
 
@@ -167,18 +167,18 @@ struct OpVerify: ParsableCommand {
 
     func run() throws {
         let signerText = (try? String(contentsOfFile: signers, encoding: .utf8)) ?? ""
-        guard FileManager.default.isReadableFile(atPath: signers) else { throw ValidationError("cannot read signers file '\(signers)'") }
+        guard FileManager.default.isReadableFile(atPath: signers) else { throw SimpleError("cannot read signers file '\(signers)'") }
         let pinned: [PinnedSigner]
-        do { pinned = try AllowedSigners.parse(signerText) } catch { throw ValidationError("\(signers): \(error.message)") }
+        do { pinned = try AllowedSigners.parse(signerText) } catch { throw SimpleError("\(signers): \(error.message)") }
         let store: NonceStore
         if let nonceStore {
-            do { store = try FileNonceStore(path: nonceStore) } catch { throw ValidationError("\(error)") }
+            do { store = try FileNonceStore(path: nonceStore) } catch { throw SimpleError("\(error)") }
         } else {
             store = InMemoryNonceStore()
         }
         let message = try readFileBytes(blob, what: "op blob")
         guard let sig = try? String(contentsOfFile: signature, encoding: .utf8) else {
-            throw ValidationError("cannot read signature '\(signature)'")
+            throw SimpleError("cannot read signature '\(signature)'")
         }
         let verifier = OpVerifier(signers: pinned, hostID: host, nonces: store)
         do {

@@ -68,6 +68,34 @@ def main(sim):
         r = run(agent, "selftest", "task", "--config", cfg2)
         assert r.returncode != 0 and "--vmid" in r.stderr, r.stderr
 
+    # Every executable says its version; a runtime failure (hub unreachable) exits 1 with the
+    # reason and without the usage text, which is for command-line mistakes (exit 64).
+    def versions_and_exit_codes():
+        versions = set()
+        for exe in (felhom, agent, os.path.join(bin_dir, "felhom-hub")):
+            r = run(exe, "--version")
+            assert r.returncode == 0 and r.stdout.strip(), (exe, r.stdout, r.stderr)
+            versions.add(r.stdout.strip().split()[-1])
+        assert len(versions) == 1, versions
+        d = os.path.join(work, "exitcodes")
+        os.makedirs(d)
+        signers = os.path.join(d, "allowed_signers")
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "op"))
+        r = run(felhom, "op", "signers-line", os.path.join(d, "op.pub"), "--role", "operational")
+        assert r.returncode == 0, r.stderr
+        with open(signers, "w") as f:
+            f.write(r.stdout)
+        cfg3 = os.path.join(d, "agent.json")
+        with open(config) as f: c = json.load(f)
+        c.update({"hub": {"url": "http://127.0.0.1:9", "enrollment_token": "fh_enroll_" + "x" * 43},
+                  "state_dir": os.path.join(d, "state"), "signers_file": signers,
+                  "provision": {"golden_template": "local:backup/vzdump-lxc-9000-2026_01_01-00_00_00.tar.zst"}})
+        with open(cfg3, "w") as f: json.dump(c, f)
+        r = run(agent, "run", "--config", cfg3, "--once")
+        assert r.returncode == 1 and "127.0.0.1:9" in r.stderr and "Usage" not in r.stdout + r.stderr, (r.returncode, r.stdout, r.stderr)
+        r = run(agent, "run", "--no-such-flag")
+        assert r.returncode == 64 and "Usage" in r.stdout + r.stderr, (r.returncode, r.stdout, r.stderr)
+
     def demo_runs():
         report = os.path.join(work, "demo-report.json")
         r = run(felhom, "demo", "--dir", os.path.join(work, "demo"), "--scenario-only", "--report", report)
@@ -86,6 +114,7 @@ def main(sim):
     check("missing config file is named", missing_config_is_named)
     check("task mode asks for a scratch guest", task_mode_needs_a_guest)
     check("felhom demo", demo_runs)
+    check("--version on every executable; runtime failures exit 1 without usage", versions_and_exit_codes)
 
     # Operator-signed ops with keys made by ssh-keygen.
     def op_roundtrip(keytype, extra):
