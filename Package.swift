@@ -11,6 +11,8 @@ let package = Package(
         .executable(name: "felhom", targets: ["felhom"]),
         .executable(name: "felhom-agent", targets: ["felhom-agent"]),
         .executable(name: "felhom-hub", targets: ["felhom-hub"]),
+        .executable(name: "felhom-controller", targets: ["felhom-controller"]),
+        .library(name: "FelhomController", targets: ["FelhomController"]),
         .library(name: "Proxmox", targets: ["Proxmox"]),
         .library(name: "PVESimulator", targets: ["PVESimulator"]),
         .library(name: "FelhomSigning", targets: ["FelhomSigning"]),
@@ -157,6 +159,26 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .target(
+            name: "FelhomController",
+            dependencies: [
+                "FelhomCore", "FelhomHTTP", "FelhomAPI", "FelhomHubClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ]
+        ),
+        .executableTarget(
+            name: "felhom-controller",
+            dependencies: [
+                "FelhomController", "FelhomCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "FelhomControllerTests",
+            dependencies: ["FelhomController", "FelhomCore"]
         ),
         .target(
             name: "FelhomTestSupport",

@@ -10,7 +10,11 @@ public struct ConfigLoader: Sendable {
     /// One overridable setting.
     public struct ConfigKey: Sendable {
         /// How an environment string is turned into JSON.
-        public enum Kind: Sendable { case string, integer, number, boolean }
+        public enum Kind: Sendable {
+            case string, integer, number, boolean
+            /// A list of strings; from the environment, comma-separated (`a,b,c`; empty means none).
+            case stringList
+        }
         public var path: String
         public var kind: Kind
         public init(_ path: String, _ kind: Kind = .string) {
@@ -95,6 +99,9 @@ public struct ConfigLoader: Sendable {
                 case "0", "false", "no", "off": value = .bool(false)
                 default: throw ConfigError(code: .invalid, message: "\(name): expected true or false")
                 }
+            case .stringList:
+                value = .array(
+                    raw.split(separator: ",").map { .string($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 != .string("") })
             }
             result = Self.set(result, path: key.path.split(separator: ".").map(String.init), value: value)
         }

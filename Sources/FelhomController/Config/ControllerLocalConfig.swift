@@ -1,0 +1,97 @@
+import FelhomCore
+import Foundation
+
+/// The controller's own configuration: `/etc/felhom/controller.json` (written into the guest by
+/// the agent) overlaid by `FELHOM_CONTROLLER_<PATH>` variables. Every key naming a path, an
+/// endpoint, a credential or a fingerprint, and `quiesce.enabled`, comes only from here — never
+/// from the hub's generated config, so a compromised hub cannot redirect the controller, harvest
+/// its tokens or switch quiescing off.
+public struct ControllerLocalConfig: Decodable, Sendable {
+    public struct StacksConfig: Decodable, Sendable {
+        public var dir: String?
+        public var `protected`: [String]?
+    }
+    public struct SecretsConfig: Decodable, Sendable {
+        public var dir: String?
+    }
+    public struct AgentEndpoint: Decodable, Sendable {
+        public var url: String?
+        public var fingerprint: String?
+        public var token: Secret?
+        public var tokenFile: String?
+        enum CodingKeys: String, CodingKey {
+            case url, fingerprint, token
+            case tokenFile = "token_file"
+        }
+    }
+    public struct HubEndpoint: Decodable, Sendable {
+        public var url: String?
+        public var key: Secret?
+        public var fingerprint: String?
+    }
+    public struct Quiesce: Decodable, Sendable {
+        public var enabled: Bool?
+        public var pollSeconds: Int?
+        public var maxSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case enabled
+            case pollSeconds = "poll_seconds"
+            case maxSeconds = "max_seconds"
+        }
+    }
+    public struct Watchdog: Decodable, Sendable {
+        public var intervalSeconds: Int?
+        enum CodingKeys: String, CodingKey { case intervalSeconds = "interval_seconds" }
+    }
+
+    public var stacks: StacksConfig?
+    public var stateDir: String?
+    public var secrets: SecretsConfig?
+    public var agent: AgentEndpoint?
+    public var hub: HubEndpoint?
+    public var quiesce: Quiesce?
+    public var watchdog: Watchdog?
+
+    enum CodingKeys: String, CodingKey {
+        case stacks, secrets, agent, hub, quiesce, watchdog
+        case stateDir = "state_dir"
+    }
+
+    /// The default config file.
+    public static let defaultFile = "/etc/felhom/controller.json"
+
+    /// Every key; the variable is `FELHOM_CONTROLLER_` + the path in upper case, dots as underscores.
+    public static let loader = ConfigLoader(
+        environmentPrefix: "FELHOM_CONTROLLER",
+        keys: [
+            .init("stacks.dir"), .init("stacks.protected", .stringList), .init("state_dir"), .init("secrets.dir"),
+            .init("agent.url"), .init("agent.fingerprint"), .init("agent.token"), .init("agent.token_file"),
+            .init("hub.url"), .init("hub.key"), .init("hub.fingerprint"),
+            .init("quiesce.enabled", .boolean), .init("quiesce.poll_seconds", .integer), .init("quiesce.max_seconds", .integer),
+            .init("watchdog.interval_seconds", .integer),
+        ])
+
+    /// Loads `file` — or the default file when it exists — and the environment.
+    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ControllerError)
+        -> ControllerLocalConfig
+    {
+        let path = file ?? (FileManager.default.fileExists(atPath: defaultFile) ? defaultFile : nil)
+        do { return try loader.load(ControllerLocalConfig.self, file: path, environment: environment) } catch {
+            throw ControllerError(.config, "\(error)")
+        }
+    }
+
+    /// `stacks.dir`, default `/opt/felhom/stacks`.
+    public var stacksDir: String { stacks?.dir ?? "/opt/felhom/stacks" }
+    /// `stacks.protected`, default traefik, cloudflared, felhom-controller.
+    public var protectedStacks: [String] { stacks?.protected ?? Stacks.defaultProtected }
+    /// `state_dir`, default `/var/lib/felhom-controller`.
+    public var stateDirectory: String { stateDir ?? "/var/lib/felhom-controller" }
+    /// `secrets.dir`, default `/run/secrets`.
+    public var secretsDir: String { secrets?.dir ?? "/run/secrets" }
+    /// `quiesce.enabled`: default true when `agent.url` is set.
+    public var quiesceEnabled: Bool { quiesce?.enabled ?? (agent?.url != nil) }
+    public var quiescePollSeconds: Int { max(1, quiesce?.pollSeconds ?? 60) }
+    public var quiesceMaxSeconds: Int { max(1, quiesce?.maxSeconds ?? 1800) }
+    public var watchdogIntervalSeconds: Int { max(1, watchdog?.intervalSeconds ?? 30) }
+}

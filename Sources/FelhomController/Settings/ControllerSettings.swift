@@ -1,0 +1,88 @@
+import FelhomCore
+import Foundation
+
+/// What the controller remembers across restarts, in `state_dir/settings.json`, written whole
+/// (temporary file, fsync, rename, directory fsync): a crash leaves the old or the new file.
+public struct ControllerSettings: Codable, Sendable, Equatable {
+    /// A storage path apps may use.
+    public struct StoragePath: Codable, Sendable, Equatable {
+        public var path: String
+        public var label: String
+        /// The default location for new app data.
+        public var isDefault: Bool
+        /// Whether new apps may be placed there.
+        public var schedulable: Bool
+        /// The filesystem UUID it was seen with (to recognise the same disk when it comes back).
+        public var filesystemUUID: String?
+        public var disconnectedAt: Date?
+        public var decommissionedAt: Date?
+        public var migratedTo: String?
+
+        public init(path: String, label: String, isDefault: Bool = false, schedulable: Bool = true, filesystemUUID: String? = nil) {
+            self.path = path
+            self.label = label
+            self.isDefault = isDefault
+            self.schedulable = schedulable
+            self.filesystemUUID = filesystemUUID
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case path, label, schedulable
+            case isDefault = "default"
+            case filesystemUUID = "filesystem_uuid"
+            case disconnectedAt = "disconnected_at"
+            case decommissionedAt = "decommissioned_at"
+            case migratedTo = "migrated_to"
+        }
+    }
+
+    public var storagePaths: [StoragePath] = []
+    /// Stacks stopped on purpose (`felhom-controller stacks stop`): the watchdog leaves them alone.
+    public var stoppedStacks: [String] = []
+    /// Stacks the watchdog stopped because a storage path under their bind mounts vanished, by path.
+    public var stoppedByDisconnect: [String: [String]] = [:]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case storagePaths = "storage_paths"
+        case stoppedStacks = "stopped_stacks"
+        case stoppedByDisconnect = "stopped_by_disconnect"
+    }
+
+    /// The file in `stateDir`.
+    public static func path(in stateDir: String) -> String { stateDir + "/settings.json" }
+
+    /// Reads the settings; a missing file is the defaults, a damaged one an error naming it
+    /// (never silently reset: it records which stacks must stay stopped).
+    public static func load(stateDir: String) throws(ControllerError) -> ControllerSettings {
+        let file = path(in: stateDir)
+        guard let data = FileManager.default.contents(atPath: file) else { return ControllerSettings() }
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            return try decoder.decode(ControllerSettings.self, from: data)
+        } catch {
+            throw ControllerError(.config, "settings file '\(file)' is damaged (\(error)); fix or move it away")
+        }
+    }
+
+    /// Writes the settings atomically (mode 0600), creating `stateDir` (0700) if needed.
+    public func save(stateDir: String) throws(ControllerError) {
+        do {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ControllerError(.config, "cannot create state_dir '\(stateDir)': \(error.localizedDescription)")
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.dateEncodingStrategy = .iso8601
+        let bytes: [UInt8]
+        do { bytes = Array(try encoder.encode(self)) } catch { throw ControllerError(.config, "cannot encode settings: \(error)") }
+        do throws(AppendLogError) {
+            try DurableFile.write(bytes, to: Self.path(in: stateDir), mode: 0o600)
+        } catch {
+            throw ControllerError(.config, "cannot write '\(Self.path(in: stateDir))': \(error.message)")
+        }
+    }
+}

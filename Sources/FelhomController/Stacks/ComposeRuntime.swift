@@ -1,0 +1,72 @@
+import FelhomCore
+import Foundation
+
+/// One container of a compose project, as `docker compose ps --all --format json` reports it.
+public struct ComposeContainer: Sendable, Equatable, Codable {
+    /// The compose service it belongs to.
+    public var service: String
+    /// The container name (`project-service-1`).
+    public var name: String
+    /// Docker's state: `running`, `exited`, `created`, `restarting`, `paused`, `dead`, `removing`.
+    public var state: String
+    /// Meaningful only when `state` is `exited`.
+    public var exitCode: Int
+    /// `""`, `starting`, `healthy` or `unhealthy`.
+    public var health: String
+
+    public init(service: String, name: String, state: String, exitCode: Int = 0, health: String = "") {
+        self.service = service
+        self.name = name
+        self.state = state
+        self.exitCode = exitCode
+        self.health = health
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case service = "Service"
+        case name = "Name"
+        case state = "State"
+        case exitCode = "ExitCode"
+        case health = "Health"
+    }
+}
+
+/// The compose engine the controller drives. The real one (``DockerCompose``) runs the
+/// `docker compose` CLI and reads its JSON output; tests of pure logic may use a fake.
+///
+/// Every call names the project explicitly (`-p`); calls that need the compose file get it.
+public protocol ComposeRuntime: Sendable {
+    /// Every container of the project, running or not (`ps --all`); empty when it is not deployed.
+    func containers(project: String) async throws(ControllerError) -> [ComposeContainer]
+    /// Checks the compose file without touching containers (`config --quiet`).
+    func validate(project: String, file: String) async throws(ControllerError)
+    /// Creates and starts the project's containers (`up -d`).
+    func up(project: String, file: String) async throws(ControllerError)
+    /// Starts existing containers (`start`).
+    func start(project: String, file: String) async throws(ControllerError)
+    /// Stops the containers, keeping them (`stop`).
+    func stop(project: String, file: String) async throws(ControllerError)
+    /// Restarts the containers (`restart`).
+    func restart(project: String, file: String) async throws(ControllerError)
+    /// Removes the containers and networks; named volumes (data) are kept (`down`, never `-v`).
+    func down(project: String, file: String) async throws(ControllerError)
+}
+
+/// Parsers for Compose's machine-readable output (never its human tables).
+public enum ComposeJSON {
+    /// `docker compose ps --format json`: one JSON object per line since Compose 2.21, a JSON array
+    /// before; empty output (no containers) is an empty list. Both forms are accepted.
+    public static func containers(_ output: [UInt8]) throws(ControllerError) -> [ComposeContainer] {
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.isEmpty { return [] }
+        let decoder = JSONDecoder()
+        do {
+            if text.hasPrefix("[") { return try decoder.decode([ComposeContainer].self, from: Data(text.utf8)) }
+            return try text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map {
+                try decoder.decode(ComposeContainer.self, from: Data($0.utf8))
+            }
+        } catch {
+            throw ControllerError(.runtime, "cannot read `docker compose ps --format json` output: \(error)")
+        }
+    }
+}
