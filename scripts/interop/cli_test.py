@@ -96,6 +96,26 @@ def main(sim):
         r = run(agent, "run", "--no-such-flag")
         assert r.returncode == 64 and "Usage" in r.stdout + r.stderr, (r.returncode, r.stdout, r.stderr)
 
+    # `felhom secrets export FILE` evaluated by a real sh gives each value exactly; a bad file names the line.
+    def secrets_export():
+        import base64
+        d = os.path.join(work, "secrets")
+        os.makedirs(d)
+        multi = "line one\n  line 'two'  "
+        good = os.path.join(d, "platform.env")
+        with open(good, "w") as f:
+            f.write("# TRC_SECRETS_V1\nPLAIN=  spaced $HOME `id` \nMULTI=base64:" + base64.b64encode(multi.encode()).decode() + "\n")
+        r = subprocess.run(["sh", "-c", f'eval "$("{felhom}" secrets export "{good}")" && printf "%s|%s" "$PLAIN" "$MULTI"'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout == "  spaced $HOME `id` |" + multi, (r.stdout, r.stderr)
+        r = run(felhom, "secrets", "check", good)
+        assert r.returncode == 0 and "PLAIN, MULTI" in r.stdout and "spaced" not in r.stdout, r.stdout + r.stderr
+        bad = os.path.join(d, "bad.env")
+        with open(bad, "w") as f:
+            f.write("# TRC_SECRETS_V1\nOK=1\nlower=2\n")
+        r = run(felhom, "secrets", "export", bad)
+        assert r.returncode == 1 and "line 3" in r.stderr and "Usage" not in r.stderr and r.stdout == "", (r.stdout, r.stderr)
+
     def demo_runs():
         report = os.path.join(work, "demo-report.json")
         r = run(felhom, "demo", "--dir", os.path.join(work, "demo"), "--scenario-only", "--report", report)
@@ -114,6 +134,7 @@ def main(sim):
     check("missing config file is named", missing_config_is_named)
     check("task mode asks for a scratch guest", task_mode_needs_a_guest)
     check("felhom demo", demo_runs)
+    check("felhom secrets export evaluated by sh; a bad file names the line", secrets_export)
     check("--version on every executable; runtime failures exit 1 without usage", versions_and_exit_codes)
 
     # Operator-signed ops with keys made by ssh-keygen.
