@@ -1,28 +1,25 @@
+import FelhomCore
 import Foundation
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// An exclusive lock on `state_dir/agent.lock` (flock): two agents on one state directory would
 /// interleave journal and nonce writes. Held for the life of the process (the kernel releases it
 /// when the process exits, however it exits).
 public final class StateDirLock: Sendable {
-    let fd: Int32
-    public let path: String
+    let lock: FileLock
+    public var path: String { lock.path }
 
     /// Takes the lock, or throws naming the directory when another process holds it.
     public init(stateDir: String) throws(AgentLockError) {
-        path = stateDir + "/agent.lock"
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            throw AgentLockError(code: .unopenable, message: "cannot open '\(path)': \(String(cString: strerror(errno)))")
+        do {
+            lock = try FileLock(path: stateDir + "/agent.lock")
+        } catch {
+            switch error.code {
+            case .held:
+                throw AgentLockError(
+                    code: .held, message: "another felhom-agent is using state_dir '\(stateDir)' (it holds \(stateDir)/agent.lock); stop it first")
+            case .unopenable: throw AgentLockError(code: .unopenable, message: error.message)
+            }
         }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            close(descriptor)
-            throw AgentLockError(code: .held, message: "another felhom-agent is using state_dir '\(stateDir)' (it holds \(path)); stop it first")
-        }
-        fd = descriptor
     }
 
     /// Whether another process holds the lock now (for `felhom-agent check`); does not keep it.
@@ -37,10 +34,7 @@ public final class StateDirLock: Sendable {
     }
 
     /// Releases the lock (also released when the process exits).
-    public func release() {
-        _ = flock(fd, LOCK_UN)
-        close(fd)
-    }
+    public func release() { lock.release() }
 }
 
 /// The state directory is locked by another agent, or the lock file cannot be opened.

@@ -1,0 +1,113 @@
+import FelhomCore
+import FelhomHTTP
+import Foundation
+
+/// One backup run as the agent's local API reports it.
+public struct BackupRun: Sendable, Equatable, Codable {
+    public enum Status: String, Sendable, Codable { case running, done, failed, idle }
+    public var id: String?
+    public var status: Status
+    public var volid: String?
+    public var reason: String?
+    public init(id: String?, status: Status, volid: String? = nil, reason: String? = nil) {
+        self.id = id
+        self.status = status
+        self.volid = volid
+        self.reason = reason
+    }
+}
+
+/// The agent's local API as the controller uses it (SPEC §4): is a backup of this guest due, start
+/// one, follow it. The real one is ``AgentLocalAPIClient``; the quiesce tests also use fakes.
+public protocol AgentLocalAPI: Sendable {
+    /// `GET /backup/due` → `{"due": bool}`.
+    func backupDue() async throws(ControllerError) -> Bool
+    /// `POST /backup` → 202 `{"id", "status": "running"}` (while a run is going, that run's id).
+    func startBackup() async throws(ControllerError) -> BackupRun
+    /// `GET /backup/status?id=ID` → `{"id", "status", "volid"?, "reason"?}`.
+    func backupStatus(id: String) async throws(ControllerError) -> BackupRun
+}
+
+/// The agent's local API over HTTPS with the agent's leaf certificate pinned and the guest's token
+/// as `Authorization: Bearer …`. Answers are decoded strictly; an error body
+/// `{"error": {"code", "message"}}` becomes a one-line error with the agent's code. The token never
+/// appears in errors.
+public struct AgentLocalAPIClient: AgentLocalAPI {
+    let endpoint: HTTPEndpoint
+    let transport: any HTTPTransport
+    let token: Secret
+
+    /// `url` is `agent.url`; `fingerprint` the agent's leaf certificate SHA-256 (required for https).
+    public init(url: String, fingerprint: String?, token: Secret, timeout: Duration = .seconds(30)) throws(ControllerError) {
+        do {
+            endpoint = try HTTPEndpoint(url: url, setting: "agent.url")
+        } catch {
+            throw ControllerError(.config, error.message)
+        }
+        var trust = TLSTrust.systemDefault
+        if endpoint.useTLS {
+            guard let fingerprint, !fingerprint.isEmpty else {
+                throw ControllerError(.config, "agent.fingerprint is required for an https:// agent.url (the agent's certificate is self-signed)")
+            }
+            do { trust = .pinnedLeafSHA256(try CertificateFingerprint(parsing: fingerprint)) } catch {
+                throw ControllerError(.config, "agent.fingerprint: \(error)")
+            }
+        }
+        transport = endpoint.transport(trust: trust, timeout: timeout)
+        self.token = token
+    }
+
+    public func backupDue() async throws(ControllerError) -> Bool {
+        struct Due: Decodable { var due: Bool }
+        return try await call("GET", "/backup/due", expect: [200], as: Due.self).due
+    }
+
+    public func startBackup() async throws(ControllerError) -> BackupRun {
+        let run = try await call("POST", "/backup", expect: [200, 202], as: BackupRun.self)
+        guard run.id?.isEmpty == false else { throw ControllerError(.runtime, "the agent started a backup without an id") }
+        return run
+    }
+
+    public func backupStatus(id: String) async throws(ControllerError) -> BackupRun {
+        let run = try await call("GET", "/backup/status?id=" + PathSegment.encode(id), expect: [200], as: BackupRun.self)
+        guard run.id == id else {
+            throw ControllerError(.runtime, "the agent answered the status of run '\(run.id ?? "none")' when asked for '\(id)'")
+        }
+        return run
+    }
+
+    /// `{"error": {"code", "message"}}`, as the hub answers errors too.
+    struct ErrorBody: Decodable {
+        struct Detail: Decodable {
+            var code: String
+            var message: String
+        }
+        var error: Detail
+    }
+
+    func call<T: Decodable>(_ method: String, _ target: String, expect: Set<Int>, as: T.Type) async throws(ControllerError) -> T {
+        let what = "\(method) \(target.split(separator: "?").first.map(String.init) ?? target)"
+        let response: HTTPResponseSpec
+        do {
+            response = try await transport.send(
+                HTTPRequestSpec(
+                    method: method, target: endpoint.path + target,
+                    headers: [("Authorization", "Bearer \(token.reveal())"), ("Accept", "application/json")],
+                    body: method == "POST" ? Data("{}".utf8) : nil))
+        } catch {
+            throw ControllerError(.runtime, "agent local API unreachable (\(what)): \(error)")
+        }
+        guard expect.contains(response.status) else {
+            if let body = try? JSONDecoder().decode(ErrorBody.self, from: response.body) {
+                throw ControllerError(
+                    .runtime,
+                    "agent local API \(what): \(response.status) \(TerminalText.escaped(body.error.code)): \(TerminalText.escaped(String(body.error.message.prefix(300))))"
+                )
+            }
+            throw ControllerError(.runtime, "agent local API \(what): HTTP \(response.status)")
+        }
+        do { return try JSONDecoder().decode(T.self, from: response.body) } catch {
+            throw ControllerError(.runtime, "agent local API \(what): unexpected answer (\(error))")
+        }
+    }
+}
