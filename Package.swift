@@ -178,7 +178,15 @@ let package = Package(
         ),
         .testTarget(
             name: "FelhomControllerTests",
-            dependencies: ["FelhomController", "FelhomCore"]
+            dependencies: [
+                "FelhomController", "FelhomCore", "PVESimulator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .target(
             name: "FelhomTestSupport",
