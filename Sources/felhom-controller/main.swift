@@ -2,6 +2,8 @@ import ArgumentParser
 import FelhomController
 import FelhomCore
 import Foundation
+import Logging
+import ServiceLifecycle
 
 /// `felhom-controller`: the in-guest controller (app stacks; more subcommands come with the
 /// watchdog, the quiesce loop and reports).
@@ -11,7 +13,7 @@ struct FelhomControllerCommand: AsyncParsableCommand {
         commandName: "felhom-controller",
         abstract: "The in-guest controller: docker compose app stacks under stacks.dir.",
         version: FelhomVersion.current,
-        subcommands: [StacksCommand.self])
+        subcommands: [RunCommand.self, StacksCommand.self])
 }
 
 /// The options every subcommand shares.
@@ -125,5 +127,44 @@ struct StacksCommand: AsyncParsableCommand {
             @Argument(help: "Stack folder name under stacks.dir.") var name: String
             func run() async throws { try await Verb.perform("remove", name, options) }
         }
+    }
+}
+
+/// `felhom-controller run`: recover what a crash left, then the watchdog and the quiesce loop as
+/// services until SIGTERM (stacks stopped for a quiesce are started before it exits).
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run the watchdog and the quiesce loop until SIGTERM.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        var logger = Logger(label: "felhom.controller")
+        logger.logLevel = .info
+        let (stacks, cfg) = try options.stacks()
+        let log: @Sendable (String) -> Void = { [logger] in logger.info("\($0)") }
+        let recovered = try await runtime { () async throws(ControllerError) in
+            try await Quiescer.recover(stacks: stacks, stateDir: cfg.stateDirectory, log: log)
+        }
+        if !recovered.isEmpty { logger.notice("recovered an interrupted quiesce: started \(recovered.joined(separator: ", "))") }
+        let watchdog = Watchdog(
+            stacks: stacks, stateDir: cfg.stateDirectory, settings: .init(interval: .seconds(cfg.watchdogIntervalSeconds)),
+            event: { [logger] type, data in
+                logger.error("event \(type): \(data.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+            },
+            log: log)
+        var services: [any Service] = [WatchdogService(watchdog: watchdog, logger: logger)]
+        if cfg.quiesceEnabled {
+            let agent = try runtimeSync { () throws(ControllerError) in try cfg.agentClient() }
+            let quiescer = Quiescer(
+                stacks: stacks, agent: agent, stateDir: cfg.stateDirectory,
+                settings: .init(pollInterval: .seconds(cfg.quiescePollSeconds), maxQuiesce: .seconds(cfg.quiesceMaxSeconds)), log: log)
+            services.append(QuiesceService(quiescer: quiescer, interval: .seconds(cfg.quiescePollSeconds), logger: logger))
+        } else {
+            logger.notice("quiescing is off (no agent.url, or quiesce.enabled false): backups of this guest are not app-consistent")
+        }
+        if cfg.hub?.url == nil { logger.notice("no hub.url: running without reporting to the hub") }
+        logger.info("felhom-controller \(FelhomVersion.current) running: stacks.dir \(cfg.stacksDir), state_dir \(cfg.stateDirectory)")
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
     }
 }

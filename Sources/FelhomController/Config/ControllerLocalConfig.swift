@@ -94,4 +94,21 @@ public struct ControllerLocalConfig: Decodable, Sendable {
     public var quiescePollSeconds: Int { max(1, quiesce?.pollSeconds ?? 60) }
     public var quiesceMaxSeconds: Int { max(1, quiesce?.maxSeconds ?? 1800) }
     public var watchdogIntervalSeconds: Int { max(1, watchdog?.intervalSeconds ?? 30) }
+
+    /// The agent local API client this config describes (`agent.url`, `agent.fingerprint`, and the
+    /// guest token from `agent.token` or the file `agent.token_file`).
+    public func agentClient() throws(ControllerError) -> AgentLocalAPIClient {
+        guard let url = agent?.url, !url.isEmpty else { throw ControllerError(.config, "agent.url is not set (needed for quiescing)") }
+        var token = agent?.token
+        if token == nil, let file = agent?.tokenFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ControllerError(.config, "cannot read agent.token_file '\(file)'")
+            }
+            token = Secret(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        guard let token, !token.reveal().isEmpty else {
+            throw ControllerError(.config, "agent.token or agent.token_file is needed for the agent's local API")
+        }
+        return try AgentLocalAPIClient(url: url, fingerprint: agent?.fingerprint, token: token)
+    }
 }

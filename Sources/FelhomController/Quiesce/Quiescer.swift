@@ -203,6 +203,10 @@ public struct Quiescer: Sendable {
     /// Starts `names` again (in reverse stop order), retrying each a few times; the marker is
     /// removed only when all of them were started (otherwise it stays for ``recover()``).
     func restart(_ names: [String]) async {
+        await Self.restart(names, stacks: stacks, stateDir: stateDir, log: log)
+    }
+
+    static func restart(_ names: [String], stacks: Stacks, stateDir: String, log: @Sendable (String) -> Void) async {
         var failed: [String] = []
         for name in names.reversed() {
             var lastError: ControllerError?
@@ -232,9 +236,15 @@ public struct Quiescer: Sendable {
 
     /// At start-up: a marker left by a crash restarts its stacks and is cleared. Returns the stacks.
     public func recover() async throws(ControllerError) -> [String] {
+        try await Self.recover(stacks: stacks, stateDir: stateDir, log: log)
+    }
+
+    /// ``recover()`` without an agent (a controller whose quiescing is off still finishes what a
+    /// crash left).
+    public static func recover(stacks: Stacks, stateDir: String, log: @Sendable (String) -> Void) async throws(ControllerError) -> [String] {
         guard let marker = try QuiesceMarker.read(stateDir: stateDir) else { return [] }
         log("recover: a quiesce was interrupted; starting \(marker.stacks.joined(separator: ", "))")
-        await restart(marker.stacks)
+        await restart(marker.stacks, stacks: stacks, stateDir: stateDir, log: log)
         return marker.stacks
     }
 }

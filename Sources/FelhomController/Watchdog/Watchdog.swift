@@ -1,0 +1,126 @@
+import FelhomCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Keeps deployed stacks running: each pass starts every stack that should run and does not.
+///
+/// "Should run" = deployed (it has containers) and not stopped on purpose (`stopped_stacks` in the
+/// settings, set by `felhom-controller stacks stop`), not stopped by a disconnected disk, and not
+/// held by a quiesce in progress (the marker's stacks). A stack stopped by anything else — a crash,
+/// `docker stop` — is started again. After a failed start the stack waits (backoff doubling from
+/// one interval up to an hour); after `failuresBeforeEvent` failures in a row, one
+/// `stack_restart_failed` event is emitted (and again only after it recovered).
+public final class Watchdog: Sendable {
+    public struct Settings: Sendable {
+        public var interval: Duration
+        public var failuresBeforeEvent: Int
+        public var maxBackoff: Duration
+        public init(interval: Duration = .seconds(30), failuresBeforeEvent: Int = 5, maxBackoff: Duration = .seconds(3600)) {
+            self.interval = interval
+            self.failuresBeforeEvent = failuresBeforeEvent
+            self.maxBackoff = maxBackoff
+        }
+    }
+
+    /// What one pass did to a stack.
+    public enum Action: Sendable, Equatable {
+        case started
+        case startFailed(String)
+        case waiting
+    }
+
+    struct Failing {
+        var count: Int
+        var retryAt: ContinuousClock.Instant
+        var reported: Bool
+    }
+
+    let stacks: Stacks
+    let stateDir: String
+    let settings: Settings
+    let event: @Sendable (String, [String: String]) async -> Void
+    let log: @Sendable (String) -> Void
+    let failing = Mutex<[String: Failing]>([:])
+
+    public init(
+        stacks: Stacks, stateDir: String, settings: Settings = Settings(),
+        event: @escaping @Sendable (String, [String: String]) async -> Void = { _, _ in }, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.stacks = stacks
+        self.stateDir = stateDir
+        self.settings = settings
+        self.event = event
+        self.log = log
+    }
+
+    /// One pass over every stack; returns what was done, by stack (stacks left alone are absent).
+    public func pass() async throws(ControllerError) -> [String: Action] {
+        let saved = try ControllerSettings.load(stateDir: stateDir)
+        let quiescing = Set((try QuiesceMarker.read(stateDir: stateDir))?.stacks ?? [])
+        let leaveAlone = Set(saved.stoppedStacks).union(saved.stoppedByDisconnect.values.flatMap { $0 }).union(quiescing)
+        var out: [String: Action] = [:]
+        for status in try await stacks.list() where !leaveAlone.contains(status.name) {
+            guard status.state == .stopped || status.state == .partial else {
+                failing.withLock { _ = $0.removeValue(forKey: status.name) }
+                continue
+            }
+            let now = ContinuousClock.now
+            if let f = failing.withLock({ $0[status.name] }), now < f.retryAt {
+                out[status.name] = .waiting
+                continue
+            }
+            do {
+                try await stacks.start(status.name)
+                failing.withLock { _ = $0.removeValue(forKey: status.name) }
+                log("watchdog: \(status.name) was \(status.state.rawValue); started")
+                out[status.name] = .started
+            } catch {
+                out[status.name] = .startFailed(error.message)
+                let (count, report) = failing.withLock { all -> (Int, Bool) in
+                    var f = all[status.name] ?? Failing(count: 0, retryAt: now, reported: false)
+                    f.count += 1
+                    let backoff = min(settings.maxBackoff, settings.interval * (1 << min(f.count - 1, 16)))
+                    f.retryAt = now + backoff
+                    let report = f.count >= settings.failuresBeforeEvent && !f.reported
+                    if report { f.reported = true }
+                    all[status.name] = f
+                    return (f.count, report)
+                }
+                log("watchdog: cannot start \(status.name) (attempt \(count)): \(error.message)")
+                if report {
+                    await event("stack_restart_failed", ["stack": status.name, "attempts": "\(count)", "reason": String(error.message.prefix(300))])
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// The watchdog as a service: a pass every interval until SIGTERM.
+public struct WatchdogService: Service {
+    let watchdog: Watchdog
+    let logger: Logger
+    public init(watchdog: Watchdog, logger: Logger) {
+        self.watchdog = watchdog
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            var lastError: String?
+            while !Task.isCancelled {
+                do {
+                    _ = try await watchdog.pass()
+                    lastError = nil
+                } catch {
+                    let message = (error as? ControllerError)?.message ?? "\(error)"
+                    if lastError != message { logger.warning("watchdog: \(message)") }
+                    lastError = message
+                }
+                try await Task.sleep(for: watchdog.settings.interval)
+            }
+        }
+    }
+}
