@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""The real felhom-controller on a real Docker engine, killed mid-quiesce.
+
+Usage: controller_crash_test.py BIN_DIR
+
+A small stand-in for the agent's local API (plain HTTP on loopback, the guest token checked) says a
+backup is due and keeps the backup "running". The controller stops the app stacks (never the
+protected one) after writing its marker; it is killed with SIGKILL while they are stopped. Started
+again, it must start exactly the stacks it had stopped and clear the marker. A second round ends
+with SIGTERM instead: the stacks are started before the process exits 0.
+"""
+import json, os, signal, subprocess, sys, tempfile, threading, time, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import Checks  # noqa: E402
+
+IMAGE = os.environ.get("FELHOM_TEST_IMAGE", "felhom/busybox:1")
+TOKEN = "guest-token-" + uuid.uuid4().hex
+
+
+class FakeAgent(BaseHTTPRequestHandler):
+    due = True
+    runs = {}
+    tokens_ok = True
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def authorized(self):
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            FakeAgent.tokens_ok = False
+            self.answer(401, {"error": {"code": "unauthorized", "message": "bad token"}})
+            return False
+        return True
+
+    def do_GET(self):
+        if not self.authorized():
+            return
+        if self.path == "/backup/due":
+            self.answer(200, {"due": FakeAgent.due})
+        elif self.path.startswith("/backup/status?id="):
+            rid = self.path.split("=", 1)[1]
+            self.answer(200, {"id": rid, "status": FakeAgent.runs.get(rid, "running")})
+        else:
+            self.answer(404, {"error": {"code": "not_found", "message": self.path}})
+
+    def do_POST(self):
+        if not self.authorized():
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        rid = f"run-{len(FakeAgent.runs) + 1}"
+        FakeAgent.runs[rid] = "running"
+        FakeAgent.due = False  # one backup per due window
+        self.answer(202, {"id": rid, "status": "running"})
+
+
+def compose_state(project):
+    out = subprocess.run(["docker", "compose", "-p", project, "ps", "--all", "--format", "json"], capture_output=True, text=True, timeout=60)
+    lines = [json.loads(x) for x in out.stdout.splitlines() if x.strip()]
+    return sorted(x["State"] for x in lines)
+
+
+def wait_for(predicate, timeout=60, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def main(bin_dir):
+    controller = os.path.join(os.path.abspath(bin_dir), "felhom-controller")
+    work = tempfile.mkdtemp(prefix="felhom-controller-")
+    prefix = "c" + uuid.uuid4().hex[:6]
+    stacks_dir, state_dir = os.path.join(work, "stacks"), os.path.join(work, "state")
+    names = [f"{prefix}-photos", f"{prefix}-vault", f"{prefix}-proxy"]
+    for n in names:
+        os.makedirs(os.path.join(stacks_dir, n))
+        with open(os.path.join(stacks_dir, n, "compose.yaml"), "w") as f:
+            f.write(f"services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
+                    "    stop_grace_period: 1s\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAgent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(os.environ, FELHOM_CONTROLLER_STACKS_DIR=stacks_dir, FELHOM_CONTROLLER_STATE_DIR=state_dir,
+               FELHOM_CONTROLLER_STACKS_PROTECTED=names[2], FELHOM_CONTROLLER_AGENT_URL=f"http://127.0.0.1:{server.server_port}",
+               FELHOM_CONTROLLER_AGENT_TOKEN=TOKEN, FELHOM_CONTROLLER_QUIESCE_POLL_SECONDS="1",
+               FELHOM_CONTROLLER_WATCHDOG_INTERVAL_SECONDS="1")
+    marker = os.path.join(state_dir, "quiesce-marker.json")
+    checks = Checks("controller crash")
+    logs = []
+
+    def start():
+        log = open(os.path.join(work, f"run-{len(logs)}.log"), "w")
+        logs.append(log.name)
+        return subprocess.Popen([controller, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def tail():
+        text = ""
+        for name in logs:
+            with open(name) as f:
+                text += f"--- {name}\n" + f.read()[-2000:]
+        return text
+
+    apps = names[:2]
+    try:
+        def deploy():
+            for n in names:
+                r = subprocess.run([controller, "stacks", "deploy", n], env=env, capture_output=True, text=True, timeout=120)
+                assert r.returncode == 0, r.stderr
+            assert all(compose_state(n) == ["running"] for n in names)
+
+        def kill9_mid_quiesce_then_recover():
+            p = start()
+            try:
+                stopped = wait_for(lambda: os.path.exists(marker) and all(compose_state(n) == ["exited"] for n in apps))
+                assert stopped, "the controller did not quiesce: " + tail()
+                with open(marker) as f:
+                    assert sorted(json.load(f)["stacks"]) == sorted(apps)
+                assert oct(os.stat(marker).st_mode & 0o777) == "0o600"
+                assert compose_state(names[2]) == ["running"], "the protected stack was touched"
+            finally:
+                p.send_signal(signal.SIGKILL)
+                p.wait(timeout=30)
+            assert all(compose_state(n) == ["exited"] for n in apps) and os.path.exists(marker), "state after kill -9"
+            p = start()
+            try:
+                assert wait_for(lambda: all(compose_state(n) == ["running"] for n in apps) and not os.path.exists(marker)), tail()
+                assert "recovered an interrupted quiesce" in open(logs[-1]).read(), tail()
+            finally:
+                p.send_signal(signal.SIGTERM)
+                assert p.wait(timeout=60) == 0, tail()
+            assert FakeAgent.tokens_ok
+
+        def sigterm_mid_quiesce_restarts():
+            FakeAgent.due = True
+            p = start()
+            assert wait_for(lambda: os.path.exists(marker) and all(compose_state(n) == ["exited"] for n in apps)), tail()
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=90) == 0, tail()
+            assert all(compose_state(n) == ["running"] for n in names) and not os.path.exists(marker), tail()
+
+        def watchdog_restarts_a_killed_container():
+            p = start()
+            try:
+                time.sleep(1)
+                subprocess.run(["docker", "kill", f"{apps[0]}-app-1"], capture_output=True, timeout=60, check=True)
+                assert wait_for(lambda: compose_state(apps[0]) == ["running"], timeout=30), tail()
+                # Stopped on purpose through the CLI: it stays stopped.
+                r = subprocess.run([controller, "stacks", "stop", apps[1]], env=env, capture_output=True, text=True, timeout=120)
+                assert r.returncode == 0, r.stderr
+                time.sleep(3)
+                assert compose_state(apps[1]) == ["exited"], "the watchdog restarted a stack stopped on purpose"
+                r = subprocess.run([controller, "stacks", "stop", names[2]], env=env, capture_output=True, text=True, timeout=120)
+                assert r.returncode == 1 and names[2] in r.stderr and "protected" in r.stderr, r.stderr
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
+
+        checks.check("felhom-controller stacks deploy (3 stacks, one protected)", deploy)
+        checks.check("kill -9 mid-quiesce: restarted, exactly the stopped stacks run again, marker gone", kill9_mid_quiesce_then_recover)
+        checks.check("SIGTERM mid-quiesce: stacks started before the process exits 0", sigterm_mid_quiesce_restarts)
+        checks.check("watchdog: a killed container is started; a stack stopped on purpose stays stopped", watchdog_restarts_a_killed_container)
+    finally:
+        for n in names:
+            subprocess.run(["docker", "compose", "-p", n, "down"], capture_output=True, timeout=120)
+        server.shutdown()
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
