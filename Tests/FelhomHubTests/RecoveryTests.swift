@@ -120,16 +120,26 @@ import Testing
                 .put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey,
                 body: #"{"tunnel":{"cloudflare":{"api_token":"cf-secret"}}}"#)
             #expect(refused.status == .badRequest && refused.json?["error"]?["path"] == "$.tunnel.cloudflare.api_token")
+            // Paths, endpoints, credentials, quiesce.enabled and stacks.protected are the guest's own.
+            for (body, path) in [
+                (#"{"stacks":{"dir":"/srv/stacks"}}"#, "$.stacks"), (#"{"agent":{"url":"https://evil.example"}}"#, "$.agent"),
+                (#"{"quiesce":{"enabled":false}}"#, "$.quiesce.enabled"), (#"{"hub":{"url":"https://evil.example"}}"#, "$.hub"),
+                (#"{"quiesce":{"max_seconds":1}}"#, "$.quiesce.max_seconds"),
+            ] {
+                let answer = try await client.call(.put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey, body: body)
+                #expect(answer.status == .badRequest && answer.json?["error"]?["path"]?.stringValue == path, "\(body): \(answer.json ?? nil)")
+            }
             #expect(
                 try await client.call(
                     .put, "/api/v1/customers/\(w.customer)/config-overrides", key: operatorKey,
-                    body: #"{"watchdog":{"interval_seconds":15},"stacks":{"dir":"/srv/stacks"}}"#
+                    body: #"{"watchdog":{"interval_seconds":15}}"#
                 ).status == .ok)
             let cfg = try await client.call(.get, "/api/v1/guests/\(w.guest)/config", key: w.guestKey)
             #expect(cfg.json?["watchdog"]?["interval_seconds"] == 15)
-            #expect(cfg.json?["watchdog"]?["restart_backoff_seconds"] == 30, "untouched defaults stay")
-            #expect(cfg.json?["stacks"]?["dir"] == "/srv/stacks" && cfg.json?["stacks"]?["protected"]?.arrayValue?.count == 3)
-            #expect(cfg.json?["hub"]?["guest_id"]?.stringValue == w.guest)
+            #expect(cfg.json?["quiesce"]?["max_seconds"] == 1800, "untouched defaults stay")
+            #expect(cfg.json?["guest"]?["id"]?.stringValue == w.guest)
+            #expect(ControllerHubSettings.read(try #require(cfg.json)).findings.isEmpty, "\(cfg.json ?? nil)")
+            #expect(cfg.json?["stacks"] == nil && cfg.json?["agent"] == nil && cfg.json?["hub"] == nil)
             #expect(ControllerConfig.forbiddenPath(in: try #require(cfg.json)) == nil)
             #expect(!String(decoding: cfg.body, as: UTF8.self).contains("cf-secret"))
         }

@@ -30,6 +30,7 @@ public struct ControllerLocalConfig: Decodable, Sendable {
         public var fingerprint: String?
     }
     public struct Quiesce: Decodable, Sendable {
+        public init() {}
         public var enabled: Bool?
         public var pollSeconds: Int?
         public var maxSeconds: Int?
@@ -40,6 +41,7 @@ public struct ControllerLocalConfig: Decodable, Sendable {
         }
     }
     public struct Watchdog: Decodable, Sendable {
+        public init(intervalSeconds: Int? = nil) { self.intervalSeconds = intervalSeconds }
         public var intervalSeconds: Int?
         enum CodingKeys: String, CodingKey { case intervalSeconds = "interval_seconds" }
     }
@@ -110,5 +112,25 @@ public struct ControllerLocalConfig: Decodable, Sendable {
             throw ControllerError(.config, "agent.token or agent.token_file is needed for the agent's local API")
         }
         return try AgentLocalAPIClient(url: url, fingerprint: agent?.fingerprint, token: token)
+    }
+
+    /// Takes the app-level settings from the hub's generated config (`GET /api/v1/guests/{id}/config`)
+    /// where the local file and environment leave them unset; returns one warning per key it
+    /// ignored. Paths, endpoints, credentials, fingerprints, `quiesce.enabled` and
+    /// `stacks.protected` are never taken from the hub (``ControllerHubSettings``).
+    public mutating func adopt(hubConfig: JSONValue) -> [String] {
+        let (values, findings) = ControllerHubSettings.read(hubConfig)
+        if let v = values["quiesce.poll_seconds"], quiesce?.pollSeconds == nil {
+            quiesce = quiesce ?? Quiesce()
+            quiesce?.pollSeconds = Int(v)
+        }
+        if let v = values["quiesce.max_seconds"], quiesce?.maxSeconds == nil {
+            quiesce = quiesce ?? Quiesce()
+            quiesce?.maxSeconds = Int(v)
+        }
+        if let v = values["watchdog.interval_seconds"], watchdog?.intervalSeconds == nil {
+            watchdog = Watchdog(intervalSeconds: Int(v))
+        }
+        return findings.map { "ignored from the hub's config: \($0)" }
     }
 }

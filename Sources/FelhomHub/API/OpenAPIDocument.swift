@@ -483,7 +483,7 @@ enum OpenAPIDocument {
               responses: {"200": {description: "{removed: N}"}, "409": {description: "Cloudflare not configured, or no zone recorded for this customer"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/config-overrides:
             put:
-              summary: The customer's controller-config overrides (operator), deep-merged into the default. A Cloudflare credential anywhere is a 400 naming its path.
+              summary: "The customer's controller-config overrides (operator), deep-merged into the default. Only quiesce.poll_seconds (10-3600), quiesce.max_seconds (60-7200) and watchdog.interval_seconds (5-600) may be set; any other key (paths, endpoints, credentials, fingerprints, quiesce.enabled, stacks.protected) or a Cloudflare credential is a 400 naming its path."
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
               responses: {"200": {description: "{saved: true}"}, "400": {description: not an object, or a Cloudflare credential}, default: {$ref: "#/components/responses/Error"}}

@@ -5,17 +5,33 @@ import Foundation
 /// overrides. It never carries a Cloudflare credential (SPEC §1 rule 6): overrides naming one are
 /// refused, and generation drops any such key as a second line of defence.
 public enum ControllerConfig {
-    /// The defaults every guest starts from.
+    /// The defaults every guest starts from: app-level timings only (``ControllerHubSettings``)
+    /// and what the guest is. No path, endpoint, credential or fingerprint: those are the guest's
+    /// own (its local `/etc/felhom/controller.json`), so a compromised hub cannot redirect it.
     public static func defaults(hubURL: String, guestID: String, customerDomain: String) -> JSONValue {
         [
-            "hub": ["url": .string(hubURL), "guest_id": .string(guestID), "report_interval_seconds": 300],
-            "agent": ["url": "https://10.0.0.1:8443", "token_file": "/etc/felhom/agent.token"],
-            "stacks": ["dir": "/opt/felhom/stacks", "protected": ["traefik", "cloudflared", "felhom-controller"]],
-            "watchdog": ["interval_seconds": 60, "restart_backoff_seconds": 30],
-            "backup": ["quiesce_max_seconds": 900, "marker_file": "/var/lib/felhom/quiesce.marker"],
-            "secrets": ["dir": "/run/secrets", "bundle": "platform.env", "mode": "0400"],
+            "quiesce": ["poll_seconds": 60, "max_seconds": 1800],
+            "watchdog": ["interval_seconds": 30],
             "domain": .string(customerDomain),
+            "guest": ["id": .string(guestID)],
         ]
+    }
+
+    /// Only what the hub may decide (``ControllerHubSettings``), plus the informational keys:
+    /// anything else a stored override carries is dropped at generation.
+    public static func allowedOnly(_ config: JSONValue) -> JSONValue {
+        guard case .object(let o) = config else { return .object([:]) }
+        var out: [String: JSONValue] = [:]
+        for key in ControllerHubSettings.informational { if let v = o[key] { out[key] = v } }
+        for (path, value) in ControllerHubSettings.read(config).values {
+            let parts = path.split(separator: ".").map(String.init)
+            guard parts.count == 2 else { continue }
+            var section: [String: JSONValue] = [:]
+            if case .object(let existing)? = out[parts[0]] { section = existing }
+            section[parts[1]] = .int(value)
+            out[parts[0]] = .object(section)
+        }
+        return .object(out)
     }
 
     /// Objects merge key by key; any other override value replaces the default.
@@ -74,6 +90,9 @@ extension Hub {
         if let bad = ControllerConfig.forbiddenPath(in: overrides) {
             throw HubError.badRequest("Cloudflare credentials never go into a controller config (they stay on the hub)", path: bad)
         }
+        if let finding = ControllerHubSettings.read(overrides).findings.first {
+            throw HubError.badRequest(finding.message, path: finding.path)
+        }
         _ = try await customer(customerID, by: principal)
         try await store.withDB { db in
             try await CustomersTable.setConfigOverrides(customerID, json: String(decoding: overrides.serialized(), as: UTF8.self), in: db)
@@ -91,10 +110,10 @@ extension Hub {
         guard let row else { throw HubError.notFound("guest \(guestID)") }
         let base = ControllerConfig.defaults(hubURL: hubURL, guestID: guestID, customerDomain: row.domain)
         let overrides = row.overrides.flatMap { try? JSONValue.parse($0) } ?? .object([:])
-        var config = ControllerConfig.stripped(ControllerConfig.deepMerge(base, overrides))
+        var config = ControllerConfig.allowedOnly(ControllerConfig.stripped(ControllerConfig.deepMerge(base, overrides)))
         // Which guest this is, for the person holding the file (the agent keys guests `vmid-N`).
         if case .object(var object) = config {
-            var guest: [String: JSONValue] = ["name": .string(row.guestName)]
+            var guest: [String: JSONValue] = ["id": .string(guestID), "name": .string(row.guestName)]
             if let key = row.idempotencyKey, key.hasPrefix("vmid-"), let vmid = Int64(key.dropFirst(5)) { guest["vmid"] = .int(vmid) }
             object["guest"] = .object(guest)
             config = .object(object)
