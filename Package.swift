@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "FelhomControllerTests",
             dependencies: [
-                "FelhomController", "FelhomCore", "PVESimulator",
+                "FelhomController", "FelhomCore", "PVESimulator", "FelhomTestSupport", "FelhomAPI", "FelhomHubClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

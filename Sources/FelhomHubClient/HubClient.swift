@@ -133,6 +133,14 @@ public struct HubClient: Sendable {
         return try decodeContract(data, "host-report")
     }
 
+    /// A guest's generated controller config (that guest's key, or the operator's).
+    public func controllerConfig(guestID: String) async throws -> JSONValue {
+        let data = try await call("GET", "/api/v1/guests/\(Self.segment(guestID))/config")
+        do { return try JSONValue.parse(data) } catch {
+            throw HubClientError(code: "decoding", message: "the hub's controller config is not JSON: \(error)")
+        }
+    }
+
     /// Posts a guest report (a controller's key); returns the control envelope.
     public func postGuestReport(_ report: GuestReport) async throws -> ControlEnvelope {
         let data = try await call("POST", "/api/v1/guest-report", body: report.encoded())

@@ -76,7 +76,6 @@ struct StacksCommand: AsyncParsableCommand {
         static func perform(_ verb: String, _ name: String, _ options: ConfigOptions) async throws {
             let (stacks, cfg) = try options.stacks()
             try await runtime { () async throws(ControllerError) in
-                var settings = try ControllerSettings.load(stateDir: cfg.stateDirectory)
                 switch verb {
                 case "deploy": try await stacks.deploy(name)
                 case "start": try await stacks.start(name)
@@ -86,11 +85,12 @@ struct StacksCommand: AsyncParsableCommand {
                 }
                 // Stopped on purpose (stop, remove) is remembered; deploy and start clear it.
                 let onPurpose = verb == "stop" || verb == "remove"
-                let before = settings.stoppedStacks
-                settings.stoppedStacks.removeAll { $0 == name }
-                if onPurpose { settings.stoppedStacks.append(name) }
-                settings.stoppedStacks.sort()
-                if settings.stoppedStacks != before { try settings.save(stateDir: cfg.stateDirectory) }
+                try await ControllerSettings.update(stateDir: cfg.stateDirectory) {
+                    (settings: inout ControllerSettings) async throws(ControllerError) in
+                    settings.stoppedStacks.removeAll { $0 == name }
+                    if onPurpose { settings.stoppedStacks.append(name) }
+                    settings.stoppedStacks.sort()
+                }
             }
             print("\(verb) \(name): done")
         }
@@ -140,30 +140,45 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "felhom.controller")
         logger.logLevel = .info
-        let (stacks, cfg) = try options.stacks()
+        let (stacks, loaded) = try options.stacks()
+        var cfg = loaded
         let log: @Sendable (String) -> Void = { [logger] in logger.info("\($0)") }
+        let hub = try runtimeSync { () throws(ControllerError) in try cfg.hubClient() }
+        if let hub, let guestID = cfg.hub?.guestID {
+            // App-level timings from the hub; everything else stays local (warned about, ignored).
+            do {
+                for warning in cfg.adopt(hubConfig: try await hub.controllerConfig(guestID: guestID)) { logger.warning("\(warning)") }
+            } catch {
+                logger.warning("cannot read this guest's config from the hub (\(error)); using the local settings")
+            }
+        }
+        let settled = cfg
         let recovered = try await runtime { () async throws(ControllerError) in
-            try await Quiescer.recover(stacks: stacks, stateDir: cfg.stateDirectory, log: log)
+            try await Quiescer.recover(stacks: stacks, stateDir: settled.stateDirectory, log: log)
         }
         if !recovered.isEmpty { logger.notice("recovered an interrupted quiesce: started \(recovered.joined(separator: ", "))") }
         let watchdog = Watchdog(
-            stacks: stacks, stateDir: cfg.stateDirectory, settings: .init(interval: .seconds(cfg.watchdogIntervalSeconds)),
+            stacks: stacks, stateDir: settled.stateDirectory, settings: .init(interval: .seconds(settled.watchdogIntervalSeconds)),
             event: { [logger] type, data in
                 logger.error("event \(type): \(data.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
             },
             log: log)
         var services: [any Service] = [WatchdogService(watchdog: watchdog, logger: logger)]
-        if cfg.quiesceEnabled {
-            let agent = try runtimeSync { () throws(ControllerError) in try cfg.agentClient() }
+        if settled.quiesceEnabled {
+            let agent = try runtimeSync { () throws(ControllerError) in try settled.agentClient() }
             let quiescer = Quiescer(
-                stacks: stacks, agent: agent, stateDir: cfg.stateDirectory,
-                settings: .init(pollInterval: .seconds(cfg.quiescePollSeconds), maxQuiesce: .seconds(cfg.quiesceMaxSeconds)), log: log)
-            services.append(QuiesceService(quiescer: quiescer, interval: .seconds(cfg.quiescePollSeconds), logger: logger))
+                stacks: stacks, agent: agent, stateDir: settled.stateDirectory,
+                settings: .init(pollInterval: .seconds(settled.quiescePollSeconds), maxQuiesce: .seconds(settled.quiesceMaxSeconds)), log: log)
+            services.append(QuiesceService(quiescer: quiescer, interval: .seconds(settled.quiescePollSeconds), logger: logger))
         } else {
             logger.notice("quiescing is off (no agent.url, or quiesce.enabled false): backups of this guest are not app-consistent")
         }
-        if cfg.hub?.url == nil { logger.notice("no hub.url: running without reporting to the hub") }
-        logger.info("felhom-controller \(FelhomVersion.current) running: stacks.dir \(cfg.stacksDir), state_dir \(cfg.stateDirectory)")
+        if let hub {
+            services.append(GuestReportService(reporter: GuestReporter(stacks: stacks, stateDir: settled.stateDirectory), hub: hub, logger: logger))
+        } else {
+            logger.notice("no hub.url: running without reporting to the hub")
+        }
+        logger.info("felhom-controller \(FelhomVersion.current) running: stacks.dir \(settled.stacksDir), state_dir \(settled.stateDirectory)")
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }

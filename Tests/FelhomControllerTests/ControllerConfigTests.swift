@@ -47,5 +47,8 @@ import Testing
             #expect(warnings.contains { $0.contains(path + ":") }, "\(path) in \(warnings)")
         }
         #expect(!warnings.contains { $0.contains("$.guest") || $0.contains("$.domain") })
+        // An empty key is not the root (schemathesis found that one).
+        let empty = ControllerHubSettings.read(try JSONValue.parse(Data(#"{"quiesce": {"max_seconds": 713}, "": {}}"#.utf8)))
+        #expect(empty.findings.map(\.path) == ["$."] && empty.values == ["quiesce.max_seconds": 713])
     }
 }

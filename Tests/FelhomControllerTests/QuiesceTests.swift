@@ -11,6 +11,7 @@ final class FakeCompose: ComposeRuntime, Sendable {
         var log: [String] = []
         var failStart: Set<String> = []
         var onStop: (@Sendable (String) -> Void)?
+        var binds: [String: [String]] = [:]
     }
     let state = Mutex(State())
 
@@ -46,6 +47,7 @@ final class FakeCompose: ComposeRuntime, Sendable {
     }
     func restart(project: String, file: String) async throws(ControllerError) { state.withLock { $0.log.append("restart \(project)") } }
     func down(project: String, file: String) async throws(ControllerError) { state.withLock { $0.running[project] = nil } }
+    func bindSources(project: String, file: String) async throws(ControllerError) -> [String] { state.withLock { $0.binds[project] ?? [] } }
 }
 
 /// The agent's local API, scripted.

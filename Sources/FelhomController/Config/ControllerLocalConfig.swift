@@ -1,4 +1,6 @@
 import FelhomCore
+import FelhomHTTP
+import FelhomHubClient
 import Foundation
 
 /// The controller's own configuration: `/etc/felhom/controller.json` (written into the guest by
@@ -28,6 +30,12 @@ public struct ControllerLocalConfig: Decodable, Sendable {
         public var url: String?
         public var key: Secret?
         public var fingerprint: String?
+        /// This guest's id on the hub (to read its generated config).
+        public var guestID: String?
+        enum CodingKeys: String, CodingKey {
+            case url, key, fingerprint
+            case guestID = "guest_id"
+        }
     }
     public struct Quiesce: Decodable, Sendable {
         public init() {}
@@ -68,7 +76,7 @@ public struct ControllerLocalConfig: Decodable, Sendable {
         keys: [
             .init("stacks.dir"), .init("stacks.protected", .stringList), .init("state_dir"), .init("secrets.dir"),
             .init("agent.url"), .init("agent.fingerprint"), .init("agent.token"), .init("agent.token_file"),
-            .init("hub.url"), .init("hub.key"), .init("hub.fingerprint"),
+            .init("hub.url"), .init("hub.key"), .init("hub.fingerprint"), .init("hub.guest_id"),
             .init("quiesce.enabled", .boolean), .init("quiesce.poll_seconds", .integer), .init("quiesce.max_seconds", .integer),
             .init("watchdog.interval_seconds", .integer),
         ])
@@ -132,5 +140,21 @@ public struct ControllerLocalConfig: Decodable, Sendable {
             watchdog = Watchdog(intervalSeconds: Int(v))
         }
         return findings.map { "ignored from the hub's config: \($0)" }
+    }
+
+    /// The hub client this config describes (`hub.url`, `hub.key`, `hub.fingerprint`); nil without
+    /// `hub.url` (the controller then runs without reporting).
+    public func hubClient() throws(ControllerError) -> HubClient? {
+        guard let url = hub?.url, !url.isEmpty else { return nil }
+        guard let key = hub?.key, !key.reveal().isEmpty else { throw ControllerError(.config, "hub.url is set but hub.key (the guest's key) is not") }
+        var trust = TLSTrust.systemDefault
+        if let fp = hub?.fingerprint, !fp.isEmpty {
+            do { trust = .pinnedLeafSHA256(try CertificateFingerprint(parsing: fp)) } catch {
+                throw ControllerError(.config, "hub.fingerprint: \(error)")
+            }
+        }
+        do { return try HubClient(url: url, key: key, trust: trust, timeout: .seconds(30)) } catch {
+            throw ControllerError(.config, "hub.url: \(error)")
+        }
     }
 }

@@ -67,6 +67,33 @@ public struct ControllerSettings: Codable, Sendable, Equatable {
         }
     }
 
+    /// Read-modify-write under `state_dir/settings.lock` (waiting for it), so the controller and a
+    /// CLI call changing the settings at the same time do not lose each other's change.
+    public static func update<T>(stateDir: String, _ change: (inout ControllerSettings) async throws(ControllerError) -> T)
+        async throws(ControllerError) -> T
+    {
+        do {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch { throw ControllerError(.config, "cannot create state_dir '\(stateDir)': \(error.localizedDescription)") }
+        var lock: FileLock?
+        for attempt in 0..<600 {
+            do {
+                lock = try FileLock(path: stateDir + "/settings.lock")
+                break
+            } catch {
+                if error.code == .unopenable { throw ControllerError(.config, error.message) }
+                if attempt == 599 { throw ControllerError(.busy, "state_dir/settings.lock stayed held for a minute") }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        defer { lock?.release() }
+        var settings = try load(stateDir: stateDir)
+        let before = settings
+        let result = try await change(&settings)
+        if settings != before { try settings.save(stateDir: stateDir) }
+        return result
+    }
+
     /// Writes the settings atomically (mode 0600), creating `stateDir` (0700) if needed.
     public func save(stateDir: String) throws(ControllerError) {
         do {

@@ -50,10 +50,28 @@ public protocol ComposeRuntime: Sendable {
     func restart(project: String, file: String) async throws(ControllerError)
     /// Removes the containers and networks; named volumes (data) are kept (`down`, never `-v`).
     func down(project: String, file: String) async throws(ControllerError)
+    /// The host paths the project's services bind-mount (from the resolved compose config).
+    func bindSources(project: String, file: String) async throws(ControllerError) -> [String]
 }
 
 /// Parsers for Compose's machine-readable output (never its human tables).
 public enum ComposeJSON {
+    /// `docker compose config --format json`: the `source` of every `type: bind` volume.
+    public static func bindSources(_ output: String) throws(ControllerError) -> [String] {
+        let doc: JSONValue
+        do { doc = try JSONValue.parse(Data(output.utf8)) } catch {
+            throw ControllerError(.runtime, "cannot read `docker compose config --format json` output: \(error)")
+        }
+        guard case .object(let services)? = doc["services"] else { return [] }
+        var out: [String] = []
+        for (_, service) in services.sorted(by: { $0.key < $1.key }) {
+            for volume in service["volumes"]?.arrayValue ?? [] where volume["type"]?.stringValue == "bind" {
+                if let source = volume["source"]?.stringValue { out.append(source) }
+            }
+        }
+        return out
+    }
+
     /// `docker compose ps --format json`: one JSON object per line since Compose 2.21, a JSON array
     /// before; empty output (no containers) is an empty list. Both forms are accepted.
     public static func containers(_ output: [UInt8]) throws(ControllerError) -> [ComposeContainer] {

@@ -45,6 +45,10 @@ public struct DockerCompose: ComposeRuntime {
         _ = try await run(["-p", project, "-f", file, "down"], what: "remove \(project)")
     }
 
+    public func bindSources(project: String, file: String) async throws(ControllerError) -> [String] {
+        try ComposeJSON.bindSources(try await run(["-p", project, "-f", file, "config", "--format", "json"], what: "read the config of \(project)"))
+    }
+
     /// Runs `docker compose ARGS`; stdout on success, else an error with the last line of stderr.
     func run(_ arguments: [String], what: String) async throws(ControllerError) -> String {
         let (status, stdout, stderr): (TerminationStatus, String?, String?)

@@ -73,6 +73,11 @@ public struct Stacks: Sendable {
         return project
     }
 
+    /// The host paths stack `name` bind-mounts.
+    public func bindSources(_ name: String) async throws(ControllerError) -> [String] {
+        try await runtime.bindSources(project: try project(name), file: composeFile(name))
+    }
+
     /// Whether the platform must never stop or remove `name`.
     public func isProtected(_ name: String) -> Bool { protectedNames.contains(name) }
 

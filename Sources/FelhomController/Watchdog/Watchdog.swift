@@ -40,23 +40,88 @@ public final class Watchdog: Sendable {
     let stacks: Stacks
     let stateDir: String
     let settings: Settings
+    let probe: any StorageProbe
     let event: @Sendable (String, [String: String]) async -> Void
     let log: @Sendable (String) -> Void
     let failing = Mutex<[String: Failing]>([:])
+    let saidOtherDisk = Mutex<Set<String>>([])
 
     public init(
-        stacks: Stacks, stateDir: String, settings: Settings = Settings(),
+        stacks: Stacks, stateDir: String, settings: Settings = Settings(), probe: any StorageProbe = FindmntProbe(),
         event: @escaping @Sendable (String, [String: String]) async -> Void = { _, _ in }, log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.stacks = stacks
         self.stateDir = stateDir
         self.settings = settings
+        self.probe = probe
         self.event = event
         self.log = log
     }
 
+    /// Storage paths first: a disk that vanished stops the stacks whose bind mounts live on it and
+    /// records them (`stopped_by_disconnect`); the same disk (same filesystem UUID) coming back
+    /// starts exactly those stacks again. Another filesystem mounted there is not trusted: its
+    /// stacks stay stopped and it is said once.
+    public func checkStorage(now: Date = Date()) async throws(ControllerError) {
+        try await ControllerSettings.update(stateDir: stateDir) { (saved: inout ControllerSettings) async throws(ControllerError) in
+            try await checkStorage(&saved, now: now)
+        }
+    }
+
+    private func checkStorage(_ saved: inout ControllerSettings, now: Date) async throws(ControllerError) {
+        for i in saved.storagePaths.indices where saved.storagePaths[i].decommissionedAt == nil {
+            let path = saved.storagePaths[i].path
+            let seen = await probe.mountIdentity(path)
+            let known = saved.storagePaths[i].filesystemUUID
+            if saved.storagePaths[i].disconnectedAt == nil {
+                if let seen, known == nil {
+                    saved.storagePaths[i].filesystemUUID = seen  // first sight: remember the disk
+                    continue
+                }
+                guard seen == nil || seen != known else { continue }
+                // Disconnected (or replaced under our feet): stop what uses it.
+                var affected: [String] = []
+                for status in try await stacks.list() where status.state != .notDeployed {
+                    let sources = (try? await stacks.bindSources(status.name)) ?? []
+                    guard sources.contains(where: { $0 == path || $0.hasPrefix(path.hasSuffix("/") ? path : path + "/") }) else { continue }
+                    if status.protected {
+                        log("storage: \(status.name) uses \(path) but is protected; left running")
+                        continue
+                    }
+                    if status.state != .stopped {
+                        do { try await stacks.stop(status.name) } catch { log("storage: cannot stop \(status.name): \(error.message)") }
+                    }
+                    affected.append(status.name)
+                }
+                saved.storagePaths[i].disconnectedAt = now
+                saved.stoppedByDisconnect[path] = affected
+                log("storage: \(path) disconnected; stopped \(affected.isEmpty ? "nothing" : affected.joined(separator: ", "))")
+                await event("storage_disconnected", ["path": path, "stacks": affected.joined(separator: ",")])
+            } else if let seen {
+                guard known == nil || seen == known else {
+                    if saidOtherDisk.withLock({ $0.insert(path).inserted }) {
+                        log(
+                            "storage: another filesystem (\(seen)) is mounted at \(path), not the disk it had (\(known ?? "?")); its stacks stay stopped"
+                        )
+                    }
+                    continue
+                }
+                let toStart = saved.stoppedByDisconnect[path] ?? []
+                for name in toStart {
+                    do { try await stacks.start(name) } catch { log("storage: cannot start \(name) again: \(error.message)") }
+                }
+                saved.stoppedByDisconnect[path] = nil
+                saved.storagePaths[i].disconnectedAt = nil
+                saidOtherDisk.withLock { _ = $0.remove(path) }
+                log("storage: \(path) is back; started \(toStart.isEmpty ? "nothing" : toStart.joined(separator: ", "))")
+                await event("storage_reconnected", ["path": path, "stacks": toStart.joined(separator: ",")])
+            }
+        }
+    }
+
     /// One pass over every stack; returns what was done, by stack (stacks left alone are absent).
     public func pass() async throws(ControllerError) -> [String: Action] {
+        try await checkStorage()
         let saved = try ControllerSettings.load(stateDir: stateDir)
         let quiescing = Set((try QuiesceMarker.read(stateDir: stateDir))?.stacks ?? [])
         let leaveAlone = Set(saved.stoppedStacks).union(saved.stoppedByDisconnect.values.flatMap { $0 }).union(quiescing)

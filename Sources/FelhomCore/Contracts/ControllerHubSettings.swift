@@ -46,7 +46,7 @@ public enum ControllerHubSettings {
                 values[dotted] = n
                 return
             }
-            if case .object(let o) = value, allowed.keys.contains(where: { $0.hasPrefix(dotted.isEmpty ? "" : dotted + ".") }) || path.isEmpty {
+            if case .object(let o) = value, path.isEmpty || allowed.keys.contains(where: { $0.hasPrefix(dotted + ".") }) {
                 for (k, v) in o.sorted(by: { $0.key < $1.key }) { walk(v, path + [k]) }
                 return
             }

@@ -485,8 +485,17 @@ enum OpenAPIDocument {
             put:
               summary: "The customer's controller-config overrides (operator), deep-merged into the default. Only quiesce.poll_seconds (10-3600), quiesce.max_seconds (60-7200) and watchdog.interval_seconds (5-600) may be set; any other key (paths, endpoints, credentials, fingerprints, quiesce.enabled, stacks.protected) or a Cloudflare credential is a 400 naming its path."
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
-              responses: {"200": {description: "{saved: true}"}, "400": {description: not an object, or a Cloudflare credential}, default: {$ref: "#/components/responses/Error"}}
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      properties:
+                        quiesce: {type: object, additionalProperties: false, properties: {poll_seconds: {type: integer, minimum: 10, maximum: 3600}, max_seconds: {type: integer, minimum: 60, maximum: 7200}}}
+                        watchdog: {type: object, additionalProperties: false, properties: {interval_seconds: {type: integer, minimum: 5, maximum: 600}}}
+              responses: {"200": {description: "{saved: true}"}, "400": {description: "a key the hub may not set, a value out of range, or a Cloudflare credential (error.path names it)"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/guests/{id}/config:
             get:
               summary: The generated controller config of a guest (operator or the guest's own key); never contains a Cloudflare token.

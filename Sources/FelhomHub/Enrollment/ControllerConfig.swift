@@ -93,6 +93,9 @@ extension Hub {
         if let finding = ControllerHubSettings.read(overrides).findings.first {
             throw HubError.badRequest(finding.message, path: finding.path)
         }
+        if case .object(let o) = overrides, let key = o.keys.sorted().first(where: ControllerHubSettings.informational.contains) {
+            throw HubError.badRequest("set by the hub itself from the guest and customer records", path: "$.\(key)")
+        }
         _ = try await customer(customerID, by: principal)
         try await store.withDB { db in
             try await CustomersTable.setConfigOverrides(customerID, json: String(decoding: overrides.serialized(), as: UTF8.self), in: db)
