@@ -30,6 +30,9 @@ public struct Hub: Sendable {
         public var trustedProxies: Set<String> = []
         /// A key that may read `/metrics` only (`metrics_key`); nil: the operator key only.
         public var metricsKey: Secret?
+        /// Base64 of the 32-byte key secret bundles are encrypted with at rest (`secrets_key`);
+        /// nil: the hub stores no secret bundles.
+        public var secretsKey: Secret?
         public init() {}
     }
 

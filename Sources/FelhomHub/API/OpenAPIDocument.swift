@@ -501,6 +501,32 @@ enum OpenAPIDocument {
               summary: The generated controller config of a guest (operator or the guest's own key); never contains a Cloudflare token.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the config}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/guests/{id}/secrets/{bundle}:
+            put:
+              summary: "A new version of a guest's secret bundle (operator). Sealed at rest (AES-GCM under secrets_key); answers the version and key names, never values. 409 secrets_key_unset when the hub has no secrets_key."
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}, {name: bundle, in: path, required: true, schema: {type: string, pattern: "^[a-z0-9_-]{1,64}$"}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      required: [secrets]
+                      additionalProperties: false
+                      properties:
+                        secrets:
+                          type: object
+                          propertyNames: {pattern: "^[A-Z0-9_]+$"}
+                          additionalProperties:
+                            oneOf:
+                              - {type: string}
+                              - {type: object, required: [base64], additionalProperties: false, properties: {base64: {type: string, format: byte}}}
+              responses: {"200": {description: "{bundle, version, created_at, keys}"}, "400": {description: "a bad bundle name or key, or over 256 KiB (error.path names it)"}, "404": {description: no such guest}, "409": {description: secrets_key_unset}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/guests/{id}/secrets:
+            get:
+              summary: "The latest version of each of a guest's secret bundles: to the guest's own key with file (base64 of the exact TRC_SECRETS_V1 bytes), to the operator with key names only."
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{bundles: [{bundle, version, created_at, file?, keys?}]}"}, "404": {description: no such guest}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/passphrase:
             post:
               summary: A new retrieval passphrase for the customer (operator), Hungarian words; shown once, stored as PBKDF2-SHA256.

@@ -52,6 +52,8 @@ public struct HubConfig: Decodable, Sendable {
     public var tlsKeyFile: String?
     /// A key that may read `/metrics` and nothing else (for a Prometheus scraper; at least 24 characters).
     public var metricsKey: Secret?
+    /// Base64 of 32 random bytes: the key guests' secret bundles are encrypted with at rest.
+    public var secretsKey: Secret?
 
     /// An empty configuration: every setting at its default.
     public init() {}
@@ -96,6 +98,7 @@ public struct HubConfig: Decodable, Sendable {
         case tlsCertificateFile = "tls_certificate_file"
         case tlsKeyFile = "tls_key_file"
         case metricsKey = "metrics_key"
+        case secretsKey = "secrets_key"
     }
 
     /// How an environment override of `key` is typed.
@@ -202,6 +205,12 @@ extension HubConfig {
                 throw invalid("metrics_key must be at least 24 characters and differ from operator_key")
             }
             settings.metricsKey = metricsKey
+        }
+        if let text = secretsKey?.reveal() {
+            guard let bytes = Data(base64Encoded: text), bytes.count == 32 else {
+                throw invalid("secrets_key must be base64 of 32 random bytes (openssl rand -base64 32)")
+            }
+            settings.secretsKey = Secret(text)
         }
         settings.trustedProxies = Set(
             (trustedProxies ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })

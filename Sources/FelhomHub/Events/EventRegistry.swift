@@ -108,6 +108,9 @@ public enum EventRegistry {
             name: "op_refused", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "refused an operation that needs the operator's signature", hungarian: "aláírás nélkül nem hajtott végre egy műveletet"),
         .init(
+            name: "secrets_rotated", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— a guest's secret bundle has a new version", hungarian: "— egy vendéggép titokcsomagjának új változata van"),
+        .init(
             name: "op_held", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "holds a signed operation: its key is not in the box's signers_file yet",
             hungarian: "visszatart egy aláírt műveletet: a kulcsa még nincs a gép signers_file fájljában"),

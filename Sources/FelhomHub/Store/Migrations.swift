@@ -245,6 +245,17 @@ enum Migrations {
         Migration(version: 14, name: "applied generation") { db in
             try await db.raw("ALTER TABLE hosts ADD COLUMN applied_generation BIGINT").run()
         },
+        Migration(version: 15, name: "secret bundles (sealed)") { db in
+            try await db.create(table: "secret_bundles").ifNotExists()
+                .column("guest_id", type: .text, .notNull, .references("guests", "id"))
+                .column("bundle", type: .text, .notNull)
+                .column("version", type: .bigint, .notNull)
+                .column("sealed", type: .text, .notNull)
+                .column("keys", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .primaryKey("guest_id", "bundle", "version")
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

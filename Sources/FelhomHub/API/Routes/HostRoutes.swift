@@ -28,6 +28,15 @@ enum HostRoutes {
             try HubAPI.encode(
                 try await hub.controllerConfig(guestID: try ctx.parameters.require("id"), hubURL: HubAPI.publicURL(req), by: ctx.principal))
         }
+        routes.put("guests/:id/secrets/:bundle") { req, ctx in
+            let upload = try await HubAPI.decode(SecretBundleUpload.self, req)
+            return try HubAPI.encode(
+                try await hub.putSecretBundle(
+                    guestID: try ctx.parameters.require("id"), bundle: try ctx.parameters.require("bundle"), upload: upload, by: ctx.principal))
+        }
+        routes.get("guests/:id/secrets") { _, ctx in
+            try HubAPI.encode(SecretBundleList(bundles: try await hub.secretBundles(guestID: try ctx.parameters.require("id"), by: ctx.principal)))
+        }
         for (action, blocked) in [("block", true), ("unblock", false)] {
             routes.post("hosts/:id/\(action)") { _, ctx in
                 try HubAPI.encode(try await hub.setHostBlocked(try ctx.parameters.require("id"), blocked: blocked, by: ctx.principal))
