@@ -57,7 +57,8 @@ def filter_body(context, body):
     """Rules JSON Schema cannot state, documented in the schemas' descriptions: a host report's
     vmids and a guest report's stack names are unique. Generated bodies that break them are
     dropped (the hub answers 400 naming the duplicate, tested in the Swift suites). Likewise a
-    desired state's vmids, guest names and each guest's mount-point keys."""
+    desired state's vmids, guest names and each guest's mount-point keys, and a secret bundle's
+    key names (stated with propertyNames, which the generator ignores)."""
     path = context.operation.path if context.operation is not None else ""
     if not isinstance(body, dict):
         return True
@@ -65,6 +66,13 @@ def filter_body(context, body):
         return _unique(body.get("guests"), "vmid")
     if path.endswith("/guest-report"):
         return _unique(body.get("stacks"), "name")
+    if "/secrets/" in path:
+        # The schema states the key rule with `propertyNames`, which the generator does not apply
+        # (it produced non-ASCII keys); the hub's 400 for them is tested in the Swift suites.
+        import re
+        secrets = body.get("secrets")
+        if isinstance(secrets, dict):
+            return all(re.fullmatch(r"[A-Z0-9_]+", k) for k in secrets)
     if path.endswith("/desired"):
         guests = body.get("guests")
         if not (_unique(guests, "vmid") and _unique(guests, "name")):
