@@ -171,7 +171,7 @@ struct QuiesceWorld {
         let outcome = try await w.quiescer(compose, agent, max: .milliseconds(300)).runIfDue()
         #expect(outcome == .timedOut)
         #expect(["a", "b", "c"].allSatisfy(compose.isRunning) && w.marker == nil)
-        #expect(agent.script.withLock { $0.polls } >= 2)
+        #expect(agent.script.withLock { $0.polls } >= 1, "it followed the run until the bound")
     }
 
     @Test func onlyTheStacksItStoppedAreRestarted() async throws {

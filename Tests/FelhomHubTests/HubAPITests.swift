@@ -238,6 +238,21 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    // This hub has no secrets_key: the operator's upload is a 409 naming it.
+                    .put, "/api/v1/guests/\(w.guestA)/secrets/platform", #"{"secrets":{"A":"1"}}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/guests/\(w.guestA)/secrets", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .ok,
+                        "otherHost": .forbidden,
+                    ]
+                ),
+                (
                     .get, "/api/v1/guests/\(w.guestA)/config", nil,
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden, "guest": .ok,
@@ -419,7 +434,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             #expect(
                 Set(
                     table.map {
-                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: signerKeyID, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}"))"
+                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: signerKeyID, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}").replacingOccurrences(of: "secrets/platform", with: "secrets/{bundle}"))"
                     }) == Set(HubAPI.apiRoutes(of: HubAPI.router(hub: h.hub))))
             for (method, uri, body, expected) in table where !expected.isEmpty {
                 for (name, key) in keys {
@@ -577,7 +592,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 14)  // one row per migration: bump with each new one
+            #expect(versions == 15)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

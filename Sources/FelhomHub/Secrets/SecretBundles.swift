@@ -78,7 +78,7 @@ extension Hub {
             guard try await GuestsTable.find(guestID, in: db) != nil else { throw HubError.notFound("guest \(guestID)") }
             return try await SecretsTable.latest(guestID: guestID, in: db)
         }
-        let key = forGuest ? try secretsKey() : nil
+        let key = forGuest && !rows.isEmpty ? try secretsKey() : nil
         return try rows.map { bundle, version, sealed, keys, createdAt in
             var view = SecretBundleView(bundle: bundle, version: version, createdAt: Timestamp(secondsSince1970: createdAt))
             if let key {
