@@ -26,7 +26,6 @@ import Testing
     @Test func aRealHubIngestsTheControllersReport() async throws {
         let w = try QuiesceWorld(["photos", "vault", "traefik", "Broken"])
         let compose = FakeCompose(running: ["photos": true, "vault": false, "traefik": true])
-        compose.state.withLock { _ = $0 }
         var settings = ControllerSettings()
         settings.storagePaths = [.init(path: "/mnt/data", label: "data disk", isDefault: true)]
         try settings.save(stateDir: w.stateDir)

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomHTTP
 import Foundation
@@ -76,15 +77,6 @@ public struct AgentLocalAPIClient: AgentLocalAPI {
         return run
     }
 
-    /// `{"error": {"code", "message"}}`, as the hub answers errors too.
-    struct ErrorBody: Decodable {
-        struct Detail: Decodable {
-            var code: String
-            var message: String
-        }
-        var error: Detail
-    }
-
     func call<T: Decodable>(_ method: String, _ target: String, expect: Set<Int>, as: T.Type) async throws(ControllerError) -> T {
         let what = "\(method) \(target.split(separator: "?").first.map(String.init) ?? target)"
         let response: HTTPResponseSpec
@@ -98,7 +90,8 @@ public struct AgentLocalAPIClient: AgentLocalAPI {
             throw ControllerError(.runtime, "agent local API unreachable (\(what)): \(error)")
         }
         guard expect.contains(response.status) else {
-            if let body = try? JSONDecoder().decode(ErrorBody.self, from: response.body) {
+            // `{"error": {"code", "message"}}`, the same body the hub answers errors with.
+            if let body = try? JSONDecoder().decode(APIErrorBody.self, from: response.body) {
                 throw ControllerError(
                     .runtime,
                     "agent local API \(what): \(response.status) \(TerminalText.escaped(body.error.code)): \(TerminalText.escaped(String(body.error.message.prefix(300))))"

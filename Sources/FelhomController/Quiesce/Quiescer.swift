@@ -20,28 +20,14 @@ public struct QuiesceMarker: Codable, Sendable, Equatable {
 
     /// Writes the marker whole and durably (temporary file, fsync, rename, directory fsync), 0600.
     public func write(stateDir: String) throws(ControllerError) {
-        do {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch { throw ControllerError(.config, "cannot create state_dir '\(stateDir)': \(error.localizedDescription)") }
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
-        let bytes: [UInt8]
-        do { bytes = Array(try encoder.encode(self)) } catch { throw ControllerError(.config, "cannot encode the quiesce marker: \(error)") }
-        do throws(AppendLogError) { try DurableFile.write(bytes, to: Self.path(in: stateDir), mode: 0o600) } catch {
-            throw ControllerError(.config, "cannot write the quiesce marker: \(error.message)")
-        }
+        try StateFiles.write(self, to: Self.path(in: stateDir), in: stateDir, what: "the quiesce marker")
     }
 
     /// The marker left in `stateDir`, if any. A marker that cannot be read is an error: the
     /// stacks it names must not be forgotten.
     public static func read(stateDir: String) throws(ControllerError) -> QuiesceMarker? {
-        guard let data = FileManager.default.contents(atPath: path(in: stateDir)) else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        do { return try decoder.decode(QuiesceMarker.self, from: data) } catch {
-            throw ControllerError(
-                .config, "the quiesce marker '\(path(in: stateDir))' is damaged (\(error)); start its stacks by hand, then delete it")
+        try StateFiles.read(QuiesceMarker.self, from: path(in: stateDir)) {
+            "the quiesce marker '\(path(in: stateDir))' is damaged (\($0)); start its stacks by hand, then delete it"
         }
     }
 
@@ -124,9 +110,7 @@ public struct Quiescer: Sendable {
     public func quiesce() async throws(ControllerError) -> Outcome {
         guard running.begin() else { return .busy }
         defer { running.end() }
-        do {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch { throw ControllerError(.config, "cannot create state_dir '\(stateDir)': \(error.localizedDescription)") }
+        try StateFiles.ensureDirectory(stateDir)
         let lock: FileLock
         do { lock = try FileLock(path: stateDir + "/quiesce.lock") } catch {
             if error.code == .held { return .busy }

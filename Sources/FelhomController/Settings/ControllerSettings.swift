@@ -57,14 +57,8 @@ public struct ControllerSettings: Codable, Sendable, Equatable {
     /// (never silently reset: it records which stacks must stay stopped).
     public static func load(stateDir: String) throws(ControllerError) -> ControllerSettings {
         let file = path(in: stateDir)
-        guard let data = FileManager.default.contents(atPath: file) else { return ControllerSettings() }
-        do {
-            let decoder = JSONDecoder()
-            decoder.dateDecodingStrategy = .iso8601
-            return try decoder.decode(ControllerSettings.self, from: data)
-        } catch {
-            throw ControllerError(.config, "settings file '\(file)' is damaged (\(error)); fix or move it away")
-        }
+        return try StateFiles.read(ControllerSettings.self, from: file) { "settings file '\(file)' is damaged (\($0)); fix or move it away" }
+            ?? ControllerSettings()
     }
 
     /// Read-modify-write under `state_dir/settings.lock` (waiting for it), so the controller and a
@@ -72,9 +66,7 @@ public struct ControllerSettings: Codable, Sendable, Equatable {
     public static func update<T>(stateDir: String, _ change: (inout ControllerSettings) async throws(ControllerError) -> T)
         async throws(ControllerError) -> T
     {
-        do {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch { throw ControllerError(.config, "cannot create state_dir '\(stateDir)': \(error.localizedDescription)") }
+        try StateFiles.ensureDirectory(stateDir)
         var lock: FileLock?
         for attempt in 0..<600 {
             do {
@@ -96,20 +88,6 @@ public struct ControllerSettings: Codable, Sendable, Equatable {
 
     /// Writes the settings atomically (mode 0600), creating `stateDir` (0700) if needed.
     public func save(stateDir: String) throws(ControllerError) {
-        do {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw ControllerError(.config, "cannot create state_dir '\(stateDir)': \(error.localizedDescription)")
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        encoder.dateEncodingStrategy = .iso8601
-        let bytes: [UInt8]
-        do { bytes = Array(try encoder.encode(self)) } catch { throw ControllerError(.config, "cannot encode settings: \(error)") }
-        do throws(AppendLogError) {
-            try DurableFile.write(bytes, to: Self.path(in: stateDir), mode: 0o600)
-        } catch {
-            throw ControllerError(.config, "cannot write '\(Self.path(in: stateDir))': \(error.message)")
-        }
+        try StateFiles.write(self, to: Self.path(in: stateDir), in: stateDir, what: "settings", pretty: true)
     }
 }
