@@ -172,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "felhom-controller",
             dependencies: [
-                "FelhomController", "FelhomCore",
+                "FelhomController", "FelhomCore", "FelhomAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -15,6 +15,10 @@ public struct ControllerError: Error, Equatable, CustomStringConvertible, Sendab
         case config
         /// Another controller holds the state directory's quiesce lock.
         case busy
+        /// A secret bundle could not be written (bad name, bad file, group, file system).
+        case secrets
+        /// The hub could not be reached or refused.
+        case hub
     }
     public var code: Code
     public var message: String

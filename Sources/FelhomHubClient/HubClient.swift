@@ -141,6 +141,12 @@ public struct HubClient: Sendable {
         }
     }
 
+    /// The latest version of each of the guest's secret bundles (`GET /api/v1/guests/{id}/secrets`):
+    /// the file bytes for the guest's own key, key names only for the operator.
+    public func secretBundles(guestID: String) async throws -> [SecretBundleView] {
+        try await send("GET", "/api/v1/guests/\(Self.segment(guestID))/secrets", as: SecretBundleList.self).bundles
+    }
+
     /// Posts a guest report (a controller's key); returns the control envelope.
     public func postGuestReport(_ report: GuestReport) async throws -> ControlEnvelope {
         let data = try await call("POST", "/api/v1/guest-report", body: report.encoded())

@@ -15,6 +15,13 @@ public struct ControllerLocalConfig: Decodable, Sendable {
     }
     public struct SecretsConfig: Decodable, Sendable {
         public var dir: String?
+        public var pollSeconds: Int?
+        public var healthTimeoutSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case dir
+            case pollSeconds = "poll_seconds"
+            case healthTimeoutSeconds = "health_timeout_seconds"
+        }
     }
     public struct AgentEndpoint: Decodable, Sendable {
         public var url: String?
@@ -75,6 +82,7 @@ public struct ControllerLocalConfig: Decodable, Sendable {
         environmentPrefix: "FELHOM_CONTROLLER",
         keys: [
             .init("stacks.dir"), .init("stacks.protected", .stringList), .init("state_dir"), .init("secrets.dir"),
+            .init("secrets.poll_seconds", .integer), .init("secrets.health_timeout_seconds", .integer),
             .init("agent.url"), .init("agent.fingerprint"), .init("agent.token"), .init("agent.token_file"),
             .init("hub.url"), .init("hub.key"), .init("hub.fingerprint"), .init("hub.guest_id"),
             .init("quiesce.enabled", .boolean), .init("quiesce.poll_seconds", .integer), .init("quiesce.max_seconds", .integer),
@@ -99,6 +107,11 @@ public struct ControllerLocalConfig: Decodable, Sendable {
     public var stateDirectory: String { stateDir ?? "/var/lib/felhom-controller" }
     /// `secrets.dir`, default `/run/secrets`.
     public var secretsDir: String { secrets?.dir ?? "/run/secrets" }
+    /// `secrets.poll_seconds`: how often the hub's bundles are read (default 60).
+    public var secretsPollSeconds: Int { max(5, secrets?.pollSeconds ?? 60) }
+    /// `secrets.health_timeout_seconds`: how long a restarted stack may take to be healthy during
+    /// a secrets rollout (default 120).
+    public var secretsHealthTimeoutSeconds: Int { max(1, secrets?.healthTimeoutSeconds ?? 120) }
     /// `quiesce.enabled`: default true when `agent.url` is set.
     public var quiesceEnabled: Bool { quiesce?.enabled ?? (agent?.url != nil) }
     public var quiescePollSeconds: Int { max(1, quiesce?.pollSeconds ?? 60) }

@@ -123,11 +123,14 @@ public struct GuestReporter: Sendable {
 public struct GuestReportService: Service {
     let reporter: GuestReporter
     let hub: HubClient
+    let events: ControllerEvents?
     let logger: Logger
 
-    public init(reporter: GuestReporter, hub: HubClient, logger: Logger) {
+    /// `events`, when given, sends what waits after each report the hub took.
+    public init(reporter: GuestReporter, hub: HubClient, events: ControllerEvents? = nil, logger: Logger) {
         self.reporter = reporter
         self.hub = hub
+        self.events = events
         self.logger = logger
     }
 
@@ -145,6 +148,7 @@ public struct GuestReportService: Service {
                     retry = 5
                     if failing { logger.notice("report: the hub is reachable again") }
                     failing = false
+                    await events?.flush()
                 } catch {
                     if !failing { logger.warning("report: cannot report to the hub: \(error)") }
                     failing = true

@@ -41,13 +41,25 @@ public struct ControllerSettings: Codable, Sendable, Equatable {
     public var stoppedStacks: [String] = []
     /// Stacks the watchdog stopped because a storage path under their bind mounts vanished, by path.
     public var stoppedByDisconnect: [String: [String]] = [:]
+    /// Stacks that opted in to reading their secrets files through a group (stack → group name):
+    /// the bundles they use are written 0440 root:GROUP instead of 0400 root:root.
+    public var secretsGroups: [String: String] = [:]
 
     public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        storagePaths = try c.decodeIfPresent([StoragePath].self, forKey: .storagePaths) ?? []
+        stoppedStacks = try c.decodeIfPresent([String].self, forKey: .stoppedStacks) ?? []
+        stoppedByDisconnect = try c.decodeIfPresent([String: [String]].self, forKey: .stoppedByDisconnect) ?? [:]
+        secretsGroups = try c.decodeIfPresent([String: String].self, forKey: .secretsGroups) ?? [:]
+    }
 
     enum CodingKeys: String, CodingKey {
         case storagePaths = "storage_paths"
         case stoppedStacks = "stopped_stacks"
         case stoppedByDisconnect = "stopped_by_disconnect"
+        case secretsGroups = "secrets_groups"
     }
 
     /// The file in `stateDir`.

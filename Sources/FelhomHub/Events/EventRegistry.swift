@@ -148,6 +148,22 @@ public enum EventRegistry {
         .init(
             name: "db_dump_failed", postedBy: [.guest], severity: .warning, customerMailable: true,
             english: "reported a failed database dump", hungarian: "adatbázis-mentése nem sikerült"),
+        .init(
+            name: "stack_restart_failed", postedBy: [.guest], severity: .warning, customerMailable: true,
+            english: "— an app will not start again (the controller's watchdog keeps failing)",
+            hungarian: "— egy alkalmazás nem indul újra (a vezérlő felügyelője nem tudja elindítani)"),
+        .init(
+            name: "storage_disconnected", postedBy: [.host, .guest], severity: .warning, customerMailable: true,
+            english: "— a storage disk was DISCONNECTED; the apps using it were stopped",
+            hungarian: "— egy tárolólemez lecsatlakozott; az azt használó alkalmazások leálltak"),
+        .init(
+            name: "storage_reconnected", postedBy: [.host, .guest], severity: .info, customerMailable: true,
+            english: "— a storage disk is back; its apps were started again",
+            hungarian: "— egy tárolólemez újra elérhető; az alkalmazásai újraindultak"),
+        .init(
+            name: "secrets_rollout_failed", postedBy: [.guest], severity: .warning, customerMailable: false,
+            english: "— a secrets rotation stopped: an app did not come back healthy",
+            hungarian: "— egy titokcsere megállt: egy alkalmazás nem indult újra egészségesen"),
     ]
 
     public static let byName: [String: EventType] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
