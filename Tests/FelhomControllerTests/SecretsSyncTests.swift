@@ -197,3 +197,85 @@ final class FakeComposeRestartBreaker: ComposeRuntime, Sendable {
         try await compose.bindSources(project: project, file: file)
     }
 }
+
+/// A container's start and stop times and its first passed health check, from `docker inspect`.
+struct ContainerTimes {
+    var startedAt: Double
+    var finishedAt: Double
+    var firstHealthy: Double?
+
+    /// RFC 3339 with up to nanoseconds (Docker's format) → seconds since 1970.
+    static func seconds(_ text: String) -> Double {
+        let parts = text.split(separator: ".", maxSplits: 1)
+        let base = ISO8601DateFormatter().date(from: String(parts[0]) + "Z")?.timeIntervalSince1970 ?? 0
+        let fraction = parts.count > 1 ? Double("0." + parts[1].prefix { $0.isNumber }) ?? 0 : 0
+        return base + fraction
+    }
+
+    static func of(_ container: String) throws -> ContainerTimes {
+        let (rc, out) = try sh("docker inspect --format '{{json .State}}' \(container)")
+        guard rc == 0, let state = try? JSONValue.parse(Data(out.utf8)) else { throw ControllerError(.runtime, "inspect \(container): \(out)") }
+        let started = seconds(state["StartedAt"]?.stringValue ?? "")
+        // The health log keeps checks from before the last start too: the first passed one since.
+        let healthy = (state["Health"]?["Log"]?.arrayValue ?? []).filter { $0["ExitCode"] == .int(0) }.compactMap { $0["End"]?.stringValue }
+            .map(seconds).filter { $0 >= started }.min()
+        return ContainerTimes(startedAt: started, finishedAt: seconds(state["FinishedAt"]?.stringValue ?? ""), firstHealthy: healthy)
+    }
+}
+
+@Suite(.enabled(if: DockerAvailability.runSuites), .serialized) struct SecretsRotationDockerTests {
+    static let secretsKey = Data((0..<32).map { UInt8($0 * 5 & 0xFF) }).base64EncodedString()
+
+    /// The whole path on real peers: the operator uploads a bundle to a real hub, the controller
+    /// fetches it with the guest key, writes the file (0400 root), the stacks bind-mount it; a new
+    /// version restarts exactly the stacks using it, one at a time — the second is stopped only
+    /// after the first is running and has passed its health check — and they see the new bytes.
+    @Test func aRotationRestartsTheUsersOneAtATimeOnARealEngine() async throws {
+        try await StackWorld.with(protected: []) { w, stacks in
+            let secretsDir = w.dir + "-secrets"
+            defer { try? FileManager.default.removeItem(atPath: secretsDir) }
+            let mount = "    volumes: [\"\(secretsDir)/platform.env:/run/secrets/platform.env:ro\"]"
+            let health = "    healthcheck: {test: [\"CMD\", \"test\", \"-s\", \"/run/secrets/platform.env\"], interval: 1s, timeout: 1s, retries: 3}"
+            try w.write(w.name("app1"), [StackWorld.service("app") + "\n" + mount + "\n" + health])
+            try w.write(w.name("app2"), [StackWorld.service("app") + "\n" + mount])
+            try w.write(w.name("other"), [StackWorld.service("app")])
+            try await withRunningHub(
+                adjust: { $0.secretsKey = Secret(Self.secretsKey) },
+                { hub in
+                    let op = try HubClient(url: hub.url, key: Secret(operatorKey))
+                    let customer = try await op.createCustomer(NewCustomer(name: "A", email: "a@example.hu", domain: "a.example.hu"))
+                    let host = try await op.createHost(customerID: customer, name: "box")
+                    let guest = try await op.createGuest(hostID: host.id, name: "apps", idempotencyKey: nil)
+                    let asGuest = try HubClient(url: hub.url, key: guest.apiKey)
+                    func upload(_ value: String) async throws {
+                        _ = try await op.send(
+                            "PUT", "/api/v1/guests/\(guest.id)/secrets/platform",
+                            body: SecretBundleUpload(secrets: ["DB_PASSWORD": .text(value)]), as: SecretBundleView.self)
+                    }
+                    let sync = SecretsSync(stacks: stacks, writer: SecretsWriter(directory: secretsDir), stateDir: w.dir + "/.state")
+                    try await upload("  first value ")
+                    let first = try await sync.apply(try await asGuest.secretBundles(guestID: guest.id))
+                    #expect(first.written == ["platform"] && first.restarted.isEmpty)
+                    let st = try #require(fileStat(secretsDir + "/platform.env"))
+                    #expect(st.st_mode & 0o7777 == 0o400 && st.st_uid == 0 && st.st_gid == 0, "root-owned 0400")
+                    for s in ["app1", "app2", "other"] { try await stacks.deploy(w.name(s)) }
+                    let c1 = "\(w.name("app1"))-app-1"
+                    let c2 = "\(w.name("app2"))-app-1"
+                    let c3 = "\(w.name("other"))-app-1"
+                    let otherBefore = try ContainerTimes.of(c3)
+                    try await upload("second\nvalue")
+                    let second = try await sync.apply(try await asGuest.secretBundles(guestID: guest.id))
+                    #expect(second.written == ["platform"] && second.restarted == [w.name("app1"), w.name("app2")] && second.failed == nil)
+                    let t1 = try ContainerTimes.of(c1)
+                    let t2 = try ContainerTimes.of(c2)
+                    let healthy1 = try #require(t1.firstHealthy, "app1 passed a health check after its restart")
+                    #expect(healthy1 >= t1.startedAt)
+                    #expect(t2.finishedAt >= healthy1, "app2 was stopped only after app1 ran and was healthy: \(t2.finishedAt) vs \(healthy1)")
+                    #expect(try ContainerTimes.of(c3).startedAt == otherBefore.startedAt, "a stack not using the bundle is left alone")
+                    let (_, seen) = try sh("docker exec \(c2) cat /run/secrets/platform.env")
+                    #expect(seen == "# TRC_SECRETS_V1\nDB_PASSWORD=base64:\(Data("second\nvalue".utf8).base64EncodedString())\n")
+                }
+            )
+        }
+    }
+}
