@@ -116,6 +116,56 @@ def main(sim):
         r = run(felhom, "secrets", "export", bad)
         assert r.returncode == 1 and "line 3" in r.stderr and "Usage" not in r.stderr and r.stdout == "", (r.stdout, r.stderr)
 
+    # `felhom secrets render --env NAME` prints the exact file, from a bundles file (both forms) or
+    # from a real hub with the guest's key; the operator's key gets a clear "names only" refusal.
+    def secrets_render():
+        import base64
+        from common import HubProcess
+        d = os.path.join(work, "render")
+        os.makedirs(d)
+        multi = "line one\n  two  "
+        bundles = os.path.join(d, "bundles.json")
+        with open(bundles, "w") as f:
+            json.dump({"prod": {"B_KEY": "  spaced ", "A_KEY": multi, "BIN": {"base64": base64.b64encode(b"\x01\xff").decode()}},
+                       "other": {"X": "1"}, "shell": {"A_KEY": multi, "B_KEY": "  spaced "}}, f)
+        want = ("# TRC_SECRETS_V1\nA_KEY=base64:" + base64.b64encode(multi.encode()).decode() + "\nBIN=base64:Af8=\nB_KEY=  spaced \n").encode()
+        r = subprocess.run([felhom, "secrets", "render", "--env", "prod", "--file", bundles], capture_output=True, timeout=60)
+        assert r.returncode == 0 and r.stdout == want, (r.stdout, r.stderr)
+        # A rendered file evaluates back to the exact values.
+        out = os.path.join(d, "shell.env")
+        with open(out, "wb") as f:
+            f.write(subprocess.run([felhom, "secrets", "render", "--env", "shell", "--file", bundles], capture_output=True, timeout=60).stdout)
+        r = subprocess.run(["sh", "-c", f'eval "$("{felhom}" secrets export "{out}")" && printf "%s|%s" "$A_KEY" "$B_KEY"'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout == multi + "|  spaced ", (r.stdout, r.stderr)
+        r = run(felhom, "secrets", "render", "--env", "nope", "--file", bundles)
+        assert r.returncode == 1 and "no bundle 'nope'" in r.stderr and "other, prod, shell" in r.stderr and r.stdout == "", r.stderr
+        with open(bundles, "w") as f:
+            json.dump({"prod": {"lower": "secret-value-xyz"}}, f)
+        r = run(felhom, "secrets", "render", "--env", "prod", "--file", bundles)
+        assert r.returncode == 1 and "lower" in r.stderr and "secret-value-xyz" not in r.stderr + r.stdout, r.stderr
+        r = run(felhom, "secrets", "render", "--env", "prod")
+        assert r.returncode == 64 and "--file" in r.stderr, r.stderr
+        # From a real hub: the guest's key gets the bytes; the operator's key only names.
+        OP = "render-test-operator-key-0123456789abc"
+        hub = HubProcess(os.path.join(bin_dir, "felhom-hub"), f"sqlite:{d}/hub.sqlite", OP,
+                         env={"FELHOM_HUB_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()})
+        try:
+            cid = hub.call("POST", "/api/v1/customers", {"name": "A", "email": "a@example.hu", "domain": "a.example.hu"})["id"]
+            host = hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "box"})["id"]
+            guest = hub.call("POST", f"/api/v1/hosts/{host}/guests", {"name": "apps"})
+            hub.call("PUT", f"/api/v1/guests/{guest['id']}/secrets/prod",
+                     {"secrets": {"B_KEY": "  spaced ", "A_KEY": multi, "BIN": {"base64": "Af8="}}})
+            r = subprocess.run([felhom, "secrets", "render", "--env", "prod", "--hub", hub.url, "--guest", guest["id"]],
+                               capture_output=True, timeout=60, env=dict(os.environ, FELHOM_GUEST_KEY=guest["api_key"]))
+            assert r.returncode == 0 and r.stdout == want, (r.stdout, r.stderr)
+            r = run(felhom, "secrets", "render", "--env", "prod", "--hub", hub.url, "--guest", guest["id"], env={"FELHOM_GUEST_KEY": OP})
+            assert r.returncode == 1 and "key names only" in r.stderr, r.stderr
+            r = run(felhom, "secrets", "render", "--env", "prod", "--hub", hub.url, "--guest", guest["id"], env={"FELHOM_GUEST_KEY": ""})
+            assert r.returncode == 64 and "FELHOM_GUEST_KEY" in r.stderr, r.stderr
+        finally:
+            hub.close()
+
     def demo_runs():
         report = os.path.join(work, "demo-report.json")
         r = run(felhom, "demo", "--dir", os.path.join(work, "demo"), "--scenario-only", "--report", report)
@@ -135,6 +185,7 @@ def main(sim):
     check("task mode asks for a scratch guest", task_mode_needs_a_guest)
     check("felhom demo", demo_runs)
     check("felhom secrets export evaluated by sh; a bad file names the line", secrets_export)
+    check("felhom secrets render from a bundles file and from a real hub", secrets_render)
     check("--version on every executable; runtime failures exit 1 without usage", versions_and_exit_codes)
 
     # Operator-signed ops with keys made by ssh-keygen.
