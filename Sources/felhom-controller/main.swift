@@ -14,7 +14,7 @@ struct FelhomControllerCommand: AsyncParsableCommand {
         commandName: "felhom-controller",
         abstract: "The in-guest controller: docker compose app stacks under stacks.dir.",
         version: FelhomVersion.current,
-        subcommands: [RunCommand.self, StacksCommand.self, SecretsCommand.self])
+        subcommands: [RunCommand.self, StacksCommand.self, SecretsCommand.self, StorageCommand.self])
 }
 
 /// The options every subcommand shares.
@@ -289,6 +289,135 @@ struct SecretsCommand: AsyncParsableCommand {
             print(
                 group.map { "secrets: \(stack) reads its bundles through group \($0) (0440) from the next sync" }
                     ?? "secrets: \(stack) back to 0400 root:root from the next sync")
+        }
+    }
+}
+
+/// `felhom-controller storage …`: the guest's storage paths in `state_dir/settings.json` (the
+/// watchdog stops the stacks using a path whose disk vanishes, and starts them when it is back).
+struct StorageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storage", abstract: "Register and list the guest's storage paths (disks apps keep data on).",
+        subcommands: [List.self, Add.self, Decommission.self, Remove.self])
+
+    static func change(_ options: ConfigOptions, _ body: @escaping (inout ControllerSettings) throws(ControllerError) -> Void) async throws {
+        let (_, cfg) = try options.stacks()
+        try await runtime { () async throws(ControllerError) in
+            try await ControllerSettings.update(stateDir: cfg.stateDirectory) { (s: inout ControllerSettings) async throws(ControllerError) in
+                try body(&s)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The storage paths and their state.")
+        @OptionGroup var options: ConfigOptions
+        @Flag(help: "Print the settings' storage_paths as JSON.") var json = false
+
+        func run() async throws {
+            let (_, cfg) = try options.stacks()
+            let settings = try runtimeSync { () throws(ControllerError) in try ControllerSettings.load(stateDir: cfg.stateDirectory) }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                encoder.dateEncodingStrategy = .iso8601
+                print(String(decoding: try encoder.encode(settings.storagePaths), as: UTF8.self))
+                return
+            }
+            if settings.storagePaths.isEmpty { print("no storage paths (add one with: felhom-controller storage add PATH --label LABEL)") }
+            for p in settings.storagePaths {
+                let state =
+                    p.decommissionedAt != nil
+                    ? "decommissioned" + (p.migratedTo.map { " (migrated to \($0))" } ?? "") : p.disconnectedAt != nil ? "DISCONNECTED" : "attached"
+                let stopped = settings.stoppedByDisconnect[p.path].map { $0.isEmpty ? "" : "  stopped: " + $0.joined(separator: ", ") } ?? ""
+                print(
+                    "\(p.path)  \(TerminalText.escaped(p.label))  \(state)\(p.isDefault ? "  default" : "")\(p.schedulable ? "" : "  unschedulable")  uuid \(p.filesystemUUID ?? "?")\(stopped)"
+                )
+            }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register a mounted path; the filesystem mounted there now is the one recognised when it comes back.")
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "An absolute path where a disk is mounted (e.g. /mnt/media).") var path: String
+        @Option(help: "A label people recognise (e.g. \"USB disk 2 TB\").") var label: String
+        @Flag(name: .customLong("default"), help: "The default place for new app data (clears the flag on the others).") var isDefault = false
+        @Flag(help: "Do not place new apps here.") var unschedulable = false
+
+        func validate() throws {
+            guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else { throw ValidationError("PATH must be absolute, without ..") }
+            guard !label.isEmpty, label.count <= 80 else { throw ValidationError("--label must be 1–80 characters") }
+        }
+
+        func run() async throws {
+            let clean = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: clean, isDirectory: &isDir), isDir.boolValue else {
+                FileHandle.standardError.write(Data("felhom-controller: \(clean) is not a directory here; mount the disk first\n".utf8))
+                throw ExitCode(1)
+            }
+            let identity = await FindmntProbe().mountIdentity(clean)
+            try await StorageCommand.change(options) { (s: inout ControllerSettings) throws(ControllerError) in
+                if isDefault { for i in s.storagePaths.indices where s.storagePaths[i].path != clean { s.storagePaths[i].isDefault = false } }
+                var entry =
+                    s.storagePaths.first { $0.path == clean }
+                    ?? .init(path: clean, label: label, isDefault: isDefault, schedulable: !unschedulable, filesystemUUID: identity)
+                entry.label = label
+                if isDefault { entry.isDefault = true }  // re-adding without --default keeps the flag
+                entry.schedulable = !unschedulable
+                if entry.filesystemUUID == nil { entry.filesystemUUID = identity }
+                s.storagePaths.removeAll { $0.path == clean }
+                s.storagePaths.append(entry)
+                s.storagePaths.sort { $0.path < $1.path }
+            }
+            print(
+                "storage: \(clean) registered as \"\(label)\""
+                    + (identity.map { " (filesystem \($0))" } ?? " (nothing mounted there yet: the first disk seen is remembered)"))
+        }
+    }
+
+    struct Decommission: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mark a path decommissioned (no longer watched or offered); its data is not touched.")
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "A registered storage path.") var path: String
+        @Option(name: .customLong("migrated-to"), help: "Where its data went.") var migratedTo: String?
+
+        func run() async throws {
+            try await StorageCommand.change(options) { (s: inout ControllerSettings) throws(ControllerError) in
+                guard let i = s.storagePaths.firstIndex(where: { $0.path == path }) else {
+                    throw ControllerError(.config, "no storage path '\(TerminalText.escaped(path))' (see: felhom-controller storage list)")
+                }
+                s.storagePaths[i].decommissionedAt = Date()
+                s.storagePaths[i].migratedTo = migratedTo
+                s.storagePaths[i].isDefault = false
+                s.storagePaths[i].schedulable = false
+            }
+            print("storage: \(path) decommissioned" + (migratedTo.map { ", migrated to \($0)" } ?? ""))
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Forget a path (refused while stacks it stopped are waiting for its disk).")
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "A registered storage path.") var path: String
+
+        func run() async throws {
+            try await StorageCommand.change(options) { (s: inout ControllerSettings) throws(ControllerError) in
+                guard s.storagePaths.contains(where: { $0.path == path }) else {
+                    throw ControllerError(.config, "no storage path '\(TerminalText.escaped(path))' (see: felhom-controller storage list)")
+                }
+                if let waiting = s.stoppedByDisconnect[path], !waiting.isEmpty {
+                    throw ControllerError(
+                        .config, "\(path) has stacks waiting for its disk (\(waiting.joined(separator: ", "))): reconnect it or start them first")
+                }
+                s.storagePaths.removeAll { $0.path == path }
+                s.stoppedByDisconnect[path] = nil
+            }
+            print("storage: \(path) forgotten")
         }
     }
 }

@@ -13,7 +13,7 @@ import json, os, signal, subprocess, sys, tempfile, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Checks  # noqa: E402
+from common import Checks, HubProcess  # noqa: E402
 
 IMAGE = os.environ.get("FELHOM_TEST_IMAGE", "felhom/busybox:1")
 TOKEN = "guest-token-" + uuid.uuid4().hex
@@ -84,8 +84,8 @@ def main(bin_dir):
     work = tempfile.mkdtemp(prefix="felhom-controller-")
     prefix = "c" + uuid.uuid4().hex[:6]
     stacks_dir, state_dir = os.path.join(work, "stacks"), os.path.join(work, "state")
-    names = [f"{prefix}-photos", f"{prefix}-vault", f"{prefix}-proxy"]
-    for n in names:
+    names = [f"{prefix}-photos", f"{prefix}-vault", f"{prefix}-proxy", f"{prefix}-media"]
+    for n in names[:3]:
         os.makedirs(os.path.join(stacks_dir, n))
         with open(os.path.join(stacks_dir, n, "compose.yaml"), "w") as f:
             f.write(f"services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
@@ -115,10 +115,10 @@ def main(bin_dir):
     apps = names[:2]
     try:
         def deploy():
-            for n in names:
+            for n in names[:3]:
                 r = subprocess.run([controller, "stacks", "deploy", n], env=env, capture_output=True, text=True, timeout=120)
                 assert r.returncode == 0, r.stderr
-            assert all(compose_state(n) == ["running"] for n in names)
+            assert all(compose_state(n) == ["running"] for n in names[:3])
 
         def kill9_mid_quiesce_then_recover():
             p = start()
@@ -148,7 +148,7 @@ def main(bin_dir):
             assert wait_for(lambda: os.path.exists(marker) and all(compose_state(n) == ["exited"] for n in apps)), tail()
             p.send_signal(signal.SIGTERM)
             assert p.wait(timeout=90) == 0, tail()
-            assert all(compose_state(n) == ["running"] for n in names) and not os.path.exists(marker), tail()
+            assert all(compose_state(n) == ["running"] for n in names[:3]) and not os.path.exists(marker), tail()
 
         def watchdog_restarts_a_killed_container():
             p = start()
@@ -167,10 +167,73 @@ def main(bin_dir):
                 p.send_signal(signal.SIGTERM)
                 p.wait(timeout=60)
 
+        # With a real hub: the guest's secret bundle lands in secrets.dir (0400); the storage CLI
+        # registers a tmpfs path; unmounting it stops the stack using it and the hub receives
+        # storage_disconnected from the guest key; mounting it again starts it (storage_reconnected).
+        def with_a_real_hub():
+            import base64
+            op = "controller-test-operator-key-0123456789"
+            hub = HubProcess(os.path.join(os.path.abspath(bin_dir), "felhom-hub"), f"sqlite:{work}/hub.sqlite", op,
+                             env={"FELHOM_HUB_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()})
+            media = os.path.join(work, "media")
+            os.makedirs(media)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "felhom-media", media], check=True, timeout=30)
+            os.makedirs(os.path.join(stacks_dir, names[3]))
+            with open(os.path.join(stacks_dir, names[3], "compose.yaml"), "w") as f:
+                f.write(f"services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
+                        f"    stop_grace_period: 1s\n    volumes: [\"{media}/library:/library\"]\n")
+            p = None
+            try:
+                cid = hub.call("POST", "/api/v1/customers", {"name": "A", "email": "a@example.hu", "domain": "a.example.hu"})["id"]
+                host = hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "box"})["id"]
+                guest = hub.call("POST", f"/api/v1/hosts/{host}/guests", {"name": "apps"})
+                hub.call("PUT", f"/api/v1/guests/{guest['id']}/secrets/platform", {"secrets": {"DB_PASSWORD": " exact value "}})
+                e = dict(env, FELHOM_CONTROLLER_HUB_URL=hub.url, FELHOM_CONTROLLER_HUB_KEY=guest["api_key"],
+                         FELHOM_CONTROLLER_HUB_GUEST_ID=guest["id"], FELHOM_CONTROLLER_SECRETS_DIR=os.path.join(work, "secrets"),
+                         FELHOM_CONTROLLER_QUIESCE_ENABLED="false")
+                def ctl(*args):
+                    return subprocess.run([controller, *args], env=e, capture_output=True, text=True, timeout=120)
+                r = ctl("storage", "add", media, "--label", "media disk", "--default")
+                assert r.returncode == 0 and "tmpfs" in r.stdout, r.stdout + r.stderr
+                r = ctl("storage", "list", "--json")
+                assert r.returncode == 0 and json.loads(r.stdout)[0]["path"] == media and json.loads(r.stdout)[0]["default"] is True, r.stdout
+                r = ctl("storage", "remove", "/nope")
+                assert r.returncode == 1 and "/nope" in r.stderr, r.stderr
+                r = ctl("secrets", "group", "no-such-stack", "daemon")
+                assert r.returncode == 1 and "no-such-stack" in r.stderr, r.stderr
+                r = ctl("stacks", "deploy", names[3])  # writes the bundle first
+                assert r.returncode == 0, r.stderr
+                secret_file = os.path.join(work, "secrets", "platform.env")
+                with open(secret_file) as f:
+                    assert f.read() == "# TRC_SECRETS_V1\nDB_PASSWORD= exact value \n"
+                assert oct(os.stat(secret_file).st_mode & 0o777) == "0o400"
+                log = open(os.path.join(work, "run-hub.log"), "w")
+                logs.append(log.name)
+                p = subprocess.Popen([controller, "run"], env=e, stdout=log, stderr=subprocess.STDOUT)
+                def events(kind):
+                    return [x for x in hub.call("GET", f"/api/v1/events?type={kind}")["events"] if x.get("guest_id") == guest["id"]]
+                assert wait_for(lambda: "running: stacks.dir" in open(logs[-1]).read(), timeout=30), tail()
+                time.sleep(2)  # a watchdog pass has seen the disk mounted
+                subprocess.run(["umount", "-l", media], check=True, timeout=30)
+                assert wait_for(lambda: compose_state(names[3]) == ["exited"], timeout=30), tail()
+                assert wait_for(lambda: len(events("storage_disconnected")) == 1, timeout=30), tail()
+                assert events("storage_disconnected")[0]["source"] == "guest"
+                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "felhom-media", media], check=True, timeout=30)
+                assert wait_for(lambda: compose_state(names[3]) == ["running"], timeout=30), tail()
+                assert wait_for(lambda: len(events("storage_reconnected")) == 1, timeout=30), tail()
+                assert compose_state(names[0]) == ["running"], "a stack not on the disk was touched"
+            finally:
+                if p:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(timeout=60)
+                subprocess.run(["umount", "-l", media], capture_output=True, timeout=30)
+                hub.close()
+
         checks.check("felhom-controller stacks deploy (3 stacks, one protected)", deploy)
         checks.check("kill -9 mid-quiesce: restarted, exactly the stopped stacks run again, marker gone", kill9_mid_quiesce_then_recover)
         checks.check("SIGTERM mid-quiesce: stacks started before the process exits 0", sigterm_mid_quiesce_restarts)
         checks.check("watchdog: a killed container is started; a stack stopped on purpose stays stopped", watchdog_restarts_a_killed_container)
+        checks.check("with a real hub: secrets file written on deploy, storage CLI, disk events posted by the guest", with_a_real_hub)
     finally:
         for n in names:
             subprocess.run(["docker", "compose", "-p", n, "down"], capture_output=True, timeout=120)
