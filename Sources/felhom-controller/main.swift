@@ -161,9 +161,10 @@ struct RunCommand: AsyncParsableCommand {
         if !recovered.isEmpty { logger.notice("recovered an interrupted quiesce: started \(recovered.joined(separator: ", "))") }
         let events = ControllerEvents(stateDir: settled.stateDirectory, hub: hub, logger: logger)
         let emit: @Sendable (String, [String: String]) async -> Void = { await events.emit($0, $1) }
+        let restarts = StackRestarts()
         let watchdog = Watchdog(
             stacks: stacks, stateDir: settled.stateDirectory, settings: .init(interval: .seconds(settled.watchdogIntervalSeconds)), event: emit,
-            log: log)
+            log: log, restarts: restarts)
         var services: [any Service] = [WatchdogService(watchdog: watchdog, logger: logger)]
         if settled.quiesceEnabled {
             let agent = try runtimeSync { () throws(ControllerError) in try settled.agentClient() }
@@ -177,7 +178,8 @@ struct RunCommand: AsyncParsableCommand {
         if let hub {
             services.append(
                 GuestReportService(
-                    reporter: GuestReporter(stacks: stacks, stateDir: settled.stateDirectory), hub: hub, events: events, logger: logger))
+                    reporter: GuestReporter(stacks: stacks, stateDir: settled.stateDirectory, restarts: restarts), hub: hub, events: events,
+                    logger: logger))
             if let guestID = settled.hub?.guestID {
                 let sync = SecretsSync(
                     stacks: stacks, writer: SecretsWriter(directory: settled.secretsDir), stateDir: settled.stateDirectory,

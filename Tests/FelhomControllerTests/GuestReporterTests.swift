@@ -7,6 +7,12 @@ import Foundation
 import Testing
 
 @Suite struct GuestReporterTests {
+    @Test func readsRestartCountsFromDockerInspect() {
+        let json = #"[{"Name":"/photos-app-1","RestartCount":4,"State":{}},{"Name":"/vault-app-1","RestartCount":0},{"Id":"x"}]"#
+        #expect(ContainerStats.restartCounts(inspectJSON: json) == ["photos-app-1": 4, "vault-app-1": 0])
+        #expect(ContainerStats.restartCounts(inspectJSON: "not json").isEmpty)
+    }
+
     @Test func parsesDockerStats() {
         let out = """
             {"BlockIO":"0B / 0B","CPUPerc":"1.25%","Container":"a1","ID":"a1","MemPerc":"0.01%","MemUsage":"1.5MiB / 23.4GiB","Name":"photos-app-1","NetIO":"0B / 0B","PIDs":"2"}
@@ -31,7 +37,7 @@ import Testing
         try settings.save(stateDir: w.stateDir)
         let reporter = GuestReporter(
             stacks: Stacks(directory: w.stacksDir, protectedNames: ["traefik"], runtime: compose), stateDir: w.stateDir,
-            stats: { [.init(name: "photos-app-1", cpuPercent: 2.5, memoryBytes: 1 << 20)] })
+            stats: { [.init(name: "photos-app-1", cpuPercent: 2.5, memoryBytes: 1 << 20, restartCount: 3)] })
         let report: GuestReport = try await reporter.report(now: Date(timeIntervalSince1970: 1_796_000_000))
         let names: [String] = report.stacks.map { $0.name }
         let states: [GuestReport.Stack.State] = report.stacks.map { $0.state }
@@ -39,7 +45,10 @@ import Testing
         #expect(states == [.stopped, .running, .running, .stopped])
         #expect(report.stacks.first { $0.name == "traefik" }?.protected == true)
         #expect(report.telemetry.first?["stack"] == "broken")
-        #expect(report.telemetry.contains { $0["stack"] == "photos" && $0["memory_bytes"] == .int(1 << 20) && $0["cpu_percent"] == .double(2.5) })
+        #expect(
+            report.telemetry.contains {
+                $0["stack"] == "photos" && $0["memory_bytes"] == .int(1 << 20) && $0["cpu_percent"] == .double(2.5) && $0["restarts"] == .int(3)
+            })
         #expect(report.storagePaths.first?["label"] == "data disk" && report.storagePaths.first?["disconnected"] == .bool(false))
         // The same bytes decode under the hub's contract (and encode back to the same bytes).
         #expect(try GuestReport.decode(report.encoded()).encoded() == report.encoded())

@@ -14,6 +14,7 @@ import Testing
         try QuiesceMarker(startedAt: Date(), stacks: ["c"]).write(stateDir: w.stateDir)
         let dog = Watchdog(stacks: Stacks(directory: w.stacksDir, protectedNames: ["traefik"], runtime: compose), stateDir: w.stateDir)
         #expect(try await dog.pass() == ["a": .started])
+        #expect(dog.restarts.of("a") == 1 && dog.restarts.of("b") == 0, "counted for the report's restarts")
         #expect(compose.isRunning("a") && !compose.isRunning("b") && !compose.isRunning("c"))
         #expect(compose.log == ["start a"], "d is not deployed: left alone")
     }
@@ -26,7 +27,7 @@ import Testing
         let dog = Watchdog(
             stacks: Stacks(directory: w.stacksDir, protectedNames: [], runtime: compose), stateDir: w.stateDir,
             settings: .init(interval: .milliseconds(1), failuresBeforeEvent: 3, maxBackoff: .milliseconds(4)),
-            event: { type, data in events.withLock { $0.append("\(type) \(data["stack"] ?? "") \(data["attempts"] ?? "")") } })
+            event: { type, data in events.withLock { $0.append("\(type) \(data["stack"] ?? "") \(data["count"] ?? "")") } })
         guard case .startFailed = try await dog.pass()["a"] else {
             Issue.record("first failure")
             return

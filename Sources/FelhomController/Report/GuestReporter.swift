@@ -14,11 +14,31 @@ public struct ContainerStats: Sendable, Equatable {
     public var cpuPercent: Double
     /// Memory in use, in bytes (the first half of `MemUsage`).
     public var memoryBytes: Int64
+    /// Docker's restart count of the container (restart policy), from `docker inspect`.
+    public var restartCount: Int
 
-    public init(name: String, cpuPercent: Double, memoryBytes: Int64) {
+    public init(name: String, cpuPercent: Double, memoryBytes: Int64, restartCount: Int = 0) {
         self.name = name
         self.cpuPercent = cpuPercent
         self.memoryBytes = memoryBytes
+        self.restartCount = restartCount
+    }
+
+    /// `docker inspect` output (a JSON array): container name → `RestartCount`.
+    public static func restartCounts(inspectJSON output: String) -> [String: Int] {
+        guard let list = (try? JSONValue.parse(Data(output.utf8)))?.arrayValue else { return [:] }
+        var out: [String: Int] = [:]
+        for c in list {
+            guard let name = c["Name"]?.stringValue else { continue }
+            let n: Int
+            switch c["RestartCount"] {
+            case .int(let v)?: n = Int(v)
+            case .double(let v)?: n = Int(v)
+            default: n = 0
+            }
+            out[name.hasPrefix("/") ? String(name.dropFirst()) : name] = n
+        }
+        return out
     }
 
     /// Parses `docker stats --no-stream --format '{{json .}}'`: one object per line.
@@ -52,11 +72,17 @@ public struct GuestReporter: Sendable {
     let stacks: Stacks
     let stateDir: String
     let stats: @Sendable () async -> [ContainerStats]
+    let restarts: StackRestarts
 
-    public init(stacks: Stacks, stateDir: String, stats: @escaping @Sendable () async -> [ContainerStats] = GuestReporter.dockerStats) {
+    /// `restarts`: the watchdog's start counts (the report adds Docker's restart counts).
+    public init(
+        stacks: Stacks, stateDir: String, stats: @escaping @Sendable () async -> [ContainerStats] = GuestReporter.dockerStats,
+        restarts: StackRestarts = StackRestarts()
+    ) {
         self.stacks = stacks
         self.stateDir = stateDir
         self.stats = stats
+        self.restarts = restarts
     }
 
     /// `docker stats --no-stream` for every running container (empty when it cannot be read).
@@ -66,7 +92,15 @@ public struct GuestReporter: Sendable {
                 .name("docker"), arguments: ["stats", "--no-stream", "--format", "{{json .}}"], output: .string(limit: 8 << 20),
                 error: .discarded), result.terminationStatus.isSuccess
         else { return [] }
-        return ContainerStats.parse(result.standardOutput)
+        var stats = ContainerStats.parse(result.standardOutput)
+        guard !stats.isEmpty,
+            let inspect = try? await Subprocess.run(
+                .name("docker"), arguments: Arguments(["inspect"] + stats.map(\.name)), output: .string(limit: 32 << 20), error: .discarded),
+            inspect.terminationStatus.isSuccess
+        else { return stats }
+        let counts = ContainerStats.restartCounts(inspectJSON: inspect.standardOutput ?? "")
+        for i in stats.indices { stats[i].restartCount = counts[stats[i].name] ?? 0 }
+        return stats
     }
 
     /// The report as of now.
@@ -92,6 +126,7 @@ public struct GuestReporter: Sendable {
                     "stack": .string(project), "containers": .int(Int64(containers.count)),
                     "cpu_percent": .double((mine.map(\.cpuPercent).reduce(0, +) * 100).rounded() / 100),
                     "memory_bytes": .int(mine.map(\.memoryBytes).reduce(0, +)),
+                    "restarts": .int(Int64(mine.map(\.restartCount).reduce(0, +) + restarts.of(status.name))),
                 ]))
             for c in containers {
                 if c.state == "restarting" {

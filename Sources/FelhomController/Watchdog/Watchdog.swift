@@ -44,12 +44,16 @@ public final class Watchdog: Sendable {
     let event: @Sendable (String, [String: String]) async -> Void
     let log: @Sendable (String) -> Void
     let failing = Mutex<[String: Failing]>([:])
+    /// Starts done by the watchdog, per stack (reported as part of each stack's restarts).
+    public let restarts: StackRestarts
     let saidOtherDisk = Mutex<Set<String>>([])
 
     public init(
         stacks: Stacks, stateDir: String, settings: Settings = Settings(), probe: any StorageProbe = FindmntProbe(),
-        event: @escaping @Sendable (String, [String: String]) async -> Void = { _, _ in }, log: @escaping @Sendable (String) -> Void = { _ in }
+        event: @escaping @Sendable (String, [String: String]) async -> Void = { _, _ in }, log: @escaping @Sendable (String) -> Void = { _ in },
+        restarts: StackRestarts = StackRestarts()
     ) {
+        self.restarts = restarts
         self.stacks = stacks
         self.stateDir = stateDir
         self.settings = settings
@@ -138,6 +142,7 @@ public final class Watchdog: Sendable {
             }
             do {
                 try await stacks.start(status.name)
+                restarts.count(status.name)
                 failing.withLock { _ = $0.removeValue(forKey: status.name) }
                 log("watchdog: \(status.name) was \(status.state.rawValue); started")
                 out[status.name] = .started
@@ -155,12 +160,22 @@ public final class Watchdog: Sendable {
                 }
                 log("watchdog: cannot start \(status.name) (attempt \(count)): \(error.message)")
                 if report {
-                    await event("stack_restart_failed", ["stack": status.name, "attempts": "\(count)", "reason": String(error.message.prefix(300))])
+                    await event("stack_restart_failed", ["stack": status.name, "count": "\(count)", "reason": String(error.message.prefix(300))])
                 }
             }
         }
         return out
     }
+}
+
+/// How many times the watchdog started each stack since the controller started (shared with the
+/// reporter, which adds Docker's own restart counts).
+public final class StackRestarts: Sendable {
+    let counts = Mutex<[String: Int]>([:])
+    public init() {}
+    func count(_ stack: String) { counts.withLock { $0[stack, default: 0] += 1 } }
+    /// Starts of `stack` so far.
+    public func of(_ stack: String) -> Int { counts.withLock { $0[stack] ?? 0 } }
 }
 
 /// The watchdog as a service: a pass every interval until SIGTERM.
