@@ -141,6 +141,7 @@ let package = Package(
             name: "felhom",
             dependencies: [
                 "FelhomCore", "FelhomAPI", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub", "FelhomHTTP",
+                "FelhomController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -31,6 +31,14 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for the demo's state (default: a fresh temporary directory).") var dir: String?
     @Flag(name: .customLong("scenario-only"), help: "Exit after the scenario (for CI).") var scenarioOnly = false
     @Option(name: .long, help: "Write a JSON summary of what was observed to this file.") var report: String?
+    @Option(
+        name: .customLong("stack-runtime"),
+        help: "The controller's stacks: auto (Docker when it runs here with the demo image, else simulated), docker, simulated.")
+    var stackRuntime: String = "auto"
+
+    func validate() throws {
+        guard ["auto", "docker", "simulated"].contains(stackRuntime) else { throw ValidationError("--stack-runtime is auto, docker or simulated") }
+    }
 
     struct Observed: Codable {
         var converged = false
@@ -38,14 +46,18 @@ struct DemoCommand: AsyncParsableCommand {
         var signedOpApplied = false
         var unsignedDestroyRefused = false
         var replayRejected = false
+        var controller = false
+        var controllerRuntime = ""
         enum CodingKeys: String, CodingKey {
             case converged
             case provisionedByRestore = "provisioned_by_restore"
             case signedOpApplied = "signed_op_applied"
             case unsignedDestroyRefused = "unsigned_destroy_refused"
             case replayRejected = "replay_rejected"
+            case controller
+            case controllerRuntime = "controller_runtime"
         }
-        var all: Bool { converged && provisionedByRestore && signedOpApplied && unsignedDestroyRefused && replayRejected }
+        var all: Bool { converged && provisionedByRestore && signedOpApplied && unsignedDestroyRefused && replayRejected && controller }
     }
 
     func run() async throws {
@@ -54,7 +66,7 @@ struct DemoCommand: AsyncParsableCommand {
         var seen = Observed()
         let started = ContinuousClock.now
         func step(_ text: String) { say("\n▶ \(text)") }
-        func info(_ text: String) { say("  \(text)") }
+        let info: @Sendable (String) -> Void = { say("  \($0)") }
 
         say("felhom demo — state in \(root)")
 
@@ -76,6 +88,7 @@ struct DemoCommand: AsyncParsableCommand {
         hubConfig.listen = "127.0.0.1:0"
         hubConfig.database = "sqlite:\(root)/hub.sqlite"
         hubConfig.operatorKey = Secret(operatorKey)
+        hubConfig.secretsKey = Secret(Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString())
         hubConfig.checkIntervalSeconds = 5  // liveness shows within seconds in the demo (production: 60 s)
         hubConfig.logLevel = "critical"  // the demo prints its own progress; server internals stay out of it
         let portBox = Mutex<Int?>(nil)
@@ -199,6 +212,18 @@ struct DemoCommand: AsyncParsableCommand {
         seen.replayRejected = rejected
         info(rejected ? "rejected by the agent: replay (nonce already used)" : "NOT rejected as expected")
 
+        // 9. A controller in the guest: stacks, watchdog, secrets rotation, report.
+        step("A controller in guest photos: app stacks, watchdog, secret bundle rotation, guest report")
+        let demoController = DemoController(root: root, op: op, hubURL: hubURL, hostID: host, mode: stackRuntime, info: info)
+        do {
+            let outcome = try await demoController.run()
+            seen.controller = outcome.all
+            seen.controllerRuntime = outcome.runtime
+        } catch {
+            info("the controller part FAILED: \(error)")
+        }
+        if seen.controllerRuntime == "docker" && scenarioOnly { await demoController.cleanUp() }
+
         // Summary.
         let elapsed = ContinuousClock.now - started
         say("\nScenario finished in \(elapsed.components.seconds) s.")
@@ -216,6 +241,7 @@ struct DemoCommand: AsyncParsableCommand {
             say("Hub API:   \(hubURL)/api/v1 (see \(hubURL)/openapi.yaml); sign ops with: felhom sign --hub \(hubURL) --key \(root)/operator_ed25519")
             say("Everything keeps running; press Ctrl-C to stop.")
             _ = try? await hubTask.value
+            if seen.controllerRuntime == "docker" { await demoController.cleanUp() }
         }
         await agentGroup.triggerGracefulShutdown()
         _ = try? await agentTask.value

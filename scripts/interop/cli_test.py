@@ -173,8 +173,11 @@ def main(sim):
         assert "demo finished: everything worked." in r.stdout, r.stdout
         with open(report) as f:
             seen = json.load(f)
-        for k in ["converged", "provisioned_by_restore", "signed_op_applied", "unsigned_destroy_refused", "replay_rejected"]:
+        for k in ["converged", "provisioned_by_restore", "signed_op_applied", "unsigned_destroy_refused", "replay_rejected", "controller"]:
             assert seen.get(k) is True, f"{k}: {seen}"
+        # scripts/test runs a Docker engine: the demo's controller must use it, not the simulation.
+        if os.environ.get("FELHOM_TEST_DOCKER") == "1":
+            assert seen.get("controller_runtime") == "docker" and "real Docker engine" in r.stdout, seen
         assert "Traceback" not in r.stdout + r.stderr and "Fatal error" not in r.stdout + r.stderr
 
     check("felhom-agent selftest read", selftest_read)
