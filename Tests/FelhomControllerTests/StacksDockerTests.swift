@@ -93,6 +93,8 @@ struct StackWorld {
         #expect(list[pair]?.state == .running && list[pair]?.services.map(\.name) == ["web", "worker"])
         #expect(list[broken]?.state == .stopped, "a service that exits at once: \(String(describing: list[broken]))")
         #expect(list[infra]?.state == .notDeployed && list[infra]?.protected == true)
+        // One `compose ls` call gives the same running set as a status per stack.
+        #expect(try await stacks.runningNames() == [pair, web].sorted())
 
         try await stacks.stop(web)
         #expect(try await stacks.status(web).state == .stopped)
@@ -150,6 +152,14 @@ struct StackWorld {
         #expect(try ComposeJSON.containers(Array("[\(line1),\(line2)]".utf8)) == ndjson)
         #expect(try ComposeJSON.containers([]) == [])
         #expect(throws: ControllerError.self) { try ComposeJSON.containers(Array("NAME IMAGE\n".utf8)) }
+    }
+
+    @Test func readsComposeLsStatuses() throws {
+        let out =
+            #"[{"Name":"a","Status":"running(1)","ConfigFiles":"/x/a/compose.yaml"},{"Name":"b","Status":"exited(1), running(1)"},{"Name":"c","Status":"exited(2)"}]"#
+        #expect(try ComposeJSON.projectStatuses(out) == ["a": "running(1)", "b": "exited(1), running(1)", "c": "exited(2)"])
+        #expect(try ComposeJSON.projectStatuses("[]") == [:])
+        #expect(throws: ControllerError.self) { try ComposeJSON.projectStatuses("NAME STATUS") }
     }
 
     @Test func projectNamesAreNormalizedLikeCompose() {

@@ -123,10 +123,7 @@ public struct Quiescer: Sendable {
         }
 
         // Deterministic order: by name. Only stacks that run (fully or partly), never protected ones.
-        var toStop: [String] = []
-        for status in try await stacks.list() where !status.protected && (status.state == .running || status.state == .partial) {
-            toStop.append(status.name)
-        }
+        let toStop = try await stacks.runningNames().filter { !stacks.isProtected($0) }
         try QuiesceMarker(startedAt: Date(), stacks: toStop).write(stateDir: stateDir)
         let started = ContinuousClock.now
         var stopped: [String] = []
@@ -191,8 +188,17 @@ public struct Quiescer: Sendable {
     }
 
     static func restart(_ names: [String], stacks: Stacks, stateDir: String, log: @Sendable (String) -> Void) async {
+        // The fast path first: `start` each (they were deployed when stopped), then one listing
+        // to see which run; any that does not goes through the careful path below.
+        var pending = names
+        if !names.isEmpty, (try? await stacks.runtime.projectStatuses()) != nil {
+            for name in names.reversed() { try? await stacks.startDeployed(name) }
+            let running = Set((try? await stacks.runningNames()) ?? [])
+            for name in names.reversed() where running.contains(name) { log("quiesce: started \(name)") }
+            pending = names.filter { !running.contains($0) }
+        }
         var failed: [String] = []
-        for name in names.reversed() {
+        for name in pending.reversed() {
             var lastError: ControllerError?
             for attempt in 1...3 {
                 do {

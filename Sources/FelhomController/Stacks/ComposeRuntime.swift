@@ -52,6 +52,13 @@ public protocol ComposeRuntime: Sendable {
     func down(project: String, file: String) async throws(ControllerError)
     /// The host paths the project's services bind-mount (from the resolved compose config).
     func bindSources(project: String, file: String) async throws(ControllerError) -> [String]
+    /// Every project with containers and its status (`ls --all --format json`: `running(2)`,
+    /// `exited(1), running(1)`…) in one call; nil when the runtime cannot list them at once.
+    func projectStatuses() async throws(ControllerError) -> [String: String]?
+}
+
+extension ComposeRuntime {
+    public func projectStatuses() async throws(ControllerError) -> [String: String]? { nil }
 }
 
 /// Parsers for Compose's machine-readable output (never its human tables).
@@ -68,6 +75,19 @@ public enum ComposeJSON {
             for volume in service["volumes"]?.arrayValue ?? [] where volume["type"]?.stringValue == "bind" {
                 if let source = volume["source"]?.stringValue { out.append(source) }
             }
+        }
+        return out
+    }
+
+    /// `docker compose ls --all --format json`: one JSON array of `{Name, Status, ConfigFiles}`.
+    public static func projectStatuses(_ output: String) throws(ControllerError) -> [String: String] {
+        let doc: JSONValue
+        do { doc = try JSONValue.parse(Data(output.utf8)) } catch {
+            throw ControllerError(.runtime, "cannot read `docker compose ls --format json` output: \(error)")
+        }
+        var out: [String: String] = [:]
+        for entry in doc.arrayValue ?? [] {
+            if let name = entry["Name"]?.stringValue { out[name] = entry["Status"]?.stringValue ?? "" }
         }
         return out
     }

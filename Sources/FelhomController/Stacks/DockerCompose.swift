@@ -49,6 +49,10 @@ public struct DockerCompose: ComposeRuntime {
         try ComposeJSON.bindSources(try await run(["-p", project, "-f", file, "config", "--format", "json"], what: "read the config of \(project)"))
     }
 
+    public func projectStatuses() async throws(ControllerError) -> [String: String]? {
+        try ComposeJSON.projectStatuses(try await run(["ls", "--all", "--format", "json"], what: "list the projects"))
+    }
+
     /// Runs `docker compose ARGS`; stdout on success, else an error with the last line of stderr.
     func run(_ arguments: [String], what: String) async throws(ControllerError) -> String {
         let (status, stdout, stderr): (TerminationStatus, String?, String?)

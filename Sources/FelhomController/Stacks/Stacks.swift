@@ -100,6 +100,24 @@ public struct Stacks: Sendable {
         return StackStatus(name: name, state: state, protected: isProtected(name), services: services)
     }
 
+    /// The stacks with at least one running container, in one runtime call when the runtime can
+    /// list all projects at once (else one status per stack).
+    public func runningNames() async throws(ControllerError) -> [String] {
+        let names = try names()
+        if let statuses = try await runtime.projectStatuses() {
+            return names.filter { name in Self.projectName(folder: name).flatMap { statuses[$0] }?.contains("running") ?? false }
+        }
+        var out: [String] = []
+        for name in names where [.running, .partial].contains(try await status(name).state) { out.append(name) }
+        return out
+    }
+
+    /// Starts the containers of a stack known to be deployed (no status call first); ``start(_:)``
+    /// checks and deploys a stack that has no containers.
+    public func startDeployed(_ name: String) async throws(ControllerError) {
+        try await runtime.start(project: try project(name), file: composeFile(name))
+    }
+
     /// Validates the compose file, then creates and starts the stack (`up -d`).
     public func deploy(_ name: String) async throws(ControllerError) {
         let project = try project(name)

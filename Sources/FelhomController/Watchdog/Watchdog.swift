@@ -130,7 +130,7 @@ public final class Watchdog: Sendable {
         let quiescing = Set((try QuiesceMarker.read(stateDir: stateDir))?.stacks ?? [])
         let leaveAlone = Set(saved.stoppedStacks).union(saved.stoppedByDisconnect.values.flatMap { $0 }).union(quiescing)
         var out: [String: Action] = [:]
-        for status in try await stacks.list() where !leaveAlone.contains(status.name) {
+        for status in try await candidates() where !leaveAlone.contains(status.name) {
             guard status.state == .stopped || status.state == .partial else {
                 failing.withLock { _ = $0.removeValue(forKey: status.name) }
                 continue
@@ -163,6 +163,23 @@ public final class Watchdog: Sendable {
                     await event("stack_restart_failed", ["stack": status.name, "count": "\(count)", "reason": String(error.message.prefix(300))])
                 }
             }
+        }
+        return out
+    }
+
+    /// The stacks a pass must look at. With one `compose ls` the stacks whose every container runs
+    /// are skipped (and their failure streak ends) without a status call each; the others, and
+    /// every stack when the runtime cannot list all at once, get their full status.
+    func candidates() async throws(ControllerError) -> [StackStatus] {
+        guard let statuses = try await stacks.runtime.projectStatuses() else { return try await stacks.list() }
+        var out: [StackStatus] = []
+        for name in try stacks.names() {
+            guard let project = Stacks.projectName(folder: name), let status = statuses[project] else { continue }  // not deployed
+            if status.hasPrefix("running(") && !status.contains(",") {
+                failing.withLock { _ = $0.removeValue(forKey: name) }
+                continue
+            }
+            out.append(try await stacks.status(name))
         }
         return out
     }
