@@ -53,14 +53,7 @@ struct SecretsCommand: AsyncParsableCommand {
             guard let key = ProcessInfo.processInfo.environment["FELHOM_GUEST_KEY"], !key.isEmpty else {
                 throw ValidationError("the hub serves secret values only to the guest's own key: set FELHOM_GUEST_KEY")
             }
-            var trust = TLSTrust.systemDefault
-            if let fp = hubFingerprint {
-                do { trust = .pinnedLeafSHA256(try CertificateFingerprint(parsing: fp)) } catch {
-                    throw ValidationError("--hub-fingerprint: \(error)")
-                }
-            } else if let ca = hubCA {
-                trust = .caFile(ca)
-            }
+            let trust = try hubTrust(fingerprint: hubFingerprint, caFile: hubCA)
             let client: HubClient
             do { client = try HubClient(url: hub ?? "", key: Secret(key), trust: trust) } catch { throw ValidationError("\(error)") }
             let bundles: [SecretBundleView]

@@ -41,12 +41,7 @@ struct SignCommand: AsyncParsableCommand {
         if yes {
             throw ValidationError("--yes was removed: name the ops to sign with --op ID (list them with --pending and check each digest)")
         }
-        var trust = TLSTrust.systemDefault
-        if let fp = hubFingerprint {
-            do { trust = .pinnedLeafSHA256(try CertificateFingerprint(parsing: fp)) } catch { throw ValidationError("--hub-fingerprint: \(error)") }
-        } else if let ca = hubCA {
-            trust = .caFile(ca)
-        }
+        let trust = try hubTrust(fingerprint: hubFingerprint, caFile: hubCA)
         let client: HubClient
         do { client = try HubClient(url: hub, key: Secret(apiKey), trust: trust) } catch { throw ValidationError("\(error)") }
         let ops: [SignedOpView]
@@ -163,4 +158,15 @@ struct SignCommand: AsyncParsableCommand {
     static func digest(_ bytes: [UInt8]) -> String {
         SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
+}
+
+/// The hub TLS trust from `--hub-fingerprint` (a pinned leaf, preferred) or `--hub-ca`, else the
+/// system's CAs.
+func hubTrust(fingerprint: String?, caFile: String?) throws -> TLSTrust {
+    if let fingerprint {
+        do { return .pinnedLeafSHA256(try CertificateFingerprint(parsing: fingerprint)) } catch {
+            throw ValidationError("--hub-fingerprint: \(error)")
+        }
+    }
+    return caFile.map { .caFile($0) } ?? .systemDefault
 }
