@@ -212,8 +212,8 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
         let runningDBWithABackup: (inout SimState) -> Void = { s in
             s.containers[101]?.running = true
             // A backup of 101 (made from the seed's backup of 100).
-            guard var b = s.volumes.first(where: { $0.volid.hasPrefix("pbs:backup/ct/100/") }) else { return }
-            b.volid = "pbs:backup/ct/101/2026-01-01T02:00:00Z"
+            guard var b = s.volumes.first(where: { $0.volid.hasPrefix("pbs-felhom:backup/ct/100/") }) else { return }
+            b.volid = "pbs-felhom:backup/ct/101/2026-01-01T02:00:00Z"
             b.vmid = 101
             b.backupConfig = s.containers[101]?.config
             b.capturedData = ["rootfs": "db-rootfs-backup", "mp0": "db-data-backup"]
@@ -225,7 +225,8 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             running.runState = .running
             try await w.publish([web, running])
             try await agent.cycle()
-            let id = try await w.queueSigned("guest.restore", vmid: 101, params: ["backup": "pbs:backup/ct/101/2026-01-01T02:00:00Z"], key: w.pinned)
+            let id = try await w.queueSigned(
+                "guest.restore", vmid: 101, params: ["backup": "pbs-felhom:backup/ct/101/2026-01-01T02:00:00Z"], key: w.pinned)
             try await agent.cycle()
             let view = try await w.op.signedOp(id)
             #expect(view.status == .applied, "\(view)")
@@ -249,7 +250,8 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             let agent = try await w.agent()
             try await w.publish([web, db])
             try await agent.cycle()
-            let id = try await w.queueSigned("guest.restore", vmid: 100, params: ["backup": "pbs:backup/ct/100/2026-01-01T02:00:00Z"], key: w.pinned)
+            let id = try await w.queueSigned(
+                "guest.restore", vmid: 100, params: ["backup": "pbs-felhom:backup/ct/100/2026-01-01T02:00:00Z"], key: w.pinned)
             let pending = try await w.op.signedOp(id)
             #expect(pending.volumesNotInBackups?.first?.key == "mp0", "\(pending)")
             try await agent.cycle()

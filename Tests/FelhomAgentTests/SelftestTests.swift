@@ -40,7 +40,7 @@ import Testing
 
     @Test func readModeReportsAPlaintextPBSBackup() async throws {
         let plaintextPBS: (inout SimState) -> Void = { s in
-            if let i = s.volumes.firstIndex(where: { $0.storage == "pbs" }) { s.volumes[i].encrypted = nil }
+            if let i = s.volumes.firstIndex(where: { $0.storage == "pbs-felhom" }) { s.volumes[i].encrypted = nil }
         }
         try await withSim(plaintextPBS) { _, client in
             let r = await Selftest(api: client, node: "pve1").read(target: "sim")

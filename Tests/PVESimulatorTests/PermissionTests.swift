@@ -65,7 +65,7 @@ import Testing
         #expect(root["Datastore.Allocate"] == nil)
         #expect(root["Permissions.Modify"] == nil)
         // Storage definitions need Datastore.Allocate: refused.
-        #expect(await h.call("GET", "/storage/pbs").reason == "Permission check failed (/storage/pbs, Datastore.Allocate)")
+        #expect(await h.call("GET", "/storage/pbs-felhom").reason == "Permission check failed (/storage/pbs-felhom, Datastore.Allocate)")
         // The read-only token sees everything and changes nothing.
         #expect(await h.call("GET", "/nodes/pve1/lxc", token: SimSeed.auditorTokenID).data?.arrayValue?.count == 3)
         let vz = await h.call("POST", "/nodes/pve1/vzdump", token: SimSeed.auditorTokenID, form: "vmid=101&storage=local")

@@ -115,10 +115,10 @@ import Testing
         _ = await check("DELETE /nodes/{node}/lxc/{vmid}", "/nodes/pve1/lxc/130", query: "purge=1")
         settle()
         _ = await check("GET /storage", "/storage")
-        _ = await check("GET /storage/{storage}", "/storage/pbs")
+        _ = await check("GET /storage/{storage}", "/storage/pbs-felhom")
         _ = await check("GET /nodes/{node}/storage", "/nodes/pve1/storage")
         _ = await check("GET /nodes/{node}/storage/{storage}/status", "/nodes/pve1/storage/local/status")
-        _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/pbs/content")
+        _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/pbs-felhom/content")
         _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/local/content")
         _ = await check(
             "GET /nodes/{node}/storage/{storage}/content/{volume}", "/nodes/pve1/storage/local/content/\(enc(SimSeed.goldenTemplateVolid))")

@@ -59,13 +59,13 @@ import Testing
     @Test func backupCapturesRootfsAndBackupMountPointsOnlyAndRestoreRecreatesThem() async throws {
         let h = EngineHarness(taskSeconds: 1)
         // 100: rootfs "web-rootfs", mp0 /srv/media backup=0 "web-media".
-        let r = await h.call("POST", "/nodes/pve1/vzdump", form: "vmid=100&storage=pbs&mode=snapshot")
+        let r = await h.call("POST", "/nodes/pve1/vzdump", form: "vmid=100&storage=pbs-felhom&mode=snapshot")
         #expect(r.data?.stringValue?.contains(":vzdump:100:") == true)
         h.clock.advance(by: 2)
-        let content = await h.call("GET", "/nodes/pve1/storage/pbs/content", query: "content=backup&vmid=100")
+        let content = await h.call("GET", "/nodes/pve1/storage/pbs-felhom/content", query: "content=backup&vmid=100")
         let volids = content.data?.arrayValue?.compactMap { $0["volid"]?.stringValue } ?? []
-        let newest = try #require(volids.filter { $0 != "pbs:backup/ct/100/2026-01-01T02:00:00Z" }.first)
-        #expect(newest == "pbs:backup/ct/100/2026-01-01T00:00:00Z")
+        let newest = try #require(volids.filter { $0 != "pbs-felhom:backup/ct/100/2026-01-01T02:00:00Z" }.first)
+        #expect(newest == "pbs-felhom:backup/ct/100/2026-01-01T00:00:00Z")
 
         let restore = await h.call(
             "POST", "/nodes/pve1/lxc",

@@ -65,17 +65,17 @@ final class TickingClock: Sendable {
             #expect(cfg.mountPoints[0]?.backup == false)
             #expect(cfg.digest?.count == 40)
             let storages = try await c.storages()
-            #expect(storages.map(\.storage) == ["local", "local-lvm", "pbs"])
+            #expect(storages.map(\.storage) == ["local", "local-lvm", "pbs-felhom"])
             #expect(storages[2].encryptionKey != nil)
             let ns = try await c.nodeStorages(node: node)
             #expect(ns.allSatisfy { $0.active })
             let backups = try await c.storageContent(node: node, storage: "local", content: "backup", vmid: nil)
             #expect(backups.map(\.volid) == [SimSeed.goldenTemplateVolid])
             #expect(backups[0].protected)
-            let pbs = try await c.storageContent(node: node, storage: "pbs", content: "backup", vmid: 100)
+            let pbs = try await c.storageContent(node: node, storage: "pbs-felhom", content: "backup", vmid: 100)
             #expect(pbs.first?.format == "pbs-ct")
             #expect(pbs.first?.encrypted != nil)
-            #expect(try await c.storageContent(node: node, storage: "pbs", content: "backup", vmid: 101).isEmpty)
+            #expect(try await c.storageContent(node: node, storage: "pbs-felhom", content: "backup", vmid: 101).isEmpty)
             let snaps = try await c.snapshots(node: node, vmid: 100)
             #expect(snaps.map(\.name) == ["current"])
         }
@@ -235,7 +235,7 @@ final class TickingClock: Sendable {
         let clock = TickingClock()
         try await withSim(clock: clock.clock, taskSeconds: 1) { h in
             let c = try h.client()
-            var o = VzdumpOptions(vmids: [101], storage: "pbs")
+            var o = VzdumpOptions(vmids: [101], storage: "pbs-felhom")
             o.notesTemplate = "{{guestname}} nightly"
             o.protected = true
             let up = try #require(try await c.vzdump(node: node, o).upid, "expected a task")
@@ -244,9 +244,9 @@ final class TickingClock: Sendable {
             // From here on the clock ticks: this task and every later one finish quickly.
             try await clock.whileTicking {
                 _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
-                let items = try await c.storageContent(node: node, storage: "pbs", content: "backup", vmid: 101)
+                let items = try await c.storageContent(node: node, storage: "pbs-felhom", content: "backup", vmid: 101)
                 #expect(items.count == 1)
-                #expect(items[0].volid.hasPrefix("pbs:backup/ct/101/"))
+                #expect(items[0].volid.hasPrefix("pbs-felhom:backup/ct/101/"))
                 #expect(items[0].notes == "db nightly")
                 #expect(items[0].protected)
                 #expect(items[0].encrypted != nil)

@@ -69,6 +69,14 @@ extension PVESimEngine {
                 lastError = "CT is locked (\(l))"
                 continue
             }
+            if st.type == "pbs" && !st.active {
+                let e =
+                    "could not activate storage '\(storageID)': \(storageID): error fetching datastores - 500 Can't connect to \(st.server ?? storageID):8007 (Connection refused)"
+                log.append("ERROR: Backup of VM \(vmid) failed - \(e)")
+                errors += 1
+                lastError = e
+                continue
+            }
             log.append("INFO: status = \(c.running ? "running" : "stopped")")
             log.append("INFO: CT Name: \(c.config["hostname"] ?? "CT\(vmid)")")
             var captured: [String: String] = [:]
@@ -117,6 +125,7 @@ extension PVESimEngine {
                 volid: volid, storage: storageID, content: "backup", format: format, size: max(total, 1 << 20), vmid: vmid,
                 ctime: Int64(date.timeIntervalSince1970), notes: notes, protected: p.bool("protected") == true)
             vol.encrypted = encrypted
+            if st.type == "pbs" { vol.verification = state.faults.verificationFailures.contains(vmid) ? "failed" : "ok" }
             vol.backupConfig = backupConfig
             vol.capturedData = captured
             produced.append(vol)
@@ -230,7 +239,9 @@ extension PVESimEngine {
         if let n = v.notes { o["notes"] = .string(n) }
         if v.protected { o["protected"] = 1 }
         if v.format == "pbs-ct" {
-            o["verification"] = ["state": "ok", "upid": "UPID:pbs:00001234:00005678:65F0A1B2:verificationjob:store:root@pam:"]
+            if let state = v.verification {
+                o["verification"] = ["state": .string(state), "upid": "UPID:pbs:00001234:00005678:65F0A1B2:verificationjob:store:root@pam:"]
+            }
             if let e = v.encrypted { o["encrypted"] = .string(e) }
         }
         return o

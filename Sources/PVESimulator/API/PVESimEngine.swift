@@ -48,6 +48,17 @@ public actor PVESimEngine {
         persist()
     }
 
+    /// Replaces the storage with the same id (or adds it): an encryption key removed, a PBS server
+    /// made unreachable (`active = false`), as an operator or an outage would.
+    public func setStorage(_ storage: SimStorage) {
+        if let i = state.storages.firstIndex(where: { $0.id == storage.id }) {
+            state.storages[i] = storage
+        } else {
+            state.storages.append(storage)
+        }
+        persist()
+    }
+
     /// Writes opaque data onto a container volume (tests use it to follow data through backup/restore).
     public func writeVolumeData(volid: String, data: String) {
         if let i = state.volumes.firstIndex(where: { $0.volid == volid }) {

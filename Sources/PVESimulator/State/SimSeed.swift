@@ -21,7 +21,7 @@ public enum SimSeed {
         local.path = "/var/lib/vz"
         var lvm = SimStorage(id: "local-lvm", type: "lvmthin", content: ["rootdir", "images"])
         lvm.totalBytes = 800 << 30
-        var pbs = SimStorage(id: "pbs", type: "pbs", content: ["backup"])
+        var pbs = SimStorage(id: "pbs-felhom", type: "pbs", content: ["backup"])
         pbs.server = "pbs.felhom.internal"
         pbs.datastore = "felhom"
         pbs.namespace = "customers/box-1"
@@ -86,9 +86,10 @@ public enum SimSeed {
         volumes.append(disk(selftestVmid, 0, 2, "selftest-rootfs"))
 
         var pbsBackup = SimVolume(
-            volid: "pbs:backup/ct/100/2026-01-01T02:00:00Z", storage: "pbs", content: "backup", format: "pbs-ct",
+            volid: "pbs-felhom:backup/ct/100/2026-01-01T02:00:00Z", storage: "pbs-felhom", content: "backup", format: "pbs-ct",
             size: 1_073_741_824, vmid: 100, ctime: 1_767_232_800, notes: "web nightly")
         pbsBackup.encrypted = pbs.encryptionKeyFingerprint
+        pbsBackup.verification = "ok"
         pbsBackup.backupConfig = web.config
         pbsBackup.capturedData = ["rootfs": "web-rootfs"]
         volumes.append(pbsBackup)

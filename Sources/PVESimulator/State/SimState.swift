@@ -125,6 +125,8 @@ public struct SimVolume: Codable, Sendable {
     public var protected: Bool = false
     /// PBS backups: the key fingerprint when client-side encrypted.
     public var encrypted: String?
+    /// PBS backups: the last verification's state (`ok` or `failed`); nil before any verification.
+    public var verification: String?
     /// Backups: the container config captured by vzdump.
     public var backupConfig: [String: String]?
     /// Backups: the data of each captured mount point (`rootfs`, `mp0` with `backup=1`), by config key.
@@ -221,6 +223,9 @@ public struct SimFaults: Codable, Sendable {
     public var taskWarnings: [String: Int] = [:]
     /// Locks forced onto containers (vmid → lock name), as if a backup were holding them.
     public var forcedLocks: [Int: String] = [:]
+    /// PBS backups of these vmids verify as `failed` (new backups are verified at once, as with
+    /// PBS's "verify new snapshots").
+    public var verificationFailures: Set<Int> = []
 
     public init() {}
 }
