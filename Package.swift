@@ -59,6 +59,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .target(
@@ -77,7 +79,7 @@ let package = Package(
         .target(
             name: "PVESimulator",
             dependencies: [
-                "FelhomCore",
+                "FelhomCore", "FelhomHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -102,6 +104,10 @@ let package = Package(
                 "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(
@@ -242,8 +248,10 @@ let package = Package(
             name: "FelhomAgentTests",
             dependencies: [
                 "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning",
+                "FelhomController", "FelhomHTTP",
                 "FelhomTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ]
         ),

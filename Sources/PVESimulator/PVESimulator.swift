@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomHTTP
 import Foundation
 
 /// Starts a simulated Proxmox VE host: state (from a state dir, a seed or the default seed), a TLS
@@ -92,7 +93,7 @@ public enum PVESimulator {
         } else {
             state = options.seed ?? SimSeed.defaultState(now: options.clock.now())
             if tls == nil && !options.plainHTTP {
-                tls = try TLSMaterial.selfSigned(commonName: state.nodes.first?.name ?? "pve")
+                tls = try TLSMaterial.selfSigned(commonName: state.nodes.first?.name ?? "pve", organization: "Felhom PVE simulator")
             }
         }
         let engine = PVESimEngine(state: state, clock: options.clock, stateFile: stateFile)
@@ -115,7 +116,7 @@ public enum PVESimulator {
         if let cert = try? String(contentsOf: certURL, encoding: .utf8), let key = try? String(contentsOf: keyURL, encoding: .utf8) {
             return try TLSMaterial(certificatePEM: cert, privateKeyPEM: key)
         }
-        let material = try TLSMaterial.selfSigned(commonName: node)
+        let material = try TLSMaterial.selfSigned(commonName: node, organization: "Felhom PVE simulator")
         try Data(material.privateKeyPEM.utf8).write(to: keyURL, options: .atomic)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyURL.path)
         try Data(material.certificatePEM.utf8).write(to: certURL, options: .atomic)

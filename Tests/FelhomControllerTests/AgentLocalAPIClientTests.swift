@@ -1,5 +1,6 @@
 import FelhomController
 import FelhomCore
+import FelhomHTTP
 import Foundation
 import Hummingbird
 import HummingbirdCore

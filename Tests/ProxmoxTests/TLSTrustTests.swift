@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomHTTP
 import Foundation
 import PVESimulator
 import Testing

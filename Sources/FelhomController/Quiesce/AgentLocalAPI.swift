@@ -3,21 +3,6 @@ import FelhomCore
 import FelhomHTTP
 import Foundation
 
-/// One backup run as the agent's local API reports it.
-public struct BackupRun: Sendable, Equatable, Codable {
-    public enum Status: String, Sendable, Codable { case running, done, failed, idle }
-    public var id: String?
-    public var status: Status
-    public var volid: String?
-    public var reason: String?
-    public init(id: String?, status: Status, volid: String? = nil, reason: String? = nil) {
-        self.id = id
-        self.status = status
-        self.volid = volid
-        self.reason = reason
-    }
-}
-
 /// The agent's local API as the controller uses it (SPEC §4): is a backup of this guest due, start
 /// one, follow it. The real one is ``AgentLocalAPIClient``; the quiesce tests also use fakes.
 public protocol AgentLocalAPI: Sendable {

@@ -25,10 +25,12 @@ public struct TLSMaterial: Sendable {
 
     /// A self-signed P-256 certificate valid for `localhost`, 127.0.0.1, ::1 and `names`, like the one
     /// `pveproxy` generates for a fresh node.
-    public static func selfSigned(commonName: String, names: [String] = [], validDays: Int = 3650) throws -> TLSMaterial {
+    public static func selfSigned(commonName: String, names: [String] = [], validDays: Int = 3650, organization: String = "Felhom")
+        throws -> TLSMaterial
+    {
         let key = P256.Signing.PrivateKey()
         let subject = try DistinguishedName {
-            OrganizationName("Felhom PVE simulator")
+            OrganizationName(organization)
             CommonName(commonName)
         }
         let cert = try Certificate(
