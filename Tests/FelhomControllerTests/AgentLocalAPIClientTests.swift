@@ -191,7 +191,8 @@ final class FakeAgentServer: Sendable {
                 stacks: Stacks(directory: w.stacksDir, protectedNames: ["traefik"], runtime: compose), agent: client, stateDir: w.stateDir,
                 settings: .init(pollInterval: .milliseconds(50), maxQuiesce: .seconds(20)))
             let finisher = Task {
-                for _ in 0..<200 where compose.log.count < 3 { try await Task.sleep(for: .milliseconds(10)) }
+                // Finish the run once the quiesce has started it (however slow a loaded machine is).
+                for _ in 0..<2000 where server.state.withLock({ $0.current == nil }) { try await Task.sleep(for: .milliseconds(10)) }
                 try await Task.sleep(for: .milliseconds(200))
                 server.finish("done")
             }
