@@ -1,0 +1,119 @@
+import FelhomCore
+import Foundation
+import Proxmox
+
+/// One backup of one guest to the encrypted PBS target, through the per-guest queue and journaled
+/// (kind `backup`, op `backup-<vmid>-<window>`: at most one backup per guest per window, even
+/// across a crash). The target is checked first and the stored entry after (``BackupChecks``):
+/// nothing unencrypted, under another key, or unverified counts as a success.
+public struct BackupRunner: Sendable {
+    /// Whether the controller quiesced the apps (`app`) or the agent backed up the running guest
+    /// (`crash`).
+    public enum Consistency: String, Codable, Sendable { case app, crash }
+
+    /// What one backup did.
+    public struct Result: Sendable, Equatable {
+        public var vmid: Int
+        public var op: String
+        public var consistency: Consistency
+        public var volid: String?
+        public var size: Int64?
+        public var seconds: Double
+        public var encrypted: String?
+        public var verification: String?
+        /// Why it failed; nil on success.
+        public var failure: BackupError?
+        /// True when this window's backup had already been done (nothing ran).
+        public var alreadyDone = false
+    }
+
+    public static let kind = "backup"
+
+    let pve: any PVEAPI
+    let node: String
+    let queue: GuestQueue
+    let journal: Journal
+    let storage: String
+    let boxKey: String
+    let taskTimeout: Duration
+    let log: @Sendable (String) -> Void
+
+    public init(
+        pve: any PVEAPI, node: String, queue: GuestQueue, journal: Journal, storage: String, boxKey: String, taskTimeout: Duration = .seconds(3600),
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.pve = pve
+        self.node = node
+        self.queue = queue
+        self.journal = journal
+        self.storage = storage
+        self.boxKey = boxKey
+        self.taskTimeout = taskTimeout
+        self.log = log
+    }
+
+    /// The journal key of `vmid`'s backup in `window` (e.g. the local day `2026-11-30`).
+    public static func op(vmid: Int, window: String) -> String { "backup-\(vmid)-\(window)" }
+
+    /// Backs `vmid` up once for `window`.
+    public func run(vmid: Int, window: String, consistency: Consistency) async -> Result {
+        let op = Self.op(vmid: vmid, window: window)
+        let started = ContinuousClock.now
+        var result = Result(vmid: vmid, op: op, consistency: consistency, seconds: 0)
+        if let last = journal.entries(of: op).last, last.isTerminal, last.step == "done" {
+            result.alreadyDone = true
+            result.volid = last.data["volid"]
+            return result
+        }
+        do {
+            let stored = try await queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
+                try await self.backUp(vmid: vmid, op: op, consistency: consistency)
+            }
+            result.volid = stored.volid
+            result.size = stored.size
+            result.encrypted = stored.encrypted
+            result.verification = stored.verificationState
+            try? journal.append(
+                op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue])
+            log("backup of \(vmid) done: \(stored.volid) (\(consistency.rawValue)-consistent)")
+        } catch let error as BackupError {
+            result.failure = error
+        } catch let error as PVEError {
+            result.failure = BackupError(error.code == .taskFailed ? .taskFailed : .storageUnreachable, error.message)
+        } catch {
+            result.failure = BackupError(.taskFailed, "\(error)")
+        }
+        if let failure = result.failure {
+            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": failure.code.rawValue])
+            log("backup of \(vmid) FAILED: \(failure)")
+        }
+        result.seconds =
+            Double((ContinuousClock.now - started).components.seconds)
+            + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+        return result
+    }
+
+    func backUp(vmid: Int, op: String, consistency: Consistency) async throws -> PVEStorageContent {
+        let config = try await pve.storages().first { $0.storage == storage }
+        let status = try await pve.nodeStorages(node: node).first { $0.storage == storage }
+        let guest = try await pve.containerStatus(node: node, vmid: vmid)
+        // PBS deduplicates: a first backup needs at most the guest's used disk; ask for that.
+        try BackupChecks.target(storage, config: config, status: status, boxKey: boxKey, neededBytes: guest.disk ?? 0)
+        let before = Set(try await pve.storageContent(node: node, storage: storage, content: "backup", vmid: vmid).map(\.volid))
+        try journal.append(
+            op: op, kind: Self.kind, step: "begin", data: ["vmid": "\(vmid)", "storage": storage, "consistency": consistency.rawValue])
+        var options = VzdumpOptions(vmids: [vmid], storage: storage)
+        options.mode = "snapshot"
+        guard let upid = try await pve.vzdump(node: node, options).upid else {
+            throw BackupError(.badTarget, "guest \(vmid) is not on node \(node): nothing was backed up")
+        }
+        try journal.append(op: op, kind: Self.kind, step: "vzdump", data: ["vmid": "\(vmid)", "upid": upid.description])
+        _ = try await pve.waitTask(upid, timeout: taskTimeout)
+        let after = try await pve.storageContent(node: node, storage: storage, content: "backup", vmid: vmid)
+        guard let entry = after.filter({ !before.contains($0.volid) }).max(by: { ($0.ctime ?? 0) < ($1.ctime ?? 0) }) else {
+            throw BackupError(.taskFailed, "the backup task of \(vmid) ended OK but no new backup is listed on \(storage)")
+        }
+        try BackupChecks.stored(entry, boxKey: boxKey)
+        return entry
+    }
+}
