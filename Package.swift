@@ -199,7 +199,7 @@ let package = Package(
         .target(
             name: "FelhomTestSupport",
             dependencies: [
-                "FelhomCore", "FelhomHub", "PVESimulator", "Proxmox",
+                "FelhomCore", "FelhomHub", "PVESimulator", "Proxmox", "FelhomController",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 import FelhomController
 import FelhomCore
 import FelhomHTTP
+import FelhomTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdCore

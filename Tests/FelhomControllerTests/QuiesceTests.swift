@@ -1,54 +1,9 @@
 import FelhomController
 import FelhomCore
+import FelhomTestSupport
 import Foundation
 import Synchronization
 import Testing
-
-/// A compose engine in memory: which projects run, and every operation in order.
-final class FakeCompose: ComposeRuntime, Sendable {
-    struct State {
-        var running: [String: Bool] = [:]
-        var log: [String] = []
-        var failStart: Set<String> = []
-        var onStop: (@Sendable (String) -> Void)?
-        var binds: [String: [String]] = [:]
-    }
-    let state = Mutex(State())
-
-    init(running: [String: Bool]) { state.withLock { $0.running = running } }
-
-    var log: [String] { state.withLock { $0.log } }
-    func isRunning(_ p: String) -> Bool { state.withLock { $0.running[p] ?? false } }
-
-    func containers(project: String) async throws(ControllerError) -> [ComposeContainer] {
-        state.withLock { s in
-            guard let r = s.running[project] else { return [] }
-            return [ComposeContainer(service: "app", name: "\(project)-app-1", state: r ? "running" : "exited")]
-        }
-    }
-    func validate(project: String, file: String) async throws(ControllerError) {}
-    func up(project: String, file: String) async throws(ControllerError) { try await start(project: project, file: file) }
-    func start(project: String, file: String) async throws(ControllerError) {
-        let fail = state.withLock { s -> Bool in
-            s.log.append("start \(project)")
-            if s.failStart.contains(project) { return true }
-            s.running[project] = true
-            return false
-        }
-        if fail { throw ControllerError(.runtime, "start \(project) failed") }
-    }
-    func stop(project: String, file: String) async throws(ControllerError) {
-        let hook = state.withLock { s in
-            s.log.append("stop \(project)")
-            s.running[project] = false
-            return s.onStop
-        }
-        hook?(project)
-    }
-    func restart(project: String, file: String) async throws(ControllerError) { state.withLock { $0.log.append("restart \(project)") } }
-    func down(project: String, file: String) async throws(ControllerError) { state.withLock { $0.running[project] = nil } }
-    func bindSources(project: String, file: String) async throws(ControllerError) -> [String] { state.withLock { $0.binds[project] ?? [] } }
-}
 
 /// The agent's local API, scripted.
 final class FakeAgent: AgentLocalAPI, Sendable {
@@ -83,25 +38,12 @@ final class FakeAgent: AgentLocalAPI, Sendable {
     }
 }
 
-/// Stack folders for the fake engine: app stacks a, b, c and the protected traefik.
-struct QuiesceWorld {
-    let dir = NSTemporaryDirectory() + "felhom-quiesce-\(UUID().uuidString)"
-    var stacksDir: String { dir + "/stacks" }
-    var stateDir: String { dir + "/state" }
-
-    init(_ names: [String] = ["a", "b", "c", "traefik"]) throws {
-        for n in names {
-            try FileManager.default.createDirectory(atPath: stacksDir + "/" + n, withIntermediateDirectories: true)
-            try "services: {}\n".write(toFile: stacksDir + "/\(n)/compose.yaml", atomically: true, encoding: .utf8)
-        }
-    }
-
+extension QuiesceWorld {
     func quiescer(_ compose: FakeCompose, _ agent: FakeAgent, max: Duration = .seconds(5)) -> Quiescer {
         Quiescer(
             stacks: Stacks(directory: stacksDir, protectedNames: ["traefik"], runtime: compose), agent: agent, stateDir: stateDir,
             settings: .init(pollInterval: .milliseconds(20), maxQuiesce: max))
     }
-    var marker: QuiesceMarker? { try? QuiesceMarker.read(stateDir: stateDir) }
 }
 
 @Suite struct QuiesceTests {

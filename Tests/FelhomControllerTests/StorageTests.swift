@@ -1,5 +1,6 @@
 import FelhomController
 import FelhomCore
+import FelhomTestSupport
 import Foundation
 import Synchronization
 import Testing
