@@ -33,7 +33,15 @@ import Testing
             Issue.record("first failure")
             return
         }
-        #expect(try await dog.pass()["a"] == .waiting, "backoff: not retried at once")
+        // Backoff: not retried at once (shown with a long interval, so a slow machine cannot pass it).
+        let patient = Watchdog(
+            stacks: Stacks(directory: w.stacksDir, protectedNames: [], runtime: compose), stateDir: w.stateDir,
+            settings: .init(interval: .seconds(60), failuresBeforeEvent: 3, maxBackoff: .seconds(600)))
+        guard case .startFailed = try await patient.pass()["a"] else {
+            Issue.record("first failure (patient)")
+            return
+        }
+        #expect(try await patient.pass()["a"] == .waiting, "backoff: not retried at once")
         for _ in 0..<6 {
             try await Task.sleep(for: .milliseconds(10))
             _ = try await dog.pass()
