@@ -12,7 +12,7 @@ struct FelhomAgentCommand: AsyncParsableCommand {
         commandName: "felhom-agent",
         abstract: "The Felhom host agent (runs on each Proxmox VE host).",
         version: FelhomVersion.current,
-        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self])
+        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self])
 }
 
 struct CheckCommand: AsyncParsableCommand {
@@ -117,7 +117,69 @@ struct RunCommand: AsyncParsableCommand {
         }
         hup.resume()
         defer { hup.cancel() }
-        let group = ServiceGroup(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var services: [any Service] = [agent]
+        if let api = cfg.localAPI {
+            guard let backups = agent.backups else {
+                FileHandle.standardError.write(
+                    Data("felhom-agent: local_api needs the backup section (backup.key_file or backup.key_fingerprint)\n".utf8))
+                throw ExitCode(1)
+            }
+            let listen = api.listen ?? "127.0.0.1"
+            let port = api.port ?? 8787
+            let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+            do {
+                let cert = try LocalAPIFiles.certificate(stateDir: stateDir, names: [listen])
+                let server = LocalAPIServer(
+                    tokens: try LocalAPIFiles.tokens(stateDir: stateDir), backend: backups, certificate: cert,
+                    settings: .init(listen: listen, port: port))
+                services.append(try server.application(logger: logger))
+                logger.notice("local API on https://\(listen):\(port); controllers pin agent.fingerprint \(cert.fingerprint)")
+            } catch {
+                FileHandle.standardError.write(Data("felhom-agent: cannot start the local API: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+    }
+}
+
+/// `felhom-agent local-api token VMID`: a new local API token for a guest's controller (the old one
+/// stops working), printed with the agent URL and certificate fingerprint for the guest's
+/// controller.json — until provisioning writes them into the guest itself.
+struct LocalAPICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "local-api", abstract: "Manage the controllers' local API.", subcommands: [Token.self])
+
+    struct Token: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a guest's local API token (replacing any earlier one) and print the controller's agent.* settings.")
+        @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+        @Argument(help: "The guest's vmid.") var vmid: Int
+
+        func validate() throws {
+            guard (100...999_999_999).contains(vmid) else { throw ValidationError("VMID must be 100–999999999") }
+        }
+
+        func run() async throws {
+            let cfg: AgentConfig
+            do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+            let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+            let listen = cfg.localAPI?.listen ?? "127.0.0.1"
+            do {
+                let cert = try LocalAPIFiles.certificate(stateDir: stateDir, names: [listen])
+                let token = try LocalAPIFiles.tokens(stateDir: stateDir).issue(vmid: vmid)
+                let settings: [String: String] = [
+                    "agent.url": "https://\(listen):\(cfg.localAPI?.port ?? 8787)", "agent.fingerprint": cert.fingerprint,
+                    "agent.token": token.reveal(),
+                ]
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(settings), as: UTF8.self))
+            } catch {
+                FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
     struct Due {
         var window: String
         var since: Date
+        var storage: String?
     }
     struct State {
         var due: [Int: Due] = [:]
@@ -34,10 +35,10 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
 
     /// Marks `vmids` due for `window`; a guest already tried in that window is not marked again
     /// (a failure is retried in the next window, never in a loop).
-    public func markDue(_ vmids: [Int], window: String, now: Date = Date()) {
+    public func markDue(_ vmids: [Int], window: String, storage: String? = nil, now: Date = Date()) {
         state.withLock { s in
             for vmid in vmids where s.due[vmid]?.window != window && s.results[vmid]?.op != BackupRunner.op(vmid: vmid, window: window) {
-                s.due[vmid] = Due(window: window, since: now)
+                s.due[vmid] = Due(window: window, since: now, storage: storage)
             }
         }
     }
@@ -74,8 +75,8 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
     }
 
     func start(vmid: Int, consistency: BackupRunner.Consistency) throws(LocalAPIError) -> BackupRun {
-        let (run, window, isNew) = try state.withLock { (s: inout State) throws(LocalAPIError) -> (BackupRun, String, Bool) in
-            if s.running.contains(vmid), let current = s.runs[vmid]?.last { return (current, "", false) }
+        let (run, window, storage, isNew) = try state.withLock { (s: inout State) throws(LocalAPIError) -> (BackupRun, String, String?, Bool) in
+            if s.running.contains(vmid), let current = s.runs[vmid]?.last { return (current, "", nil, false) }
             guard let due = s.due[vmid] else {
                 throw LocalAPIError(.conflict, "no backup of this guest is due now (GET /backup/due)")
             }
@@ -83,12 +84,12 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
             s.runs[vmid, default: []].append(run)
             if (s.runs[vmid]?.count ?? 0) > 20 { s.runs[vmid]?.removeFirst() }
             s.running.insert(vmid)
-            return (run, due.window, true)
+            return (run, due.window, due.storage, true)
         }
         guard isNew, let id = run.id else { return run }
         let runner = self.runner
         Task {
-            let result = await runner.run(vmid: vmid, window: window, consistency: consistency)
+            let result = await runner.run(vmid: vmid, window: window, consistency: consistency, target: storage)
             self.state.withLock { s in
                 if let i = s.runs[vmid]?.lastIndex(where: { $0.id == id }) {
                     s.runs[vmid]?[i].status = result.failure == nil ? .done : .failed

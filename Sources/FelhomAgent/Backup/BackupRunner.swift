@@ -55,8 +55,9 @@ public struct BackupRunner: Sendable {
     /// The journal key of `vmid`'s backup in `window` (e.g. the local day `2026-11-30`).
     public static func op(vmid: Int, window: String) -> String { "backup-\(vmid)-\(window)" }
 
-    /// Backs `vmid` up once for `window`.
-    public func run(vmid: Int, window: String, consistency: Consistency) async -> Result {
+    /// Backs `vmid` up once for `window`, to `target` (default: the runner's storage).
+    public func run(vmid: Int, window: String, consistency: Consistency, target: String? = nil) async -> Result {
+        let storage = target ?? self.storage
         let op = Self.op(vmid: vmid, window: window)
         let started = ContinuousClock.now
         var result = Result(vmid: vmid, op: op, consistency: consistency, seconds: 0)
@@ -67,7 +68,7 @@ public struct BackupRunner: Sendable {
         }
         do {
             let stored = try await queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
-                try await self.backUp(vmid: vmid, op: op, consistency: consistency)
+                try await self.backUp(vmid: vmid, op: op, consistency: consistency, storage: storage)
             }
             result.volid = stored.volid
             result.size = stored.size
@@ -93,7 +94,7 @@ public struct BackupRunner: Sendable {
         return result
     }
 
-    func backUp(vmid: Int, op: String, consistency: Consistency) async throws -> PVEStorageContent {
+    func backUp(vmid: Int, op: String, consistency: Consistency, storage: String) async throws -> PVEStorageContent {
         let config = try await pve.storages().first { $0.storage == storage }
         let status = try await pve.nodeStorages(node: node).first { $0.storage == storage }
         let guest = try await pve.containerStatus(node: node, vmid: vmid)

@@ -77,8 +77,32 @@ public struct AgentConfig: Decodable, Sendable {
         }
     }
 
+    /// Backups (`backup.*`): the box's PBS key (its fingerprint is all the agent needs) and the
+    /// bound for the controllers' app-consistent backups.
+    public struct Backup: Decodable, Sendable {
+        /// The PBS key file (`/etc/pve/priv/storage/<ID>.enc`); its fingerprint is computed.
+        public var keyFile: String?
+        /// The key's fingerprint, when the agent may not read the key file.
+        public var keyFingerprint: String?
+        public var appBoundSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case keyFile = "key_file"
+            case keyFingerprint = "key_fingerprint"
+            case appBoundSeconds = "app_bound_seconds"
+        }
+    }
+
+    /// The controllers' local API (`local_api.*`).
+    public struct LocalAPI: Decodable, Sendable {
+        /// The address guests reach the host on (the guests' bridge address; default 127.0.0.1).
+        public var listen: String?
+        public var port: Int?
+    }
+
     public var pve: PVE
     public var selftest: Selftest?
+    public var backup: Backup?
+    public var localAPI: LocalAPI?
     public var hub: Hub?
     public var provision: Provision?
     /// Journal, nonce log and host identity live here (default `/var/lib/felhom-agent`).
@@ -87,7 +111,8 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision
+        case pve, selftest, hub, provision, backup
+        case localAPI = "local_api"
         case stateDir = "state_dir"
         case signersFile = "signers_file"
     }
@@ -103,7 +128,30 @@ public struct AgentConfig: Decodable, Sendable {
             .init("hub.url"), .init("hub.enrollment_token"), .init("hub.host_key"), .init("hub.host_id"), .init("hub.fingerprint"),
             .init("hub.ca_file"), .init("hub.long_poll_seconds", .integer), .init("provision.golden_template"),
             .init("provision.storage"), .init("state_dir"), .init("signers_file"),
+            .init("backup.key_file"), .init("backup.key_fingerprint"), .init("backup.app_bound_seconds", .integer),
+            .init("local_api.listen"), .init("local_api.port", .integer),
         ])
+
+    /// The backup settings this config describes; nil without a `backup` section. The key's
+    /// fingerprint comes from `backup.key_fingerprint` or the key file; a bad one is an error.
+    public func backupSettings() throws -> BackupSettings? {
+        guard let backup else { return nil }
+        let fingerprint: String
+        if let given = backup.keyFingerprint, !given.isEmpty {
+            let normalized = PBSKey.normalized(given)
+            guard normalized.count == 95 else {
+                throw ConfigError(code: .invalid, message: "backup.key_fingerprint must be 32 bytes of hex (xx:xx:…), got '\(given)'")
+            }
+            fingerprint = normalized
+        } else if let file = backup.keyFile, !file.isEmpty {
+            do { fingerprint = try PBSKey(file: file).fingerprint } catch {
+                throw ConfigError(code: .invalid, message: "backup.key_file: \(error.message)")
+            }
+        } else {
+            throw ConfigError(code: .invalid, message: "backup needs key_file (the PBS key) or key_fingerprint: backups never run unencrypted")
+        }
+        return BackupSettings(boxKey: fingerprint, appBound: TimeInterval(max(0, backup.appBoundSeconds ?? 900)))
+    }
 
     /// The hub TLS trust this config describes.
     public func hubTrust() throws -> TLSTrust {

@@ -74,6 +74,6 @@ extension Agent {
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
-            longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile)
+            longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings())
     }
 }

@@ -22,7 +22,10 @@ public final class Agent: Service, Sendable {
     let pve: any PVEAPI
     let node: String
     public let journal: Journal
-    let queue = GuestQueue()
+    let queue: GuestQueue
+    /// The backup coordinator (also the local API's backend); nil when `backup` is not configured.
+    public let backups: AgentBackups?
+    let backupTimeZone: TimeZone
     let provisioner: Provisioner
     let engine: Engine
     let runner: SignedOpRunner
@@ -57,8 +60,10 @@ public final class Agent: Service, Sendable {
     public init(
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
-        signersFile: String? = nil
+        signersFile: String? = nil, backup: BackupSettings? = nil
     ) throws {
+        let queue = GuestQueue()
+        self.queue = queue
         self.signersFile = signersFile
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.hostID = hostID
@@ -87,6 +92,16 @@ public final class Agent: Service, Sendable {
                 }
             }, log: log)
         engine = Engine(pve: pve, node: node, queue: queue, provisioner: provisioner, taskTimeout: provision.taskTimeout, log: log)
+        backupTimeZone = backup?.timeZone ?? .current
+        if let backup {
+            let runner = BackupRunner(
+                pve: pve, node: node, queue: queue, journal: journal, storage: "", boxKey: backup.boxKey, taskTimeout: backup.taskTimeout, log: log)
+            backups = AgentBackups(runner: runner, appBound: backup.appBound) { [hub, logger] result in
+                await Self.report(result, hub: hub, logger: logger)
+            }
+        } else {
+            backups = nil
+        }
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
             node: node, taskTimeout: provision.taskTimeout, log: log)
@@ -130,6 +145,7 @@ public final class Agent: Service, Sendable {
         var reportNow = appliedOps > 0  // the hub's views show an applied op now, not a poll later
         if let spec {
             let outcome = try await engine.reconcile(desired: spec)
+            backupTick(spec)
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
                 let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""

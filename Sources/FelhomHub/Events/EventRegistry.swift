@@ -96,6 +96,10 @@ public enum EventRegistry {
             name: "backup_completed", postedBy: [.host], severity: .info, customerMailable: false,
             english: "completed a backup", hungarian: "mentése elkészült"),
         .init(
+            name: "backup_unencrypted", postedBy: [.host], severity: .critical, customerMailable: false,
+            english: "stored a backup WITHOUT its encryption key: counted as failed",
+            hungarian: "titkosítás nélkül mentett: a mentés sikertelennek számít"),
+        .init(
             name: "backup_failed", postedBy: [.host], severity: .critical, customerMailable: true,
             english: "reported a FAILED backup", hungarian: "mentése nem sikerült"),
         .init(

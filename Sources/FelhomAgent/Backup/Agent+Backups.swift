@@ -1,0 +1,81 @@
+import FelhomCore
+import FelhomHubClient
+import Foundation
+import Logging
+
+/// How the agent backs its guests up (config `backup.*`).
+public struct BackupSettings: Sendable {
+    /// The fingerprint of this box's PBS encryption key (`backup.key_fingerprint`, or computed
+    /// from `backup.key_file`).
+    public var boxKey: String
+    /// How long a due guest's controller has to call `POST /backup` before the agent backs the
+    /// guest up itself, crash-consistent (`backup.app_bound_seconds`, default 900).
+    public var appBound: TimeInterval
+    /// The longest a vzdump task may run.
+    public var taskTimeout: Duration
+    /// The zone of `storage_policy.backup_hour` and of the daily window.
+    public var timeZone: TimeZone
+
+    public init(boxKey: String, appBound: TimeInterval = 900, taskTimeout: Duration = .seconds(6 * 3600), timeZone: TimeZone = .current) {
+        self.boxKey = boxKey
+        self.appBound = appBound
+        self.taskTimeout = taskTimeout
+        self.timeZone = timeZone
+    }
+}
+
+extension Agent {
+    /// The daily window of `now` (the local day, `yyyy-MM-dd`) and whether the backup hour has come.
+    static func backupWindow(_ now: Date, hour: Int, timeZone: TimeZone) -> (window: String, reached: Bool) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let c = calendar.dateComponents([.year, .month, .day, .hour], from: now)
+        let window = String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
+        return (window, (c.hour ?? 0) >= hour)
+    }
+
+    /// After each reconcile: from the backup hour on, every running, non-ephemeral guest of the
+    /// desired state is due for today's window on `storage_policy.backup_storage`; guests whose
+    /// controller has not called within the bound are backed up crash-consistent.
+    func backupTick(_ spec: DesiredState) {
+        guard let backups, let storage = spec.storagePolicy.backupStorage, !storage.isEmpty else { return }
+        let now = clock.now()
+        let (window, reached) = Self.backupWindow(now, hour: spec.storagePolicy.backupHour, timeZone: backupTimeZone)
+        if reached {
+            let vmids = spec.guests.filter { $0.runState == .running && !$0.ephemeral }.map(\.vmid)
+            backups.markDue(vmids, window: window, storage: storage, now: now)
+        }
+        let started = backups.runOverdue(now: now)
+        if !started.isEmpty {
+            logger.notice("no controller called within the bound: backing up \(started.map(String.init).joined(separator: ", ")) crash-consistent")
+        }
+    }
+
+    /// One backup's outcome as an event to the hub: `backup_completed`, `backup_unencrypted`
+    /// (critical: stored without this box's encryption, counted as failed) or `backup_failed`
+    /// with the reason code.
+    static func report(_ result: BackupRunner.Result, hub: HubClient, logger: Logger) async {
+        var data: [String: JSONValue] = [
+            "vmid": .int(Int64(result.vmid)), "consistency": .string(result.consistency.rawValue),
+            "duration_seconds": .int(Int64(result.seconds.rounded())),
+        ]
+        let type: String
+        let severity: HubEvent.Severity
+        if let failure = result.failure {
+            type = failure.code == .unencrypted ? "backup_unencrypted" : "backup_failed"
+            severity = .critical
+            data["reason"] = .string(failure.code.rawValue)
+            data["message"] = .string(String(failure.message.prefix(300)))
+        } else {
+            guard !result.alreadyDone else { return }
+            type = "backup_completed"
+            severity = .info
+            if let v = result.volid { data["volid"] = .string(v) }
+            if let size = result.size { data["size"] = .int(size) }
+            if let e = result.encrypted { data["encrypted"] = .string(e) }
+        }
+        do { try await hub.postEvent(type: type, severity: severity, data: .object(data)) } catch {
+            logger.warning("cannot post \(type) for \(result.vmid) to the hub: \(error)")
+        }
+    }
+}

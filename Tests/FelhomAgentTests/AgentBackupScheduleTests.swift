@@ -1,0 +1,70 @@
+import FelhomAgent
+import FelhomCore
+import FelhomHubClient
+import FelhomTestSupport
+import Foundation
+import PVESimulator
+import Testing
+
+/// The backup schedule inside the agent's cycle, with a real hub: the storage policy of the
+/// published desired state makes running guests due; with no controller calling, the agent backs
+/// them up crash-consistent and the hub receives the events.
+@Suite struct AgentBackupScheduleTests {
+    @Test func thePolicyMakesGuestsDueAndTheHubHearsTheOutcome() async throws {
+        try await withAgentWorld { w in
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            let agent = try await w.agent(backup: BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt))
+            let web = DesiredState.Guest(
+                vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
+            let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
+            var desired = DesiredState(guests: [web, db])
+            desired.storagePolicy.backupStorage = "pbs-felhom"
+            desired.storagePolicy.backupHour = 0
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            let backups = try #require(agent.backups)
+            await backups.drain()
+            #expect(backups.lastResults.keys.sorted() == [100], "only the running guest")
+            let result = try #require(backups.lastResults[100])
+            #expect(result.failure == nil && result.consistency == .crash && result.encrypted == key)
+            var events: [HubEvent] = []
+            for _ in 0..<100 {
+                events = try await w.op.events(hostID: w.hostID, type: "backup_completed")
+                if !events.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(events.count == 1 && events.first?.data["vmid"]?.lenientInt == 100 && events.first?.data["consistency"] == "crash")
+            // The next cycle in the same window does not back up again.
+            try await agent.cycle()
+            await backups.drain()
+            #expect(
+                await w.sim.engine.snapshot().volumes.filter { $0.vmid == 100 && $0.content == "backup" }.count == 2, "the seeded one and today's")
+        }
+    }
+
+    @Test func aTargetWithoutTheBoxKeyIsRefusedAndReportedAsFailed() async throws {
+        try await withAgentWorld { w in
+            let agent = try await w.agent(
+                backup: BackupSettings(boxKey: PBSKey.fingerprint(rawKey: Array(repeating: 9, count: 32)), appBound: 0, timeZone: .gmt))
+            var desired = DesiredState(guests: [
+                DesiredState.Guest(
+                    vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
+            ])
+            desired.storagePolicy.backupStorage = "pbs-felhom"
+            desired.storagePolicy.backupHour = 0
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            await agent.backups?.drain()
+            #expect(agent.backups?.lastResults[100]?.failure?.code == .encryptionKeyMismatch)
+            var events: [HubEvent] = []
+            for _ in 0..<100 {
+                events = try await w.op.events(hostID: w.hostID, type: "backup_failed")
+                if !events.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(events.first?.data["reason"] == "encryption_key_mismatch" && events.first?.severity == .critical)
+        }
+    }
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Backups end to end with the real executables (issue 14): felhom pve-sim, felhom-hub,
+felhom-agent run (backup + local API) and felhom-controller run on the real Docker engine.
+
+The desired state's storage policy makes the running guest due; the controller polls the agent's
+local API (HTTPS, pinned, its own token), quiesces its app stacks, calls POST /backup; the agent
+backs the guest up to the simulated PBS storage under the box's key; the controller starts exactly
+the stacks it stopped; the hub receives backup_completed with consistency "app".
+Usage: backup_e2e_test.py BIN_DIR
+"""
+import json, os, signal, subprocess, sys, time, uuid
+
+import requests
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import Checks, HubProcess, Simulator, free_port  # noqa: E402
+
+bin_dir = os.path.abspath(sys.argv[1])
+felhom, agent_bin, hub_bin, controller_bin = (os.path.join(bin_dir, n) for n in ("felhom", "felhom-agent", "felhom-hub", "felhom-controller"))
+OP = "backup-e2e-operator-key-0123456789abcdef"
+IMAGE = os.environ.get("FELHOM_TEST_IMAGE", "felhom/busybox:1")
+
+
+def compose_state(project):
+    out = subprocess.run(["docker", "compose", "-p", project, "ps", "--all", "--format", "json"], capture_output=True, text=True, timeout=60)
+    return sorted(json.loads(x)["State"] for x in out.stdout.splitlines() if x.strip())
+
+
+def wait_for(predicate, timeout=90, step=0.3):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def main(sim):
+    checks = Checks("backup e2e")
+    work = sim.work
+    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP)
+    call = hub.call
+    procs, logs = [], []
+    prefix = "e" + uuid.uuid4().hex[:5]
+    names = [f"{prefix}-photos", f"{prefix}-traefik"]
+    stacks_dir = os.path.join(work, "stacks")
+    try:
+        pve = requests.Session()
+        pve.trust_env = False
+        pve.verify = os.path.join(work, "sim", "cert.pem")
+        root = "root@pam!felhom-root"
+        pve.headers["Authorization"] = f"PVEAPIToken={root}={sim.tokens[root]}"
+        base = f"https://127.0.0.1:{sim.port}/api2/json"
+        box_key = pve.get(f"{base}/storage/pbs-felhom").json()["data"]["encryption-key"]
+
+        cid = call("POST", "/api/v1/customers", {"name": "Kiss Anna", "email": "a@example.hu", "domain": "kiss.example.hu"})["id"]
+        host = call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "nappali"})["id"]
+        token = call("POST", f"/api/v1/hosts/{host}/enrollment")["token"]
+        signers = os.path.join(work, "allowed_signers")
+        key = os.path.join(work, "operator")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        with open(key + ".pub") as f, open(signers, "w") as out:
+            out.write("operator@felhom " + " ".join(f.read().split()[:2]) + "\n")
+        state = os.path.join(work, "agent-state")
+        api_port = free_port()
+        config = os.path.join(work, "agent.json")
+        with open(config, "w") as f:
+            json.dump({"pve": {"host": "127.0.0.1", "port": sim.port, "node": "pve1", "token_id": "felhom@pve!agent",
+                               "token_secret": sim.tokens["felhom@pve!agent"], "fingerprint": sim.fingerprint},
+                       "hub": {"url": hub.url, "enrollment_token": token, "long_poll_seconds": 2},
+                       "state_dir": state, "signers_file": signers,
+                       "provision": {"golden_template": "local:backup/vzdump-lxc-9000-2026_01_01-00_00_00.tar.zst"},
+                       "backup": {"key_fingerprint": box_key, "app_bound_seconds": 600},
+                       "local_api": {"listen": "127.0.0.1", "port": api_port}}, f)
+        for n in names:
+            os.makedirs(os.path.join(stacks_dir, n))
+            with open(os.path.join(stacks_dir, n, "compose.yaml"), "w") as f:
+                f.write(f"services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
+                        "    stop_grace_period: 1s\n")
+
+        def start(args, env, name):
+            log = open(os.path.join(work, name + ".log"), "w")
+            logs.append(log.name)
+            p = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+            procs.append(p)
+            return p
+
+        def tail():
+            return "".join(f"--- {n}\n" + open(n).read()[-2500:] for n in logs)
+
+        def app_consistent_backup():
+            r = subprocess.run([agent_bin, "local-api", "token", "100", "--config", config], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            agent_settings = json.loads(r.stdout)
+            assert agent_settings["agent.url"] == f"https://127.0.0.1:{api_port}"
+            stored = open(os.path.join(state, "local-api-tokens.json")).read()
+            assert agent_settings["agent.token"] not in stored, "tokens are stored hashed"
+            start([agent_bin, "run", "--config", config], dict(os.environ), "agent")
+            cenv = dict(os.environ, FELHOM_CONTROLLER_STACKS_DIR=stacks_dir, FELHOM_CONTROLLER_STATE_DIR=os.path.join(work, "ctl-state"),
+                        FELHOM_CONTROLLER_STACKS_PROTECTED=names[1], FELHOM_CONTROLLER_AGENT_URL=agent_settings["agent.url"],
+                        FELHOM_CONTROLLER_AGENT_FINGERPRINT=agent_settings["agent.fingerprint"],
+                        FELHOM_CONTROLLER_AGENT_TOKEN=agent_settings["agent.token"], FELHOM_CONTROLLER_QUIESCE_POLL_SECONDS="1",
+                        FELHOM_CONTROLLER_WATCHDOG_INTERVAL_SECONDS="600")
+            for n in names:
+                r = subprocess.run([controller_bin, "stacks", "deploy", n], env=cenv, capture_output=True, text=True, timeout=120)
+                assert r.returncode == 0, r.stderr
+            start([controller_bin, "run"], cenv, "controller")
+            assert wait_for(lambda: "local API on https://" in open(logs[0]).read(), timeout=60), tail()
+            call("PUT", f"/api/v1/hosts/{host}/desired", {
+                "guests": [{"vmid": 100, "name": "web", "cpu": 2, "memory_mb": 2048, "disk_gb": 8, "run_state": "running",
+                            "description": "customer apps: photos, passwords"},
+                           {"vmid": 101, "name": "db", "cpu": 1, "memory_mb": 1024, "disk_gb": 8, "run_state": "stopped"}],
+                "storage_policy": {"backup_storage": "pbs-felhom", "backup_hour": 0, "keep_last": 7}})
+            call("POST", f"/api/v1/hosts/{host}/desired/publish")
+
+            def completed():
+                return [e for e in call("GET", f"/api/v1/events?host_id={host}&type=backup_completed")["events"]]
+            assert wait_for(lambda: len(completed()) == 1, timeout=120), tail()
+            event = completed()[0]
+            assert event["data"]["vmid"] == 100 and event["data"]["consistency"] == "app", event
+            assert event["data"]["encrypted"] == box_key, event
+            ctl = open(logs[1]).read()
+            assert f"quiesce: stopped {names[0]}" in ctl and f"quiesce: stopped {names[1]}" not in ctl, tail()
+            assert wait_for(lambda: compose_state(names[0]) == ["running"], timeout=60), tail()
+            assert compose_state(names[1]) == ["running"]
+            content = pve.get(f"{base}/nodes/pve1/storage/pbs-felhom/content", params={"vmid": 100}).json()["data"]
+            assert len(content) == 2 and all(c.get("encrypted") == box_key for c in content), content
+
+        checks.check("the controller quiesces, the agent backs up encrypted to PBS, the hub hears app-consistent", app_consistent_backup)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for n in names:
+            subprocess.run(["docker", "compose", "-p", n, "down"], capture_output=True, timeout=120)
+        hub.close()
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    with Simulator(os.path.join(bin_dir, "felhom")) as sim:
+        sys.exit(main(sim))
