@@ -106,6 +106,7 @@ struct RunCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
                 throw ExitCode(1)
             }
+            await agent.backups?.drain()  // a backup the cycle started ends before the process does
             return
         }
         // SIGHUP rereads signers_file at once (it is also reread before each signed op).

@@ -62,4 +62,25 @@ import Testing
             #expect(j.entries(of: refused.op).map(\.step) == ["failed"], "refused before begin")
         }
     }
+
+    @Test func aBackupInFlightAtACrashIsFinishedOrFailedAtTheNextStart() async throws {
+        try await withSim { h in
+            let j = try journal()
+            let (r, key) = try await runner(h, journal: j)
+            // As if the agent died right after starting vzdump: the task runs on.
+            let op = BackupRunner.op(vmid: 101, window: "w")
+            try j.append(op: op, kind: BackupRunner.kind, step: "begin", data: ["vmid": "101", "storage": "pbs-felhom", "consistency": "app"])
+            let upid = try #require(try await h.client().vzdump(node: "pve1", VzdumpOptions(vmids: [101], storage: "pbs-felhom")).upid)
+            try j.append(op: op, kind: BackupRunner.kind, step: "vzdump", data: ["vmid": "101", "upid": upid.description])
+            let resumed = try #require(await r.resume(op: op, entries: j.entries(of: op)))
+            #expect(resumed.failure == nil && resumed.encrypted == key && resumed.consistency == .app, "\(String(describing: resumed.failure))")
+            #expect(j.entries(of: op).last?.step == "done" && r.tried(vmid: 101, window: "w"))
+            #expect(await r.run(vmid: 101, window: "w", consistency: .crash).alreadyDone, "no second backup in the window")
+            // Killed before vzdump started: failed as interrupted, nothing stored.
+            let op2 = BackupRunner.op(vmid: 100, window: "w")
+            try j.append(op: op2, kind: BackupRunner.kind, step: "begin", data: ["vmid": "100", "storage": "pbs-felhom", "consistency": "crash"])
+            let interrupted = try #require(await r.resume(op: op2, entries: j.entries(of: op2)))
+            #expect(interrupted.failure?.message.contains("interrupted") == true && j.entries(of: op2).last?.step == "failed")
+        }
+    }
 }

@@ -126,7 +126,43 @@ def main(sim):
             content = pve.get(f"{base}/nodes/pve1/storage/pbs-felhom/content", params={"vmid": 100}).json()["data"]
             assert len(content) == 2 and all(c.get("encrypted") == box_key for c in content), content
 
+        # kill -9 of the real agent while vzdump runs: started again, it finishes that backup (one
+        # backup in the window, no second one) and the hub hears it once.
+        def kill9_mid_backup_then_resume():
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
+            procs.clear()
+            call("PUT", f"/api/v1/hosts/{host}/desired", {
+                "guests": [{"vmid": 100, "name": "web", "cpu": 2, "memory_mb": 2048, "disk_gb": 8, "run_state": "running",
+                            "description": "customer apps: photos, passwords"},
+                           {"vmid": 101, "name": "db", "cpu": 1, "memory_mb": 1024, "disk_gb": 8, "run_state": "running"}],
+                "storage_policy": {"backup_storage": "pbs-felhom", "backup_hour": 0, "keep_last": 7}})
+            call("POST", f"/api/v1/hosts/{host}/desired/publish")
+            env = dict(os.environ, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0", FELHOM_AGENT_FAILPOINT="backup.after_vzdump_started")
+            r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == -9, f"expected SIGKILL at backup.after_vzdump_started, got {r.returncode}: {r.stderr[-800:]}"
+            ops = {}
+            with open(os.path.join(state, "journal.jsonl")) as f:
+                for line in f:
+                    e = json.loads(line)
+                    ops.setdefault(e["op"], []).append(e)
+            open_ops = [op for op, es in ops.items() if es[0]["kind"] == "backup" and es[-1]["step"] not in ("done", "failed")]
+            assert len(open_ops) == 1 and ops[open_ops[0]][-1]["step"] == "vzdump", ops
+            env = dict(os.environ, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0")
+            r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert "finished after a restart" in r.stdout + r.stderr, r.stdout + r.stderr
+
+            def completed(vmid):
+                return [e for e in call("GET", f"/api/v1/events?host_id={host}&type=backup_completed")["events"] if e["data"]["vmid"] == vmid]
+            assert wait_for(lambda: len(completed(101)) == 1, timeout=30), call("GET", f"/api/v1/events?host_id={host}")
+            content = pve.get(f"{base}/nodes/pve1/storage/pbs-felhom/content", params={"vmid": 101}).json()["data"]
+            assert len(content) == 1 and content[0]["encrypted"] == box_key, content
+            assert len(completed(100)) == 1, "100 was not backed up again in the same window"
+
         checks.check("the controller quiesces, the agent backs up encrypted to PBS, the hub hears app-consistent", app_consistent_backup)
+        checks.check("kill -9 of the agent mid-backup: the restart finishes it, once", kill9_mid_backup_then_resume)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -37,7 +37,10 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
     /// (a failure is retried in the next window, never in a loop).
     public func markDue(_ vmids: [Int], window: String, storage: String? = nil, now: Date = Date()) {
         state.withLock { s in
-            for vmid in vmids where s.due[vmid]?.window != window && s.results[vmid]?.op != BackupRunner.op(vmid: vmid, window: window) {
+            for vmid in vmids
+            where s.due[vmid]?.window != window && s.results[vmid]?.op != BackupRunner.op(vmid: vmid, window: window)
+                && !runner.tried(vmid: vmid, window: window)
+            {
                 s.due[vmid] = Due(window: window, since: now, storage: storage)
             }
         }

@@ -103,18 +103,70 @@ public struct BackupRunner: Sendable {
         let before = Set(try await pve.storageContent(node: node, storage: storage, content: "backup", vmid: vmid).map(\.volid))
         try journal.append(
             op: op, kind: Self.kind, step: "begin", data: ["vmid": "\(vmid)", "storage": storage, "consistency": consistency.rawValue])
+        Failpoint.hit("backup.after_begin")
         var options = VzdumpOptions(vmids: [vmid], storage: storage)
         options.mode = "snapshot"
         guard let upid = try await pve.vzdump(node: node, options).upid else {
             throw BackupError(.badTarget, "guest \(vmid) is not on node \(node): nothing was backed up")
         }
         try journal.append(op: op, kind: Self.kind, step: "vzdump", data: ["vmid": "\(vmid)", "upid": upid.description])
+        Failpoint.hit("backup.after_vzdump_started")
         _ = try await pve.waitTask(upid, timeout: taskTimeout)
+        Failpoint.hit("backup.after_task")
+        return try await newEntry(vmid: vmid, storage: storage) { !before.contains($0.volid) }
+    }
+
+    /// The newest backup of `vmid` on `storage` that `isNew` accepts, checked.
+    func newEntry(vmid: Int, storage: String, _ isNew: (PVEStorageContent) -> Bool) async throws -> PVEStorageContent {
         let after = try await pve.storageContent(node: node, storage: storage, content: "backup", vmid: vmid)
-        guard let entry = after.filter({ !before.contains($0.volid) }).max(by: { ($0.ctime ?? 0) < ($1.ctime ?? 0) }) else {
-            throw BackupError(.taskFailed, "the backup task of \(vmid) ended OK but no new backup is listed on \(storage)")
+        guard let entry = after.filter(isNew).max(by: { ($0.ctime ?? 0) < ($1.ctime ?? 0) }) else {
+            throw BackupError(.taskFailed, "the backup task of \(vmid) ended but no new backup is listed on \(storage)")
         }
         try BackupChecks.stored(entry, boxKey: boxKey)
         return entry
     }
+
+    /// Finishes a backup a crash left in flight (at start-up): with its vzdump task recorded, waits
+    /// for that task and checks what it stored (done, or failed with the reason); without one
+    /// (killed before vzdump started) it is failed as interrupted — retried in the next window,
+    /// never run twice in this one.
+    public func resume(op: String, entries: [JournalEntry]) async -> Result? {
+        guard let begin = entries.first(where: { $0.step == "begin" }) ?? entries.first, let vmid = begin.data["vmid"].flatMap(Int.init) else {
+            return nil
+        }
+        let consistency = begin.data["consistency"].flatMap(Consistency.init(rawValue:)) ?? .crash
+        var result = Result(vmid: vmid, op: op, consistency: consistency, seconds: 0)
+        do {
+            guard let storage = begin.data["storage"], let text = entries.last(where: { $0.step == "vzdump" })?.data["upid"] else {
+                throw BackupError(.taskFailed, "interrupted before the backup task started")
+            }
+            let upid = try UPID(parsing: text)
+            let stored = try await queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
+                _ = try await self.pve.waitTask(upid, timeout: self.taskTimeout)
+                let since = Int64(begin.at.timeIntervalSince1970) - 1
+                return try await self.newEntry(vmid: vmid, storage: storage) { ($0.ctime ?? 0) >= since }
+            }
+            result.volid = stored.volid
+            result.size = stored.size
+            result.encrypted = stored.encrypted
+            result.verification = stored.verificationState
+            try? journal.append(
+                op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue])
+            log("backup of \(vmid) finished after a restart: \(stored.volid)")
+        } catch let error as BackupError {
+            result.failure = error
+        } catch let error as PVEError {
+            result.failure = BackupError(error.code == .taskFailed ? .taskFailed : .storageUnreachable, error.message)
+        } catch {
+            result.failure = BackupError(.taskFailed, "\(error)")
+        }
+        if let failure = result.failure {
+            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": failure.code.rawValue])
+            log("backup of \(vmid) interrupted by a restart: \(failure)")
+        }
+        return result
+    }
+
+    /// Whether this window's backup of `vmid` already ran to an end (done or failed).
+    public func tried(vmid: Int, window: String) -> Bool { journal.isFinished(Self.op(vmid: vmid, window: window)) }
 }

@@ -109,6 +109,11 @@ public final class Agent: Service, Sendable {
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
     public func resumeInFlight() async {
+        if let backups {
+            for (op, entries) in journal.inFlight() where entries.first?.kind == BackupRunner.kind {
+                if let result = await backups.runner.resume(op: op, entries: entries) { await Self.report(result, hub: hub, logger: logger) }
+            }
+        }
         for (op, entries) in journal.inFlight() where entries.first?.kind == Provisioner.kind {
             guard let vmid = entries.first?.data["vmid"].flatMap(Int.init) else { continue }
             do {
