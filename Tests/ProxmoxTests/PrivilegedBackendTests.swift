@@ -57,6 +57,32 @@ final class RecordingRunner: CommandRunner {
         #expect(throws: PrivilegedError.self) { try PrivilegedBackend.mountArguments(filesystemUUID: uuid, mountPoint: path) }
     }
 
+    @Test func pushesOnlyTheControllerConfigRootOwned0600() async throws {
+        let r = RecordingRunner(CommandResult(exitCode: 0, stdout: ""))
+        try await PrivilegedBackend(runner: r).push(
+            vmid: 120, source: "/var/lib/felhom-agent/push/120.json", destination: "/etc/felhom/controller.json")
+        #expect(
+            r.calls.withLock { $0 } == [
+                [
+                    "pct", "push", "120", "/var/lib/felhom-agent/push/120.json", "/etc/felhom/controller.json", "--perms", "0600", "--user", "0",
+                    "--group", "0",
+                ]
+            ])
+    }
+
+    @Test(arguments: [
+        (120, "/var/lib/x.json", "/etc/shadow"), (120, "relative.json", "/etc/felhom/controller.json"),
+        (120, "/var/lib/../../etc/shadow", "/etc/felhom/controller.json"), (120, "/tmp/a b.json", "/etc/felhom/controller.json"),
+        (5, "/var/lib/x.json", "/etc/felhom/controller.json"), (120, "/var/lib/x.json;reboot", "/etc/felhom/controller.json"),
+    ])
+    func pushRefusesBadInput(_ vmid: Int, _ source: String, _ destination: String) async {
+        let r = RecordingRunner(CommandResult(exitCode: 0, stdout: ""))
+        await #expect(throws: PrivilegedError.self) {
+            try await PrivilegedBackend(runner: r).push(vmid: vmid, source: source, destination: destination)
+        }
+        #expect(r.calls.withLock { $0.isEmpty })
+    }
+
     @Test func failedCommandReportsExitAndStderr() async {
         let r = RecordingRunner(CommandResult(exitCode: 32, stdout: "", stderr: "mount: /mnt/felhom/x: can't find UUID=…\nmore"))
         let e = await #expect(throws: PrivilegedError.self) {

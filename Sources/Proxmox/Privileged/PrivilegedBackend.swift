@@ -3,10 +3,11 @@ import Foundation
 
 /// The fenced list of things the agent does as root because the Proxmox API cannot.
 ///
-/// Exactly four operations, each building a fixed argument vector from validated input and running
+/// Exactly five operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
-/// mount a USB disk by filesystem UUID, read SMART data, read sensors. It makes no HTTP calls, and
+/// mount a USB disk by filesystem UUID, read SMART data, read sensors, and push the controller's
+/// config file into a guest (`pct push`, a fixed destination only). It makes no HTTP calls, and
 /// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
@@ -176,6 +177,30 @@ public struct PrivilegedBackend: Sendable {
             }
         }
         return out.sorted { ($0.chip, $0.label, $0.key) < ($1.chip, $1.label, $1.key) }
+    }
+
+    // MARK: 5. The controller's config into a guest
+
+    /// The only paths a file may be pushed to inside a guest.
+    public static let pushDestinations: Set<String> = ["/etc/felhom/controller.json"]
+
+    /// The argv of `pct push`: `source` must be an absolute path without `..` (a file the agent
+    /// wrote, 0600), `destination` one of ``pushDestinations``; the file lands root-owned 0600.
+    public static func pushArguments(vmid: Int, source: String, destination: String) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        guard source.hasPrefix("/"), !source.split(separator: "/").contains(".."),
+            Pattern.whole(source, #"/[A-Za-z0-9._/\-]+"#)
+        else { throw invalid("source '\(source)' must be an absolute path of [A-Za-z0-9._/-] without ..") }
+        guard pushDestinations.contains(destination) else {
+            throw invalid("destination '\(destination)' is not one of \(pushDestinations.sorted().joined(separator: ", "))")
+        }
+        return ["push", String(vmid), source, destination, "--perms", "0600", "--user", "0", "--group", "0"]
+    }
+
+    /// Runs `pct push VMID SOURCE DESTINATION` (root 0600 in the guest).
+    public func push(vmid: Int, source: String, destination: String) async throws {
+        let args = try Self.pushArguments(vmid: vmid, source: source, destination: destination)
+        try check(try await runner.run("pct", args), what: "pct push \(vmid) \(destination)")
     }
 
     // MARK: -
