@@ -131,7 +131,7 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 let cert = try LocalAPIFiles.certificate(stateDir: stateDir, names: [listen])
                 let server = LocalAPIServer(
-                    tokens: try LocalAPIFiles.tokens(stateDir: stateDir), backend: backups, certificate: cert,
+                    tokens: try agent.localTokens ?? LocalAPIFiles.tokens(stateDir: stateDir), backend: backups, certificate: cert,
                     settings: .init(listen: listen, port: port))
                 services.append(try server.application(logger: logger))
                 logger.notice("local API on https://\(listen):\(port); controllers pin agent.fingerprint \(cert.fingerprint)")

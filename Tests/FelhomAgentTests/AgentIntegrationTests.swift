@@ -30,14 +30,16 @@ struct AgentWorld: Sendable {
     var store: HubStore { hub.hub.store }
     var hubURL: String { hub.url }
 
-    func agent(logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil) async throws -> Agent {
+    func agent(
+        logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil
+    ) async throws -> Agent {
         var logger = given ?? Logger(label: "agent")
         if given == nil { logger.logLevel = .critical }
         return try Agent(
             hostID: hostID, hub: try HubClient(url: hubURL, key: hostKey), pve: try sim.client(), node: "pve1", stateDir: stateDir,
             signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
             provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
-            longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup)
+            longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup, credentials: credentials)
     }
 
     func publish(_ guests: [DesiredState.Guest]) async throws {

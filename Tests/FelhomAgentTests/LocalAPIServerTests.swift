@@ -132,7 +132,13 @@ final class ScriptedBackend: LocalAPIBackend {
         let attrs = try FileManager.default.attributesOfItem(atPath: dir + "/t.json")
         #expect((attrs[.posixPermissions] as? Int) == 0o600)
         #expect(try LocalTokens(path: dir + "/t.json").guest(for: token.reveal()) == 140)
+        // A token issued by another process (felhom-agent local-api token) is seen by the running one.
+        let other = try LocalTokens(path: dir + "/t.json")
+        let issuedElsewhere = try other.issue(vmid: 141)
+        #expect(tokens.guest(for: issuedElsewhere.reveal()) == 141)
+        #expect(tokens.guest(for: token.reveal()) == 140, "and its own are kept")
         try tokens.revoke(vmid: 140)
+        #expect(other.guest(for: issuedElsewhere.reveal()) == 141, "a change here does not drop the other's token")
         #expect(try LocalTokens(path: dir + "/t.json").guest(for: token.reveal()) == nil)
         try Data("{".utf8).write(to: URL(fileURLWithPath: dir + "/bad.json"))
         #expect(throws: LocalAPIError.self) { _ = try LocalTokens(path: dir + "/bad.json") }

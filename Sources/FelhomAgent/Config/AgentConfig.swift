@@ -71,9 +71,13 @@ public struct AgentConfig: Decodable, Sendable {
         public var goldenTemplate: String
         /// Storage for new root disks (default `local-lvm`).
         public var storage: String?
+        /// With `local_api`: push `/etc/felhom/controller.json` into each new guest (`pct push`,
+        /// default true).
+        public var controllerConfig: Bool?
         enum CodingKeys: String, CodingKey {
             case storage
             case goldenTemplate = "golden_template"
+            case controllerConfig = "controller_config"
         }
     }
 
@@ -127,6 +131,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("pve.timeout_seconds", .integer), .init("selftest.vmid", .integer),
             .init("hub.url"), .init("hub.enrollment_token"), .init("hub.host_key"), .init("hub.host_id"), .init("hub.fingerprint"),
             .init("hub.ca_file"), .init("hub.long_poll_seconds", .integer), .init("provision.golden_template"),
+            .init("provision.controller_config", .boolean),
             .init("provision.storage"), .init("state_dir"), .init("signers_file"),
             .init("backup.key_file"), .init("backup.key_fingerprint"), .init("backup.app_bound_seconds", .integer),
             .init("local_api.listen"), .init("local_api.port", .integer),

@@ -71,9 +71,29 @@ extension Agent {
         do { try Self.lockStateDir(stateDir) } catch { throw ConfigError(code: .invalid, message: error.message) }
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: trust)
         let pve = PVEClient(connection: try cfg.pveConnection())
+        // The local API's tokens, and the controller config pushed into new guests.
+        var localTokens: LocalTokens?
+        var credentials: GuestCredentials?
+        if let api = cfg.localAPI {
+            let listen = api.listen ?? "127.0.0.1"
+            do {
+                let tokens = try LocalAPIFiles.tokens(stateDir: stateDir)
+                localTokens = tokens
+                if cfg.provision?.controllerConfig ?? true {
+                    let cert = try LocalAPIFiles.certificate(stateDir: stateDir, names: [listen])
+                    credentials = GuestCredentials(
+                        hubURL: hubCfg.url, hubFingerprint: hubCfg.fingerprint, agentURL: "https://\(listen):\(api.port ?? 8787)",
+                        agentFingerprint: cert.fingerprint, tokens: tokens, backend: PrivilegedBackend(runner: SubprocessCommandRunner()),
+                        stagingDir: stateDir + "/push")
+                }
+            } catch {
+                throw ConfigError(code: .invalid, message: "local_api: \(error)")
+            }
+        }
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
-            longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings())
+            longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
+            credentials: credentials, localTokens: localTokens)
     }
 }

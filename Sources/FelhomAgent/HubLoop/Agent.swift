@@ -26,6 +26,8 @@ public final class Agent: Service, Sendable {
     /// The backup coordinator (also the local API's backend); nil when `backup` is not configured.
     public let backups: AgentBackups?
     let backupTimeZone: TimeZone
+    /// The controllers' local API tokens (one store shared by the server and provisioning).
+    public let localTokens: LocalTokens?
     let provisioner: Provisioner
     let engine: Engine
     let runner: SignedOpRunner
@@ -60,8 +62,9 @@ public final class Agent: Service, Sendable {
     public init(
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
-        signersFile: String? = nil, backup: BackupSettings? = nil
+        signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil
     ) throws {
+        self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
         self.queue = queue
         self.signersFile = signersFile
@@ -84,11 +87,17 @@ public final class Agent: Service, Sendable {
             issueToken: { vmid, name in
                 // The controller's own key from the hub, kept for the local API to hand to the guest.
                 // Asked again after a crash, the hub re-keys the same guest and revokes the first key.
-                let (_, key) = try await hubClient.createGuest(hostID: hostID, name: name, idempotencyKey: "vmid-\(vmid)")
+                let (guestID, key) = try await hubClient.createGuest(hostID: hostID, name: name, idempotencyKey: "vmid-\(vmid)")
                 try FileManager.default.createDirectory(atPath: tokensDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 let path = tokensDir + "/\(vmid).token"
                 do throws(AppendLogError) { try DurableFile.write(Array(key.reveal().utf8), to: path, mode: 0o600) } catch {
                     throw SignedOpError(message: "cannot store the guest token for \(vmid): \(error.message)")
+                }
+                // The controller's credentials go straight into the guest (never through the hub).
+                if let credentials {
+                    do { try await credentials.install(vmid: vmid, guestID: guestID, hubKey: key) } catch {
+                        throw SignedOpError(message: "cannot write the controller config into \(vmid): \(error)")
+                    }
                 }
             }, log: log)
         engine = Engine(pve: pve, node: node, queue: queue, provisioner: provisioner, taskTimeout: provision.taskTimeout, log: log)

@@ -10,14 +10,19 @@ import Synchronization
 public final class LocalTokens: Sendable {
     let path: String
     let hashes: Mutex<[Int: String]>
+    /// The file's change time and size when last read: a token issued by another process
+    /// (`felhom-agent local-api token`) is seen at the next request.
+    let seen = Mutex<(Int, Int, Int64)>((0, 0, -1))
 
     /// Loads the store at `path` (missing: empty; damaged: an error naming it, never reset).
     public init(path: String) throws(LocalAPIError) {
         self.path = path
-        guard let data = FileManager.default.contents(atPath: path) else {
-            hashes = Mutex([:])
-            return
-        }
+        hashes = Mutex(try Self.read(path) ?? [:])
+        seen.withLock { $0 = Self.stamp(path) }
+    }
+
+    static func read(_ path: String) throws(LocalAPIError) -> [Int: String]? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
         do {
             let decoded = try JSONDecoder().decode([String: String].self, from: data)
             var out: [Int: String] = [:]
@@ -25,10 +30,25 @@ public final class LocalTokens: Sendable {
                 guard let vmid = Int(k), v.count == 64 else { throw LocalAPIError(.internal, "bad entry \(k)") }
                 out[vmid] = v
             }
-            hashes = Mutex(out)
+            return out
         } catch {
             throw LocalAPIError(.internal, "the local API token store '\(path)' is damaged (\(error)); fix or move it away")
         }
+    }
+
+    static func stamp(_ path: String) -> (Int, Int, Int64) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return (0, 0, -1) }
+        return (Int(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec), Int64(st.st_size))
+    }
+
+    /// Rereads the file when another process changed it (a damaged file keeps the tokens in memory).
+    func refresh() {
+        let now = Self.stamp(path)
+        guard seen.withLock({ $0 != now }) else { return }
+        guard let fresh = try? Self.read(path) else { return }
+        hashes.withLock { $0 = fresh }
+        seen.withLock { $0 = now }
     }
 
     static func digest(_ token: String) -> String {
@@ -55,6 +75,7 @@ public final class LocalTokens: Sendable {
     /// constant time.
     public func guest(for token: String) -> Int? {
         guard !token.isEmpty, token.utf8.count <= 256 else { return nil }
+        refresh()
         let presented = Array(Self.digest(token).utf8)
         return hashes.withLock { all in
             var found: Int?
@@ -74,6 +95,7 @@ public final class LocalTokens: Sendable {
     }
 
     func change(_ body: (inout [Int: String]) -> Void) throws(LocalAPIError) {
+        refresh()  // never overwrite another process's newer tokens
         try hashes.withLock { (all: inout [Int: String]) throws(LocalAPIError) in
             var next = all
             body(&next)
@@ -87,6 +109,7 @@ public final class LocalTokens: Sendable {
                 throw LocalAPIError(.internal, "cannot write the token store '\(path)': \(error.message)")
             }
             all = next
+            seen.withLock { $0 = Self.stamp(path) }
         }
     }
 }
