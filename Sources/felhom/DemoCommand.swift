@@ -48,6 +48,8 @@ struct DemoCommand: AsyncParsableCommand {
         var replayRejected = false
         var controller = false
         var controllerRuntime = ""
+        var backupEncrypted = false
+        var unencryptedBackupRefused = false
         enum CodingKeys: String, CodingKey {
             case converged
             case provisionedByRestore = "provisioned_by_restore"
@@ -56,8 +58,13 @@ struct DemoCommand: AsyncParsableCommand {
             case replayRejected = "replay_rejected"
             case controller
             case controllerRuntime = "controller_runtime"
+            case backupEncrypted = "backup_encrypted"
+            case unencryptedBackupRefused = "unencrypted_backup_refused"
         }
-        var all: Bool { converged && provisionedByRestore && signedOpApplied && unsignedDestroyRefused && replayRejected && controller }
+        var all: Bool {
+            converged && provisionedByRestore && signedOpApplied && unsignedDestroyRefused && replayRejected && controller && backupEncrypted
+                && unencryptedBackupRefused
+        }
     }
 
     func run() async throws {
@@ -125,6 +132,7 @@ struct DemoCommand: AsyncParsableCommand {
         try "operator@felhom \(signingKey.publicKey.openSSHLine) role=operational\n".write(toFile: signers, atomically: true, encoding: .utf8)
         info("customer Kiss Anna, host \"nappali\" (\(host)); demo operator key registered and pinned on the agent")
 
+        let boxKey = await sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint ?? ""
         // 4. The agent, configured like a real one (file-style settings), enrolls with the token.
         var agentLogger = Logger(label: "felhom.agent") { _ in DemoLogHandler(prefix: "  agent: ") }
         agentLogger.logLevel = .info
@@ -136,6 +144,9 @@ struct DemoCommand: AsyncParsableCommand {
                 "FELHOM_AGENT_PVE_FINGERPRINT": fp, "FELHOM_AGENT_HUB_URL": hubURL, "FELHOM_AGENT_HUB_ENROLLMENT_TOKEN": token,
                 "FELHOM_AGENT_HUB_LONG_POLL_SECONDS": "2", "FELHOM_AGENT_STATE_DIR": root + "/agent",
                 "FELHOM_AGENT_SIGNERS_FILE": signers, "FELHOM_AGENT_PROVISION_GOLDEN_TEMPLATE": SimSeed.goldenTemplateVolid,
+                // The box's PBS key (the simulator's pbs-felhom storage is set up with it); the demo's
+                // guests have no controller calling the local API, so backups are crash-consistent.
+                "FELHOM_AGENT_BACKUP_KEY_FINGERPRINT": boxKey, "FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS": "0",
             ])
         let agent = try await Agent.make(config: cfg, logger: agentLogger)
         let agentGroup = ServiceGroup(services: [agent], gracefulShutdownSignals: [], logger: quiet)
@@ -223,6 +234,47 @@ struct DemoCommand: AsyncParsableCommand {
             info("the controller part FAILED: \(error)")
         }
         if seen.controllerRuntime == "docker" && scenarioOnly { await demoController.cleanUp() }
+
+        // 10. Backups: the storage policy makes the running guests due; they go to the encrypted
+        // PBS storage under the box's key; without the key on the storage nothing is backed up.
+        step("Backups: storage policy published; encrypted backups to PBS (pbs-felhom)")
+        desired.storagePolicy.backupStorage = "pbs-felhom"
+        desired.storagePolicy.backupHour = 0
+        try await publish(desired, op: op, host: host)
+        let running = desired.guests.filter { $0.runState == .running }.map(\.vmid)
+        var completed: [HubEvent] = []
+        _ = try await waitUntil(seconds: 60) {
+            completed = try await op.events(hostID: host, type: "backup_completed")
+            return Set(completed.compactMap { $0.data["vmid"]?.lenientInt.map { Int($0) } }).isSuperset(of: running)
+        }
+        seen.backupEncrypted =
+            !completed.isEmpty && Set(completed.compactMap { $0.data["vmid"]?.lenientInt.map { Int($0) } }).isSuperset(of: running)
+            && completed.allSatisfy { PBSKey.normalized($0.data["encrypted"]?.stringValue ?? "") == PBSKey.normalized(boxKey) }
+        for e in completed.sorted(by: { ($0.data["vmid"]?.lenientInt ?? 0) < ($1.data["vmid"]?.lenientInt ?? 0) }) {
+            info(
+                "backup_completed: guest \(e.data["vmid"]?.lenientInt ?? 0) → \(e.data["volid"]?.stringValue ?? "?") (encrypted, key \(String(boxKey.prefix(23))))"
+            )
+        }
+        if !seen.backupEncrypted { info("backups did NOT all complete encrypted under the box's key") }
+        step("Removing the encryption key from the PBS storage (as a careless admin might): the next backup is refused")
+        if var pbs = await sim.engine.snapshot().storages.first(where: { $0.id == "pbs-felhom" }), let backups = agent.backups {
+            pbs.encryptionKeyFingerprint = nil
+            await sim.engine.setStorage(pbs)
+            backups.markDue([100], window: "demo-without-key", storage: "pbs-felhom")
+            backups.runOverdue()
+            await backups.drain()
+            let refused = backups.lastResults[100]?.failure?.code == .encryptionKeyMissing
+            let failedEvent = try await waitUntil(seconds: 30) {
+                try await op.events(hostID: host, type: "backup_failed").contains { $0.data["reason"] == "encryption_key_missing" }
+            }
+            seen.unencryptedBackupRefused = refused && failedEvent
+            info(
+                seen.unencryptedBackupRefused
+                    ? "refused: backup_failed (encryption_key_missing) reported to the hub; nothing stored unencrypted"
+                    : "NOT refused as expected")
+            pbs.encryptionKeyFingerprint = boxKey
+            await sim.engine.setStorage(pbs)
+        }
 
         // Summary.
         let elapsed = ContinuousClock.now - started
