@@ -84,6 +84,20 @@ import Testing
         #expect(log.data?.arrayValue?.contains { $0["t"]?.stringValue?.hasPrefix("excluded mount point mp0") == true } == true)
     }
 
+    /// Advanced mode (a `rootfs` given): the backup's rootfs and mount points are ignored, only the
+    /// given ones are used — a restore test's scratch guest never gets the original's data volumes.
+    @Test func anAdvancedRestoreUsesOnlyTheGivenMountPoints() async throws {
+        let h = EngineHarness(taskSeconds: 1)
+        let backup = "pbs-felhom%3Abackup%2Fct%2F100%2F2026-01-01T02%3A00%3A00Z"
+        let r = await h.call("POST", "/nodes/pve1/lxc", form: "vmid=150&restore=1&ostemplate=\(backup)&rootfs=local-lvm%3A8")
+        #expect(r.status == 200)
+        h.clock.advance(by: 2)
+        let ct = try #require(await h.engine.snapshot().containers[150])
+        #expect(ct.config["mp0"] == nil, "the backup's mp0 (/srv/media) is not attached: \(ct.config)")
+        #expect(ct.config["rootfs"]?.hasPrefix("local-lvm:vm-150-disk-") == true)
+        #expect(ct.config["hostname"] == "web", "the rest of the backed-up config is kept")
+    }
+
     @Test func restoreOverAnExistingGuestNeedsForceAndAStoppedGuest() async throws {
         let h = EngineHarness(taskSeconds: 1)
         let vol = "local%3Abackup%2Fvzdump-lxc-9000-2026_01_01-00_00_00.tar.zst"

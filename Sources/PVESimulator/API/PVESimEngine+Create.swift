@@ -75,6 +75,12 @@ extension PVESimEngine {
             config = backupConfig
             for k in ["lock", "parent", "snaptime"] { config[k] = nil }
             let advanced = given["rootfs"] != nil
+            if advanced {
+                // pct.adoc "Restoring Container Backups": advanced mode "completely ignores the rootfs
+                // and mpX configuration options contained in the backup archive, and instead only
+                // uses the options explicitly provided as parameters".
+                for key in config.keys where key == "rootfs" || (key.hasPrefix("mp") && Int(key.dropFirst(2)) != nil) { config[key] = nil }
+            }
             // Simple mode: recreate each recorded volume on the target storage with its recorded size.
             for key in config.keys.sorted() where key == "rootfs" || (key.hasPrefix("mp") && Int(key.dropFirst(2)) != nil) {
                 guard !advanced, let value = config[key] else { continue }
