@@ -133,6 +133,7 @@ extension PVESimEngine {
         // PVE writes the config with `lock: create` at once; the worker fills the volumes.
         let previous = existing
         var fresh = SimContainer(vmid: vmid, node: nodeName, config: config)
+        if restore { fresh.appHealth = volume?.appHealth }
         fresh.config["lock"] = "create"
         // On a worker failure PVE destroys the half-restored container (even over an existing one).
         fresh.config["x-sim-fresh"] = "1"

@@ -128,6 +128,7 @@ extension PVESimEngine {
             if st.type == "pbs" { vol.verification = state.faults.verificationFailures.contains(vmid) ? "failed" : "ok" }
             vol.backupConfig = backupConfig
             vol.capturedData = captured
+            vol.appHealth = c.appHealth
             produced.append(vol)
             lockable.append(vmid)
             log.append("INFO: Finished Backup of VM \(vmid) (00:00:01)")

@@ -48,6 +48,25 @@ public actor PVESimEngine {
         persist()
     }
 
+    /// Sets what guest `vmid`'s controller answers to `felhom-controller stacks list --json`.
+    public func setAppHealth(vmid: Int, json: String?) {
+        advance()
+        state.containers[vmid]?.appHealth = json
+        persist()
+    }
+
+    /// `pct exec VMID -- felhom-controller stacks list --json` as root on the host would run it: the
+    /// guest's app-health payload when it runs, else PVE's and the shell's errors.
+    public func execStacksList(vmid: Int) -> (exitCode: Int32, stdout: String, stderr: String) {
+        advance()
+        guard let c = state.containers[vmid] else {
+            return (2, "", "Configuration file 'nodes/\(state.nodes.first?.name ?? "pve1")/lxc/\(vmid).conf' does not exist\n")
+        }
+        guard c.running else { return (255, "", "container '\(vmid)' not running!\n") }
+        guard let json = c.appHealth else { return (127, "", "sh: 1: felhom-controller: not found\n") }
+        return (0, json, "")
+    }
+
     /// Replaces the storage with the same id (or adds it): an encryption key removed, a PBS server
     /// made unreachable (`active = false`), as an operator or an outage would.
     public func setStorage(_ storage: SimStorage) {

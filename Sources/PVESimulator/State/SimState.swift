@@ -91,6 +91,9 @@ public struct SimContainer: Codable, Sendable {
     public var running: Bool = false
     public var startedAt: Double?
     public var snapshots: [SimSnapshot] = []
+    /// What the guest's controller answers to `felhom-controller stacks list --json` (the apps
+    /// inside): it lives on the guest's disk, so vzdump captures it and a restore brings it back.
+    public var appHealth: String?
 
     public init(vmid: Int, node: String, config: [String: String], running: Bool = false) {
         self.vmid = vmid
@@ -133,6 +136,8 @@ public struct SimVolume: Codable, Sendable {
     public var capturedData: [String: String]?
     /// Disks: an opaque marker for "what is written on this volume" (tests write and read it).
     public var data: String?
+    /// Backups: the guest's app-health payload at backup time (see ``SimContainer/appHealth``).
+    public var appHealth: String?
 }
 
 /// A task (worker) with its schedule, log and effect.

@@ -3,11 +3,13 @@ import Foundation
 
 /// The fenced list of things the agent does as root because the Proxmox API cannot.
 ///
-/// Exactly five operations, each building a fixed argument vector from validated input and running
+/// Exactly six operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
-/// mount a USB disk by filesystem UUID, read SMART data, read sensors, and push the controller's
-/// config file into a guest (`pct push`, a fixed destination only). It makes no HTTP calls, and
+/// mount a USB disk by filesystem UUID, read SMART data, read sensors, push the controller's
+/// config file into a guest (`pct push`, a fixed destination only), and ask a guest's controller
+/// for its stacks (`pct exec … felhom-controller stacks list --json`, a fixed command only). It
+/// makes no HTTP calls, and
 /// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
@@ -201,6 +203,46 @@ public struct PrivilegedBackend: Sendable {
     public func push(vmid: Int, source: String, destination: String) async throws {
         let args = try Self.pushArguments(vmid: vmid, source: source, destination: destination)
         try check(try await runner.run("pct", args), what: "pct push \(vmid) \(destination)")
+    }
+
+    // MARK: 6. A guest's stacks, from its controller
+
+    /// One stack as `felhom-controller stacks list --json` reports it.
+    public struct GuestStack: Sendable, Equatable {
+        public var name: String
+        /// `running`, `partial`, `stopped` or `not_deployed`.
+        public var state: String
+        public init(name: String, state: String) {
+            self.name = name
+            self.state = state
+        }
+    }
+
+    /// The argv of `pct exec VMID -- felhom-controller stacks list --json` (nothing else can be run).
+    public static func stacksListArguments(vmid: Int) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        return ["exec", String(vmid), "--", "felhom-controller", "stacks", "list", "--json"]
+    }
+
+    /// Asks the controller inside guest `vmid` for its stacks; the guest's answer is untrusted
+    /// text: anything but the documented JSON array is `badOutput`.
+    public func stacks(vmid: Int) async throws -> [GuestStack] {
+        let r = try await runner.run("pct", try Self.stacksListArguments(vmid: vmid))
+        try check(r, what: "pct exec \(vmid) -- felhom-controller stacks list")
+        return try Self.parseStacks(r.stdout)
+    }
+
+    /// Parses `stacks list --json`: `[{"name", "state", …}]`, at most 1 MiB and 1,000 stacks.
+    public static func parseStacks(_ text: String) throws -> [GuestStack] {
+        guard text.utf8.count <= 1 << 20, let doc = try? JSONValue.parse(Data(text.utf8)), let list = doc.arrayValue, list.count <= 1000 else {
+            throw PrivilegedError(code: .badOutput, message: "the controller's stack list is not a JSON array")
+        }
+        return try list.map { item in
+            guard let name = item["name"]?.stringValue, let state = item["state"]?.stringValue, name.utf8.count <= 128,
+                ["running", "partial", "stopped", "not_deployed"].contains(state)
+            else { throw PrivilegedError(code: .badOutput, message: "the controller's stack list has an entry without a name and a known state") }
+            return GuestStack(name: name, state: state)
+        }
     }
 
     // MARK: -

@@ -1,0 +1,27 @@
+import Foundation
+import Proxmox
+
+/// The fenced root commands as a simulated host answers them: `pct exec VMID -- felhom-controller
+/// stacks list --json` from the guest's app-health payload (``PVESimEngine/execStacksList(vmid:)``),
+/// `pct push` accepted for an existing guest. Anything else fails as not simulated.
+public struct SimCommandRunner: CommandRunner {
+    let engine: PVESimEngine
+
+    public init(engine: PVESimEngine) { self.engine = engine }
+
+    public func run(_ executable: String, _ arguments: [String]) async throws -> CommandResult {
+        if executable == "pct", arguments.count == 7, arguments[0] == "exec", let vmid = Int(arguments[1]),
+            Array(arguments[2...]) == ["--", "felhom-controller", "stacks", "list", "--json"]
+        {
+            let (code, out, err) = await engine.execStacksList(vmid: vmid)
+            return CommandResult(exitCode: code, stdout: out, stderr: err)
+        }
+        if executable == "pct", arguments.first == "push", arguments.count >= 4, let vmid = Int(arguments[1]) {
+            guard await engine.snapshot().containers[vmid] != nil else {
+                return CommandResult(exitCode: 2, stdout: "", stderr: "Configuration file 'nodes/pve1/lxc/\(vmid).conf' does not exist\n")
+            }
+            return CommandResult(exitCode: 0, stdout: "")
+        }
+        return CommandResult(exitCode: 1, stdout: "", stderr: "\(executable) \(arguments.joined(separator: " ")): not simulated\n")
+    }
+}
