@@ -107,6 +107,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             await agent.backups?.drain()  // a backup the cycle started ends before the process does
+            await agent.restoreTests?.drain()
             return
         }
         // SIGHUP rereads signers_file at once (it is also reread before each signed op).
@@ -132,7 +133,7 @@ struct RunCommand: AsyncParsableCommand {
                 let cert = try LocalAPIFiles.certificate(stateDir: stateDir, names: [listen])
                 let server = LocalAPIServer(
                     tokens: try agent.localTokens ?? LocalAPIFiles.tokens(stateDir: stateDir), backend: backups, certificate: cert,
-                    settings: .init(listen: listen, port: port))
+                    settings: .init(listen: listen, port: port), restoreTests: agent.restoreTests)
                 services.append(try server.application(logger: logger))
                 logger.notice("local API on https://\(listen):\(port); controllers pin agent.fingerprint \(cert.fingerprint)")
             } catch {

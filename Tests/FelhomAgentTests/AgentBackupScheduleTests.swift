@@ -67,4 +67,39 @@ import Testing
             #expect(events.first?.data["reason"] == "encryption_key_mismatch" && events.first?.severity == .critical)
         }
     }
+
+    /// After a guest's first backup its restore test runs: the hub hears restore_test_passed with
+    /// the times; the controller can read it through the local API's `GET /restore-test/status`.
+    @Test func aFirstBackupIsFollowedByARestoreTestThatTheHubHears() async throws {
+        try await withAgentWorld { w in
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            await w.sim.engine.setAppHealth(vmid: 100, json: #"[{"name":"photos","state":"running","protected":false,"services":[]}]"#)
+            let agent = try await w.agent(
+                backup: BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt),
+                restoreTests: RestoreTestSettings(runner: SimCommandRunner(engine: w.sim.engine), healthTimeout: .seconds(20)))
+            var desired = DesiredState(guests: [
+                DesiredState.Guest(
+                    vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
+            ])
+            desired.storagePolicy.backupStorage = "pbs-felhom"
+            desired.storagePolicy.backupHour = 0
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            await agent.backups?.drain()
+            await agent.restoreTests?.drain()
+            let last = try #require(agent.restoreTests?.last(vmid: 100))
+            #expect(last.result.passed && last.result.isolated, "\(String(describing: last.result.reason))")
+            var events: [HubEvent] = []
+            for _ in 0..<100 {
+                events = try await w.op.events(hostID: w.hostID, type: "restore_test_passed")
+                if !events.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(events.first?.data["vmid"]?.lenientInt == 100 && events.first?.data["restore_seconds"] != nil)
+            #expect(agent.restoreTests?.statusJSON(vmid: 100)["status"] == "passed")
+            #expect(agent.restoreTests?.statusJSON(vmid: 101)["status"] == "idle")
+            #expect(await w.sim.engine.snapshot().containers.keys.allSatisfy { $0 < 9900 }, "no scratch guest left")
+        }
+    }
 }

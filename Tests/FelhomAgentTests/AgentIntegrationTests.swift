@@ -31,7 +31,8 @@ struct AgentWorld: Sendable {
     var hubURL: String { hub.url }
 
     func agent(
-        logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil
+        logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil,
+        restoreTests: RestoreTestSettings? = nil
     ) async throws -> Agent {
         var logger = given ?? Logger(label: "agent")
         if given == nil { logger.logLevel = .critical }
@@ -39,7 +40,8 @@ struct AgentWorld: Sendable {
             hostID: hostID, hub: try HubClient(url: hubURL, key: hostKey), pve: try sim.client(), node: "pve1", stateDir: stateDir,
             signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
             provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
-            longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup, credentials: credentials)
+            longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup, credentials: credentials,
+            restoreTests: restoreTests)
     }
 
     func publish(_ guests: [DesiredState.Guest]) async throws {

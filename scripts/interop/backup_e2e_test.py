@@ -71,6 +71,8 @@ def main(sim):
                        "state_dir": state, "signers_file": signers,
                        "provision": {"golden_template": "local:backup/vzdump-lxc-9000-2026_01_01-00_00_00.tar.zst"},
                        "backup": {"key_fingerprint": box_key, "app_bound_seconds": 600},
+                       # No real pct here to ask a scratch guest's controller: restore tests are covered in-process.
+                       "restore_test": {"enabled": False},
                        "local_api": {"listen": "127.0.0.1", "port": api_port}}, f)
         for n in names:
             os.makedirs(os.path.join(stacks_dir, n))

@@ -2,6 +2,7 @@ import FelhomCore
 import FelhomHubClient
 import Foundation
 import Logging
+import Proxmox
 
 /// How the agent backs its guests up (config `backup.*`).
 public struct BackupSettings: Sendable {
@@ -21,6 +22,25 @@ public struct BackupSettings: Sendable {
         self.appBound = appBound
         self.taskTimeout = taskTimeout
         self.timeZone = timeZone
+    }
+}
+
+/// How the agent runs restore tests (config `restore_test.*`).
+public struct RestoreTestSettings: Sendable {
+    /// Runs the fenced root commands (`pct exec` to ask the scratch guest's controller).
+    public var runner: any CommandRunner
+    /// A guest is restore-tested after a backup when its last test is older than this (default 7).
+    public var everyDays: Int
+    /// Where scratch guests' root disks go.
+    public var scratchStorage: String
+    /// How long the scratch guest's apps may take to run.
+    public var healthTimeout: Duration
+
+    public init(runner: any CommandRunner, everyDays: Int = 7, scratchStorage: String = "local-lvm", healthTimeout: Duration = .seconds(600)) {
+        self.runner = runner
+        self.everyDays = everyDays
+        self.scratchStorage = scratchStorage
+        self.healthTimeout = healthTimeout
     }
 }
 

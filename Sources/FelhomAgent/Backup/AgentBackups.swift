@@ -99,11 +99,12 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
                     s.runs[vmid]?[i].volid = result.volid
                     s.runs[vmid]?[i].reason = result.failure?.code.rawValue
                 }
-                s.running.remove(vmid)
                 s.results[vmid] = result
                 s.due[vmid] = nil  // done, or failed: retried in the next window
             }
             await self.onFinished(result)
+            // Only now: whoever waits for the backups (drain) also sees what onFinished queued.
+            self.state.withLock { _ = $0.running.remove(vmid) }
         }
         return run
     }

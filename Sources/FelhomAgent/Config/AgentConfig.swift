@@ -103,9 +103,24 @@ public struct AgentConfig: Decodable, Sendable {
         public var port: Int?
     }
 
+    /// Restore tests (`restore_test.*`), run when `backup` is configured.
+    public struct RestoreTest: Decodable, Sendable {
+        public var enabled: Bool?
+        public var everyDays: Int?
+        public var scratchStorage: String?
+        public var healthTimeoutSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case enabled
+            case everyDays = "every_days"
+            case scratchStorage = "scratch_storage"
+            case healthTimeoutSeconds = "health_timeout_seconds"
+        }
+    }
+
     public var pve: PVE
     public var selftest: Selftest?
     public var backup: Backup?
+    public var restoreTest: RestoreTest?
     public var localAPI: LocalAPI?
     public var hub: Hub?
     public var provision: Provision?
@@ -117,6 +132,7 @@ public struct AgentConfig: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case pve, selftest, hub, provision, backup
         case localAPI = "local_api"
+        case restoreTest = "restore_test"
         case stateDir = "state_dir"
         case signersFile = "signers_file"
     }
@@ -135,6 +151,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("provision.storage"), .init("state_dir"), .init("signers_file"),
             .init("backup.key_file"), .init("backup.key_fingerprint"), .init("backup.app_bound_seconds", .integer),
             .init("local_api.listen"), .init("local_api.port", .integer),
+            .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
+            .init("restore_test.health_timeout_seconds", .integer),
         ])
 
     /// The backup settings this config describes; nil without a `backup` section. The key's

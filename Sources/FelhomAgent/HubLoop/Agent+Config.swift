@@ -30,7 +30,9 @@ extension Agent {
         heldLocks.withLock { $0[path] = lock }
     }
 
-    public static func make(config cfg: AgentConfig, logger: Logger) async throws -> Agent {
+    /// `commandRunner` runs the fenced root commands (default: the real `pct`; the demo passes the
+    /// simulator's).
+    public static func make(config cfg: AgentConfig, logger: Logger, commandRunner: (any CommandRunner)? = nil) async throws -> Agent {
         guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
         guard let signersFile = cfg.signersFile else {
             throw ConfigError(code: .invalid, message: "signers_file is missing (the operator keys allowed to sign destructive ops)")
@@ -83,17 +85,25 @@ extension Agent {
                     let cert = try LocalAPIFiles.certificate(stateDir: stateDir, names: [listen])
                     credentials = GuestCredentials(
                         hubURL: hubCfg.url, hubFingerprint: hubCfg.fingerprint, agentURL: "https://\(listen):\(api.port ?? 8787)",
-                        agentFingerprint: cert.fingerprint, tokens: tokens, backend: PrivilegedBackend(runner: SubprocessCommandRunner()),
+                        agentFingerprint: cert.fingerprint, tokens: tokens,
+                        backend: PrivilegedBackend(runner: commandRunner ?? SubprocessCommandRunner()),
                         stagingDir: stateDir + "/push")
                 }
             } catch {
                 throw ConfigError(code: .invalid, message: "local_api: \(error)")
             }
         }
+        var restoreSettings: RestoreTestSettings?
+        if cfg.backup != nil, cfg.restoreTest?.enabled ?? true {
+            restoreSettings = RestoreTestSettings(
+                runner: commandRunner ?? SubprocessCommandRunner(), everyDays: cfg.restoreTest?.everyDays ?? 7,
+                scratchStorage: cfg.restoreTest?.scratchStorage ?? prov.storage ?? "local-lvm",
+                healthTimeout: .seconds(max(10, cfg.restoreTest?.healthTimeoutSeconds ?? 600)))
+        }
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
             longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
-            credentials: credentials, localTokens: localTokens)
+            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings)
     }
 }

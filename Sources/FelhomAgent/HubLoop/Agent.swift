@@ -28,6 +28,8 @@ public final class Agent: Service, Sendable {
     let backupTimeZone: TimeZone
     /// The controllers' local API tokens (one store shared by the server and provisioning).
     public let localTokens: LocalTokens?
+    /// Restore tests (after backups, weekly per guest); nil without `backup` or without a runner.
+    public let restoreTests: RestoreTests?
     let provisioner: Provisioner
     let engine: Engine
     let runner: SignedOpRunner
@@ -62,7 +64,8 @@ public final class Agent: Service, Sendable {
     public init(
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
-        signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil
+        signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
+        restoreTests restoreSettings: RestoreTestSettings? = nil
     ) throws {
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
@@ -102,11 +105,21 @@ public final class Agent: Service, Sendable {
             }, log: log)
         engine = Engine(pve: pve, node: node, queue: queue, provisioner: provisioner, taskTimeout: provision.taskTimeout, log: log)
         backupTimeZone = backup?.timeZone ?? .current
+        if let backup, let restoreSettings {
+            let tester = RestoreTester(
+                pve: pve, node: node, queue: queue, journal: journal, backend: PrivilegedBackend(runner: restoreSettings.runner),
+                scratchStorage: restoreSettings.scratchStorage, healthTimeout: restoreSettings.healthTimeout, taskTimeout: backup.taskTimeout,
+                log: log)
+            restoreTests = RestoreTests(tester: tester, everyDays: restoreSettings.everyDays, hub: hub, logger: logger)
+        } else {
+            restoreTests = nil
+        }
         if let backup {
             let runner = BackupRunner(
                 pve: pve, node: node, queue: queue, journal: journal, storage: "", boxKey: backup.boxKey, taskTimeout: backup.taskTimeout, log: log)
-            backups = AgentBackups(runner: runner, appBound: backup.appBound) { [hub, logger] result in
+            backups = AgentBackups(runner: runner, appBound: backup.appBound) { [hub, logger, restoreTests] result in
                 await Self.report(result, hub: hub, logger: logger)
+                restoreTests?.afterBackup(result)
             }
         } else {
             backups = nil
@@ -118,6 +131,13 @@ public final class Agent: Service, Sendable {
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
     public func resumeInFlight() async {
+        if let restoreTests {
+            for (op, entries) in journal.inFlight() where entries.first?.kind == RestoreTester.kind {
+                if let result = await restoreTests.tester.resume(op: op, entries: entries) {
+                    await RestoreTests.report(result, hub: hub, logger: logger)
+                }
+            }
+        }
         if let backups {
             for (op, entries) in journal.inFlight() where entries.first?.kind == BackupRunner.kind {
                 if let result = await backups.runner.resume(op: op, entries: entries) { await Self.report(result, hub: hub, logger: logger) }

@@ -41,10 +41,16 @@ public struct LocalAPIServer: Sendable {
     let settings: Settings
     let certificate: TLSMaterial
     let limiter: RateLimiter
+    let restoreTests: RestoreTests?
 
-    public init(tokens: LocalTokens, backend: any LocalAPIBackend, certificate: TLSMaterial, settings: Settings = Settings()) {
+    /// `restoreTests` answers `GET /restore-test/status` (idle without it).
+    public init(
+        tokens: LocalTokens, backend: any LocalAPIBackend, certificate: TLSMaterial, settings: Settings = Settings(),
+        restoreTests: RestoreTests? = nil
+    ) {
         self.tokens = tokens
         self.backend = backend
+        self.restoreTests = restoreTests
         self.certificate = certificate
         self.settings = settings
         limiter = RateLimiter(perMinute: settings.perMinute)
@@ -108,6 +114,9 @@ public struct LocalAPIServer: Sendable {
                 if let id, id.isEmpty || id.utf8.count > 128 { throw LocalAPIError(.badRequest, "id must be 1–128 characters") }
                 return Self.json(try await server.backend.backupStatus(vmid: vmid, id: id))
             }
+        }
+        router.get("/restore-test/status") { req, _ in
+            await server.handle(req) { vmid in Self.json(server.restoreTests?.statusJSON(vmid: vmid) ?? .object(["status": "idle"])) }
         }
         return router
     }
