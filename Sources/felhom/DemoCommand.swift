@@ -49,6 +49,7 @@ struct DemoCommand: AsyncParsableCommand {
         var controller = false
         var controllerRuntime = ""
         var backupEncrypted = false
+        var restoreTestPassed = false
         var unencryptedBackupRefused = false
         enum CodingKeys: String, CodingKey {
             case converged
@@ -59,11 +60,12 @@ struct DemoCommand: AsyncParsableCommand {
             case controller
             case controllerRuntime = "controller_runtime"
             case backupEncrypted = "backup_encrypted"
+            case restoreTestPassed = "restore_test_passed"
             case unencryptedBackupRefused = "unencrypted_backup_refused"
         }
         var all: Bool {
             converged && provisionedByRestore && signedOpApplied && unsignedDestroyRefused && replayRejected && controller && backupEncrypted
-                && unencryptedBackupRefused
+                && restoreTestPassed && unencryptedBackupRefused
         }
     }
 
@@ -148,7 +150,8 @@ struct DemoCommand: AsyncParsableCommand {
                 // guests have no controller calling the local API, so backups are crash-consistent.
                 "FELHOM_AGENT_BACKUP_KEY_FINGERPRINT": boxKey, "FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS": "0",
             ])
-        let agent = try await Agent.make(config: cfg, logger: agentLogger)
+        // The fenced root commands (pct exec into a scratch guest) as the simulated host answers them.
+        let agent = try await Agent.make(config: cfg, logger: agentLogger, commandRunner: SimCommandRunner(engine: sim.engine))
         let agentGroup = ServiceGroup(services: [agent], gracefulShutdownSignals: [], logger: quiet)
         let agentTask = Task { try await agentGroup.run() }
 
@@ -237,7 +240,13 @@ struct DemoCommand: AsyncParsableCommand {
 
         // 10. Backups: the storage policy makes the running guests due; they go to the encrypted
         // PBS storage under the box's key; without the key on the storage nothing is backed up.
-        step("Backups: storage policy published; encrypted backups to PBS (pbs-felhom)")
+        step("Backups: storage policy published; encrypted backups to PBS (pbs-felhom), then restore tests")
+        // What the guests' controllers would answer `stacks list --json` (inside the simulated guests;
+        // a backup captures it and a restore test reads it back from the scratch guest).
+        for (vmid, app) in [(100, "passwords"), (120, "photos")] {
+            await sim.engine.setAppHealth(
+                vmid: vmid, json: #"[{"name":"\#(app)","state":"running","protected":false,"services":[{"name":"app","state":"running"}]}]"#)
+        }
         desired.storagePolicy.backupStorage = "pbs-felhom"
         desired.storagePolicy.backupHour = 0
         try await publish(desired, op: op, host: host)
@@ -256,6 +265,20 @@ struct DemoCommand: AsyncParsableCommand {
             )
         }
         if !seen.backupEncrypted { info("backups did NOT all complete encrypted under the box's key") }
+        var passedTests: [HubEvent] = []
+        _ = try await waitUntil(seconds: 90) {
+            passedTests = try await op.events(hostID: host, type: "restore_test_passed")
+            return Set(passedTests.compactMap { $0.data["vmid"]?.lenientInt.map { Int($0) } }).isSuperset(of: running)
+        }
+        seen.restoreTestPassed = Set(passedTests.compactMap { $0.data["vmid"]?.lenientInt.map { Int($0) } }).isSuperset(of: running)
+        for e in passedTests {
+            let restore = e.data["restore_seconds"]?.lenientDouble ?? 0
+            let healthy = e.data["healthy_seconds"]?.lenientDouble ?? 0
+            info(
+                "restore_test_passed: guest \(e.data["vmid"]?.lenientInt ?? 0) restored into an isolated scratch guest in \(restore) s, apps healthy \(healthy) s later; scratch guest destroyed"
+            )
+        }
+        if !seen.restoreTestPassed { info("restore tests did NOT all pass") }
         step("Removing the encryption key from the PBS storage (as a careless admin might): the next backup is refused")
         if var pbs = await sim.engine.snapshot().storages.first(where: { $0.id == "pbs-felhom" }), let backups = agent.backups {
             pbs.encryptionKeyFingerprint = nil

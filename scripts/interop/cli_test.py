@@ -174,7 +174,7 @@ def main(sim):
         with open(report) as f:
             seen = json.load(f)
         for k in ["converged", "provisioned_by_restore", "signed_op_applied", "unsigned_destroy_refused", "replay_rejected", "controller",
-                  "backup_encrypted", "unencrypted_backup_refused"]:
+                  "backup_encrypted", "restore_test_passed", "unencrypted_backup_refused"]:
             assert seen.get(k) is True, f"{k}: {seen}"
         # scripts/test runs a Docker engine: the demo's controller must use it, not the simulation.
         if os.environ.get("FELHOM_TEST_DOCKER") == "1":
