@@ -114,6 +114,41 @@ import Testing
         await hub.store.close()
     }
 
+    /// Issue 14: backup and restore-test age are dead-man checks — once per transition, re-armed
+    /// by the next success, skipped for a silent host and for a host without a backup policy.
+    @Test(arguments: TestStores.kinds)
+    func overdueBackupsAndRestoreTestsAreRaisedOncePerTransition(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, _) = try await setup(kind, clock: clock)
+        let customer = try await hub.host(host, by: .operator).customerID
+        let asHost = Principal.host(hostID: host, customerID: customer)
+        try await report(hub, host, customer)
+        _ = try await hub.checkLiveness()
+        #expect(try await hub.checkBackupAges().isEmpty, "no backup policy: nothing owed")
+        _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[],"storage_policy":{"backup_storage":"pbs-felhom"}}"#.utf8), by: .operator)
+        _ = try await hub.publishDesired(hostID: host, by: .operator)
+        _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: asHost)
+        _ = try await hub.postEvent(.init(type: "restore_test_passed", severity: nil, guestID: nil, at: nil, data: nil), by: asHost)
+        clock.advance(by: 3 * 86_400)
+        try await report(hub, host, customer)
+        let first = try await hub.checkBackupAges()
+        #expect(first.map(\.type) == ["backup_overdue"], "3 days without a backup; the restore test is 3 of 8 days old")
+        #expect(try await hub.checkBackupAges().isEmpty, "once per transition")
+        let other = Hub(store: hub.store, operatorKey: operatorKey, clock: clock)
+        #expect(try await other.checkBackupAges().isEmpty, "a second checker does not repeat it")
+        // A new backup re-arms it; 6 more days: the restore test is overdue, the new backup too.
+        _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: asHost)
+        clock.advance(by: 6 * 86_400)
+        try await report(hub, host, customer)
+        #expect(try await hub.checkBackupAges().map(\.type).sorted() == ["backup_overdue", "restore_test_overdue"])
+        // A silent host mutes these alarms (its silence is the alarm).
+        clock.advance(by: 3 * 86_400)
+        _ = try await hub.checkLiveness()
+        #expect(try await hub.host(host, by: .operator).liveness != .alive)
+        #expect(try await hub.checkBackupAges().isEmpty)
+        await hub.store.close()
+    }
+
     /// Issue 10 item 10: a host with no published backup policy owes no backup (no daily alarm).
     @Test(arguments: TestStores.kinds)
     func noBackupPolicyNoMissedBackup(_ kind: HubStore.Kind) async throws {

@@ -48,6 +48,10 @@ public struct HubConfig: Decodable, Sendable {
     public var applyDeadlineSeconds: Int?
     public var eventRetentionDays: Int?
     public var mailRetentionDays: Int?
+    /// A host whose last `backup_completed` is older than this raises `backup_overdue` (default 2).
+    public var backupOverdueDays: Int?
+    /// A host whose last `restore_test_passed` is older than this raises `restore_test_overdue` (default 8).
+    public var restoreTestOverdueDays: Int?
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
     /// A key that may read `/metrics` and nothing else (for a Prometheus scraper; at least 24 characters).
@@ -95,6 +99,8 @@ public struct HubConfig: Decodable, Sendable {
         case applyDeadlineSeconds = "apply_deadline_seconds"
         case eventRetentionDays = "event_retention_days"
         case mailRetentionDays = "mail_retention_days"
+        case backupOverdueDays = "backup_overdue_days"
+        case restoreTestOverdueDays = "restore_test_overdue_days"
         case tlsCertificateFile = "tls_certificate_file"
         case tlsKeyFile = "tls_key_file"
         case metricsKey = "metrics_key"
@@ -106,7 +112,7 @@ public struct HubConfig: Decodable, Sendable {
         switch key {
         case .pollIntervalSeconds, .checkIntervalSeconds, .staleAfterSeconds, .downAfterSeconds, .backupDeadlineHour, .reportRetentionDays,
             .smtpPort, .maxGuestsPerHost, .maxConnections, .idleTimeoutSeconds, .maxLongPollsPerKey, .maxLongPollSeconds,
-            .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays:
+            .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays, .backupOverdueDays, .restoreTestOverdueDays:
             return .integer
         case .rateLimitReportsPerMinute, .rateLimitReportsBurst, .rateLimitEventsPerMinute, .rateLimitEventsBurst:
             return .number
@@ -263,6 +269,11 @@ extension HubConfig {
         if let days = reportRetentionDays { checks.reportRetentionDays = days }
         if let days = eventRetentionDays { checks.eventRetentionDays = days }
         if let days = mailRetentionDays { checks.mailRetentionDays = days }
+        for (name, value) in [("backup_overdue_days", backupOverdueDays), ("restore_test_overdue_days", restoreTestOverdueDays)] {
+            if let days = value, !(1...365).contains(days) { throw invalid("\(name) must be 1…365") }
+        }
+        if let days = backupOverdueDays { checks.backupOverdueDays = days }
+        if let days = restoreTestOverdueDays { checks.restoreTestOverdueDays = days }
         if let seconds = applyDeadlineSeconds {
             guard seconds >= 60 else { throw invalid("apply_deadline_seconds must be at least 60") }
             checks.applyDeadline = TimeInterval(seconds)

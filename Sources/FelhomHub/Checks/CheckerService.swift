@@ -24,6 +24,10 @@ public struct CheckerService: Service {
         public var eventRetentionDays = 90
         /// Sent mail and the send log are kept this long (`mail_retention_days`).
         public var mailRetentionDays = 30
+        /// `backup_overdue` after this many days without a completed backup.
+        public var backupOverdueDays = 2
+        /// `restore_test_overdue` after this many days without a passed restore test.
+        public var restoreTestOverdueDays = 8
         public init() {}
     }
 
@@ -67,6 +71,7 @@ public struct CheckerService: Service {
                     let missed =
                         try await hub.checkBackupDeadlines(deadlineHour: settings.backupDeadlineHour)
                         + hub.checkAppliedGenerations(bound: settings.applyDeadline)
+                        + hub.checkBackupAges(backupDays: settings.backupOverdueDays, restoreTestDays: settings.restoreTestOverdueDays)
                     try await hub.pruneReports(olderThanDays: settings.reportRetentionDays)
                     try await hub.expireSignedOps()
                     try await hub.pruneHistory(eventDays: settings.eventRetentionDays, mailDays: settings.mailRetentionDays)

@@ -33,6 +33,13 @@ public enum EventRegistry {
             name: "expected_backup_missed", postedBy: [.hub], severity: .warning, customerMailable: true,
             english: "has not backed up today (deadline passed)", hungarian: "mai mentése elmaradt"),
         .init(
+            name: "backup_overdue", postedBy: [.hub], severity: .warning, customerMailable: true,
+            english: "has no completed backup for days (backup overdue)", hungarian: "napok óta nincs sikeres mentése"),
+        .init(
+            name: "restore_test_overdue", postedBy: [.hub], severity: .warning, customerMailable: true,
+            english: "has no passed restore test for days: its backups are not proven restorable",
+            hungarian: "napok óta nincs sikeres visszaállítási próbája: a mentései nem igazoltan visszaállíthatók"),
+        .init(
             name: "op_applied", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "applied an operator-signed operation", hungarian: "végrehajtott egy üzemeltetői műveletet"),
         .init(

@@ -9,7 +9,8 @@ public struct NotificationSettings: Sendable {
     public var operatorEmail: String?
     public var from = "felhom@localhost"
     public var operatorTypes: Set<String> = [
-        "node_stale", "node_down", "node_recovered", "backup_failed", "backup_unencrypted", "expected_backup_missed", "restore_test_failed",
+        "node_stale", "node_down", "node_recovered", "backup_failed", "backup_unencrypted", "backup_overdue", "restore_test_overdue",
+        "expected_backup_missed", "restore_test_failed",
         "db_dump_failed", "op_rejected", "update_reverted", "memory_limit_exceeded", "quota_exceeded", "retrieval_locked",
         "host_blocked", "customer_suspended", "generation_not_applied", "op_expired", "stack_restart_failed", "storage_disconnected",
         "secrets_rollout_failed",
