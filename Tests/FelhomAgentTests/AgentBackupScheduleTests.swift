@@ -35,6 +35,11 @@ import Testing
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(events.count == 1 && events.first?.data["vmid"]?.lenientInt == 100 && events.first?.data["consistency"] == "crash")
+            // The host report carries it, typed, from the journal.
+            let record = try #require(agent.protectionRecords().backups.first)
+            #expect(
+                record.vmid == 100 && record.consistency == "crash" && record.encrypted == key && record.verification == "ok"
+                    && record.lastSuccessAt != nil)
             // The next cycle in the same window does not back up again.
             try await agent.cycle()
             await backups.drain()
@@ -65,6 +70,8 @@ import Testing
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(events.first?.data["reason"] == "encryption_key_mismatch" && events.first?.severity == .critical)
+            #expect(agent.protectionRecords().backups.first?.lastFailureReason == "encryption_key_mismatch")
+            #expect(agent.protectionRecords().backups.first?.lastSuccessAt == nil)
         }
     }
 
@@ -98,6 +105,8 @@ import Testing
             }
             #expect(events.first?.data["vmid"]?.lenientInt == 100 && events.first?.data["restore_seconds"] != nil)
             #expect(agent.restoreTests?.statusJSON(vmid: 100)["status"] == "passed")
+            let test = try #require(agent.protectionRecords().restoreTests.first)
+            #expect(test.vmid == 100 && test.passed && test.restoreSeconds != nil)
             #expect(agent.restoreTests?.statusJSON(vmid: 101)["status"] == "idle")
             #expect(await w.sim.engine.snapshot().containers.keys.allSatisfy { $0 < 9900 }, "no scratch guest left")
         }

@@ -14,7 +14,18 @@ import Testing
         #expect(r.guests[0].spec?.mountPoints[1].backup == false)
         #expect(r.guests[1].spec == nil)
         #expect(r.cloudflared == .unknown)
+        #expect(r.backups.first?.consistency == "app" && r.backups.first?.lastFailureReason == "storage_unreachable")
+        #expect(r.restoreTests.first?.passed == true && r.restoreTests.first?.restoreSeconds == 41.2)
         #expect(r.encoded() == golden)
+    }
+
+    /// The typed protection records refuse a vmid out of range and negative times, naming the path.
+    @Test func protectionRecordsAreChecked() throws {
+        let golden = try String(contentsOf: Self.dir.appendingPathComponent("host-report.golden.json"), encoding: .utf8)
+        let badVmid = golden.replacingOccurrences(of: #""verification":"ok","vmid":100"#, with: #""verification":"ok","vmid":5"#)
+        #expect((#expect(throws: ContractError.self) { try HostReport.decode(Data(badVmid.utf8)) })?.path == "$.backups[0].vmid")
+        let negative = golden.replacingOccurrences(of: #""restore_seconds":41.2"#, with: #""restore_seconds":-1"#)
+        #expect((#expect(throws: ContractError.self) { try HostReport.decode(Data(negative.utf8)) })?.path == "$.restore_tests[0].restore_seconds")
     }
 
     @Test func emptyCollectionsAreEncodedAsEmptyArrays() throws {

@@ -98,4 +98,31 @@ extension Agent {
             logger.warning("cannot post \(type) for \(result.vmid) to the hub: \(error)")
         }
     }
+
+    /// The host report's `backups` and `restore_tests`, from the journal (so they survive a
+    /// restart): per guest the last backup success and failure, and the last restore test.
+    public func protectionRecords() -> (backups: [BackupRecord], restoreTests: [RestoreTestRecord]) {
+        var backups: [Int: BackupRecord] = [:]
+        for (_, entries) in journal.allOperations() where entries.first?.kind == BackupRunner.kind {
+            guard let end = entries.last, end.isTerminal, let vmid = end.data["vmid"].flatMap(Int.init) else { continue }
+            var r = backups[vmid] ?? BackupRecord(vmid: vmid)
+            if end.step == "done", (r.lastSuccessAt ?? .distantPast) <= end.at {
+                r.lastSuccessAt = end.at
+                r.volid = end.data["volid"]
+                r.consistency = end.data["consistency"]
+                r.encrypted = end.data["encrypted"].flatMap { $0.isEmpty ? nil : $0 }
+                r.verification = end.data["verification"].flatMap { $0.isEmpty ? nil : $0 }
+            } else if end.step == "failed", (r.lastFailureAt ?? .distantPast) <= end.at {
+                r.lastFailureAt = end.at
+                r.lastFailureReason = end.data["reason"]
+            }
+            backups[vmid] = r
+        }
+        let tests = RestoreTests.fromJournal(journal).map { vmid, last in
+            RestoreTestRecord(
+                vmid: vmid, at: last.at, passed: last.result.passed, volid: last.result.volid, reason: last.result.reason,
+                restoreSeconds: last.result.restoreSeconds, healthySeconds: last.result.healthySeconds)
+        }
+        return (backups.values.sorted { $0.vmid < $1.vmid }, tests.sorted { $0.vmid < $1.vmid })
+    }
 }

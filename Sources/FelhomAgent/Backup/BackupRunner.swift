@@ -75,7 +75,11 @@ public struct BackupRunner: Sendable {
             result.encrypted = stored.encrypted
             result.verification = stored.verificationState
             try? journal.append(
-                op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue])
+                op: op, kind: Self.kind, step: "done",
+                data: [
+                    "vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue, "encrypted": stored.encrypted ?? "",
+                    "verification": stored.verificationState ?? "",
+                ])
             log("backup of \(vmid) done: \(stored.volid) (\(consistency.rawValue)-consistent)")
         } catch let error as BackupError {
             result.failure = error
@@ -151,7 +155,11 @@ public struct BackupRunner: Sendable {
             result.encrypted = stored.encrypted
             result.verification = stored.verificationState
             try? journal.append(
-                op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue])
+                op: op, kind: Self.kind, step: "done",
+                data: [
+                    "vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue, "encrypted": stored.encrypted ?? "",
+                    "verification": stored.verificationState ?? "",
+                ])
             log("backup of \(vmid) finished after a restart: \(stored.volid)")
         } catch let error as BackupError {
             result.failure = error

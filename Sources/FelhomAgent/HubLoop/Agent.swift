@@ -159,6 +159,11 @@ public final class Agent: Service, Sendable {
     public func cycle() async throws -> ControlEnvelope {
         var report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
         report?.appliedGeneration = appliedGenerationForReport
+        if backups != nil {
+            let (b, r) = protectionRecords()
+            report?.backups = b
+            report?.restoreTests = r
+        }
         let env: ControlEnvelope
         if let report {
             env = try await hub.postHostReport(report)

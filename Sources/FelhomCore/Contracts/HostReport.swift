@@ -123,8 +123,10 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var guests: [Guest]
     public var cloudflared: TunnelStatus
     public var storageTargets: [JSONValue]
-    public var backups: [JSONValue]
-    public var restoreTests: [JSONValue]
+    /// Per guest: last backup success and failure (typed since issue 14).
+    public var backups: [BackupRecord]
+    /// Per guest: the last restore test.
+    public var restoreTests: [RestoreTestRecord]
     public var pbsSnapshots: [JSONValue]
     public var auditTail: [JSONValue]
     public var journalInFlight: [JSONValue]
@@ -134,7 +136,7 @@ public struct HostReport: Codable, Sendable, Equatable {
 
     public init(
         reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
-        storageTargets: [JSONValue] = [], backups: [JSONValue] = [], restoreTests: [JSONValue] = [],
+        storageTargets: [JSONValue] = [], backups: [BackupRecord] = [], restoreTests: [RestoreTestRecord] = [],
         pbsSnapshots: [JSONValue] = [], auditTail: [JSONValue] = [], journalInFlight: [JSONValue] = []
     ) {
         self.reportedAt = reportedAt
@@ -170,8 +172,8 @@ public struct HostReport: Codable, Sendable, Equatable {
         guests = try c.decode([Guest].self, forKey: .guests)
         cloudflared = try c.decode(TunnelStatus.self, forKey: .cloudflared)
         storageTargets = try c.decode([JSONValue].self, forKey: .storageTargets)
-        backups = try c.decode([JSONValue].self, forKey: .backups)
-        restoreTests = try c.decode([JSONValue].self, forKey: .restoreTests)
+        backups = try c.decode([BackupRecord].self, forKey: .backups)
+        restoreTests = try c.decode([RestoreTestRecord].self, forKey: .restoreTests)
         pbsSnapshots = try c.decode([JSONValue].self, forKey: .pbsSnapshots)
         auditTail = try c.decode([JSONValue].self, forKey: .auditTail)
         journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
@@ -196,6 +198,17 @@ public struct HostReport: Codable, Sendable, Equatable {
         }
         if let generation = appliedGeneration, generation < 0 {
             throw ContractError(path: "$.applied_generation", message: "must not be negative")
+        }
+        for (i, b) in backups.enumerated() where !(100...999_999_999).contains(b.vmid) {
+            throw ContractError(path: "$.backups[\(i)].vmid", message: "must be 100…999999999")
+        }
+        for (i, r) in restoreTests.enumerated() {
+            guard (100...999_999_999).contains(r.vmid) else {
+                throw ContractError(path: "$.restore_tests[\(i)].vmid", message: "must be 100…999999999")
+            }
+            for (k, v) in [("restore_seconds", r.restoreSeconds), ("healthy_seconds", r.healthySeconds)] where (v ?? 0) < 0 {
+                throw ContractError(path: "$.restore_tests[\(i)].\(k)", message: "must not be negative")
+            }
         }
         var seen = Set<Int>()
         for (i, g) in guests.enumerated() {

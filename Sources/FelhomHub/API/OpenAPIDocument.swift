@@ -231,8 +231,33 @@ enum OpenAPIDocument {
                               properties: {key: {type: string}, volume: {type: string}, path: {type: string, nullable: true}, backup: {type: boolean}, size: {type: string, nullable: true}}
                 cloudflared: {type: string, description: "running, stopped or unknown; a value this hub does not know reads as unknown"}
                 storage_targets: {type: array, items: {}}
-                backups: {type: array, items: {}}
-                restore_tests: {type: array, items: {}}
+                backups:
+                  type: array
+                  items:
+                    type: object
+                    required: [vmid]
+                    properties:
+                      vmid: {type: integer, minimum: 100, maximum: 999999999}
+                      last_success_at: {type: string, format: date-time, nullable: true}
+                      volid: {type: string, nullable: true}
+                      encrypted: {type: string, nullable: true}
+                      verification: {type: string, nullable: true}
+                      consistency: {type: string, nullable: true}
+                      last_failure_at: {type: string, format: date-time, nullable: true}
+                      last_failure_reason: {type: string, nullable: true}
+                restore_tests:
+                  type: array
+                  items:
+                    type: object
+                    required: [vmid, at, passed]
+                    properties:
+                      vmid: {type: integer, minimum: 100, maximum: 999999999}
+                      at: {type: string, format: date-time}
+                      passed: {type: boolean}
+                      volid: {type: string, nullable: true}
+                      reason: {type: string, nullable: true}
+                      restore_seconds: {type: number, minimum: 0, nullable: true}
+                      healthy_seconds: {type: number, minimum: 0, nullable: true}
                 pbs_snapshots: {type: array, items: {}}
                 audit_tail: {type: array, items: {}}
                 journal_in_flight: {type: array, items: {}}
