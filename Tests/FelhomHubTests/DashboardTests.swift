@@ -62,8 +62,15 @@ extension TestClientProtocol {
             let host = try await client.call(.post, "/api/v1/hosts", key: operatorKey, body: #"{"customer_id":"\#(cid)","name":"nappali"}"#)
             let hid = host.json?["id"]?.stringValue ?? ""
             let hkey = host.json?["api_key"]?.stringValue ?? ""
-            _ = try await client.call(.post, "/api/v1/host-report", key: hkey, body: sampleReport())
+            let protectedReport = sampleReport().replacingOccurrences(
+                of: #""backups":[],"restore_tests":[]"#,
+                with:
+                    #""backups":[{"vmid":100,"last_success_at":"2026-11-23T02:00:41Z","volid":"pbs-felhom:backup/ct/100/2026-11-23T02:00:12Z","encrypted":"a9:ee:c8:02:13:5c:44:1b:90","verification":"ok","consistency":"app"}],"restore_tests":[{"vmid":100,"at":"2026-11-23T02:05:00Z","passed":true,"restore_seconds":41.2,"healthy_seconds":12.5}]"#
+            )
+            #expect(try await client.call(.post, "/api/v1/host-report", key: hkey, body: protectedReport).status == .ok)
             _ = try await client.call(.post, "/api/v1/events", key: hkey, body: #"{"type":"backup_completed"}"#)
+            _ = try await client.call(
+                .post, "/api/v1/events", key: hkey, body: #"{"type":"restore_test_passed","data":{"vmid":100,"restore_seconds":41.2}}"#)
             _ = try await client.call(.put, "/api/v1/hosts/\(hid)/desired", key: operatorKey, body: sampleDesired)
             _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
             _ = try await client.call(
@@ -77,7 +84,13 @@ extension TestClientProtocol {
             #expect(csrf.count == 64)
             let expectations: [(String, [String])] = [
                 ("/", ["nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill ok\">alive", "ok ", ">1<"]),  // alive on its first report
-                ("/hosts/\(hid)", ["nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\""]),
+                (
+                    "/hosts/\(hid)",
+                    [
+                        "nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\"", "Data protection", "Last verified restorable",
+                        "time to restore, latest first: 41 s", "a9:ee:c8:02:13:5c:44:1b", ">app<", "pill ok\">passed", "restored in 41 s",
+                    ]
+                ),
                 ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Save and publish"]),
                 ("/events", ["backup_completed", "desired_published", "<option value=\"\(hid)\">nappali</option>"]),
                 ("/events?type=backup_completed", ["backup_completed"]),

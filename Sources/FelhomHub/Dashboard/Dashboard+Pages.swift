@@ -11,10 +11,12 @@ extension Dashboard {
         var rows: [[String: Any]] = []
         for host in hosts {
             let (backup, restore, pending) = try await hub.store.withDB { db in
-                let lastBackup = try await EventsTable.latest(hostID: host.id, types: ["backup_completed", "backup_failed"], in: db)
+                let lastBackup = try await EventsTable.latest(
+                    hostID: host.id, types: ["backup_completed", "backup_failed", "backup_unencrypted"], in: db)
                 let lastRestore = try await EventsTable.latest(hostID: host.id, types: ["restore_test_passed", "restore_test_failed"], in: db)
                 return (lastBackup, lastRestore, try await SignedOpsTable.openCount(hostID: host.id, in: db))
             }
+            let verified = try await hub.store.withDB { db in try await EventsTable.latest(hostID: host.id, types: ["restore_test_passed"], in: db) }
             var row: [String: Any] = [
                 "id": host.id, "name": host.name, "customer": customers[host.customerID] ?? host.customerID, "liveness": host.liveness.rawValue,
                 "livenessClass": livenessClass(host.liveness.rawValue), "pending": pending > 0 ? pending as Any : false,
@@ -32,6 +34,7 @@ extension Dashboard {
                     "ago": ago(r.at, now), "exact": exact(r.at),
                 ]
             }
+            if let v = verified { row["verified"] = ["ago": ago(v.at, now), "exact": exact(v.at)] }
             rows.append(row)
         }
         return rows
@@ -76,6 +79,40 @@ extension Dashboard {
                 "memory": "\(gib(report.host.memoryUsed)) of \(gib(report.host.memoryTotal))",
                 "disk": "\(gib(report.host.diskUsed)) of \(gib(report.host.diskTotal))", "uptime": span(report.host.uptime),
             ]
+        }
+        // Data protection: per guest from the latest report; "verified restorable" and the
+        // time-to-restore trend from the restore-test events.
+        if let body, let report = try? HostReport.decode(Data(body.utf8)) {
+            let tests = Dictionary(report.restoreTests.map { ($0.vmid, $0) }, uniquingKeysWith: { a, _ in a })
+            data["protection"] = report.backups.map { b -> [String: Any] in
+                var row: [String: Any] = [
+                    "vmid": b.vmid, "consistency": b.consistency ?? "—", "key": b.encrypted.map { String($0.prefix(23)) } ?? "—",
+                    "verification": b.verification ?? "—",
+                ]
+                if let at = b.lastSuccessAt.map({ Int64($0.timeIntervalSince1970) }) {
+                    row["backupAgo"] = ago(at, now)
+                    row["backupExact"] = exact(at)
+                }
+                if let reason = b.lastFailureReason, let at = b.lastFailureAt, at > (b.lastSuccessAt ?? .distantPast) {
+                    row["failure"] = reason
+                    row["failureAgo"] = ago(Int64(at.timeIntervalSince1970), now)
+                }
+                if let t = tests[b.vmid] {
+                    row["restore"] = t.passed ? "passed" : "FAILED"
+                    row["restoreCls"] = t.passed ? "ok" : "bad"
+                    row["restoreDetail"] =
+                        ago(Int64(t.at.timeIntervalSince1970), now)
+                        + (t.restoreSeconds.map { String(format: ", restored in %.0f s", $0) } ?? "") + (t.reason.map { " — \($0)" } ?? "")
+                }
+                return row
+            }
+        }
+        let passed = try await hub.events(hostID: id, type: "restore_test_passed", since: nil, limit: 5, by: .operator)
+        if let latest = passed.first {
+            let at = Int64(latest.at.timeIntervalSince1970)
+            data["verified"] = ["ago": ago(at, now), "exact": exact(at)]
+            let trend = passed.compactMap { $0.data["restore_seconds"]?.lenientDouble }.map { String(format: "%.0f s", $0) }
+            if !trend.isEmpty { data["trend"] = trend.joined(separator: ", ") }
         }
         data["events"] = eventRows(try await hub.events(hostID: id, type: nil, since: nil, limit: 20, by: .operator), now: now)
         return data

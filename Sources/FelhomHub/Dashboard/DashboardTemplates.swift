@@ -67,7 +67,7 @@ enum DashboardTemplates {
     static let fleet = """
         <h1>Fleet</h1>
         <table>
-        <tr><th>Host</th><th>Customer</th><th>Liveness</th><th>Last report</th><th>Last backup</th><th>Last restore test</th><th>Pending ops</th></tr>
+        <tr><th>Host</th><th>Customer</th><th>Liveness</th><th>Last report</th><th>Last backup</th><th>Last restore test</th><th>Verified restorable</th><th>Pending ops</th></tr>
         {{#hosts}}
         <tr>
           <td><a href="/hosts/{{id}}">{{name}}</a></td>
@@ -76,6 +76,7 @@ enum DashboardTemplates {
           <td>{{#lastReport}}<span title="{{exact}}">{{ago}}</span>{{/lastReport}}{{^lastReport}}<span class="small">never</span>{{/lastReport}}</td>
           <td>{{#lastBackup}}<span class="pill {{cls}}" title="{{exact}}">{{label}} {{ago}}</span>{{/lastBackup}}{{^lastBackup}}<span class="small">none</span>{{/lastBackup}}</td>
           <td>{{#lastRestore}}<span class="pill {{cls}}" title="{{exact}}">{{label}} {{ago}}</span>{{/lastRestore}}{{^lastRestore}}<span class="small">none</span>{{/lastRestore}}</td>
+          <td>{{#verified}}<span title="{{exact}}">{{ago}}</span>{{/verified}}{{^verified}}<span class="pill bad">never</span>{{/verified}}</td>
           <td>{{#pending}}<a href="/signed-ops?host_id={{id}}"><span class="pill warn">{{pending}}</span></a>{{/pending}}{{^pending}}<span class="small">0</span>{{/pending}}</td>
         </tr>
         {{/hosts}}
@@ -104,6 +105,13 @@ enum DashboardTemplates {
         <h2>Host</h2>
         {{#metrics}}<p class="small">PVE {{pve}} · kernel {{kernel}} · memory {{memory}} · disk {{disk}} · uptime {{uptime}}</p>{{/metrics}}
         {{^metrics}}<p class="small">No report yet.</p>{{/metrics}}
+        <h2>Data protection</h2>
+        <p>Last verified restorable: {{#verified}}<b title="{{exact}}">{{ago}}</b>{{/verified}}{{^verified}}<span class="pill bad">never</span>{{/verified}}
+        {{#trend}} · time to restore, latest first: {{trend}}{{/trend}}</p>
+        <table><tr><th>Guest</th><th>Last backup</th><th>Consistency</th><th>Key</th><th>Verification</th><th>Last failure</th><th>Last restore test</th></tr>
+        {{#protection}}<tr><td>{{vmid}}</td><td>{{#backupAgo}}<span title="{{backupExact}}">{{backupAgo}}</span>{{/backupAgo}}{{^backupAgo}}<span class="pill bad">none</span>{{/backupAgo}}</td><td>{{consistency}}</td><td class="small"><code>{{key}}</code></td><td>{{verification}}</td><td>{{#failure}}<span class="pill bad">{{failure}}</span> <span class="small">{{failureAgo}}</span>{{/failure}}</td><td>{{#restore}}<span class="pill {{restoreCls}}">{{restore}}</span> <span class="small">{{restoreDetail}}</span>{{/restore}}</td></tr>{{/protection}}
+        {{^protection}}<tr><td colspan="7" class="small">No backups reported.</td></tr>{{/protection}}
+        </table>
         <h2>Recent events</h2>
         <table><tr><th>When</th><th>Type</th><th>Severity</th><th>Details</th></tr>
         {{#events}}<tr><td><span title="{{exact}}">{{ago}}</span></td><td>{{type}}</td><td><span class="pill {{cls}}">{{severity}}</span></td><td class="small"><code>{{data}}</code></td></tr>{{/events}}
