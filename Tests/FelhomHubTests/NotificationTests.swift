@@ -79,6 +79,25 @@ final class FlakyMailer: Mailer {
         await hub.store.close()
     }
 
+    /// `backup_unencrypted` is registered critical and immediate: the operator hears at once, each
+    /// time, held back only by a five-minute floor (a hostile box cannot flood the mailbox).
+    @Test(arguments: TestStores.kinds)
+    func anUnencryptedBackupMailsTheOperatorAtOnce(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, customer) = try await setup(kind, clock: clock)
+        let p = Principal.host(hostID: host, customerID: customer)
+        func operatorMails() async throws -> Int { try await outbox(hub).filter { $0.channel == "operator" }.count }
+        _ = try await hub.postEvent(.init(type: "backup_unencrypted", severity: nil, guestID: nil, at: nil, data: ["vmid": 100]), by: p)
+        #expect(try await operatorMails() == 1)
+        clock.advance(by: 60)
+        _ = try await hub.postEvent(.init(type: "backup_unencrypted", severity: nil, guestID: nil, at: nil, data: ["vmid": 101]), by: p)
+        #expect(try await operatorMails() == 1, "within the floor")
+        clock.advance(by: 10 * 60)
+        _ = try await hub.postEvent(.init(type: "backup_unencrypted", severity: nil, guestID: nil, at: nil, data: ["vmid": 100]), by: p)
+        #expect(try await operatorMails() == 2, "11 minutes later, inside the hour-long cooldown of other types: mailed again")
+        await hub.store.close()
+    }
+
     @Test(arguments: TestStores.kinds)
     func failedSendsAreRetriedWithBackoffAndLogged(_ kind: HubStore.Kind) async throws {
         let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))

@@ -12,6 +12,21 @@ public struct EventType: Sendable {
     public let customerMailable: Bool
     public let english: String
     public let hungarian: String
+    /// Critical and urgent enough to skip the operator's cooldown (a short floor still applies).
+    public let immediate: Bool
+
+    init(
+        name: String, postedBy: Set<HubEvent.Source>, severity: HubEvent.Severity, customerMailable: Bool, english: String, hungarian: String,
+        immediate: Bool = false
+    ) {
+        self.name = name
+        self.postedBy = postedBy
+        self.severity = severity
+        self.customerMailable = customerMailable
+        self.english = english
+        self.hungarian = hungarian
+        self.immediate = immediate
+    }
 }
 
 /// The one registry of event types (SPEC §2 "Events"). ``EventPolicy`` decides admission from it,
@@ -105,7 +120,7 @@ public enum EventRegistry {
         .init(
             name: "backup_unencrypted", postedBy: [.host], severity: .critical, customerMailable: false,
             english: "stored a backup WITHOUT its encryption key: counted as failed",
-            hungarian: "titkosítás nélkül mentett: a mentés sikertelennek számít"),
+            hungarian: "titkosítás nélkül mentett: a mentés sikertelennek számít", immediate: true),
         .init(
             name: "backup_failed", postedBy: [.host], severity: .critical, customerMailable: true,
             english: "reported a FAILED backup", hungarian: "mentése nem sikerült"),

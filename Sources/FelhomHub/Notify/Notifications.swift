@@ -17,6 +17,8 @@ public struct NotificationSettings: Sendable {
     ]
     /// Customer default when they have set no preferences.
     public var customerDefaultTypes: Set<String> = ["node_down", "node_recovered", "backup_failed", "expected_backup_missed", "restore_test_failed"]
+    /// Immediate types (``EventType/immediate``) mail the operator at most this often per host.
+    public static let immediateFloor: TimeInterval = 300
     /// At most one operator mail per (host, event type) in this window.
     public var operatorCooldown: TimeInterval = 3600
     /// At most one customer mail per (host, event type) in this window.
@@ -69,7 +71,14 @@ extension Hub {
                     body: body),
                 at: now, in: db)
         }
-        if let op = settings.operatorEmail, settings.operatorTypes.contains(ev.type), !(try await recent("operator", settings.operatorCooldown)) {
+        // A type the hub's registry marks critical and immediate (`backup_unencrypted`) reaches the
+        // operator at once — held back only by a short floor, so a hostile box cannot flood the
+        // mailbox; the others wait out the operator cooldown. The severity is the registry's, never
+        // what a client sent.
+        let registered = EventRegistry.byName[ev.type]
+        let immediate = registered?.severity == .critical && registered?.immediate == true
+        let window = immediate ? NotificationSettings.immediateFloor : settings.operatorCooldown
+        if let op = settings.operatorEmail, settings.operatorTypes.contains(ev.type), !(try await recent("operator", window)) {
             try await queue("operator", op, .en)
         }
         if let customer = ev.customerID, let mail = try await CustomersTable.mailSettings(customer, in: db) {
