@@ -101,6 +101,12 @@ public struct AgentConfig: Decodable, Sendable {
         /// The address guests reach the host on (the guests' bridge address; default 127.0.0.1).
         public var listen: String?
         public var port: Int?
+        /// Requests a minute per guest token before 429 (default 600; 0 turns the limit off).
+        public var rateLimitPerMinute: Int?
+        enum CodingKeys: String, CodingKey {
+            case listen, port
+            case rateLimitPerMinute = "rate_limit_per_minute"
+        }
     }
 
     /// Restore tests (`restore_test.*`), run when `backup` is configured.
@@ -150,7 +156,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("provision.controller_config", .boolean),
             .init("provision.storage"), .init("state_dir"), .init("signers_file"),
             .init("backup.key_file"), .init("backup.key_fingerprint"), .init("backup.app_bound_seconds", .integer),
-            .init("local_api.listen"), .init("local_api.port", .integer),
+            .init("local_api.listen"), .init("local_api.port", .integer), .init("local_api.rate_limit_per_minute", .integer),
             .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
             .init("restore_test.health_timeout_seconds", .integer),
         ])
