@@ -66,31 +66,10 @@ public struct BackupRunner: Sendable {
             result.volid = last.data["volid"]
             return result
         }
-        do {
-            let stored = try await queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
+        await conclude(&result, how: "done") {
+            try await self.queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
                 try await self.backUp(vmid: vmid, op: op, consistency: consistency, storage: storage)
             }
-            result.volid = stored.volid
-            result.size = stored.size
-            result.encrypted = stored.encrypted
-            result.verification = stored.verificationState
-            try? journal.append(
-                op: op, kind: Self.kind, step: "done",
-                data: [
-                    "vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue, "encrypted": stored.encrypted ?? "",
-                    "verification": stored.verificationState ?? "",
-                ])
-            log("backup of \(vmid) done: \(stored.volid) (\(consistency.rawValue)-consistent)")
-        } catch let error as BackupError {
-            result.failure = error
-        } catch let error as PVEError {
-            result.failure = BackupError(error.code == .taskFailed ? .taskFailed : .storageUnreachable, error.message)
-        } catch {
-            result.failure = BackupError(.taskFailed, "\(error)")
-        }
-        if let failure = result.failure {
-            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": failure.code.rawValue])
-            log("backup of \(vmid) FAILED: \(failure)")
         }
         result.seconds =
             Double((ContinuousClock.now - started).components.seconds)
@@ -140,16 +119,26 @@ public struct BackupRunner: Sendable {
         }
         let consistency = begin.data["consistency"].flatMap(Consistency.init(rawValue:)) ?? .crash
         var result = Result(vmid: vmid, op: op, consistency: consistency, seconds: 0)
-        do {
+        await conclude(&result, how: "finished after a restart") {
             guard let storage = begin.data["storage"], let text = entries.last(where: { $0.step == "vzdump" })?.data["upid"] else {
                 throw BackupError(.taskFailed, "interrupted before the backup task started")
             }
             let upid = try UPID(parsing: text)
-            let stored = try await queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
+            return try await self.queue.run(vmid: vmid) { () async throws -> PVEStorageContent in
                 _ = try await self.pve.waitTask(upid, timeout: self.taskTimeout)
                 let since = Int64(begin.at.timeIntervalSince1970) - 1
                 return try await self.newEntry(vmid: vmid, storage: storage) { ($0.ctime ?? 0) >= since }
             }
+        }
+        return result
+    }
+
+    /// Runs `body` (which yields the stored, checked entry) and journals the end: `done` with what
+    /// was stored, or `failed` with the reason code (a PVE error or anything else mapped to one).
+    func conclude(_ result: inout Result, how: String, _ body: () async throws -> PVEStorageContent) async {
+        let (vmid, op, consistency) = (result.vmid, result.op, result.consistency)
+        do {
+            let stored = try await body()
             result.volid = stored.volid
             result.size = stored.size
             result.encrypted = stored.encrypted
@@ -160,7 +149,7 @@ public struct BackupRunner: Sendable {
                     "vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue, "encrypted": stored.encrypted ?? "",
                     "verification": stored.verificationState ?? "",
                 ])
-            log("backup of \(vmid) finished after a restart: \(stored.volid)")
+            log("backup of \(vmid) \(how): \(stored.volid) (\(consistency.rawValue)-consistent)")
         } catch let error as BackupError {
             result.failure = error
         } catch let error as PVEError {
@@ -170,9 +159,8 @@ public struct BackupRunner: Sendable {
         }
         if let failure = result.failure {
             try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": failure.code.rawValue])
-            log("backup of \(vmid) interrupted by a restart: \(failure)")
+            log("backup of \(vmid) FAILED: \(failure)")
         }
-        return result
     }
 
     /// Whether this window's backup of `vmid` already ran to an end (done or failed).
