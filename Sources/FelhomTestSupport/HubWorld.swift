@@ -160,3 +160,31 @@ extension TestClientProtocol {
         }
     }
 }
+
+/// Runs a server (`make` builds it, given a callback that receives the bound port) on a free
+/// loopback port for `body`, then shuts it down however `body` ends.
+public func withServedApplication<T: Sendable>(
+    _ make: (@escaping @Sendable (Int?) async -> Void) throws -> some Service, body: (Int) async throws -> T
+) async throws -> T {
+    var quiet = Logger(label: "felhom.test.server")
+    quiet.logLevel = .critical
+    let port = Mutex<Int?>(nil)
+    let app = try make { bound in port.withLock { $0 = bound } }
+    let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
+    let running = Task { try await group.run() }
+    defer { running.cancel() }
+    var bound: Int?
+    for _ in 0..<500 where bound == nil {
+        try await Task.sleep(for: .milliseconds(10))
+        bound = port.withLock { $0 }
+    }
+    guard let bound else { throw StoreError(code: .unavailable, message: "the test server did not start listening") }
+    do {
+        let result = try await body(bound)
+        await group.triggerGracefulShutdown()
+        return result
+    } catch {
+        await group.triggerGracefulShutdown()
+        throw error
+    }
+}

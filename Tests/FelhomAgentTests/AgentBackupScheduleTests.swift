@@ -10,30 +10,42 @@ import Testing
 /// published desired state makes running guests due; with no controller calling, the agent backs
 /// them up crash-consistent and the hub receives the events.
 @Suite struct AgentBackupScheduleTests {
+    static let web = DesiredState.Guest(
+        vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
+
+    /// Publishes `guests` with a daily backup to `pbs-felhom` from hour 0.
+    func publishWithBackups(_ w: AgentWorld, _ guests: [DesiredState.Guest]) async throws {
+        var desired = DesiredState(guests: guests)
+        desired.storagePolicy.backupStorage = "pbs-felhom"
+        desired.storagePolicy.backupHour = 0
+        _ = try await w.op.putDesired(hostID: w.hostID, desired)
+        _ = try await w.op.publishDesired(hostID: w.hostID)
+    }
+
+    /// The host's events of `type`, waiting (bounded) for the first to arrive.
+    func events(_ w: AgentWorld, _ type: String) async throws -> [HubEvent] {
+        var events: [HubEvent] = []
+        for _ in 0..<100 {
+            events = try await w.op.events(hostID: w.hostID, type: type)
+            if !events.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return events
+    }
+
     @Test func thePolicyMakesGuestsDueAndTheHubHearsTheOutcome() async throws {
         try await withAgentWorld { w in
             let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
             let agent = try await w.agent(backup: BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt))
-            let web = DesiredState.Guest(
-                vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
             let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
-            var desired = DesiredState(guests: [web, db])
-            desired.storagePolicy.backupStorage = "pbs-felhom"
-            desired.storagePolicy.backupHour = 0
-            _ = try await w.op.putDesired(hostID: w.hostID, desired)
-            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await publishWithBackups(w, [Self.web, db])
             try await agent.cycle()
             let backups = try #require(agent.backups)
             await backups.drain()
             #expect(backups.lastResults.keys.sorted() == [100], "only the running guest")
             let result = try #require(backups.lastResults[100])
             #expect(result.failure == nil && result.consistency == .crash && result.encrypted == key)
-            var events: [HubEvent] = []
-            for _ in 0..<100 {
-                events = try await w.op.events(hostID: w.hostID, type: "backup_completed")
-                if !events.isEmpty { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let events = try await events(w, "backup_completed")
             #expect(events.count == 1 && events.first?.data["vmid"]?.lenientInt == 100 && events.first?.data["consistency"] == "crash")
             // The host report carries it, typed, from the journal.
             let record = try #require(agent.protectionRecords().backups.first)
@@ -52,23 +64,11 @@ import Testing
         try await withAgentWorld { w in
             let agent = try await w.agent(
                 backup: BackupSettings(boxKey: PBSKey.fingerprint(rawKey: Array(repeating: 9, count: 32)), appBound: 0, timeZone: .gmt))
-            var desired = DesiredState(guests: [
-                DesiredState.Guest(
-                    vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
-            ])
-            desired.storagePolicy.backupStorage = "pbs-felhom"
-            desired.storagePolicy.backupHour = 0
-            _ = try await w.op.putDesired(hostID: w.hostID, desired)
-            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await publishWithBackups(w, [Self.web])
             try await agent.cycle()
             await agent.backups?.drain()
             #expect(agent.backups?.lastResults[100]?.failure?.code == .encryptionKeyMismatch)
-            var events: [HubEvent] = []
-            for _ in 0..<100 {
-                events = try await w.op.events(hostID: w.hostID, type: "backup_failed")
-                if !events.isEmpty { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let events = try await events(w, "backup_failed")
             #expect(events.first?.data["reason"] == "encryption_key_mismatch" && events.first?.severity == .critical)
             #expect(agent.protectionRecords().backups.first?.lastFailureReason == "encryption_key_mismatch")
             #expect(agent.protectionRecords().backups.first?.lastSuccessAt == nil)
@@ -84,25 +84,13 @@ import Testing
             let agent = try await w.agent(
                 backup: BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt),
                 restoreTests: RestoreTestSettings(runner: SimCommandRunner(engine: w.sim.engine), healthTimeout: .seconds(20)))
-            var desired = DesiredState(guests: [
-                DesiredState.Guest(
-                    vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running, description: "customer apps: photos, passwords")
-            ])
-            desired.storagePolicy.backupStorage = "pbs-felhom"
-            desired.storagePolicy.backupHour = 0
-            _ = try await w.op.putDesired(hostID: w.hostID, desired)
-            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await publishWithBackups(w, [Self.web])
             try await agent.cycle()
             await agent.backups?.drain()
             await agent.restoreTests?.drain()
             let last = try #require(agent.restoreTests?.last(vmid: 100))
             #expect(last.result.passed && last.result.isolated, "\(String(describing: last.result.reason))")
-            var events: [HubEvent] = []
-            for _ in 0..<100 {
-                events = try await w.op.events(hostID: w.hostID, type: "restore_test_passed")
-                if !events.isEmpty { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let events = try await events(w, "restore_test_passed")
             #expect(events.first?.data["vmid"]?.lenientInt == 100 && events.first?.data["restore_seconds"] != nil)
             #expect(agent.restoreTests?.statusJSON(vmid: 100)["status"] == "passed")
             let test = try #require(agent.protectionRecords().restoreTests.first)

@@ -7,7 +7,6 @@ import Foundation
 import Logging
 import PVESimulator
 import Proxmox
-import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -36,19 +35,12 @@ import Testing
             let server = LocalAPIServer(tokens: tokens, backend: backups, certificate: cert, settings: .init(listen: "127.0.0.1", port: 0))
             var quiet = Logger(label: "agent-backups-test")
             quiet.logLevel = .critical
-            let port = Mutex<Int?>(nil)
-            let app = try server.application(logger: quiet) { p in port.withLock { $0 = p } }
-            let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
-            let running = Task { try await group.run() }
-            defer { running.cancel() }
-            var bound: Int?
-            for _ in 0..<500 where bound == nil {
-                try await Task.sleep(for: .milliseconds(10))
-                bound = port.withLock { $0 }
-            }
-            try await body(h, backups, tokens, "https://127.0.0.1:\(try #require(bound))", cert.fingerprint, journal, finished)
-            await backups.drain()
-            await group.triggerGracefulShutdown()
+            try await withServedApplication(
+                { onPort in try server.application(logger: quiet, onServerRunning: onPort) },
+                body: { port in
+                    try await body(h, backups, tokens, "https://127.0.0.1:\(port)", cert.fingerprint, journal, finished)
+                    await backups.drain()
+                })
         }
     }
 

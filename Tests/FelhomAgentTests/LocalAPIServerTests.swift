@@ -2,9 +2,9 @@ import FelhomAgent
 import FelhomController
 import FelhomCore
 import FelhomHTTP
+import FelhomTestSupport
 import Foundation
 import Logging
-import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -54,19 +54,11 @@ final class ScriptedBackend: LocalAPIBackend {
             tokens: tokens, backend: backend, certificate: cert, settings: .init(listen: "127.0.0.1", port: 0, perMinute: perMinute))
         var quiet = Logger(label: "local-api-test")
         quiet.logLevel = .critical
-        let port = Mutex<Int?>(nil)
-        let app = try server.application(logger: quiet) { p in port.withLock { $0 = p } }
-        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
-        let running = Task { try await group.run() }
-        defer { running.cancel() }
-        var bound: Int?
-        for _ in 0..<500 where bound == nil {
-            try await Task.sleep(for: .milliseconds(10))
-            bound = port.withLock { $0 }
-        }
-        let url = "https://127.0.0.1:\(try #require(bound))"
-        try await body(tokens, backend, url, cert.fingerprint)
-        await group.triggerGracefulShutdown()
+        try await withServedApplication(
+            { onPort in try server.application(logger: quiet, onServerRunning: onPort) },
+            body: { port in
+                try await body(tokens, backend, "https://127.0.0.1:\(port)", cert.fingerprint)
+            })
     }
 
     @Test func theControllersClientWorksAgainstTheRealServerAndATokenActsOnlyOnItsGuest() async throws {

@@ -9,7 +9,6 @@ import HummingbirdTLS
 import Logging
 import NIOSSL
 import PVESimulator
-import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -93,31 +92,16 @@ final class FakeAgentServer: Sendable {
     func run<T: Sendable>(_ body: (Int) async throws -> T) async throws -> T {
         var quiet = Logger(label: "fake-agent")
         quiet.logLevel = .critical
-        let port = Mutex<Int?>(nil)
         let tlsConfig = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(tls.certificatePEM.utf8), format: .pem))],
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(tls.privateKeyPEM.utf8), format: .pem)))
-        let app = Application(
-            router: router(), server: try HTTPServerBuilder.tls(.http1(), tlsConfiguration: tlsConfig),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: quiet)
-        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
-        let running = Task { try await group.run() }
-        defer { running.cancel() }
-        var bound: Int?
-        for _ in 0..<500 where bound == nil {
-            try await Task.sleep(for: .milliseconds(10))
-            bound = port.withLock { $0 }
-        }
-        guard let bound else { throw ControllerError(.runtime, "the fake agent did not start") }
-        do {
-            let result = try await body(bound)
-            await group.triggerGracefulShutdown()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            throw error
-        }
+        return try await withServedApplication(
+            { onPort in
+                Application(
+                    router: router(), server: try HTTPServerBuilder.tls(.http1(), tlsConfiguration: tlsConfig),
+                    configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                    onServerRunning: { channel in await onPort(channel.localAddress?.port) }, logger: quiet)
+            }, body: body)
     }
 }
 

@@ -13,26 +13,12 @@ import json, os, signal, subprocess, sys, time, uuid
 import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Checks, HubProcess, Simulator, free_port  # noqa: E402
+from common import Checks, HubProcess, Simulator, compose_state, free_port, wait_for  # noqa: E402
 
 bin_dir = os.path.abspath(sys.argv[1])
 felhom, agent_bin, hub_bin, controller_bin = (os.path.join(bin_dir, n) for n in ("felhom", "felhom-agent", "felhom-hub", "felhom-controller"))
 OP = "backup-e2e-operator-key-0123456789abcdef"
 IMAGE = os.environ.get("FELHOM_TEST_IMAGE", "felhom/busybox:1")
-
-
-def compose_state(project):
-    out = subprocess.run(["docker", "compose", "-p", project, "ps", "--all", "--format", "json"], capture_output=True, text=True, timeout=60)
-    return sorted(json.loads(x)["State"] for x in out.stdout.splitlines() if x.strip())
-
-
-def wait_for(predicate, timeout=90, step=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def main(sim):

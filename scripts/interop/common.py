@@ -107,3 +107,20 @@ class HubProcess:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def compose_state(project):
+    """The sorted container states of a compose project (`docker compose ps --all --format json`)."""
+    import json
+    out = subprocess.run(["docker", "compose", "-p", project, "ps", "--all", "--format", "json"], capture_output=True, text=True, timeout=60)
+    return sorted(json.loads(x)["State"] for x in out.stdout.splitlines() if x.strip())
+
+
+def wait_for(predicate, timeout=60, step=0.2):
+    """Polls `predicate` until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

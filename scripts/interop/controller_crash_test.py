@@ -13,7 +13,7 @@ import json, os, signal, subprocess, sys, tempfile, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Checks, HubProcess  # noqa: E402
+from common import Checks, HubProcess, compose_state, wait_for  # noqa: E402
 
 IMAGE = os.environ.get("FELHOM_TEST_IMAGE", "felhom/busybox:1")
 TOKEN = "guest-token-" + uuid.uuid4().hex
@@ -62,21 +62,6 @@ class FakeAgent(BaseHTTPRequestHandler):
         FakeAgent.runs[rid] = "running"
         FakeAgent.due = False  # one backup per due window
         self.answer(202, {"id": rid, "status": "running"})
-
-
-def compose_state(project):
-    out = subprocess.run(["docker", "compose", "-p", project, "ps", "--all", "--format", "json"], capture_output=True, text=True, timeout=60)
-    lines = [json.loads(x) for x in out.stdout.splitlines() if x.strip()]
-    return sorted(x["State"] for x in lines)
-
-
-def wait_for(predicate, timeout=60, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def main(bin_dir):
