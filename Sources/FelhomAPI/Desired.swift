@@ -105,3 +105,13 @@ public struct DriftView: Codable, Sendable {
         case inSync = "in_sync"
     }
 }
+
+/// `POST /api/v1/hosts/{id}/requests`: an app-consistent backup or a restore test of one guest now.
+public struct NewOperatorRequest: Codable, Sendable, Equatable {
+    public var kind: DesiredState.Request.Kind
+    public var vmid: Int
+    public init(kind: DesiredState.Request.Kind, vmid: Int) {
+        self.kind = kind
+        self.vmid = vmid
+    }
+}

@@ -272,6 +272,13 @@ public struct HubClient: Sendable {
         try await send("POST", "/api/v1/hosts/\(Self.segment(hostID))/desired/publish", as: Published.self).generation
     }
 
+    /// Asks the box for a backup or a restore test of guest `vmid` now (operator); returns the
+    /// request as published in the desired state.
+    public func requestNow(hostID: String, kind: DesiredState.Request.Kind, vmid: Int) async throws -> DesiredState.Request {
+        try await send(
+            "POST", "/api/v1/hosts/\(Self.segment(hostID))/requests", body: NewOperatorRequest(kind: kind, vmid: vmid), as: DesiredState.Request.self)
+    }
+
     public func drift(hostID: String) async throws -> DriftView {
         try await send("GET", "/api/v1/hosts/\(Self.segment(hostID))/drift", as: DriftView.self)
     }

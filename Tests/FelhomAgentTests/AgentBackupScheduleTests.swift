@@ -99,4 +99,48 @@ import Testing
             #expect(await w.sim.engine.snapshot().containers.keys.allSatisfy { $0 < 9900 }, "no scratch guest left")
         }
     }
+
+    /// A guest with `backup: false` is never made due; the operator's request backs it up once
+    /// anyway (an explicit ask), and a restore-test request runs one — each id acted on once, also
+    /// across an agent restart.
+    @Test func optedOutGuestsAreSkippedAndOperatorRequestsRunOnce() async throws {
+        try await withAgentWorld { w in
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            await w.sim.engine.setAppHealth(vmid: 100, json: #"[{"name":"photos","state":"running","protected":false,"services":[]}]"#)
+            let settings = BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt)
+            let restore = RestoreTestSettings(runner: SimCommandRunner(engine: w.sim.engine), healthTimeout: .seconds(20))
+            var web = Self.web
+            web.backup = false
+            try await publishWithBackups(w, [web])
+            let agent = try await w.agent(backup: settings, restoreTests: restore)
+            try await agent.cycle()
+            await agent.backups?.drain()
+            #expect(agent.backups?.lastResults.isEmpty == true, "opted out: no scheduled backup")
+
+            let asked = try await w.op.requestNow(hostID: w.hostID, kind: .backup, vmid: 100)
+            #expect(asked.id.hasPrefix("req-") && asked.kind == .backup)
+            try await agent.cycle()
+            await agent.backups?.drain()
+            let result = try #require(agent.backups?.lastResults[100])
+            #expect(result.failure == nil && result.op == "backup-100-\(asked.id)", "\(result.op)")
+            _ = try await w.op.requestNow(hostID: w.hostID, kind: .restoreTest, vmid: 100)
+            try await agent.cycle()
+            await agent.restoreTests?.drain()
+            #expect(agent.restoreTests?.last(vmid: 100)?.result.passed == true)
+            let published = try #require(try await w.op.desired(hostID: w.hostID).spec)
+            #expect(published.requests.map(\.kind) == [.backup, .restoreTest], "both requests stay published")
+            let tests = try await events(w, "restore_test_passed").count
+            #expect(tests == 2, "after the first backup, and the requested one")
+
+            // A new agent on the same state dir acts on neither again.
+            let again = try await w.agent(backup: settings, restoreTests: restore)
+            try await again.cycle()
+            await again.backups?.drain()
+            await again.restoreTests?.drain()
+            #expect(again.backups?.lastResults.isEmpty == true)
+            let dumps = await w.sim.engine.snapshot().volumes.filter { $0.vmid == 100 && $0.content == "backup" }.count
+            #expect(dumps == 2, "the seeded backup and the requested one")
+            #expect(try await events(w, "restore_test_passed").count == tests)
+        }
+    }
 }

@@ -44,14 +44,17 @@ final class ScriptedBackend: LocalAPIBackend {
 /// The real local API server (HTTPS, hashed tokens, per-guest isolation) driven by the
 /// controller's own client — the pair the quiesce loop uses in production.
 @Suite struct LocalAPIServerTests {
-    func withServer(perMinute: Int = 600, _ body: (LocalTokens, ScriptedBackend, String, String) async throws -> Void) async throws {
+    func withServer(
+        perMinute: Int = 600, onSeen: @escaping @Sendable (Int) -> Void = { _ in },
+        _ body: (LocalTokens, ScriptedBackend, String, String) async throws -> Void
+    ) async throws {
         let dir = NSTemporaryDirectory() + "felhom-localapi-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tokens = try LocalTokens(path: dir + "/local-api-tokens.json")
         let backend = ScriptedBackend()
         let cert = try TLSMaterial.selfSigned(commonName: "felhom-agent", names: ["127.0.0.1"])
         let server = LocalAPIServer(
-            tokens: tokens, backend: backend, certificate: cert, settings: .init(listen: "127.0.0.1", port: 0, perMinute: perMinute))
+            tokens: tokens, backend: backend, certificate: cert, settings: .init(listen: "127.0.0.1", port: 0, perMinute: perMinute), onSeen: onSeen)
         var quiet = Logger(label: "local-api-test")
         quiet.logLevel = .critical
         try await withServedApplication(
@@ -62,7 +65,9 @@ final class ScriptedBackend: LocalAPIBackend {
     }
 
     @Test func theControllersClientWorksAgainstTheRealServerAndATokenActsOnlyOnItsGuest() async throws {
-        try await withServer { tokens, backend, url, fingerprint in
+        let seen = Mutex<Set<Int>>([])
+        let record: @Sendable (Int) -> Void = { vmid in seen.withLock { _ = $0.insert(vmid) } }
+        try await withServer(onSeen: record) { tokens, backend, url, fingerprint in
             let t120 = try tokens.issue(vmid: 120)
             let t121 = try tokens.issue(vmid: 121)
             let c120 = try AgentLocalAPIClient(url: url, fingerprint: fingerprint, token: t120)
@@ -89,6 +94,7 @@ final class ScriptedBackend: LocalAPIBackend {
                 Issue.record("an old token still works")
             } catch { #expect("\(error)".contains("unauthorized") && !"\(error)".contains(t121.reveal()), "\(error)") }
         }
+        #expect(seen.withLock { $0 } == [120, 121], "the healer hears of each guest's authenticated calls")
     }
 
     @Test func noTokenABadTokenAHugeBodyAndTooManyRequestsAreRefused() async throws {

@@ -125,7 +125,19 @@ import Testing
         try await report(hub, host, customer)
         _ = try await hub.checkLiveness()
         #expect(try await hub.checkBackupAges().isEmpty, "no backup policy: nothing owed")
-        _ = try await hub.putDesired(hostID: host, body: Data(#"{"guests":[],"storage_policy":{"backup_storage":"pbs-felhom"}}"#.utf8), by: .operator)
+        let guest = #"{"vmid":100,"name":"web","cpu":1,"memory_mb":512,"disk_gb":8,"backup":false}"#
+        _ = try await hub.putDesired(
+            hostID: host, body: Data(#"{"guests":[\#(guest)],"storage_policy":{"backup_storage":"pbs-felhom"}}"#.utf8), by: .operator)
+        _ = try await hub.publishDesired(hostID: host, by: .operator)
+        clock.advance(by: 3 * 86_400)
+        try await report(hub, host, customer)
+        #expect(try await hub.checkBackupAges().isEmpty, "its only guest opted out of backups: nothing owed")
+        _ = try await hub.putDesired(
+            hostID: host,
+            body: Data(
+                #"{"guests":[\#(guest.replacingOccurrences(of: ",\"backup\":false", with: ""))],"storage_policy":{"backup_storage":"pbs-felhom"}}"#
+                    .utf8),
+            by: .operator)
         _ = try await hub.publishDesired(hostID: host, by: .operator)
         _ = try await hub.postEvent(.init(type: "backup_completed", severity: nil, guestID: nil, at: nil, data: nil), by: asHost)
         _ = try await hub.postEvent(.init(type: "restore_test_passed", severity: nil, guestID: nil, at: nil, data: nil), by: asHost)

@@ -85,4 +85,57 @@ import Testing
         }
         await h.hub.store.close()
     }
+
+    /// `POST /hosts/{id}/requests`: operator only, the guest must be published and backups on; the
+    /// request becomes a new generation (waking the host's poll), stays through a later publish of
+    /// the draft, and is dropped with its guest.
+    @Test(arguments: TestStores.kinds)
+    func operatorRequestsArePublishedAndCarriedOver(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let (host, hostKey) = try await hostAndKey(client)
+            let path = "/api/v1/hosts/\(host)/requests"
+            let ask = #"{"kind":"backup","vmid":100}"#
+            #expect(try await client.call(.post, path, key: operatorKey, body: ask).json?["error"]?["code"] == "no_published_state")
+            #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: sampleDesired).status == .ok)
+            _ = try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey)
+            #expect(try await client.call(.post, path, key: operatorKey, body: ask).json?["error"]?["code"] == "no_backup_storage")
+            let withStorage = sampleDesired.replacingOccurrences(
+                of: #""versions""#, with: #""storage_policy":{"backup_storage":"pbs-felhom"},"versions""#)
+            #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: withStorage).status == .ok)
+            _ = try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey)
+
+            #expect(try await client.call(.post, path, key: hostKey, body: ask).status == .forbidden, "a host cannot ask itself")
+            for (body, where_) in [
+                (#"{"kind":"backup","vmid":555}"#, "$.vmid"), (#"{"kind":"wipe","vmid":100}"#, "$.kind"),
+                (#"{"kind":"backup","vmid":100,"force":true}"#, "$.force"), (#"{"vmid":100}"#, "$.kind"),
+            ] {
+                let r = try await client.call(.post, path, key: operatorKey, body: body)
+                #expect(
+                    r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == where_, "\(body): \(String(decoding: r.body, as: UTF8.self))"
+                )
+            }
+            async let polled = client.call(.get, "/api/v1/control?after_generation=2&wait=20", key: hostKey)
+            try await Task.sleep(for: .milliseconds(300))
+            let r = try await client.call(.post, path, key: operatorKey, body: #"{"kind":"restore_test","vmid":101}"#)
+            #expect(r.status == .accepted && r.json?["kind"] == "restore_test" && r.json?["vmid"] == 101)
+            let id = try #require(r.json?["id"]?.stringValue)
+            #expect(try await polled.json?["desired_generation"] == 3, "the host's long-poll wakes")
+            let seen = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)
+            #expect(seen.json?["spec"]?["requests"]?.arrayValue?.first?["id"]?.stringValue == id)
+            // A later publish of the draft keeps it; removing the guest drops it.
+            #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: withStorage).status == .ok)
+            _ = try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey)
+            let kept = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)
+            #expect(kept.json?["spec"]?["requests"]?.arrayValue?.count == 1)
+            let onlyWeb =
+                #"{"guests":[{"vmid":100,"name":"web","cpu":2,"memory_mb":2048,"disk_gb":8}],"storage_policy":{"backup_storage":"pbs-felhom"}}"#
+            #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: onlyWeb).status == .ok)
+            _ = try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey)
+            let dropped = try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: hostKey)
+            #expect(dropped.json?["spec"]?["requests"] == nil, "its guest is gone")
+            #expect(try await client.call(.get, "/api/v1/events?type=operator_request", key: operatorKey).json?["events"]?.arrayValue?.count == 1)
+        }
+        await h.hub.store.close()
+    }
 }

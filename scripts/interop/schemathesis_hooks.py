@@ -58,7 +58,8 @@ def filter_body(context, body):
     vmids and a guest report's stack names are unique. Generated bodies that break them are
     dropped (the hub answers 400 naming the duplicate, tested in the Swift suites). Likewise a
     desired state's vmids, guest names and each guest's mount-point keys, and a secret bundle's
-    key names (stated with propertyNames, which the generator ignores)."""
+    key names (stated with propertyNames, which the generator ignores), and a desired state's
+    request ids (unique, each naming one of its guests)."""
     path = context.operation.path if context.operation is not None else ""
     if not isinstance(body, dict):
         return True
@@ -77,6 +78,11 @@ def filter_body(context, body):
         guests = body.get("guests")
         if not (_unique(guests, "vmid") and _unique(guests, "name")):
             return False
+        requests = body.get("requests")
+        if isinstance(requests, list):
+            vmids = {g.get("vmid") for g in guests if isinstance(g, dict)} if isinstance(guests, list) else set()
+            if not _unique(requests, "id") or any(isinstance(r, dict) and r.get("vmid") not in vmids for r in requests):
+                return False
         if isinstance(guests, list):
             return all(_unique(g.get("mount_points"), "key") for g in guests if isinstance(g, dict))
     return True

@@ -55,20 +55,56 @@ extension Agent {
     }
 
     /// After each reconcile: from the backup hour on, every running, non-ephemeral guest of the
-    /// desired state is due for today's window on `storage_policy.backup_storage`; guests whose
-    /// controller has not called within the bound are backed up crash-consistent.
+    /// desired state that has not opted out (`backup: false`) is due for today's window on
+    /// `storage_policy.backup_storage`. Guests whose controller has not called within the bound
+    /// are backed up crash-consistent by ``housekeeping()``.
     func backupTick(_ spec: DesiredState) {
         guard let backups, let storage = spec.storagePolicy.backupStorage, !storage.isEmpty else { return }
         let now = clock.now()
         let (window, reached) = Self.backupWindow(now, hour: spec.storagePolicy.backupHour, timeZone: backupTimeZone)
         if reached {
-            let vmids = spec.guests.filter { $0.runState == .running && !$0.ephemeral }.map(\.vmid)
+            let vmids = spec.guests.filter { $0.runState == .running && !$0.ephemeral && $0.backup }.map(\.vmid)
             backups.markDue(vmids, window: window, storage: storage, now: now)
         }
-        let started = backups.runOverdue(now: now)
-        if !started.isEmpty {
-            logger.notice("no controller called within the bound: backing up \(started.map(String.init).joined(separator: ", ")) crash-consistent")
+    }
+
+    /// Acts once on each operator request of the desired state (`requests`): a backup request
+    /// marks the guest due now (its controller quiesces; past the bound the agent backs it up
+    /// crash-consistent), a restore-test request queues a restore test of its latest backup. Each
+    /// id is remembered in `state_dir/requests-done.json` (written after acting: at worst a
+    /// request is acted on twice after a crash, never lost).
+    func actOnRequests(_ spec: DesiredState) async {
+        guard !spec.requests.isEmpty, let backups, let storage = spec.storagePolicy.backupStorage, !storage.isEmpty else { return }
+        var done = Self.readRequestsDone(requestsFile)
+        let new = spec.requests.filter { !done.contains($0.id) }
+        guard !new.isEmpty else { return }
+        let now = clock.now()
+        for r in new {
+            switch r.kind {
+            case .backup:
+                let marked = backups.requestNow(vmid: r.vmid, id: r.id, storage: storage, now: now)
+                logger.notice("operator request \(r.id): backup of \(r.vmid) \(marked ? "due now" : "already due or running")")
+            case .restoreTest:
+                if let restoreTests {
+                    restoreTests.request(vmid: r.vmid, storage: storage)
+                    logger.notice("operator request \(r.id): restore test of \(r.vmid) queued")
+                } else {
+                    logger.warning("operator request \(r.id): restore tests are off on this box (restore_test.enabled)")
+                }
+            }
+            done.append(r.id)
         }
+        let kept = Array(done.suffix(200))
+        do throws(AppendLogError) {
+            try DurableFile.write(Array((try? JSONEncoder().encode(kept)) ?? Data("[]".utf8)), to: requestsFile, mode: 0o600)
+        } catch {
+            logger.warning("cannot record the operator requests acted on: \(error.message)")
+        }
+    }
+
+    static func readRequestsDone(_ path: String) -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        return (try? JSONDecoder().decode([String].self, from: data)) ?? []
     }
 
     /// One backup's outcome as an event to the hub: `backup_completed`, `backup_unencrypted`

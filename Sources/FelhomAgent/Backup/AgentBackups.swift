@@ -46,6 +46,18 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
         }
     }
 
+    /// An operator's request (`id`): `vmid` is due now in the request's own window, unless a
+    /// backup of it is already due or running (that one answers the request). Returns whether it
+    /// was marked.
+    @discardableResult
+    public func requestNow(vmid: Int, id: String, storage: String?, now: Date = Date()) -> Bool {
+        state.withLock { s in
+            guard s.due[vmid] == nil, !s.running.contains(vmid), !runner.tried(vmid: vmid, window: id) else { return false }
+            s.due[vmid] = Due(window: id, since: now, storage: storage)
+            return true
+        }
+    }
+
     /// The last result per guest (for the host report).
     public var lastResults: [Int: BackupRunner.Result] { state.withLock { $0.results } }
 

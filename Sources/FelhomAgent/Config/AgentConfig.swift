@@ -123,7 +123,22 @@ public struct AgentConfig: Decodable, Sendable {
         }
     }
 
+    /// Healing silent controllers (`heal.*`), active when `local_api` is configured.
+    public struct Heal: Decodable, Sendable {
+        public var enabled: Bool?
+        /// No local API call for this long: restart the controller (default 900).
+        public var silentSeconds: Int?
+        /// Wait after each step before the next (default 180).
+        public var recheckSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case enabled
+            case silentSeconds = "silent_seconds"
+            case recheckSeconds = "recheck_seconds"
+        }
+    }
+
     public var pve: PVE
+    public var heal: Heal?
     public var selftest: Selftest?
     public var backup: Backup?
     public var restoreTest: RestoreTest?
@@ -136,7 +151,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup
+        case pve, selftest, hub, provision, backup, heal
         case localAPI = "local_api"
         case restoreTest = "restore_test"
         case stateDir = "state_dir"
@@ -159,6 +174,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("local_api.listen"), .init("local_api.port", .integer), .init("local_api.rate_limit_per_minute", .integer),
             .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
             .init("restore_test.health_timeout_seconds", .integer),
+            .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
         ])
 
     /// The backup settings this config describes; nil without a `backup` section. The key's

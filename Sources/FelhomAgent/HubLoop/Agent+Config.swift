@@ -100,10 +100,18 @@ extension Agent {
                 scratchStorage: cfg.restoreTest?.scratchStorage ?? prov.storage ?? "local-lvm",
                 healthTimeout: .seconds(max(10, cfg.restoreTest?.healthTimeoutSeconds ?? 600)))
         }
+        var healSettings: HealSettings?
+        if cfg.localAPI != nil, cfg.heal?.enabled ?? true {
+            healSettings = HealSettings(
+                runner: commandRunner ?? SubprocessCommandRunner(),
+                settings: .init(
+                    silentAfter: TimeInterval(max(60, cfg.heal?.silentSeconds ?? 900)),
+                    recheck: TimeInterval(max(30, cfg.heal?.recheckSeconds ?? 180))))
+        }
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
             longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
-            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings)
+            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings)
     }
 }

@@ -40,7 +40,11 @@ public final class Agent: Service, Sendable {
     let tokensDir: String
     /// Where the pinned operator keys are read from (reread when it changes); nil in tests that pass keys in.
     let signersFile: String?
-    private let state = Mutex(Status())
+    /// Heals silent controllers; nil without `local_api` or with `heal.enabled: false`.
+    public let healer: ControllerHealer?
+    /// Operator requests already acted on (`state_dir/requests-done.json`).
+    let requestsFile: String
+    let state = Mutex(Status())
 
     /// What the agent last saw and did (for `--once`, the demo and tests).
     public struct Status: Sendable {
@@ -56,6 +60,8 @@ public final class Agent: Service, Sendable {
         var signersText: String?
         var signersProblem: String?
         public var cycles = 0
+        /// The desired state of the last cycle (housekeeping between cycles reads it).
+        var lastSpec: DesiredState?
     }
 
     public var status: Status { state.withLock { $0 } }
@@ -65,7 +71,7 @@ public final class Agent: Service, Sendable {
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
-        restoreTests restoreSettings: RestoreTestSettings? = nil
+        restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil
     ) throws {
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
@@ -80,6 +86,7 @@ public final class Agent: Service, Sendable {
         self.clock = clock
         self.longPollSeconds = max(1, min(longPollSeconds, 60))
         self.tokensDir = stateDir + "/guest-tokens"
+        self.requestsFile = stateDir + "/requests-done.json"
         journal = try Journal(path: stateDir + "/journal.jsonl", clock: clock)
         let nonces = try FileNonceStore(path: stateDir + "/nonces.log", clock: clock)
         let log: @Sendable (String) -> Void = { [logger] in logger.info("\($0)") }
@@ -123,6 +130,15 @@ public final class Agent: Service, Sendable {
             }
         } else {
             backups = nil
+        }
+        if let heal, localTokens ?? credentials?.tokens != nil {
+            healer = ControllerHealer(
+                settings: heal.settings,
+                remedies: Self.healRemedies(
+                    backend: PrivilegedBackend(runner: heal.runner), pve: pve, node: node, queue: queue, taskTimeout: provision.taskTimeout),
+                log: log)
+        } else {
+            healer = nil
         }
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
@@ -184,7 +200,10 @@ public final class Agent: Service, Sendable {
         var reportNow = appliedOps > 0  // the hub's views show an applied op now, not a poll later
         if let spec {
             let outcome = try await engine.reconcile(desired: spec)
+            state.withLock { $0.lastSpec = spec }
             backupTick(spec)
+            await actOnRequests(spec)
+            await housekeeping()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
                 let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""
@@ -416,6 +435,7 @@ public final class Agent: Service, Sendable {
                     let after = generation
                     let asked = ContinuousClock.now
                     let next = try await cancelWhenGracefulShutdown { try await self.hub.control(after: after, wait: wait) }
+                    await housekeeping()
                     // Ops this box holds (key not pinned yet) keep has_signed_ops set: then only an
                     // early answer (the hub woke for a new op) is worth a cycle before the next report.
                     let holding = state.withLock { !$0.holdingNow.isEmpty }

@@ -42,12 +42,15 @@ public struct LocalAPIServer: Sendable {
     let certificate: TLSMaterial
     let limiter: RateLimiter
     let restoreTests: RestoreTests?
+    let onSeen: @Sendable (Int) -> Void
 
-    /// `restoreTests` answers `GET /restore-test/status` (idle without it).
+    /// `restoreTests` answers `GET /restore-test/status` (idle without it); `onSeen` hears of
+    /// every authenticated request (the healer's sign of a live controller).
     public init(
         tokens: LocalTokens, backend: any LocalAPIBackend, certificate: TLSMaterial, settings: Settings = Settings(),
-        restoreTests: RestoreTests? = nil
+        restoreTests: RestoreTests? = nil, onSeen: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
+        self.onSeen = onSeen
         self.tokens = tokens
         self.backend = backend
         self.restoreTests = restoreTests
@@ -64,6 +67,7 @@ public struct LocalAPIServer: Sendable {
         guard header.hasPrefix("Bearer "), let vmid = tokens.guest(for: String(header.dropFirst(7))) else {
             throw LocalAPIError(.unauthorized, "a guest token is required: Authorization: Bearer <agent.token>")
         }
+        onSeen(vmid)
         guard limiter.allow(vmid) else {
             throw LocalAPIError(.tooManyRequests, "too many requests for this guest (at most \(settings.perMinute) a minute)")
         }

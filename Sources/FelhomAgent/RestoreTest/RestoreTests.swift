@@ -65,6 +65,13 @@ public final class RestoreTests: Sendable {
         if due { enqueue(backup.vmid, String(storage)) }
     }
 
+    /// An operator's request: queues a restore test of `vmid`'s latest backup on `storage`
+    /// (once: a guest already queued is not queued again).
+    public func request(vmid: Int, storage: String) {
+        let queued = state.withLock { s in s.queued.contains { $0.vmid == vmid } }
+        if !queued { enqueue(vmid, storage) }
+    }
+
     /// Runs a restore test of `vmid` now (after any running one) and returns its result.
     public func runNow(vmid: Int, storage: String) async -> RestoreTester.Result {
         while state.withLock({ s in

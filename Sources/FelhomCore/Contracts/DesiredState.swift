@@ -50,10 +50,13 @@ public struct DesiredState: Codable, Sendable, Equatable {
         public var mountPoints: [MountPoint]
         /// A scratch guest (restore test): the agent may destroy it without a signature.
         public var ephemeral: Bool
+        /// Whether the agent backs this guest up daily (default true). `false` opts the guest out:
+        /// no scheduled backup, no restore test, no `backup_overdue` alarm.
+        public var backup: Bool
 
         public init(
             vmid: Int, name: String, cpu: Double, memoryMB: Int, diskGB: Int, runState: RunState, description: String = "",
-            mountPoints: [MountPoint] = [], ephemeral: Bool = false
+            mountPoints: [MountPoint] = [], ephemeral: Bool = false, backup: Bool = true
         ) {
             self.vmid = vmid
             self.name = name
@@ -64,10 +67,11 @@ public struct DesiredState: Codable, Sendable, Equatable {
             self.description = description
             self.mountPoints = mountPoints
             self.ephemeral = ephemeral
+            self.backup = backup
         }
 
         enum CodingKeys: String, CodingKey {
-            case vmid, name, cpu, description, ephemeral
+            case vmid, name, cpu, description, ephemeral, backup
             case memoryMB = "memory_mb"
             case diskGB = "disk_gb"
             case runState = "run_state"
@@ -85,6 +89,22 @@ public struct DesiredState: Codable, Sendable, Equatable {
             description = try c.decodeIfPresent(String.self, forKey: .description) ?? ""
             mountPoints = try c.decodeIfPresent([MountPoint].self, forKey: .mountPoints) ?? []
             ephemeral = try c.decodeIfPresent(Bool.self, forKey: .ephemeral) ?? false
+            backup = try c.decodeIfPresent(Bool.self, forKey: .backup) ?? true
+        }
+
+        /// `backup` is written only when the guest opts out.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(vmid, forKey: .vmid)
+            try c.encode(name, forKey: .name)
+            try c.encode(cpu, forKey: .cpu)
+            try c.encode(memoryMB, forKey: .memoryMB)
+            try c.encode(diskGB, forKey: .diskGB)
+            try c.encode(runState, forKey: .runState)
+            try c.encode(description, forKey: .description)
+            try c.encode(mountPoints, forKey: .mountPoints)
+            try c.encode(ephemeral, forKey: .ephemeral)
+            if !backup { try c.encode(backup, forKey: .backup) }
         }
 
         /// PVE `cores`: enough visible cores for the share (at least 1).
@@ -122,19 +142,55 @@ public struct DesiredState: Codable, Sendable, Equatable {
         }
     }
 
+    /// Something the operator asked the box to do once (`POST /api/v1/hosts/{id}/requests`): an
+    /// app-consistent backup or a restore test of one guest now. The hub keeps the latest
+    /// ``maxRequests`` in every published generation; the agent acts on each `id` once.
+    public struct Request: Codable, Sendable, Equatable {
+        public enum Kind: String, Codable, Sendable, CaseIterable {
+            case backup
+            case restoreTest = "restore_test"
+        }
+        /// Unique per host, `[a-z0-9-]{1,40}` (it becomes part of journal operation ids).
+        public var id: String
+        public var kind: Kind
+        public var vmid: Int
+        /// RFC 3339 time of the request (informational).
+        public var requestedAt: String?
+
+        public init(id: String, kind: Kind, vmid: Int, requestedAt: String? = nil) {
+            self.id = id
+            self.kind = kind
+            self.vmid = vmid
+            self.requestedAt = requestedAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, kind, vmid
+            case requestedAt = "requested_at"
+        }
+    }
+
+    /// How many requests a published state carries (older ones drop off).
+    public static let maxRequests = 20
+
     public var guests: [Guest]
     public var storagePolicy: StoragePolicy
     /// Component → version (`agent`, `controller`).
     public var versions: [String: String]
+    /// One-off operator requests (hub-managed: a draft's own list is replaced at publish).
+    public var requests: [Request]
 
-    public init(guests: [Guest] = [], storagePolicy: StoragePolicy = StoragePolicy(), versions: [String: String] = [:]) {
+    public init(
+        guests: [Guest] = [], storagePolicy: StoragePolicy = StoragePolicy(), versions: [String: String] = [:], requests: [Request] = []
+    ) {
         self.guests = guests
         self.storagePolicy = storagePolicy
         self.versions = versions
+        self.requests = requests
     }
 
     enum CodingKeys: String, CodingKey {
-        case guests, versions
+        case guests, versions, requests
         case storagePolicy = "storage_policy"
     }
 
@@ -143,6 +199,16 @@ public struct DesiredState: Codable, Sendable, Equatable {
         guests = try c.decodeIfPresent([Guest].self, forKey: .guests) ?? []
         storagePolicy = try c.decodeIfPresent(StoragePolicy.self, forKey: .storagePolicy) ?? StoragePolicy()
         versions = try c.decodeIfPresent([String: String].self, forKey: .versions) ?? [:]
+        requests = try c.decodeIfPresent([Request].self, forKey: .requests) ?? []
+    }
+
+    /// Encodes `requests` only when there are any (older documents stay byte-identical).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(guests, forKey: .guests)
+        try c.encode(storagePolicy, forKey: .storagePolicy)
+        try c.encode(versions, forKey: .versions)
+        if !requests.isEmpty { try c.encode(requests, forKey: .requests) }
     }
 
     /// Decodes and validates; errors name the JSON path.
@@ -167,11 +233,12 @@ public struct DesiredState: Codable, Sendable, Equatable {
         "guests": .array(
             .object([
                 "vmid": .any, "name": .any, "cpu": .any, "memory_mb": .any, "disk_gb": .any, "run_state": .any,
-                "description": .any, "ephemeral": .any,
+                "description": .any, "ephemeral": .any, "backup": .any,
                 "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any])),
             ])),
         "storage_policy": .object(["backup_storage": .any, "backup_hour": .any, "keep_last": .any]),
         "versions": .map(.any),
+        "requests": .array(.object(["id": .any, "kind": .any, "vmid": .any, "requested_at": .any])),
     ])
 
     public func encoded() -> Data { ContractCoding.encode(self) }
@@ -222,6 +289,19 @@ public struct DesiredState: Codable, Sendable, Equatable {
         for (k, v) in versions {
             guard Pattern.whole(v, #"[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?"#) else {
                 throw ContractError(path: "$.versions.\(k)", message: "must be a version like 1.2.3")
+            }
+        }
+        guard requests.count <= Self.maxRequests else {
+            throw ContractError(path: "$.requests", message: "at most \(Self.maxRequests) requests")
+        }
+        var ids = Set<String>()
+        for (i, r) in requests.enumerated() {
+            guard Pattern.whole(r.id, #"[a-z0-9-]{1,40}"#) else {
+                throw ContractError(path: "$.requests[\(i)].id", message: "must be 1–40 characters of a-z, 0-9 and '-'")
+            }
+            guard ids.insert(r.id).inserted else { throw ContractError(path: "$.requests[\(i)].id", message: "duplicate request id '\(r.id)'") }
+            guard vmids.contains(r.vmid) else {
+                throw ContractError(path: "$.requests[\(i)].vmid", message: "guest \(r.vmid) is not in this desired state")
             }
         }
     }

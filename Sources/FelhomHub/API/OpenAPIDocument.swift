@@ -57,7 +57,9 @@ enum OpenAPIDocument {
               additionalProperties: false
               description: >-
                 A host's desired state. Unknown keys are refused at every level (a typo must not be ignored).
-                Rules beyond the schema: vmids, guest names and a guest's mount-point keys are unique.
+                Rules beyond the schema: vmids, guest names and a guest's mount-point keys are unique; request ids are
+                unique and a request's vmid is one of the guests. `requests` is hub-managed (POST /api/v1/hosts/{id}/requests):
+                a draft's own list is replaced by the published one at publish.
               properties:
                 guests:
                   type: array
@@ -75,6 +77,7 @@ enum OpenAPIDocument {
                       run_state: {type: string, enum: [running, stopped, null], default: running, nullable: true}
                       description: {type: string, maxLength: 8192, nullable: true}
                       ephemeral: {type: boolean, default: false, nullable: true}
+                      backup: {type: boolean, default: true, nullable: true, description: "false opts the guest out of scheduled backups and restore tests"}
                       mount_points:
                         type: array
                         nullable: true
@@ -98,6 +101,21 @@ enum OpenAPIDocument {
                     backup_hour: {type: integer, minimum: 0, maximum: 23, nullable: true}
                     keep_last: {type: integer, minimum: 1, maximum: 1000, nullable: true}
                 versions: {type: object, nullable: true, additionalProperties: {type: string, pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]+)?$'}}
+                requests:
+                  type: array
+                  nullable: true
+                  maxItems: 20
+                  items: {$ref: "#/components/schemas/OperatorRequest"}
+            OperatorRequest:
+              type: object
+              additionalProperties: false
+              required: [id, kind, vmid]
+              description: A one-off request to the box (the agent acts on each id once).
+              properties:
+                id: {type: string, pattern: '^[a-z0-9-]{1,40}$'}
+                kind: {type: string, enum: [backup, restore_test]}
+                vmid: {type: integer, minimum: 100, maximum: 999999999}
+                requested_at: {type: string, nullable: true}
             ControlEnvelope:
               type: object
               required: [poll_interval_seconds, blocked, desired_generation, has_signed_ops]
@@ -410,6 +428,28 @@ enum OpenAPIDocument {
               summary: Publish the draft (operator); bumps desired_generation and wakes the host's long-poll. Never touches apps.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: "{generation}"}, "409": {description: no draft to publish}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/hosts/{id}/requests:
+            post:
+              summary: >-
+                Ask the box for an app-consistent backup or a restore test of one guest now (operator). Published as a new
+                generation of the desired state carrying the request; the box fetches it (long-poll) and acts once.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      required: [kind, vmid]
+                      properties:
+                        kind: {type: string, enum: [backup, restore_test]}
+                        vmid: {type: integer, minimum: 100, maximum: 999999999}
+              responses:
+                "202": {description: the request as published, content: {application/json: {schema: {$ref: "#/components/schemas/OperatorRequest"}}}}
+                "400": {description: the guest is not in the published desired state}
+                "409": {description: no published desired state, or backups are off (no storage_policy.backup_storage)}
+                default: {$ref: "#/components/responses/Error"}
           /api/v1/hosts/{id}/drift:
             get:
               summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).

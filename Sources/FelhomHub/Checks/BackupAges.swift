@@ -21,7 +21,9 @@ extension Hub {
                 ("backup_overdue", "backup_completed", backupDays), ("restore_test_overdue", "restore_test_passed", restoreTestDays),
             ]
             let (owes, lasts) = try await store.withDB { db -> (Bool, [Int64?]) in
-                guard let (spec, _, _) = try await publishedSpec(host.id, in: db), spec.storagePolicy.backupStorage != nil else { return (false, []) }
+                guard let (spec, _, _) = try await publishedSpec(host.id, in: db), spec.storagePolicy.backupStorage != nil,
+                    spec.guests.contains(where: { $0.backup && !$0.ephemeral })
+                else { return (false, []) }
                 var lasts: [Int64?] = []
                 for c in checks { lasts.append(try await EventsTable.latest(hostID: host.id, types: [c.success], in: db)?.at) }
                 return (true, lasts)

@@ -47,6 +47,52 @@ extension Hub {
         return try await desired(hostID: hostID, by: principal)
     }
 
+    /// Asks the box for an app-consistent backup or a restore test of one guest now: a new
+    /// generation of the published state carrying the request (the box acts on each request id
+    /// once; the latest ``DesiredState/maxRequests`` are kept). Box-initiated as always: the
+    /// host's long-poll wakes and the agent fetches it.
+    public func requestNow(hostID: String, body: Data, by principal: Principal) async throws -> DesiredState.Request {
+        guard principal == .operator else { throw HubError.forbidden("request a backup or restore test (operator only)") }
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
+        if let doc = try? JSONValue.parse(body), let extra = doc.objectValue?.keys.first(where: { !["kind", "vmid"].contains($0) }) {
+            throw HubError.badRequest("unknown key", path: "$.\(extra)")
+        }
+        let asked: NewOperatorRequest
+        do { asked = try JSONDecoder().decode(NewOperatorRequest.self, from: body) } catch let error as DecodingError {
+            throw HubError.badRequest(
+                error.pathText == "$.kind" ? "must be backup or restore_test" : error.reason, path: error.pathText)
+        }
+        let now = self.now
+        let request = DesiredState.Request(
+            id: "req-" + Ids.make("r").suffix(12), kind: asked.kind, vmid: asked.vmid,
+            requestedAt: RFC3339.format(Date(timeIntervalSince1970: TimeInterval(now))))
+        try await store.transaction { db in
+            guard var (spec, _, _) = try await publishedSpec(hostID, in: db) else {
+                throw HubError(.conflict, "no_published_state", "host \(hostID) has no published desired state yet")
+            }
+            guard spec.guests.contains(where: { $0.vmid == asked.vmid }) else {
+                throw HubError.badRequest("guest \(asked.vmid) is not in the published desired state", path: "$.vmid")
+            }
+            guard let storage = spec.storagePolicy.backupStorage, !storage.isEmpty else {
+                throw HubError(
+                    .conflict, "no_backup_storage", "the published desired state has no storage_policy.backup_storage: backups are off on this host")
+            }
+            spec.requests = Array((spec.requests + [request]).suffix(DesiredState.maxRequests))
+            guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
+            try await DesiredTable.insertPublished(
+                hostID: hostID, generation: gen, spec: String(decoding: spec.encoded(), as: UTF8.self), at: now, in: db)
+            try await recordEvent(
+                "operator_request", hostID: hostID, customerID: host.customerID,
+                data: [
+                    "generation": .int(gen), "request": .string(request.id), "kind": .string(request.kind.rawValue),
+                    "vmid": .int(Int64(request.vmid)),
+                ],
+                at: now, in: db)
+        }
+        generations.notify(hostID: hostID)
+        return request
+    }
+
     /// Publishes the draft: bumps `desired_generation`, keeps the spec durably under that
     /// generation, records `desired_published`, and wakes the host's long-poll. Apps are never touched.
     public func publishDesired(hostID: String, by principal: Principal) async throws -> Int64 {
@@ -54,9 +100,14 @@ extension Hub {
         guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
         let gen = try await store.transaction { db -> Int64 in
-            guard let spec = try await DesiredTable.draft(hostID: hostID, in: db) else {
+            guard let draft = try await DesiredTable.draft(hostID: hostID, in: db) else {
                 throw HubError(.conflict, "no_draft", "no draft to publish: PUT /api/v1/hosts/\(hostID)/desired first")
             }
+            // Requests are hub-managed: the published ones carry over (for guests still listed).
+            var next = try DesiredState.decode(Data(draft.utf8))
+            let carried = try await publishedSpec(hostID, in: db)?.0.requests ?? []
+            next.requests = carried.filter { r in next.guests.contains { $0.vmid == r.vmid } }
+            let spec = String(decoding: next.encoded(), as: UTF8.self)
             // The one generation bump (also used by Hub.bumpGeneration).
             guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
             try await DesiredTable.insertPublished(hostID: hostID, generation: gen, spec: spec, at: now, in: db)

@@ -70,6 +70,17 @@ public enum EventRegistry {
             name: "desired_published", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "received a new desired state", hungarian: "új beállítást kapott"),
         .init(
+            name: "operator_request", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "was asked for a backup or restore test now", hungarian: "azonnali mentést vagy visszaállítási próbát kapott"),
+        .init(
+            name: "controller_healed", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a silent controller was restarted and reports again",
+            hungarian: "— egy néma vezérlő újraindult és ismét jelentkezik"),
+        .init(
+            name: "controller_unhealthy", postedBy: [.host], severity: .critical, customerMailable: false,
+            english: "— a controller stays silent after a restart of it and of its guest",
+            hungarian: "— egy vezérlő a saját és a vendég újraindítása után is néma"),
+        .init(
             name: "retrieval_unlocked", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "— the operator lifted a customer's retrieval lock", hungarian: "— az üzemeltető feloldotta a letöltés zárolását"),
         .init(

@@ -67,6 +67,23 @@ public actor PVESimEngine {
         return (0, json, "")
     }
 
+    /// How often each guest's controller was restarted through `pct exec … systemctl restart
+    /// felhom-controller` (healing), since the engine started.
+    public private(set) var controllerRestarts: [Int: Int] = [:]
+
+    /// `pct exec VMID -- systemctl restart felhom-controller`: succeeds in a running guest that has
+    /// a controller (an app-health payload), fails as PVE and systemd would otherwise.
+    public func execRestartController(vmid: Int) -> (exitCode: Int32, stderr: String) {
+        advance()
+        guard let c = state.containers[vmid] else {
+            return (2, "Configuration file 'nodes/\(state.nodes.first?.name ?? "pve1")/lxc/\(vmid).conf' does not exist\n")
+        }
+        guard c.running else { return (255, "container '\(vmid)' not running!\n") }
+        guard c.appHealth != nil else { return (5, "Failed to restart felhom-controller.service: Unit felhom-controller.service not found.\n") }
+        controllerRestarts[vmid, default: 0] += 1
+        return (0, "")
+    }
+
     /// Replaces the storage with the same id (or adds it): an encryption key removed, a PBS server
     /// made unreachable (`active = false`), as an operator or an outage would.
     public func setStorage(_ storage: SimStorage) {

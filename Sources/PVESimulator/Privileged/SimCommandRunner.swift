@@ -3,7 +3,9 @@ import Proxmox
 
 /// The fenced root commands as a simulated host answers them: `pct exec VMID -- felhom-controller
 /// stacks list --json` from the guest's app-health payload (``PVESimEngine/execStacksList(vmid:)``),
-/// `pct push` accepted for an existing guest. Anything else fails as not simulated.
+/// `pct push` accepted for an existing guest, `pct exec VMID -- systemctl restart felhom-controller`
+/// accepted for a running guest (counted: ``PVESimEngine/controllerRestarts``). Anything else
+/// fails as not simulated.
 public struct SimCommandRunner: CommandRunner {
     let engine: PVESimEngine
 
@@ -15,6 +17,12 @@ public struct SimCommandRunner: CommandRunner {
         {
             let (code, out, err) = await engine.execStacksList(vmid: vmid)
             return CommandResult(exitCode: code, stdout: out, stderr: err)
+        }
+        if executable == "pct", arguments.count == 6, arguments[0] == "exec", let vmid = Int(arguments[1]),
+            Array(arguments[2...]) == ["--", "systemctl", "restart", "felhom-controller"]
+        {
+            let (code, err) = await engine.execRestartController(vmid: vmid)
+            return CommandResult(exitCode: code, stdout: "", stderr: err)
         }
         if executable == "pct", arguments.first == "push", arguments.count >= 4, let vmid = Int(arguments[1]) {
             guard await engine.snapshot().containers[vmid] != nil else {

@@ -3,13 +3,14 @@ import Foundation
 
 /// The fenced list of things the agent does as root because the Proxmox API cannot.
 ///
-/// Exactly six operations, each building a fixed argument vector from validated input and running
+/// Exactly seven operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
 /// mount a USB disk by filesystem UUID, read SMART data, read sensors, push the controller's
 /// config file into a guest (`pct push`, a fixed destination only), and ask a guest's controller
-/// for its stacks (`pct exec … felhom-controller stacks list --json`, a fixed command only). It
-/// makes no HTTP calls, and
+/// for its stacks (`pct exec … felhom-controller stacks list --json`, a fixed command only), and
+/// restart a silent controller (`pct exec … systemctl restart felhom-controller`). It makes no
+/// HTTP calls, and
 /// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
@@ -243,6 +244,20 @@ public struct PrivilegedBackend: Sendable {
             else { throw PrivilegedError(code: .badOutput, message: "the controller's stack list has an entry without a name and a known state") }
             return GuestStack(name: name, state: state)
         }
+    }
+
+    // MARK: 7. Restart a guest's controller (healing)
+
+    /// The argv of `pct exec VMID -- systemctl restart felhom-controller` (nothing else can be run).
+    public static func restartControllerArguments(vmid: Int) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        return ["exec", String(vmid), "--", "systemctl", "restart", "felhom-controller"]
+    }
+
+    /// Restarts the controller service inside guest `vmid` (the first step of healing a silent controller).
+    public func restartController(vmid: Int) async throws {
+        let r = try await runner.run("pct", try Self.restartControllerArguments(vmid: vmid))
+        try check(r, what: "pct exec \(vmid) -- systemctl restart felhom-controller")
     }
 
     // MARK: -

@@ -60,6 +60,11 @@ enum DesiredRoutes {
         routes.post("hosts/:id/desired/publish") { _, ctx in
             try HubAPI.encode(Published(generation: try await hub.publishDesired(hostID: try ctx.parameters.require("id"), by: ctx.principal)))
         }
+        routes.post("hosts/:id/requests") { req, ctx in
+            let body = try await HubAPI.collect(req)
+            return try HubAPI.encode(
+                try await hub.requestNow(hostID: try ctx.parameters.require("id"), body: body, by: ctx.principal), status: .accepted)
+        }
         routes.get("hosts/:id/drift") { _, ctx in
             try HubAPI.encode(try await hub.drift(hostID: try ctx.parameters.require("id"), by: ctx.principal))
         }
