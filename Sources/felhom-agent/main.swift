@@ -134,7 +134,7 @@ struct RunCommand: AsyncParsableCommand {
                 let server = LocalAPIServer(
                     tokens: try agent.localTokens ?? LocalAPIFiles.tokens(stateDir: stateDir), backend: backups, certificate: cert,
                     settings: .init(listen: listen, port: port, perMinute: max(0, api.rateLimitPerMinute ?? 600)), restoreTests: agent.restoreTests,
-                    onSeen: { [healer = agent.healer] vmid in healer?.seen(vmid: vmid) })
+                    rollbacks: agent.localRollbacks, onSeen: { [healer = agent.healer] vmid in healer?.seen(vmid: vmid) })
                 services.append(try server.application(logger: logger))
                 logger.notice("local API on https://\(listen):\(port); controllers pin agent.fingerprint \(cert.fingerprint)")
             } catch {

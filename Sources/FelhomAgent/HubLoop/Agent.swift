@@ -40,6 +40,8 @@ public final class Agent: Service, Sendable {
     let tokensDir: String
     /// Where the pinned operator keys are read from (reread when it changes); nil in tests that pass keys in.
     let signersFile: String?
+    /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
+    public let localRollbacks: LocalRollbacks
     /// Heals silent controllers; nil without `local_api` or with `heal.enabled: false`.
     public let healer: ControllerHealer?
     /// Operator requests already acted on (`state_dir/requests-done.json`).
@@ -143,6 +145,7 @@ public final class Agent: Service, Sendable {
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
             node: node, taskTimeout: provision.taskTimeout, log: log)
+        localRollbacks = LocalRollbacks(runner: runner, hub: hub, logger: logger)
     }
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
@@ -157,6 +160,16 @@ public final class Agent: Service, Sendable {
         if let backups {
             for (op, entries) in journal.inFlight() where entries.first?.kind == BackupRunner.kind {
                 if let result = await backups.runner.resume(op: op, entries: entries) { await Self.report(result, hub: hub, logger: logger) }
+            }
+        }
+        for (op, entries) in journal.inFlight() where entries.first?.kind == SignedOpRunner.kind && op.hasPrefix("lr-") {
+            // A rollback handed in through the local API: no hub delivers it again, so finish it here.
+            let outcome = await runner.handle(id: op, blob: [], signature: "")
+            logger.info("resumed local rollback \(op): \(outcome.applied ? "done" : outcome.reason ?? "failed")")
+            if let blob = entries.first.flatMap({ $0.data["blob"] }).flatMap({ try? OpBlob(parsing: Array($0.utf8)) }),
+                let vmid = blob.guestID.flatMap(Int.init)
+            {
+                await localRollbacks.report(outcome, id: op, vmid: vmid, op: blob)
             }
         }
         for (op, entries) in journal.inFlight() where entries.first?.kind == Provisioner.kind {

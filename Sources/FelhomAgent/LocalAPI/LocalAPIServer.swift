@@ -43,14 +43,16 @@ public struct LocalAPIServer: Sendable {
     let limiter: RateLimiter
     let restoreTests: RestoreTests?
     let onSeen: @Sendable (Int) -> Void
+    let rollbacks: LocalRollbacks?
 
     /// `restoreTests` answers `GET /restore-test/status` (idle without it); `onSeen` hears of
     /// every authenticated request (the healer's sign of a live controller).
     public init(
         tokens: LocalTokens, backend: any LocalAPIBackend, certificate: TLSMaterial, settings: Settings = Settings(),
-        restoreTests: RestoreTests? = nil, onSeen: @escaping @Sendable (Int) -> Void = { _ in }
+        restoreTests: RestoreTests? = nil, rollbacks: LocalRollbacks? = nil, onSeen: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.onSeen = onSeen
+        self.rollbacks = rollbacks
         self.tokens = tokens
         self.backend = backend
         self.restoreTests = restoreTests
@@ -117,6 +119,28 @@ public struct LocalAPIServer: Sendable {
                 let id = req.uri.queryParameters.get("id")
                 if let id, id.isEmpty || id.utf8.count > 128 { throw LocalAPIError(.badRequest, "id must be 1–128 characters") }
                 return Self.json(try await server.backend.backupStatus(vmid: vmid, id: id))
+            }
+        }
+        router.post("/rollback") { req, _ in
+            await server.handle(req) { vmid throws(LocalAPIError) in
+                guard let rollbacks = server.rollbacks else { throw LocalAPIError(.notFound, "rollbacks are not served by this agent") }
+                let body: ByteBuffer
+                do { body = try await req.body.collect(upTo: Self.maxBody) } catch {
+                    throw LocalAPIError(.tooLarge, "a request body is at most \(Self.maxBody) bytes")
+                }
+                guard let asked = try? JSONDecoder().decode(RollbackRequest.self, from: Data(buffer: body)) else {
+                    throw LocalAPIError(.badRequest, #"the body must be {"blob": "<signed op JSON>", "signature": "<armored SSHSIG>"}"#)
+                }
+                return Self.json(try await rollbacks.start(vmid: vmid, blob: Array(asked.blob.utf8), signature: asked.signature), .accepted)
+            }
+        }
+        router.get("/rollback/status") { req, _ in
+            await server.handle(req) { vmid throws(LocalAPIError) in
+                guard let rollbacks = server.rollbacks else { throw LocalAPIError(.notFound, "rollbacks are not served by this agent") }
+                guard let id = req.uri.queryParameters.get("id"), !id.isEmpty, id.utf8.count <= 128 else {
+                    throw LocalAPIError(.badRequest, "id must be 1–128 characters")
+                }
+                return Self.json(try rollbacks.status(vmid: vmid, id: id))
             }
         }
         router.get("/restore-test/status") { req, _ in

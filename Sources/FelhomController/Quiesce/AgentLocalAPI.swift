@@ -62,7 +62,20 @@ public struct AgentLocalAPIClient: AgentLocalAPI {
         return run
     }
 
-    func call<T: Decodable>(_ method: String, _ target: String, expect: Set<Int>, as: T.Type) async throws(ControllerError) -> T {
+    /// Hands an operator-signed `guest.rollback` of this guest to the agent (`POST /rollback`);
+    /// the answer is the run (`running` once verified). The rollback stops this guest.
+    public func rollback(_ request: RollbackRequest) async throws(ControllerError) -> BackupRun {
+        let body: Data
+        do { body = try JSONEncoder().encode(request) } catch { throw ControllerError(.runtime, "cannot encode the rollback request") }
+        return try await call("POST", "/rollback", expect: [202], as: BackupRun.self, body: body)
+    }
+
+    /// The outcome of a rollback handed in earlier (`GET /rollback/status?id=ID`).
+    public func rollbackStatus(id: String) async throws(ControllerError) -> BackupRun {
+        try await call("GET", "/rollback/status?id=" + PathSegment.encode(id), expect: [200], as: BackupRun.self)
+    }
+
+    func call<T: Decodable>(_ method: String, _ target: String, expect: Set<Int>, as: T.Type, body: Data? = nil) async throws(ControllerError) -> T {
         let what = "\(method) \(target.split(separator: "?").first.map(String.init) ?? target)"
         let response: HTTPResponseSpec
         do {
@@ -70,7 +83,7 @@ public struct AgentLocalAPIClient: AgentLocalAPI {
                 HTTPRequestSpec(
                     method: method, target: endpoint.path + target,
                     headers: [("Authorization", "Bearer \(token.reveal())"), ("Accept", "application/json")],
-                    body: method == "POST" ? Data("{}".utf8) : nil))
+                    body: body ?? (method == "POST" ? Data("{}".utf8) : nil)))
         } catch {
             throw ControllerError(.runtime, "agent local API unreachable (\(what)): \(error)")
         }

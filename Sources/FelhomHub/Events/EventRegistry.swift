@@ -73,6 +73,10 @@ public enum EventRegistry {
             name: "operator_request", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "was asked for a backup or restore test now", hungarian: "azonnali mentést vagy visszaállítási próbát kapott"),
         .init(
+            name: "guest_rolled_back", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "rolled a guest back to a snapshot (operator-signed, handed in by its controller)",
+            hungarian: "egy vendéget pillanatképre állított vissza (üzemeltető által aláírva, a vezérlő kérésére)"),
+        .init(
             name: "controller_healed", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "— a silent controller was restarted and reports again",
             hungarian: "— egy néma vezérlő újraindult és ismét jelentkezik"),
