@@ -52,6 +52,11 @@ import Testing
             #expect(
                 record.vmid == 100 && record.consistency == "crash" && record.encrypted == key && record.verification == "ok"
                     && record.lastSuccessAt != nil)
+            // The report also shows what the backup storage really holds, and the audit tail.
+            let report = try #require(try await agent.hostReport())
+            let stored = report.pbsSnapshots.filter { $0.vmid == 100 }
+            #expect(stored.count == 2 && stored.first?.volid == result.volid && stored.first?.encrypted == key, "newest first: \(stored)")
+            #expect(report.auditTail.first { $0.kind == "backup" }.map { ($0.op, $0.outcome) } ?? ("", "") == (result.op, "done"))
             // The next cycle in the same window does not back up again.
             try await agent.cycle()
             await backups.drain()

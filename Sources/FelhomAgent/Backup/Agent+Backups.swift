@@ -161,4 +161,36 @@ extension Agent {
         }
         return (backups.values.sorted { $0.vmid < $1.vmid }, tests.sorted { $0.vmid < $1.vmid })
     }
+
+    /// What the backup storage of the last desired state holds, newest first, at most 10 per
+    /// guest (`pbs_snapshots`). Unreadable (PBS down): empty, and the reason logged.
+    func storedBackups() async -> [PBSSnapshotRecord] {
+        guard let storage = state.withLock({ $0.lastSpec?.storagePolicy.backupStorage }), !storage.isEmpty else { return [] }
+        let content: [PVEStorageContent]
+        do { content = try await pve.storageContent(node: node, storage: storage, content: "backup", vmid: nil) } catch {
+            logger.warning("cannot list the backups on \(storage): \(error)")
+            return []
+        }
+        var perGuest: [Int: Int] = [:]
+        return content.filter { $0.vmid != nil }.sorted { ($0.ctime ?? 0, $0.volid) > ($1.ctime ?? 0, $1.volid) }.compactMap { c in
+            guard let vmid = c.vmid, (100...999_999_999).contains(vmid) else { return nil }
+            perGuest[vmid, default: 0] += 1
+            guard perGuest[vmid, default: 0] <= 10 else { return nil }
+            return PBSSnapshotRecord(
+                vmid: vmid, volid: c.volid, at: c.ctime.map { Date(timeIntervalSince1970: TimeInterval($0)) }, size: max(0, c.size),
+                encrypted: c.encrypted, verification: c.verificationState)
+        }
+    }
+
+    /// The last 50 finished operations of the journal, newest first (`audit_tail`).
+    public func auditTail() -> [AuditRecord] {
+        journal.allOperations().compactMap { op, entries -> AuditRecord? in
+            guard let first = entries.first, let last = entries.last, last.isTerminal else { return nil }
+            let outcome = last.step == "done" ? "done" : "failed"
+            let reason = last.data["reason"].flatMap { $0.isEmpty ? nil : String(Agent.reportable($0).prefix(300)) }
+            return AuditRecord(at: last.at, op: op, kind: first.kind, outcome: outcome, detail: outcome == "failed" ? reason : nil)
+        }
+        .sorted { ($0.at, $0.op) > ($1.at, $1.op) }
+        .prefix(50).map { $0 }
+    }
 }

@@ -186,13 +186,7 @@ public final class Agent: Service, Sendable {
     /// One cycle. Returns the envelope the hub answered with.
     @discardableResult
     public func cycle() async throws -> ControlEnvelope {
-        var report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
-        report?.appliedGeneration = appliedGenerationForReport
-        if backups != nil {
-            let (b, r) = protectionRecords()
-            report?.backups = b
-            report?.restoreTests = r
-        }
+        let report = try await hostReport()
         let env: ControlEnvelope
         if let report {
             env = try await hub.postHostReport(report)
@@ -241,12 +235,26 @@ public final class Agent: Service, Sendable {
         }
         if reportNow {
             // Tell the hub what the box looks like now, not at the next interval.
-            if var fresh = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now()) {
-                fresh.appliedGeneration = appliedGenerationForReport
-                _ = try await hub.postHostReport(fresh)
-            }
+            if let fresh = try await hostReport() { _ = try await hub.postHostReport(fresh) }
         }
         return env
+    }
+
+    /// The host report: what PVE shows, the generation applied, and the data-protection records
+    /// (backups, restore tests, what the backup storage holds, the audit tail). Nil when the node
+    /// status cannot be read.
+    public func hostReport() async throws -> HostReport? {
+        guard var report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
+        else { return nil }
+        report.appliedGeneration = appliedGenerationForReport
+        report.auditTail = auditTail()
+        if backups != nil {
+            let (b, r) = protectionRecords()
+            report.backups = b
+            report.restoreTests = r
+            report.pbsSnapshots = await storedBackups()
+        }
+        return report
     }
 
     /// How often the running agent logs a status line.

@@ -127,8 +127,10 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var backups: [BackupRecord]
     /// Per guest: the last restore test.
     public var restoreTests: [RestoreTestRecord]
-    public var pbsSnapshots: [JSONValue]
-    public var auditTail: [JSONValue]
+    /// What the backup storage holds for this box (newest first, at most 10 per guest).
+    public var pbsSnapshots: [PBSSnapshotRecord]
+    /// The last finished operations of the agent (newest first, at most 50).
+    public var auditTail: [AuditRecord]
     public var journalInFlight: [JSONValue]
     /// The desired generation the agent has fully applied (absent before its first success, and
     /// from agents that predate it): the hub alarms when a published generation stays unapplied.
@@ -137,7 +139,7 @@ public struct HostReport: Codable, Sendable, Equatable {
     public init(
         reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
         storageTargets: [JSONValue] = [], backups: [BackupRecord] = [], restoreTests: [RestoreTestRecord] = [],
-        pbsSnapshots: [JSONValue] = [], auditTail: [JSONValue] = [], journalInFlight: [JSONValue] = []
+        pbsSnapshots: [PBSSnapshotRecord] = [], auditTail: [AuditRecord] = [], journalInFlight: [JSONValue] = []
     ) {
         self.reportedAt = reportedAt
         self.agentVersion = agentVersion
@@ -174,8 +176,8 @@ public struct HostReport: Codable, Sendable, Equatable {
         storageTargets = try c.decode([JSONValue].self, forKey: .storageTargets)
         backups = try c.decode([BackupRecord].self, forKey: .backups)
         restoreTests = try c.decode([RestoreTestRecord].self, forKey: .restoreTests)
-        pbsSnapshots = try c.decode([JSONValue].self, forKey: .pbsSnapshots)
-        auditTail = try c.decode([JSONValue].self, forKey: .auditTail)
+        pbsSnapshots = try c.decode([PBSSnapshotRecord].self, forKey: .pbsSnapshots)
+        auditTail = try c.decode([AuditRecord].self, forKey: .auditTail)
         journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
         appliedGeneration = try c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
     }
@@ -209,6 +211,17 @@ public struct HostReport: Codable, Sendable, Equatable {
             for (k, v) in [("restore_seconds", r.restoreSeconds), ("healthy_seconds", r.healthySeconds)] where (v ?? 0) < 0 {
                 throw ContractError(path: "$.restore_tests[\(i)].\(k)", message: "must not be negative")
             }
+        }
+        guard pbsSnapshots.count <= 5000 else { throw ContractError(path: "$.pbs_snapshots", message: "at most 5000 entries") }
+        for (i, p) in pbsSnapshots.enumerated() {
+            guard (100...999_999_999).contains(p.vmid) else {
+                throw ContractError(path: "$.pbs_snapshots[\(i)].vmid", message: "must be 100…999999999")
+            }
+            guard p.size >= 0 else { throw ContractError(path: "$.pbs_snapshots[\(i)].size", message: "must not be negative") }
+        }
+        guard auditTail.count <= 200 else { throw ContractError(path: "$.audit_tail", message: "at most 200 entries") }
+        for (i, a) in auditTail.enumerated() where !["done", "failed"].contains(a.outcome) {
+            throw ContractError(path: "$.audit_tail[\(i)].outcome", message: "must be done or failed")
         }
         var seen = Set<Int>()
         for (i, g) in guests.enumerated() {

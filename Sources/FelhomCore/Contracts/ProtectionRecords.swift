@@ -70,3 +70,51 @@ public struct RestoreTestRecord: Codable, Sendable, Equatable {
         case healthySeconds = "healthy_seconds"
     }
 }
+
+/// One backup stored on the box's backup storage, as PVE lists it (`pbs_snapshots`): what is
+/// really there, independent of what the agent remembers doing.
+public struct PBSSnapshotRecord: Codable, Sendable, Equatable {
+    public var vmid: Int
+    /// `pbs-felhom:backup/ct/120/2026-11-30T02:00:00Z`.
+    public var volid: String
+    /// Backup time (PVE `ctime`).
+    public var at: Date?
+    public var size: Int64
+    /// The key fingerprint PBS reports; absent: stored unencrypted.
+    public var encrypted: String?
+    /// PBS verification state (`ok`, `failed`), absent before one ran.
+    public var verification: String?
+
+    public init(vmid: Int, volid: String, at: Date?, size: Int64, encrypted: String?, verification: String?) {
+        self.vmid = vmid
+        self.volid = volid
+        self.at = at
+        self.size = size
+        self.encrypted = encrypted
+        self.verification = verification
+    }
+
+    enum CodingKeys: String, CodingKey { case vmid, volid, at, size, encrypted, verification }
+}
+
+/// One finished multi-step operation of the agent (`audit_tail`): the last signed ops, backups,
+/// restore tests and provisions, from the journal — what the box did and what its gate refused.
+public struct AuditRecord: Codable, Sendable, Equatable {
+    public var at: Date
+    /// The journal operation id (`backup-120-2026-11-30`, a signed op's id, `lr-120-…`).
+    public var op: String
+    /// `signed-op`, `backup`, `restore-test`, `provision`.
+    public var kind: String
+    /// `done` or `failed`.
+    public var outcome: String
+    /// The failure reason (a gate refusal names the gate), at most 300 characters.
+    public var detail: String?
+
+    public init(at: Date, op: String, kind: String, outcome: String, detail: String? = nil) {
+        self.at = at
+        self.op = op
+        self.kind = kind
+        self.outcome = outcome
+        self.detail = detail
+    }
+}

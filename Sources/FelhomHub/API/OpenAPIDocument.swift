@@ -276,8 +276,31 @@ enum OpenAPIDocument {
                       reason: {type: string, nullable: true}
                       restore_seconds: {type: number, minimum: 0, nullable: true}
                       healthy_seconds: {type: number, minimum: 0, nullable: true}
-                pbs_snapshots: {type: array, items: {}}
-                audit_tail: {type: array, items: {}}
+                pbs_snapshots:
+                  type: array
+                  maxItems: 5000
+                  items:
+                    type: object
+                    required: [vmid, volid, size]
+                    properties:
+                      vmid: {type: integer, minimum: 100, maximum: 999999999}
+                      volid: {type: string}
+                      at: {type: string, format: date-time, nullable: true}
+                      size: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                      encrypted: {type: string, nullable: true}
+                      verification: {type: string, nullable: true}
+                audit_tail:
+                  type: array
+                  maxItems: 200
+                  items:
+                    type: object
+                    required: [at, op, kind, outcome]
+                    properties:
+                      at: {type: string, format: date-time}
+                      op: {type: string}
+                      kind: {type: string}
+                      outcome: {type: string, enum: [done, failed]}
+                      detail: {type: string, nullable: true}
                 journal_in_flight: {type: array, items: {}}
                 applied_generation: {type: integer, minimum: 0, maximum: 9223372036854775807, nullable: true, description: the desired generation the agent has fully applied}
             GuestReport:
