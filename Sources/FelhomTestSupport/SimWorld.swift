@@ -10,7 +10,7 @@ public struct SimHarness: Sendable {
 
     /// Starts a simulator seeded with ``SimSeed/defaultState(now:)``, adjusted by `adjust`.
     public static func start(
-        clock: any WallClock = SystemWallClock(), stateDirectory: URL? = nil, taskSeconds: Double = 0.05,
+        clock: any WallClock = SystemWallClock(), stateDirectory: URL? = nil, taskSeconds: Double = 0.05, sharedPBS: SimPBSDatastore? = nil,
         _ adjust: (inout SimState) -> Void = { _ in }
     ) async throws -> SimHarness {
         var state = SimSeed.defaultState(now: clock.now())
@@ -21,6 +21,7 @@ public struct SimHarness: Sendable {
         options.seed = state
         options.clock = clock
         options.stateDirectory = stateDirectory
+        options.sharedPBS = sharedPBS
         return SimHarness(sim: try await PVESimulator.start(options))
     }
 
@@ -48,10 +49,11 @@ public struct SimHarness: Sendable {
 
 /// Runs `body` with a fresh simulator, shut down however `body` ends.
 public func withSim<T>(
-    clock: any WallClock = SystemWallClock(), stateDirectory: URL? = nil, taskSeconds: Double = 0.05,
+    clock: any WallClock = SystemWallClock(), stateDirectory: URL? = nil, taskSeconds: Double = 0.05, sharedPBS: SimPBSDatastore? = nil,
     _ adjust: (inout SimState) -> Void = { _ in }, _ body: (SimHarness) async throws -> T
 ) async throws -> T {
-    let harness = try await SimHarness.start(clock: clock, stateDirectory: stateDirectory, taskSeconds: taskSeconds, adjust)
+    let harness = try await SimHarness.start(
+        clock: clock, stateDirectory: stateDirectory, taskSeconds: taskSeconds, sharedPBS: sharedPBS, adjust)
     do {
         let result = try await body(harness)
         await harness.stop()

@@ -19,6 +19,9 @@ public enum PVESimulator {
         /// Use this certificate instead of the self-signed one.
         public var tls: TLSMaterial?
         public var clock: WallClock = SystemWallClock()
+        /// A PBS datastore shared with other simulated hosts (``SimPBSDatastore``); nil: each
+        /// host keeps its backups to itself.
+        public var sharedPBS: SimPBSDatastore?
 
         public init() {}
     }
@@ -96,7 +99,7 @@ public enum PVESimulator {
                 tls = try TLSMaterial.selfSigned(commonName: state.nodes.first?.name ?? "pve", organization: "Felhom PVE simulator")
             }
         }
-        let engine = PVESimEngine(state: state, clock: options.clock, stateFile: stateFile)
+        let engine = PVESimEngine(state: state, clock: options.clock, stateFile: stateFile, sharedPBS: options.sharedPBS)
         await engine.setServerFingerprint(options.plainHTTP ? nil : tls?.fingerprint)
         let server: PVESimServer
         do {

@@ -41,6 +41,12 @@ struct PVESimCommand: AsyncParsableCommand {
     var seed: String?
     @Flag(name: .long, help: "Serve plain HTTP instead of HTTPS (debugging only).") var plainHttp = false
     @Flag(name: .long, help: "Print the default seed as JSON and exit.") var printDefaultSeed = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A PBS datastore file shared with other simulators (NAME=FILE, e.g. felhom=/tmp/pbs.json).",
+            discussion: "Each host's pbs storage with that datastore name keeps its backups there, by namespace."))
+    var pbsDatastore: String?
 
     func run() async throws {
         if printDefaultSeed {
@@ -54,6 +60,13 @@ struct PVESimCommand: AsyncParsableCommand {
         options.plainHTTP = plainHttp
         options.stateDirectory = state.map { URL(fileURLWithPath: $0) }
         if let seed { options.seed = try PVESimulator.loadSeed(URL(fileURLWithPath: seed)) }
+        if let pbsDatastore {
+            let parts = pbsDatastore.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, parts[1].hasPrefix("/") else {
+                throw ValidationError("--pbs-datastore must be NAME=/absolute/file.json, got '\(pbsDatastore)'")
+            }
+            options.sharedPBS = SimPBSDatastore(name: parts[0], path: URL(fileURLWithPath: parts[1]))
+        }
         let sim: PVESimulator.Running
         do {
             sim = try await PVESimulator.start(options)

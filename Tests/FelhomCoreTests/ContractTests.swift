@@ -79,7 +79,10 @@ import Testing
         let golden = try String(contentsOf: Self.dir.appendingPathComponent("host-report.golden.json"), encoding: .utf8)
         let cases = [
             (golden.replacingOccurrences(of: #""memory":2048"#, with: #""memory":0"#), "$.guests[0].spec.memory"),
-            (golden.replacingOccurrences(of: #""agent_version":"0.1.0","audit_tail":"#, with: #""agent_version":"0.1.0","audit_trail":"#), "$.audit_tail"),
+            (
+                golden.replacingOccurrences(of: #""agent_version":"0.1.0","audit_tail":"#, with: #""agent_version":"0.1.0","audit_trail":"#),
+                "$.audit_tail"
+            ),
             (golden.replacingOccurrences(of: #""outcome":"done""#, with: #""outcome":"maybe""#), "$.audit_tail[0].outcome"),
             (golden.replacingOccurrences(of: #""size":1073741824"#, with: #""size":-1"#), "$.pbs_snapshots[0].size"),
             (golden.replacingOccurrences(of: #""size":1073741824"#, with: #""size":"big""#), "$.pbs_snapshots[0].size"),

@@ -71,3 +71,88 @@ import Testing
         }
     }
 }
+
+/// Two simulated hosts on one simulated PBS datastore: each sees only its own namespace, backups
+/// made at the same time are both kept, a host pointed at another box's namespace (the DR drill)
+/// restores that box's backups, and the datastore's prune job — not the box — applies keep-last.
+@Suite struct SharedPBSDatastoreTests {
+    func backUp(_ h: SimHarness, _ vmid: Int) async throws -> String {
+        let c = try h.client()
+        let up = try #require(try await c.vzdump(node: "pve1", VzdumpOptions(vmids: [vmid], storage: "pbs-felhom")).upid)
+        _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
+        return try #require(try await c.storageContent(node: "pve1", storage: "pbs-felhom", content: "backup", vmid: vmid).map(\.volid).max())
+    }
+
+    func namespace(_ ns: String) -> (inout SimState) -> Void {
+        { state in
+            if let i = state.storages.firstIndex(where: { $0.id == "pbs-felhom" }) { state.storages[i].namespace = ns }
+            state.volumes.removeAll { $0.storage == "pbs-felhom" }
+        }
+    }
+
+    @Test func twoHostsShareOneDatastoreByNamespaceAndADrillRestoresAnotherBoxsBackup() async throws {
+        let store = SimPBSDatastore(name: "felhom")
+        try await withSim(sharedPBS: store, namespace("customers/box-1")) { a in
+            try await withSim(sharedPBS: store, namespace("customers/box-2")) { b in
+                // Box 1's guest carries data; both boxes back up at the same time.
+                let rootfs = try #require(await a.engine.snapshot().containers[100]?.config["rootfs"]?.split(separator: ",").first)
+                await a.engine.writeVolumeData(volid: String(rootfs), data: "box-1 photos")
+                async let fromA = backUp(a, 100)
+                async let fromB = backUp(b, 100)
+                let (volA, volB) = try await (fromA, fromB)
+                #expect(store.snapshots(namespace: "customers/box-1").count == 1 && store.snapshots(namespace: "customers/box-2").count == 1)
+                let seenByB = try await b.client().storageContent(node: "pve1", storage: "pbs-felhom", content: "backup", vmid: nil)
+                #expect(seenByB.map(\.volid) == [volB], "box 2 sees only its own namespace")
+                #expect(volA.hasPrefix("pbs-felhom:backup/ct/100/"))
+
+                // The drill: box 2 is pointed at box 1's namespace and restores its backup as guest 300.
+                var st = try #require(await b.engine.snapshot().storages.first { $0.id == "pbs-felhom" })
+                st.namespace = "customers/box-1"
+                await b.engine.setStorage(st)
+                let listed = try await b.client().storageContent(node: "pve1", storage: "pbs-felhom", content: "backup", vmid: nil)
+                #expect(listed.map(\.volid) == [volA] && listed.first?.encrypted != nil)
+                let root = try b.rootClient()
+                let up = try await root.createContainer(node: "pve1", ContainerCreateSpec(vmid: 300, ostemplate: volA, restore: true))
+                _ = try await root.waitTask(up, initialInterval: .milliseconds(10))
+                let snap = await b.engine.snapshot()
+                let restoredRoot = snap.containers[300]?.config["rootfs"]?.split(separator: ",").first.map(String.init)
+                #expect(snap.volumes.first { $0.volid == restoredRoot }?.data == "box-1 photos", "box 1's data, restored on box 2")
+                #expect(store.snapshots(namespace: "customers/box-1").count == 1, "restoring reads; the datastore is unchanged")
+            }
+        }
+    }
+
+    @Test func thePruneJobKeepsTheNewestPerGuestAndNeverAProtectedOne() async throws {
+        let store = SimPBSDatastore(name: "felhom")
+        try await withSim(sharedPBS: store, namespace("customers/box-1")) { h in
+            var made: [String] = []
+            for _ in 0..<3 {
+                made.append(try await backUp(h, 100))
+                try await Task.sleep(for: .seconds(1.05))  // one-second snapshot names
+            }
+            _ = try await backUp(h, 101)
+            store.setPruneJob(.init(namespace: "customers/box-1", keepLast: 2))
+            store.setPruneJob(.init(namespace: "customers/box-9", keepLast: 1))
+            let removed = store.runPruneJobs()
+            #expect(removed["customers/box-1"] == [made[0].replacingOccurrences(of: "pbs-felhom:", with: "")])
+            let left = try await h.client().storageContent(node: "pve1", storage: "pbs-felhom", content: "backup", vmid: nil).map(\.volid)
+            #expect(Set(left) == Set(made.dropFirst()).union(left.filter { $0.contains("/ct/101/") }) && left.count == 3, "\(left)")
+        }
+    }
+
+    @Test func aFileBackedDatastoreIsSharedBetweenProcessesAndMergesChanges() throws {
+        let path = URL(fileURLWithPath: NSTemporaryDirectory() + "felhom-pbs-\(UUID().uuidString).json")
+        let one = SimPBSDatastore(name: "felhom", path: path)
+        let two = SimPBSDatastore(name: "felhom", path: path)
+        func snap(_ ns: String, _ t: String) -> SimPBSDatastore.Snapshot {
+            .init(
+                namespace: ns, path: "backup/ct/100/\(t)",
+                volume: SimVolume(volid: "x:backup/ct/100/\(t)", storage: "x", content: "backup", format: "pbs-ct", size: 1, vmid: 100, ctime: 0))
+        }
+        one.apply(namespace: "a", upserts: [snap("a", "T1")], removals: [])
+        two.apply(namespace: "a", upserts: [snap("a", "T2")], removals: [])
+        #expect(one.snapshots(namespace: "a").map(\.path).sorted() == ["backup/ct/100/T1", "backup/ct/100/T2"], "neither write lost the other")
+        two.apply(namespace: "a", upserts: [], removals: ["backup/ct/100/T1"])
+        #expect(SimPBSDatastore(name: "felhom", path: path).snapshots(namespace: "a").map(\.path) == ["backup/ct/100/T2"])
+    }
+}

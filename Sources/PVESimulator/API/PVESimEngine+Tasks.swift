@@ -64,6 +64,7 @@ extension PVESimEngine {
 
     /// Completes every task whose time has come, in order, applying its effect.
     func advance() {
+        pullSharedPBS()
         let t = now.timeIntervalSince1970
         var changed = false
         while let i = state.tasks.indices.filter({ !state.tasks[$0].finished && state.tasks[$0].endsAt <= t })

@@ -21,11 +21,22 @@ public actor PVESimEngine {
     ///   - state: the initial state (seed or loaded).
     ///   - clock: the wall clock (tests inject a ``ManualClock``).
     ///   - stateFile: where to persist the state after each change (`nil`: memory only).
-    public init(state: SimState, clock: WallClock = SystemWallClock(), stateFile: URL? = nil) {
+    ///   - sharedPBS: a PBS datastore shared with other simulated hosts: this host's `pbs`
+    ///     storages with its name keep their backups there (by namespace).
+    public init(state: SimState, clock: WallClock = SystemWallClock(), stateFile: URL? = nil, sharedPBS: SimPBSDatastore? = nil) {
         self.state = state
         self.clock = clock
         self.stateFile = stateFile
+        self.sharedPBS = sharedPBS
     }
+
+    /// The shared PBS datastore, if any.
+    let sharedPBS: SimPBSDatastore?
+    /// Per bound storage: the snapshots as last read from the shared datastore (path → encoded
+    /// volume), so only this host's own changes are written back.
+    var pulledPBS: [String: [String: Data]] = [:]
+    /// Whether the seed's backups were put into the shared datastore yet.
+    var seededPBS = false
 
     /// A copy of the current state (after completing due tasks).
     public func snapshot() -> SimState {
@@ -253,6 +264,7 @@ public actor PVESimEngine {
 
     /// Saves the state atomically (write to a temporary file, then rename).
     func persist() {
+        pushSharedPBS()
         guard let stateFile else { return }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -140,6 +140,24 @@ public struct SimVolume: Codable, Sendable {
     public var appHealth: String?
 }
 
+extension SimVolume {
+    /// A volume (tests and tools; the simulator's own code uses the memberwise initializer).
+    public init(
+        volid: String, storage: String, content: String, format: String, size: Int64, vmid: Int? = nil, ctime: Int64, notes: String? = nil,
+        protected: Bool = false
+    ) {
+        self.volid = volid
+        self.storage = storage
+        self.content = content
+        self.format = format
+        self.size = size
+        self.vmid = vmid
+        self.ctime = ctime
+        self.notes = notes
+        self.protected = protected
+    }
+}
+
 /// A task (worker) with its schedule, log and effect.
 public struct SimTask: Codable, Sendable {
     public var upid: String
