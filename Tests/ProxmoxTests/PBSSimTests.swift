@@ -72,6 +72,30 @@ import Testing
     }
 }
 
+/// `PUT /storage/{storage}` as `pvesm set` uses it: the operator removes or generates the key;
+/// the agent's token may not touch storage config.
+@Suite struct PBSStorageConfigTests {
+    @Test func theKeyCanBeRemovedAndGeneratedByRootOnly() async throws {
+        try await withSim { h in
+            await #expect(throws: PVEError.self) {
+                _ = try await h.client().request("PUT", "/storage/pbs-felhom", form: [("delete", "encryption-key")])
+            }
+            let root = try h.rootClient()
+            _ = try await root.request("PUT", "/storage/pbs-felhom", form: [("delete", "encryption-key")])
+            #expect(try await root.storages().first { $0.storage == "pbs-felhom" }?.encryptionKey == nil)
+            let made = try await root.request("PUT", "/storage/pbs-felhom", form: [("encryption-key", "autogen")])
+            let keyJSON = try #require(made["config"]?["encryption-key"]?.stringValue)
+            let fingerprint = try #require(try JSONValue.parse(Data(keyJSON.utf8))["fingerprint"]?.stringValue)
+            #expect(made["type"] == "pbs" && fingerprint.count == 95)
+            #expect(try await root.storages().first { $0.storage == "pbs-felhom" }?.encryptionKey == fingerprint, "the config shows the fingerprint")
+            await #expect(throws: PVEError.self) {
+                _ = try await root.request("PUT", "/storage/pbs-felhom", form: [("encryption-key", "not json")])
+            }
+            await #expect(throws: PVEError.self) { _ = try await root.request("PUT", "/storage/local", form: [("encryption-key", "autogen")]) }
+        }
+    }
+}
+
 /// Two simulated hosts on one simulated PBS datastore: each sees only its own namespace, backups
 /// made at the same time are both kept, a host pointed at another box's namespace (the DR drill)
 /// restores that box's backups, and the datastore's prune job — not the box — applies keep-last.

@@ -26,7 +26,7 @@ COVERED = [
     ("POST", "/nodes/{node}/vzdump"),
     ("GET", "/nodes/{node}/tasks"), ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"), ("DELETE", "/nodes/{node}/tasks/{upid}"),
-    ("GET", "/storage"), ("GET", "/storage/{storage}"), ("GET", "/nodes/{node}/storage"),
+    ("GET", "/storage"), ("GET", "/storage/{storage}"), ("PUT", "/storage/{storage}"), ("GET", "/nodes/{node}/storage"),
     ("GET", "/nodes/{node}/storage/{storage}/status"), ("GET", "/nodes/{node}/storage/{storage}/content"),
     ("GET", "/nodes/{node}/storage/{storage}/content/{volume}"),
     ("GET", "/cluster/nextid"), ("GET", "/access/permissions"),

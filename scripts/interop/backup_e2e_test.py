@@ -5,7 +5,9 @@ felhom-agent run (backup + local API) and felhom-controller run on the real Dock
 The desired state's storage policy makes the running guest due; the controller polls the agent's
 local API (HTTPS, pinned, its own token), quiesces its app stacks, calls POST /backup; the agent
 backs the guest up to the simulated PBS storage under the box's key; the controller starts exactly
-the stacks it stopped; the hub receives backup_completed with consistency "app".
+the stacks it stopped; the hub receives backup_completed with consistency "app". A kill -9 of the
+agent mid-backup is finished once after the restart; with the PBS key removed from the storage,
+the operator's backup request is refused (encryption_key_missing), nothing stored.
 Usage: backup_e2e_test.py BIN_DIR
 """
 import json, os, signal, subprocess, sys, time, uuid
@@ -149,8 +151,30 @@ def main(sim):
             assert len(content) == 1 and content[0]["encrypted"] == box_key, content
             assert len(completed(100)) == 1, "100 was not backed up again in the same window"
 
+        # The operator removes the PBS key from the storage (pvesm set --delete encryption-key) and asks
+        # for a backup now (POST /requests): the agent refuses it, fail closed, and says why.
+        def key_removed_backup_refused():
+            r = pve.put(f"{base}/storage/pbs-felhom", data={"delete": "encryption-key"})
+            assert r.status_code == 200, r.text
+            asked = call("POST", f"/api/v1/hosts/{host}/requests", {"kind": "backup", "vmid": 100})
+            assert asked["id"].startswith("req-") and asked["kind"] == "backup", asked
+            env = dict(os.environ, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0")
+            r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == 0, r.stdout + r.stderr
+
+            def failed():
+                return [e for e in call("GET", f"/api/v1/events?host_id={host}&type=backup_failed")["events"] if e["data"]["vmid"] == 100]
+            assert wait_for(lambda: len(failed()) == 1, timeout=30), r.stdout + r.stderr
+            assert failed()[0]["data"]["reason"] == "encryption_key_missing" and failed()[0]["severity"] == "critical", failed()
+            content = pve.get(f"{base}/nodes/pve1/storage/pbs-felhom/content", params={"vmid": 100}).json()["data"]
+            assert len(content) == 2 and all(c.get("encrypted") == box_key for c in content), "nothing unencrypted was stored"
+            # Asked once, acted on once: another run does not try again.
+            r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == 0 and len(failed()) == 1, r.stdout + r.stderr
+
         checks.check("the controller quiesces, the agent backs up encrypted to PBS, the hub hears app-consistent", app_consistent_backup)
         checks.check("kill -9 of the agent mid-backup: the restart finishes it, once", kill9_mid_backup_then_resume)
+        checks.check("PBS key removed: the operator's backup request is refused with encryption_key_missing", key_removed_backup_refused)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

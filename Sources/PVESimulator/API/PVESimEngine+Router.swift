@@ -88,6 +88,7 @@ extension PVESimEngine {
         case "DELETE /nodes/{node}/tasks/{upid}": return try stopTask(p, authid)
         case "GET /storage": return try listStorageConfig(p, authid)
         case "GET /storage/{storage}": return try getStorageConfig(p, authid)
+        case "PUT /storage/{storage}": return try putStorageConfig(p, authid)
         case "GET /nodes/{node}/storage": return try listNodeStorage(p, authid)
         case "GET /nodes/{node}/storage/{storage}/status": return try nodeStorageStatus(p, authid)
         case "GET /nodes/{node}/storage/{storage}/content": return try storageContent(p, authid)

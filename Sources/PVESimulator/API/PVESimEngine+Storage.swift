@@ -192,6 +192,51 @@ extension PVESimEngine {
         return Result(.array(items))
     }
 
+    /// `PUT /storage/{storage}` (`pvesm set`), the settings the simulator models: `delete` of
+    /// `encryption-key`, `namespace` or `fingerprint`; `encryption-key` (`autogen`, or a key JSON
+    /// with `data` — the config then shows its `fingerprint`, or `1`); `namespace`; `fingerprint`.
+    func putStorageConfig(_ p: Params, _ authid: String) throws -> Result {
+        let id = p.str("storage") ?? ""
+        try require(authid, "/storage", ["Datastore.Allocate"])
+        guard let i = state.storages.firstIndex(where: { $0.id == id }) else { throw SimError.die("storage '\(id)' does not exist") }
+        let modelled: Set<String> = ["storage", "delete", "digest", "encryption-key", "namespace", "fingerprint"]
+        let unmodelled = p.values.keys.filter { !modelled.contains($0) }.sorted()
+        if !unmodelled.isEmpty { throw SimError(status: 501, message: "storage option '\(unmodelled[0])' is not simulated") }
+        var st = state.storages[i]
+        for key in (p.str("delete") ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !key.isEmpty {
+            switch key {
+            case "encryption-key": st.encryptionKeyFingerprint = nil
+            case "namespace": st.namespace = nil
+            case "fingerprint": st.fingerprint = nil
+            default: throw SimError.param(["delete": "deleting '\(key)' is not simulated"])
+            }
+        }
+        var config: [String: JSONValue] = [:]
+        if let key = p.str("encryption-key") {
+            guard st.type == "pbs" else { throw SimError.param(["encryption-key": "not allowed for storage type '\(st.type)'"]) }
+            if key == "autogen" {
+                let fp = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
+                let raw = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+                let made = Self.isoDate(now)
+                config["encryption-key"] = .string(
+                    #"{"kdf":null,"created":"\#(made)","modified":"\#(made)","data":"\#(raw)","fingerprint":"\#(fp)"}"#)
+                st.encryptionKeyFingerprint = fp
+            } else {
+                guard let doc = try? JSONValue.parse(Data(key.utf8)), doc["data"]?.stringValue != nil else {
+                    throw SimError.die("Value does not seems like a valid, JSON formatted encryption key!")
+                }
+                st.encryptionKeyFingerprint = doc["fingerprint"]?.stringValue ?? "1"
+            }
+        }
+        if let ns = p.str("namespace") { st.namespace = ns }
+        if let fp = p.str("fingerprint") { st.fingerprint = fp }
+        state.storages[i] = st
+        persist()
+        var out: [String: JSONValue] = ["storage": .string(id), "type": .string(st.type)]
+        if !config.isEmpty { out["config"] = .object(config) }
+        return Result(.object(out))
+    }
+
     func getStorageConfig(_ p: Params, _ authid: String) throws -> Result {
         let id = p.str("storage") ?? ""
         try require(authid, "/storage/\(id)", ["Datastore.Allocate"])
