@@ -118,6 +118,21 @@ extension TestClientProtocol {
             #expect(try await h.hub.host(hid, by: .operator).blocked)
             #expect(try await client.page(.post, "/hosts/\(hid)/unblock", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
             #expect(try await !h.hub.host(hid, by: .operator).blocked)
+            // Back up now / restore test now from the host page: CSRF-checked, refusals shown as a notice.
+            #expect(try await client.page(.get, "/hosts/\(hid)", cookie: cookie).html.contains("Ask the box"))
+            let ask = ["kind": "backup", "vmid": "100"]
+            #expect(try await client.page(.post, "/hosts/\(hid)/requests", cookie: cookie, form: ask).status == .forbidden)
+            let off = try await client.page(.post, "/hosts/\(hid)/requests", cookie: cookie, form: ask.merging(["csrf": csrf]) { a, _ in a })
+            #expect(off.status == .seeOther && off.headers[.location]?.contains("Not%20requested") == true, "\(off.headers)")
+            let withStorage = sampleDesired.replacingOccurrences(
+                of: #""versions""#, with: #""storage_policy":{"backup_storage":"pbs-felhom"},"versions""#)
+            _ = try await client.call(.put, "/api/v1/hosts/\(hid)/desired", key: operatorKey, body: withStorage)
+            _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
+            let asked = try await client.page(
+                .post, "/hosts/\(hid)/requests", cookie: cookie, form: ["csrf": csrf, "kind": "restore_test", "vmid": "101"])
+            #expect(asked.status == .seeOther && asked.headers[.location]?.contains("requested") == true)
+            let published = try await h.hub.desired(hostID: hid, by: .operator).spec?.requests ?? []
+            #expect(published.map(\.kind) == [.restoreTest] && published.first?.vmid == 101)
             #expect(try await client.page(.post, "/customers/\(cid)/suspend", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
             #expect(try await client.page(.get, "/customers", cookie: cookie).html.contains("suspended"))
             #expect(try await client.page(.post, "/customers/\(cid)/resume", cookie: cookie, form: ["csrf": csrf]).status == .seeOther)
@@ -138,8 +153,9 @@ extension TestClientProtocol {
             #expect(saved.status == .seeOther)
             #expect(try await client.page(.get, "/hosts/\(hid)/desired", cookie: cookie).html.contains("unpublished changes"))
             let pub = try await client.page(.post, "/hosts/\(hid)/desired/publish", cookie: cookie, form: ["csrf": csrf])
-            #expect(pub.status == .seeOther && pub.headers[.location]?.contains("generation%202") == true)
-            #expect(try await client.call(.get, "/api/v1/hosts/\(hid)", key: operatorKey).json?["desired_generation"] == 2)
+            // Generations: 1 first publish, 2 with backup storage, 3 the request, 4 this publish.
+            #expect(pub.status == .seeOther && pub.headers[.location]?.contains("generation%204") == true)
+            #expect(try await client.call(.get, "/api/v1/hosts/\(hid)", key: operatorKey).json?["desired_generation"] == 4)
 
             // Signing out ends the session.
             _ = try await client.page(.post, "/logout", cookie: cookie, form: ["csrf": csrf])

@@ -106,8 +106,15 @@ import Testing
             _ = try await client.call(.post, "/api/v1/hosts/\(host)/desired/publish", key: operatorKey)
 
             #expect(try await client.call(.post, path, key: hostKey, body: ask).status == .forbidden, "a host cannot ask itself")
+            let unknown = try await client.call(.post, path, key: operatorKey, body: #"{"kind":"backup","vmid":555}"#)
+            #expect(unknown.status == .conflict && unknown.json?["error"]?["code"] == "guest_not_published")
+            // A draft's own requests are dropped (hub-managed), not refused.
+            let drafted = withStorage.replacingOccurrences(
+                of: #""versions""#, with: #""requests":[{"id":"x","kind":"backup","vmid":999}],"versions""#)
+            #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: drafted).status == .ok)
+            #expect(try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: operatorKey).json?["draft"]?["requests"] == nil)
             for (body, where_) in [
-                (#"{"kind":"backup","vmid":555}"#, "$.vmid"), (#"{"kind":"wipe","vmid":100}"#, "$.kind"),
+                (#"{"kind":"wipe","vmid":100}"#, "$.kind"),
                 (#"{"kind":"backup","vmid":100,"force":true}"#, "$.force"), (#"{"vmid":100}"#, "$.kind"),
             ] {
                 let r = try await client.call(.post, path, key: operatorKey, body: body)

@@ -59,7 +59,7 @@ enum OpenAPIDocument {
                 A host's desired state. Unknown keys are refused at every level (a typo must not be ignored).
                 Rules beyond the schema: vmids, guest names and a guest's mount-point keys are unique; request ids are
                 unique and a request's vmid is one of the guests. `requests` is hub-managed (POST /api/v1/hosts/{id}/requests):
-                a draft's own list is replaced by the published one at publish.
+                a draft's own list is dropped on PUT, and the published requests carry over at publish.
               properties:
                 guests:
                   type: array
@@ -470,8 +470,7 @@ enum OpenAPIDocument {
                         vmid: {type: integer, minimum: 100, maximum: 999999999}
               responses:
                 "202": {description: the request as published, content: {application/json: {schema: {$ref: "#/components/schemas/OperatorRequest"}}}}
-                "400": {description: the guest is not in the published desired state}
-                "409": {description: no published desired state, or backups are off (no storage_policy.backup_storage)}
+                "409": {description: "no published desired state, the guest is not in it, or backups are off (no storage_policy.backup_storage)"}
                 default: {$ref: "#/components/responses/Error"}
           /api/v1/hosts/{id}/drift:
             get:

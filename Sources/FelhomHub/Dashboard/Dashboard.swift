@@ -160,6 +160,25 @@ public enum Dashboard {
                 }
             }
         }
+        // A backup or restore test now (published with the desired state; the box acts once).
+        router.post("/hosts/:id/requests") { req, ctx in
+            let id = try ctx.parameters.require("id")
+            let form = try await formBody(req)
+            return try await signedIn(hub, req, csrf: form["csrf"]) { _ in
+                let encode = { (text: String) in text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }
+                guard let vmid = Int(form["vmid"] ?? ""), let kind = form["kind"].flatMap(DesiredState.Request.Kind.init(rawValue:)) else {
+                    return redirect("/hosts/\(id)?notice=" + encode("Give a guest's vmid and what to do"))
+                }
+                let body = Data(#"{"kind":"\#(kind.rawValue)","vmid":\#(vmid)}"#.utf8)
+                do {
+                    let r = try await hub.requestNow(hostID: id, body: body, by: .operator)
+                    let what = kind == .backup ? "Backup" : "Restore test"
+                    return redirect("/hosts/\(id)?notice=" + encode("\(what) of \(vmid) requested (\(r.id)); the box acts on it within seconds"))
+                } catch let error as HubError where error.status == .badRequest || error.status == .conflict {
+                    return redirect("/hosts/\(id)?notice=" + encode("Not requested: \(error.message)"))
+                }
+            }
+        }
         // The kill switch: block / unblock a host, suspend / resume a customer.
         for (action, blocked) in [("block", true), ("unblock", false)] {
             router.post("/hosts/:id/\(action)") { req, ctx in

@@ -112,6 +112,10 @@ enum DashboardTemplates {
         {{#protection}}<tr><td>{{vmid}}</td><td>{{#backupAgo}}<span title="{{backupExact}}">{{backupAgo}}</span>{{/backupAgo}}{{^backupAgo}}<span class="pill bad">none</span>{{/backupAgo}}</td><td>{{consistency}}</td><td class="small"><code>{{key}}</code></td><td>{{verification}}</td><td>{{#failure}}<span class="pill bad">{{failure}}</span> <span class="small">{{failureAgo}}</span>{{/failure}}</td><td>{{#restore}}<span class="pill {{restoreCls}}">{{restore}}</span> <span class="small">{{restoreDetail}}</span>{{/restore}}</td></tr>{{/protection}}
         {{^protection}}<tr><td colspan="7" class="small">No backups reported.</td></tr>{{/protection}}
         </table>
+        <form class="inline" method="post" action="/hosts/{{id}}/requests"><input type="hidden" name="csrf" value="{{csrf}}">
+        <label>Guest <input name="vmid" size="8" inputmode="numeric" required></label>
+        <select name="kind"><option value="backup">Back up now (app-consistent)</option><option value="restore_test">Restore test now</option></select>
+        <button>Ask the box</button></form>
         <h2>Recent events</h2>
         <table><tr><th>When</th><th>Type</th><th>Severity</th><th>Details</th></tr>
         {{#events}}<tr><td><span title="{{exact}}">{{ago}}</span></td><td>{{type}}</td><td><span class="pill {{cls}}">{{severity}}</span></td><td class="small"><code>{{data}}</code></td></tr>{{/events}}

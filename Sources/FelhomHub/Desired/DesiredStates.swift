@@ -37,6 +37,12 @@ extension Hub {
     public func putDesired(hostID: String, body: Data, by principal: Principal) async throws -> DesiredView {
         guard principal == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
+        // `requests` is hub-managed (POST …/requests): a draft's own list is dropped, not checked.
+        var body = body
+        if case .object(var doc)? = try? JSONValue.parse(body), doc["requests"] != nil {
+            doc["requests"] = nil
+            body = JSONValue.object(doc).serialized()
+        }
         let spec: DesiredState
         do { spec = try DesiredState.decodeStrict(body) } catch let error as ContractError {
             throw HubError.badRequest(error.message, path: error.path)
@@ -71,7 +77,7 @@ extension Hub {
                 throw HubError(.conflict, "no_published_state", "host \(hostID) has no published desired state yet")
             }
             guard spec.guests.contains(where: { $0.vmid == asked.vmid }) else {
-                throw HubError.badRequest("guest \(asked.vmid) is not in the published desired state", path: "$.vmid")
+                throw HubError(.conflict, "guest_not_published", "guest \(asked.vmid) is not in the published desired state of \(hostID)")
             }
             guard let storage = spec.storagePolicy.backupStorage, !storage.isEmpty else {
                 throw HubError(
