@@ -7,7 +7,9 @@ local API (HTTPS, pinned, its own token), quiesces its app stacks, calls POST /b
 backs the guest up to the simulated PBS storage under the box's key; the controller starts exactly
 the stacks it stopped; the hub receives backup_completed with consistency "app". A kill -9 of the
 agent mid-backup is finished once after the restart; with the PBS key removed from the storage,
-the operator's backup request is refused (encryption_key_missing), nothing stored.
+the operator's backup request is refused (encryption_key_missing), nothing stored. Restore tests
+run through scripts/interop/fake_pct.py (the real controller answers for the scratch guest); a
+kill -9 mid restore test leaves no orphan and the test runs again.
 Usage: backup_e2e_test.py BIN_DIR
 """
 import json, os, signal, subprocess, sys, time, uuid
@@ -59,9 +61,27 @@ def main(sim):
                        "state_dir": state, "signers_file": signers,
                        "provision": {"golden_template": "local:backup/vzdump-lxc-9000-2026_01_01-00_00_00.tar.zst"},
                        "backup": {"key_fingerprint": box_key, "app_bound_seconds": 600},
-                       # No real pct here to ask a scratch guest's controller: restore tests are covered in-process.
-                       "restore_test": {"enabled": False},
+                       "restore_test": {"every_days": 7, "health_timeout_seconds": 90},
                        "local_api": {"listen": "127.0.0.1", "port": api_port}}, f)
+        # The agent's fenced root commands go through `pct`: here scripts/interop/fake_pct.py, which
+        # asks the simulator whether the guest runs and lets the real controller answer for it.
+        cenv_base = {"FELHOM_CONTROLLER_STACKS_DIR": stacks_dir, "FELHOM_CONTROLLER_STATE_DIR": os.path.join(work, "ctl-state"),
+                     "FELHOM_CONTROLLER_STACKS_PROTECTED": names[1]}
+        fake_bin = os.path.join(work, "bin")
+        os.makedirs(fake_bin)
+        os.symlink(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_pct.py"), os.path.join(fake_bin, "pct"))
+        fake_cfg = os.path.join(work, "fake-pct.json")
+        with open(fake_cfg, "w") as f:
+            json.dump({"sim_url": base, "sim_token": f"{root}={sim.tokens[root]}", "sim_cert": pve.verify,
+                       "controller": controller_bin, "controller_env": cenv_base, "pushed_dir": os.path.join(work, "pushed")}, f)
+        agent_env = dict(os.environ, PATH=fake_bin + os.pathsep + os.environ["PATH"], FELHOM_FAKE_PCT=fake_cfg)
+
+        def scratch_guests():
+            return [g["vmid"] for g in pve.get(f"{base}/nodes/pve1/lxc").json()["data"] if int(g["vmid"]) >= 9900]
+
+        def events(kind, vmid):
+            return [e for e in call("GET", f"/api/v1/events?host_id={host}&type={kind}")["events"] if e["data"].get("vmid") == vmid]
+
         for n in names:
             os.makedirs(os.path.join(stacks_dir, n))
             with open(os.path.join(stacks_dir, n, "compose.yaml"), "w") as f:
@@ -85,9 +105,8 @@ def main(sim):
             assert agent_settings["agent.url"] == f"https://127.0.0.1:{api_port}"
             stored = open(os.path.join(state, "local-api-tokens.json")).read()
             assert agent_settings["agent.token"] not in stored, "tokens are stored hashed"
-            start([agent_bin, "run", "--config", config], dict(os.environ), "agent")
-            cenv = dict(os.environ, FELHOM_CONTROLLER_STACKS_DIR=stacks_dir, FELHOM_CONTROLLER_STATE_DIR=os.path.join(work, "ctl-state"),
-                        FELHOM_CONTROLLER_STACKS_PROTECTED=names[1], FELHOM_CONTROLLER_AGENT_URL=agent_settings["agent.url"],
+            start([agent_bin, "run", "--config", config], agent_env, "agent")
+            cenv = dict(os.environ, **cenv_base, FELHOM_CONTROLLER_AGENT_URL=agent_settings["agent.url"],
                         FELHOM_CONTROLLER_AGENT_FINGERPRINT=agent_settings["agent.fingerprint"],
                         FELHOM_CONTROLLER_AGENT_TOKEN=agent_settings["agent.token"], FELHOM_CONTROLLER_QUIESCE_POLL_SECONDS="1",
                         FELHOM_CONTROLLER_WATCHDOG_INTERVAL_SECONDS="600")
@@ -116,6 +135,14 @@ def main(sim):
             content = pve.get(f"{base}/nodes/pve1/storage/pbs-felhom/content", params={"vmid": 100}).json()["data"]
             assert len(content) == 2 and all(c.get("encrypted") == box_key for c in content), content
 
+        # Then the guest's first restore test: its backup restored into an isolated scratch guest,
+        # the controller's stacks read through `pct exec`, the scratch guest destroyed.
+        def restore_test_passes():
+            assert wait_for(lambda: len(events("restore_test_passed", 100)) == 1, timeout=180), tail()
+            data = events("restore_test_passed", 100)[0]["data"]
+            assert data["restore_seconds"] >= 0 and data["healthy_seconds"] >= 0, data
+            assert wait_for(lambda: scratch_guests() == [], timeout=30), scratch_guests()
+
         # kill -9 of the real agent while vzdump runs: started again, it finishes that backup (one
         # backup in the window, no second one) and the hub hears it once.
         def kill9_mid_backup_then_resume():
@@ -129,7 +156,7 @@ def main(sim):
                            {"vmid": 101, "name": "db", "cpu": 1, "memory_mb": 1024, "disk_gb": 8, "run_state": "running"}],
                 "storage_policy": {"backup_storage": "pbs-felhom", "backup_hour": 0, "keep_last": 7}})
             call("POST", f"/api/v1/hosts/{host}/desired/publish")
-            env = dict(os.environ, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0", FELHOM_AGENT_FAILPOINT="backup.after_vzdump_started")
+            env = dict(agent_env, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0", FELHOM_AGENT_FAILPOINT="backup.after_vzdump_started")
             r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
             assert r.returncode == -9, f"expected SIGKILL at backup.after_vzdump_started, got {r.returncode}: {r.stderr[-800:]}"
             ops = {}
@@ -139,7 +166,7 @@ def main(sim):
                     ops.setdefault(e["op"], []).append(e)
             open_ops = [op for op, es in ops.items() if es[0]["kind"] == "backup" and es[-1]["step"] not in ("done", "failed")]
             assert len(open_ops) == 1 and ops[open_ops[0]][-1]["step"] == "vzdump", ops
-            env = dict(os.environ, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0")
+            env = dict(agent_env, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0")
             r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
             assert r.returncode == 0, r.stdout + r.stderr
             assert "finished after a restart" in r.stdout + r.stderr, r.stdout + r.stderr
@@ -158,7 +185,7 @@ def main(sim):
             assert r.status_code == 200, r.text
             asked = call("POST", f"/api/v1/hosts/{host}/requests", {"kind": "backup", "vmid": 100})
             assert asked["id"].startswith("req-") and asked["kind"] == "backup", asked
-            env = dict(os.environ, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0")
+            env = dict(agent_env, FELHOM_AGENT_BACKUP_APP_BOUND_SECONDS="0")
             r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
             assert r.returncode == 0, r.stdout + r.stderr
 
@@ -172,9 +199,28 @@ def main(sim):
             r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
             assert r.returncode == 0 and len(failed()) == 1, r.stdout + r.stderr
 
+        # kill -9 of the agent while a restore test's scratch guest is being restored: the restart
+        # destroys the orphan (proved by its journal), reports the interrupted test and runs it again.
+        def kill9_mid_restore_test():
+            passed_before = len(events("restore_test_passed", 100))
+            call("POST", f"/api/v1/hosts/{host}/requests", {"kind": "restore_test", "vmid": 100})
+            env = dict(agent_env, FELHOM_AGENT_FAILPOINT="restore_test.after_restore_started")
+            r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == -9, f"expected SIGKILL at restore_test.after_restore_started, got {r.returncode}: {r.stderr[-800:]}"
+            assert len(scratch_guests()) == 1, "the killed test left its scratch guest behind"
+            r = subprocess.run([agent_bin, "run", "--once", "--config", config], capture_output=True, text=True, timeout=300, env=agent_env)
+            assert r.returncode == 0, r.stdout + r.stderr
+            failed = events("restore_test_failed", 100)
+            assert wait_for(lambda: len(events("restore_test_failed", 100)) == 1, timeout=30), r.stdout + r.stderr
+            assert "interrupted" in events("restore_test_failed", 100)[0]["data"]["reason"], failed
+            assert wait_for(lambda: len(events("restore_test_passed", 100)) == passed_before + 1, timeout=30), r.stdout + r.stderr
+            assert scratch_guests() == [], scratch_guests()
+
         checks.check("the controller quiesces, the agent backs up encrypted to PBS, the hub hears app-consistent", app_consistent_backup)
+        checks.check("then a restore test passes in an isolated scratch guest, which is destroyed", restore_test_passes)
         checks.check("kill -9 of the agent mid-backup: the restart finishes it, once", kill9_mid_backup_then_resume)
         checks.check("PBS key removed: the operator's backup request is refused with encryption_key_missing", key_removed_backup_refused)
+        checks.check("kill -9 of the agent mid restore test: the orphan is destroyed, the test runs again", kill9_mid_restore_test)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

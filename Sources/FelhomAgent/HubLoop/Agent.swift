@@ -154,6 +154,11 @@ public final class Agent: Service, Sendable {
             for (op, entries) in journal.inFlight() where entries.first?.kind == RestoreTester.kind {
                 if let result = await restoreTests.tester.resume(op: op, entries: entries) {
                     await RestoreTests.report(result, hub: hub, logger: logger)
+                    // Its orphan is gone; the test itself is run again (from the same backup storage).
+                    if let storage = result.volid?.split(separator: ":").first {
+                        logger.notice("restore test of \(result.vmid) interrupted by a restart: run again")
+                        restoreTests.request(vmid: result.vmid, storage: String(storage))
+                    }
                 }
             }
         }

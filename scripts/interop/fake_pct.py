@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A stand-in for Proxmox's `pct` in the backup end-to-end test: the agent's fenced root commands
+reach the simulated host through it, as they reach a real host through the real `pct`.
+
+- `pct exec VMID -- felhom-controller stacks list --json`: fails as pct does when the guest does
+  not exist (exit 2) or is not running (exit 255), asked of the simulator's API; otherwise the
+  guest's controller answers — here the real felhom-controller binary over the real Docker engine
+  (the scratch guest restored from a backup of this guest runs the same stacks).
+- `pct exec VMID -- systemctl restart felhom-controller`: exit 0 for a running guest.
+- `pct push VMID SRC DST …`: SRC is copied to PUSHED_DIR/VMID/ (the guest's file system).
+Anything else fails as not simulated. Configuration: the JSON file named by FELHOM_FAKE_PCT.
+"""
+import json, os, shutil, ssl, subprocess, sys, urllib.request
+
+cfg = json.load(open(os.environ["FELHOM_FAKE_PCT"]))
+args = sys.argv[1:]
+
+
+def guest_state(vmid):
+    ctx = ssl.create_default_context(cafile=cfg["sim_cert"])
+    ctx.check_hostname = False
+    req = urllib.request.Request(f"{cfg['sim_url']}/nodes/pve1/lxc/{vmid}/status/current",
+                                 headers={"Authorization": f"PVEAPIToken={cfg['sim_token']}"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=20) as r:
+            return json.load(r)["data"]["status"]
+    except Exception:
+        return None
+
+
+def need_running(vmid):
+    state = guest_state(vmid)
+    if state is None:
+        sys.stderr.write(f"Configuration file 'nodes/pve1/lxc/{vmid}.conf' does not exist\n")
+        sys.exit(2)
+    if state != "running":
+        sys.stderr.write(f"container '{vmid}' not running!\n")
+        sys.exit(255)
+
+
+if len(args) == 7 and args[0] == "exec" and args[2:] == ["--", "felhom-controller", "stacks", "list", "--json"]:
+    need_running(args[1])
+    r = subprocess.run([cfg["controller"], "stacks", "list", "--json"], env=dict(os.environ, **cfg["controller_env"]),
+                       capture_output=True, text=True, timeout=120)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    sys.exit(r.returncode)
+if len(args) == 6 and args[0] == "exec" and args[2:] == ["--", "systemctl", "restart", "felhom-controller"]:
+    need_running(args[1])
+    sys.exit(0)
+if len(args) >= 4 and args[0] == "push":
+    if guest_state(args[1]) is None:
+        sys.stderr.write(f"Configuration file 'nodes/pve1/lxc/{args[1]}.conf' does not exist\n")
+        sys.exit(2)
+    dest = os.path.join(cfg["pushed_dir"], args[1])
+    os.makedirs(dest, exist_ok=True)
+    shutil.copy(args[2], os.path.join(dest, os.path.basename(args[3])))
+    sys.exit(0)
+sys.stderr.write(f"pct {' '.join(args)}: not simulated\n")
+sys.exit(1)
