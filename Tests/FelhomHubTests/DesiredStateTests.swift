@@ -113,6 +113,18 @@ import Testing
                 of: #""versions""#, with: #""requests":[{"id":"x","kind":"backup","vmid":999}],"versions""#)
             #expect(try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: drafted).status == .ok)
             #expect(try await client.call(.get, "/api/v1/hosts/\(host)/desired", key: operatorKey).json?["draft"]?["requests"] == nil)
+            // …but a malformed list is still refused, naming the path.
+            for (list, where_) in [
+                ("[null]", "$.requests[0]"), (#"[{"id":"x","kind":"wipe","vmid":100}]"#, "$.requests[0].kind"),
+                (#"[{"id":"X!","kind":"backup","vmid":100}]"#, "$.requests[0].id"), (#""all""#, "$.requests"),
+                (#"[{"id":"x","kind":"backup","vmid":100,"force":1}]"#, "$.requests[0].force"),
+            ] {
+                let bad = withStorage.replacingOccurrences(of: #""versions""#, with: #""requests":\#(list),"versions""#)
+                let r = try await client.call(.put, "/api/v1/hosts/\(host)/desired", key: operatorKey, body: bad)
+                #expect(
+                    r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == where_, "\(list): \(String(decoding: r.body, as: UTF8.self))"
+                )
+            }
             for (body, where_) in [
                 (#"{"kind":"wipe","vmid":100}"#, "$.kind"),
                 (#"{"kind":"backup","vmid":100,"force":true}"#, "$.force"), (#"{"vmid":100}"#, "$.kind"),

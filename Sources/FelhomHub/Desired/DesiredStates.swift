@@ -37,9 +37,10 @@ extension Hub {
     public func putDesired(hostID: String, body: Data, by principal: Principal) async throws -> DesiredView {
         guard principal == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
-        // `requests` is hub-managed (POST …/requests): a draft's own list is dropped, not checked.
+        // `requests` is hub-managed (POST …/requests): a draft's own list is checked for shape, then dropped.
         var body = body
-        if case .object(var doc)? = try? JSONValue.parse(body), doc["requests"] != nil {
+        if case .object(var doc)? = try? JSONValue.parse(body), let list = doc["requests"] {
+            try Self.checkDraftRequests(list)
             doc["requests"] = nil
             body = JSONValue.object(doc).serialized()
         }
@@ -97,6 +98,34 @@ extension Hub {
         }
         generations.notify(hostID: hostID)
         return request
+    }
+
+    /// A draft's `requests` must still be well formed (types, keys, id pattern, at most
+    /// ``DesiredState/maxRequests``) even though they are dropped; 400 names the path.
+    static func checkDraftRequests(_ list: JSONValue) throws {
+        if list == .null { return }
+        guard case .array(let items) = list, items.count <= DesiredState.maxRequests else {
+            throw HubError.badRequest("must be an array of at most \(DesiredState.maxRequests) requests", path: "$.requests")
+        }
+        for (i, item) in items.enumerated() {
+            let p = "$.requests[\(i)]"
+            guard case .object(let o) = item else { throw HubError.badRequest("must be an object {id, kind, vmid}", path: p) }
+            if let extra = o.keys.sorted().first(where: { !["id", "kind", "vmid", "requested_at"].contains($0) }) {
+                throw HubError.badRequest("unknown key", path: "\(p).\(extra)")
+            }
+            guard let id = o["id"]?.stringValue, Pattern.whole(id, #"[a-z0-9-]{1,40}"#) else {
+                throw HubError.badRequest("must be 1–40 characters of a-z, 0-9 and '-'", path: "\(p).id")
+            }
+            guard let kind = o["kind"]?.stringValue, DesiredState.Request.Kind(rawValue: kind) != nil else {
+                throw HubError.badRequest("must be backup or restore_test", path: "\(p).kind")
+            }
+            guard case .int(let vmid)? = o["vmid"], (100...999_999_999).contains(vmid) else {
+                throw HubError.badRequest("must be an integer 100…999999999", path: "\(p).vmid")
+            }
+            if let at = o["requested_at"], at != .null, at.stringValue == nil {
+                throw HubError.badRequest("must be a string", path: "\(p).requested_at")
+            }
+        }
     }
 
     /// Publishes the draft: bumps `desired_generation`, keeps the spec durably under that
