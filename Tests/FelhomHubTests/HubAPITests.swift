@@ -175,6 +175,14 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    // The published sample has no backup storage: the operator is told so (409).
+                    .post, "/api/v1/hosts/\(w.hostA)/requests", #"{"kind":"backup","vmid":100}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
                     .get, "/api/v1/hosts/\(w.hostA)/drift", nil,
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
