@@ -29,15 +29,20 @@ public struct DRRecord: Codable, Sendable {
 public struct BoxRecoveryReport: Codable, Sendable {
     public var storageManifest: JSONValue
     public var pbsFingerprint: String?
+    /// The box's escrow envelope (`felhom-escrow-v1`, docs/formats.md): its PBS key wrapped under
+    /// the customer's recovery code. Opaque to the hub; absent: the stored one is kept.
+    public var wrappedEscrowKey: JSONValue?
 
-    public init(storageManifest: JSONValue, pbsFingerprint: String? = nil) {
+    public init(storageManifest: JSONValue, pbsFingerprint: String? = nil, wrappedEscrowKey: JSONValue? = nil) {
         self.storageManifest = storageManifest
         self.pbsFingerprint = pbsFingerprint
+        self.wrappedEscrowKey = wrappedEscrowKey
     }
 
     enum CodingKeys: String, CodingKey {
         case storageManifest = "storage_manifest"
         case pbsFingerprint = "pbs_fingerprint"
+        case wrappedEscrowKey = "wrapped_escrow_key"
     }
 }
 

@@ -282,10 +282,11 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    // A host reads its own bundle (escrow drill, re-enrollment); another host finds nothing.
                     .get, "/api/v1/recovery/\(w.hostA)", nil,
                     [
-                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
-                        "guest": .forbidden, "otherHost": .forbidden,
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .notFound,
                     ]
                 ),
                 (

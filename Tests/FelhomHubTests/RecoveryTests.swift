@@ -62,6 +62,38 @@ import Testing
         await h.hub.store.close()
     }
 
+    /// The box's escrow envelope: stored as the box sent it (opaque), returned in the bundle to the
+    /// operator and to the host's own key, kept when a later report omits it; a malformed one is
+    /// refused naming the field.
+    @Test(arguments: TestStores.kinds)
+    func theBoxsEscrowEnvelopeIsKeptOpaqueAndReadByItsOwnHost(_ kind: HubStore.Kind) async throws {
+        let h = try await HubHarness.make(kind)
+        try await h.app.test(.router) { client in
+            let w = try await world(client)
+            let envelope =
+                #"{"ciphertext":"AAAA","created":"2026-12-01T02:00:00Z","format":"felhom-escrow-v1","kdf":"scrypt","kdf_params":{"n":32768,"p":1,"r":8},"key_fingerprint":"0e:ab","nonce":"BBBB","salt":"CCCC"}"#
+            let sent = try await client.call(
+                .post, "/api/v1/recovery/box", key: w.hostKey, body: #"{"storage_manifest":[],"wrapped_escrow_key":\#(envelope)}"#)
+            #expect(sent.status == .ok)
+            _ = try await client.call(.post, "/api/v1/recovery/box", key: w.hostKey, body: #"{"storage_manifest":[]}"#)
+            for key in [operatorKey, w.hostKey] {
+                let b = try await client.call(.get, "/api/v1/recovery/\(w.host)", key: key)
+                #expect(b.status == .ok)
+                #expect(b.json?["box_reported"]?["wrapped_escrow_key"] == (try JSONValue.parse(Data(envelope.utf8))), "kept as sent")
+            }
+            #expect(try await client.call(.get, "/api/v1/recovery/\(w.host)", key: w.guestKey).status == .forbidden)
+            for (body, path) in [
+                (#"{"storage_manifest":[],"wrapped_escrow_key":{"format":"v0"}}"#, "$.wrapped_escrow_key"),
+                (#"{"storage_manifest":[],"wrapped_escrow_key":{"format":"felhom-escrow-v1","kdf":"scrypt"}}"#, "$.wrapped_escrow_key.salt"),
+                (#"{"storage_manifest":[],"wrapped_escrow_key":"c2VjcmV0"}"#, "$.wrapped_escrow_key"),
+            ] {
+                let r = try await client.call(.post, "/api/v1/recovery/box", key: w.hostKey, body: body)
+                #expect(r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == path, "\(body)")
+            }
+        }
+        await h.hub.store.close()
+    }
+
     @Test func passphraseRetrievalIsRateLimited() async throws {
         let clock = ManualClock(start: Date())
         let h = try await HubHarness.make(.sqlite, clock: clock)

@@ -630,17 +630,35 @@ enum OpenAPIDocument {
                     schema: {type: object, properties: {pbs_namespace: {type: string, nullable: true, minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9/_-]+$'}, repository_fingerprint: {type: string, nullable: true, pattern: '^([0-9a-f]{2}:){31}[0-9a-f]{2}$'}, wrapped_escrow_key: {type: string, nullable: true, format: byte, pattern: '^([A-Za-z0-9+/]{4}){1,64}$', description: "base64, wrapped by the customer's recovery code"}, tunnel_token_ref: {type: string, nullable: true, maxLength: 200}}}
               responses: {"200": {description: the recovery bundle}, "400": {description: bad field}, default: {$ref: "#/components/responses/Error"}}
             get:
-              summary: The recovery bundle (operator) — identity, tunnel token reference, box-reported storage manifest, PBS namespace and fingerprint, wrapped escrow key, desired guests — from durable sources only.
+              summary: The recovery bundle (operator, or the host's own key) — identity, tunnel token reference, box-reported storage manifest and escrow envelope, PBS namespace and fingerprint, wrapped escrow key, desired guests — from durable sources only.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the recovery bundle}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/recovery/box:
             post:
-              summary: The box reports its storage manifest and the PBS fingerprint it sees (host key); kept as box_* columns.
+              summary: The box reports its storage manifest, the PBS fingerprint it sees and its escrow envelope (host key); kept as box_* columns. The envelope is opaque to the hub (docs/formats.md).
               requestBody:
                 required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [storage_manifest], properties: {storage_manifest: {type: array}, pbs_fingerprint: {type: string, nullable: true}}}
+                    schema:
+                      type: object
+                      required: [storage_manifest]
+                      properties:
+                        storage_manifest: {type: array}
+                        pbs_fingerprint: {type: string, nullable: true}
+                        wrapped_escrow_key:
+                          type: object
+                          nullable: true
+                          required: [format, kdf, kdf_params, salt, nonce, ciphertext, key_fingerprint, created]
+                          properties:
+                            format: {type: string, enum: [felhom-escrow-v1]}
+                            kdf: {type: string, maxLength: 40}
+                            kdf_params: {type: object}
+                            salt: {type: string, maxLength: 200}
+                            nonce: {type: string, maxLength: 200}
+                            ciphertext: {type: string, maxLength: 2000}
+                            key_fingerprint: {type: string, maxLength: 200}
+                            created: {type: string, maxLength: 64}
               responses: {"200": {description: "{saved: true}"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/retrieve:
             post:

@@ -24,21 +24,46 @@ extension Hub {
         }
     }
 
-    /// The box's own view (its storage manifest, the PBS fingerprint it sees), kept apart as `box_*`.
-    public func reportDRFromBox(storageManifest: JSONValue, pbsFingerprint: String?, by principal: Principal) async throws {
+    /// The box's own view (its storage manifest, the PBS fingerprint it sees, its escrow envelope),
+    /// kept apart as `box_*`. The envelope is opaque: the hub checks only that it looks like one
+    /// (a `felhom-escrow-v1` object of at most 8 KiB), never what it wraps.
+    public func reportDRFromBox(
+        storageManifest: JSONValue, pbsFingerprint: String?, wrappedEscrowKey: JSONValue? = nil, by principal: Principal
+    ) async throws {
         guard case .host(let hostID, _) = principal else { throw HubError.forbidden("report recovery data (host keys only)") }
         guard case .array = storageManifest else { throw HubError.badRequest("must be an array of disks", path: "$.storage_manifest") }
+        var envelope: String?
+        if let w = wrappedEscrowKey, w != .null {
+            guard case .object(let o) = w, o["format"]?.stringValue == "felhom-escrow-v1" else {
+                throw HubError.badRequest("must be an escrow envelope (format felhom-escrow-v1, docs/formats.md)", path: "$.wrapped_escrow_key")
+            }
+            for k in ["kdf", "salt", "nonce", "ciphertext", "key_fingerprint", "created"] where o[k]?.stringValue == nil {
+                throw HubError.badRequest("required string", path: "$.wrapped_escrow_key.\(k)")
+            }
+            let text = String(decoding: w.serialized(), as: UTF8.self)
+            guard text.utf8.count <= 8192 else { throw HubError.badRequest("at most 8 KiB", path: "$.wrapped_escrow_key") }
+            envelope = text
+        }
         let now = self.now
-        try await store.withDB { db in
+        let escrow = envelope
+        try await store.transaction { db in
             try await RecoveryTable.saveBoxReport(
                 hostID: hostID, storageManifest: String(decoding: storageManifest.serialized(), as: UTF8.self), pbsFingerprint: pbsFingerprint,
                 at: now, in: db)
+            if let escrow { try await RecoveryTable.saveBoxEscrow(hostID: hostID, envelope: escrow, at: now, in: db) }
         }
     }
 
-    /// The recovery bundle of a host (operator key; customers use ``retrieve(domain:passphrase:what:)``).
+    /// The recovery bundle of a host: the operator's key, or the host's own key (a box reads its
+    /// own bundle for its escrow drill and after a re-enrollment); customers use
+    /// ``retrieve(domain:passphrase:what:)``.
     public func recovery(hostID: String, by principal: Principal) async throws -> JSONValue {
-        guard principal == .operator else { throw HubError.forbidden("read recovery bundles (operator key or the customer's passphrase)") }
+        switch principal {
+        case .operator: break
+        case .host(let own, _) where own == hostID: break
+        case .host: throw HubError.notFound("host \(hostID)")
+        default: throw HubError.forbidden("read recovery bundles (operator key, the host's own key, or the customer's passphrase)")
+        }
         return try await recoveryBundle(hostID: hostID)
     }
 
@@ -65,6 +90,8 @@ extension Hub {
             "wrapped_escrow_key": text("wrapped_escrow_key"),
             "box_reported": [
                 "storage_manifest": manifest, "pbs_fingerprint": text("box_pbs_fingerprint"),
+                "wrapped_escrow_key": (try? dr?.decode(column: "box_wrapped_escrow_key", as: String?.self)).flatMap { $0 }
+                    .flatMap { try? JSONValue.parse($0) } ?? .null,
                 "reported_at": (try? dr?.decode(column: "box_reported_at", as: Int64?.self)).flatMap { $0 }.map { .int($0) } ?? .null,
             ],
             "desired": desired.map { ["generation": .int($0.1), "guests": (try? JSONValue.parse($0.0.encoded()))?["guests"] ?? .array([])] } ?? .null,

@@ -256,6 +256,11 @@ enum Migrations {
                 .primaryKey("guest_id", "bundle", "version")
                 .run()
         },
+        Migration(version: 16, name: "box-reported escrow envelope") { db in
+            // The box's PBS key wrapped under the customer's recovery code (opaque to the hub).
+            try await db.raw("ALTER TABLE dr_records ADD COLUMN box_wrapped_escrow_key TEXT").run()
+            try await db.raw("ALTER TABLE dr_records ADD COLUMN box_escrow_reported_at BIGINT").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

@@ -28,6 +28,14 @@ enum RecoveryTable {
             }.run()
     }
 
+    /// The box's escrow envelope (opaque JSON text), replacing the one before.
+    static func saveBoxEscrow(hostID: String, envelope: String, at: Int64, in db: any SQLDatabase) async throws {
+        try await db.insert(into: "dr_records").columns("host_id", "box_wrapped_escrow_key", "box_escrow_reported_at")
+            .values(SQLBind(hostID), SQLBind(envelope), SQLBind(at))
+            .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "box_wrapped_escrow_key").set(excludedValueOf: "box_escrow_reported_at") }
+            .run()
+    }
+
     static func record(hostID: String, in db: any SQLDatabase) async throws -> (any SQLRow)? {
         try await db.select().column("*").from("dr_records").where("host_id", .equal, SQLBind(hostID)).first()
     }

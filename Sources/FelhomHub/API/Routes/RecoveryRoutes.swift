@@ -17,7 +17,9 @@ enum RecoveryRoutes {
         }
         routes.post("recovery/box") { req, ctx in
             let body = try await HubAPI.decode(BoxRecoveryReport.self, req)
-            try await hub.reportDRFromBox(storageManifest: body.storageManifest, pbsFingerprint: body.pbsFingerprint, by: ctx.principal)
+            try await hub.reportDRFromBox(
+                storageManifest: body.storageManifest, pbsFingerprint: body.pbsFingerprint, wrappedEscrowKey: body.wrappedEscrowKey, by: ctx.principal
+            )
             return try HubAPI.encode(Saved(saved: true))
         }
         return routes
