@@ -279,6 +279,17 @@ public struct HubClient: Sendable {
             "POST", "/api/v1/hosts/\(Self.segment(hostID))/requests", body: NewOperatorRequest(kind: kind, vmid: vmid), as: DesiredState.Request.self)
     }
 
+    /// The box reports its recovery data (host key): storage manifest, PBS fingerprint, and its
+    /// escrow envelope (opaque to the hub).
+    public func reportRecovery(_ report: BoxRecoveryReport) async throws {
+        _ = try await call("POST", "/api/v1/recovery/box", body: try JSONEncoder().encode(report))
+    }
+
+    /// A host's recovery bundle (the operator's key, or the host's own key).
+    public func recoveryBundle(hostID: String) async throws -> JSONValue {
+        try JSONValue.parse(try await call("GET", "/api/v1/recovery/\(Self.segment(hostID))"))
+    }
+
     public func drift(hostID: String) async throws -> DriftView {
         try await send("GET", "/api/v1/hosts/\(Self.segment(hostID))/drift", as: DriftView.self)
     }

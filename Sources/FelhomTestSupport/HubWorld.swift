@@ -107,15 +107,18 @@ public struct RunningHub: Sendable {
 
 /// Runs `body` with a hub listening on `127.0.0.1` (a free port, checkers off, SQLite in a
 /// temporary file); the server and the store stop however `body` ends.
+/// `logger`: the hub's logger (default: critical only; tests that read what the hub logs pass a
+/// capturing one at trace level).
 public func withRunningHub<T: Sendable>(
-    adjust: (inout HubConfig) -> Void = { _ in }, _ body: (RunningHub) async throws -> T
+    adjust: (inout HubConfig) -> Void = { _ in }, logger: Logger? = nil, _ body: (RunningHub) async throws -> T
 ) async throws -> T {
     let port = Mutex<Int?>(nil)
     var quiet = Logger(label: "felhom.test.hub")
     quiet.logLevel = .critical
+    if let logger { quiet = logger }
     let config = try testHubConfig {
         $0.database = "sqlite:" + NSTemporaryDirectory() + "felhom-test-hub-\(UUID().uuidString).sqlite"
-        $0.logLevel = "critical"
+        $0.logLevel = logger == nil ? "critical" : "trace"
         adjust(&$0)
     }
     let built = try await buildApplication(

@@ -213,20 +213,7 @@ extension PVESimEngine {
         }
         var config: [String: JSONValue] = [:]
         if let key = p.str("encryption-key") {
-            guard st.type == "pbs" else { throw SimError.param(["encryption-key": "not allowed for storage type '\(st.type)'"]) }
-            if key == "autogen" {
-                let fp = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
-                let raw = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-                let made = Self.isoDate(now)
-                config["encryption-key"] = .string(
-                    #"{"kdf":null,"created":"\#(made)","modified":"\#(made)","data":"\#(raw)","fingerprint":"\#(fp)"}"#)
-                st.encryptionKeyFingerprint = fp
-            } else {
-                guard let doc = try? JSONValue.parse(Data(key.utf8)), doc["data"]?.stringValue != nil else {
-                    throw SimError.die("Value does not seems like a valid, JSON formatted encryption key!")
-                }
-                st.encryptionKeyFingerprint = doc["fingerprint"]?.stringValue ?? "1"
-            }
+            if let made = try Self.applyEncryptionKey(key, to: &st, now: now) { config["encryption-key"] = .string(made) }
         }
         if let ns = p.str("namespace") { st.namespace = ns }
         if let fp = p.str("fingerprint") { st.fingerprint = fp }
@@ -235,6 +222,35 @@ extension PVESimEngine {
         var out: [String: JSONValue] = ["storage": .string(id), "type": .string(st.type)]
         if !config.isEmpty { out["config"] = .object(config) }
         return Result(.object(out))
+    }
+
+    /// PBSPlugin's `encryption-key` handling: `autogen` makes a key (returned as its JSON, once);
+    /// a key JSON must have `data`; the config then shows the fingerprint (or `1`).
+    static func applyEncryptionKey(_ value: String, to st: inout SimStorage, now: Date) throws -> String? {
+        guard st.type == "pbs" else { throw SimError.param(["encryption-key": "not allowed for storage type '\(st.type)'"]) }
+        if value == "autogen" {
+            let fp = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
+            let raw = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+            let made = isoDate(now)
+            st.encryptionKeyFingerprint = fp
+            return #"{"kdf":null,"created":"\#(made)","modified":"\#(made)","data":"\#(raw)","fingerprint":"\#(fp)"}"#
+        }
+        guard let doc = try? JSONValue.parse(Data(value.utf8)), doc["data"]?.stringValue != nil else {
+            throw SimError.die("Value does not seems like a valid, JSON formatted encryption key!")
+        }
+        st.encryptionKeyFingerprint = doc["fingerprint"]?.stringValue ?? "1"
+        return nil
+    }
+
+    /// `pvesm set STORAGE --encryption-key VALUE` as root runs it on the host.
+    public func execSetEncryptionKey(storage: String, value: String) -> (exitCode: Int32, stderr: String) {
+        advance()
+        guard let i = state.storages.firstIndex(where: { $0.id == storage }) else { return (255, "storage '\(storage)' does not exist\n") }
+        var st = state.storages[i]
+        do { _ = try Self.applyEncryptionKey(value, to: &st, now: now) } catch { return (255, "update storage failed: \(error)\n") }
+        state.storages[i] = st
+        persist()
+        return (0, "")
     }
 
     func getStorageConfig(_ p: Params, _ authid: String) throws -> Result {

@@ -4,8 +4,8 @@ import Proxmox
 /// The fenced root commands as a simulated host answers them: `pct exec VMID -- felhom-controller
 /// stacks list --json` from the guest's app-health payload (``PVESimEngine/execStacksList(vmid:)``),
 /// `pct push` accepted for an existing guest, `pct exec VMID -- systemctl restart felhom-controller`
-/// accepted for a running guest (counted: ``PVESimEngine/controllerRestarts``). Anything else
-/// fails as not simulated.
+/// accepted for a running guest (counted: ``PVESimEngine/controllerRestarts``), `pvesm set STORAGE
+/// --encryption-key VALUE` as `PUT /storage` does it. Anything else fails as not simulated.
 public struct SimCommandRunner: CommandRunner {
     let engine: PVESimEngine
 
@@ -22,6 +22,10 @@ public struct SimCommandRunner: CommandRunner {
             Array(arguments[2...]) == ["--", "systemctl", "restart", "felhom-controller"]
         {
             let (code, err) = await engine.execRestartController(vmid: vmid)
+            return CommandResult(exitCode: code, stdout: "", stderr: err)
+        }
+        if executable == "pvesm", arguments.count == 4, arguments[0] == "set", arguments[2] == "--encryption-key" {
+            let (code, err) = await engine.execSetEncryptionKey(storage: arguments[1], value: arguments[3])
             return CommandResult(exitCode: code, stdout: "", stderr: err)
         }
         if executable == "pct", arguments.first == "push", arguments.count >= 4, let vmid = Int(arguments[1]) {

@@ -3,14 +3,15 @@ import Foundation
 
 /// The fenced list of things the agent does as root because the Proxmox API cannot.
 ///
-/// Exactly seven operations, each building a fixed argument vector from validated input and running
+/// Exactly eight operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
 /// mount a USB disk by filesystem UUID, read SMART data, read sensors, push the controller's
 /// config file into a guest (`pct push`, a fixed destination only), and ask a guest's controller
 /// for its stacks (`pct exec … felhom-controller stacks list --json`, a fixed command only), and
-/// restart a silent controller (`pct exec … systemctl restart felhom-controller`). It makes no
-/// HTTP calls, and
+/// restart a silent controller (`pct exec … systemctl restart felhom-controller`), and give a PBS
+/// storage its encryption key (`pvesm set STORAGE --encryption-key KEY-JSON`). It makes no HTTP
+/// calls, and
 /// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
@@ -258,6 +259,29 @@ public struct PrivilegedBackend: Sendable {
     public func restartController(vmid: Int) async throws {
         let r = try await runner.run("pct", try Self.restartControllerArguments(vmid: vmid))
         try check(r, what: "pct exec \(vmid) -- systemctl restart felhom-controller")
+    }
+
+    // MARK: 8. A PBS storage's encryption key (escrow set-up, disaster recovery)
+
+    /// The argv of `pvesm set STORAGE --encryption-key KEY-JSON`: the storage id is a PVE id, the
+    /// key a `--kdf none` PBS key file (JSON with 44 characters of base64 `data`), nothing else.
+    /// PVE writes it to `/etc/pve/priv/storage/STORAGE.enc` and shows only its fingerprint. The key
+    /// is in this short-lived root process's argv (PVE has no other way outside its API); it never
+    /// appears in an error.
+    public static func setEncryptionKeyArguments(storage: String, keyJSON: String) throws -> [String] {
+        guard Pattern.whole(storage, #"[A-Za-z][A-Za-z0-9_.-]{1,63}"#) else {
+            throw invalid("storage '\(storage.prefix(64))' is not a PVE storage id")
+        }
+        guard keyJSON.utf8.count <= 1024, let doc = try? JSONValue.parse(Data(keyJSON.utf8)), doc["kdf"] == .null,
+            let data = doc["data"]?.stringValue, Data(base64Encoded: data)?.count == 32
+        else { throw invalid("the encryption key must be a PBS key file made with --kdf none") }
+        return ["set", storage, "--encryption-key", keyJSON]
+    }
+
+    /// Sets `storage`'s PBS encryption key.
+    public func setEncryptionKey(storage: String, keyJSON: String) async throws {
+        let r = try await runner.run("pvesm", try Self.setEncryptionKeyArguments(storage: storage, keyJSON: keyJSON))
+        try check(r, what: "pvesm set \(storage) --encryption-key …")
     }
 
     // MARK: -
