@@ -44,9 +44,10 @@ import Testing
         let lines = LogLines()
         var logger = Logger(label: "hub") { _ in CapturingLogHandler(lines: lines) }
         logger.logLevel = .trace
-        try await withSim({ state in
+        let noKey: (inout SimState) -> Void = { state in
             if let i = state.storages.firstIndex(where: { $0.id == "pbs-felhom" }) { state.storages[i].encryptionKeyFingerprint = nil }
-        }) { sim in
+        }
+        try await withSim(noKey) { sim in
             try await withRunningHub(adjust: { $0.database = "sqlite:" + database }, logger: logger) { hub in
                 let op = try HubClient(url: hub.url, key: Secret(operatorKey))
                 let customer = try await op.createCustomer(NewCustomer(name: "A", email: "a@example.hu", domain: "a.example.hu"))
