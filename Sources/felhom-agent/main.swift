@@ -12,7 +12,7 @@ struct FelhomAgentCommand: AsyncParsableCommand {
         commandName: "felhom-agent",
         abstract: "The Felhom host agent (runs on each Proxmox VE host).",
         version: FelhomVersion.current,
-        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self])
+        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self, EscrowCommand.self])
 }
 
 struct CheckCommand: AsyncParsableCommand {
@@ -179,6 +179,105 @@ struct LocalAPICommand: AsyncParsableCommand {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
                 print(String(decoding: try encoder.encode(settings), as: UTF8.self))
+            } catch {
+                FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+/// `felhom-agent escrow init|drill`: the box's zero-knowledge escrow of its PBS key (docs/agent.md).
+struct EscrowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "escrow", abstract: "The backup key's escrow: set it up on the box, or run the drill now.", subcommands: [Init.self, Drill.self])
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Make the PBS encryption key on this box (or use backup.key_file), give it to the PBS storage, and leave the hub a copy wrapped under a new recovery code.",
+            discussion: """
+                Idempotent: run again, it keeps the key and the hub's copy (no new code). The recovery code is shown \
+                once, here, on the box's console — or written once to --sheet FILE (root only) for a printed recovery \
+                sheet. It never goes to the hub. --rotate makes a new code (the old one stops working).
+                """)
+        @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+        @Flag(name: .long, help: "Wrap the key under a new recovery code (the old code stops opening the hub's copy).") var rotate = false
+        @Option(name: .long, help: "Write the new recovery code to this file (created, mode 0400) instead of the console.") var sheet: String?
+
+        func run() async throws {
+            let cfg: AgentConfig
+            do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+            if let sheet, FileManager.default.fileExists(atPath: sheet) {
+                throw ValidationError("--sheet '\(sheet)' exists already: a recovery sheet is written once, never over another")
+            }
+            do {
+                let keeper = try Agent.escrowKeeper(config: cfg)
+                let outcome = try await keeper.initialize(rotate: rotate)
+                print("escrow: PBS key \(outcome.fingerprint) (\(outcome.keyCreated ? "made now on this box" : "from \(cfg.backup?.keyFile ?? "")"))")
+                if outcome.storageConfigured { print("escrow: storage \(cfg.escrow?.storage ?? "pbs-felhom") now encrypts backups with it") }
+                guard let code = outcome.code else {
+                    print("escrow: the hub holds the wrapped key already; its recovery code was shown when it was made (--rotate makes a new one)")
+                    return
+                }
+                if let sheet {
+                    let fd = open(sheet, O_WRONLY | O_CREAT | O_EXCL, 0o400)
+                    guard fd >= 0 else { throw ValidationError("cannot create --sheet '\(sheet)'") }
+                    let text = Array("Felhom recovery code\n\n    \(code.printed)\n".utf8)
+                    let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    fsync(fd)
+                    close(fd)
+                    guard written == text.count else { throw ValidationError("cannot write --sheet '\(sheet)'") }
+                    print("escrow: the recovery code is in \(sheet) (mode 0400) and nowhere else — print it for the customer, then delete the file")
+                } else {
+                    print(
+                        """
+
+                        The hub holds the backup key wrapped under this recovery code. Write it down now:
+                        it is shown only this once and never leaves this box.
+
+                            \(code.printed)
+
+                        Without it, the backups of a lost box cannot be decrypted.
+                        """)
+                }
+            } catch let error as EscrowError {
+                FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
+                throw ExitCode(1)
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Drill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the escrow drill now: the hub's copy must open to the key this box backs up with.",
+            discussion: "Reports escrow_verified or escrow_drill_failed to the hub; exit status 1 when it fails.")
+        @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+
+        func run() async throws {
+            let cfg: AgentConfig
+            do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+            do {
+                let keeper = try Agent.escrowKeeper(config: cfg)
+                let boxKey = try cfg.backupSettings()?.boxKey ?? ""
+                let r = await keeper.drill(boxKey: boxKey)
+                try? await keeper.hub.postEvent(type: r.type, severity: r.severity, data: .object(r.data))
+                if r.type == "escrow_verified" {
+                    print("escrow drill: verified — the hub's copy opens to key \(boxKey)")
+                } else {
+                    FileHandle.standardError.write(
+                        Data(
+                            "felhom-agent: escrow drill FAILED (\(r.data["reason"]?.stringValue ?? "?")): \(r.data["message"]?.stringValue ?? "")\n"
+                                .utf8))
+                    throw ExitCode(1)
+                }
+            } catch let error as ExitCode {
+                throw error
             } catch {
                 FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
                 throw ExitCode(1)

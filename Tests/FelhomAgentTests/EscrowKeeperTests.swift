@@ -128,6 +128,16 @@ import Testing
                 #expect(error.code == .fingerprintMismatch && error.message.contains("backup.key_file"), "\(error)")
             }
             #expect(await w.storageKey == PBSKey.fingerprint(rawKey: foreign.rawKey), "unchanged")
+            // Nor replaced by a new key when the key file is missing.
+            let missing = try w.keeper(keyFile: w.dir + "/nope.enc", params: fast)
+            do throws(EscrowError) {
+                _ = try await missing.initialize()
+                Issue.record("made a new key over the storage's")
+            } catch {
+                #expect(error.code == .fingerprintMismatch && error.message.contains("lock the earlier backups away"), "\(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: w.dir + "/nope.enc"))
+            #expect(await w.storageKey == PBSKey.fingerprint(rawKey: foreign.rawKey), "unchanged")
             let bundle = try await w.op.recoveryBundle(hostID: w.hostID)
             #expect(bundle["box_reported"]?["wrapped_escrow_key"] == .null, "nothing uploaded")
         }

@@ -69,7 +69,8 @@ def main(sim):
                      "FELHOM_CONTROLLER_STACKS_PROTECTED": names[1]}
         fake_bin = os.path.join(work, "bin")
         os.makedirs(fake_bin)
-        os.symlink(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_pct.py"), os.path.join(fake_bin, "pct"))
+        for tool in ("pct", "pvesm"):
+            os.symlink(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_pct.py"), os.path.join(fake_bin, tool))
         fake_cfg = os.path.join(work, "fake-pct.json")
         with open(fake_cfg, "w") as f:
             json.dump({"sim_url": base, "sim_token": f"{root}={sim.tokens[root]}", "sim_cert": pve.verify,
@@ -216,11 +217,50 @@ def main(sim):
             assert wait_for(lambda: len(events("restore_test_passed", 100)) == passed_before + 1, timeout=30), r.stdout + r.stderr
             assert scratch_guests() == [], scratch_guests()
 
+        # Escrow on the box (issue 15): `escrow init` makes the key, gives it to the PBS storage (through
+        # pvesm), shows the recovery code once; the hub holds only the wrapped key; the drill verifies.
+        def escrow_init_and_drill():
+            import re
+            esc = dict(json.load(open(config)))
+            esc["backup"] = {"key_file": os.path.join(work, "pbs-felhom.enc")}
+            esc_config = os.path.join(work, "agent-escrow.json")
+            with open(esc_config, "w") as f:
+                json.dump(esc, f)
+            r = subprocess.run([agent_bin, "escrow", "init", "--config", esc_config], capture_output=True, text=True, timeout=120, env=agent_env)
+            assert r.returncode == 0, r.stdout + r.stderr
+            codes = re.findall(r"\b(?:[0-9A-Z]{4}-){4}[0-9A-Z]{4}\b", r.stdout)
+            assert len(codes) == 1 and "shown only this once" in r.stdout, r.stdout
+            fp = pve.get(f"{base}/storage/pbs-felhom").json()["data"].get("encryption-key")
+            assert fp and fp in r.stdout, (fp, r.stdout)
+            again = subprocess.run([agent_bin, "escrow", "init", "--config", esc_config], capture_output=True, text=True, timeout=120, env=agent_env)
+            assert again.returncode == 0 and "holds the wrapped key already" in again.stdout, again.stdout + again.stderr
+            assert not re.search(r"(?:[0-9A-Z]{4}-){4}[0-9A-Z]{4}", again.stdout), "a code is shown only when it is made"
+            sheet = os.path.join(work, "recovery-sheet.txt")
+            rot = subprocess.run([agent_bin, "escrow", "init", "--rotate", "--sheet", sheet, "--config", esc_config],
+                                 capture_output=True, text=True, timeout=120, env=agent_env)
+            assert rot.returncode == 0, rot.stdout + rot.stderr
+            assert oct(os.stat(sheet).st_mode & 0o777) == "0o400", oct(os.stat(sheet).st_mode)
+            sheet_code = re.findall(r"(?:[0-9A-Z]{4}-){4}[0-9A-Z]{4}", open(sheet).read())
+            assert len(sheet_code) == 1 and sheet_code[0] not in rot.stdout and sheet_code[0] != codes[0]
+            drill = subprocess.run([agent_bin, "escrow", "drill", "--config", esc_config], capture_output=True, text=True, timeout=120, env=agent_env)
+            assert drill.returncode == 0 and "verified" in drill.stdout, drill.stdout + drill.stderr
+            assert wait_for(lambda: call("GET", f"/api/v1/events?host_id={host}&type=escrow_verified")["events"], timeout=30)
+            bundle = call("GET", f"/api/v1/recovery/{host}")
+            assert bundle["box_reported"]["wrapped_escrow_key"]["format"] == "felhom-escrow-v1", bundle
+            stored = open(f"{work}/hub.sqlite", "rb").read() + (open(f"{work}/hub.sqlite-wal", "rb").read() if os.path.exists(f"{work}/hub.sqlite-wal") else b"")
+            key_data = json.load(open(esc["backup"]["key_file"]))["data"]
+            for secret in codes + sheet_code + [key_data]:
+                assert secret.encode() not in stored and secret.replace("-", "").encode() not in stored, "a secret reached the hub's database"
+                assert secret not in json.dumps(bundle)
+            for log in logs:
+                assert all(secret not in open(log).read() for secret in codes + sheet_code + [key_data]), log
+
         checks.check("the controller quiesces, the agent backs up encrypted to PBS, the hub hears app-consistent", app_consistent_backup)
         checks.check("then a restore test passes in an isolated scratch guest, which is destroyed", restore_test_passes)
         checks.check("kill -9 of the agent mid-backup: the restart finishes it, once", kill9_mid_backup_then_resume)
         checks.check("PBS key removed: the operator's backup request is refused with encryption_key_missing", key_removed_backup_refused)
         checks.check("kill -9 of the agent mid restore test: the orphan is destroyed, the test runs again", kill9_mid_restore_test)
+        checks.check("escrow init on the box: the code shown once, only the wrapped key on the hub, the drill verifies", escrow_init_and_drill)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -8,9 +8,11 @@ reach the simulated host through it, as they reach a real host through the real 
   (the scratch guest restored from a backup of this guest runs the same stacks).
 - `pct exec VMID -- systemctl restart felhom-controller`: exit 0 for a running guest.
 - `pct push VMID SRC DST …`: SRC is copied to PUSHED_DIR/VMID/ (the guest's file system).
+- Called as `pvesm`: `pvesm set STORAGE --encryption-key VALUE` becomes the simulator's
+  `PUT /storage/STORAGE` with the root token (what pvesm does on a real host).
 Anything else fails as not simulated. Configuration: the JSON file named by FELHOM_FAKE_PCT.
 """
-import json, os, shutil, ssl, subprocess, sys, urllib.request
+import json, os, shutil, ssl, subprocess, sys, urllib.error, urllib.parse, urllib.request
 
 cfg = json.load(open(os.environ["FELHOM_FAKE_PCT"]))
 args = sys.argv[1:]
@@ -38,6 +40,22 @@ def need_running(vmid):
         sys.exit(255)
 
 
+if os.path.basename(sys.argv[0]) == "pvesm":
+    if len(args) == 4 and args[0] == "set" and args[2] == "--encryption-key":
+        ctx = ssl.create_default_context(cafile=cfg["sim_cert"])
+        ctx.check_hostname = False
+        body = urllib.parse.urlencode({"encryption-key": args[3]}).encode()
+        req = urllib.request.Request(f"{cfg['sim_url']}/storage/{args[1]}", data=body, method="PUT",
+                                     headers={"Authorization": f"PVEAPIToken={cfg['sim_token']}",
+                                              "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=20):
+                sys.exit(0)
+        except urllib.error.HTTPError as e:
+            sys.stderr.write(f"update storage failed: {e.code}\n")
+            sys.exit(255)
+    sys.stderr.write(f"pvesm {' '.join(args[:2])}: not simulated\n")
+    sys.exit(1)
 if len(args) == 7 and args[0] == "exec" and args[2:] == ["--", "felhom-controller", "stacks", "list", "--json"]:
     need_running(args[1])
     r = subprocess.run([cfg["controller"], "stacks", "list", "--json"], env=dict(os.environ, **cfg["controller_env"]),

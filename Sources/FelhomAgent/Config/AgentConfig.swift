@@ -137,8 +137,22 @@ public struct AgentConfig: Decodable, Sendable {
         }
     }
 
+    /// Zero-knowledge escrow of the PBS key (`escrow.*`), with `backup.key_file`.
+    public struct Escrow: Decodable, Sendable {
+        public var enabled: Bool?
+        /// The PBS storage the key belongs to (default `pbs-felhom`).
+        public var storage: String?
+        /// Days between escrow drills (default 7).
+        public var drillDays: Int?
+        enum CodingKeys: String, CodingKey {
+            case enabled, storage
+            case drillDays = "drill_days"
+        }
+    }
+
     public var pve: PVE
     public var heal: Heal?
+    public var escrow: Escrow?
     public var selftest: Selftest?
     public var backup: Backup?
     public var restoreTest: RestoreTest?
@@ -151,7 +165,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup, heal
+        case pve, selftest, hub, provision, backup, heal, escrow
         case localAPI = "local_api"
         case restoreTest = "restore_test"
         case stateDir = "state_dir"
@@ -175,6 +189,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
+            .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
         ])
 
     /// The backup settings this config describes; nil without a `backup` section. The key's

@@ -21,7 +21,8 @@ public struct EscrowKeeper: Sendable {
     let storage: String
     let pve: any PVEAPI
     let backend: PrivilegedBackend
-    let hub: HubClient
+    /// The hub, with this host's key.
+    public let hub: HubClient
     let hostID: String
     let params: EscrowEnvelope.KDFParams
 
@@ -56,15 +57,28 @@ public struct EscrowKeeper: Sendable {
         public var code: RecoveryCode?
     }
 
-    /// `felhom-agent escrow init`, idempotent: the existing key file is used (else a key is made
-    /// and written first, so a crash never loses it); the storage gets the key unless it shows that
-    /// fingerprint already (another key there is an error, never overwritten); an envelope for this
+    /// `felhom-agent escrow init`, idempotent: the existing key file is used (else, when the storage
+    /// has no key yet, a key is made and written first, so a crash never loses it); the storage
+    /// gets the key unless it shows that fingerprint already (another key there is an error, never
+    /// overwritten — a new key would lock the earlier backups away); an envelope for this
     /// key is uploaded again as it is unless `rotate` — only a new envelope has a new code. The
     /// code is returned only after the hub stored the envelope that it opens.
     public func initialize(rotate: Bool = false) async throws(EscrowError) -> Outcome {
         try makeDir()
+        // The storage first: a key it already has is never replaced by a new one.
+        let configured: String?
+        do { configured = try await pve.storages().first { $0.storage == storage }.map { $0.encryptionKey ?? "" } } catch {
+            throw EscrowError(.io, "cannot read storage '\(storage)' from PVE: \(error)")
+        }
+        guard let current = configured else { throw EscrowError(.io, "PVE has no storage '\(storage)' (add the PBS storage first)") }
         var created = false
         if !FileManager.default.fileExists(atPath: keyFile) {
+            guard current.isEmpty else {
+                throw EscrowError(
+                    .fingerprintMismatch,
+                    "storage '\(storage)' already encrypts with key \(current), but '\(keyFile)' does not exist: point backup.key_file at the storage's key (/etc/pve/priv/storage/\(storage).enc); a new key would lock the earlier backups away"
+                )
+            }
             let (json, _) = PBSKey.generate()
             do throws(AppendLogError) { try DurableFile.write(Array(json), to: keyFile, mode: 0o600) } catch {
                 throw EscrowError(.io, "cannot write the PBS key file '\(keyFile)': \(error.message)")
@@ -78,16 +92,9 @@ public struct EscrowKeeper: Sendable {
             raw = try PBSKey.rawKey(json: json)
         } catch { throw EscrowError(.io, "the PBS key file '\(keyFile)': \(error.message)") }
         let fingerprint = PBSKey.fingerprint(rawKey: raw)
-
-        // The storage: given this key unless it has it; another key there is the operator's to sort out.
-        let configured: String?
-        do { configured = try await pve.storages().first { $0.storage == storage }.map { $0.encryptionKey ?? "" } } catch {
-            throw EscrowError(.io, "cannot read storage '\(storage)' from PVE: \(error)")
-        }
-        guard let current = configured else { throw EscrowError(.io, "PVE has no storage '\(storage)' (add the PBS storage first)") }
         var storageConfigured = false
         if PBSKey.normalized(current) != fingerprint {
-            guard current.isEmpty || created else {
+            guard current.isEmpty else {
                 throw EscrowError(
                     .fingerprintMismatch,
                     "storage '\(storage)' uses key \(current), but '\(keyFile)' holds \(fingerprint): point backup.key_file at the storage's key (/etc/pve/priv/storage/\(storage).enc)"
@@ -182,5 +189,24 @@ public struct EscrowKeeper: Sendable {
         let record = JSONValue.object(["at": .string(RFC3339.format(now)), "type": .string(result.0)])
         try? DurableFile.write(Array(record.serialized()), to: drillFile, mode: 0o600)
         return result
+    }
+}
+
+/// How the running agent keeps its escrow (`backup.key_file`, `escrow.*`).
+public struct EscrowSettings: Sendable {
+    public var keyFile: String
+    public var storage: String
+    public var drillDays: Int
+    /// Runs the fenced `pvesm set` (escrow init) — the drill needs no root command.
+    public var runner: any CommandRunner
+    public var params: EscrowEnvelope.KDFParams
+    public init(
+        keyFile: String, storage: String = "pbs-felhom", drillDays: Int = 7, runner: any CommandRunner, params: EscrowEnvelope.KDFParams = .standard
+    ) {
+        self.keyFile = keyFile
+        self.storage = storage
+        self.drillDays = max(1, drillDays)
+        self.runner = runner
+        self.params = params
     }
 }

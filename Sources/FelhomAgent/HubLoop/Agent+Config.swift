@@ -30,6 +30,30 @@ extension Agent {
         heldLocks.withLock { $0[path] = lock }
     }
 
+    /// The escrow of an enrolled box, for `felhom-agent escrow init|drill` (no agent running needed):
+    /// its hub identity from `state_dir/host.json` (or `hub.host_key` + `hub.host_id`), the PBS key
+    /// file from `backup.key_file`, the storage from `escrow.storage`.
+    public static func escrowKeeper(config cfg: AgentConfig, commandRunner: (any CommandRunner)? = nil) throws -> EscrowKeeper {
+        guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
+        guard let keyFile = cfg.backup?.keyFile, !keyFile.isEmpty else {
+            throw ConfigError(code: .invalid, message: "backup.key_file is missing (where the PBS key lives: /etc/pve/priv/storage/<storage>.enc)")
+        }
+        let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+        let identity: Identity
+        if let data = FileManager.default.contents(atPath: stateDir + "/host.json"), let id = try? JSONDecoder().decode(Identity.self, from: data) {
+            identity = id
+        } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
+            identity = Identity(hostID: hostID, key: key.reveal())
+        } else {
+            throw ConfigError(
+                code: .invalid, message: "this box is not enrolled yet: start felhom-agent run once (it enrolls with hub.enrollment_token)")
+        }
+        let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: try cfg.hubTrust())
+        return EscrowKeeper(
+            stateDir: stateDir, keyFile: keyFile, storage: cfg.escrow?.storage ?? "pbs-felhom", pve: PVEClient(connection: try cfg.pveConnection()),
+            backend: PrivilegedBackend(runner: commandRunner ?? SubprocessCommandRunner()), hub: hub, hostID: identity.hostID)
+    }
+
     /// `commandRunner` runs the fenced root commands (default: the real `pct`; the demo passes the
     /// simulator's).
     public static func make(config cfg: AgentConfig, logger: Logger, commandRunner: (any CommandRunner)? = nil) async throws -> Agent {
@@ -108,10 +132,16 @@ extension Agent {
                     silentAfter: TimeInterval(max(60, cfg.heal?.silentSeconds ?? 900)),
                     recheck: TimeInterval(max(30, cfg.heal?.recheckSeconds ?? 180))))
         }
+        var escrowSettings: EscrowSettings?
+        if let keyFile = cfg.backup?.keyFile, !keyFile.isEmpty, cfg.escrow?.enabled ?? true {
+            escrowSettings = EscrowSettings(
+                keyFile: keyFile, storage: cfg.escrow?.storage ?? "pbs-felhom", drillDays: cfg.escrow?.drillDays ?? 7,
+                runner: commandRunner ?? SubprocessCommandRunner())
+        }
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
             longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
-            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings)
+            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings, escrow: escrowSettings)
     }
 }

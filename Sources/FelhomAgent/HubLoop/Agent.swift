@@ -42,6 +42,9 @@ public final class Agent: Service, Sendable {
     let signersFile: String?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
+    /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
+    public let escrow: EscrowKeeper?
+    let escrowDrillDays: Int
     /// Heals silent controllers; nil without `local_api` or with `heal.enabled: false`.
     public let healer: ControllerHealer?
     /// Operator requests already acted on (`state_dir/requests-done.json`).
@@ -73,7 +76,7 @@ public final class Agent: Service, Sendable {
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
-        restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil
+        restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil
     ) throws {
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
@@ -146,6 +149,12 @@ public final class Agent: Service, Sendable {
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
             node: node, taskTimeout: provision.taskTimeout, log: log)
         localRollbacks = LocalRollbacks(runner: runner, hub: hub, logger: logger)
+        escrow = escrowSettings.map {
+            EscrowKeeper(
+                stateDir: stateDir, keyFile: $0.keyFile, storage: $0.storage, pve: pve, backend: PrivilegedBackend(runner: $0.runner), hub: hub,
+                hostID: hostID, params: $0.params)
+        }
+        escrowDrillDays = escrowSettings?.drillDays ?? 7
     }
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
@@ -216,6 +225,7 @@ public final class Agent: Service, Sendable {
             backupTick(spec)
             await actOnRequests(spec)
             await housekeeping()
+            await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
                 let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""

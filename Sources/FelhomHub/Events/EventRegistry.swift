@@ -77,6 +77,13 @@ public enum EventRegistry {
             english: "rolled a guest back to a snapshot (operator-signed, handed in by its controller)",
             hungarian: "egy vendéget pillanatképre állított vissza (üzemeltető által aláírva, a vezérlő kérésére)"),
         .init(
+            name: "escrow_verified", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "— the escrow drill opened the hub's copy of the backup key", hungarian: "— a kulcsletét-próba sikerült"),
+        .init(
+            name: "escrow_drill_failed", postedBy: [.host], severity: .critical, customerMailable: false,
+            english: "— the escrow drill FAILED: the hub's copy of the backup key does not open to the key in use",
+            hungarian: "— a kulcsletét-próba SIKERTELEN: a mentési kulcs letétje nem nyitható"),
+        .init(
             name: "controller_healed", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "— a silent controller was restarted and reports again",
             hungarian: "— egy néma vezérlő újraindult és ismét jelentkezik"),
