@@ -133,3 +133,34 @@ import Testing
             try PBSKey(json: known).fingerprint == "0e:ab:d4:46:0b:6e:b9:ca:34:50:23:de:e2:b7:78:c7:90:e5:4a:16:83:b9:65:9c:0a:57:ae:19:90:90:15:9b")
     }
 }
+
+/// The cost of wrapping and unwrapping at the standard scrypt parameters (docs/performance.md).
+/// Runs only with `FELHOM_BENCH_ESCROW=N` (`scripts/bench-escrow`): it measures, it asserts no speed.
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["FELHOM_BENCH_ESCROW"] != nil))
+struct EscrowCostBench {
+    @Test func wrapAndUnwrapAtTheStandardParameters() throws {
+        let runs = Int(ProcessInfo.processInfo.environment["FELHOM_BENCH_ESCROW"] ?? "") ?? 5
+        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+        var wraps: [Double] = []
+        var unwraps: [Double] = []
+        var drills: [Double] = []
+        for _ in 0..<runs {
+            let (_, raw) = PBSKey.generate()
+            let code = RecoveryCode.generate()
+            var t = ContinuousClock.now
+            let (env, key) = try EscrowEnvelope.wrap(rawKey: raw, code: code)
+            wraps.append(seconds(ContinuousClock.now - t))
+            t = ContinuousClock.now
+            #expect(try env.unwrap(code: code) == raw)
+            unwraps.append(seconds(ContinuousClock.now - t))
+            t = ContinuousClock.now
+            #expect(try env.unwrap(with: key) == raw)
+            drills.append(seconds(ContinuousClock.now - t))
+        }
+        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        print(
+            String(
+                format: "escrow (scrypt n=2^15 r=8 p=1, %d runs): wrap median %.3f s, unwrap with the code %.3f s, drill unwrap with the kept key %.4f s",
+                runs, median(wraps), median(unwraps), median(drills)))
+    }
+}

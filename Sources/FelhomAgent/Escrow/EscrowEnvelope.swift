@@ -20,7 +20,7 @@ public struct EscrowEnvelope: Codable, Sendable, Equatable {
         public var n: Int
         public var r: Int
         public var p: Int
-        /// 2^15 · 8 · 128 B = 32 MiB and ~0.1 s per derivation on a small box.
+        /// 2^15 · 8 · 128 B = 32 MiB and ~0.35 s per derivation on a small box (`scripts/bench-escrow`).
         public static let standard = KDFParams(n: 1 << 15, r: 8, p: 1)
         public init(n: Int, r: Int, p: Int) {
             self.n = n
