@@ -160,7 +160,8 @@ struct EscrowCostBench {
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         print(
             String(
-                format: "escrow (scrypt n=2^15 r=8 p=1, %d runs): wrap median %.3f s, unwrap with the code %.3f s, drill unwrap with the kept key %.4f s",
+                format:
+                    "escrow (scrypt n=2^15 r=8 p=1, %d runs): wrap median %.3f s, unwrap with the code %.3f s, drill unwrap with the kept key %.4f s",
                 runs, median(wraps), median(unwraps), median(drills)))
     }
 }

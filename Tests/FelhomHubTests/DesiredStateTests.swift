@@ -69,6 +69,11 @@ import Testing
             "$.guests[0].mount_points[0].backup", "bulk"
         ),
         (#"{"storage_policy":{"backup_hour":24}}"#, "$.storage_policy.backup_hour", ""),
+        (
+            #"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":8,"mount_points":[{"key":"mp0","path":"/m","size_gb":800,"backup":true,"bulk":false}]}]}"#,
+            "$.guests[0].mount_points[0].backup", "bulk"
+        ),
+        (#"{"guests":[{"vmid":100,"name":"a","cpu":1,"memory_mb":512,"disk_gb":600}]}"#, "$.guests[0].disk_gb", "bulk"),
         (#"{"versions":{"agent":"latest"}}"#, "$.versions.agent", ""),
     ])
     func badSpecsNameTheFieldAndKeepTheOldDraft(_ body: String, _ path: String, _ words: String) async throws {

@@ -67,6 +67,8 @@ public final class Agent: Service, Sendable {
         public var cycles = 0
         /// The desired state of the last cycle (housekeeping between cycles reads it).
         var lastSpec: DesiredState?
+        /// Bulk mount points in backups already reported (said once each).
+        var bulkReported: Set<BulkRule.Violation> = []
     }
 
     public var status: Status { state.withLock { $0 } }
@@ -239,6 +241,7 @@ public final class Agent: Service, Sendable {
                 } catch { logger.warning("cannot report the provisioning of \(vmid): \(error)") }
             }
             try await reportRefusedDestroys(spec: spec)
+            if let report { await reportBulkVolumes(report: report, spec: spec) }
             state.withLock {
                 $0.lastOutcome = outcome
                 if outcome.failed == 0 { $0.appliedGeneration = generation }
@@ -407,6 +410,30 @@ public final class Agent: Service, Sendable {
             if out.count >= 900 { return String(out.prefix(897)) + "..." }
         }
         return out
+    }
+
+    /// A bulk mount point that vzdump would include (`backup=1`): `bulk_volume_in_backup`, once per
+    /// guest and mount point while it stays so. The agent does not change the guest's config.
+    func reportBulkVolumes(report: HostReport, spec: DesiredState) async {
+        let found = Set(BulkRule.violations(report: report, desired: spec))
+        let new = state.withLock { st -> [BulkRule.Violation] in
+            defer { st.bulkReported = found }
+            return found.subtracting(st.bulkReported).sorted { ($0.vmid, $0.key) < ($1.vmid, $1.key) }
+        }
+        for v in new {
+            logger.warning(
+                "guest \(v.vmid): mount point \(v.key) (\(v.path ?? "?")) is bulk (\(v.why == "marked" ? "marked bulk" : "\(v.sizeGB ?? 0) GiB")) but included in backups (backup=1): every backup carries it; set backup=0 on it"
+            )
+            var data: [String: JSONValue] = [
+                "vmid": .int(Int64(v.vmid)), "mount_point": .string(v.key), "why": .string(v.why),
+                "rule": .string("a bulk volume must be its own mount point with backup=0"),
+            ]
+            if let p = v.path { data["path"] = .string(p) }
+            if let size = v.sizeGB { data["size_gb"] = .int(Int64(size)) }
+            do { try await hub.postEvent(type: "bulk_volume_in_backup", severity: .warning, data: .object(data)) } catch {
+                logger.warning("cannot post bulk_volume_in_backup: \(error)")
+            }
+        }
     }
 
     /// Guests the agent manages (tagged `felhom`) that the desired state no longer lists are not

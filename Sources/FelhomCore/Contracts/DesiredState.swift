@@ -170,6 +170,11 @@ public struct DesiredState: Codable, Sendable, Equatable {
         }
     }
 
+    /// The bulk-volume rule (SPEC §4, seed review B2): a volume of this many GiB or more is bulk —
+    /// it must be its own mount point with `bulk: true, backup: false`, never inside the root disk
+    /// (where vzdump would capture it, and Docker named volumes live).
+    public static let bulkThresholdGB = 500
+
     /// How many requests a published state carries (older ones drop off).
     public static let maxRequests = 20
 
@@ -264,6 +269,13 @@ public struct DesiredState: Codable, Sendable, Equatable {
             guard g.memoryMB > 0 else { throw ContractError(path: "\(p).memory_mb", message: "memory must be positive (MiB)") }
             guard g.memoryMB >= 16 else { throw ContractError(path: "\(p).memory_mb", message: "must be at least 16 MiB") }
             guard g.diskGB > 0 else { throw ContractError(path: "\(p).disk_gb", message: "disk must be positive (GiB)") }
+            guard g.diskGB < Self.bulkThresholdGB else {
+                throw ContractError(
+                    path: "\(p).disk_gb",
+                    message:
+                        "guest \(g.name): a \(g.diskGB) GiB root disk would carry bulk data (media) inside every backup; keep it under \(Self.bulkThresholdGB) GiB and put media on a mount point with bulk=true, backup=false"
+                )
+            }
             guard g.description.unicodeScalars.count <= 8192 else {
                 throw ContractError(path: "\(p).description", message: "at most 8192 characters")
             }
@@ -280,6 +292,13 @@ public struct DesiredState: Codable, Sendable, Equatable {
                 guard m.sizeGB > 0 else { throw ContractError(path: "\(mp).size_gb", message: "must be positive (GiB)") }
                 if m.bulk && m.backup {
                     throw ContractError(path: "\(mp).backup", message: "a bulk volume must have backup=false (it would bloat every backup)")
+                }
+                if m.sizeGB >= Self.bulkThresholdGB && m.backup {
+                    throw ContractError(
+                        path: "\(mp).backup",
+                        message:
+                            "guest \(g.name): a \(m.sizeGB) GiB volume is bulk (\(Self.bulkThresholdGB) GiB or more): set bulk=true and backup=false, or it rides in every backup"
+                    )
                 }
             }
         }

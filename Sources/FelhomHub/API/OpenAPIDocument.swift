@@ -73,7 +73,7 @@ enum OpenAPIDocument {
                       name: {type: string, pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'}
                       cpu: {type: number, minimum: 0, exclusiveMinimum: true, maximum: 512, multipleOf: 0.01, description: "decimal vCPU (0.25, 0.5, 1, 2), a proportional weight; at most two decimals"}
                       memory_mb: {type: integer, minimum: 16, maximum: 9223372036854775807}
-                      disk_gb: {type: integer, minimum: 1, maximum: 9223372036854775807}
+                      disk_gb: {type: integer, minimum: 1, maximum: 499, description: "root disk in GiB; 500 or more would carry bulk data in every backup (the bulk-volume rule)"}
                       run_state: {type: string, enum: [running, stopped, null], default: running, nullable: true}
                       description: {type: string, maxLength: 8192, nullable: true}
                       ephemeral: {type: boolean, default: false, nullable: true}
@@ -91,7 +91,9 @@ enum OpenAPIDocument {
                             size_gb: {type: integer, minimum: 1, maximum: 9223372036854775807}
                             backup: {type: boolean}
                             bulk: {type: boolean, description: bulk volumes must have backup=false}
-                          not: {type: object, required: [bulk, backup], properties: {bulk: {enum: [true]}, backup: {enum: [true]}}}
+                          allOf:
+                            - not: {type: object, required: [bulk, backup], properties: {bulk: {enum: [true]}, backup: {enum: [true]}}}
+                            - not: {type: object, required: [size_gb, backup], properties: {size_gb: {minimum: 500}, backup: {enum: [true]}}, description: "a volume of 500 GiB or more is bulk: backup must be false"}
                 storage_policy:
                   type: object
                   nullable: true

@@ -77,6 +77,10 @@ public enum EventRegistry {
             english: "rolled a guest back to a snapshot (operator-signed, handed in by its controller)",
             hungarian: "egy vendéget pillanatképre állított vissza (üzemeltető által aláírva, a vezérlő kérésére)"),
         .init(
+            name: "bulk_volume_in_backup", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a bulk volume (media) is included in every backup: set backup=0 on it",
+            hungarian: "— egy nagy kötet (média) minden mentésbe belekerül"),
+        .init(
             name: "escrow_verified", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— the escrow drill opened the hub's copy of the backup key", hungarian: "— a kulcsletét-próba sikerült"),
         .init(
