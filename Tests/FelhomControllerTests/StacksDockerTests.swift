@@ -107,6 +107,32 @@ struct StackWorld {
         #expect(FileManager.default.fileExists(atPath: stacks.composeFile(web)), "remove keeps the folder")
     }
 
+    /// The bulk-volume rule at deploy, on the real engine: a named volume labelled bulk (or looking
+    /// like media) is refused naming the service and volume, and nothing is created; a bind mount
+    /// and a media-looking volume labelled `felhom.bulk: "false"` deploy.
+    @Test func aStackWithBulkDataInANamedVolumeIsRefusedBeforeAnythingStarts() async throws {
+        try await StackWorld.with(protected: []) { w, stacks in
+            let bad = w.name("photos")
+            let good = w.name("gallery")
+            try w.write(bad, [StackWorld.service("app") + "\n    volumes:\n      - photos:/photos"])
+            try ("\nvolumes:\n  photos:\n    labels:\n      felhom.bulk: \"true\"\n").appendTo(w.dir + "/\(bad)/compose.yaml")
+            do throws(ControllerError) {
+                try await stacks.deploy(bad)
+                Issue.record("deployed a bulk named volume")
+            } catch {
+                #expect(error.code == .invalidCompose, "\(error)")
+                #expect(error.message.contains("service app: named volume 'photos'") && error.message.contains("labelled felhom.bulk"), "\(error)")
+            }
+            #expect(try await stacks.status(bad).state == .notDeployed, "nothing was created")
+            let bind = NSTemporaryDirectory() + "felhom-bulk-\(UUID().uuidString.prefix(6))"
+            try w.write(good, [StackWorld.service("app") + "\n    volumes:\n      - \(bind):/library\n      - thumbnails:/gallery-cache"])
+            try ("\nvolumes:\n  thumbnails:\n    labels:\n      felhom.bulk: \"false\"\n").appendTo(w.dir + "/\(good)/compose.yaml")
+            try await stacks.deploy(good)
+            #expect(try await stacks.status(good).state != .notDeployed)
+            try? FileManager.default.removeItem(atPath: bind)
+        }
+    }
+
     @Test func protectedUnknownAndMalformedStacksAreRefusedNamingThem() async throws {
         try await StackWorld.with(protected: ["{prefix}-infra"]) { w, stacks in try await refusals(w, stacks) }
     }
@@ -167,5 +193,15 @@ struct StackWorld {
         #expect(Stacks.projectName(folder: "my app.v2") == "myappv2")
         #expect(Stacks.projectName(folder: "_x") == "x")
         #expect(Stacks.projectName(folder: "...") == nil)
+    }
+}
+
+extension String {
+    /// Appends this text to the file at `path`.
+    func appendTo(_ path: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(utf8))
+        try handle.close()
     }
 }

@@ -115,3 +115,29 @@ func sh(_ command: String) throws -> (Int32, String) {
         }
     }
 }
+
+/// The bulk-volume rule's reading of `docker compose config --format json` (captured from Compose
+/// 2.40 on this machine's engine).
+@Suite struct ComposeBulkRuleTests {
+    static let config = """
+        {"name":"ct","services":{"app":{"image":"felhom/busybox:1","volumes":[
+          {"type":"volume","source":"photos","target":"/photos","volume":{}},
+          {"type":"volume","source":"cache","target":"/cache","volume":{}},
+          {"type":"volume","source":"db","target":"/var/lib/movies-index","volume":{}},
+          {"type":"volume","source":"thumbs","target":"/upload-thumbs","volume":{}},
+          {"type":"bind","source":"/srv/media/library","target":"/library","bind":{"create_host_path":true}}]}},
+         "volumes":{"cache":{"name":"ct_cache"},"db":{"name":"ct_db"},
+          "photos":{"name":"ct_photos","labels":{"felhom.bulk":"true"}},
+          "thumbs":{"name":"ct_thumbs","labels":{"felhom.bulk":"false"}}}}
+        """
+
+    @Test func namedVolumesLabelledBulkOrLookingLikeMediaAreFound() throws {
+        let found = try ComposeJSON.bulkViolations(Self.config)
+        #expect(found.count == 2, "\(found)")
+        #expect(found[0].contains("named volume 'photos' (/photos) is labelled felhom.bulk"))
+        #expect(found[1].contains("named volume 'db' (/var/lib/movies-index) looks like media"))
+        #expect(found.allSatisfy { $0.contains("bind-mount a folder of a bulk storage path") })
+        #expect(try ComposeJSON.bulkViolations(#"{"services":{}}"#).isEmpty)
+        #expect(throws: ControllerError.self) { try ComposeJSON.bulkViolations("not json") }
+    }
+}

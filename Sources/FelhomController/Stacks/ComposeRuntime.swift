@@ -52,6 +52,9 @@ public protocol ComposeRuntime: Sendable {
     func down(project: String, file: String) async throws(ControllerError)
     /// The host paths the project's services bind-mount (from the resolved compose config).
     func bindSources(project: String, file: String) async throws(ControllerError) -> [String]
+    /// The resolved compose config (`config --format json`), for checks before a deploy; nil when
+    /// the runtime cannot show it (the simulated one).
+    func resolvedConfig(project: String, file: String) async throws(ControllerError) -> String?
     /// Every project with containers and its status (`ls --all --format json`: `running(2)`,
     /// `exited(1), running(1)`…) in one call; nil when the runtime cannot list them at once.
     func projectStatuses() async throws(ControllerError) -> [String: String]?
@@ -59,6 +62,7 @@ public protocol ComposeRuntime: Sendable {
 
 extension ComposeRuntime {
     public func projectStatuses() async throws(ControllerError) -> [String: String]? { nil }
+    public func resolvedConfig(project: String, file: String) async throws(ControllerError) -> String? { nil }
 }
 
 /// Parsers for Compose's machine-readable output (never its human tables).
@@ -74,6 +78,43 @@ public enum ComposeJSON {
         for (_, service) in services.sorted(by: { $0.key < $1.key }) {
             for volume in service["volumes"]?.arrayValue ?? [] where volume["type"]?.stringValue == "bind" {
                 if let source = volume["source"]?.stringValue { out.append(source) }
+            }
+        }
+        return out
+    }
+
+    /// Words that make a named volume look like media (photos, videos, music, downloads…).
+    static let mediaWords = ["media", "photo", "picture", "video", "movie", "music", "download", "library", "upload", "gallery"]
+
+    /// The bulk-volume rule at deploy (SPEC §4, seed review B2): a Docker **named volume** lives in
+    /// the guest's root disk, which every backup captures, so bulk data must never be in one. From
+    /// `docker compose config --format json`: a named volume labelled `felhom.bulk: "true"`, or one
+    /// whose name or mount target looks like media (unless labelled `felhom.bulk: "false"`), used by
+    /// a service. Each finding names the service, the volume and the rule.
+    public static func bulkViolations(_ output: String) throws(ControllerError) -> [String] {
+        let doc: JSONValue
+        do { doc = try JSONValue.parse(Data(output.utf8)) } catch {
+            throw ControllerError(.runtime, "cannot read `docker compose config --format json` output: \(error)")
+        }
+        guard case .object(let services)? = doc["services"] else { return [] }
+        var out: [String] = []
+        for (name, service) in services.sorted(by: { $0.key < $1.key }) {
+            for volume in service["volumes"]?.arrayValue ?? [] where volume["type"]?.stringValue == "volume" {
+                guard let source = volume["source"]?.stringValue else { continue }
+                let target = volume["target"]?.stringValue ?? "?"
+                let label = doc["volumes"]?[source]?["labels"]?["felhom.bulk"]?.stringValue?.lowercased()
+                let looksLikeMedia = mediaWords.contains { source.lowercased().contains($0) || target.lowercased().contains($0) }
+                let why: String
+                if ["true", "1", "yes"].contains(label ?? "") {
+                    why = "is labelled felhom.bulk"
+                } else if looksLikeMedia && !["false", "0", "no"].contains(label ?? "") {
+                    why = "looks like media"
+                } else {
+                    continue
+                }
+                out.append(
+                    "service \(name): named volume '\(source)' (\(target)) \(why), but a named volume lives in the guest's root disk and rides in every backup: bind-mount a folder of a bulk storage path instead (felhom-controller storage list), or label it felhom.bulk: \"false\" if it is small"
+                )
             }
         }
         return out

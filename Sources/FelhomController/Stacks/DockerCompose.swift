@@ -45,6 +45,10 @@ public struct DockerCompose: ComposeRuntime {
         _ = try await run(["-p", project, "-f", file, "down"], what: "remove \(project)")
     }
 
+    public func resolvedConfig(project: String, file: String) async throws(ControllerError) -> String? {
+        try await run(["-p", project, "-f", file, "config", "--format", "json"], what: "read the config of \(project)")
+    }
+
     public func bindSources(project: String, file: String) async throws(ControllerError) -> [String] {
         try ComposeJSON.bindSources(try await run(["-p", project, "-f", file, "config", "--format", "json"], what: "read the config of \(project)"))
     }

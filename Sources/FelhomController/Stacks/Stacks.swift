@@ -118,10 +118,16 @@ public struct Stacks: Sendable {
         try await runtime.start(project: try project(name), file: composeFile(name))
     }
 
-    /// Validates the compose file, then creates and starts the stack (`up -d`).
+    /// Validates the compose file and the bulk-volume rule, then creates and starts the stack (`up -d`).
     public func deploy(_ name: String) async throws(ControllerError) {
         let project = try project(name)
         try await runtime.validate(project: project, file: composeFile(name))
+        if let config = try await runtime.resolvedConfig(project: project, file: composeFile(name)) {
+            let violations = try ComposeJSON.bulkViolations(config)
+            if !violations.isEmpty {
+                throw ControllerError(.invalidCompose, "stack \(name) breaks the bulk-volume rule: " + violations.joined(separator: "; "))
+            }
+        }
         try await runtime.up(project: project, file: composeFile(name))
     }
 
