@@ -85,6 +85,7 @@ import Testing
             ),
             (golden.replacingOccurrences(of: #""outcome":"done""#, with: #""outcome":"maybe""#), "$.audit_tail[0].outcome"),
             (golden.replacingOccurrences(of: #""size":1073741824"#, with: #""size":-1"#), "$.pbs_snapshots[0].size"),
+            (golden.replacingOccurrences(of: #""state":"attached""#, with: #""state":"lost""#), "$.storage_targets[0].state"),
             (golden.replacingOccurrences(of: #""size":1073741824"#, with: #""size":"big""#), "$.pbs_snapshots[0].size"),
             (golden.replacingOccurrences(of: #""reported_at":"2026-11-23T12:00:00Z""#, with: #""reported_at":"yesterday""#), "$.reported_at"),
         ]

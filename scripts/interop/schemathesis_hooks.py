@@ -64,7 +64,7 @@ def filter_body(context, body):
     if not isinstance(body, dict):
         return True
     if path.endswith("/host-report"):
-        return _unique(body.get("guests"), "vmid")
+        return _unique(body.get("guests"), "vmid") and _unique(body.get("storage_targets"), "uuid")
     if path.endswith("/guest-report"):
         return _unique(body.get("stacks"), "name")
     if "/secrets/" in path:
@@ -78,6 +78,11 @@ def filter_body(context, body):
         guests = body.get("guests")
         if not (_unique(guests, "vmid") and _unique(guests, "name")):
             return False
+        disks = body.get("storage")
+        if isinstance(disks, list):
+            uuids = [d.get("uuid", "").lower() for d in disks if isinstance(d, dict)]
+            if len(uuids) != len(set(uuids)) or sum(1 for d in disks if isinstance(d, dict) and d.get("default")) > 1:
+                return False
         requests = body.get("requests")
         if isinstance(requests, list):
             vmids = {g.get("vmid") for g in guests if isinstance(g, dict)} if isinstance(guests, list) else set()

@@ -151,6 +151,8 @@ public struct AgentConfig: Decodable, Sendable {
     }
 
     public var pve: PVE
+    /// Whether the agent keeps the storage manifest (`lsblk` and `mount` through the fenced backend; default true).
+    public var storageManifest: Bool?
     public var heal: Heal?
     public var escrow: Escrow?
     public var selftest: Selftest?
@@ -166,6 +168,7 @@ public struct AgentConfig: Decodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case pve, selftest, hub, provision, backup, heal, escrow
+        case storageManifest = "storage_manifest"
         case localAPI = "local_api"
         case restoreTest = "restore_test"
         case stateDir = "state_dir"
@@ -189,7 +192,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
-            .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
+            .init("storage_manifest", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
         ])
 
     /// The backup settings this config describes; nil without a `backup` section. The key's

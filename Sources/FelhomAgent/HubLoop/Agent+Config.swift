@@ -142,6 +142,7 @@ extension Agent {
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
             longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
-            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings, escrow: escrowSettings)
+            credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings, escrow: escrowSettings,
+            storageRunner: cfg.storageManifest ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil)
     }
 }

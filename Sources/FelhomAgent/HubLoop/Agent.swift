@@ -40,6 +40,8 @@ public final class Agent: Service, Sendable {
     let tokensDir: String
     /// Where the pinned operator keys are read from (reread when it changes); nil in tests that pass keys in.
     let signersFile: String?
+    /// The storage manifest (disks by filesystem UUID); nil without a command runner for the fenced backend.
+    public let storage: StorageKeeper?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -78,7 +80,8 @@ public final class Agent: Service, Sendable {
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
-        restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil
+        restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
+        storageRunner: (any CommandRunner)? = nil
     ) throws {
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
@@ -157,6 +160,7 @@ public final class Agent: Service, Sendable {
                 hostID: hostID, params: $0.params)
         }
         escrowDrillDays = escrowSettings?.drillDays ?? 7
+        storage = storageRunner.map { StorageKeeper(backend: PrivilegedBackend(runner: $0), stateDir: stateDir, log: log) }
     }
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
@@ -228,6 +232,7 @@ public final class Agent: Service, Sendable {
             await actOnRequests(spec)
             await housekeeping()
             await escrowTick()
+            await storageTick(spec)
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
                 let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""
@@ -266,6 +271,7 @@ public final class Agent: Service, Sendable {
         else { return nil }
         report.appliedGeneration = appliedGenerationForReport
         report.auditTail = auditTail()
+        if let storage { report.storageTargets = storage.targets }
         if backups != nil {
             let (b, r) = protectionRecords()
             report.backups = b
@@ -410,6 +416,18 @@ public final class Agent: Service, Sendable {
             if out.count >= 900 { return String(out.prefix(897)) + "..." }
         }
         return out
+    }
+
+    /// The storage manifest's round: scan the disks, apply the published disk policies, tell the hub
+    /// what changed (`storage_detected`, `storage_disconnected`, `storage_reconnected`, …).
+    func storageTick(_ spec: DesiredState) async {
+        guard let storage else { return }
+        for e in await storage.tick(policies: spec.storage, now: clock.now()) {
+            logger.notice("storage: \(e.type) \(e.data["uuid"]?.stringValue ?? "")")
+            do { try await hub.postEvent(type: e.type, severity: e.severity, data: .object(e.data)) } catch {
+                logger.warning("cannot post \(e.type): \(error)")
+            }
+        }
     }
 
     /// A bulk mount point that vzdump would include (`backup=1`): `bulk_volume_in_backup`, once per

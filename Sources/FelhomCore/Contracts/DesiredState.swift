@@ -175,6 +175,40 @@ public struct DesiredState: Codable, Sendable, Equatable {
     /// (where vzdump would capture it, and Docker named volumes live).
     public static let bulkThresholdGB = 500
 
+    /// The operator's policy for one disk the box reported (the storage handshake, SPEC §1 rule 7):
+    /// what it is for, its label, whether it is the default place for new guest data.
+    public struct DiskPolicy: Codable, Sendable, Equatable {
+        /// The filesystem UUID the box reported (`storage_targets`).
+        public var uuid: String
+        public var label: String
+        public var role: StorageTarget.Role
+        public var isDefault: Bool
+
+        public init(uuid: String, label: String, role: StorageTarget.Role, isDefault: Bool = false) {
+            self.uuid = uuid
+            self.label = label
+            self.role = role
+            self.isDefault = isDefault
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case uuid, label, role
+            case isDefault = "default"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            uuid = try c.decode(String.self, forKey: .uuid)
+            label = try c.decode(String.self, forKey: .label)
+            role = try c.decode(StorageTarget.Role.self, forKey: .role)
+            isDefault = try c.decodeIfPresent(Bool.self, forKey: .isDefault) ?? false
+        }
+    }
+
+    /// A filesystem UUID as the box's fenced `mount UUID=…` accepts it (ext4/xfs/btrfs, or a vfat/exfat serial).
+    public static let filesystemUUIDPattern =
+        #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"#
+
     /// How many requests a published state carries (older ones drop off).
     public static let maxRequests = 20
 
@@ -184,18 +218,22 @@ public struct DesiredState: Codable, Sendable, Equatable {
     public var versions: [String: String]
     /// One-off operator requests (hub-managed: a draft's own list is replaced at publish).
     public var requests: [Request]
+    /// Policies for the box's disks (by filesystem UUID).
+    public var storage: [DiskPolicy]
 
     public init(
-        guests: [Guest] = [], storagePolicy: StoragePolicy = StoragePolicy(), versions: [String: String] = [:], requests: [Request] = []
+        guests: [Guest] = [], storagePolicy: StoragePolicy = StoragePolicy(), versions: [String: String] = [:], requests: [Request] = [],
+        storage: [DiskPolicy] = []
     ) {
         self.guests = guests
         self.storagePolicy = storagePolicy
         self.versions = versions
         self.requests = requests
+        self.storage = storage
     }
 
     enum CodingKeys: String, CodingKey {
-        case guests, versions, requests
+        case guests, versions, requests, storage
         case storagePolicy = "storage_policy"
     }
 
@@ -205,6 +243,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         storagePolicy = try c.decodeIfPresent(StoragePolicy.self, forKey: .storagePolicy) ?? StoragePolicy()
         versions = try c.decodeIfPresent([String: String].self, forKey: .versions) ?? [:]
         requests = try c.decodeIfPresent([Request].self, forKey: .requests) ?? []
+        storage = try c.decodeIfPresent([DiskPolicy].self, forKey: .storage) ?? []
     }
 
     /// Encodes `requests` only when there are any (older documents stay byte-identical).
@@ -214,6 +253,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         try c.encode(storagePolicy, forKey: .storagePolicy)
         try c.encode(versions, forKey: .versions)
         if !requests.isEmpty { try c.encode(requests, forKey: .requests) }
+        if !storage.isEmpty { try c.encode(storage, forKey: .storage) }
     }
 
     /// Decodes and validates; errors name the JSON path.
@@ -244,6 +284,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         "storage_policy": .object(["backup_storage": .any, "backup_hour": .any, "keep_last": .any]),
         "versions": .map(.any),
         "requests": .array(.object(["id": .any, "kind": .any, "vmid": .any, "requested_at": .any])),
+        "storage": .array(.object(["uuid": .any, "label": .any, "role": .any, "default": .any])),
     ])
 
     public func encoded() -> Data { ContractCoding.encode(self) }
@@ -309,6 +350,22 @@ public struct DesiredState: Codable, Sendable, Equatable {
             guard Pattern.whole(v, #"[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?"#) else {
                 throw ContractError(path: "$.versions.\(k)", message: "must be a version like 1.2.3")
             }
+        }
+        guard storage.count <= 64 else { throw ContractError(path: "$.storage", message: "at most 64 disks") }
+        var disks = Set<String>()
+        for (i, d) in storage.enumerated() {
+            let p = "$.storage[\(i)]"
+            guard Pattern.whole(d.uuid, Self.filesystemUUIDPattern) else {
+                throw ContractError(path: "\(p).uuid", message: "must be a filesystem UUID as the box reported it (8-4-4-4-12 hex, or XXXX-XXXX)")
+            }
+            guard disks.insert(d.uuid.lowercased()).inserted else { throw ContractError(path: "\(p).uuid", message: "duplicate disk \(d.uuid)") }
+            guard !d.label.isEmpty, d.label.unicodeScalars.count <= 80, d.label.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+            else {
+                throw ContractError(path: "\(p).label", message: "must be 1–80 printable characters")
+            }
+        }
+        guard storage.filter(\.isDefault).count <= 1 else {
+            throw ContractError(path: "$.storage", message: "at most one disk may be the default")
         }
         guard requests.count <= Self.maxRequests else {
             throw ContractError(path: "$.requests", message: "at most \(Self.maxRequests) requests")

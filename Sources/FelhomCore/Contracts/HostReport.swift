@@ -122,7 +122,8 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var host: Metrics
     public var guests: [Guest]
     public var cloudflared: TunnelStatus
-    public var storageTargets: [JSONValue]
+    /// The storage manifest: every non-system disk by filesystem UUID.
+    public var storageTargets: [StorageTarget]
     /// Per guest: last backup success and failure (typed since issue 14).
     public var backups: [BackupRecord]
     /// Per guest: the last restore test.
@@ -138,7 +139,7 @@ public struct HostReport: Codable, Sendable, Equatable {
 
     public init(
         reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
-        storageTargets: [JSONValue] = [], backups: [BackupRecord] = [], restoreTests: [RestoreTestRecord] = [],
+        storageTargets: [StorageTarget] = [], backups: [BackupRecord] = [], restoreTests: [RestoreTestRecord] = [],
         pbsSnapshots: [PBSSnapshotRecord] = [], auditTail: [AuditRecord] = [], journalInFlight: [JSONValue] = []
     ) {
         self.reportedAt = reportedAt
@@ -173,7 +174,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         host = try c.decode(Metrics.self, forKey: .host)
         guests = try c.decode([Guest].self, forKey: .guests)
         cloudflared = try c.decode(TunnelStatus.self, forKey: .cloudflared)
-        storageTargets = try c.decode([JSONValue].self, forKey: .storageTargets)
+        storageTargets = try c.decode([StorageTarget].self, forKey: .storageTargets)
         backups = try c.decode([BackupRecord].self, forKey: .backups)
         restoreTests = try c.decode([RestoreTestRecord].self, forKey: .restoreTests)
         pbsSnapshots = try c.decode([PBSSnapshotRecord].self, forKey: .pbsSnapshots)
@@ -210,6 +211,19 @@ public struct HostReport: Codable, Sendable, Equatable {
             }
             for (k, v) in [("restore_seconds", r.restoreSeconds), ("healthy_seconds", r.healthySeconds)] where (v ?? 0) < 0 {
                 throw ContractError(path: "$.restore_tests[\(i)].\(k)", message: "must not be negative")
+            }
+        }
+        guard storageTargets.count <= 256 else { throw ContractError(path: "$.storage_targets", message: "at most 256 disks") }
+        var uuids = Set<String>()
+        for (i, t) in storageTargets.enumerated() {
+            guard !t.uuid.isEmpty, t.uuid.utf8.count <= 64 else {
+                throw ContractError(path: "$.storage_targets[\(i)].uuid", message: "must be a filesystem UUID (1–64 characters)")
+            }
+            guard uuids.insert(t.uuid).inserted else {
+                throw ContractError(path: "$.storage_targets[\(i)].uuid", message: "duplicate disk \(t.uuid)")
+            }
+            for (k, v) in [("size", t.size), ("free", t.free)] where (v ?? 0) < 0 {
+                throw ContractError(path: "$.storage_targets[\(i)].\(k)", message: "must not be negative")
             }
         }
         guard pbsSnapshots.count <= 5000 else { throw ContractError(path: "$.pbs_snapshots", message: "at most 5000 entries") }

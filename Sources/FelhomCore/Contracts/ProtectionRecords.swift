@@ -118,3 +118,67 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         self.detail = detail
     }
 }
+
+/// One disk in the host report's storage manifest (`storage_targets`, SPEC §4, seed review S3):
+/// known by its filesystem UUID, never by its device name (which changes between boots).
+public struct StorageTarget: Codable, Sendable, Equatable {
+    /// `unassigned` (seen, no policy yet), `attached`, `disconnected`, `decommissioned`.
+    public enum State: String, Codable, Sendable, CaseIterable {
+        case unassigned, attached, disconnected, decommissioned
+    }
+    /// What an assigned disk is for.
+    public enum Role: String, Codable, Sendable, CaseIterable {
+        case backup, bulk
+        case guestData = "guest-data"
+    }
+
+    /// The filesystem UUID (the durable id).
+    public var uuid: String
+    public var state: State
+    /// The device it was last seen as (`/dev/sdb1`; informational).
+    public var device: String?
+    public var label: String?
+    public var fstype: String?
+    /// Bytes.
+    public var size: Int64?
+    /// Free bytes while mounted.
+    public var free: Int64?
+    public var role: Role?
+    /// The default place for new guest data.
+    public var isDefault: Bool
+    /// Where the agent mounted it (`/mnt/felhom/…`).
+    public var mountPoint: String?
+    /// The disk that took over its data after a decommission.
+    public var migratedTo: String?
+    public var firstSeen: Date?
+    public var lastSeen: Date?
+
+    public init(
+        uuid: String, state: State, device: String? = nil, label: String? = nil, fstype: String? = nil, size: Int64? = nil, free: Int64? = nil,
+        role: Role? = nil, isDefault: Bool = false, mountPoint: String? = nil, migratedTo: String? = nil, firstSeen: Date? = nil,
+        lastSeen: Date? = nil
+    ) {
+        self.uuid = uuid
+        self.state = state
+        self.device = device
+        self.label = label
+        self.fstype = fstype
+        self.size = size
+        self.free = free
+        self.role = role
+        self.isDefault = isDefault
+        self.mountPoint = mountPoint
+        self.migratedTo = migratedTo
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case uuid, state, device, label, fstype, size, free, role
+        case isDefault = "default"
+        case mountPoint = "mount_point"
+        case migratedTo = "migrated_to"
+        case firstSeen = "first_seen"
+        case lastSeen = "last_seen"
+    }
+}

@@ -103,6 +103,20 @@ enum OpenAPIDocument {
                     backup_hour: {type: integer, minimum: 0, maximum: 23, nullable: true}
                     keep_last: {type: integer, minimum: 1, maximum: 1000, nullable: true}
                 versions: {type: object, nullable: true, additionalProperties: {type: string, pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]+)?$'}}
+                storage:
+                  type: array
+                  nullable: true
+                  maxItems: 64
+                  description: Disk policies by filesystem UUID (the storage handshake); uuids unique, at most one default.
+                  items:
+                    type: object
+                    additionalProperties: false
+                    required: [uuid, label, role]
+                    properties:
+                      uuid: {type: string, pattern: '^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4})$'}
+                      label: {type: string, minLength: 1, maxLength: 80, pattern: '^[^\\x00-\\x1f\\x7f]+$'}
+                      role: {type: string, enum: [backup, bulk, guest-data]}
+                      default: {type: boolean, nullable: true}
                 requests:
                   type: array
                   nullable: true
@@ -250,7 +264,27 @@ enum OpenAPIDocument {
                               required: [key, volume, backup]
                               properties: {key: {type: string}, volume: {type: string}, path: {type: string, nullable: true}, backup: {type: boolean}, size: {type: string, nullable: true}}
                 cloudflared: {type: string, description: "running, stopped or unknown; a value this hub does not know reads as unknown"}
-                storage_targets: {type: array, items: {}}
+                storage_targets:
+                  type: array
+                  maxItems: 256
+                  description: The storage manifest, every non-system disk by filesystem UUID (uuids unique).
+                  items:
+                    type: object
+                    required: [uuid, state, default]
+                    properties:
+                      uuid: {type: string, minLength: 1, maxLength: 64}
+                      state: {type: string, enum: [unassigned, attached, disconnected, decommissioned]}
+                      device: {type: string, nullable: true}
+                      label: {type: string, nullable: true}
+                      fstype: {type: string, nullable: true}
+                      size: {type: integer, minimum: 0, maximum: 9223372036854775807, nullable: true}
+                      free: {type: integer, minimum: 0, maximum: 9223372036854775807, nullable: true}
+                      role: {type: string, enum: [backup, bulk, guest-data, null], nullable: true}
+                      default: {type: boolean}
+                      mount_point: {type: string, nullable: true}
+                      migrated_to: {type: string, nullable: true}
+                      first_seen: {type: string, format: date-time, nullable: true}
+                      last_seen: {type: string, format: date-time, nullable: true}
                 backups:
                   type: array
                   items:

@@ -81,6 +81,16 @@ public enum EventRegistry {
             english: "— a bulk volume (media) is included in every backup: set backup=0 on it",
             hungarian: "— egy nagy kötet (média) minden mentésbe belekerül"),
         .init(
+            name: "storage_detected", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "— a new disk was found: assign it a policy (label, role) in the desired state",
+            hungarian: "— új lemez csatlakozott: adj meg hozzá szabályt"),
+        .init(
+            name: "storage_policy_unknown_disk", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— the desired state names a disk this box has never seen", hungarian: "— a beállítás egy ismeretlen lemezt nevez meg"),
+        .init(
+            name: "storage_mount_failed", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— an assigned disk could not be mounted", hungarian: "— egy lemezt nem sikerült csatolni"),
+        .init(
             name: "escrow_verified", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— the escrow drill opened the hub's copy of the backup key", hungarian: "— a kulcsletét-próba sikerült"),
         .init(

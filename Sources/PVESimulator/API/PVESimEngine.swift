@@ -78,6 +78,65 @@ public actor PVESimEngine {
         return (0, json, "")
     }
 
+    /// Plugs a disk in (or replaces the one with the same UUID).
+    public func attachDisk(_ disk: SimDisk) {
+        var disks = state.disks ?? []
+        disks.removeAll { $0.uuid == disk.uuid }
+        disks.append(disk)
+        state.disks = disks
+        persist()
+    }
+
+    /// Unplugs the disk with `uuid` (its mount goes with it).
+    public func detachDisk(uuid: String) {
+        state.disks?.removeAll { $0.uuid == uuid }
+        persist()
+    }
+
+    /// `lsblk --json --bytes --list --output PATH,UUID,LABEL,FSTYPE,SIZE,FSAVAIL,MOUNTPOINT` as
+    /// util-linux 2.38 prints it: the system disk (mounted at `/`, no filesystem UUID of its own as a
+    /// whole disk) and every attached disk.
+    public func execLsblk() -> String {
+        advance()
+        var devices: [JSONValue] = [
+            [
+                "path": "/dev/nvme0n1", "uuid": .null, "label": .null, "fstype": .null, "size": .int(512 << 30), "fsavail": .null,
+                "mountpoint": .null,
+            ],
+            [
+                "path": "/dev/nvme0n1p3", "uuid": "3f1c8a2e-5b7d-4e19-9c60-2d8b7a41e0f5", "label": .null, "fstype": "LVM2_member",
+                "size": .int(511 << 30), "fsavail": .null, "mountpoint": .null,
+            ],
+            [
+                "path": "/dev/mapper/pve-root", "uuid": "9a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", "label": .null, "fstype": "ext4",
+                "size": .int(96 << 30), "fsavail": .int(60 << 30), "mountpoint": "/",
+            ],
+        ]
+        for d in state.disks ?? [] {
+            devices.append([
+                "path": .string(d.device), "uuid": .string(d.uuid), "label": d.label.map { .string($0) } ?? .null, "fstype": .string(d.fstype),
+                "size": .int(d.sizeBytes), "fsavail": d.mountPoint == nil ? .null : .int(d.sizeBytes - d.usedBytes),
+                "mountpoint": d.mountPoint.map { .string($0) } ?? .null,
+            ])
+        }
+        return String(decoding: JSONValue.object(["blockdevices": .array(devices)]).serialized(), as: UTF8.self)
+    }
+
+    /// `mount UUID=… MOUNTPOINT -o …` as root runs it: the disk must be attached and not mounted
+    /// elsewhere.
+    public func execMount(uuid: String, mountPoint: String) -> (exitCode: Int32, stderr: String) {
+        advance()
+        guard let i = state.disks?.firstIndex(where: { $0.uuid == uuid }) else {
+            return (32, "mount: \(mountPoint): can't find UUID=\(uuid).\n")
+        }
+        if let at = state.disks?[i].mountPoint, at != mountPoint {
+            return (32, "mount: \(mountPoint): UUID=\(uuid) already mounted on \(at).\n")
+        }
+        state.disks?[i].mountPoint = mountPoint
+        persist()
+        return (0, "")
+    }
+
     /// How often each guest's controller was restarted through `pct exec … systemctl restart
     /// felhom-controller` (healing), since the engine started.
     public private(set) var controllerRestarts: [Int: Int] = [:]

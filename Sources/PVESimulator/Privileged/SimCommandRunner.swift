@@ -5,7 +5,8 @@ import Proxmox
 /// stacks list --json` from the guest's app-health payload (``PVESimEngine/execStacksList(vmid:)``),
 /// `pct push` accepted for an existing guest, `pct exec VMID -- systemctl restart felhom-controller`
 /// accepted for a running guest (counted: ``PVESimEngine/controllerRestarts``), `pvesm set STORAGE
-/// --encryption-key VALUE` as `PUT /storage` does it. Anything else fails as not simulated.
+/// --encryption-key VALUE` as `PUT /storage` does it, `lsblk --json …` and `mount UUID=…` from the
+/// host's attached disks (``PVESimEngine/attachDisk(_:)``). Anything else fails as not simulated.
 public struct SimCommandRunner: CommandRunner {
     let engine: PVESimEngine
 
@@ -22,6 +23,13 @@ public struct SimCommandRunner: CommandRunner {
             Array(arguments[2...]) == ["--", "systemctl", "restart", "felhom-controller"]
         {
             let (code, err) = await engine.execRestartController(vmid: vmid)
+            return CommandResult(exitCode: code, stdout: "", stderr: err)
+        }
+        if executable == "lsblk", arguments == PrivilegedBackend.lsblkArguments {
+            return CommandResult(exitCode: 0, stdout: await engine.execLsblk())
+        }
+        if executable == "mount", arguments.count == 4, arguments[0].hasPrefix("UUID="), arguments[2] == "-o" {
+            let (code, err) = await engine.execMount(uuid: String(arguments[0].dropFirst(5)), mountPoint: arguments[1])
             return CommandResult(exitCode: code, stdout: "", stderr: err)
         }
         if executable == "pvesm", arguments.count == 4, arguments[0] == "set", arguments[2] == "--encryption-key" {

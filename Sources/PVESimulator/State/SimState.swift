@@ -16,6 +16,8 @@ public struct SimState: Codable, Sendable {
     public var settings: SimSettings
     /// Next fake worker pid.
     public var nextPid: UInt32
+    /// Disks attached to the host besides its system disk (what `lsblk` lists); nil: none.
+    public var disks: [SimDisk]?
 
     public init(
         nodes: [SimNode], storages: [SimStorage], containers: [Int: SimContainer] = [:], volumes: [SimVolume] = [],
@@ -35,6 +37,27 @@ public struct SimState: Codable, Sendable {
         self.faults = faults
         self.settings = settings
         self.nextPid = nextPid
+    }
+}
+
+/// A disk attached to the simulated host (a USB drive, a second SATA disk), with one filesystem.
+public struct SimDisk: Codable, Sendable, Equatable {
+    public var device: String
+    public var uuid: String
+    public var label: String?
+    public var fstype: String
+    public var sizeBytes: Int64
+    public var usedBytes: Int64
+    /// Where it is mounted (`mount UUID=…` through the fenced backend), if at all.
+    public var mountPoint: String?
+
+    public init(device: String, uuid: String, label: String? = nil, fstype: String = "ext4", sizeBytes: Int64, usedBytes: Int64 = 0) {
+        self.device = device
+        self.uuid = uuid
+        self.label = label
+        self.fstype = fstype
+        self.sizeBytes = sizeBytes
+        self.usedBytes = usedBytes
     }
 }
 

@@ -3,15 +3,16 @@ import Foundation
 
 /// The fenced list of things the agent does as root because the Proxmox API cannot.
 ///
-/// Exactly eight operations, each building a fixed argument vector from validated input and running
+/// Exactly nine operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
 /// mount a USB disk by filesystem UUID, read SMART data, read sensors, push the controller's
 /// config file into a guest (`pct push`, a fixed destination only), and ask a guest's controller
 /// for its stacks (`pct exec … felhom-controller stacks list --json`, a fixed command only), and
 /// restart a silent controller (`pct exec … systemctl restart felhom-controller`), and give a PBS
-/// storage its encryption key (`pvesm set STORAGE --encryption-key KEY-JSON`). It makes no HTTP
-/// calls, and
+/// storage its encryption key (`pvesm set STORAGE --encryption-key KEY-JSON`), and list the
+/// filesystems of the attached disks with their UUIDs (`lsblk --json`, libblkid's view: the UUIDs
+/// `blkid` prints). It makes no HTTP calls, and
 /// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
@@ -282,6 +283,69 @@ public struct PrivilegedBackend: Sendable {
     public func setEncryptionKey(storage: String, keyJSON: String) async throws {
         let r = try await runner.run("pvesm", try Self.setEncryptionKeyArguments(storage: storage, keyJSON: keyJSON))
         try check(r, what: "pvesm set \(storage) --encryption-key …")
+    }
+
+    // MARK: 9. Filesystems of the attached disks
+
+    /// One filesystem as `lsblk --json --bytes --list` shows it.
+    public struct BlockFilesystem: Sendable, Equatable {
+        public var device: String
+        public var uuid: String?
+        public var label: String?
+        public var fstype: String?
+        public var size: Int64
+        /// Free bytes, when mounted.
+        public var available: Int64?
+        public var mountPoint: String?
+        public init(
+            device: String, uuid: String?, label: String?, fstype: String?, size: Int64, available: Int64? = nil, mountPoint: String? = nil
+        ) {
+            self.device = device
+            self.uuid = uuid
+            self.label = label
+            self.fstype = fstype
+            self.size = size
+            self.available = available
+            self.mountPoint = mountPoint
+        }
+    }
+
+    /// The fixed argv of `lsblk` (nothing of it comes from outside).
+    public static let lsblkArguments = ["--json", "--bytes", "--list", "--output", "PATH,UUID,LABEL,FSTYPE,SIZE,FSAVAIL,MOUNTPOINT"]
+
+    /// Every block device's filesystem (`lsblk --json --bytes --list --output PATH,UUID,…`).
+    public func filesystems() async throws -> [BlockFilesystem] {
+        let r = try await runner.run("lsblk", Self.lsblkArguments)
+        try check(r, what: "lsblk")
+        return try Self.parseFilesystems(r.stdout)
+    }
+
+    /// Parses lsblk's JSON (util-linux 2.38: numbers in bytes, `null` for what is not there); at
+    /// most 4 MiB and 4,096 devices; a label or UUID is kept only when printable and short.
+    public static func parseFilesystems(_ text: String) throws -> [BlockFilesystem] {
+        guard text.utf8.count <= 4 << 20, let doc = try? JSONValue.parse(Data(text.utf8)), let list = doc["blockdevices"]?.arrayValue,
+            list.count <= 4096
+        else { throw PrivilegedError(code: .badOutput, message: "lsblk did not print its JSON device list") }
+        func field(_ v: JSONValue?, max: Int = 128) -> String? {
+            guard let s = v?.stringValue, !s.isEmpty, s.utf8.count <= max, s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+            else { return nil }
+            return s
+        }
+        func number(_ v: JSONValue?) -> Int64? {
+            switch v {
+            case .int(let n)?: return n
+            case .string(let s)?: return Int64(s)
+            default: return nil
+            }
+        }
+        return try list.map { item in
+            guard let device = field(item["path"], max: 256) else {
+                throw PrivilegedError(code: .badOutput, message: "lsblk listed a device without a path")
+            }
+            return BlockFilesystem(
+                device: device, uuid: field(item["uuid"], max: 64), label: field(item["label"], max: 80), fstype: field(item["fstype"], max: 32),
+                size: number(item["size"]) ?? 0, available: number(item["fsavail"]), mountPoint: field(item["mountpoint"], max: 256))
+        }
     }
 
     // MARK: -
