@@ -81,6 +81,12 @@ public enum EventRegistry {
             english: "— a bulk volume (media) is included in every backup: set backup=0 on it",
             hungarian: "— egy nagy kötet (média) minden mentésbe belekerül"),
         .init(
+            name: "dr_recovered", postedBy: [.host], severity: .warning, customerMailable: true,
+            english: "was recovered on a new box from its backups", hungarian: "új eszközre lett visszaállítva a mentéseiből"),
+        .init(
+            name: "dr_incomplete", postedBy: [.host], severity: .critical, customerMailable: false,
+            english: "was recovered on a new box, but NOT everything came back", hungarian: "visszaállítása nem teljes"),
+        .init(
             name: "storage_detected", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— a new disk was found: assign it a policy (label, role) in the desired state",
             hungarian: "— új lemez csatlakozott: adj meg hozzá szabályt"),
