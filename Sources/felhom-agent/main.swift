@@ -12,7 +12,7 @@ struct FelhomAgentCommand: AsyncParsableCommand {
         commandName: "felhom-agent",
         abstract: "The Felhom host agent (runs on each Proxmox VE host).",
         version: FelhomVersion.current,
-        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self, EscrowCommand.self])
+        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self, EscrowCommand.self, RecoverCommand.self])
 }
 
 struct CheckCommand: AsyncParsableCommand {
@@ -212,7 +212,7 @@ struct EscrowCommand: AsyncParsableCommand {
                 throw ValidationError("--sheet '\(sheet)' exists already: a recovery sheet is written once, never over another")
             }
             do {
-                let keeper = try Agent.escrowKeeper(config: cfg)
+                let keeper = try await Agent.escrowKeeper(config: cfg, logger: Logger(label: "felhom.agent"))
                 let outcome = try await keeper.initialize(rotate: rotate)
                 print("escrow: PBS key \(outcome.fingerprint) (\(outcome.keyCreated ? "made now on this box" : "from \(cfg.backup?.keyFile ?? "")"))")
                 if outcome.storageConfigured { print("escrow: storage \(cfg.escrow?.storage ?? "pbs-felhom") now encrypts backups with it") }
@@ -263,7 +263,7 @@ struct EscrowCommand: AsyncParsableCommand {
             let cfg: AgentConfig
             do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
             do {
-                let keeper = try Agent.escrowKeeper(config: cfg)
+                let keeper = try await Agent.escrowKeeper(config: cfg, logger: Logger(label: "felhom.agent"))
                 let boxKey = try cfg.backupSettings()?.boxKey ?? ""
                 let r = await keeper.drill(boxKey: boxKey)
                 try? await keeper.hub.postEvent(type: r.type, severity: r.severity, data: .object(r.data))
@@ -282,6 +282,63 @@ struct EscrowCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("felhom-agent: \(error)\n".utf8))
                 throw ExitCode(1)
             }
+        }
+    }
+}
+
+/// `felhom-agent recover`: rebuild a lost box on this one from its backups (docs/operator-guide.md
+/// "a box is lost: recover it").
+struct RecoverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Restore a lost box's guests on this box from its encrypted backups, with the customer's recovery code.",
+        discussion: """
+            Run it on the replacement box BEFORE starting the agent service (which would provision the desired guests \
+            empty): set hub.enrollment_token to a token the operator made for the lost host, backup.key_file, and the \
+            PBS storage (escrow.storage, default pbs-felhom) pointing at the lost box's namespace. The code is read from \
+            --code-file or asked for on the terminal; it is never an argument (process lists show arguments). Run again \
+            after an interruption: finished guests are not restored twice. Exit status 0: everything came back; 3: some \
+            guests or volumes did not (listed); 1: nothing was changed.
+            """)
+    @Option(name: .long, help: "Agent config file (JSON).") var config: String?
+    @Option(name: .long, help: "A file holding the recovery code (else it is asked for on the terminal).") var codeFile: String?
+
+    func run() async throws {
+        let cfg: AgentConfig
+        do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+        let typed: String
+        if let codeFile {
+            guard let text = try? String(contentsOfFile: codeFile, encoding: .utf8) else {
+                throw ValidationError("cannot read --code-file '\(codeFile)'")
+            }
+            typed = text
+        } else {
+            print("Recovery code (from the recovery sheet): ", terminator: "")
+            typed = readLine(strippingNewline: true) ?? ""
+        }
+        let logger = Logger(label: "felhom.agent")
+        do {
+            let code = try RecoveryCode(parsing: typed)
+            let dr = try await Agent.disasterRecovery(config: cfg, logger: logger)
+            let report = try await dr.run(code: code)
+            print("recover: backups decrypt with key \(report.keyFingerprint)")
+            for g in report.guests {
+                var line = "  \(g.vmid) \(TerminalText.escaped(g.name)): \(g.status.rawValue)"
+                if let v = g.volid { line += " from \(v)" }
+                if let why = g.reason { line += " — \(why)" }
+                print(line)
+                for m in g.notRestored { print("      \(m.key) \(m.path): not restored — \(m.reason)") }
+            }
+            if !report.complete {
+                print("recover: NOT everything came back (listed above); the hub was told (dr_incomplete)")
+                throw ExitCode(3)
+            }
+            print("recover: every guest came back; start the agent service now")
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("felhom-agent: recover: \(error)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -13,11 +13,11 @@ def free_port():
 class Simulator:
     """`felhom pve-sim` on a free loopback port with a fresh state dir; a context manager."""
 
-    def __init__(self, felhom):
+    def __init__(self, felhom, extra=()):
         self.port = free_port()
         self.work = tempfile.mkdtemp(prefix="felhom-interop-")
         self.proc = subprocess.Popen(
-            [felhom, "pve-sim", "--listen", f"127.0.0.1:{self.port}", "--state", os.path.join(self.work, "sim")],
+            [felhom, "pve-sim", "--listen", f"127.0.0.1:{self.port}", "--state", os.path.join(self.work, "sim"), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.fingerprint = None
         self.tokens = {}  # "user@realm!name" -> secret

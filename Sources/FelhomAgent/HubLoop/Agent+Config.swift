@@ -30,24 +30,65 @@ extension Agent {
         heldLocks.withLock { $0[path] = lock }
     }
 
-    /// The escrow of an enrolled box, for `felhom-agent escrow init|drill` (no agent running needed):
-    /// its hub identity from `state_dir/host.json` (or `hub.host_key` + `hub.host_id`), the PBS key
-    /// file from `backup.key_file`, the storage from `escrow.storage`.
-    public static func escrowKeeper(config cfg: AgentConfig, commandRunner: (any CommandRunner)? = nil) throws -> EscrowKeeper {
+    /// The host's identity: `state_dir/host.json`, or `hub.host_key` + `hub.host_id`, or — on the
+    /// first start — traded for `hub.enrollment_token` and written durably before it is used.
+    static func enrolledIdentity(config cfg: AgentConfig, logger: Logger) async throws -> Identity {
+        guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
+        let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let idPath = stateDir + "/host.json"
+        if let data = FileManager.default.contents(atPath: idPath), let id = try? JSONDecoder().decode(Identity.self, from: data) {
+            return id
+        } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
+            return Identity(hostID: hostID, key: key.reveal())
+        } else if let token = hubCfg.enrollmentToken {
+            logger.info("enrolling with the hub at \(hubCfg.url)")
+            let (hostID, key) = try await HubClient.enroll(url: hubCfg.url, token: token, trust: try cfg.hubTrust())
+            let identity = Identity(hostID: hostID, key: key.reveal())
+            let data = try JSONEncoder().encode(identity)
+            // Durable before it is used: the enrollment token is one-time, losing host.json loses the box.
+            do { try DurableFile.write([UInt8](data), to: idPath, mode: 0o600) } catch {
+                throw ConfigError(code: .unreadable, message: "cannot write '\(idPath)': \(error.message)")
+            }
+            logger.info("enrolled as host \(hostID)")
+            return identity
+        }
+        throw ConfigError(code: .invalid, message: "give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
+    }
+
+    /// Disaster recovery on this box (`felhom-agent recover`): enrolls first when given a token
+    /// (the operator's enrollment token for the lost host), then restores from its bundle.
+    public static func disasterRecovery(config cfg: AgentConfig, logger: Logger, commandRunner: (any CommandRunner)? = nil) async throws
+        -> DisasterRecovery
+    {
+        guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
+        guard let keyFile = cfg.backup?.keyFile, !keyFile.isEmpty else {
+            throw ConfigError(
+                code: .invalid, message: "backup.key_file is missing (where the recovered PBS key goes: /etc/pve/priv/storage/<storage>.enc)")
+        }
+        let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+        let identity = try await enrolledIdentity(config: cfg, logger: logger)
+        do { try Self.lockStateDir(stateDir) } catch { throw ConfigError(code: .invalid, message: error.message) }
+        let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: try cfg.hubTrust())
+        let log: @Sendable (String) -> Void = { [logger] in logger.info("\($0)") }
+        return DisasterRecovery(
+            pve: PVEClient(connection: try cfg.pveConnection()), node: cfg.pve.node, journal: try Journal(path: stateDir + "/journal.jsonl"),
+            backend: PrivilegedBackend(runner: commandRunner ?? SubprocessCommandRunner()), hub: hub, hostID: identity.hostID, keyFile: keyFile,
+            storage: cfg.escrow?.storage ?? "pbs-felhom", targetStorage: cfg.provision?.storage ?? "local-lvm", stateDir: stateDir, log: log)
+    }
+
+    /// The escrow of the box, for `felhom-agent escrow init|drill` (no agent running needed): its
+    /// hub identity (enrolling first with `hub.enrollment_token` on a new box, as the box set-up
+    /// does), the PBS key file from `backup.key_file`, the storage from `escrow.storage`.
+    public static func escrowKeeper(config cfg: AgentConfig, logger: Logger, commandRunner: (any CommandRunner)? = nil) async throws
+        -> EscrowKeeper
+    {
         guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
         guard let keyFile = cfg.backup?.keyFile, !keyFile.isEmpty else {
             throw ConfigError(code: .invalid, message: "backup.key_file is missing (where the PBS key lives: /etc/pve/priv/storage/<storage>.enc)")
         }
         let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
-        let identity: Identity
-        if let data = FileManager.default.contents(atPath: stateDir + "/host.json"), let id = try? JSONDecoder().decode(Identity.self, from: data) {
-            identity = id
-        } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
-            identity = Identity(hostID: hostID, key: key.reveal())
-        } else {
-            throw ConfigError(
-                code: .invalid, message: "this box is not enrolled yet: start felhom-agent run once (it enrolls with hub.enrollment_token)")
-        }
+        let identity = try await enrolledIdentity(config: cfg, logger: logger)
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: try cfg.hubTrust())
         return EscrowKeeper(
             stateDir: stateDir, keyFile: keyFile, storage: cfg.escrow?.storage ?? "pbs-felhom", pve: PVEClient(connection: try cfg.pveConnection()),
@@ -74,25 +115,7 @@ extension Agent {
         let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let trust = try cfg.hubTrust()
-        let idPath = stateDir + "/host.json"
-        var identity: Identity
-        if let data = FileManager.default.contents(atPath: idPath), let id = try? JSONDecoder().decode(Identity.self, from: data) {
-            identity = id
-        } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
-            identity = Identity(hostID: hostID, key: key.reveal())
-        } else if let token = hubCfg.enrollmentToken {
-            logger.info("enrolling with the hub at \(hubCfg.url)")
-            let (hostID, key) = try await HubClient.enroll(url: hubCfg.url, token: token, trust: trust)
-            identity = Identity(hostID: hostID, key: key.reveal())
-            let data = try JSONEncoder().encode(identity)
-            // Durable before it is used: the enrollment token is one-time, losing host.json loses the box.
-            do { try DurableFile.write([UInt8](data), to: idPath, mode: 0o600) } catch {
-                throw ConfigError(code: .unreadable, message: "cannot write '\(idPath)': \(error.message)")
-            }
-            logger.info("enrolled as host \(hostID)")
-        } else {
-            throw ConfigError(code: .invalid, message: "give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
-        }
+        let identity = try await enrolledIdentity(config: cfg, logger: logger)
         // One agent per state directory: held for the life of this process (released at exit).
         do { try Self.lockStateDir(stateDir) } catch { throw ConfigError(code: .invalid, message: error.message) }
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: trust)
