@@ -130,3 +130,41 @@ func taskJSON(_ status: String, _ exit: String?) -> String {
         _ = try await client(t).destroyContainer(node: "pve1", vmid: 100, purge: true, force: true)
     }
 }
+
+/// A transport whose first `failures` sends break at the connection.
+final class FlakyTransport: HTTPTransport {
+    let failures: Int
+    let calls = Mutex<[String]>([])
+    init(failures: Int) { self.failures = failures }
+    func send(_ request: HTTPRequestSpec) async throws -> HTTPResponseSpec {
+        let n = calls.withLock {
+            $0.append("\(request.method) \(request.target)")
+            return $0.count
+        }
+        if n <= failures { throw HTTPClientError(code: .transport, message: "I/O on closed channel") }
+        return ok(#"{"data":"UPID:pve1:00001234:00000001:65F0A1B2:vzstart:101:felhom@pve!agent:"}"#)
+    }
+}
+
+@Suite struct TransportRetryTests {
+    func client(_ t: FlakyTransport) throws -> PVEClient {
+        PVEClient(
+            connection: try PVEConnection(host: "pve1", tokenID: "felhom@pve!agent", tokenSecret: Secret("s"), trust: .systemDefault),
+            transport: t)
+    }
+
+    @Test func aReadThatBrokeAtTheConnectionIsAskedAgainTwice() async throws {
+        let twice = FlakyTransport(failures: 2)
+        _ = try await client(twice).request("GET", "/nodes/pve1/storage")
+        #expect(twice.calls.withLock { $0.count } == 3)
+        let thrice = FlakyTransport(failures: 3)
+        await #expect(throws: PVEError.self) { _ = try await client(thrice).request("GET", "/nodes/pve1/storage") }
+        #expect(thrice.calls.withLock { $0.count } == 3, "two retries, no more")
+    }
+
+    @Test func aWriteIsNeverAskedAgain() async throws {
+        let t = FlakyTransport(failures: 1)
+        await #expect(throws: PVEError.self) { _ = try await client(t).startContainer(node: "pve1", vmid: 101) }
+        #expect(t.calls.withLock { $0 } == ["POST /api2/json/nodes/pve1/lxc/101/status/start"], "it may have happened")
+    }
+}

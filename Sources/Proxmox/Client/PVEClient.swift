@@ -42,10 +42,18 @@ public struct PVEClient: PVEAPI {
         }
         let name = "\(method) \(path)"
         let response: HTTPResponseSpec
-        do {
-            response = try await transport.send(HTTPRequestSpec(method: method, target: target, headers: headers, body: body))
-        } catch let e as HTTPClientError {
-            throw PVEError(transport: e)
+        var attempt = 0
+        while true {
+            do {
+                response = try await transport.send(HTTPRequestSpec(method: method, target: target, headers: headers, body: body))
+                break
+            } catch let e as HTTPClientError {
+                // A read that broke at the connection (reset, closed channel, refused) is asked again,
+                // twice, after 0.2 s and 0.6 s; a write (POST/PUT/DELETE) never is: it may have happened.
+                attempt += 1
+                guard method == "GET", e.code == .transport, attempt <= 2 else { throw PVEError(transport: e) }
+                try await Task.sleep(for: .milliseconds(200 * (attempt == 1 ? 1 : 3)))
+            }
         }
         guard (200..<300).contains(response.status) else {
             throw PVEError.fromResponse(status: response.status, reason: response.reason, body: response.body, request: name)
