@@ -26,9 +26,9 @@ def main(sim):
         json.dump({"pve": {"host": "127.0.0.1", "port": port, "node": "pve1", "token_id": "felhom@pve!agent",
                            "token_secret": secret, "fingerprint": fingerprint}, "selftest": {"vmid": 199}}, f)
 
-    def run(*args, env=None):
+    def run(*args, env=None, timeout=120):
         e = dict(os.environ); e.update(env or {})
-        return subprocess.run(list(args), capture_output=True, text=True, timeout=120, env=e)
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=e)
 
     def selftest_read():
         r = run(agent, "selftest", "read", "--config", config)
@@ -168,13 +168,14 @@ def main(sim):
 
     def demo_runs():
         report = os.path.join(work, "demo-report.json")
-        r = run(felhom, "demo", "--dir", os.path.join(work, "demo"), "--scenario-only", "--report", report)
+        r = run(felhom, "demo", "--dir", os.path.join(work, "demo"), "--scenario-only", "--report", report, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "demo finished: everything worked." in r.stdout, r.stdout
         with open(report) as f:
             seen = json.load(f)
         for k in ["converged", "provisioned_by_restore", "signed_op_applied", "unsigned_destroy_refused", "replay_rejected", "controller",
-                  "backup_encrypted", "restore_test_passed", "unencrypted_backup_refused"]:
+                  "backup_encrypted", "restore_test_passed", "unencrypted_backup_refused", "storage_manifest_reported",
+                  "bulk_rule_enforced", "escrow_verified", "dr_recovered"]:
             assert seen.get(k) is True, f"{k}: {seen}"
         # scripts/test runs a Docker engine: the demo's controller must use it, not the simulation.
         if os.environ.get("FELHOM_TEST_DOCKER") == "1":
@@ -187,7 +188,20 @@ def main(sim):
     check("wrong token secret fails clearly", wrong_secret_fails_clearly)
     check("missing config file is named", missing_config_is_named)
     check("task mode asks for a scratch guest", task_mode_needs_a_guest)
+    def demo_dr_runs():
+        report = os.path.join(work, "demo-dr-report.json")
+        r = run(felhom, "demo", "--scenario", "dr", "--stack-runtime", "simulated", "--dir", os.path.join(work, "demo-dr"), "--scenario-only",
+                "--report", report, timeout=300)
+        assert r.returncode == 0 and "demo finished: everything worked." in r.stdout, r.stdout + r.stderr
+        with open(report) as f:
+            seen = json.load(f)
+        assert seen.get("scenario") == "dr", seen
+        for k in ["storage_manifest_reported", "bulk_rule_enforced", "escrow_verified", "dr_recovered", "backup_encrypted"]:
+            assert seen.get(k) is True, f"{k}: {seen}"
+        assert "recovery code for the sheet" in r.stdout and "recovered: every guest restored" in r.stdout, r.stdout
+
     check("felhom demo", demo_runs)
+    check("felhom demo --scenario dr", demo_dr_runs)
     check("felhom secrets export evaluated by sh; a bad file names the line", secrets_export)
     check("felhom secrets render from a bundles file and from a real hub", secrets_render)
     check("--version on every executable; runtime failures exit 1 without usage", versions_and_exit_codes)

@@ -31,7 +31,8 @@ extension Agent {
     }
 
     /// What runs between cycles too (every long-poll answer, at most `long_poll_seconds` apart):
-    /// crash-consistent backups of guests whose controller missed the bound, and a healing round.
+    /// crash-consistent backups of guests whose controller missed the bound, the storage manifest's
+    /// scan (a disk plugged in is seen within seconds), and a healing round.
     /// Time-bound work needs no ticker of its own.
     public func housekeeping() async {
         let now = clock.now()
@@ -42,6 +43,7 @@ extension Agent {
                     "no controller called within the bound: backing up \(started.map(String.init).joined(separator: ", ")) crash-consistent")
             }
         }
+        if let spec = state.withLock({ $0.lastSpec }) { await storageTick(spec) }
         guard let healer, let tokens = localTokens, let spec = state.withLock({ $0.lastSpec }) else { return }
         let running = Set(spec.guests.filter { $0.runState == .running && !$0.ephemeral }.map(\.vmid))
         let watched = running.intersection(tokens.guests)

@@ -232,7 +232,6 @@ public final class Agent: Service, Sendable {
             await actOnRequests(spec)
             await housekeeping()
             await escrowTick()
-            await storageTick(spec)
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
                 let name = spec.guests.first { $0.vmid == vmid }?.name ?? ""

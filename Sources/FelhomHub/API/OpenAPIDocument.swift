@@ -106,8 +106,8 @@ enum OpenAPIDocument {
                 storage:
                   type: array
                   nullable: true
-                  maxItems: 64
-                  description: Disk policies by filesystem UUID (the storage handshake); uuids unique, at most one default.
+                  uniqueItems: true
+                  description: Disk policies by filesystem UUID (the storage handshake); at most 64, uuids unique, at most one default.
                   items:
                     type: object
                     additionalProperties: false
@@ -266,8 +266,8 @@ enum OpenAPIDocument {
                 cloudflared: {type: string, description: "running, stopped or unknown; a value this hub does not know reads as unknown"}
                 storage_targets:
                   type: array
-                  maxItems: 256
-                  description: The storage manifest, every non-system disk by filesystem UUID (uuids unique).
+                  uniqueItems: true
+                  description: The storage manifest, every non-system disk by filesystem UUID (at most 256, uuids unique).
                   items:
                     type: object
                     required: [uuid, state, default]
