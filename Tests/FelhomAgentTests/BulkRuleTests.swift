@@ -22,6 +22,11 @@ import Testing
         fixed.backup = false
         fixed.bulk = true
         try guest(8, [fixed]).validate()
+        // A path whose "/" is followed by a combining mark is still absolute (one Character, two scalars).
+        fixed.path = "/\u{301}media"
+        try guest(8, [fixed]).validate()
+        fixed.path = "/"
+        #expect((#expect(throws: ContractError.self) { try guest(8, [fixed]).validate() })?.path == "$.guests[0].mount_points[0].path")
     }
 
     /// Guests that break the rule anyway (changed behind the agent's back) are reported once each:

@@ -66,11 +66,7 @@ public struct EscrowKeeper: Sendable {
     public func initialize(rotate: Bool = false) async throws(EscrowError) -> Outcome {
         try makeDir()
         // The storage first: a key it already has is never replaced by a new one.
-        let configured: String?
-        do { configured = try await pve.storages().first { $0.storage == storage }.map { $0.encryptionKey ?? "" } } catch {
-            throw EscrowError(.io, "cannot read storage '\(storage)' from PVE: \(error)")
-        }
-        guard let current = configured else { throw EscrowError(.io, "PVE has no storage '\(storage)' (add the PBS storage first)") }
+        let current = try await PBSStorageKey.current(storage: storage, pve: pve)
         var created = false
         if !FileManager.default.fileExists(atPath: keyFile) {
             guard current.isEmpty else {
@@ -92,19 +88,9 @@ public struct EscrowKeeper: Sendable {
             raw = try PBSKey.rawKey(json: json)
         } catch { throw EscrowError(.io, "the PBS key file '\(keyFile)': \(error.message)") }
         let fingerprint = PBSKey.fingerprint(rawKey: raw)
-        var storageConfigured = false
-        if PBSKey.normalized(current) != fingerprint {
-            guard current.isEmpty else {
-                throw EscrowError(
-                    .fingerprintMismatch,
-                    "storage '\(storage)' uses key \(current), but '\(keyFile)' holds \(fingerprint): point backup.key_file at the storage's key (/etc/pve/priv/storage/\(storage).enc)"
-                )
-            }
-            do { try await backend.setEncryptionKey(storage: storage, keyJSON: String(decoding: json, as: UTF8.self)) } catch {
-                throw EscrowError(.io, "cannot give storage '\(storage)' its key: \(error)")
-            }
-            storageConfigured = true
-        }
+        let storageConfigured = try await PBSStorageKey.install(
+            keyJSON: String(decoding: json, as: UTF8.self), fingerprint: fingerprint, current: current, storage: storage, backend: backend,
+            hint: "point backup.key_file at the storage's key (/etc/pve/priv/storage/\(storage).enc)")
 
         // The envelope: the existing one for this key, or a new one under a new code.
         if !rotate, let data = FileManager.default.contents(atPath: envelopeFile), let env = try? EscrowEnvelope.decode(data),
@@ -208,5 +194,35 @@ public struct EscrowSettings: Sendable {
         self.drillDays = max(1, drillDays)
         self.runner = runner
         self.params = params
+    }
+}
+
+/// The one place that gives a PBS storage its encryption key (escrow init, disaster recovery):
+/// nothing when it has this key already, the fenced `pvesm set` when it has none, and an error
+/// naming both keys when it has another — a storage's key is never replaced, which would lock the
+/// backups made under it away.
+enum PBSStorageKey {
+    /// The fingerprint the storage shows (`""`: no key).
+    static func current(storage: String, pve: any PVEAPI) async throws(EscrowError) -> String {
+        let configured: String?
+        do { configured = try await pve.storages().first { $0.storage == storage }.map { $0.encryptionKey ?? "" } } catch {
+            throw EscrowError(.io, "cannot read storage '\(storage)' from PVE: \(error)")
+        }
+        guard let configured else { throw EscrowError(.io, "PVE has no storage '\(storage)' (add the PBS storage first)") }
+        return PBSKey.normalized(configured)
+    }
+
+    /// Gives `storage` the key unless it has it; returns whether it was set now.
+    static func install(
+        keyJSON: String, fingerprint: String, current: String, storage: String, backend: PrivilegedBackend, hint: String
+    ) async throws(EscrowError) -> Bool {
+        if current == PBSKey.normalized(fingerprint) { return false }
+        guard current.isEmpty else {
+            throw EscrowError(.fingerprintMismatch, "storage '\(storage)' uses key \(current), but the key here is \(fingerprint): \(hint)")
+        }
+        do { try await backend.setEncryptionKey(storage: storage, keyJSON: keyJSON) } catch {
+            throw EscrowError(.io, "cannot give storage '\(storage)' its key: \(error)")
+        }
+        return true
     }
 }

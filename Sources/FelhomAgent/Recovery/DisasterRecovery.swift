@@ -161,18 +161,14 @@ public struct DisasterRecovery: Sendable {
                 throw Failure(message: "cannot write '\(keyFile)': \(error.message)")
             }
         }
-        guard let st = try await pve.storages().first(where: { $0.storage == storage }) else {
-            throw Failure(message: "PVE has no storage '\(storage)': add the PBS storage (with the lost box's namespace) first")
-        }
-        let current = PBSKey.normalized(st.encryptionKey ?? "")
-        if current == fingerprint { return }
-        guard current.isEmpty else {
-            throw Failure(message: "storage '\(storage)' already uses another key (\(current)); the recovered key is \(fingerprint)")
-        }
         let json = String(decoding: FileManager.default.contents(atPath: keyFile) ?? Data(), as: UTF8.self)
-        do { try await backend.setEncryptionKey(storage: storage, keyJSON: json) } catch {
-            throw Failure(message: "cannot give storage '\(storage)' the recovered key: \(error)")
-        }
+        do throws(EscrowError) {
+            let current = try await PBSStorageKey.current(storage: storage, pve: pve)
+            let set = try await PBSStorageKey.install(
+                keyJSON: json, fingerprint: fingerprint, current: current, storage: storage, backend: backend,
+                hint: "the storage already encrypts with another key; recover onto a PBS storage without a key")
+            if !set { return }
+        } catch { throw Failure(message: error.message) }
         log("storage \(storage) now uses the recovered key \(fingerprint)")
     }
 

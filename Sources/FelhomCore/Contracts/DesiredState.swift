@@ -327,7 +327,8 @@ public struct DesiredState: Codable, Sendable, Equatable {
                     throw ContractError(path: "\(mp).key", message: "must be mp0 … mp255")
                 }
                 guard keys.insert(m.key).inserted else { throw ContractError(path: "\(mp).key", message: "duplicate mount point \(m.key)") }
-                guard m.path.hasPrefix("/"), m.path != "/", !m.path.contains(",") else {
+                // By scalars: "/" followed by a combining mark is one Character, and hasPrefix("/") would miss it.
+                guard m.path.unicodeScalars.first == "/", m.path.unicodeScalars.count > 1, !m.path.unicodeScalars.contains(",") else {
                     throw ContractError(path: "\(mp).path", message: "must be an absolute path other than / (no commas)")
                 }
                 guard m.sizeGB > 0 else { throw ContractError(path: "\(mp).size_gb", message: "must be positive (GiB)") }
