@@ -169,3 +169,17 @@ import Testing
         #expect(drift.allSatisfy { set[$0.field] == $0.desired })
     }
 }
+
+@Suite struct BoundedDrainTests {
+    @Test func aBoundedDrainAnswersAtTheLimitWhileWorkStillRuns() async throws {
+        let queue = GuestQueue()
+        let slow = Task { try await queue.run(vmid: 100) { try await Task.sleep(for: .seconds(5)) } }
+        try await Task.sleep(for: .milliseconds(50))
+        // false: it answered before the 5 s submission ended (waiting for it would have answered true).
+        #expect(await queue.drain(upTo: .milliseconds(200)) == false)
+        slow.cancel()
+        let quick = GuestQueue()
+        _ = try await quick.run(vmid: 101) { 1 }
+        #expect(await quick.drain(upTo: .seconds(5)) == true)
+    }
+}

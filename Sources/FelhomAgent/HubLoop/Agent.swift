@@ -545,7 +545,11 @@ public final class Agent: Service, Sendable {
                 try? await Task.sleep(for: .seconds(delay))
             }
         }
-        await queue.drain()
+        // Bounded: a restore test waiting for a scratch guest's apps must not hold a stop for minutes;
+        // whatever still runs is journaled and resumed (or compensated) at the next start.
+        if await !queue.drain(upTo: .seconds(30)) {
+            logger.notice("stopping with guest operations still running: they are resumed at the next start")
+        }
         logger.info("agent stopped")
     }
 }

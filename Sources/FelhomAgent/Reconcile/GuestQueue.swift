@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The per-guest serializer every guest mutation passes through: work for the same vmid runs
 /// strictly in submission order, work for different vmids runs in parallel. `drain()` waits for
@@ -33,6 +34,34 @@ public actor GuestQueue {
     public func drain() async {
         closed = true
         for t in tails.values { await t.value }
+    }
+
+    /// Like ``drain()``, but waits at most `limit`; returns whether everything finished. What is
+    /// still running then is journaled work: resumed or compensated at the next start.
+    public func drain(upTo limit: Duration) async -> Bool {
+        closed = true
+        let waiting = Array(tails.values)
+        // Unstructured on purpose: awaiting a task's value cannot be cancelled, so a task group would
+        // wait for the slowest submission anyway. The first of the two to finish answers.
+        let answered = Mutex(false)
+        return await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            let answer: @Sendable (Bool) -> Void = { finished in
+                if answered.withLock({ a in
+                    defer { a = true }
+                    return !a
+                }) {
+                    done.resume(returning: finished)
+                }
+            }
+            Task {
+                for t in waiting { await t.value }
+                answer(true)
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                answer(false)
+            }
+        }
     }
 
     /// Submissions not yet finished (for tests and metrics).
