@@ -117,3 +117,69 @@ import Testing
         }
     }
 }
+
+/// The disaster-recovery drill's own cost for N guests (docs/performance.md): box A makes N guests
+/// and backs them up; box B, whose every PVE task lasts exactly 0.5 s, recovers them. Overhead =
+/// wall time − PVE tasks × 0.5 s. Runs only with `FELHOM_BENCH_DR=N[,N…]` (`scripts/bench-dr`).
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["FELHOM_BENCH_DR"] != nil))
+struct DisasterRecoveryBench {
+    @Test func recoveryTimeAndOverheadForNGuests() async throws {
+        let sizes = (ProcessInfo.processInfo.environment["FELHOM_BENCH_DR"] ?? "2").split(separator: ",").compactMap { Int($0) }
+        for n in sizes { try await run(n) }
+    }
+
+    func run(_ n: Int) async throws {
+        let store = SimPBSDatastore(name: "felhom")
+        let dir = NSTemporaryDirectory() + "felhom-drbench-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let fast = EscrowEnvelope.KDFParams.standard
+        let vmids = (0..<n).map { 200 + $0 }
+        try await withRunningHub { hub in
+            let op = try HubClient(url: hub.url, key: Secret(operatorKey))
+            let customer = try await op.createCustomer(NewCustomer(name: "A", email: "a@example.hu", domain: "a.example.hu"))
+            let (hostID, keyA) = try await op.createHost(customerID: customer, name: "box")
+            let guests = vmids.map { DesiredState.Guest(vmid: $0, name: "g\($0)", cpu: 1, memoryMB: 512, diskGB: 4, runState: .running) }
+            _ = try await op.putDesired(hostID: hostID, DesiredState(guests: guests))
+            _ = try await op.publishDesired(hostID: hostID)
+            let code: RecoveryCode = try await withSim(
+                taskSeconds: 0.01, sharedPBS: store, DisasterRecoveryTests.namespace("customers/box", keep: [100, 101])
+            ) { a in
+                let root = try a.rootClient()
+                for vmid in vmids {
+                    var spec = ContainerCreateSpec(vmid: vmid, ostemplate: SimSeed.goldenTemplateVolid, restore: true)
+                    spec.storage = "local-lvm"
+                    _ = try await root.waitTask(try await root.createContainer(node: "pve1", spec), initialInterval: .milliseconds(5))
+                }
+                let keeper = EscrowKeeper(
+                    stateDir: dir + "/a", keyFile: dir + "/a.enc", storage: "pbs-felhom", pve: try a.client(),
+                    backend: PrivilegedBackend(runner: SimCommandRunner(engine: a.engine)), hub: try HubClient(url: hub.url, key: keyA),
+                    hostID: hostID, params: fast)
+                let code = try #require(try await keeper.initialize().code)
+                let up = try #require(try await root.vzdump(node: "pve1", VzdumpOptions(vmids: vmids, storage: "pbs-felhom")).upid)
+                _ = try await root.waitTask(up, initialInterval: .milliseconds(5))
+                return code
+            }
+            try await withSim(taskSeconds: 0.5, sharedPBS: store, DisasterRecoveryTests.namespace("customers/box", keep: [])) { b in
+                let token = try await op.enrollmentToken(hostID: hostID)
+                let (_, keyB) = try await HubClient.enroll(url: hub.url, token: Secret(token.token))
+                let dr = DisasterRecovery(
+                    pve: try b.client(), node: "pve1", journal: try Journal(path: dir + "/b.jsonl"),
+                    backend: PrivilegedBackend(runner: SimCommandRunner(engine: b.engine)), hub: try HubClient(url: hub.url, key: keyB),
+                    hostID: hostID, keyFile: dir + "/b.enc", storage: "pbs-felhom", targetStorage: "local-lvm", stateDir: dir + "/b",
+                    taskTimeout: .seconds(120))
+                let before = await b.engine.snapshot().tasks.count
+                let t0 = ContinuousClock.now
+                let report = try await dr.run(code: code)
+                let wall = ContinuousClock.now - t0
+                let tasks = await b.engine.snapshot().tasks.count - before
+                #expect(report.complete && report.guests.count == n)
+                let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+                print(
+                    String(
+                        format:
+                            "DR of %d guests: total %.2f s, %d PVE tasks × 0.5 s = %.1f s, agent overhead %.2f s (%.3f s per guest; includes one scrypt unwrap)",
+                        n, seconds, tasks, Double(tasks) * 0.5, seconds - Double(tasks) * 0.5, (seconds - Double(tasks) * 0.5) / Double(n)))
+            }
+        }
+    }
+}
