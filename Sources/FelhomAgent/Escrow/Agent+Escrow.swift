@@ -15,8 +15,6 @@ extension Agent {
         } else {
             logger.error("escrow drill FAILED (\(r.data["reason"]?.stringValue ?? "?")): \(r.data["message"]?.stringValue ?? "")")
         }
-        do { try await hub.postEvent(type: r.type, severity: r.severity, data: .object(r.data)) } catch {
-            logger.warning("cannot post \(r.type): \(error)")
-        }
+        await post(r)
     }
 }

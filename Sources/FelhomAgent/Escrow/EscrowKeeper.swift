@@ -103,14 +103,16 @@ public struct EscrowKeeper: Sendable {
         let (env, wrapping) = try EscrowEnvelope.wrap(rawKey: raw, code: code, params: params)
         try await upload(env, fingerprint: fingerprint)
         // Only now, with the hub holding it: keep the envelope and the drill's key.
-        let wrappingBytes = wrapping.withUnsafeBytes { Array($0) }
-        do throws(AppendLogError) {
-            try DurableFile.write(wrappingBytes, to: wrappingKeyFile, mode: 0o600)
-            try DurableFile.write(Array(env.encoded()), to: envelopeFile, mode: 0o600)
-        } catch {
+        do throws(AppendLogError) { try keep(env, wrapping: wrapping) } catch {
             throw EscrowError(.io, "the hub holds the new envelope, but it could not be kept here (\(error.message)); run escrow init --rotate again")
         }
         return Outcome(fingerprint: fingerprint, keyCreated: created, storageConfigured: storageConfigured, code: code)
+    }
+
+    /// Keeps what the drill needs: the wrapping key and the envelope it opens (0600 each).
+    func keep(_ env: EscrowEnvelope, wrapping: SymmetricKey) throws(AppendLogError) {
+        try DurableFile.write(wrapping.withUnsafeBytes { Array($0) }, to: wrappingKeyFile, mode: 0o600)
+        try DurableFile.write(Array(env.encoded()), to: envelopeFile, mode: 0o600)
     }
 
     func upload(_ env: EscrowEnvelope, fingerprint: String) async throws(EscrowError) {
@@ -143,11 +145,13 @@ public struct EscrowKeeper: Sendable {
     /// the key this box backs up with (`boxKey`, a fingerprint). Returns the event to report:
     /// `escrow_verified`, or `escrow_drill_failed` (critical) with the reason. Never throws: a
     /// failure is the finding.
-    public func drill(boxKey: String, now: Date = Date()) async -> (type: String, severity: HubEvent.Severity, data: [String: JSONValue]) {
-        func failed(_ reason: String, _ message: String) -> (String, HubEvent.Severity, [String: JSONValue]) {
-            ("escrow_drill_failed", .critical, ["reason": .string(reason), "message": .string(String(message.prefix(300)))])
+    public func drill(boxKey: String, now: Date = Date()) async -> AgentEvent {
+        func failed(_ reason: String, _ message: String) -> AgentEvent {
+            AgentEvent(
+                type: "escrow_drill_failed", severity: .critical,
+                data: ["reason": .string(reason), "message": .string(String(message.prefix(300)))])
         }
-        let result: (String, HubEvent.Severity, [String: JSONValue])
+        let result: AgentEvent
         if let keyData = FileManager.default.contents(atPath: wrappingKeyFile), keyData.count == 32 {
             do {
                 let bundle = try await hub.recoveryBundle(hostID: hostID)
@@ -160,7 +164,8 @@ public struct EscrowKeeper: Sendable {
                     let fp = PBSKey.fingerprint(rawKey: raw)
                     result =
                         fp == PBSKey.normalized(boxKey)
-                        ? ("escrow_verified", .info, ["key_fingerprint": .string(fp), "created": .string(env.created)])
+                        ? AgentEvent(
+                            type: "escrow_verified", severity: .info, data: ["key_fingerprint": .string(fp), "created": .string(env.created)])
                         : failed("stale", "the hub's envelope opens to key \(fp), but this box backs up with \(boxKey): run escrow init --rotate")
                 }
             } catch let error as EscrowError {
@@ -172,7 +177,7 @@ public struct EscrowKeeper: Sendable {
             result = failed("not_initialized", "escrow init has not run on this box")
         }
         try? makeDir()
-        let record = JSONValue.object(["at": .string(RFC3339.format(now)), "type": .string(result.0)])
+        let record = JSONValue.object(["at": .string(RFC3339.format(now)), "type": .string(result.type)])
         try? DurableFile.write(Array(record.serialized()), to: drillFile, mode: 0o600)
         return result
     }

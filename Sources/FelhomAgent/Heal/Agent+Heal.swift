@@ -48,9 +48,7 @@ extension Agent {
         let running = Set(spec.guests.filter { $0.runState == .running && !$0.ephemeral }.map(\.vmid))
         let watched = running.intersection(tokens.guests)
         for event in await healer.tick(watched: watched, now: now) {
-            do { try await hub.postEvent(type: event.type, severity: event.severity, data: .object(event.data)) } catch {
-                logger.warning("cannot post \(event.type) to the hub: \(error)")
-            }
+            await post(event)
         }
     }
 }

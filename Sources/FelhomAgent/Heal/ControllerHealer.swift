@@ -39,11 +39,7 @@ public final class ControllerHealer: Sendable {
     }
 
     /// One thing to tell the hub.
-    public struct Event: Sendable, Equatable {
-        public var type: String
-        public var severity: HubEvent.Severity
-        public var data: [String: JSONValue]
-    }
+    public typealias Event = AgentEvent
 
     /// The two remedies, run by the agent through the per-guest queue.
     public struct Remedies: Sendable {

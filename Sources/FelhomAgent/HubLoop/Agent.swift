@@ -423,9 +423,7 @@ public final class Agent: Service, Sendable {
         guard let storage else { return }
         for e in await storage.tick(policies: spec.storage, now: clock.now()) {
             logger.notice("storage: \(e.type) \(e.data["uuid"]?.stringValue ?? "")")
-            do { try await hub.postEvent(type: e.type, severity: e.severity, data: .object(e.data)) } catch {
-                logger.warning("cannot post \(e.type): \(error)")
-            }
+            await post(e)
         }
     }
 
@@ -447,9 +445,7 @@ public final class Agent: Service, Sendable {
             ]
             if let p = v.path { data["path"] = .string(p) }
             if let size = v.sizeGB { data["size_gb"] = .int(Int64(size)) }
-            do { try await hub.postEvent(type: "bulk_volume_in_backup", severity: .warning, data: .object(data)) } catch {
-                logger.warning("cannot post bulk_volume_in_backup: \(error)")
-            }
+            await post(AgentEvent(type: "bulk_volume_in_backup", severity: .warning, data: data))
         }
     }
 

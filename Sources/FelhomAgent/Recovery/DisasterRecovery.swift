@@ -174,12 +174,13 @@ public struct DisasterRecovery: Sendable {
 
     /// The drill keeps working on the new box: the envelope and its wrapping key, as escrow init keeps them.
     func keepEscrow(envelope: EscrowEnvelope, wrapping: SymmetricKey) throws {
-        let dir = stateDir + "/escrow"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        do throws(AppendLogError) {
-            try DurableFile.write(wrapping.withUnsafeBytes { Array($0) }, to: dir + "/wrapping.key", mode: 0o600)
-            try DurableFile.write(Array(envelope.encoded()), to: dir + "/envelope.json", mode: 0o600)
-        } catch { throw Failure(message: "cannot keep the escrow files in '\(dir)': \(error.message)") }
+        // The same files escrow init keeps (EscrowKeeper owns their names and modes).
+        let keeper = EscrowKeeper(
+            stateDir: stateDir, keyFile: keyFile, storage: storage, pve: pve, backend: backend, hub: hub, hostID: hostID)
+        do throws(EscrowError) { try keeper.makeDir() } catch { throw Failure(message: error.message) }
+        do throws(AppendLogError) { try keeper.keep(envelope, wrapping: wrapping) } catch {
+            throw Failure(message: "cannot keep the escrow files in '\(stateDir)/escrow': \(error.message)")
+        }
     }
 
     /// The newest backup per guest on the storage.

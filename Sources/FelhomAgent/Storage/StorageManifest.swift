@@ -39,11 +39,7 @@ public struct StorageManifest: Codable, Sendable, Equatable {
     }
 
     /// An event to post.
-    public struct Event: Sendable, Equatable {
-        public var type: String
-        public var severity: HubEvent.Severity
-        public var data: [String: JSONValue]
-    }
+    public typealias Event = AgentEvent
 
     /// Folds one scan and the policies in. Returns the events and the disks to mount (UUID, where).
     public mutating func observe(_ scan: [PrivilegedBackend.BlockFilesystem], policies: [DesiredState.DiskPolicy], now: Date) -> (
