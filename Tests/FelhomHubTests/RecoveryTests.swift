@@ -86,6 +86,14 @@ import Testing
                 (#"{"storage_manifest":[],"wrapped_escrow_key":{"format":"v0"}}"#, "$.wrapped_escrow_key"),
                 (#"{"storage_manifest":[],"wrapped_escrow_key":{"format":"felhom-escrow-v1","kdf":"scrypt"}}"#, "$.wrapped_escrow_key.salt"),
                 (#"{"storage_manifest":[],"wrapped_escrow_key":"c2VjcmV0"}"#, "$.wrapped_escrow_key"),
+                (
+                    envelope.replacingOccurrences(of: #""kdf":"scrypt""#, with: #""kdf":"\#(String(repeating: "s", count: 41))""#).wrappedBox,
+                    "$.wrapped_escrow_key.kdf"
+                ),
+                (
+                    envelope.replacingOccurrences(of: #","kdf_params":{"n":32768,"p":1,"r":8}"#, with: "").wrappedBox,
+                    "$.wrapped_escrow_key.kdf_params"
+                ),
             ] {
                 let r = try await client.call(.post, "/api/v1/recovery/box", key: w.hostKey, body: body)
                 #expect(r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == path, "\(body)")
@@ -185,4 +193,9 @@ import Testing
         #expect(clean["cloudflare"]?["zone"] == "z", "only the credential goes")
         await h.hub.store.close()
     }
+}
+
+extension String {
+    /// A box recovery report carrying this text as its escrow envelope.
+    fileprivate var wrappedBox: String { #"{"storage_manifest":[],"wrapped_escrow_key":\#(self)}"# }
 }

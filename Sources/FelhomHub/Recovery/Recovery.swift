@@ -37,8 +37,15 @@ extension Hub {
             guard case .object(let o) = w, o["format"]?.stringValue == "felhom-escrow-v1" else {
                 throw HubError.badRequest("must be an escrow envelope (format felhom-escrow-v1, docs/formats.md)", path: "$.wrapped_escrow_key")
             }
-            for k in ["kdf", "salt", "nonce", "ciphertext", "key_fingerprint", "created"] where o[k]?.stringValue == nil {
-                throw HubError.badRequest("required string", path: "$.wrapped_escrow_key.\(k)")
+            // The bounds the OpenAPI document states (code points, as JSON Schema counts them).
+            for (k, max) in [("kdf", 40), ("salt", 200), ("nonce", 200), ("ciphertext", 2000), ("key_fingerprint", 200), ("created", 64)] {
+                guard let v = o[k]?.stringValue else { throw HubError.badRequest("required string", path: "$.wrapped_escrow_key.\(k)") }
+                guard v.unicodeScalars.count <= max else {
+                    throw HubError.badRequest("at most \(max) characters", path: "$.wrapped_escrow_key.\(k)")
+                }
+            }
+            guard case .object? = o["kdf_params"] else {
+                throw HubError.badRequest("required object", path: "$.wrapped_escrow_key.kdf_params")
             }
             let text = String(decoding: w.serialized(), as: UTF8.self)
             guard text.utf8.count <= 8192 else { throw HubError.badRequest("at most 8 KiB", path: "$.wrapped_escrow_key") }
