@@ -50,11 +50,11 @@ struct AgentWorld: Sendable {
     }
 
     /// Queues an op and signs it with `key`; returns the op id.
-    func queueSigned(_ opName: String, vmid: Int, params: [String: JSONValue] = [:], key: SSHPrivateKey) async throws -> String {
+    func queueSigned(_ opName: String, vmid: Int?, params: [String: JSONValue] = [:], key: SSHPrivateKey) async throws -> String {
         // The hub only accepts registered keys; register this one if it is not yet.
         _ = try? await op.registerOperatorKey(NewOperatorKey(publicKey: key.publicKey.openSSHLine))
         let queued = try await op.createSignedOp(
-            NewSignedOp(hostID: hostID, guestID: "\(vmid)", op: opName, params: params, keyID: key.publicKey.fingerprint))
+            NewSignedOp(hostID: hostID, guestID: vmid.map { "\($0)" }, op: opName, params: params, keyID: key.publicKey.fingerprint))
         let signature = try key.sign(message: Array(queued.blob.utf8), namespace: OpVerifier.namespace).armored
         _ = try await op.uploadSignature(opID: queued.id, armored: signature)
         return queued.id

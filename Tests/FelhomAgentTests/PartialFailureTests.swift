@@ -55,6 +55,9 @@ struct FailingReads: PVEAPI {
         return try await real.containerConfig(node: node, vmid: vmid, current: current)
     }
     func storages() async throws -> [PVEStorageConfig] { try await real.storages() }
+    func createStorage(_ spec: StorageCreateSpec) async throws { try await real.createStorage(spec) }
+    func updateStorage(_ storage: String, content: [String]) async throws { try await real.updateStorage(storage, content: content) }
+    func deleteStorage(_ storage: String) async throws { try await real.deleteStorage(storage) }
     func nodeStorages(node: String) async throws -> [PVENodeStorage] { try await real.nodeStorages(node: node) }
     func storageContent(node: String, storage: String, content: String?, vmid: Int?) async throws -> [PVEStorageContent] {
         try await real.storageContent(node: node, storage: storage, content: content, vmid: vmid)

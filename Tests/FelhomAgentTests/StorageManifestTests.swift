@@ -119,6 +119,111 @@ import Testing
     }
 }
 
+/// The rest of the handshake and the end of a disk's life, on the simulator: an assigned disk gets
+/// its Proxmox storage (a `dir` with `is_mountpoint`), a role change updates its content, and
+/// `disk.decommission` is refused while any guest volume lives on it and otherwise removes the
+/// storage entry and marks the disk, leaving its data alone.
+@Suite struct DiskLifecycleTests {
+    static let usb = StorageManifestTests.usb
+    static let storageID = "felhom-1b2c3d4e"
+
+    @Test func anAssignedDiskGetsItsStorageAndIsDecommissionedOnlyWhenEmpty() async throws {
+        try await withAgentWorld { w in
+            let agent = try await w.agentWithStorage()
+            await w.sim.engine.attachDisk(SimDisk(device: "/dev/sdb1", uuid: Self.usb, label: "MEDIA", sizeBytes: 2 << 40, usedBytes: 1 << 40))
+            try await w.publish([])
+            // Before the box reported the disk, the hub refuses a policy for it (and for any unknown disk).
+            var desired = DesiredState()
+            desired.storage = [.init(uuid: Self.usb, label: "Media", role: .bulk, isDefault: true)]
+            let early = await #expect(throws: HubClientError.self) { try await w.op.putDesired(hostID: w.hostID, desired) }
+            #expect(early?.status == 409 && early?.code == "unknown_disk" && early?.path == "$.storage[0].uuid", "\(String(describing: early))")
+            try await agent.cycle()
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            var storage = try #require(await w.sim.engine.snapshot().storages.first { $0.id == Self.storageID })
+            #expect(storage.type == "dir" && storage.path == "/mnt/felhom/media-1b2c3d4e" && storage.content == ["rootdir"])
+            #expect(storage.isMountpoint == true, "offline whenever the disk is not mounted")
+            try await agent.cycle()
+            let target = try #require(try await agent.hostReport()?.storageTargets.first)
+            #expect(target.pveStorage == Self.storageID && target.state == .attached)
+            #expect(try await w.op.events(hostID: w.hostID, type: "storage_attached").count == 1)
+            let status = try #require(try await w.rootPVE().nodeStorages(node: "pve1").first { $0.storage == Self.storageID })
+            #expect(status.active && status.total == 2 << 40)
+
+            // The operator makes it the backup disk: the storage's content follows.
+            desired.storage[0].role = .backup
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            storage = try #require(await w.sim.engine.snapshot().storages.first { $0.id == Self.storageID })
+            #expect(storage.content == ["backup"])
+            desired.storage[0].role = .guestData
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+
+            // A guest keeps a volume on it: decommission is refused, naming the guest and the volume.
+            let root = try w.rootPVE()
+            var spec = ContainerCreateSpec(vmid: 150, ostemplate: SimSeed.osTemplateVolid)
+            spec.rootfs = "local-lvm:4"
+            spec.mountPoints[0] = try MountPoint(parsing: "\(Self.storageID):8,mp=/media,backup=0")
+            _ = try await root.waitTask(try await root.createContainer(node: "pve1", spec), timeout: .seconds(30))
+            let unknown = await #expect(throws: HubClientError.self) {
+                try await w.queueSigned("disk.decommission", vmid: nil, params: ["disk_uuid": "00000000-0000-4000-8000-000000000000"], key: w.pinned)
+            }
+            #expect(unknown?.code == "unknown_disk" && unknown?.path == "$.params.disk_uuid")
+            let refused = try await w.queueSigned("disk.decommission", vmid: nil, params: ["disk_uuid": .string(Self.usb)], key: w.pinned)
+            try await agent.cycle()
+            let refusedView = try await w.op.signedOp(refused)
+            #expect(refusedView.status == .rejected)
+            #expect(refusedView.reason?.contains("guest 150 mp0 (\(Self.storageID):") == true, "\(refusedView.reason ?? "")")
+            #expect(await w.sim.engine.snapshot().storages.contains { $0.id == Self.storageID }, "nothing changed")
+            #expect(try await agent.hostReport()?.storageTargets.first?.state == .attached)
+
+            // Emptied, it is decommissioned: the storage entry goes, the data stays, for good.
+            _ = try await root.waitTask(try await root.destroyContainer(node: "pve1", vmid: 150, purge: true, force: true), timeout: .seconds(30))
+            let done = try await w.queueSigned("disk.decommission", vmid: nil, params: ["disk_uuid": .string(Self.usb)], key: w.pinned)
+            try await agent.cycle()
+            #expect(try await w.op.signedOp(done).status == .applied)
+            #expect(agent.journal.entries(of: done).map(\.step) == ["begin", "storage_removed", "decommissioned", "done"])
+            let after = await w.sim.engine.snapshot()
+            #expect(!after.storages.contains { $0.id == Self.storageID })
+            #expect(after.disks?.first?.usedBytes == 1 << 40, "never wiped")
+            try await agent.cycle()
+            let gone = try #require(try await agent.hostReport()?.storageTargets.first)
+            #expect(gone.state == .decommissioned && gone.pveStorage == nil && !gone.isDefault)
+            #expect(
+                !(await w.sim.engine.snapshot().storages.contains { $0.id == Self.storageID }), "the still-published policy does not bring it back")
+            let again = await #expect(throws: HubClientError.self) {
+                try await w.queueSigned("disk.decommission", vmid: nil, params: ["disk_uuid": .string(Self.usb)], key: w.pinned)
+            }
+            #expect(again?.status == 409)
+        }
+    }
+
+    /// The simulator's `POST /storage` refuses what Proxmox refuses: a mount-point storage over a
+    /// path where nothing is mounted (nothing saved), a duplicate id, a content type `dir` cannot hold.
+    @Test func theSimulatorCreatesAndRemovesStoragesAsProxmoxDoes() async throws {
+        try await withSim { sim in
+            let root = try sim.rootClient()
+            var spec = StorageCreateSpec(storage: "usb", path: "/mnt/felhom/usb", content: ["backup"])
+            let unmounted = await #expect(throws: PVEError.self) { try await root.createStorage(spec) }
+            #expect(unmounted?.message.contains("directory is expected to be a mount point but is not mounted") == true)
+            #expect(!(await sim.engine.snapshot().storages.contains { $0.id == "usb" }))
+            spec.isMountpoint = false
+            try await root.createStorage(spec)
+            let duplicate = await #expect(throws: PVEError.self) { try await root.createStorage(spec) }
+            #expect(duplicate?.message.contains("storage ID 'usb' already defined") == true)
+            let badContent = await #expect(throws: PVEError.self) { try await root.updateStorage("usb", content: ["backup", "nonsense"]) }
+            #expect(badContent?.httpStatus == 400)
+            try await root.deleteStorage("usb")
+            let missing = await #expect(throws: PVEError.self) { try await root.deleteStorage("usb") }
+            #expect(missing?.message.contains("storage 'usb' does not exist") == true)
+        }
+    }
+}
+
 extension AgentWorld {
     /// An agent whose fenced backend is the simulator's (the storage manifest runs).
     func agentWithStorage() async throws -> Agent {

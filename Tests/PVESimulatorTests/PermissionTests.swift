@@ -64,8 +64,16 @@ import Testing
         #expect(root["Sys.Modify"] == nil)
         #expect(root["Datastore.Allocate"] == nil)
         #expect(root["Permissions.Modify"] == nil)
-        // Storage definitions need Datastore.Allocate: refused.
+        // Storage definitions: Datastore.Allocate on /storage itself (FelhomStorage, not
+        // propagated) adds and removes them; anything checked on /storage/{id} is refused, so the
+        // box can neither read a storage's full config nor prune its backups.
+        let storagePerms = await h.call("GET", "/access/permissions", query: "path=/storage")
+        #expect(storagePerms.data?["/storage"]?["Datastore.Allocate"] != nil)
         #expect(await h.call("GET", "/storage/pbs-felhom").reason == "Permission check failed (/storage/pbs-felhom, Datastore.Allocate)")
+        let prune = await h.call("POST", "/nodes/pve1/vzdump", form: "vmid=101&storage=pbs-felhom&prune-backups=keep-last%3D1")
+        #expect(prune.reason == "Permission check failed (/storage/pbs-felhom, Datastore.Allocate)")
+        #expect(await h.call("POST", "/storage", form: "storage=usb&type=dir&path=/mnt/usb").status == 200)
+        #expect(await h.call("DELETE", "/storage/usb").status == 200)
         // The read-only token sees everything and changes nothing.
         #expect(await h.call("GET", "/nodes/pve1/lxc", token: SimSeed.auditorTokenID).data?.arrayValue?.count == 3)
         let vz = await h.call("POST", "/nodes/pve1/vzdump", token: SimSeed.auditorTokenID, form: "vmid=101&storage=local")

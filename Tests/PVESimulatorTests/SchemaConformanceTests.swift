@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func everyCoveredEndpointAnswersPerItsReturnSchema() async throws {
-        #expect(Self.schema.count == 33)
+        #expect(Self.schema.count == 35)
         let h = EngineHarness(taskSeconds: 1)
         var checked: Set<String> = []
         func check(_ key: String, _ path: String, query: String = "", form: String? = nil, token: String = SimSeed.rootTokenID) async -> JSONValue? {
@@ -117,7 +117,9 @@ import Testing
         _ = await check("GET /storage", "/storage")
         _ = await check("GET /storage/{storage}", "/storage/pbs-felhom")
         _ = await check("PUT /storage/{storage}", "/storage/pbs-felhom", form: "encryption-key=autogen")
+        _ = await check("POST /storage", "/storage", form: "storage=usb&type=dir&path=/mnt/usb&content=backup")
         _ = await check("GET /nodes/{node}/storage", "/nodes/pve1/storage")
+        _ = await check("DELETE /storage/{storage}", "/storage/usb")
         _ = await check("GET /nodes/{node}/storage/{storage}/status", "/nodes/pve1/storage/local/status")
         _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/pbs-felhom/content")
         _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/local/content")

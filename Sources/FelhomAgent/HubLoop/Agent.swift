@@ -150,9 +150,11 @@ public final class Agent: Service, Sendable {
         } else {
             healer = nil
         }
+        let storage = storageRunner.map { StorageKeeper(backend: PrivilegedBackend(runner: $0), stateDir: stateDir, pve: pve, node: node, log: log) }
+        self.storage = storage
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
-            node: node, taskTimeout: provision.taskTimeout, log: log)
+            node: node, taskTimeout: provision.taskTimeout, storage: storage, log: log)
         localRollbacks = LocalRollbacks(runner: runner, hub: hub, logger: logger)
         escrow = escrowSettings.map {
             EscrowKeeper(
@@ -160,7 +162,6 @@ public final class Agent: Service, Sendable {
                 hostID: hostID, params: $0.params)
         }
         escrowDrillDays = escrowSettings?.drillDays ?? 7
-        storage = storageRunner.map { StorageKeeper(backend: PrivilegedBackend(runner: $0), stateDir: stateDir, log: log) }
     }
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
@@ -230,7 +231,10 @@ public final class Agent: Service, Sendable {
             state.withLock { $0.lastSpec = spec }
             backupTick(spec)
             await actOnRequests(spec)
+            let disksBefore = storageShape()
             await housekeeping()
+            // A disk found, mounted, unplugged or retired shows on the hub now (the operator waits for it).
+            if storageShape() != disksBefore { reportNow = true }
             await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
@@ -415,6 +419,14 @@ public final class Agent: Service, Sendable {
             if out.count >= 900 { return String(out.prefix(897)) + "..." }
         }
         return out
+    }
+
+    /// What the operator sees of the manifest (not its free space or last-seen times).
+    func storageShape() -> [String] {
+        (storage?.targets ?? []).map {
+            [$0.uuid, $0.state.rawValue, $0.role?.rawValue ?? "", $0.label ?? "", $0.mountPoint ?? "", $0.pveStorage ?? "", "\($0.isDefault)"]
+                .joined(separator: "|")
+        }
     }
 
     /// The storage manifest's round: scan the disks, apply the published disk policies, tell the hub

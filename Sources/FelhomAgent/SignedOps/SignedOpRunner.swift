@@ -23,12 +23,15 @@ public struct SignedOpRunner: Sendable {
     let pve: any PVEAPI
     let node: String
     let taskTimeout: Duration
+    /// The storage manifest, for `disk.decommission` (nil: the op is refused).
+    let storage: StorageKeeper?
     let log: @Sendable (String) -> Void
 
     public init(
         verifier: OpVerifier, journal: Journal, queue: GuestQueue, pve: any PVEAPI, node: String,
-        taskTimeout: Duration = .seconds(600), log: @escaping @Sendable (String) -> Void = { _ in }
+        taskTimeout: Duration = .seconds(600), storage: StorageKeeper? = nil, log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.storage = storage
         self.slot = VerifierSlot(verifier)
         self.journal = journal
         self.queue = queue
@@ -132,7 +135,18 @@ public struct SignedOpRunner: Sendable {
         }
         let decision = Gate.decide(mutation, provenance: .signedOp, target: .init(dataBearing: true), signatureVerified: true)
         guard decision == .allowed else { throw GateError(mutation: mutation, decision: decision) }
-        guard op.op != .diskDecommission else { throw SignedOpError(message: "disk.decommission is not supported by this agent version") }
+        if op.op == .diskDecommission {
+            guard let storage else {
+                throw SignedOpError(message: "disk.decommission: this agent has no storage manifest (storage_manifest is off in its config)")
+            }
+            guard let uuid = op.params["disk_uuid"]?.stringValue else { throw SignedOpError(message: "params.disk_uuid missing") }
+            try verifier.checkTimeWindow(op)
+            let journal = self.journal
+            try await storage.decommission(uuid: uuid) { step, data in
+                try journal.append(op: id, kind: Self.kind, step: step, data: data)
+            }
+            return
+        }
         guard let g = op.guestID, let vmid = Int(g) else { throw SignedOpError(message: "target.guest_id is not a vmid") }
         if op.op == .guestDestroy, let desired, desired.guests.contains(where: { $0.vmid == vmid }) {
             throw SignedOpError(

@@ -123,16 +123,32 @@ public struct StorageManifest: Codable, Sendable, Equatable {
 }
 
 /// Runs the manifest on the box: scans through the fenced `lsblk`, mounts assigned disks by UUID
-/// through the fenced `mount`, keeps the manifest in `state_dir/storage-manifest.json` (written
-/// whole, fsync'd), and hands back the events and the `storage_targets` for the report.
+/// through the fenced `mount`, gives each mounted disk its Proxmox VE storage through the API
+/// (a `dir` storage with `is_mountpoint`, so Proxmox never writes to the system disk under an
+/// unplugged disk), keeps the manifest in `state_dir/storage-manifest.json` (written whole,
+/// fsync'd), and hands back the events and the `storage_targets` for the report.
+///
+/// Scans and decommissions run one at a time in one lane: a decommission never races a scan
+/// that would write back the manifest it read before.
 public final class StorageKeeper: Sendable {
     let backend: PrivilegedBackend
+    let pve: (any PVEAPI)?
+    let node: String
     let file: String
     let log: @Sendable (String) -> Void
     let current: Mutex<StorageManifest>
+    /// The last Proxmox storage error per disk, so each is said once, not every round.
+    let pveErrors = Mutex<[String: String]>([:])
+    /// One lane (key 0) for scans, mounts and decommissions.
+    let lane = GuestQueue()
 
-    public init(backend: PrivilegedBackend, stateDir: String, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        backend: PrivilegedBackend, stateDir: String, pve: (any PVEAPI)? = nil, node: String = "",
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.backend = backend
+        self.pve = pve
+        self.node = node
         self.file = stateDir + "/storage-manifest.json"
         self.log = log
         let loaded = FileManager.default.contents(atPath: stateDir + "/storage-manifest.json").flatMap {
@@ -144,9 +160,29 @@ public final class StorageKeeper: Sendable {
     /// The manifest as the report shows it.
     public var targets: [StorageTarget] { current.withLock { $0.disks } }
 
-    /// One round: scan, fold in the policies, mount what is assigned, save. A scan that fails
-    /// changes nothing (a missing `lsblk` is not every disk gone).
+    /// The Proxmox VE storage id the agent gives a disk: `felhom-` and the first 8 hex digits of
+    /// its UUID (stable when the operator renames the disk).
+    public static func storageID(uuid: String) -> String {
+        "felhom-" + String(uuid.lowercased().filter(\.isHexDigit).prefix(8))
+    }
+
+    /// What Proxmox may put on a disk of each role: backups, container mount points (bulk media),
+    /// or guest disks and mount points.
+    public static func content(for role: StorageTarget.Role) -> [String] {
+        switch role {
+        case .backup: return ["backup"]
+        case .bulk: return ["rootdir"]
+        case .guestData: return ["images", "rootdir"]
+        }
+    }
+
+    /// One round: scan, fold in the policies, mount what is assigned, give mounted disks their
+    /// PVE storage, save. A scan that fails changes nothing (a missing `lsblk` is not every disk gone).
     public func tick(policies: [DesiredState.DiskPolicy], now: Date = Date()) async -> [StorageManifest.Event] {
+        (try? await lane.run(vmid: 0) { await self.round(policies: policies, now: now) }) ?? []
+    }
+
+    func round(policies: [DesiredState.DiskPolicy], now: Date) async -> [StorageManifest.Event] {
         let scan: [PrivilegedBackend.BlockFilesystem]
         do { scan = try await backend.filesystems() } catch {
             log("storage scan failed (nothing changed): \(error)")
@@ -165,12 +201,154 @@ public final class StorageKeeper: Sendable {
                     .init(type: "storage_mount_failed", severity: .warning, data: ["uuid": .string(uuid), "message": .string("\(error)")]))
             }
         }
+        events += await applyPVEStorages(&manifest)
+        save(manifest)
+        return events
+    }
+
+    func save(_ manifest: StorageManifest) {
         current.withLock { $0 = manifest }
         do throws(AppendLogError) {
             try DurableFile.write(Array(ContractCoding.encode(manifest)), to: file, mode: 0o600)
         } catch {
             log("cannot save the storage manifest: \(error.message)")
         }
+    }
+
+    /// Every attached, mounted disk with a role gets its `dir` storage (created, or its content
+    /// updated when the role changed). Errors are events, said once per disk until they change.
+    func applyPVEStorages(_ manifest: inout StorageManifest) async -> [StorageManifest.Event] {
+        guard let pve else { return [] }
+        let wanted = manifest.disks.indices.filter {
+            manifest.disks[$0].state == .attached && manifest.disks[$0].role != nil && manifest.disks[$0].mountPoint != nil
+        }
+        guard !wanted.isEmpty else { return [] }
+        var events: [StorageManifest.Event] = []
+        let existing: [PVEStorageConfig]
+        do { existing = try await pve.storages() } catch {
+            log("cannot read the Proxmox storages (retried next round): \(error)")
+            return []
+        }
+        for i in wanted {
+            let disk = manifest.disks[i]
+            guard let role = disk.role, let path = disk.mountPoint else { continue }
+            let id = disk.pveStorage ?? Self.storageID(uuid: disk.uuid)
+            let content = Self.content(for: role)
+            var failure: String?
+            do {
+                if let have = existing.first(where: { $0.storage == id }) {
+                    if have.type != "dir" || have.path != path {
+                        failure =
+                            "Proxmox storage \(id) exists as \(have.type) at \(have.path ?? "no path"), not as the directory \(path): left alone; remove or rename it"
+                    } else if Set(have.content) != Set(content) {
+                        try await pve.updateStorage(id, content: content)
+                        log("storage \(id): content set to \(content.joined(separator: ",")) (role \(role.rawValue))")
+                    }
+                } else {
+                    try await pve.createStorage(StorageCreateSpec(storage: id, path: path, content: content, nodes: node.isEmpty ? [] : [node]))
+                    log("added Proxmox storage \(id) (dir \(path), \(content.joined(separator: ",")))")
+                    events.append(
+                        .init(
+                            type: "storage_attached", severity: .info,
+                            data: ["uuid": .string(disk.uuid), "pve_storage": .string(id), "role": .string(role.rawValue), "path": .string(path)]))
+                }
+            } catch {
+                failure = "cannot add or update Proxmox storage \(id): \(error)"
+            }
+            if failure == nil { manifest.disks[i].pveStorage = id }
+            let said = pveErrors.withLock { errors -> Bool in
+                defer { errors[disk.uuid] = failure }
+                return errors[disk.uuid] == failure
+            }
+            if let failure, !said {
+                log(failure)
+                events.append(.init(type: "storage_pve_failed", severity: .warning, data: ["uuid": .string(disk.uuid), "message": .string(failure)]))
+            }
+        }
         return events
+    }
+
+    /// Why a decommission was refused or failed.
+    public struct DecommissionError: Error, Sendable, CustomStringConvertible {
+        public enum Code: String, Sendable {
+            case unknownDisk = "unknown_disk"
+            case volumesLiveOnIt = "volumes_live_on_disk"
+            case pve
+        }
+        public var code: Code
+        public var message: String
+        public var description: String { "\(code.rawValue): \(message)" }
+    }
+
+    /// The `disk.decommission` signed op (after the gate): refuses while any guest volume lives on
+    /// the disk (naming each), removes its Proxmox storage entry, marks the disk `decommissioned`
+    /// for good. Never wipes, formats or deletes anything on the disk. Idempotent: a second run,
+    /// or a run after a crash, finds what is done and finishes the rest. `record` journals steps.
+    public func decommission(uuid: String, record: @escaping @Sendable (String, [String: String]) throws -> Void) async throws {
+        try await lane.run(vmid: 0) {
+            var manifest = self.current.withLock { $0 }
+            guard let i = manifest.disks.firstIndex(where: { $0.uuid.lowercased() == uuid.lowercased() }) else {
+                throw DecommissionError(code: .unknownDisk, message: "no disk with filesystem UUID \(uuid) is in this box's storage manifest")
+            }
+            if manifest.disks[i].state == .decommissioned { return }
+            let disk = manifest.disks[i]
+            let id = disk.pveStorage ?? Self.storageID(uuid: disk.uuid)
+            if let pve = self.pve {
+                let living = try await self.volumesOn(storage: id, mountPoint: disk.mountPoint, pve: pve)
+                guard living.isEmpty else {
+                    throw DecommissionError(
+                        code: .volumesLiveOnIt,
+                        message: "disk \(disk.label ?? disk.uuid) (\(disk.uuid)) still holds guest volumes: \(living.joined(separator: ", ")); "
+                            + "move or remove them first (nothing was changed)")
+                }
+                let exists: Bool
+                do { exists = try await pve.storages().contains { $0.storage == id } } catch {
+                    throw DecommissionError(code: .pve, message: "cannot read the Proxmox storages: \(error)")
+                }
+                if exists {
+                    do { try await pve.deleteStorage(id) } catch {
+                        throw DecommissionError(code: .pve, message: "cannot remove Proxmox storage \(id): \(error)")
+                    }
+                    try record("storage_removed", ["pve_storage": id])
+                    self.log("removed Proxmox storage \(id) (disk \(disk.uuid)); its data stays on the disk")
+                }
+            }
+            manifest.disks[i].state = .decommissioned
+            manifest.disks[i].isDefault = false
+            manifest.disks[i].pveStorage = nil
+            self.save(manifest)
+            try record("decommissioned", ["uuid": disk.uuid])
+        }
+    }
+
+    /// Guest volumes on the disk: every container's `rootfs`, `mpN` and `unusedN` on its storage
+    /// (or a bind mount from under its mount point), and any guest volume the storage lists.
+    func volumesOn(storage id: String, mountPoint: String?, pve: any PVEAPI) async throws -> [String] {
+        var out: [String] = []
+        do {
+            for guest in try await pve.containers(node: node).sorted(by: { $0.vmid < $1.vmid }) {
+                let config = try await pve.containerConfig(node: node, vmid: guest.vmid, current: false)
+                for (key, value) in config.raw.sorted(by: { $0.key < $1.key }) {
+                    guard key == "rootfs" || key.hasPrefix("mp") || key.hasPrefix("unused"), let text = value.stringValue else { continue }
+                    let volume = String(text.split(separator: ",").first ?? "")
+                    let onStorage = volume.hasPrefix(id + ":")
+                    let bindUnder = mountPoint.map { volume == $0 || volume.hasPrefix($0 + "/") } ?? false
+                    if onStorage || bindUnder { out.append("guest \(guest.vmid) \(key) (\(volume))") }
+                }
+            }
+            // A disk that is unplugged (its storage inactive) cannot be listed; its guests' configs were.
+            if try await pve.nodeStorages(node: node).contains(where: { $0.storage == id && $0.active }) {
+                for item in try await pve.storageContent(node: node, storage: id, content: nil, vmid: nil)
+                where item.content == "images" || item.content == "rootdir" {
+                    let name = "volume \(item.volid)"
+                    if !out.contains(where: { $0.contains(item.volid) }) { out.append(name) }
+                }
+            }
+        } catch let e as DecommissionError {
+            throw e
+        } catch {
+            throw DecommissionError(code: .pve, message: "cannot list the guest volumes to check the disk is empty: \(error)")
+        }
+        return out
     }
 }

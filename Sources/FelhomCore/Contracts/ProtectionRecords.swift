@@ -150,14 +150,17 @@ public struct StorageTarget: Codable, Sendable, Equatable {
     public var mountPoint: String?
     /// The disk that took over its data after a decommission.
     public var migratedTo: String?
+    /// The Proxmox VE storage the agent made for it (a `dir` storage over ``mountPoint``).
+    public var pveStorage: String?
     public var firstSeen: Date?
     public var lastSeen: Date?
 
     public init(
         uuid: String, state: State, device: String? = nil, label: String? = nil, fstype: String? = nil, size: Int64? = nil, free: Int64? = nil,
         role: Role? = nil, isDefault: Bool = false, mountPoint: String? = nil, migratedTo: String? = nil, firstSeen: Date? = nil,
-        lastSeen: Date? = nil
+        lastSeen: Date? = nil, pveStorage: String? = nil
     ) {
+        self.pveStorage = pveStorage
         self.uuid = uuid
         self.state = state
         self.device = device
@@ -178,6 +181,7 @@ public struct StorageTarget: Codable, Sendable, Equatable {
         case isDefault = "default"
         case mountPoint = "mount_point"
         case migratedTo = "migrated_to"
+        case pveStorage = "pve_storage"
         case firstSeen = "first_seen"
         case lastSeen = "last_seen"
     }

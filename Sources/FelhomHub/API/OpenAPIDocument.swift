@@ -283,6 +283,7 @@ enum OpenAPIDocument {
                       default: {type: boolean}
                       mount_point: {type: string, nullable: true}
                       migrated_to: {type: string, nullable: true}
+                      pve_storage: {type: string, nullable: true, description: "The Proxmox VE storage the agent made over the disk's mount point"}
                       first_seen: {type: string, format: date-time, nullable: true}
                       last_seen: {type: string, format: date-time, nullable: true}
                 backups:
@@ -481,7 +482,7 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {$ref: "#/components/schemas/DesiredState"}
-              responses: {"200": {description: the desired view}, "400": {description: invalid spec}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the desired view}, "400": {description: invalid spec}, "409": {description: "unknown_disk: a storage policy names a disk the box never reported"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/desired/publish:
             post:
               summary: Publish the draft (operator); bumps desired_generation and wakes the host's long-poll. Never touches apps.
@@ -755,7 +756,7 @@ enum OpenAPIDocument {
                         - {type: object, additionalProperties: false, required: [host_id, guest_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, guest_id: {$ref: "#/components/schemas/VMID"}, op: {type: string, enum: [guest.restore]}, params: {type: object, additionalProperties: false, required: [backup], properties: {backup: {type: string, pattern: '^[A-Za-z][A-Za-z0-9._-]{0,20}:backup/[A-Za-z0-9._+:/-]{1,60}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
                         - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [disk.decommission]}, params: {type: object, additionalProperties: false, required: [disk_uuid], properties: {disk_uuid: {type: string, pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
                         - {type: object, additionalProperties: false, required: [host_id, op, params], properties: {host_id: {$ref: "#/components/schemas/HostID"}, op: {type: string, enum: [agent.rollback]}, params: {type: object, additionalProperties: false, required: [version], properties: {version: {type: string, pattern: '^[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}$'}}}, ttl_seconds: {$ref: "#/components/schemas/OpTTL"}, key_id: {$ref: "#/components/schemas/KeyID"}}}
-              responses: {"201": {description: the op (status pending_signature), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: bad op}, "409": {description: "key_id_required (no key_id and not exactly one operational key), key_id_unknown (not a registered key), or the guest is still desired (destroy)"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"201": {description: the op (status pending_signature), content: {application/json: {schema: {$ref: "#/components/schemas/SignedOp"}}}}, "400": {description: bad op}, "409": {description: "key_id_required (no key_id and not exactly one operational key), key_id_unknown (not a registered key), the guest is still desired (destroy), or unknown_disk (disk.decommission of a disk the box never reported, or one already decommissioned)"}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: List ops (operator all; customer and host keys their own). Filters host_id, status.
               parameters: [{name: host_id, in: query, schema: {type: string}}, {name: status, in: query, schema: {type: string, enum: [pending_signature, signed, delivered, applied, rejected, expired]}}]

@@ -16,6 +16,10 @@ extension Hub {
 
     /// The latest published spec of a host and its generation, from the durable table.
     func publishedSpec(_ hostID: String, in db: any SQLDatabase) async throws -> (DesiredState, Int64, Int64)? {
+        try await Self.publishedSpecIfAny(hostID, in: db)
+    }
+
+    static func publishedSpecIfAny(_ hostID: String, in db: any SQLDatabase) async throws -> (DesiredState, Int64, Int64)? {
         guard let row = try await DesiredTable.latestPublished(hostID: hostID, in: db) else { return nil }
         return (try DesiredState.decode(Data(row.spec.utf8)), row.generation, row.publishedAt)
     }
@@ -50,8 +54,37 @@ extension Hub {
         }
         let text = String(decoding: spec.encoded(), as: UTF8.self)
         let now = self.now
-        try await store.withDB { db in try await DesiredTable.saveDraft(hostID: hostID, spec: text, at: now, in: db) }
+        try await store.withDB { db in
+            try await Self.checkDiskPolicies(spec, hostID: hostID, in: db)
+            try await DesiredTable.saveDraft(hostID: hostID, spec: text, at: now, in: db)
+        }
         return try await desired(hostID: hostID, by: principal)
+    }
+
+    /// The storage handshake (SPEC §1 rule 7): a disk policy may only name a disk the box has
+    /// reported (its latest `storage_targets`). Policies already in the draft or the published
+    /// state stay valid while their disk is away, so an unrelated edit never fails because a USB
+    /// disk is unplugged. 409 `unknown_disk` names the JSON path and the UUID.
+    static func checkDiskPolicies(_ spec: DesiredState, hostID: String, in db: any SQLDatabase) async throws {
+        guard !spec.storage.isEmpty else { return }
+        var known = Set<String>()
+        if let row = try await ReportsTable.latestHostReport(hostID: hostID, in: db),
+            let report = try? HostReport.decode(Data(row.body.utf8))
+        {
+            known.formUnion(report.storageTargets.map { $0.uuid.lowercased() })
+        }
+        if let draft = try await DesiredTable.draft(hostID: hostID, in: db), let old = try? DesiredState.decode(Data(draft.utf8)) {
+            known.formUnion(old.storage.map { $0.uuid.lowercased() })
+        }
+        if let (published, _, _) = try await Hub.publishedSpecIfAny(hostID, in: db) {
+            known.formUnion(published.storage.map { $0.uuid.lowercased() })
+        }
+        for (i, policy) in spec.storage.enumerated() where !known.contains(policy.uuid.lowercased()) {
+            throw HubError(
+                .conflict, "unknown_disk",
+                "host \(hostID) has not reported a disk with filesystem UUID \(policy.uuid): plug it in and wait for it to appear as unassigned in storage_targets",
+                path: "$.storage[\(i)].uuid")
+        }
     }
 
     /// Asks the box for an app-consistent backup or a restore test of one guest now: a new

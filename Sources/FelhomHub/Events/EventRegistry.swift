@@ -97,6 +97,13 @@ public enum EventRegistry {
             name: "storage_mount_failed", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "— an assigned disk could not be mounted", hungarian: "— egy lemezt nem sikerült csatolni"),
         .init(
+            name: "storage_attached", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "— an assigned disk is mounted and Proxmox can use it", hungarian: "— egy kijelölt lemez csatolva, a Proxmox használhatja"),
+        .init(
+            name: "storage_pve_failed", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— the Proxmox storage of an assigned disk could not be added or updated",
+            hungarian: "— egy kijelölt lemez Proxmox-tárolóját nem sikerült felvenni vagy módosítani"),
+        .init(
             name: "escrow_verified", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— the escrow drill opened the hub's copy of the backup key", hungarian: "— a kulcsletét-próba sikerült"),
         .init(

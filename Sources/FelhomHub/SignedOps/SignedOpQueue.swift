@@ -121,6 +121,19 @@ extension Hub {
                 )
             }
         }
+        if op == .diskDecommission, let uuid = r.params?["disk_uuid"]?.stringValue {
+            // Only a disk the box reported can be decommissioned (the agent checks again, and
+            // refuses while guest volumes live on it).
+            let body = try await store.withDB { db in try await ReportsTable.latestHostReport(hostID: r.hostID, in: db)?.body }
+            let targets = body.flatMap { try? HostReport.decode(Data($0.utf8)) }?.storageTargets ?? []
+            guard let disk = targets.first(where: { $0.uuid.lowercased() == uuid.lowercased() }) else {
+                throw HubError(
+                    .conflict, "unknown_disk", "host \(r.hostID) has not reported a disk with filesystem UUID \(uuid)", path: "$.params.disk_uuid")
+            }
+            guard disk.state != .decommissioned else {
+                throw HubError(.conflict, "conflict", "disk \(uuid) of host \(r.hostID) is already decommissioned", path: "$.params.disk_uuid")
+            }
+        }
         let ttl = r.ttlSeconds ?? 3600
         guard (60...86400).contains(ttl) else { throw HubError.badRequest("must be 60…86400 seconds", path: "$.ttl_seconds") }
         let keyID: String

@@ -89,6 +89,8 @@ extension PVESimEngine {
         case "GET /storage": return try listStorageConfig(p, authid)
         case "GET /storage/{storage}": return try getStorageConfig(p, authid)
         case "PUT /storage/{storage}": return try putStorageConfig(p, authid)
+        case "POST /storage": return try createStorage(p, authid)
+        case "DELETE /storage/{storage}": return try deleteStorage(p, authid)
         case "GET /nodes/{node}/storage": return try listNodeStorage(p, authid)
         case "GET /nodes/{node}/storage/{storage}/status": return try nodeStorageStatus(p, authid)
         case "GET /nodes/{node}/storage/{storage}/content": return try storageContent(p, authid)

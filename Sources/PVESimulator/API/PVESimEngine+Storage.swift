@@ -173,6 +173,7 @@ extension PVESimEngine {
         ]
         if s.shared || s.type == "pbs" { o["shared"] = 1 }
         if let v = s.path { o["path"] = .string(v) }
+        if s.isMountpoint == true { o["is_mountpoint"] = "yes" }
         if s.type == "pbs" {
             o["server"] = .string(s.server ?? "pbs.local")
             o["datastore"] = .string(s.datastore ?? "store")
@@ -199,7 +200,7 @@ extension PVESimEngine {
         let id = p.str("storage") ?? ""
         try require(authid, "/storage", ["Datastore.Allocate"])
         guard let i = state.storages.firstIndex(where: { $0.id == id }) else { throw SimError.die("storage '\(id)' does not exist") }
-        let modelled: Set<String> = ["storage", "delete", "digest", "encryption-key", "namespace", "fingerprint"]
+        let modelled: Set<String> = ["storage", "delete", "digest", "encryption-key", "namespace", "fingerprint", "content"]
         let unmodelled = p.values.keys.filter { !modelled.contains($0) }.sorted()
         if !unmodelled.isEmpty { throw SimError(status: 501, message: "storage option '\(unmodelled[0])' is not simulated") }
         var st = state.storages[i]
@@ -215,6 +216,7 @@ extension PVESimEngine {
         if let key = p.str("encryption-key") {
             if let made = try Self.applyEncryptionKey(key, to: &st, now: now) { config["encryption-key"] = .string(made) }
         }
+        if let content = p.str("content") { st.content = try Self.contentList(content, type: st.type) }
         if let ns = p.str("namespace") { st.namespace = ns }
         if let fp = p.str("fingerprint") { st.fingerprint = fp }
         state.storages[i] = st
@@ -222,6 +224,84 @@ extension PVESimEngine {
         var out: [String: JSONValue] = ["storage": .string(id), "type": .string(st.type)]
         if !config.isEmpty { out["config"] = .object(config) }
         return Result(.object(out))
+    }
+
+    /// `POST /storage` (`pvesm add`). The simulator models `dir` storages: `path` (absolute),
+    /// `content`, `is_mountpoint`, `nodes`, `disable`, `shared`. Like Proxmox, it activates the
+    /// storage before saving it: a `dir` with `is_mountpoint` over a path where nothing is mounted
+    /// is refused and nothing is saved.
+    func createStorage(_ p: Params, _ authid: String) throws -> Result {
+        try require(authid, "/storage", ["Datastore.Allocate"])
+        let id = p.str("storage") ?? ""
+        let type = p.str("type") ?? ""
+        guard type == "dir" else { throw SimError(status: 501, message: "creating a storage of type '\(type)' is not simulated") }
+        let modelled: Set<String> = [
+            "storage", "type", "path", "content", "is_mountpoint", "nodes", "disable", "shared", "mkdir", "create-base-path",
+            "create-subdirs",
+        ]
+        let unmodelled = p.values.keys.filter { !modelled.contains($0) }.sorted()
+        if !unmodelled.isEmpty { throw SimError(status: 501, message: "storage option '\(unmodelled[0])' is not simulated") }
+        guard let path = p.str("path") else { throw SimError.param(["path": "property is missing and it is not optional"]) }
+        guard path.hasPrefix("/") else { throw SimError.die("create storage failed: illegal path for directory storage: \(path)") }
+        let content = try Self.contentList(p.str("content") ?? "images,rootdir", type: type)
+        guard !state.storages.contains(where: { $0.id == id }) else {
+            throw SimError.die("create storage failed: storage ID '\(id)' already defined")
+        }
+        var st = SimStorage(id: id, type: type, content: content)
+        st.path = path
+        st.shared = p.bool("shared") ?? false
+        switch p.str("is_mountpoint") ?? "no" {
+        case "yes", "1", "on", "true": st.isMountpoint = true
+        case "no", "0", "off", "false": st.isMountpoint = nil
+        default: throw SimError(status: 501, message: "is_mountpoint with a path is not simulated")
+        }
+        st.active = p.bool("disable") != true
+        if st.isMountpoint == true, st.active, !(state.disks ?? []).contains(where: { $0.mountPoint == path }) {
+            throw SimError.die(
+                "create storage failed: unable to activate storage '\(id)' - directory is expected to be a mount point but is not mounted: '\(path)'"
+            )
+        }
+        state.storages.append(st)
+        persist()
+        return Result(.object(["storage": .string(id), "type": .string(type)]))
+    }
+
+    /// `DELETE /storage/{storage}` (`pvesm remove`): the entry goes; the volumes stay where they
+    /// are (Proxmox never deletes data with a storage entry).
+    func deleteStorage(_ p: Params, _ authid: String) throws -> Result {
+        try require(authid, "/storage", ["Datastore.Allocate"])
+        let id = p.str("storage") ?? ""
+        guard let i = state.storages.firstIndex(where: { $0.id == id }) else {
+            throw SimError.die("delete storage failed: storage '\(id)' does not exist")
+        }
+        state.storages.remove(at: i)
+        persist()
+        return Result(.null)
+    }
+
+    /// A `content` list as PVE checks it for the storage type.
+    static func contentList(_ text: String, type: String) throws -> [String] {
+        let allowed: Set<String> =
+            type == "pbs"
+            ? ["backup"] : type == "dir" ? ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"] : ["images", "rootdir"]
+        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for item in items where !allowed.contains(item) {
+            throw SimError.param(["content": "storage does not support content type '\(item)'"])
+        }
+        return items
+    }
+
+    /// A storage as it is now: a `dir` with `is_mountpoint` is active only while a disk is
+    /// mounted at its path, with that disk's size.
+    func live(_ s: SimStorage) -> SimStorage {
+        guard s.isMountpoint == true, let path = s.path else { return s }
+        var out = s
+        if let disk = (state.disks ?? []).first(where: { $0.mountPoint == path }) {
+            out.totalBytes = disk.sizeBytes
+        } else {
+            out.active = false
+        }
+        return out
     }
 
     /// PBSPlugin's `encryption-key` handling: `autogen` makes a key (returned as its JSON, once);
@@ -259,7 +339,8 @@ extension PVESimEngine {
         return Result(.object(storageConfigObject(try storage(id))))
     }
 
-    func nodeStorageObject(_ s: SimStorage) -> [String: JSONValue] {
+    func nodeStorageObject(_ storage: SimStorage) -> [String: JSONValue] {
+        let s = live(storage)
         let used = state.volumes.filter { $0.storage == s.id }.reduce(Int64(0)) { $0 + $1.size }
         let total = s.active ? s.totalBytes : 0
         let usedOut = s.active ? min(used, total) : 0
@@ -277,7 +358,7 @@ extension PVESimEngine {
         let items = state.storages.filter { s in
             canSeeStorage(authid, s.id) && (p.str("storage") == nil || p.str("storage") == s.id)
                 && (content.map { !$0.isDisjoint(with: s.content) } ?? true)
-                && (p.bool("enabled") != true || s.active)
+                && (p.bool("enabled") != true || live(s).active)
         }.map { JSONValue.object(nodeStorageObject($0)) }
         return Result(.array(items))
     }

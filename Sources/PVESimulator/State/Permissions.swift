@@ -37,7 +37,14 @@ public enum Permissions {
         "VM.Config.HWType", "VM.Console", "Datastore.Audit", "Datastore.AllocateSpace", "Sys.Audit",
     ]
 
-    /// Built-in roles plus `FelhomAgent`.
+    /// The second role of Felhom's agent token, granted on `/storage` only and **not propagated**:
+    /// `Datastore.Allocate` there lets the agent add, update and remove storage definitions
+    /// (`POST /storage`, `PUT`/`DELETE /storage/{id}` check `/storage` itself) for the disks the
+    /// operator assigns, while every check on `/storage/{id}` — `prune-backups`, reading a
+    /// storage's full config — still fails: the box's token cannot prune its own backups.
+    public static let felhomStorageRole: [String] = ["Datastore.Allocate"]
+
+    /// Built-in roles plus `FelhomAgent` and `FelhomStorage`.
     public static let builtinRoles: [String: Set<String>] = [
         "Administrator": all,
         "NoAccess": [],
@@ -50,6 +57,7 @@ public enum Permissions {
         "PVETemplateUser": ["VM.Clone", "VM.Audit"],
         "PVEAdmin": all.subtracting(sysRoot).subtracting(["Permissions.Modify", "Mapping.Modify"]),
         "FelhomAgent": Set(felhomAgentRole),
+        "FelhomStorage": Set(felhomStorageRole),
     ]
 
     /// `/vms/100` → `["/", "/vms", "/vms/100"]`.

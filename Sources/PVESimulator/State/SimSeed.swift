@@ -109,6 +109,8 @@ public enum SimSeed {
             acls: [
                 SimACL(path: "/", ugid: "felhom@pve", role: "FelhomAgent"),
                 SimACL(path: "/", ugid: agentTokenID, role: "FelhomAgent"),
+                SimACL(path: "/storage", ugid: "felhom@pve", role: "FelhomStorage", propagate: false),
+                SimACL(path: "/storage", ugid: agentTokenID, role: "FelhomStorage", propagate: false),
                 SimACL(path: "/", ugid: "auditor@pve", role: "PVEAuditor"),
                 SimACL(path: "/", ugid: auditorTokenID, role: "PVEAuditor"),
             ])

@@ -94,6 +94,9 @@ public struct SimStorage: Codable, Sendable {
     public var encryptionKeyFingerprint: String?
     /// Unreachable storages report `active: 0` and zero sizes.
     public var active: Bool = true
+    /// `dir` only, `is_mountpoint=yes`: active only while a disk is mounted at `path` (its size
+    /// is then the storage's size).
+    public var isMountpoint: Bool?
 
     public init(id: String, type: String, content: [String]) {
         self.id = id

@@ -31,6 +31,34 @@ public protocol PVEAPI: Sendable {
     func rollbackSnapshot(node: String, vmid: Int, name: String, start: Bool) async throws -> UPID
     func deleteSnapshot(node: String, vmid: Int, name: String, force: Bool) async throws -> UPID
     func vzdump(node: String, _ options: VzdumpOptions) async throws -> PVEVzdumpResult
+    /// `POST /storage` (`pvesm add`), synchronous. Proxmox activates the storage before it saves
+    /// the entry: a `dir` storage with `is_mountpoint` is refused while nothing is mounted there.
+    func createStorage(_ spec: StorageCreateSpec) async throws
+    /// `PUT /storage/{storage}`: the content types it holds.
+    func updateStorage(_ storage: String, content: [String]) async throws
+    /// `DELETE /storage/{storage}`: removes the entry only; Proxmox leaves the data where it is.
+    func deleteStorage(_ storage: String) async throws
+}
+
+/// Parameters of `POST /storage` for the storages the agent adds: a `dir` storage on a disk the
+/// agent mounted, offline (not written to) whenever the disk is not mounted there.
+public struct StorageCreateSpec: Sendable, Equatable {
+    public var storage: String
+    public var type: String = "dir"
+    public var path: String
+    public var content: [String]
+    /// `is_mountpoint=yes`: Proxmox treats the storage as offline while the path is not a mount
+    /// point, so nothing is ever written to the system disk underneath an unplugged USB disk.
+    public var isMountpoint: Bool = true
+    /// Limit to these nodes (empty: all).
+    public var nodes: [String] = []
+
+    public init(storage: String, path: String, content: [String], nodes: [String] = []) {
+        self.storage = storage
+        self.path = path
+        self.content = content
+        self.nodes = nodes
+    }
 }
 
 /// Parameters of `POST /nodes/{node}/lxc` (create, or restore from a backup volid).

@@ -236,4 +236,21 @@ public struct PVEClient: PVEAPI {
         if data.stringValue == "OK" { return .nothingToDo }
         return .task(try upid(data, "vzdump"))
     }
+
+    public func createStorage(_ spec: StorageCreateSpec) async throws {
+        var f: [(String, String)] = [
+            ("storage", spec.storage), ("type", spec.type), ("path", spec.path), ("content", spec.content.joined(separator: ",")),
+        ]
+        if spec.isMountpoint { f.append(("is_mountpoint", "yes")) }
+        if !spec.nodes.isEmpty { f.append(("nodes", spec.nodes.joined(separator: ","))) }
+        _ = try await request("POST", "/storage", form: f)
+    }
+
+    public func updateStorage(_ storage: String, content: [String]) async throws {
+        _ = try await request("PUT", "/storage/\(Self.seg(storage))", form: [("content", content.joined(separator: ","))])
+    }
+
+    public func deleteStorage(_ storage: String) async throws {
+        _ = try await request("DELETE", "/storage/\(Self.seg(storage))")
+    }
 }

@@ -165,8 +165,14 @@ public struct PVEStorageConfig: Sendable, Equatable {
     public var datastore: String?
     public var namespace: String?
     public var server: String?
+    /// For `dir`: its directory.
+    public var path: String?
+    /// For `dir`: `yes`, `no` or a path (Proxmox keeps what was given).
+    public var isMountpoint: String?
     init(json: JSONValue) throws {
         let f = try JSONFields(json, context: "storage")
+        path = f.optString("path")
+        isMountpoint = f.optString("is_mountpoint")
         storage = try f.string("storage")
         type = try f.string("type")
         content = (f.optString("content") ?? "").split(separator: ",").map(String.init)
