@@ -5,8 +5,18 @@ import Foundation
 public struct NewEnrollmentToken: Codable, Sendable {
     /// Validity (default 24 h).
     public var ttlSeconds: Int?
-    public init(ttlSeconds: Int? = nil) { self.ttlSeconds = ttlSeconds }
-    enum CodingKeys: String, CodingKey { case ttlSeconds = "ttl_seconds" }
+    /// A recovery enrollment token: for a replacement box of a host that was enrolled before (its
+    /// old key is revoked on use, as always). The box that trades it holds back provisioning
+    /// until `felhom-agent recover` has restored the guests, so it never builds them empty.
+    public var recovery: Bool?
+    public init(ttlSeconds: Int? = nil, recovery: Bool? = nil) {
+        self.ttlSeconds = ttlSeconds
+        self.recovery = recovery
+    }
+    enum CodingKeys: String, CodingKey {
+        case ttlSeconds = "ttl_seconds"
+        case recovery
+    }
 }
 
 /// A one-time enrollment token for a host.
@@ -15,15 +25,18 @@ public struct EnrollmentToken: Codable, Sendable {
     /// Shown once; stored only as a hash.
     public var token: String
     public var expiresAt: Timestamp
+    /// A recovery enrollment token (``NewEnrollmentToken/recovery``).
+    public var recovery: Bool?
 
-    public init(hostID: String, token: String, expiresAt: Timestamp) {
+    public init(hostID: String, token: String, expiresAt: Timestamp, recovery: Bool? = nil) {
         self.hostID = hostID
         self.token = token
         self.expiresAt = expiresAt
+        self.recovery = recovery
     }
 
     enum CodingKeys: String, CodingKey {
-        case token
+        case token, recovery
         case hostID = "host_id"
         case expiresAt = "expires_at"
     }
@@ -42,15 +55,20 @@ public struct Enrolled: Codable, Sendable {
     public var hostName: String
     /// The host's API key, shown once.
     public var apiKey: String
+    /// Traded for a recovery enrollment token: this box replaces a lost one and must run
+    /// `felhom-agent recover` before it provisions anything.
+    public var recovery: Bool?
 
-    public init(hostID: String, customerID: String, hostName: String, apiKey: String) {
+    public init(hostID: String, customerID: String, hostName: String, apiKey: String, recovery: Bool? = nil) {
         self.hostID = hostID
         self.customerID = customerID
         self.hostName = hostName
         self.apiKey = apiKey
+        self.recovery = recovery
     }
 
     enum CodingKeys: String, CodingKey {
+        case recovery
         case hostID = "host_id"
         case customerID = "customer_id"
         case hostName = "host_name"

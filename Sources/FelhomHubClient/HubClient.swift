@@ -120,11 +120,17 @@ public struct HubClient: Sendable {
 
     /// Trades a one-time enrollment token for this host's key. The token is the only credential.
     public static func enroll(url: String, token: Secret, trust: TLSTrust = .systemDefault) async throws -> (hostID: String, key: Secret) {
+        let enrolled = try await enrollment(url: url, token: token, trust: trust)
+        return (enrolled.hostID, Secret(enrolled.apiKey))
+    }
+
+    /// Trades an enrollment token for the host's identity, with what kind of token it was
+    /// (``Enrolled/recovery``: a replacement box for a lost one).
+    public static func enrollment(url: String, token: Secret, trust: TLSTrust = .systemDefault) async throws -> Enrolled {
         // No bearer key: the token in the body is the credential.
         var client = try HubClient(url: url, key: token, trust: trust, timeout: .seconds(30))
         client.anonymous = true
-        let enrolled = try await client.send("POST", "/api/v1/enroll", body: EnrollRequest(token: token.reveal()), as: Enrolled.self)
-        return (enrolled.hostID, Secret(enrolled.apiKey))
+        return try await client.send("POST", "/api/v1/enroll", body: EnrollRequest(token: token.reveal()), as: Enrolled.self)
     }
 
     /// Posts a host report; returns the control envelope.
@@ -256,9 +262,11 @@ public struct HubClient: Sendable {
         try await send("POST", "/api/v1/hosts/\(Self.segment(id))/\(blocked ? "block" : "unblock")", as: HostView.self)
     }
 
-    public func enrollmentToken(hostID: String, ttlSeconds: Int? = nil) async throws -> EnrollmentToken {
+    public func enrollmentToken(hostID: String, ttlSeconds: Int? = nil, recovery: Bool = false) async throws -> EnrollmentToken {
         try await send(
-            "POST", "/api/v1/hosts/\(Self.segment(hostID))/enrollment", body: NewEnrollmentToken(ttlSeconds: ttlSeconds), as: EnrollmentToken.self)
+            "POST", "/api/v1/hosts/\(Self.segment(hostID))/enrollment",
+            body: NewEnrollmentToken(ttlSeconds: ttlSeconds, recovery: recovery ? true : nil),
+            as: EnrollmentToken.self)
     }
 
     /// Saves the draft desired state of a host (not yet published).

@@ -3,10 +3,11 @@
 one simulated PBS datastore (`--pbs-datastore`, by namespace), `felhom-hub`, `felhom-agent`.
 
 Box A enrolls, sets up its escrow (`escrow init`: the key made on the box, the recovery code shown
-once), backs its guests up encrypted, and is lost. Box B — an empty host on the same customer
-namespace — enrolls as the same host with a new token, is refused with a wrong code (nothing
-changed), is killed mid-restore, and with the right code restores both guests from A's backups
-exactly once; its first agent cycle then finds the desired state in sync.
+once), backs its guests up encrypted, and is lost: the hub (test thresholds) raises node_stale and
+node_down. Box B — an empty host on the same customer namespace — enrolls as the same host with a
+recovery enrollment token and holds back provisioning (no guest built empty), is refused with a
+wrong code (nothing changed), is killed mid-restore, and with the right code restores both guests
+from A's backups exactly once; its first agent cycle then finds the desired state in sync.
 Usage: dr_drill_test.py BIN_DIR
 """
 import json, os, re, subprocess, sys, tempfile
@@ -60,7 +61,8 @@ def main():
     seed(os.path.join(work, "seed-b.json"), False)
     sim_a = Simulator(felhom, ["--seed", os.path.join(work, "seed-a.json"), "--pbs-datastore", f"felhom={datastore}"])
     sim_b = Simulator(felhom, ["--seed", os.path.join(work, "seed-b.json"), "--pbs-datastore", f"felhom={datastore}"])
-    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP)
+    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP, env={
+        "FELHOM_HUB_CHECK_INTERVAL_SECONDS": "1", "FELHOM_HUB_STALE_AFTER_SECONDS": "4", "FELHOM_HUB_DOWN_AFTER_SECONDS": "8"})
     call = hub.call
     state = {}
     try:
@@ -75,7 +77,7 @@ def main():
         with open(os.path.join(work, "op.pub")) as f, open(signers, "w") as out:
             out.write("operator@felhom " + " ".join(f.read().split()[:2]) + "\n")
 
-        def box(name, sim):
+        def box(name, sim, recovery=False):
             """A box's directory, agent config (enrollment token for the host) and fake pct/pvesm."""
             d = os.path.join(work, name)
             os.makedirs(os.path.join(d, "bin"))
@@ -87,7 +89,9 @@ def main():
                            "pushed_dir": os.path.join(d, "pushed")}, f)
             for tool in ("pct", "pvesm"):
                 os.symlink(os.path.join(HERE, "fake_pct.py"), os.path.join(d, "bin", tool))
-            token = call("POST", f"/api/v1/hosts/{host}/enrollment")["token"]
+            answer = call("POST", f"/api/v1/hosts/{host}/enrollment", {"recovery": True} if recovery else {})
+            assert answer.get("recovery") is (True if recovery else None), answer
+            token = answer["token"]
             config = os.path.join(d, "agent.json")
             with open(config, "w") as f:
                 json.dump({"pve": {"host": "127.0.0.1", "port": sim.port, "node": "pve1", "token_id": "felhom@pve!agent",
@@ -127,11 +131,33 @@ def main():
             stored = json.load(open(datastore))["snapshots"]
             assert {x["namespace"] for x in stored} == {NS} and len(stored) == 2, stored
             state["fingerprint"] = fp
-            sim_a.close()  # box A is lost
+            def count(kind):
+                return len(call("GET", f"/api/v1/events?host_id={host}&type={kind}")["events"])
+            before = {kind: count(kind) for kind in ("node_stale", "node_down")}
+            sim_a.close()  # box A is lost: the hub notices (test thresholds: stale 4 s, down 8 s)
+            for kind in ("node_stale", "node_down"):
+                assert wait_for(lambda: count(kind) > before[kind], timeout=30), f"no new {kind} after the box was lost"
+
+        def box_b_enrolled_for_recovery_holds_back():
+            d, config, env = box("b", sim_b, recovery=True)
+            state["b"] = (d, config, env)
+            # Started before `recover` (with no backup section: no PBS key yet on this box).
+            early = os.path.join(d, "agent-early.json")
+            with open(config) as f, open(early, "w") as out:
+                c = json.load(f)
+                c.pop("backup")
+                json.dump(c, out)
+            r = agent(early, env, "run", "--once")
+            assert r.returncode == 0, r.stdout + r.stderr
+            s, base = pve(sim_b)
+            assert [g for g in s.get(f"{base}/nodes/pve1/lxc").json()["data"] if g["vmid"] in (100, 101)] == [], "nothing built empty"
+            events = call("GET", f"/api/v1/events?host_id={host}&type=recovery_pending")["events"]
+            assert len(events) == 1, events
+            enrolled = call("GET", f"/api/v1/events?host_id={host}&type=host_enrolled")["events"]
+            assert any(e["data"].get("recovery") is True for e in enrolled), enrolled
 
         def wrong_code_changes_nothing():
-            d, config, env = box("b", sim_b)
-            state["b"] = (d, config, env)
+            d, config, env = state["b"]
             wrong = os.path.join(d, "wrong-code")
             with open(wrong, "w") as f:
                 f.write("0000-0000-0000-0000-0000\n")
@@ -173,11 +199,13 @@ def main():
             r = agent(config, env, "run", "--once")
             assert r.returncode == 0, r.stdout + r.stderr
             assert "provisioning" not in r.stdout + r.stderr, "no guest was provisioned empty"
+            assert not os.path.exists(os.path.join(d, "state", "recovery-pending")), "recover lifted the hold"
             assert wait_for(lambda: call("GET", f"/api/v1/hosts/{host}/drift")["in_sync"], timeout=30), call("GET", f"/api/v1/hosts/{host}/drift")
             r = agent(config, env, "escrow", "drill")
             assert r.returncode == 0 and "verified" in r.stdout, r.stdout + r.stderr
 
-        checks.check("box A: escrow init, encrypted backups of both guests to the shared datastore, then lost", box_a_backs_up_under_its_own_key)
+        checks.check("box A: escrow init, encrypted backups of both guests to the shared datastore, then lost (node_stale, node_down)", box_a_backs_up_under_its_own_key)
+        checks.check("box B: enrolled with a recovery token, it builds nothing until recovered", box_b_enrolled_for_recovery_holds_back)
         checks.check("box B: a wrong or another code is refused and changes nothing", wrong_code_changes_nothing)
         checks.check("box B: kill -9 mid-restore, then every guest restored exactly once", killed_mid_restore_then_recovered_once)
         checks.check("box B: the agent's first cycle finds the desired state in sync; the escrow drill verifies", the_new_box_runs_in_sync)

@@ -43,9 +43,19 @@ extension Agent {
             return Identity(hostID: hostID, key: key.reveal())
         } else if let token = hubCfg.enrollmentToken {
             logger.info("enrolling with the hub at \(hubCfg.url)")
-            let (hostID, key) = try await HubClient.enroll(url: hubCfg.url, token: token, trust: try cfg.hubTrust())
-            let identity = Identity(hostID: hostID, key: key.reveal())
+            let enrolled = try await HubClient.enrollment(url: hubCfg.url, token: token, trust: try cfg.hubTrust())
+            let hostID = enrolled.hostID
+            let identity = Identity(hostID: hostID, key: enrolled.apiKey)
             let data = try JSONEncoder().encode(identity)
+            if enrolled.recovery == true {
+                // A replacement for a lost box: no guest is provisioned (empty) until `recover` ran.
+                do {
+                    try DurableFile.write(Array("recovery enrollment \(Date())\n".utf8), to: stateDir + "/" + Agent.recoveryPendingFile, mode: 0o600)
+                } catch {
+                    throw ConfigError(code: .unreadable, message: "cannot write '\(stateDir)/\(Agent.recoveryPendingFile)': \(error.message)")
+                }
+                logger.warning("enrolled with a recovery token: run `felhom-agent recover` before anything is provisioned")
+            }
             // Durable before it is used: the enrollment token is one-time, losing host.json loses the box.
             do { try DurableFile.write([UInt8](data), to: idPath, mode: 0o600) } catch {
                 throw ConfigError(code: .unreadable, message: "cannot write '\(idPath)': \(error.message)")

@@ -42,6 +42,8 @@ public final class Agent: Service, Sendable {
     let signersFile: String?
     /// The storage manifest (disks by filesystem UUID); nil without a command runner for the fenced backend.
     public let storage: StorageKeeper?
+    /// The agent's state directory.
+    let stateDir: String
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -71,6 +73,8 @@ public final class Agent: Service, Sendable {
         var lastSpec: DesiredState?
         /// Bulk mount points in backups already reported (said once each).
         var bulkReported: Set<BulkRule.Violation> = []
+        /// `recovery_pending` said (once per process).
+        var saidRecoveryPending = false
     }
 
     public var status: Status { state.withLock { $0 } }
@@ -95,6 +99,7 @@ public final class Agent: Service, Sendable {
         self.logger = logger
         self.clock = clock
         self.longPollSeconds = max(1, min(longPollSeconds, 60))
+        self.stateDir = stateDir
         self.tokensDir = stateDir + "/guest-tokens"
         self.requestsFile = stateDir + "/requests-done.json"
         journal = try Journal(path: stateDir + "/journal.jsonl", clock: clock)
@@ -226,7 +231,9 @@ public final class Agent: Service, Sendable {
         let (generation, spec) = try await hub.desired(hostID: hostID)
         let appliedOps = env.hasSignedOps ? await runSignedOps(desired: spec) : 0
         var reportNow = appliedOps > 0  // the hub's views show an applied op now, not a poll later
-        if let spec {
+        if spec != nil, await holdForRecovery() {
+            // A replacement box enrolled for recovery: reporting only, until `recover` restored the guests.
+        } else if let spec {
             let outcome = try await engine.reconcile(desired: spec)
             state.withLock { $0.lastSpec = spec }
             backupTick(spec)
@@ -419,6 +426,29 @@ public final class Agent: Service, Sendable {
             if out.count >= 900 { return String(out.prefix(897)) + "..." }
         }
         return out
+    }
+
+    /// The marker a recovery enrollment leaves in the state directory: while it is there the
+    /// agent reconciles nothing (a desired guest would be provisioned empty over its backups);
+    /// `felhom-agent recover` removes it once every guest came back.
+    public static let recoveryPendingFile = "recovery-pending"
+
+    /// True while the recovery marker is there; says so to the hub once per process
+    /// (`recovery_pending`).
+    func holdForRecovery() async -> Bool {
+        guard FileManager.default.fileExists(atPath: stateDir + "/" + Self.recoveryPendingFile) else { return false }
+        let first = state.withLock { st -> Bool in
+            defer { st.saidRecoveryPending = true }
+            return !st.saidRecoveryPending
+        }
+        if first {
+            logger.warning("this box was enrolled to replace a lost one: nothing is provisioned until `felhom-agent recover` restored its guests")
+            await post(
+                AgentEvent(
+                    type: "recovery_pending", severity: .warning,
+                    data: ["reason": "enrolled with a recovery token; run felhom-agent recover on the box"]))
+        }
+        return true
     }
 
     /// What the operator sees of the manifest (not its free space or last-seen times).

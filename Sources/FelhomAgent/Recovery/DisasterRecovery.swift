@@ -146,6 +146,13 @@ public struct DisasterRecovery: Sendable {
                 type: report.complete ? "dr_recovered" : "dr_incomplete", severity: report.complete ? .warning : .critical,
                 data: ["guests": .array(summary), "complete": .bool(report.complete), "key_fingerprint": .string(fingerprint)])
         } catch { log("cannot post the recovery's outcome: \(error)") }
+        // Every guest is back (bulk media may not be, and is reported): the agent may reconcile.
+        // A guest that did not come back keeps the hold, so it is never provisioned empty.
+        if report.guests.allSatisfy({ $0.status != .notRestored }) {
+            try? FileManager.default.removeItem(atPath: stateDir + "/" + Agent.recoveryPendingFile)
+        } else {
+            log("a guest did not come back: the agent keeps holding back provisioning (run recover again, or remove \(Agent.recoveryPendingFile))")
+        }
         return report
     }
 

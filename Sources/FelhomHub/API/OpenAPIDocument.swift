@@ -210,7 +210,7 @@ enum OpenAPIDocument {
             EnrollmentToken:
               type: object
               required: [host_id, token, expires_at]
-              properties: {host_id: {type: string}, token: {type: string}, expires_at: {$ref: "#/components/schemas/Timestamp"}}
+              properties: {host_id: {type: string}, token: {type: string}, expires_at: {$ref: "#/components/schemas/Timestamp"}, recovery: {type: boolean, nullable: true}}
             Suspension:
               type: object
               required: [id, suspended]
@@ -715,8 +715,8 @@ enum OpenAPIDocument {
                 required: false
                 content:
                   application/json:
-                    schema: {type: object, properties: {ttl_seconds: {type: integer, minimum: 60, maximum: 604800, nullable: true}}}
-              responses: {"201": {description: a one-time token, content: {application/json: {schema: {$ref: "#/components/schemas/EnrollmentToken"}}}}, default: {$ref: "#/components/responses/Error"}}
+                    schema: {type: object, properties: {ttl_seconds: {type: integer, minimum: 60, maximum: 604800, nullable: true}, recovery: {type: boolean, nullable: true, description: "A recovery enrollment token for a replacement box of a host enrolled before: the box holds back provisioning until felhom-agent recover has restored the guests"}}}
+              responses: {"201": {description: a one-time token, content: {application/json: {schema: {$ref: "#/components/schemas/EnrollmentToken"}}}}, "409": {description: "never_enrolled: a recovery token for a host that was never enrolled"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/enroll:
             post:
               summary: A box trades its enrollment token for its host key (no bearer key). Every earlier key of the host is revoked; the token cannot be used again.

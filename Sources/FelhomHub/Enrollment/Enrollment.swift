@@ -10,17 +10,31 @@ extension Hub {
         .unauthorized, "enrollment_refused", "enrollment token is unknown, expired or already used; ask the operator for a new one")
 
     /// A new one-time token for `hostID` (operator); earlier unused tokens of the host stop working.
-    public func createEnrollmentToken(hostID: String, ttlSeconds: Int?, by principal: Principal) async throws -> EnrollmentToken {
+    ///
+    /// A `recovery` token is for a replacement box of a host that was enrolled before (409
+    /// `never_enrolled` otherwise): the box that trades it is told so and holds back provisioning
+    /// until `felhom-agent recover` has restored the lost box's guests.
+    public func createEnrollmentToken(hostID: String, ttlSeconds: Int?, recovery: Bool = false, by principal: Principal) async throws
+        -> EnrollmentToken
+    {
         guard principal == .operator else { throw HubError.forbidden("create enrollment tokens (operator only)") }
         let ttl = ttlSeconds ?? 86400
         guard (60...(7 * 86400)).contains(ttl) else { throw HubError.badRequest("must be 60…604800 seconds", path: "$.ttl_seconds") }
         guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
+        if recovery, try await store.withDB({ db in try await EnrollmentTable.enrolledAt(hostID: hostID, in: db) }) == nil {
+            throw HubError(
+                .conflict, "never_enrolled",
+                "host \(hostID) was never enrolled, so there is no lost box to recover: make an ordinary enrollment token", path: "$.recovery")
+        }
         let token = KeyAuthority.newKey(kind: "enroll")
         let now = self.now
         try await store.transaction { db in
-            try await EnrollmentTable.replace(hostID: hostID, tokenHash: KeyAuthority.hash(token), expiresAt: now + Int64(ttl), at: now, in: db)
+            try await EnrollmentTable.replace(
+                hostID: hostID, tokenHash: KeyAuthority.hash(token), expiresAt: now + Int64(ttl), purpose: recovery ? "recovery" : "enroll", at: now,
+                in: db)
         }
-        return EnrollmentToken(hostID: hostID, token: token, expiresAt: Timestamp(secondsSince1970: now + Int64(ttl)))
+        return EnrollmentToken(
+            hostID: hostID, token: token, expiresAt: Timestamp(secondsSince1970: now + Int64(ttl)), recovery: recovery ? true : nil)
     }
 
     /// Trades a token for the host's key (no bearer key needed: the token is the credential).
@@ -30,14 +44,17 @@ extension Hub {
         let now = self.now
         let result = try await store.transaction { db -> Enrolled? in
             // Claim the token with one conditional update: two racing boxes cannot both win.
-            guard let hostID = try await EnrollmentTable.claim(tokenHash: hash, at: now, in: db),
+            guard let (hostID, purpose) = try await EnrollmentTable.claim(tokenHash: hash, at: now, in: db),
                 let host = try await HostsTable.find(hostID, now: now, in: db)
             else { return nil }
             let customerID = host.customerID
+            let recovery = purpose == "recovery"
             try await EnrollmentTable.markEnrolled(hostID: hostID, at: now, in: db)
             let key = try await keys.issue(kind: "host", subjectID: hostID, customerID: customerID, in: db)
-            try await recordEvent("host_enrolled", hostID: hostID, customerID: customerID, at: now, in: db)
-            return Enrolled(hostID: hostID, customerID: customerID, hostName: host.name, apiKey: key)
+            try await recordEvent(
+                "host_enrolled", severity: recovery ? .warning : .info, hostID: hostID, customerID: customerID,
+                data: recovery ? ["recovery": true] : [:], at: now, in: db)
+            return Enrolled(hostID: hostID, customerID: customerID, hostName: host.name, apiKey: key, recovery: recovery ? true : nil)
         }
         guard let result else { throw Self.enrollmentRefused }
         keys.cache.removeAll()

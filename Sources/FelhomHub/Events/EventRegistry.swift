@@ -97,6 +97,10 @@ public enum EventRegistry {
             name: "storage_mount_failed", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "— an assigned disk could not be mounted", hungarian: "— egy lemezt nem sikerült csatolni"),
         .init(
+            name: "recovery_pending", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a replacement box waits for `felhom-agent recover` before it provisions anything",
+            hungarian: "— a csereeszköz a helyreállításra vár, addig nem hoz létre semmit"),
+        .init(
             name: "storage_attached", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— an assigned disk is mounted and Proxmox can use it", hungarian: "— egy kijelölt lemez csatolva, a Proxmox használhatja"),
         .init(

@@ -261,6 +261,10 @@ enum Migrations {
             try await db.raw("ALTER TABLE dr_records ADD COLUMN box_wrapped_escrow_key TEXT").run()
             try await db.raw("ALTER TABLE dr_records ADD COLUMN box_escrow_reported_at BIGINT").run()
         },
+        Migration(version: 17, name: "recovery enrollment tokens") { db in
+            // `enroll` (a box's first enrollment) or `recovery` (a replacement box for a lost one).
+            try await db.raw("ALTER TABLE enrollment_tokens ADD COLUMN purpose TEXT NOT NULL DEFAULT 'enroll'").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

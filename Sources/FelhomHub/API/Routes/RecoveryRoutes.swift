@@ -45,7 +45,8 @@ enum EnrollmentRoutes {
         routes.post("hosts/:id/enrollment") { req, ctx in
             let data = try await HubAPI.collect(req)
             let body = data.isEmpty ? NewEnrollmentToken() : try HubAPI.decode(NewEnrollmentToken.self, data)
-            let token = try await hub.createEnrollmentToken(hostID: try ctx.parameters.require("id"), ttlSeconds: body.ttlSeconds, by: ctx.principal)
+            let token = try await hub.createEnrollmentToken(
+                hostID: try ctx.parameters.require("id"), ttlSeconds: body.ttlSeconds, recovery: body.recovery ?? false, by: ctx.principal)
             return try HubAPI.encode(token, status: .created)
         }
         return routes
