@@ -363,6 +363,17 @@ struct DemoCommand: AsyncParsableCommand {
         info(
             seen.storageManifestReported
                 ? "storage_detected: disk 1b2c3d4e-… (MEDIA, 2 TiB), unassigned until a policy names it" : "the disk was NOT reported")
+        var withDisk = desired
+        withDisk.storage = [.init(uuid: "1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809", label: "Media", role: .bulk)]
+        _ = try await op.putDesired(hostID: host, withDisk)
+        _ = try await op.publishDesired(hostID: host)
+        let attached = try await waitUntil(seconds: 60) { try await !op.events(hostID: host, type: "storage_attached").isEmpty }
+        info(
+            attached
+                ? "policy published (Media, bulk): mounted by UUID at /mnt/felhom/media-1b2c3d4e; Proxmox storage felhom-1b2c3d4e added"
+                : "the assigned disk was NOT attached")
+        seen.storageManifestReported = seen.storageManifestReported && attached
+        desired = withDisk
         var bulky = desired
         bulky.guests[0].mountPoints = [.init(key: "mp0", path: "/srv/media", sizeGB: 800, backup: true, bulk: false)]
         do {
@@ -395,7 +406,8 @@ struct DemoCommand: AsyncParsableCommand {
         guard let fpB = simB.fingerprint, let secretB = simB.secret(for: SimSeed.agentTokenID) else {
             throw SimpleError("the replacement simulator started without TLS or without the agent token")
         }
-        let tokenB = try await op.enrollmentToken(hostID: host).token
+        // A recovery enrollment token: the new box holds back provisioning until it is recovered.
+        let tokenB = try await op.enrollmentToken(hostID: host, recovery: true).token
         let cfgB = try AgentConfig.load(
             file: nil,
             environment: [
@@ -413,7 +425,8 @@ struct DemoCommand: AsyncParsableCommand {
         for g in drReport.guests {
             info("\(g.vmid) \(g.name): \(g.status.rawValue)\(g.volid.map { " from \($0)" } ?? "")\(g.reason.map { " — \($0)" } ?? "")")
         }
-        // Only now the new box's agent service starts (before the recovery it would provision the guests empty).
+        // The new box's agent service starts now (before the recovery it would only report: a recovery
+        // enrollment holds back provisioning, so no guest is built empty over its backups).
         let agentB = try await Agent.make(config: cfgB, logger: agentLogger, commandRunner: SimCommandRunner(engine: simB.engine))
         agentGroup = ServiceGroup(services: [agentB], gracefulShutdownSignals: [], logger: quiet)
         agentTask = Task { [agentGroup] in try await agentGroup.run() }

@@ -238,10 +238,7 @@ public final class Agent: Service, Sendable {
             state.withLock { $0.lastSpec = spec }
             backupTick(spec)
             await actOnRequests(spec)
-            let disksBefore = storageShape()
             await housekeeping()
-            // A disk found, mounted, unplugged or retired shows on the hub now (the operator waits for it).
-            if storageShape() != disksBefore { reportNow = true }
             await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
@@ -463,7 +460,16 @@ public final class Agent: Service, Sendable {
     /// what changed (`storage_detected`, `storage_disconnected`, `storage_reconnected`, …).
     func storageTick(_ spec: DesiredState) async {
         guard let storage else { return }
-        for e in await storage.tick(policies: spec.storage, now: clock.now()) {
+        let before = storageShape()
+        let events = await storage.tick(policies: spec.storage, now: clock.now())
+        if storageShape() != before {
+            // A disk found, mounted, unplugged or retired shows in the host report first, then
+            // the events say so: an operator who reacts to `storage_detected` finds the disk.
+            do { if let fresh = try await hostReport() { _ = try await hub.postHostReport(fresh) } } catch {
+                logger.warning("cannot report the storage manifest now (next report carries it): \(error)")
+            }
+        }
+        for e in events {
             logger.notice("storage: \(e.type) \(e.data["uuid"]?.stringValue ?? "")")
             await post(e)
         }
