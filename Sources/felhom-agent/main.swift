@@ -216,6 +216,14 @@ struct EscrowCommand: AsyncParsableCommand {
                 let outcome = try await keeper.initialize(rotate: rotate)
                 print("escrow: PBS key \(outcome.fingerprint) (\(outcome.keyCreated ? "made now on this box" : "from \(cfg.backup?.keyFile ?? "")"))")
                 if outcome.storageConfigured { print("escrow: storage \(cfg.escrow?.storage ?? "pbs-felhom") now encrypts backups with it") }
+                if let operatorKey = outcome.operatorKey {
+                    // The operator-managed tier: no recovery code; the operator's escrow key opens the hub's copy.
+                    print(
+                        outcome.wrappedNow
+                            ? "escrow: operator-managed tier: the hub holds the key wrapped to operator escrow key \(operatorKey) (no recovery code)"
+                            : "escrow: operator-managed tier: the hub holds the wrapped key already (operator escrow key \(operatorKey))")
+                    return
+                }
                 guard let code = outcome.code else {
                     print("escrow: the hub holds the wrapped key already; its recovery code was shown when it was made (--rotate makes a new one)")
                     return
@@ -286,6 +294,25 @@ struct EscrowCommand: AsyncParsableCommand {
     }
 }
 
+extension RecoverCommand {
+    /// Prints the per-guest result; exit status 3 when not everything came back.
+    static func show(_ report: DisasterRecovery.Report) throws {
+        print("recover: backups decrypt with key \(report.keyFingerprint)")
+        for g in report.guests {
+            var line = "  \(g.vmid) \(TerminalText.escaped(g.name)): \(g.status.rawValue)"
+            if let v = g.volid { line += " from \(v)" }
+            if let why = g.reason { line += " — \(why)" }
+            print(line)
+            for m in g.notRestored { print("      \(m.key) \(m.path): not restored — \(m.reason)") }
+        }
+        if !report.complete {
+            print("recover: NOT everything came back (listed above); the hub was told (dr_incomplete)")
+            throw ExitCode(3)
+        }
+        print("recover: every guest came back; start the agent service now")
+    }
+}
+
 /// `felhom-agent recover`: rebuild a lost box on this one from its backups (docs/operator-guide.md
 /// "a box is lost: recover it").
 struct RecoverCommand: AsyncParsableCommand {
@@ -302,10 +329,32 @@ struct RecoverCommand: AsyncParsableCommand {
             """)
     @Option(name: .long, help: "Agent config file (JSON).") var config: String?
     @Option(name: .long, help: "A file holding the recovery code (else it is asked for on the terminal).") var codeFile: String?
+    @Option(
+        name: .long,
+        help: "The operator escrow private key file (operator-managed tier: the box's key was wrapped to the operator, not to a code).")
+    var operatorKey: String?
 
     func run() async throws {
         let cfg: AgentConfig
         do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
+        if operatorKey != nil && codeFile != nil { throw ValidationError("give --code-file or --operator-key, not both") }
+        let logger = Logger(label: "felhom.agent")
+        if let operatorKey {
+            guard let text = try? String(contentsOfFile: operatorKey, encoding: .utf8) else {
+                throw ValidationError("cannot read --operator-key '\(operatorKey)'")
+            }
+            do {
+                let key = try OperatorEscrowKey.parsePrivate(text)
+                let dr = try await Agent.disasterRecovery(config: cfg, logger: logger)
+                try Self.show(try await dr.run(opening: .operatorKey(key)))
+            } catch let error as ExitCode {
+                throw error
+            } catch {
+                FileHandle.standardError.write(Data("felhom-agent: recover: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
         let typed: String
         if let codeFile {
             guard let text = try? String(contentsOfFile: codeFile, encoding: .utf8) else {
@@ -316,24 +365,10 @@ struct RecoverCommand: AsyncParsableCommand {
             print("Recovery code (from the recovery sheet): ", terminator: "")
             typed = readLine(strippingNewline: true) ?? ""
         }
-        let logger = Logger(label: "felhom.agent")
         do {
             let code = try RecoveryCode(parsing: typed)
             let dr = try await Agent.disasterRecovery(config: cfg, logger: logger)
-            let report = try await dr.run(code: code)
-            print("recover: backups decrypt with key \(report.keyFingerprint)")
-            for g in report.guests {
-                var line = "  \(g.vmid) \(TerminalText.escaped(g.name)): \(g.status.rawValue)"
-                if let v = g.volid { line += " from \(v)" }
-                if let why = g.reason { line += " — \(why)" }
-                print(line)
-                for m in g.notRestored { print("      \(m.key) \(m.path): not restored — \(m.reason)") }
-            }
-            if !report.complete {
-                print("recover: NOT everything came back (listed above); the hub was told (dr_incomplete)")
-                throw ExitCode(3)
-            }
-            print("recover: every guest came back; start the agent service now")
+            try Self.show(try await dr.run(code: code))
         } catch let error as ExitCode {
             throw error
         } catch {

@@ -10,7 +10,9 @@ struct FelhomCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "felhom",
         abstract: "Felhom operator tool.", version: FelhomVersion.current,
-        subcommands: [DemoCommand.self, SignCommand.self, PVESimCommand.self, OpCommand.self, JCSCommand.self, SecretsCommand.self])
+        subcommands: [
+            DemoCommand.self, SignCommand.self, PVESimCommand.self, OpCommand.self, JCSCommand.self, SecretsCommand.self, EscrowKeyCommand.self,
+        ])
 }
 
 /// Parses `HOST:PORT` (`[::1]:8006` for IPv6).

@@ -1,3 +1,4 @@
+import Crypto
 import FelhomAPI
 import FelhomAgent
 import FelhomCore
@@ -113,6 +114,69 @@ import Testing
                     stateDir: dir + "/b", keyFile: dir + "/b/pbs.enc", storage: "pbs-felhom", pve: try b.client(),
                     backend: PrivilegedBackend(runner: SimCommandRunner(engine: b.engine)), hub: hubB, hostID: hostID, params: fast)
                 #expect(await keeperB.drill(boxKey: report.keyFingerprint).type == "escrow_verified")
+            }
+        }
+    }
+}
+
+extension DisasterRecoveryTests {
+    /// The operator-managed tier: box A wraps its key to the operator escrow key; the replacement
+    /// box, enrolled with a recovery token, cannot be recovered with a recovery code (wrong tier,
+    /// nothing changed) and is recovered with the operator's private key.
+    @Test func anOperatorManagedBoxIsRecoveredWithTheOperatorEscrowKey() async throws {
+        let store = SimPBSDatastore(name: "felhom")
+        let dir = NSTemporaryDirectory() + "felhom-dr-op-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir + "/a", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/b", withIntermediateDirectories: true)
+        let escrowKey = Curve25519.KeyAgreement.PrivateKey()
+        try await withRunningHub { hub in
+            let op = try HubClient(url: hub.url, key: Secret(operatorKey))
+            let customer = try await op.createCustomer(NewCustomer(name: "B", email: "b@example.hu", domain: "b.example.hu"))
+            let (hostID, _) = try await op.createHost(customerID: customer, name: "iroda")
+            var desired = DesiredState(guests: [.init(vmid: 100, name: "web", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .running)])
+            desired.storagePolicy.backupStorage = "pbs-felhom"
+            _ = try await op.putDesired(hostID: hostID, desired)
+            _ = try await op.publishDesired(hostID: hostID)
+            // A recovery token needs a host that was enrolled before.
+            await #expect(throws: HubClientError.self) { try await op.enrollmentToken(hostID: hostID, recovery: true) }
+            let first = try await op.enrollmentToken(hostID: hostID)
+            let boxA = try await HubClient.enrollment(url: hub.url, token: Secret(first.token))
+            #expect(boxA.recovery == nil)
+
+            try await withSim(sharedPBS: store, Self.namespace("customers/iroda", keep: [100])) { a in
+                let hubA = try HubClient(url: hub.url, key: Secret(boxA.apiKey))
+                let keeper = EscrowKeeper(
+                    stateDir: dir + "/a", keyFile: dir + "/a/pbs.enc", storage: "pbs-felhom", pve: try a.client(),
+                    backend: PrivilegedBackend(runner: SimCommandRunner(engine: a.engine)), hub: hubA, hostID: hostID, params: fast,
+                    operatorKey: escrowKey.publicKey)
+                let outcome = try await keeper.initialize()
+                #expect(outcome.code == nil && outcome.operatorKey != nil)
+                let c = try a.client()
+                let up = try #require(try await c.vzdump(node: "pve1", VzdumpOptions(vmids: [100], storage: "pbs-felhom")).upid)
+                _ = try await c.waitTask(up, initialInterval: .milliseconds(10))
+            }
+
+            try await withSim(sharedPBS: store, Self.namespace("customers/iroda", keep: [])) { b in
+                let token = try await op.enrollmentToken(hostID: hostID, recovery: true)
+                #expect(token.recovery == true)
+                let enrolled = try await HubClient.enrollment(url: hub.url, token: Secret(token.token))
+                #expect(enrolled.recovery == true && enrolled.hostID == hostID)
+                let dr = DisasterRecovery(
+                    pve: try b.client(), node: "pve1", journal: try Journal(path: dir + "/b/journal.jsonl"),
+                    backend: PrivilegedBackend(runner: SimCommandRunner(engine: b.engine)),
+                    hub: try HubClient(url: hub.url, key: Secret(enrolled.apiKey)),
+                    hostID: hostID, keyFile: dir + "/b/pbs.enc", storage: "pbs-felhom", targetStorage: "local-lvm", stateDir: dir + "/b",
+                    taskTimeout: .seconds(30))
+                let wrongTier = await #expect(throws: EscrowError.self) { _ = try await dr.run(code: RecoveryCode.generate()) }
+                #expect(wrongTier?.code == .wrongTier)
+                let stranger = await #expect(throws: EscrowError.self) {
+                    _ = try await dr.run(opening: .operatorKey(Curve25519.KeyAgreement.PrivateKey()))
+                }
+                #expect(stranger?.code == .unwrapFailed)
+                #expect(await b.engine.snapshot().containers[100] == nil && !FileManager.default.fileExists(atPath: dir + "/b/pbs.enc"))
+                let report = try await dr.run(opening: .operatorKey(escrowKey))
+                #expect(report.complete && report.guests.map(\.status) == [.restored])
+                #expect(await b.engine.snapshot().containers[100]?.running == true)
             }
         }
     }

@@ -26,11 +26,13 @@ import Testing
         var lines: LogLines
         var dir: String
 
-        func keeper(keyFile: String? = nil, params: EscrowEnvelope.KDFParams) throws -> EscrowKeeper {
+        func keeper(keyFile: String? = nil, params: EscrowEnvelope.KDFParams, operatorKey: Curve25519.KeyAgreement.PublicKey? = nil) throws
+            -> EscrowKeeper
+        {
             EscrowKeeper(
                 stateDir: dir + "/state", keyFile: keyFile ?? dir + "/pbs-felhom.enc", storage: "pbs-felhom", pve: try sim.client(),
                 backend: PrivilegedBackend(runner: SimCommandRunner(engine: sim.engine)), hub: try HubClient(url: hub.url, key: hostKey),
-                hostID: hostID, params: params)
+                hostID: hostID, params: params, operatorKey: operatorKey)
         }
         var storageKey: String? {
             get async { await sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint }
@@ -109,6 +111,44 @@ import Testing
             let env = try EscrowEnvelope.decode(try #require(bundle["box_reported"]?["wrapped_escrow_key"]).serialized())
             #expect(throws: EscrowError.self) { try env.unwrap(code: old) }
             #expect(try PBSKey.fingerprint(rawKey: env.unwrap(code: new)) == env.keyFingerprint)
+        }
+    }
+
+    /// The operator-managed tier (the documented exception): the key is wrapped to the operator
+    /// escrow public key, no recovery code is made, the drill still proves the hub's copy, and
+    /// only the operator's private key opens it. Moving a box to the customer tier makes a code.
+    @Test func theOperatorManagedTierWrapsToTheOperatorsKeyWithoutACode() async throws {
+        try await withWorld { w in
+            let operatorKey = Curve25519.KeyAgreement.PrivateKey()
+            let keeper = try w.keeper(params: fast, operatorKey: operatorKey.publicKey)
+            let first = try await keeper.initialize()
+            #expect(first.code == nil && first.wrappedNow)
+            #expect(first.operatorKey == OperatorEscrowKey.fingerprint(operatorKey.publicKey.rawRepresentation))
+            let raw = try PBSKey.rawKey(json: try #require(FileManager.default.contents(atPath: w.dir + "/pbs-felhom.enc")))
+            let bundle = try await w.op.recoveryBundle(hostID: w.hostID)
+            let env = try EscrowEnvelope.decode(try #require(bundle["box_reported"]?["wrapped_escrow_key"]).serialized())
+            #expect(env.kdf == "x25519-hkdf-sha256" && env.isOperatorManaged)
+            #expect(try env.unwrap(with: env.wrappingKey(operatorKey: operatorKey)) == raw)
+            // Another operator key does not open it, and says whose key it needs; a code is the wrong tier.
+            let stranger = Curve25519.KeyAgreement.PrivateKey()
+            let foreign = #expect(throws: EscrowError.self) { try env.wrappingKey(operatorKey: stranger) }
+            #expect(foreign?.code == .unwrapFailed && foreign?.message.contains(first.operatorKey ?? "?") == true)
+            #expect((#expect(throws: EscrowError.self) { try env.unwrap(code: RecoveryCode.generate()) })?.code == .wrongTier)
+            // The drill works the same way (the box keeps the derived wrapping key, never a private key).
+            let drill = await keeper.drill(boxKey: first.fingerprint)
+            #expect(drill.type == "escrow_verified", "\(drill)")
+            // Idempotent; then the customer tier (no operator key): a new envelope under a new code.
+            let again = try await keeper.initialize()
+            #expect(!again.wrappedNow && again.code == nil)
+            let customerTier = try w.keeper(params: fast)
+            let moved = try await customerTier.initialize()
+            let code = try #require(moved.code, "leaving the operator tier makes a recovery code")
+            let newEnv = try EscrowEnvelope.decode(
+                try #require(try await w.op.recoveryBundle(hostID: w.hostID)["box_reported"]?["wrapped_escrow_key"]).serialized())
+            #expect(try newEnv.unwrap(code: code) == raw && !newEnv.isOperatorManaged)
+            await w.hub.hub.store.close()
+            let dbBytes = try Data(contentsOf: URL(fileURLWithPath: w.database))
+            #expect(dbBytes.range(of: operatorKey.rawRepresentation) == nil && dbBytes.range(of: Data(raw)) == nil)
         }
     }
 

@@ -112,6 +112,45 @@ import Testing
         #expect(throws: EscrowError.self) { try EscrowEnvelope.decode(Data(repeating: 0x20, count: 10_000)) }
     }
 
+    /// The operator-managed tier's envelope: every field is authenticated (swapping the ephemeral
+    /// or recipient key, or the KDF, fails), hostile shapes are refused before any work, the
+    /// customer-tier encoding is unchanged (`n`, `r`, `p` only), and the key texts round-trip.
+    @Test func anOperatorManagedEnvelopeOpensOnlyWithTheOperatorKeyAndEveryFieldCounts() throws {
+        let (_, raw) = PBSKey.generate()
+        let op = Curve25519.KeyAgreement.PrivateKey()
+        let (env, wrapping) = try EscrowEnvelope.wrap(rawKey: raw, operatorKey: op.publicKey)
+        #expect(try env.unwrap(with: env.wrappingKey(operatorKey: op)) == raw)
+        #expect(try env.unwrap(with: wrapping) == raw, "the box's kept wrapping key opens it (the drill)")
+        let doc = try JSONValue.parse(env.encoded())
+        #expect(doc["kdf_params"]?.objectValue?.keys.sorted() == ["ephemeral", "recipient"])
+        let (scrypt, _) = try EscrowEnvelope.wrap(rawKey: raw, code: RecoveryCode.generate(), params: fast)
+        #expect(try JSONValue.parse(scrypt.encoded())["kdf_params"]?.objectValue?.keys.sorted() == ["n", "p", "r"])
+
+        let other = Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation.base64EncodedString()
+        var swappedEphemeral = env
+        swappedEphemeral.kdfParams.ephemeral = other
+        #expect(
+            (#expect(throws: EscrowError.self) { try swappedEphemeral.unwrap(with: swappedEphemeral.wrappingKey(operatorKey: op)) })?.code
+                == .unwrapFailed)
+        var scryptParams = env
+        scryptParams.kdfParams.n = 1 << 15
+        #expect((#expect(throws: EscrowError.self) { try scryptParams.validate() })?.code == .badEnvelope)
+        var shortKey = env
+        shortKey.kdfParams.recipient = "AAAA"
+        #expect((#expect(throws: EscrowError.self) { try shortKey.validate() })?.code == .badEnvelope)
+        var asScrypt = env
+        asScrypt.kdf = "scrypt"
+        #expect(throws: EscrowError.self) { try asScrypt.validate() }
+
+        let line = OperatorEscrowKey.publicLine(op.publicKey)
+        #expect(try OperatorEscrowKey.parsePublic(line + " operator@felhom").rawRepresentation == op.publicKey.rawRepresentation)
+        #expect(try OperatorEscrowKey.parsePrivate(OperatorEscrowKey.privateText(op)).rawRepresentation == op.rawRepresentation)
+        let secret = op.rawRepresentation.base64EncodedString()
+        let bad = #expect(throws: EscrowError.self) { try OperatorEscrowKey.parsePrivate("felhom-escrow-x25519 \(secret)") }
+        #expect(bad?.code == .badOperatorKey && bad?.message.contains(secret) == false, "the message never quotes the key")
+        #expect(throws: EscrowError.self) { try OperatorEscrowKey.parsePublic("ssh-ed25519 AAAA") }
+    }
+
     @Test func theStandardParametersAreRecordedAndWork() throws {
         let (_, raw) = PBSKey.generate()
         let code = RecoveryCode.generate()

@@ -1,3 +1,4 @@
+import Crypto
 import FelhomCore
 import FelhomHTTP
 import Foundation
@@ -144,9 +145,13 @@ public struct AgentConfig: Decodable, Sendable {
         public var storage: String?
         /// Days between escrow drills (default 7).
         public var drillDays: Int?
+        /// The operator-managed tier: wrap the key to this operator escrow public key
+        /// (`felhom-escrow-x25519 BASE64`) instead of a customer recovery code.
+        public var operatorPublicKey: String?
         enum CodingKeys: String, CodingKey {
             case enabled, storage
             case drillDays = "drill_days"
+            case operatorPublicKey = "operator_public_key"
         }
     }
 
@@ -193,7 +198,17 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
             .init("storage_manifest", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
+            .init("escrow.operator_public_key"),
         ])
+
+    /// The operator escrow public key of the operator-managed tier (`escrow.operator_public_key`),
+    /// nil on the customer tier; a malformed one is a config error naming the key.
+    public func escrowOperatorKey() throws -> Curve25519.KeyAgreement.PublicKey? {
+        guard let line = escrow?.operatorPublicKey, !line.isEmpty else { return nil }
+        do { return try OperatorEscrowKey.parsePublic(line) } catch {
+            throw ConfigError(code: .invalid, message: "escrow.operator_public_key: \(error.message)")
+        }
+    }
 
     /// The backup settings this config describes; nil without a `backup` section. The key's
     /// fingerprint comes from `backup.key_fingerprint` or the key file; a bad one is an error.

@@ -15,17 +15,49 @@ import _CryptoExtras
 public struct EscrowEnvelope: Codable, Sendable, Equatable {
     public static let formatV1 = "felhom-escrow-v1"
 
-    /// scrypt parameters (cost `n` = 2^k, block size `r`, parallelism `p`).
+    /// The KDF `scrypt` (the customer's recovery code).
+    public static let kdfScrypt = "scrypt"
+    /// The KDF of the operator-managed tier: X25519 with the operator escrow public key, then
+    /// HKDF-SHA256 (``OperatorEscrowKey``).
+    public static let kdfX25519 = "x25519-hkdf-sha256"
+
+    /// The KDF's parameters. `scrypt`: cost `n` = 2^k, block size `r`, parallelism `p`.
+    /// `x25519-hkdf-sha256`: `recipient` (the operator escrow public key) and `ephemeral` (the
+    /// box's one-time public key), base64 of 32 bytes each.
     public struct KDFParams: Codable, Sendable, Equatable {
         public var n: Int
         public var r: Int
         public var p: Int
+        public var recipient: String?
+        public var ephemeral: String?
         /// 2^15 · 8 · 128 B = 32 MiB and ~0.35 s per derivation on a small box (`scripts/bench-escrow`).
         public static let standard = KDFParams(n: 1 << 15, r: 8, p: 1)
         public init(n: Int, r: Int, p: Int) {
             self.n = n
             self.r = r
             self.p = p
+        }
+
+        enum CodingKeys: String, CodingKey { case n, r, p, recipient, ephemeral }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            n = try c.decodeIfPresent(Int.self, forKey: .n) ?? 0
+            r = try c.decodeIfPresent(Int.self, forKey: .r) ?? 0
+            p = try c.decodeIfPresent(Int.self, forKey: .p) ?? 0
+            recipient = try c.decodeIfPresent(String.self, forKey: .recipient)
+            ephemeral = try c.decodeIfPresent(String.self, forKey: .ephemeral)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            if recipient == nil && ephemeral == nil {
+                try c.encode(n, forKey: .n)
+                try c.encode(r, forKey: .r)
+                try c.encode(p, forKey: .p)
+            }
+            try c.encodeIfPresent(recipient, forKey: .recipient)
+            try c.encodeIfPresent(ephemeral, forKey: .ephemeral)
         }
     }
 
@@ -79,12 +111,41 @@ public struct EscrowEnvelope: Codable, Sendable, Equatable {
         return (try wrap(rawKey: rawKey, wrappingKey: key, salt: salt, params: params, now: now), key)
     }
 
+    /// The operator-managed tier (SPEC §1 rule 5, the documented exception): wraps a raw PBS key
+    /// to the operator escrow public key. A one-time X25519 key pair of the box agrees a secret
+    /// with the operator's key; HKDF-SHA256 (salt, info naming both public keys) makes the
+    /// wrapping key. Returns the envelope and the wrapping key (the box keeps it for the drill;
+    /// the one-time private key is dropped). Only the operator's private key opens it again.
+    public static func wrap(rawKey: [UInt8], operatorKey: Curve25519.KeyAgreement.PublicKey, now: Date = Date()) throws(EscrowError) -> (
+        EscrowEnvelope, SymmetricKey
+    ) {
+        guard rawKey.count == 32 else { throw EscrowError(.io, "a PBS key is 32 bytes") }
+        var rng = SystemRandomNumberGenerator()
+        let salt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let ephemeral = Curve25519.KeyAgreement.PrivateKey()
+        let shared: SharedSecret
+        do { shared = try ephemeral.sharedSecretFromKeyAgreement(with: operatorKey) } catch {
+            throw EscrowError(.badEnvelope, "the operator escrow public key is not usable for X25519")
+        }
+        let key = x25519WrappingKey(
+            shared: shared, salt: salt, ephemeral: ephemeral.publicKey.rawRepresentation, recipient: operatorKey.rawRepresentation)
+        var params = KDFParams(n: 0, r: 0, p: 0)
+        params.recipient = operatorKey.rawRepresentation.base64EncodedString()
+        params.ephemeral = ephemeral.publicKey.rawRepresentation.base64EncodedString()
+        return (try wrap(rawKey: rawKey, wrappingKey: key, salt: salt, params: params, kdf: kdfX25519, now: now), key)
+    }
+
+    static func x25519WrappingKey(shared: SharedSecret, salt: [UInt8], ephemeral: Data, recipient: Data) -> SymmetricKey {
+        shared.hkdfDerivedSymmetricKey(
+            using: SHA256.self, salt: salt, sharedInfo: Data("felhom-escrow-v1 x25519".utf8) + ephemeral + recipient, outputByteCount: 32)
+    }
+
     /// Wraps with an already derived key (its `salt` and `params` are recorded).
-    public static func wrap(rawKey: [UInt8], wrappingKey: SymmetricKey, salt: [UInt8], params: KDFParams, now: Date = Date()) throws(EscrowError)
-        -> EscrowEnvelope
-    {
+    public static func wrap(
+        rawKey: [UInt8], wrappingKey: SymmetricKey, salt: [UInt8], params: KDFParams, kdf: String = kdfScrypt, now: Date = Date()
+    ) throws(EscrowError) -> EscrowEnvelope {
         var env = EscrowEnvelope(
-            format: formatV1, kdf: "scrypt", kdfParams: params, salt: Data(salt).base64EncodedString(), nonce: "", ciphertext: "",
+            format: formatV1, kdf: kdf, kdfParams: params, salt: Data(salt).base64EncodedString(), nonce: "", ciphertext: "",
             keyFingerprint: PBSKey.fingerprint(rawKey: rawKey), created: RFC3339.format(now))
         do {
             let box = try AES.GCM.seal(rawKey, using: wrappingKey, authenticating: env.associatedData)
@@ -98,17 +159,36 @@ public struct EscrowEnvelope: Codable, Sendable, Equatable {
 
     /// The bytes bound to the ciphertext: every field but the nonce and the ciphertext itself.
     var associatedData: Data {
-        Data("\(format)\n\(kdf)\n\(kdfParams.n),\(kdfParams.r),\(kdfParams.p)\n\(salt)\n\(keyFingerprint)\n\(created)".utf8)
+        let params =
+            kdf == Self.kdfX25519
+            ? "\(kdfParams.recipient ?? ""),\(kdfParams.ephemeral ?? "")" : "\(kdfParams.n),\(kdfParams.r),\(kdfParams.p)"
+        return Data("\(format)\n\(kdf)\n\(params)\n\(salt)\n\(keyFingerprint)\n\(created)".utf8)
     }
+
+    /// Whether the operator-managed tier made it (wrapped to an operator escrow key).
+    public var isOperatorManaged: Bool { kdf == Self.kdfX25519 }
 
     /// Checks what can be checked without a key: format, KDF, parameter bounds, field sizes.
     public func validate() throws(EscrowError) {
         guard format == Self.formatV1 else { throw EscrowError(.badEnvelope, "unknown envelope format '\(format.prefix(40))'") }
-        guard kdf == "scrypt" else { throw EscrowError(.badEnvelope, "unknown KDF '\(kdf.prefix(40))'") }
         let p = kdfParams
-        guard p.n >= 1 << 14, p.n <= Limits.maxN, p.n & (p.n - 1) == 0, (1...Limits.maxR).contains(p.r), (1...Limits.maxP).contains(p.p) else {
-            throw EscrowError(
-                .badEnvelope, "scrypt parameters out of bounds (n a power of two in 2^14…2^20, r 1…\(Limits.maxR), p 1…\(Limits.maxP))")
+        switch kdf {
+        case Self.kdfScrypt:
+            guard p.n >= 1 << 14, p.n <= Limits.maxN, p.n & (p.n - 1) == 0, (1...Limits.maxR).contains(p.r), (1...Limits.maxP).contains(p.p),
+                p.recipient == nil, p.ephemeral == nil
+            else {
+                throw EscrowError(
+                    .badEnvelope, "scrypt parameters out of bounds (n a power of two in 2^14…2^20, r 1…\(Limits.maxR), p 1…\(Limits.maxP))")
+            }
+        case Self.kdfX25519:
+            for (name, value) in [("recipient", p.recipient), ("ephemeral", p.ephemeral)] {
+                guard let v = value, v.utf8.count <= 64, let raw = Data(base64Encoded: v), raw.count == 32 else {
+                    throw EscrowError(.badEnvelope, "kdf_params.\(name) must be a base64 X25519 public key (32 bytes)")
+                }
+            }
+            guard p.n == 0, p.r == 0, p.p == 0 else { throw EscrowError(.badEnvelope, "x25519 takes no scrypt parameters") }
+        default:
+            throw EscrowError(.badEnvelope, "unknown KDF '\(kdf.prefix(40))'")
         }
         guard let s = Data(base64Encoded: salt), s.count >= 16, s.count <= 64 else { throw EscrowError(.badEnvelope, "salt must be 16–64 bytes") }
         guard let n = Data(base64Encoded: nonce), n.count == 12 else { throw EscrowError(.badEnvelope, "nonce must be 12 bytes") }
@@ -121,7 +201,35 @@ public struct EscrowEnvelope: Codable, Sendable, Equatable {
     /// The wrapping key for this envelope's salt and parameters (after ``validate()``).
     public func wrappingKey(code: RecoveryCode) throws(EscrowError) -> SymmetricKey {
         try validate()
+        guard kdf == Self.kdfScrypt else {
+            throw EscrowError(
+                .wrongTier, "this box's key is escrowed on the operator-managed tier: it opens with the operator escrow key, not a recovery code")
+        }
         return try Self.wrappingKey(code: code, salt: Array(Data(base64Encoded: salt) ?? Data()), params: kdfParams)
+    }
+
+    /// The wrapping key for an operator-managed envelope, from the operator escrow private key.
+    public func wrappingKey(operatorKey: Curve25519.KeyAgreement.PrivateKey) throws(EscrowError) -> SymmetricKey {
+        try validate()
+        guard kdf == Self.kdfX25519 else {
+            throw EscrowError(.wrongTier, "this box's key is escrowed under the customer's recovery code, not an operator escrow key")
+        }
+        let recipient = Data(base64Encoded: kdfParams.recipient ?? "") ?? Data()
+        guard recipient == operatorKey.publicKey.rawRepresentation else {
+            throw EscrowError(
+                .unwrapFailed,
+                "the envelope is wrapped to operator escrow key \(OperatorEscrowKey.fingerprint(recipient)), not to \(OperatorEscrowKey.fingerprint(operatorKey.publicKey.rawRepresentation))"
+            )
+        }
+        let ephemeralRaw = Data(base64Encoded: kdfParams.ephemeral ?? "") ?? Data()
+        do {
+            let ephemeral = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: ephemeralRaw)
+            let shared = try operatorKey.sharedSecretFromKeyAgreement(with: ephemeral)
+            return Self.x25519WrappingKey(
+                shared: shared, salt: Array(Data(base64Encoded: salt) ?? Data()), ephemeral: ephemeralRaw, recipient: recipient)
+        } catch {
+            throw EscrowError(.badEnvelope, "kdf_params.ephemeral is not a usable X25519 public key")
+        }
     }
 
     /// Opens the envelope: the raw key, checked against the fingerprint the envelope names. A wrong
@@ -135,7 +243,11 @@ public struct EscrowEnvelope: Codable, Sendable, Equatable {
                 nonce: try AES.GCM.Nonce(data: Data(base64Encoded: nonce) ?? Data()), ciphertext: sealed.prefix(32), tag: sealed.suffix(16))
             raw = try AES.GCM.open(box, using: wrappingKey, authenticating: associatedData)
         } catch {
-            throw EscrowError(.unwrapFailed, "the envelope does not open with this recovery code (wrong code, or the envelope was altered)")
+            throw EscrowError(
+                .unwrapFailed,
+                isOperatorManaged
+                    ? "the envelope does not open with this operator escrow key (the envelope was altered)"
+                    : "the envelope does not open with this recovery code (wrong code, or the envelope was altered)")
         }
         guard PBSKey.fingerprint(rawKey: Array(raw)) == PBSKey.normalized(keyFingerprint) else {
             throw EscrowError(.fingerprintMismatch, "the unwrapped key does not have the fingerprint the envelope names")

@@ -25,11 +25,18 @@ public struct EscrowKeeper: Sendable {
     public let hub: HubClient
     let hostID: String
     let params: EscrowEnvelope.KDFParams
+    /// The operator-managed tier: wrap to this operator escrow public key (raw 32 bytes) instead of
+    /// a recovery code.
+    let operatorKeyRaw: Data?
+    var operatorKey: Curve25519.KeyAgreement.PublicKey? {
+        operatorKeyRaw.flatMap { try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: $0) }
+    }
 
     public init(
         stateDir: String, keyFile: String, storage: String, pve: any PVEAPI, backend: PrivilegedBackend, hub: HubClient, hostID: String,
-        params: EscrowEnvelope.KDFParams = .standard
+        params: EscrowEnvelope.KDFParams = .standard, operatorKey: Curve25519.KeyAgreement.PublicKey? = nil
     ) {
+        self.operatorKeyRaw = operatorKey?.rawRepresentation
         self.stateDir = stateDir
         self.keyFile = keyFile
         self.storage = storage
@@ -55,6 +62,17 @@ public struct EscrowKeeper: Sendable {
         public var storageConfigured: Bool
         /// The new recovery code — set only when a new envelope was made and uploaded; shown once.
         public var code: RecoveryCode?
+        /// The operator-managed tier: the fingerprint of the operator escrow key the envelope is
+        /// wrapped to (no recovery code then).
+        public var operatorKey: String?
+        /// A new envelope was made and uploaded now.
+        public var wrappedNow = false
+    }
+
+    /// Whether a kept envelope is of the tier this box is configured for.
+    func fitsTier(_ env: EscrowEnvelope) -> Bool {
+        guard let operatorKey else { return !env.isOperatorManaged }
+        return env.isOperatorManaged && env.kdfParams.recipient == operatorKey.rawRepresentation.base64EncodedString()
     }
 
     /// `felhom-agent escrow init`, idempotent: the existing key file is used (else, when the storage
@@ -93,20 +111,34 @@ public struct EscrowKeeper: Sendable {
             hint: "point backup.key_file at the storage's key (/etc/pve/priv/storage/\(storage).enc)")
 
         // The envelope: the existing one for this key, or a new one under a new code.
+        // A change of tier (or of operator escrow key) makes a new envelope, as --rotate does.
+        let operatorFingerprint = operatorKey.map { OperatorEscrowKey.fingerprint($0.rawRepresentation) }
         if !rotate, let data = FileManager.default.contents(atPath: envelopeFile), let env = try? EscrowEnvelope.decode(data),
-            PBSKey.normalized(env.keyFingerprint) == fingerprint
+            PBSKey.normalized(env.keyFingerprint) == fingerprint, fitsTier(env)
         {
             try await upload(env, fingerprint: fingerprint)
-            return Outcome(fingerprint: fingerprint, keyCreated: created, storageConfigured: storageConfigured, code: nil)
+            return Outcome(
+                fingerprint: fingerprint, keyCreated: created, storageConfigured: storageConfigured, code: nil, operatorKey: operatorFingerprint)
         }
-        let code = RecoveryCode.generate()
-        let (env, wrapping) = try EscrowEnvelope.wrap(rawKey: raw, code: code, params: params)
+        let code: RecoveryCode?
+        let env: EscrowEnvelope
+        let wrapping: SymmetricKey
+        if let operatorKey {
+            code = nil
+            (env, wrapping) = try EscrowEnvelope.wrap(rawKey: raw, operatorKey: operatorKey)
+        } else {
+            let made = RecoveryCode.generate()
+            code = made
+            (env, wrapping) = try EscrowEnvelope.wrap(rawKey: raw, code: made, params: params)
+        }
         try await upload(env, fingerprint: fingerprint)
         // Only now, with the hub holding it: keep the envelope and the drill's key.
         do throws(AppendLogError) { try keep(env, wrapping: wrapping) } catch {
             throw EscrowError(.io, "the hub holds the new envelope, but it could not be kept here (\(error.message)); run escrow init --rotate again")
         }
-        return Outcome(fingerprint: fingerprint, keyCreated: created, storageConfigured: storageConfigured, code: code)
+        return Outcome(
+            fingerprint: fingerprint, keyCreated: created, storageConfigured: storageConfigured, code: code, operatorKey: operatorFingerprint,
+            wrappedNow: true)
     }
 
     /// Keeps what the drill needs: the wrapping key and the envelope it opens (0600 each).
@@ -191,9 +223,16 @@ public struct EscrowSettings: Sendable {
     /// Runs the fenced `pvesm set` (escrow init) — the drill needs no root command.
     public var runner: any CommandRunner
     public var params: EscrowEnvelope.KDFParams
+    /// The operator-managed tier's operator escrow public key (`escrow.operator_public_key`), raw.
+    var operatorKeyRaw: Data?
+    public var operatorKey: Curve25519.KeyAgreement.PublicKey? {
+        operatorKeyRaw.flatMap { try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: $0) }
+    }
     public init(
-        keyFile: String, storage: String = "pbs-felhom", drillDays: Int = 7, runner: any CommandRunner, params: EscrowEnvelope.KDFParams = .standard
+        keyFile: String, storage: String = "pbs-felhom", drillDays: Int = 7, runner: any CommandRunner, params: EscrowEnvelope.KDFParams = .standard,
+        operatorKey: Curve25519.KeyAgreement.PublicKey? = nil
     ) {
+        self.operatorKeyRaw = operatorKey?.rawRepresentation
         self.keyFile = keyFile
         self.storage = storage
         self.drillDays = max(1, drillDays)

@@ -78,6 +78,11 @@ public struct EscrowError: Error, Sendable, Equatable, CustomStringConvertible {
         case unwrapFailed = "unwrap_failed"
         /// The unwrapped key is not the key the envelope names (or the box uses).
         case fingerprintMismatch = "fingerprint_mismatch"
+        /// The envelope is of the other tier (a recovery code for an operator-managed box, or an
+        /// operator escrow key for a customer-held one).
+        case wrongTier = "wrong_tier"
+        /// An operator escrow key (public line or private key file) is malformed.
+        case badOperatorKey = "bad_operator_key"
         /// Reading or writing a local file, or talking to PVE or the hub, failed.
         case io
     }

@@ -102,7 +102,8 @@ extension Agent {
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: try cfg.hubTrust())
         return EscrowKeeper(
             stateDir: stateDir, keyFile: keyFile, storage: cfg.escrow?.storage ?? "pbs-felhom", pve: PVEClient(connection: try cfg.pveConnection()),
-            backend: PrivilegedBackend(runner: commandRunner ?? SubprocessCommandRunner()), hub: hub, hostID: identity.hostID)
+            backend: PrivilegedBackend(runner: commandRunner ?? SubprocessCommandRunner()), hub: hub, hostID: identity.hostID,
+            operatorKey: try cfg.escrowOperatorKey())
     }
 
     /// `commandRunner` runs the fenced root commands (default: the real `pct`; the demo passes the
@@ -169,7 +170,7 @@ extension Agent {
         if let keyFile = cfg.backup?.keyFile, !keyFile.isEmpty, cfg.escrow?.enabled ?? true {
             escrowSettings = EscrowSettings(
                 keyFile: keyFile, storage: cfg.escrow?.storage ?? "pbs-felhom", drillDays: cfg.escrow?.drillDays ?? 7,
-                runner: commandRunner ?? SubprocessCommandRunner())
+                runner: commandRunner ?? SubprocessCommandRunner(), operatorKey: try cfg.escrowOperatorKey())
         }
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,

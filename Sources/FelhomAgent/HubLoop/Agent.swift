@@ -164,7 +164,7 @@ public final class Agent: Service, Sendable {
         escrow = escrowSettings.map {
             EscrowKeeper(
                 stateDir: stateDir, keyFile: $0.keyFile, storage: $0.storage, pve: pve, backend: PrivilegedBackend(runner: $0.runner), hub: hub,
-                hostID: hostID, params: $0.params)
+                hostID: hostID, params: $0.params, operatorKey: $0.operatorKey)
         }
         escrowDrillDays = escrowSettings?.drillDays ?? 7
     }

@@ -102,8 +102,24 @@ public struct DisasterRecovery: Sendable {
         public var description: String { message }
     }
 
+    /// What opens the lost box's escrow envelope.
+    public enum Opener: Sendable {
+        /// The customer's recovery code (the customer-held tier).
+        case code(RecoveryCode)
+        /// The operator escrow private key (the operator-managed tier), raw 32 bytes.
+        case operatorKeyRaw(Data)
+
+        /// The operator escrow private key (the operator-managed tier).
+        public static func operatorKey(_ key: Curve25519.KeyAgreement.PrivateKey) -> Opener { .operatorKeyRaw(key.rawRepresentation) }
+    }
+
     /// Runs (or resumes) the recovery with the customer's code.
     public func run(code: RecoveryCode) async throws -> Report {
+        try await run(opening: .code(code))
+    }
+
+    /// Runs (or resumes) the recovery, opening the escrow envelope with `opener`.
+    public func run(opening opener: Opener) async throws -> Report {
         // 1–2: the bundle and the key; a wrong code or a foreign bundle stops here, nothing changed.
         let bundle: JSONValue
         do { bundle = try await hub.recoveryBundle(hostID: hostID) } catch {
@@ -115,7 +131,15 @@ public struct DisasterRecovery: Sendable {
         let held = bundle["box_reported"]?["wrapped_escrow_key"] ?? .null
         guard held != .null else { throw Failure(message: "the hub holds no escrow envelope for \(hostID) (escrow init never ran on the lost box)") }
         let envelope = try EscrowEnvelope.decode(held.serialized())
-        let wrapping = try envelope.wrappingKey(code: code)
+        let wrapping: SymmetricKey
+        switch opener {
+        case .code(let code): wrapping = try envelope.wrappingKey(code: code)
+        case .operatorKeyRaw(let raw):
+            guard let key = try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: raw) else {
+                throw EscrowError(.badOperatorKey, "the operator escrow private key is not 32 bytes")
+            }
+            wrapping = try envelope.wrappingKey(operatorKey: key)
+        }
         let raw = try envelope.unwrap(with: wrapping)
         let fingerprint = PBSKey.fingerprint(rawKey: raw)
         let guests: [DesiredState.Guest]
