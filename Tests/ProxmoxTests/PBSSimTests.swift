@@ -75,10 +75,14 @@ import Testing
 /// `PUT /storage/{storage}` as `pvesm set` uses it: the operator removes or generates the key;
 /// the agent's token may not touch storage config.
 @Suite struct PBSStorageConfigTests {
+    /// Storage definitions need `Datastore.Allocate` on `/storage`: the auditor cannot touch the
+    /// key. (The agent's token has it there, unpropagated, to add the storages of assigned disks —
+    /// PVE checks `PUT /storage/{id}` on `/storage` itself, so it could; the agent only ever calls
+    /// the storage endpoints for its own `felhom-*` disk storages: docs/proxmox.md.)
     @Test func theKeyCanBeRemovedAndGeneratedByRootOnly() async throws {
         try await withSim { h in
             await #expect(throws: PVEError.self) {
-                _ = try await h.client().request("PUT", "/storage/pbs-felhom", form: [("delete", "encryption-key")])
+                _ = try await h.client(SimSeed.auditorTokenID).request("PUT", "/storage/pbs-felhom", form: [("delete", "encryption-key")])
             }
             let root = try h.rootClient()
             _ = try await root.request("PUT", "/storage/pbs-felhom", form: [("delete", "encryption-key")])

@@ -59,7 +59,8 @@ def filter_body(context, body):
     dropped (the hub answers 400 naming the duplicate, tested in the Swift suites). Likewise a
     desired state's vmids, guest names and each guest's mount-point keys, and a secret bundle's
     key names (stated with propertyNames, which the generator ignores), and a desired state's
-    request ids (unique, each naming one of its guests)."""
+    request ids (unique, each naming one of its guests), and its routes (ids and listen ports unique,
+    each to one of its guests)."""
     path = context.operation.path if context.operation is not None else ""
     if not isinstance(body, dict):
         return True
@@ -87,6 +88,13 @@ def filter_body(context, body):
         if isinstance(requests, list):
             vmids = {g.get("vmid") for g in guests if isinstance(g, dict)} if isinstance(guests, list) else set()
             if not _unique(requests, "id") or any(isinstance(r, dict) and r.get("vmid") not in vmids for r in requests):
+                return False
+        routes = body.get("routes")
+        if isinstance(routes, list):
+            vmids = {g.get("vmid") for g in guests if isinstance(g, dict)} if isinstance(guests, list) else set()
+            if not (_unique(routes, "id") and _unique(routes, "listen_port")):
+                return False
+            if any(isinstance(r, dict) and r.get("guest_vmid") not in vmids for r in routes):
                 return False
         if isinstance(guests, list):
             return all(_unique(g.get("mount_points"), "key") for g in guests if isinstance(g, dict))

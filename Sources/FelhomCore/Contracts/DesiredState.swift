@@ -205,6 +205,66 @@ public struct DesiredState: Codable, Sendable, Equatable {
         }
     }
 
+    /// A public route (ADR 0009, SPEC §6 "Routes"): a TCP entry point on the host that the
+    /// agent's proxy relays to a port of one guest. With `proxy_protocol: "v2"` every connection
+    /// starts with a PROXY v2 header carrying the real client address — only for a backend that
+    /// is set up to expect it, which the operator acknowledges with
+    /// `backend_expects_proxy_protocol: true` (otherwise the header is refused here).
+    public struct Route: Codable, Sendable, Equatable {
+        public enum ProxyProtocol: String, Codable, Sendable, CaseIterable {
+            case off, v2
+        }
+        /// Stable id (`a-z`, `0-9`, `-`; 1–40 characters).
+        public var id: String
+        public var guestVMID: Int
+        /// The host's public port (1–65535).
+        public var listenPort: Int
+        /// The guest's port (1–65535).
+        public var targetPort: Int
+        /// Only `tcp`.
+        public var proto: String
+        public var proxyProtocol: ProxyProtocol
+        /// The operator's acknowledgement that the backend accepts a PROXY header.
+        public var backendExpectsProxyProtocol: Bool
+
+        public init(
+            id: String, guestVMID: Int, listenPort: Int, targetPort: Int, proxyProtocol: ProxyProtocol = .off,
+            backendExpectsProxyProtocol: Bool = false
+        ) {
+            self.id = id
+            self.guestVMID = guestVMID
+            self.listenPort = listenPort
+            self.targetPort = targetPort
+            self.proto = "tcp"
+            self.proxyProtocol = proxyProtocol
+            self.backendExpectsProxyProtocol = backendExpectsProxyProtocol
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case guestVMID = "guest_vmid"
+            case listenPort = "listen_port"
+            case targetPort = "target_port"
+            case proto = "protocol"
+            case proxyProtocol = "proxy_protocol"
+            case backendExpectsProxyProtocol = "backend_expects_proxy_protocol"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            guestVMID = try c.decode(Int.self, forKey: .guestVMID)
+            listenPort = try c.decode(Int.self, forKey: .listenPort)
+            targetPort = try c.decode(Int.self, forKey: .targetPort)
+            proto = try c.decodeIfPresent(String.self, forKey: .proto) ?? "tcp"
+            proxyProtocol = try c.decodeIfPresent(ProxyProtocol.self, forKey: .proxyProtocol) ?? .off
+            backendExpectsProxyProtocol = try c.decodeIfPresent(Bool.self, forKey: .backendExpectsProxyProtocol) ?? false
+        }
+    }
+
+    /// How many routes a host carries at most.
+    public static let maxRoutes = 256
+
     /// A filesystem UUID as the box's fenced `mount UUID=…` accepts it (ext4/xfs/btrfs, or a vfat/exfat serial).
     public static let filesystemUUIDPattern =
         #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"#
@@ -220,20 +280,23 @@ public struct DesiredState: Codable, Sendable, Equatable {
     public var requests: [Request]
     /// Policies for the box's disks (by filesystem UUID).
     public var storage: [DiskPolicy]
+    /// Public routes (TCP entry points to guest ports).
+    public var routes: [Route]
 
     public init(
         guests: [Guest] = [], storagePolicy: StoragePolicy = StoragePolicy(), versions: [String: String] = [:], requests: [Request] = [],
-        storage: [DiskPolicy] = []
+        storage: [DiskPolicy] = [], routes: [Route] = []
     ) {
         self.guests = guests
         self.storagePolicy = storagePolicy
         self.versions = versions
         self.requests = requests
         self.storage = storage
+        self.routes = routes
     }
 
     enum CodingKeys: String, CodingKey {
-        case guests, versions, requests, storage
+        case guests, versions, requests, storage, routes
         case storagePolicy = "storage_policy"
     }
 
@@ -244,6 +307,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         versions = try c.decodeIfPresent([String: String].self, forKey: .versions) ?? [:]
         requests = try c.decodeIfPresent([Request].self, forKey: .requests) ?? []
         storage = try c.decodeIfPresent([DiskPolicy].self, forKey: .storage) ?? []
+        routes = try c.decodeIfPresent([Route].self, forKey: .routes) ?? []
     }
 
     /// Encodes `requests` only when there are any (older documents stay byte-identical).
@@ -254,6 +318,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         try c.encode(versions, forKey: .versions)
         if !requests.isEmpty { try c.encode(requests, forKey: .requests) }
         if !storage.isEmpty { try c.encode(storage, forKey: .storage) }
+        if !routes.isEmpty { try c.encode(routes, forKey: .routes) }
     }
 
     /// Decodes and validates; errors name the JSON path.
@@ -285,6 +350,11 @@ public struct DesiredState: Codable, Sendable, Equatable {
         "versions": .map(.any),
         "requests": .array(.object(["id": .any, "kind": .any, "vmid": .any, "requested_at": .any])),
         "storage": .array(.object(["uuid": .any, "label": .any, "role": .any, "default": .any])),
+        "routes": .array(
+            .object([
+                "id": .any, "guest_vmid": .any, "listen_port": .any, "target_port": .any, "protocol": .any, "proxy_protocol": .any,
+                "backend_expects_proxy_protocol": .any,
+            ])),
     ])
 
     public func encoded() -> Data { ContractCoding.encode(self) }
@@ -379,6 +449,38 @@ public struct DesiredState: Codable, Sendable, Equatable {
             guard ids.insert(r.id).inserted else { throw ContractError(path: "$.requests[\(i)].id", message: "duplicate request id '\(r.id)'") }
             guard vmids.contains(r.vmid) else {
                 throw ContractError(path: "$.requests[\(i)].vmid", message: "guest \(r.vmid) is not in this desired state")
+            }
+        }
+        try validateRoutes(guests: vmids)
+    }
+
+    /// Routes (ADR 0009): ids and listen ports unique, ports 1–65535, `tcp` only, a guest of this
+    /// desired state, and PROXY v2 only with the operator's acknowledgement.
+    func validateRoutes(guests vmids: Set<Int>) throws {
+        guard routes.count <= Self.maxRoutes else { throw ContractError(path: "$.routes", message: "at most \(Self.maxRoutes) routes") }
+        var ids = Set<String>()
+        var ports = Set<Int>()
+        for (i, r) in routes.enumerated() {
+            let p = "$.routes[\(i)]"
+            guard Pattern.whole(r.id, #"[a-z0-9][a-z0-9-]{0,39}"#) else {
+                throw ContractError(path: "\(p).id", message: "must be 1–40 characters of a-z, 0-9 and '-' (not starting with '-')")
+            }
+            guard ids.insert(r.id).inserted else { throw ContractError(path: "\(p).id", message: "duplicate route id '\(r.id)'") }
+            guard vmids.contains(r.guestVMID) else {
+                throw ContractError(path: "\(p).guest_vmid", message: "guest \(r.guestVMID) is not in this desired state")
+            }
+            guard (1...65535).contains(r.listenPort) else { throw ContractError(path: "\(p).listen_port", message: "must be 1…65535") }
+            guard ports.insert(r.listenPort).inserted else {
+                throw ContractError(path: "\(p).listen_port", message: "listen port \(r.listenPort) is already used by another route")
+            }
+            guard (1...65535).contains(r.targetPort) else { throw ContractError(path: "\(p).target_port", message: "must be 1…65535") }
+            guard r.proto == "tcp" else { throw ContractError(path: "\(p).protocol", message: "must be tcp") }
+            if r.proxyProtocol == .v2 && !r.backendExpectsProxyProtocol {
+                throw ContractError(
+                    path: "\(p).backend_expects_proxy_protocol",
+                    message:
+                        "must be true for proxy_protocol v2: the backend must be set up to accept the PROXY header (HAProxy accept-proxy, nginx proxy_protocol), or it reads the header as garbage (ADR 0009)"
+                )
             }
         }
     }

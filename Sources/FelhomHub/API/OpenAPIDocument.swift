@@ -117,6 +117,26 @@ enum OpenAPIDocument {
                       label: {type: string, minLength: 1, maxLength: 80, pattern: '^[^\\x00-\\x1f\\x7f]+$'}
                       role: {type: string, enum: [backup, bulk, guest-data]}
                       default: {type: boolean, nullable: true}
+                routes:
+                  type: array
+                  nullable: true
+                  uniqueItems: true
+                  description: "Public TCP routes to guest ports (ADR 0009); at most 256, ids and listen ports unique, guest_vmid one of this state's guests. proxy_protocol v2 needs backend_expects_proxy_protocol true."
+                  items:
+                    type: object
+                    additionalProperties: false
+                    required: [id, guest_vmid, listen_port, target_port]
+                    properties:
+                      id: {type: string, pattern: '^[a-z0-9][a-z0-9-]{0,39}$'}
+                      guest_vmid: {type: integer, minimum: 100, maximum: 999999999}
+                      listen_port: {type: integer, minimum: 1, maximum: 65535}
+                      target_port: {type: integer, minimum: 1, maximum: 65535}
+                      protocol: {type: string, enum: [tcp], nullable: true}
+                      proxy_protocol: {type: string, enum: ["off", v2], nullable: true}
+                      backend_expects_proxy_protocol: {type: boolean, nullable: true}
+                    anyOf:
+                      - {properties: {proxy_protocol: {enum: ["off", null]}}}
+                      - {required: [backend_expects_proxy_protocol], properties: {backend_expects_proxy_protocol: {enum: [true]}}}
                 requests:
                   type: array
                   nullable: true

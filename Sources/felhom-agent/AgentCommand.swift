@@ -12,7 +12,10 @@ struct FelhomAgentCommand: AsyncParsableCommand {
         commandName: "felhom-agent",
         abstract: "The Felhom host agent (runs on each Proxmox VE host).",
         version: FelhomVersion.current,
-        subcommands: [RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self, EscrowCommand.self, RecoverCommand.self])
+        subcommands: [
+            RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self, EscrowCommand.self, RecoverCommand.self,
+            RouteProxyCommand.self,
+        ])
 }
 
 struct CheckCommand: AsyncParsableCommand {

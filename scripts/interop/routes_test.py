@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""The route proxy (`felhom-agent route-proxy`, issue 16) against real PROXY protocol receivers.
+
+HAProxy 2.6 (`accept-proxy`, an HTTP frontend that answers with what it read from the header) and
+nginx (`listen … proxy_protocol`) sit behind the agent's proxy; clients connect over IPv4 and IPv6
+from known ports and must see their own address and port in the answer. HAProxy verifies the
+CRC32C TLV (it resets on a wrong one) and exposes the UNIQUE_ID. A plain capture backend checks the
+header byte for byte with an independent decoder (proxy_v2.py) and that it arrives in one piece
+before the payload; an `off` route relays bytes unchanged; a slow reader keeps the proxy's memory
+bounded while a fast backend pushes (back-pressure); 1 GiB goes through each way.
+Usage: routes_test.py BIN_DIR
+"""
+import os, shutil, socket, subprocess, sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import Checks, free_port  # noqa: E402
+from proxy_v2 import decode_v2  # noqa: E402
+
+bin_dir = os.path.abspath(sys.argv[1])
+agent_bin = os.path.join(bin_dir, "felhom-agent")
+
+
+def start_proxy(listen, backend, *extra):
+    """`felhom-agent route-proxy`, waited for until it says where it listens; returns (proc, port)."""
+    proc = subprocess.Popen([agent_bin, "route-proxy", "--listen", listen, "--backend", backend, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"route-proxy did not start: {line}{proc.stdout.read()}")
+    port = int(line.split("listening on ")[1].split(" ")[0].rsplit(":", 1)[1])
+    return proc, port
+
+
+def http_get(host, port, source_port, family=socket.AF_INET):
+    """GET / from a chosen source port; returns (answer text, the source port used)."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", source_port))
+    s.settimeout(10)
+    s.connect((host, port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.decode(errors="replace")
+
+
+class Capture:
+    """A backend that keeps each connection's first bytes and echoes everything back."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.first_reads = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.echo, args=(conn,), daemon=True).start()
+
+    def echo(self, conn):
+        first = True
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            if first:
+                self.first_reads.append(data)
+                first = False
+            conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        conn.close()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    checks = Checks("routes")
+    work = tempfile.mkdtemp(prefix="felhom-routes-")
+    procs = []
+    try:
+        # HAProxy: accept-proxy on IPv4 and IPv6, answers with what the header said.
+        hp = free_port()
+        with open(os.path.join(work, "haproxy.cfg"), "w") as f:
+            f.write(f"""global
+    log stderr format raw local0 info
+defaults
+    log global
+    timeout connect 2s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    mode http
+    bind 127.0.0.1:{hp} accept-proxy
+    bind [::1]:{hp} accept-proxy
+    http-request return status 200 content-type text/plain lf-string "pp=%[fc_rcvd_proxy] src=%[src] sport=%[src_port] dst=%[dst] dport=%[dst_port] uid=%[fc_pp_unique_id]\\n"
+""")
+        haproxy = subprocess.Popen(["haproxy", "-f", os.path.join(work, "haproxy.cfg"), "-db"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        procs.append(haproxy)
+        # nginx: proxy_protocol listeners, answers with the PROXY addresses.
+        ng = free_port()
+        nroot = os.path.join(work, "nginx")
+        os.makedirs(os.path.join(nroot, "tmp"))
+        with open(os.path.join(nroot, "nginx.conf"), "w") as f:
+            f.write(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {nroot}/nginx.pid;
+error_log {nroot}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {nroot}/tmp;
+    proxy_temp_path {nroot}/tmp;
+    fastcgi_temp_path {nroot}/tmp;
+    uwsgi_temp_path {nroot}/tmp;
+    scgi_temp_path {nroot}/tmp;
+    server {{
+        listen 127.0.0.1:{ng} proxy_protocol;
+        listen [::1]:{ng} proxy_protocol;
+        location / {{
+            default_type text/plain;
+            return 200 "pp_addr=$proxy_protocol_addr pp_port=$proxy_protocol_port pp_server_addr=$proxy_protocol_server_addr pp_server_port=$proxy_protocol_server_port\\n";
+        }}
+    }}
+}}
+""")
+        nginx = subprocess.Popen(["nginx", "-p", nroot, "-c", os.path.join(nroot, "nginx.conf")], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        procs.append(nginx)
+        deadline = time.time() + 10
+        for port in (hp, ng):
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+        to_haproxy, hport = start_proxy("[::]:0", f"127.0.0.1:{hp}", "--proxy-protocol", "v2", "--unique-id")
+        procs.append(to_haproxy)
+        to_nginx, nport = start_proxy("[::]:0", f"127.0.0.1:{ng}", "--proxy-protocol", "v2")
+        procs.append(to_nginx)
+
+        def haproxy_sees_the_client():
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                sport = free_port()
+                answer = http_get(host, hport, sport, family)
+                assert "pp=1" in answer and f"src={host} sport={sport}" in answer and f"dport={hport}" in answer, answer
+                uid = answer.split("uid=")[1].split()[0]
+                assert uid.startswith("felhom-") and len(uid) == len("felhom-") + 16, answer
+
+        def nginx_sees_the_client():
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                sport = free_port()
+                answer = http_get(host, nport, sport, family)
+                assert f"pp_addr={host} pp_port={sport}" in answer and f"pp_server_port={nport}" in answer, answer
+
+        def haproxy_rejects_a_wrong_crc():
+            # The same HAProxy resets a header whose CRC32C is wrong: so the proxy's CRC is right.
+            import proxy_v2
+            header = bytearray(proxy_v2.encode_v2("127.0.0.1", 40000, "127.0.0.1", 443, crc=True))
+            header[-1] ^= 1
+            s = socket.create_connection(("127.0.0.1", hp), timeout=5)
+            s.sendall(bytes(header) + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = s.recv(1024)
+            except ConnectionResetError:
+                data = b""
+            s.close()
+            assert b"200" not in data, data
+
+        capture = Capture()
+        to_capture, cport = start_proxy("127.0.0.1:0", f"127.0.0.1:{capture.port}", "--proxy-protocol", "v2", "--unique-id")
+        procs.append(to_capture)
+
+        def header_is_byte_exact_and_first():
+            sport = free_port()
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", sport))
+            s.connect(("127.0.0.1", cport))
+            s.sendall(b"hello")
+            got = b""
+            while len(got) < 5 or not got.endswith(b"hello"):
+                got += s.recv(4096)
+            s.close()
+            decoded = decode_v2(got)
+            assert decoded["src"] == ("127.0.0.1", sport) and decoded["dst"] == ("127.0.0.1", cport), decoded
+            assert decoded["crc_ok"] is True and decoded["unique_id"].startswith(b"felhom-"), decoded
+            assert got[decoded["length"]:] == b"hello", got
+            first = capture.first_reads[-1]
+            assert len(first) >= decoded["length"], f"the header was split: first read {len(first)} bytes of {decoded['length']}"
+
+        plain, pport = start_proxy("127.0.0.1:0", f"127.0.0.1:{capture.port}")
+        procs.append(plain)
+
+        def off_route_relays_unchanged():
+            payload = os.urandom(300_000)
+            s = socket.create_connection(("127.0.0.1", pport), timeout=10)
+            threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)), daemon=True).start()
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            assert got == payload, (len(got), len(payload))
+
+        def a_slow_reader_keeps_memory_bounded():
+            # A backend that pushes as fast as it can; the client reads 64 KiB every 20 ms.
+            src = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            src.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            src.bind(("127.0.0.1", 0))
+            src.listen(1)
+            pusher, push_port = start_proxy("127.0.0.1:0", f"127.0.0.1:{src.getsockname()[1]}")
+            procs.append(pusher)
+            pushed = [0]
+            stop = threading.Event()
+
+            def push():
+                conn, _ = src.accept()
+                block = b"x" * 65536
+                try:
+                    while not stop.is_set():
+                        conn.sendall(block)
+                        pushed[0] += len(block)
+                except OSError:
+                    pass
+                conn.close()
+            threading.Thread(target=push, daemon=True).start()
+            c = socket.create_connection(("127.0.0.1", push_port), timeout=10)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            time.sleep(0.5)
+            before = rss_kib(pusher.pid)
+            read = 0
+            t0 = time.time()
+            while time.time() - t0 < 4:
+                read += len(c.recv(65536))
+                time.sleep(0.02)
+            after = rss_kib(pusher.pid)
+            stop.set()
+            c.close()
+            in_flight = pushed[0] - read
+            # Without back-pressure the proxy would hold nearly everything pushed but not read.
+            assert after - before < 16 * 1024, f"proxy RSS grew {after - before} KiB while {in_flight >> 20} MiB were unread"
+            assert in_flight < 32 << 20, f"{in_flight >> 20} MiB pushed but not read: the backend was not slowed down"
+
+        def one_gib_each_way():
+            sink = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sink.bind(("127.0.0.1", 0))
+            sink.listen(1)
+            bulk, bport = start_proxy("127.0.0.1:0", f"127.0.0.1:{sink.getsockname()[1]}")
+            procs.append(bulk)
+            total = 1 << 30
+            result = {}
+
+            def backend():
+                conn, _ = sink.accept()
+                got = 0
+                while got < total:
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                block = b"y" * (1 << 20)
+                for _ in range(total >> 20):
+                    conn.sendall(block)
+                conn.shutdown(socket.SHUT_WR)
+                result["up"] = got
+                conn.close()
+            t = threading.Thread(target=backend, daemon=True)
+            t.start()
+            c = socket.create_connection(("127.0.0.1", bport), timeout=60)
+            block = b"z" * (1 << 20)
+            t0 = time.time()
+            for _ in range(total >> 20):
+                c.sendall(block)
+            down = 0
+            while True:
+                chunk = c.recv(1 << 20)
+                if not chunk:
+                    break
+                down += len(chunk)
+            seconds = time.time() - t0
+            c.close()
+            t.join(10)
+            rss = rss_kib(bulk.pid)
+            assert result.get("up") == total and down == total, (result, down)
+            assert rss < 128 * 1024, f"proxy RSS {rss} KiB after 2 GiB"
+            print(f"  2 GiB through the route in {seconds:.1f} s ({2 * 1024 / seconds:.0f} MiB/s), proxy RSS {rss // 1024} MiB")
+
+        def port_in_use_is_named():
+            busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            r = subprocess.run([agent_bin, "route-proxy", "--listen", f"127.0.0.1:{busy.getsockname()[1]}", "--backend", "127.0.0.1:1"],
+                               capture_output=True, text=True, timeout=20)
+            busy.close()
+            assert r.returncode == 1 and "listen_port_in_use" in r.stderr, r.stdout + r.stderr
+
+        def garbage_and_silence_do_not_hurt():
+            s = socket.create_connection(("127.0.0.1", pport), timeout=5)
+            s.sendall(os.urandom(4096))
+            s.close()
+            quiet = socket.create_connection(("127.0.0.1", pport), timeout=5)
+            off_route_relays_unchanged()  # still serving
+            quiet.close()
+            assert plain.poll() is None, "the proxy died"
+
+        checks.check("HAProxy accept-proxy sees the client's address and port (IPv4, IPv6), UNIQUE_ID and CRC32C accepted",
+                     haproxy_sees_the_client)
+        checks.check("nginx proxy_protocol sees the client's address and port (IPv4, IPv6)", nginx_sees_the_client)
+        checks.check("HAProxy resets a header with a wrong CRC32C (so the proxy's is right)", haproxy_rejects_a_wrong_crc)
+        checks.check("the v2 header is byte-exact (independent decoder) and arrives in one piece before the payload",
+                     header_is_byte_exact_and_first)
+        checks.check("an off route relays bytes unchanged, half-close included", off_route_relays_unchanged)
+        checks.check("a slow reader: the backend is slowed down, the proxy's memory stays bounded", a_slow_reader_keeps_memory_bounded)
+        checks.check("1 GiB each way through a route", one_gib_each_way)
+        checks.check("a listen port in use is refused as listen_port_in_use", port_in_use_is_named)
+        checks.check("garbage and silent clients do not hurt the proxy", garbage_and_silence_do_not_hurt)
+    finally:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
