@@ -56,6 +56,9 @@ struct FailingReads: PVEAPI {
     }
     func storages() async throws -> [PVEStorageConfig] { try await real.storages() }
     func createStorage(_ spec: StorageCreateSpec) async throws { try await real.createStorage(spec) }
+    func containerInterfaces(node: String, vmid: Int) async throws -> [PVEInterface]? {
+        try await real.containerInterfaces(node: node, vmid: vmid)
+    }
     func updateStorage(_ storage: String, content: [String]) async throws { try await real.updateStorage(storage, content: content) }
     func deleteStorage(_ storage: String) async throws { try await real.deleteStorage(storage) }
     func nodeStorages(node: String) async throws -> [PVENodeStorage] { try await real.nodeStorages(node: node) }

@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func everyCoveredEndpointAnswersPerItsReturnSchema() async throws {
-        #expect(Self.schema.count == 35)
+        #expect(Self.schema.count == 36)
         let h = EngineHarness(taskSeconds: 1)
         var checked: Set<String> = []
         func check(_ key: String, _ path: String, query: String = "", form: String? = nil, token: String = SimSeed.rootTokenID) async -> JSONValue? {
@@ -125,6 +125,7 @@ import Testing
         _ = await check("GET /nodes/{node}/storage/{storage}/content", "/nodes/pve1/storage/local/content")
         _ = await check(
             "GET /nodes/{node}/storage/{storage}/content/{volume}", "/nodes/pve1/storage/local/content/\(enc(SimSeed.goldenTemplateVolid))")
+        _ = await check("GET /nodes/{node}/lxc/{vmid}/interfaces", "/nodes/pve1/lxc/100/interfaces")
         _ = await check("GET /cluster/nextid", "/cluster/nextid")
         _ = await check("GET /access/permissions", "/access/permissions")
         #expect(checked == Set(Self.schema.keys), "not exercised: \(Set(Self.schema.keys).subtracting(checked).sorted())")

@@ -18,7 +18,7 @@ COVERED = [
     ("GET", "/nodes/{node}/lxc/{vmid}/pending"),
     ("POST", "/nodes/{node}/lxc/{vmid}/status/start"), ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"),
     ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"), ("POST", "/nodes/{node}/lxc/{vmid}/status/reboot"),
-    ("DELETE", "/nodes/{node}/lxc/{vmid}"),
+    ("DELETE", "/nodes/{node}/lxc/{vmid}"), ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"),
     ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"), ("POST", "/nodes/{node}/lxc/{vmid}/snapshot"),
     ("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"),
     ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"),

@@ -7,17 +7,22 @@ from known ports and must see their own address and port in the answer. HAProxy 
 CRC32C TLV (it resets on a wrong one) and exposes the UNIQUE_ID. A plain capture backend checks the
 header byte for byte with an independent decoder (proxy_v2.py) and that it arrives in one piece
 before the payload; an `off` route relays bytes unchanged; a slow reader keeps the proxy's memory
-bounded while a fast backend pushes (back-pressure); 1 GiB goes through each way.
+bounded while a fast backend pushes (back-pressure); 1 GiB goes through each way. End to end, a
+route published on the hub is run by the real agent (against the simulator, whose guest lives at
+127.0.0.1) and a client's address reaches HAProxy; its probe reports a plain echo backend behind a
+v2 route as `backend_does_not_expect_proxy_protocol` in the host report.
 Usage: routes_test.py BIN_DIR
 """
 import os, shutil, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Checks, free_port  # noqa: E402
+from common import Checks, HubProcess, Simulator, free_port, wait_for  # noqa: E402
 from proxy_v2 import decode_v2  # noqa: E402
 
 bin_dir = os.path.abspath(sys.argv[1])
 agent_bin = os.path.join(bin_dir, "felhom-agent")
+felhom_bin = os.path.join(bin_dir, "felhom")
+hub_bin = os.path.join(bin_dir, "felhom-hub")
 
 
 def start_proxy(listen, backend, *extra):
@@ -329,6 +334,70 @@ http {{
             quiet.close()
             assert plain.poll() is None, "the proxy died"
 
+        def published_route_end_to_end():
+            import json
+            seed = json.loads(subprocess.run([felhom_bin, "pve-sim", "--print-default-seed"], capture_output=True, text=True,
+                                             check=True).stdout)
+            seed["containers"]["100"]["address"] = "127.0.0.1"
+            with open(os.path.join(work, "seed.json"), "w") as f:
+                json.dump(seed, f)
+            sim = Simulator(felhom_bin, ["--seed", os.path.join(work, "seed.json")])
+            op = "routes-test-operator-key-0123456789ab"
+            hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", op)
+            procs.extend([sim.proc, hub.proc])
+            call = hub.call
+            cid = call("POST", "/api/v1/customers", {"name": "R", "email": "r@example.hu", "domain": "r.example.hu"})["id"]
+            host = call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "routes"})["id"]
+            token = call("POST", f"/api/v1/hosts/{host}/enrollment")["token"]
+            signers = os.path.join(work, "allowed_signers")
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(work, "op")], check=True)
+            with open(os.path.join(work, "op.pub")) as f, open(signers, "w") as out:
+                out.write("operator@felhom " + " ".join(f.read().split()[:2]) + "\n")
+            config = os.path.join(work, "agent.json")
+            with open(config, "w") as f:
+                json.dump({"pve": {"host": "127.0.0.1", "port": sim.port, "node": "pve1", "token_id": "felhom@pve!agent",
+                                   "token_secret": sim.tokens["felhom@pve!agent"], "fingerprint": sim.fingerprint},
+                           "hub": {"url": hub.url, "enrollment_token": token, "long_poll_seconds": 1},
+                           "state_dir": os.path.join(work, "agent-state"), "signers_file": signers, "storage_manifest": False,
+                           "provision": {"golden_template": "local:backup/vzdump-lxc-9000-2026_01_01-00_00_00.tar.zst"},
+                           "restore_test": {"enabled": False}, "routes": {"listen": "127.0.0.1", "probe_seconds": 5}}, f)
+            public, echo_public = free_port(), free_port()
+            guests = [{"vmid": 100, "name": "web", "cpu": 2, "memory_mb": 2048, "disk_gb": 8, "run_state": "running"},
+                      {"vmid": 101, "name": "db", "cpu": 1, "memory_mb": 1024, "disk_gb": 8, "run_state": "stopped"}]
+            bad = {"guests": guests, "routes": [{"id": "web", "guest_vmid": 100, "listen_port": public, "target_port": hp,
+                                                  "proxy_protocol": "v2"}]}
+            import urllib.error
+            try:
+                call("PUT", f"/api/v1/hosts/{host}/desired", bad)
+                raise AssertionError("a v2 route without the acknowledgement was accepted")
+            except urllib.error.HTTPError as e:
+                body = json.loads(e.read())
+                assert e.code == 400 and body["error"]["path"] == "$.routes[0].backend_expects_proxy_protocol", body
+            bad["routes"][0]["backend_expects_proxy_protocol"] = True
+            bad["routes"].append({"id": "echo", "guest_vmid": 100, "listen_port": echo_public, "target_port": capture.port,
+                                  "proxy_protocol": "v2", "backend_expects_proxy_protocol": True})
+            call("PUT", f"/api/v1/hosts/{host}/desired", bad)
+            call("POST", f"/api/v1/hosts/{host}/desired/publish")
+            run = subprocess.Popen([agent_bin, "run", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            procs.append(run)
+
+            def answered():
+                try:
+                    return http_get("127.0.0.1", public, free_port())
+                except OSError:
+                    return ""
+            assert wait_for(lambda: "pp=1" in answered(), timeout=60), "the published route never answered"
+            sport = free_port()
+            answer = http_get("127.0.0.1", public, sport)
+            assert f"src=127.0.0.1 sport={sport}" in answer and answer.split("uid=")[1].startswith("web-"), answer
+
+            def echo_reported():
+                routes = call("GET", f"/api/v1/hosts/{host}/report").get("routes") or []
+                return [r for r in routes if r["id"] == "echo" and r.get("reason") == "backend_does_not_expect_proxy_protocol"]
+            assert wait_for(echo_reported, timeout=60), call("GET", f"/api/v1/hosts/{host}/report").get("routes")
+            events = call("GET", f"/api/v1/events?host_id={host}&type=route_unhealthy")["events"]
+            assert any(e["data"].get("route") == "echo" for e in events), events
+
         checks.check("HAProxy accept-proxy sees the client's address and port (IPv4, IPv6), UNIQUE_ID and CRC32C accepted",
                      haproxy_sees_the_client)
         checks.check("nginx proxy_protocol sees the client's address and port (IPv4, IPv6)", nginx_sees_the_client)
@@ -340,6 +409,8 @@ http {{
         checks.check("1 GiB each way through a route", one_gib_each_way)
         checks.check("a listen port in use is refused as listen_port_in_use", port_in_use_is_named)
         checks.check("garbage and silent clients do not hurt the proxy", garbage_and_silence_do_not_hurt)
+        checks.check("end to end: a published route runs in the agent, HAProxy sees the client; an echo backend is reported unhealthy",
+                     published_route_end_to_end)
     finally:
         for p in procs:
             p.kill()

@@ -155,11 +155,26 @@ public struct AgentConfig: Decodable, Sendable {
         }
     }
 
+    /// The public routes' proxies (`routes.*`).
+    public struct Routes: Decodable, Sendable {
+        /// Default true: the agent runs the published routes.
+        public var enabled: Bool?
+        /// Where the listeners bind (default `::`, IPv4 and IPv6).
+        public var listen: String?
+        /// Seconds between backend probes (default 30).
+        public var probeSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case enabled, listen
+            case probeSeconds = "probe_seconds"
+        }
+    }
+
     public var pve: PVE
     /// Whether the agent keeps the storage manifest (`lsblk` and `mount` through the fenced backend; default true).
     public var storageManifest: Bool?
     public var heal: Heal?
     public var escrow: Escrow?
+    public var routes: Routes?
     public var selftest: Selftest?
     public var backup: Backup?
     public var restoreTest: RestoreTest?
@@ -172,7 +187,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup, heal, escrow
+        case pve, selftest, hub, provision, backup, heal, escrow, routes
         case storageManifest = "storage_manifest"
         case localAPI = "local_api"
         case restoreTest = "restore_test"
@@ -198,7 +213,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
             .init("storage_manifest", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
-            .init("escrow.operator_public_key"),
+            .init("escrow.operator_public_key"), .init("routes.enabled", .boolean), .init("routes.listen"),
+            .init("routes.probe_seconds", .integer),
         ])
 
     /// The operator escrow public key of the operator-managed tier (`escrow.operator_public_key`),

@@ -177,6 +177,9 @@ extension Agent {
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
             longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
             credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings, escrow: escrowSettings,
-            storageRunner: cfg.storageManifest ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil)
+            storageRunner: cfg.storageManifest ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil,
+            routes: cfg.routes?.enabled ?? true
+                ? RouteManager.Settings(listenHost: cfg.routes?.listen ?? "::", probeInterval: TimeInterval(max(5, cfg.routes?.probeSeconds ?? 30)))
+                : nil)
     }
 }

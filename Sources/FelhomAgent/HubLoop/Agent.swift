@@ -44,6 +44,8 @@ public final class Agent: Service, Sendable {
     public let storage: StorageKeeper?
     /// The agent's state directory.
     let stateDir: String
+    /// The public routes' proxies (nil: routes are off in this agent).
+    public let routes: RouteManager?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -85,8 +87,9 @@ public final class Agent: Service, Sendable {
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
         restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
-        storageRunner: (any CommandRunner)? = nil
+        storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil
     ) throws {
+        self.routes = routeSettings.map { RouteManager(settings: $0) }
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
         self.queue = queue
@@ -239,6 +242,7 @@ public final class Agent: Service, Sendable {
             backupTick(spec)
             await actOnRequests(spec)
             await housekeeping()
+            await routeTick(spec)
             await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
@@ -279,6 +283,10 @@ public final class Agent: Service, Sendable {
         report.appliedGeneration = appliedGenerationForReport
         report.auditTail = auditTail()
         if let storage { report.storageTargets = storage.targets }
+        if let routes {
+            let list = await routes.report
+            report.routes = list.isEmpty ? nil : list
+        }
         if backups != nil {
             let (b, r) = protectionRecords()
             report.backups = b
@@ -448,6 +456,29 @@ public final class Agent: Service, Sendable {
         return true
     }
 
+    /// The routes' round: resolve the addresses of the guests that routes point at (from PVE's
+    /// view inside each running guest), bring the proxies to the published routes, probe their
+    /// backends when due, and post what changed.
+    func routeTick(_ spec: DesiredState) async {
+        guard let routes else { return }
+        var addresses: [Int: String] = [:]
+        for vmid in Set(spec.routes.map(\.guestVMID)) {
+            do {
+                let interfaces = try await pve.containerInterfaces(node: node, vmid: vmid) ?? []
+                let eth = interfaces.first { $0.name == "eth0" && $0.ipv4 != nil } ?? interfaces.first { $0.name != "lo" && $0.ipv4 != nil }
+                if let address = eth?.ipv4 { addresses[vmid] = address }
+            } catch {
+                logger.warning("cannot read the addresses of guest \(vmid) for its routes: \(error)")
+            }
+        }
+        var events = await routes.apply(spec.routes, addresses: addresses, now: clock.now())
+        events += await routes.probe(now: clock.now())
+        for e in events {
+            logger.notice("route: \(e.type) \(e.data["route"]?.stringValue ?? "") \(e.data["reason"]?.stringValue ?? "")")
+            await post(e)
+        }
+    }
+
     /// What the operator sees of the manifest (not its free space or last-seen times).
     func storageShape() -> [String] {
         (storage?.targets ?? []).map {
@@ -591,6 +622,7 @@ public final class Agent: Service, Sendable {
         }
         // Bounded: a restore test waiting for a scratch guest's apps must not hold a stop for minutes;
         // whatever still runs is journaled and resumed (or compensated) at the next start.
+        await routes?.stopAll()
         if await !queue.drain(upTo: .seconds(30)) {
             logger.notice("stopping with guest operations still running: they are resumed at the next start")
         }

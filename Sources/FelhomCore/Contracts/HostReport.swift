@@ -136,6 +136,8 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// The desired generation the agent has fully applied (absent before its first success, and
     /// from agents that predate it): the hub alarms when a published generation stays unapplied.
     public var appliedGeneration: Int64?
+    /// The routes the agent runs (absent from agents without routes, and older ones).
+    public var routes: [RouteStatus]?
 
     public init(
         reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
@@ -165,6 +167,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         case auditTail = "audit_tail"
         case journalInFlight = "journal_in_flight"
         case appliedGeneration = "applied_generation"
+        case routes
     }
 
     public init(from decoder: Decoder) throws {
@@ -181,6 +184,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         auditTail = try c.decode([AuditRecord].self, forKey: .auditTail)
         journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
         appliedGeneration = try c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
+        routes = try c.decodeIfPresent([RouteStatus].self, forKey: .routes)
     }
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
@@ -198,6 +202,21 @@ public struct HostReport: Codable, Sendable, Equatable {
             ("disk_used", host.diskUsed), ("uptime", host.uptime),
         ] where v < 0 {
             throw ContractError(path: "$.host.\(k)", message: "must not be negative")
+        }
+        if let routes {
+            guard routes.count <= DesiredState.maxRoutes else {
+                throw ContractError(path: "$.routes", message: "at most \(DesiredState.maxRoutes) routes")
+            }
+            for (i, r) in routes.enumerated() {
+                guard !r.id.isEmpty, r.id.unicodeScalars.count <= 40 else {
+                    throw ContractError(path: "$.routes[\(i)].id", message: "must be 1–40 characters")
+                }
+                guard (1...65535).contains(r.listenPort) else { throw ContractError(path: "$.routes[\(i)].listen_port", message: "must be 1…65535") }
+                guard r.openConnections >= 0 else { throw ContractError(path: "$.routes[\(i)].open_connections", message: "must not be negative") }
+                for (k, v) in [("reason", r.reason), ("message", r.message)] where (v?.unicodeScalars.count ?? 0) > 500 {
+                    throw ContractError(path: "$.routes[\(i)].\(k)", message: "at most 500 characters")
+                }
+            }
         }
         if let generation = appliedGeneration, generation < 0 {
             throw ContractError(path: "$.applied_generation", message: "must not be negative")

@@ -306,6 +306,21 @@ enum OpenAPIDocument {
                       pve_storage: {type: string, nullable: true, description: "The Proxmox VE storage the agent made over the disk's mount point"}
                       first_seen: {type: string, format: date-time, nullable: true}
                       last_seen: {type: string, format: date-time, nullable: true}
+                routes:
+                  type: array
+                  nullable: true
+                  description: The public routes the agent runs (at most 256), with their health.
+                  items:
+                    type: object
+                    required: [id, listen_port, state, open_connections]
+                    properties:
+                      id: {type: string, minLength: 1, maxLength: 40}
+                      listen_port: {type: integer, minimum: 1, maximum: 65535}
+                      state: {type: string, enum: [healthy, unhealthy, unknown]}
+                      reason: {type: string, nullable: true, maxLength: 500}
+                      message: {type: string, nullable: true, maxLength: 500}
+                      checked_at: {type: string, format: date-time, nullable: true}
+                      open_connections: {type: integer, minimum: 0, maximum: 9223372036854775807}
                 backups:
                   type: array
                   items:
@@ -534,6 +549,11 @@ enum OpenAPIDocument {
               summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: desired vs last reported, content: {application/json: {schema: {$ref: "#/components/schemas/Drift"}}}}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/hosts/{id}/report:
+            get:
+              summary: The host's latest report as the box sent it (operator, its customer, the host itself); 404 before the first one.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the latest host report, content: {application/json: {schema: {$ref: "#/components/schemas/HostReport"}}}}, "404": {description: no such host, or no report yet}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/guests:
             post:
               summary: >-

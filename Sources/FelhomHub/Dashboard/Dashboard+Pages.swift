@@ -83,6 +83,15 @@ extension Dashboard {
         // Data protection: per guest from the latest report; "verified restorable" and the
         // time-to-restore trend from the restore-test events.
         if let body, let report = try? HostReport.decode(Data(body.utf8)) {
+            data["hasRoutes"] = !(report.routes ?? []).isEmpty
+            data["routes"] = (report.routes ?? []).map { r -> [String: Any] in
+                [
+                    "id": r.id, "port": r.listenPort, "state": r.state.rawValue,
+                    "cls": r.state == .healthy ? "ok" : r.state == .unhealthy ? "bad" : "warn",
+                    "reason": [r.reason, r.message].compactMap { $0 }.joined(separator: " — "), "open": r.openConnections,
+                    "checked": r.checkedAt.map { ago(Int64($0.timeIntervalSince1970), now) } ?? "—",
+                ]
+            }
             let tests = Dictionary(report.restoreTests.map { ($0.vmid, $0) }, uniquingKeysWith: { a, _ in a })
             data["protection"] = report.backups.map { b -> [String: Any] in
                 var row: [String: Any] = [

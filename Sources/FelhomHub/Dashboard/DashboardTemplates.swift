@@ -116,6 +116,10 @@ enum DashboardTemplates {
         <label>Guest <input name="vmid" size="8" inputmode="numeric" required></label>
         <select name="kind"><option value="backup">Back up now (app-consistent)</option><option value="restore_test">Restore test now</option></select>
         <button>Ask the box</button></form>
+        {{#hasRoutes}}<h2>Routes</h2>
+        <table><tr><th>Route</th><th>Listen port</th><th>State</th><th>Reason</th><th>Open connections</th><th>Checked</th></tr>
+        {{#routes}}<tr><td>{{id}}</td><td>{{port}}</td><td><span class="pill {{cls}}">{{state}}</span></td><td class="small">{{reason}}</td><td>{{open}}</td><td class="small">{{checked}}</td></tr>{{/routes}}
+        </table>{{/hasRoutes}}
         <h2>Recent events</h2>
         <table><tr><th>When</th><th>Type</th><th>Severity</th><th>Details</th></tr>
         {{#events}}<tr><td><span title="{{exact}}">{{ago}}</span></td><td>{{type}}</td><td><span class="pill {{cls}}">{{severity}}</span></td><td class="small"><code>{{data}}</code></td></tr>{{/events}}

@@ -186,6 +186,16 @@ extension Hub {
         return gen
     }
 
+    /// The host's latest report as it sent it (operator, its customer, the host itself); 404 when
+    /// it has not reported yet.
+    public func latestReport(hostID: String, by principal: Principal) async throws -> Data {
+        _ = try await hostForRead(hostID, by: principal)
+        guard let row = try await store.withDB({ db in try await ReportsTable.latestHostReport(hostID: hostID, in: db) }) else {
+            throw HubError.notFound("a report of host \(hostID)")
+        }
+        return Data(row.body.utf8)
+    }
+
     public func drift(hostID: String, by principal: Principal) async throws -> DriftView {
         _ = try await hostForRead(hostID, by: principal)
         let (published, report, at) = try await store.withDB { db -> ((DesiredState, Int64, Int64)?, HostReport?, Int64?) in

@@ -101,6 +101,13 @@ public enum EventRegistry {
             english: "— a replacement box waits for `felhom-agent recover` before it provisions anything",
             hungarian: "— a csereeszköz a helyreállításra vár, addig nem hoz létre semmit"),
         .init(
+            name: "route_unhealthy", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a public route does not work: its listener or its backend fails (the reason says which)",
+            hungarian: "— egy nyilvános útvonal nem működik"),
+        .init(
+            name: "route_healthy", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "— a public route works again", hungarian: "— egy nyilvános útvonal ismét működik"),
+        .init(
             name: "storage_attached", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— an assigned disk is mounted and Proxmox can use it", hungarian: "— egy kijelölt lemez csatolva, a Proxmox használhatja"),
         .init(

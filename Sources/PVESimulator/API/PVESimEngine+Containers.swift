@@ -161,6 +161,40 @@ extension PVESimEngine {
         return Result(.object(o))
     }
 
+    /// `GET /nodes/{node}/lxc/{vmid}/interfaces`: what `ip --json a` shows in the container's
+    /// network namespace (`lo` and `eth0`, `inet` as address/prefix); `null` while it is stopped
+    /// (PVE finds no process to enter).
+    func interfaces(_ p: Params, _ authid: String) throws -> Result {
+        let vmid = p.int("vmid") ?? 0
+        try require(authid, "/vms/\(vmid)", ["VM.Audit"])
+        let c = try container(p.str("node") ?? "", vmid)
+        guard c.running else { return Result(.null) }
+        let net0 = c.config["net0"] ?? ""
+        let hwaddr = net0.split(separator: ",").first { $0.hasPrefix("hwaddr=") }.map { String($0.dropFirst(7)).lowercased() } ?? "bc:24:11:00:00:00"
+        let staticIP = net0.split(separator: ",").first { $0.hasPrefix("ip=") }.map { String($0.dropFirst(3)) }.flatMap {
+            $0.contains("/") ? $0 : nil
+        }
+        let inet = staticIP ?? "\(c.address ?? "10.0.0.\(vmid % 250 + 2)")/24"
+        func iface(_ name: String, _ mac: String, _ v4: String, _ v6: String) -> JSONValue {
+            let parts4 = v4.split(separator: "/")
+            let parts6 = v6.split(separator: "/")
+            return .object([
+                "name": .string(name), "hwaddr": .string(mac), "hardware-address": .string(mac), "inet": .string(v4), "inet6": .string(v6),
+                "ip-addresses": .array([
+                    .object(["ip-address-type": "inet", "ip-address": .string(String(parts4[0])), "prefix": .int(Int64(parts4.last ?? "32") ?? 32)]),
+                    .object([
+                        "ip-address-type": "inet6", "ip-address": .string(String(parts6[0])), "prefix": .int(Int64(parts6.last ?? "128") ?? 128),
+                    ]),
+                ]),
+            ])
+        }
+        return Result(
+            .array([
+                iface("lo", "00:00:00:00:00:00", "127.0.0.1/8", "::1/128"),
+                iface("eth0", hwaddr, inet, "fe80::be24:11ff:fe00:\(String(vmid % 65536, radix: 16))/64"),
+            ]))
+    }
+
     func configObject(_ cfg: [String: String], digest: String?) -> JSONValue {
         var o: [String: JSONValue] = [:]
         for (k, v) in cfg where !k.hasPrefix("x-sim-") { o[k] = Self.typed(k, v) }

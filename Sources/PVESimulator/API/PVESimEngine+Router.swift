@@ -68,6 +68,7 @@ extension PVESimEngine {
         case "GET /nodes/{node}/lxc": return try listContainers(p, authid)
         case "POST /nodes/{node}/lxc": return try createContainer(p, authid, path: path)
         case "GET /nodes/{node}/lxc/{vmid}/status/current": return try containerStatus(p, authid)
+        case "GET /nodes/{node}/lxc/{vmid}/interfaces": return try interfaces(p, authid)
         case "GET /nodes/{node}/lxc/{vmid}/config": return try getConfig(p, authid)
         case "PUT /nodes/{node}/lxc/{vmid}/config": return try putConfig(p, authid)
         case "GET /nodes/{node}/lxc/{vmid}/pending": return try getPending(p, authid)

@@ -120,6 +120,9 @@ public struct SimContainer: Codable, Sendable {
     /// What the guest's controller answers to `felhom-controller stacks list --json` (the apps
     /// inside): it lives on the guest's disk, so vzdump captures it and a restore brings it back.
     public var appHealth: String?
+    /// The guest's IPv4 address on eth0 while it runs (`GET …/interfaces`): the static `ip=` of
+    /// `net0` when there is one, else this (what DHCP gave it), else `10.0.0.<vmid % 250 + 2>`.
+    public var address: String?
 
     public init(vmid: Int, node: String, config: [String: String], running: Bool = false) {
         self.vmid = vmid

@@ -13,6 +13,9 @@ public protocol PVEAPI: Sendable {
     /// The config; `current: true` returns the active values without pending changes.
     func containerConfig(node: String, vmid: Int, current: Bool) async throws -> PVEGuestConfig
     func storages() async throws -> [PVEStorageConfig]
+    /// The container's network interfaces as seen inside it (`GET …/interfaces`); nil while it
+    /// is stopped.
+    func containerInterfaces(node: String, vmid: Int) async throws -> [PVEInterface]?
     func nodeStorages(node: String) async throws -> [PVENodeStorage]
     func storageContent(node: String, storage: String, content: String?, vmid: Int?) async throws -> [PVEStorageContent]
     func snapshots(node: String, vmid: Int) async throws -> [PVESnapshot]

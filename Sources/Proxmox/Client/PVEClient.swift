@@ -128,6 +128,12 @@ public struct PVEClient: PVEAPI {
         try PVEGuestConfig(json: try await request("GET", ct(node, vmid) + "/config", query: current ? [("current", "1")] : []))
     }
 
+    public func containerInterfaces(node: String, vmid: Int) async throws -> [PVEInterface]? {
+        let data = try await request("GET", ct(node, vmid) + "/interfaces")
+        if data == .null { return nil }
+        return try list(data, "interfaces", PVEInterface.init(json:))
+    }
+
     public func storages() async throws -> [PVEStorageConfig] {
         try list(try await request("GET", "/storage"), "storages", PVEStorageConfig.init(json:))
     }

@@ -153,6 +153,23 @@ public struct PVEGuestConfig: Sendable, Equatable {
 }
 
 /// One item of `GET /storage` (storage configuration).
+/// One network interface of a running container (`GET /nodes/{node}/lxc/{vmid}/interfaces`).
+public struct PVEInterface: Sendable, Equatable {
+    public var name: String
+    /// IPv4 `address/prefix` (PVE's `inet`), if any.
+    public var inet: String?
+    public var inet6: String?
+    init(json: JSONValue) throws {
+        let f = try JSONFields(json, context: "interface")
+        name = try f.string("name")
+        inet = f.optString("inet")
+        inet6 = f.optString("inet6")
+    }
+
+    /// The IPv4 address without its prefix.
+    public var ipv4: String? { inet.map { String($0.split(separator: "/").first ?? "") }.flatMap { $0.isEmpty ? nil : $0 } }
+}
+
 public struct PVEStorageConfig: Sendable, Equatable {
     public var storage: String
     public var type: String

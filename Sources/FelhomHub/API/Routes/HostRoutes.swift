@@ -68,6 +68,12 @@ enum DesiredRoutes {
         routes.get("hosts/:id/drift") { _, ctx in
             try HubAPI.encode(try await hub.drift(hostID: try ctx.parameters.require("id"), by: ctx.principal))
         }
+        routes.get("hosts/:id/report") { _, ctx in
+            let body = try await hub.latestReport(hostID: try ctx.parameters.require("id"), by: ctx.principal)
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
         return routes
     }
 }

@@ -1,0 +1,136 @@
+import FelhomAgent
+import FelhomCore
+import FelhomHubClient
+import FelhomSigning
+import FelhomTestSupport
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PVESimulator
+import Proxmox
+import Testing
+
+/// A TCP echo server on 127.0.0.1 (a backend that does not expect a PROXY header).
+final class EchoHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.writeAndFlush(data, promise: nil) }
+}
+
+func startEcho() async throws -> any Channel {
+    try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(EchoHandler()) } }
+        .bind(host: "127.0.0.1", port: 0).get()
+}
+
+/// A port nothing listens on (bound and released).
+func freePort() async throws -> Int {
+    let ch = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+    let port = ch.localAddress?.port ?? 0
+    try await ch.close()
+    return port
+}
+
+/// One request through a port: send, read until `expected` bytes came back.
+func roundTrip(port: Int, _ text: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    let ok = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else { throw POSIXError(.ECONNREFUSED) }
+    _ = text.withCString { send(fd, $0, strlen($0), 0) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while out.count < text.utf8.count {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        out += buffer[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Routes from a published desired state to running listeners, through the agent's cycle on the
+/// simulator (the guest's address is 127.0.0.1, where an echo backend listens).
+@Suite struct RouteManagerTests {
+    @Test func publishedRoutesRunAreProbedAndStopWhenRemoved() async throws {
+        let echo = try await startEcho()
+        let echoPort = try #require(echo.localAddress?.port)
+        let guestAtLoopback: (inout SimState) -> Void = { $0.containers[100]?.address = "127.0.0.1" }
+        try await withAgentWorld(guestAtLoopback) { w in
+            var logger = Logger(label: "agent")
+            logger.logLevel = .critical
+            let agent = try Agent(
+                hostID: w.hostID, hub: try HubClient(url: w.hubURL, key: w.hostKey), pve: try w.sim.client(), node: "pve1", stateDir: w.stateDir,
+                signers: [PinnedSigner(name: "operator", key: w.pinned.publicKey)],
+                provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
+                longPollSeconds: 1, logger: logger, routes: .init(listenHost: "127.0.0.1", probeInterval: 0, drain: .milliseconds(200)))
+            let web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running)
+            let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
+            let (p1, p2, busyPort) = (try await freePort(), try await freePort(), try await freePort())
+            var desired = DesiredState(guests: [web, db])
+            desired.routes = [
+                .init(id: "echo", guestVMID: 100, listenPort: p1, targetPort: echoPort, proxyProtocol: .v2, backendExpectsProxyProtocol: true),
+                .init(id: "stopped", guestVMID: 101, listenPort: p2, targetPort: 80),
+            ]
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            // The echo backend reads the header as payload: the active probe says so.
+            var report = try #require(try await agent.hostReport()?.routes)
+            #expect(report.map(\.id) == ["echo", "stopped"])
+            #expect(report[0].state == .unhealthy && report[0].reason == "backend_does_not_expect_proxy_protocol", "\(report[0])")
+            #expect(report[1].state == .unhealthy && report[1].reason == "guest_not_running")
+            let unhealthy = try await w.op.events(hostID: w.hostID, type: "route_unhealthy")
+            #expect(Set(unhealthy.compactMap { $0.data["reason"]?.stringValue }) == ["backend_does_not_expect_proxy_protocol", "guest_not_running"])
+            // Through the v2 route the echo answers with the header first: proof it is sent.
+            let echoed = try roundTrip(port: p1, "ping")
+            #expect(echoed.utf8.starts(with: ProxyHeader.signature))
+
+            // Off: the route restarts, the probe is a connect, bytes go through unchanged.
+            desired.routes[0].proxyProtocol = .off
+            desired.routes[0].backendExpectsProxyProtocol = false
+            // A second route on a port another process holds: unhealthy, the first keeps working.
+            let busy = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: busyPort).get()
+            desired.routes[1] = .init(id: "busy", guestVMID: 100, listenPort: busyPort, targetPort: echoPort)
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            report = try #require(try await agent.hostReport()?.routes)
+            #expect(report.first { $0.id == "echo" }?.state == .healthy)
+            #expect(report.first { $0.id == "busy" }?.reason == "listen_port_in_use")
+            #expect(report.first { $0.id == "stopped" } == nil, "a removed route is gone from the report")
+            #expect(try roundTrip(port: p1, "hello, route") == "hello, route")
+            #expect(try await w.op.events(hostID: w.hostID, type: "route_healthy").count == 1)
+            try await busy.close()
+
+            // Removed: the listener closes.
+            desired.routes = []
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            #expect(throws: (any Error).self) { try roundTrip(port: p1, "x") }
+            #expect(try await agent.hostReport()?.routes == nil)
+        }
+        try await echo.close()
+    }
+
+    @Test func theProbesClassifyWhatTheBackendDid() {
+        #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .silent).0 == .healthy)
+        #expect(
+            RouteProbe.classify(proxyProtocol: .v2, passive: .spoke(Array("SSH-2.0-OpenSSH_9.2\r\n".utf8)), active: .silent).1
+                == "backend_does_not_expect_proxy_protocol")
+        let http400 = RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .spoke(Array("HTTP/1.1 400 Bad Request\r\n".utf8)))
+        #expect(http400.1 == "backend_does_not_expect_proxy_protocol" && http400.2?.contains("HTTP/1.1 400") == true)
+        #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .closed).1 == "backend_does_not_expect_proxy_protocol")
+        #expect(RouteProbe.classify(proxyProtocol: .off, passive: nil, active: .connectFailed("refused")).1 == "backend_unreachable")
+        #expect(RouteProbe.classify(proxyProtocol: .off, passive: nil, active: .silent).0 == .healthy)
+    }
+}
