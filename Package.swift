@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "PVESimulator", targets: ["PVESimulator"]),
         .library(name: "FelhomSigning", targets: ["FelhomSigning"]),
         .library(name: "FelhomAgent", targets: ["FelhomAgent"]),
+        .library(name: "FelhomCore", targets: ["FelhomCore"]),
         .library(name: "FelhomAPI", targets: ["FelhomAPI"]),
         .library(name: "FelhomHubClient", targets: ["FelhomHubClient"]),
     ],

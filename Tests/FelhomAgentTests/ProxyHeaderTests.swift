@@ -1,4 +1,5 @@
 import FelhomAgent
+import FelhomCore
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import FelhomCore
 import Foundation
 import NIOCore
 import NIOPosix

@@ -131,8 +131,8 @@ enum OpenAPIDocument {
                       guest_vmid: {type: integer, minimum: 100, maximum: 999999999}
                       listen_port: {type: integer, minimum: 1, maximum: 65535}
                       target_port: {type: integer, minimum: 1, maximum: 65535}
-                      protocol: {type: string, enum: [tcp], nullable: true}
-                      proxy_protocol: {type: string, enum: ["off", v2], nullable: true}
+                      protocol: {type: string, enum: [tcp, null], nullable: true}
+                      proxy_protocol: {type: string, enum: ["off", v2, null], nullable: true}
                       backend_expects_proxy_protocol: {type: boolean, nullable: true}
                     anyOf:
                       - {properties: {proxy_protocol: {enum: ["off", null]}}}
