@@ -2,7 +2,7 @@ import FelhomCore
 
 /// libFuzzer's driver (in the sanitizer runtime that `-sanitize=fuzzer` links).
 @_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
+func runFuzzerDriver(
     _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
     _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
 ) -> Int32
@@ -12,7 +12,7 @@ func LLVMFuzzerRunDriver(
 func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     var count = argc
     var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzOne(data, size) }
+    return runFuzzerDriver(&count, &arguments) { data, size in fuzzOne(data, size) }
 }
 
 /// Any bytes into the PROXY header parser. It must never crash, and whatever it accepts must be
