@@ -197,6 +197,13 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    .get, "/api/v1/hosts/\(w.hostA)/report", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
                     .post, "/api/v1/guest-report", sampleGuestReport,
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden,
