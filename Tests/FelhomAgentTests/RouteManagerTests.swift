@@ -122,6 +122,43 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         try await echo.close()
     }
 
+    /// A connection that moves no byte is closed after the idle timeout (the proxy's sweep), and
+    /// one beyond the connection limit is closed on accept.
+    @Test func idleConnectionsCloseAndTheLimitHolds() async throws {
+        let echo = try await startEcho()
+        let proxy = RouteProxy(
+            config: .init(
+                listenHost: "127.0.0.1", listenPort: 0, backendHost: "127.0.0.1", backendPort: try #require(echo.localAddress?.port),
+                idleTimeout: .seconds(1), maxConnections: 1))
+        let port = try await proxy.start()
+        func open() -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var tv = timeval(tv_sec: 8, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            return fd
+        }
+        let idle = open()
+        defer { close(idle) }
+        try await Task.sleep(for: .milliseconds(300))
+        let extra = open()
+        defer { close(extra) }
+        var byte: UInt8 = 0
+        #expect(recv(extra, &byte, 1, 0) == 0, "the second connection is over the limit of 1: closed at once")
+        let started = ContinuousClock.now
+        #expect(recv(idle, &byte, 1, 0) == 0, "closed by the idle sweep, not by the 8 s receive timeout")
+        #expect(ContinuousClock.now - started < .seconds(6))
+        #expect(proxy.stats.refused == 1)
+        await proxy.stop(drain: .milliseconds(100))
+        try await echo.close()
+    }
+
     @Test func theProbesClassifyWhatTheBackendDid() {
         #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .silent).0 == .healthy)
         #expect(

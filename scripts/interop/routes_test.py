@@ -59,10 +59,7 @@ class Capture:
     """A backend that keeps each connection's first bytes and echoes everything back."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock = listener()
         self.port = self.sock.getsockname()[1]
         self.first_reads = []
         threading.Thread(target=self.serve, daemon=True).start()
@@ -87,6 +84,15 @@ class Capture:
             conn.sendall(data)
         conn.shutdown(socket.SHUT_WR)
         conn.close()
+
+
+def listener(backlog=16):
+    """A listening TCP socket on 127.0.0.1 and a free port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(backlog)
+    return s
 
 
 def rss_kib(pid):
@@ -234,10 +240,7 @@ http {{
 
         def a_slow_reader_keeps_memory_bounded():
             # A backend that pushes as fast as it can; the client reads 64 KiB every 20 ms.
-            src = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            src.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            src.bind(("127.0.0.1", 0))
-            src.listen(1)
+            src = listener(1)
             pusher, push_port = start_proxy("127.0.0.1:0", f"127.0.0.1:{src.getsockname()[1]}")
             procs.append(pusher)
             pushed = [0]
@@ -272,10 +275,7 @@ http {{
             assert in_flight < 32 << 20, f"{in_flight >> 20} MiB pushed but not read: the backend was not slowed down"
 
         def one_gib_each_way():
-            sink = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sink.bind(("127.0.0.1", 0))
-            sink.listen(1)
+            sink = listener(1)
             bulk, bport = start_proxy("127.0.0.1:0", f"127.0.0.1:{sink.getsockname()[1]}")
             procs.append(bulk)
             total = 1 << 30
@@ -317,9 +317,7 @@ http {{
             print(f"  2 GiB through the route in {seconds:.1f} s ({2 * 1024 / seconds:.0f} MiB/s), proxy RSS {rss // 1024} MiB")
 
         def port_in_use_is_named():
-            busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            busy.bind(("127.0.0.1", 0))
-            busy.listen(1)
+            busy = listener(1)
             r = subprocess.run([agent_bin, "route-proxy", "--listen", f"127.0.0.1:{busy.getsockname()[1]}", "--backend", "127.0.0.1:1"],
                                capture_output=True, text=True, timeout=20)
             busy.close()

@@ -16,7 +16,7 @@ import Synchronization
 /// - **PROXY v2**: the header (``ProxyHeader/encodeV2(source:destination:uniqueID:crc32c:)``) is
 ///   written to the backend in one write before any payload — the client is not read until it
 ///   has been queued (HAProxy resets a header split over two writes).
-/// - Idle connections close after `idleTimeout`; at most `maxConnections` at once (further
+/// - Idle connections (no byte either way) close within half of `idleTimeout` after it passed; at most `maxConnections` at once (further
 ///   clients are closed on accept); IPv4 and IPv6 clients (a `[::]` listener takes both).
 public final class RouteProxy: Sendable {
     public struct Config: Sendable {
@@ -61,6 +61,8 @@ public final class RouteProxy: Sendable {
             /// Another process holds the port.
             case listenPortInUse = "listen_port_in_use"
             case listenFailed = "listen_failed"
+            /// The backend's host name does not resolve.
+            case backendUnresolvable = "backend_unresolvable"
         }
         public var code: Code
         public var message: String
@@ -70,7 +72,12 @@ public final class RouteProxy: Sendable {
     public let config: Config
     let group: any EventLoopGroup
     let server = Mutex<(any Channel)?>(nil)
-    let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// The backend, resolved once at start (no resolver hop per connection).
+    let backend = Mutex<SocketAddress?>(nil)
+    let connections = Mutex<[ObjectIdentifier: (channel: any Channel, activity: Activity)]>([:])
+    /// The idle sweep (one repeated task per proxy: a timer per connection costs NIO's scheduler
+    /// more than the relaying itself when clients connect for one request each).
+    let sweeper = Mutex<RepeatedTask?>(nil)
     let counters = Mutex<(accepted: Int, refused: Int, failedBackend: Int)>((0, 0, 0))
 
     public init(config: Config, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
@@ -86,6 +93,13 @@ public final class RouteProxy: Sendable {
     /// Starts listening; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
+        do {
+            let address = try SocketAddress.makeAddressResolvingHost(config.backendHost, port: config.backendPort)
+            backend.withLock { $0 = address }
+        } catch {
+            throw StartError(
+                code: .backendUnresolvable, message: "cannot resolve the backend \(config.backendHost) port \(config.backendPort): \(error)")
+        }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -105,6 +119,10 @@ public final class RouteProxy: Sendable {
             throw StartError(code: .listenFailed, message: "cannot listen on \(config.listenHost) port \(config.listenPort): \(error)")
         }
         server.withLock { $0 = channel }
+        let every = TimeAmount.nanoseconds(
+            max(TimeAmount.seconds(1).nanoseconds, min(config.idleTimeout.nanoseconds / 2, TimeAmount.seconds(30).nanoseconds)))
+        let sweep = group.next().scheduleRepeatedTask(initialDelay: every, delay: every) { [self] _ in self.closeIdle() }
+        sweeper.withLock { $0 = sweep }
         return channel.localAddress?.port ?? config.listenPort
     }
 
@@ -115,18 +133,28 @@ public final class RouteProxy: Sendable {
             return s
         }
         try? await listener?.close()
+        sweeper.withLock { $0?.cancel() }
         let deadline = ContinuousClock.now + drain
         while openConnections > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        for channel in connections.withLock({ Array($0.values) }) { try? await channel.close() }
+        for entry in connections.withLock({ Array($0.values) }) { try? await entry.channel.close() }
+    }
+
+    /// Closes connections that moved no byte for `idleTimeout`.
+    func closeIdle() {
+        let limit = NIODeadline.now().uptimeNanoseconds &- UInt64(max(0, config.idleTimeout.nanoseconds))
+        for entry in connections.withLock({ Array($0.values) }) where entry.activity.last < limit {
+            entry.channel.close(promise: nil)
+        }
     }
 
     func accept(_ client: any Channel) {
         let id = ObjectIdentifier(client)
+        let activity = Activity()
         let admitted = connections.withLock { open -> Bool in
             guard open.count < config.maxConnections else { return false }
-            open[id] = client
+            open[id] = (client, activity)
             return true
         }
         counters.withLock { c in
@@ -138,13 +166,16 @@ public final class RouteProxy: Sendable {
         }
         client.closeFuture.whenComplete { [self] _ in _ = self.connections.withLock { $0.removeValue(forKey: id) } }
         let header = config.proxyProtocolV2 ? self.header(for: client) : nil
-        let idle = config.idleTimeout
+        guard let target = backend.withLock({ $0 }) else {
+            client.close(promise: nil)
+            return
+        }
         ClientBootstrap(group: client.eventLoop)
             .connectTimeout(config.connectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: false)
-            .connect(host: config.backendHost, port: config.backendPort)
+            .connect(to: target)
             .whenComplete { [self] result in
                 switch result {
                 case .failure:
@@ -157,9 +188,9 @@ public final class RouteProxy: Sendable {
                         if let header {
                             backend.write(backend.allocator.buffer(bytes: header), promise: nil)
                         }
-                        let (a, b) = Relay.pair()
-                        try client.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), a])
-                        try backend.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), b])
+                        let (a, b) = Relay.pair(activity: activity)
+                        try client.pipeline.syncOperations.addHandler(a)
+                        try backend.pipeline.syncOperations.addHandler(b)
                         backend.flush()
                         client.setOption(.autoRead, value: true).whenComplete { _ in }
                         backend.setOption(.autoRead, value: true).whenComplete { _ in }
@@ -199,6 +230,13 @@ public final class RouteProxy: Sendable {
     }
 }
 
+/// When a connection last moved a byte (either way), in NIO uptime nanoseconds.
+final class Activity: Sendable {
+    private let stamp = Atomic<UInt64>(NIODeadline.now().uptimeNanoseconds)
+    var last: UInt64 { stamp.load(ordering: .relaxed) }
+    func touch() { stamp.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed) }
+}
+
 /// One side of a relayed connection; its partner sits in the other channel's pipeline, on the
 /// same event loop. Reads are passed on only while the partner can write (back-pressure).
 final class Relay: ChannelDuplexHandler {
@@ -209,13 +247,16 @@ final class Relay: ChannelDuplexHandler {
 
     private var partner: Relay?
     private var context: ChannelHandlerContext?
+    private let activity: Activity
     private var pendingRead = false
     private var inputClosed = false
     private var outputClosed = false
 
-    static func pair() -> (Relay, Relay) {
-        let a = Relay()
-        let b = Relay()
+    init(activity: Activity) { self.activity = activity }
+
+    static func pair(activity: Activity) -> (Relay, Relay) {
+        let a = Relay(activity: activity)
+        let b = Relay(activity: activity)
         a.partner = b
         b.partner = a
         return (a, b)
@@ -233,6 +274,7 @@ final class Relay: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        activity.touch()
         partner?.partnerFlush()
     }
 
@@ -246,8 +288,6 @@ final class Relay: ChannelDuplexHandler {
             inputClosed = true
             partner?.partnerEndOutput()
             if outputClosed { context.close(promise: nil) }
-        } else if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
         }
         context.fireUserInboundEventTriggered(event)
     }
