@@ -32,6 +32,14 @@ func freePort() async throws -> Int {
     return port
 }
 
+/// Runs blocking socket calls on a Dispatch thread: a test must not hold one of the few
+/// cooperative threads for seconds (the other suites' timers would starve).
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
+
 /// One request through a port: send, read until `expected` bytes came back.
 func roundTrip(port: Int, _ text: String) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -91,7 +99,7 @@ func roundTrip(port: Int, _ text: String) throws -> String {
             let unhealthy = try await w.op.events(hostID: w.hostID, type: "route_unhealthy")
             #expect(Set(unhealthy.compactMap { $0.data["reason"]?.stringValue }) == ["backend_does_not_expect_proxy_protocol", "guest_not_running"])
             // Through the v2 route the echo answers with the header first: proof it is sent.
-            let echoed = try roundTrip(port: p1, "ping")
+            let echoed = try await offPool { try roundTrip(port: p1, "ping") }
             #expect(echoed.utf8.starts(with: ProxyHeader.signature))
 
             // Off: the route restarts, the probe is a connect, bytes go through unchanged.
@@ -107,7 +115,7 @@ func roundTrip(port: Int, _ text: String) throws -> String {
             #expect(report.first { $0.id == "echo" }?.state == .healthy)
             #expect(report.first { $0.id == "busy" }?.reason == "listen_port_in_use")
             #expect(report.first { $0.id == "stopped" } == nil, "a removed route is gone from the report")
-            #expect(try roundTrip(port: p1, "hello, route") == "hello, route")
+            #expect(try await offPool { try roundTrip(port: p1, "hello, route") } == "hello, route")
             #expect(try await w.op.events(hostID: w.hostID, type: "route_healthy").count == 1)
             try await busy.close()
 
@@ -116,7 +124,7 @@ func roundTrip(port: Int, _ text: String) throws -> String {
             _ = try await w.op.putDesired(hostID: w.hostID, desired)
             _ = try await w.op.publishDesired(hostID: w.hostID)
             try await agent.cycle()
-            #expect(throws: (any Error).self) { try roundTrip(port: p1, "x") }
+            await #expect(throws: (any Error).self) { try await offPool { try roundTrip(port: p1, "x") } }
             #expect(try await agent.hostReport()?.routes == nil)
         }
         try await echo.close()
@@ -149,10 +157,15 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         try await Task.sleep(for: .milliseconds(300))
         let extra = open()
         defer { close(extra) }
-        var byte: UInt8 = 0
-        #expect(recv(extra, &byte, 1, 0) == 0, "the second connection is over the limit of 1: closed at once")
+        func readOne(_ fd: Int32) async throws -> Int {
+            try await offPool {
+                var byte: UInt8 = 0
+                return recv(fd, &byte, 1, 0)
+            }
+        }
+        #expect(try await readOne(extra) == 0, "the second connection is over the limit of 1: closed at once")
         let started = ContinuousClock.now
-        #expect(recv(idle, &byte, 1, 0) == 0, "closed by the idle sweep, not by the 8 s receive timeout")
+        #expect(try await readOne(idle) == 0, "closed by the idle sweep, not by the 8 s receive timeout")
         #expect(ContinuousClock.now - started < .seconds(6))
         #expect(proxy.stats.refused == 1)
         await proxy.stop(drain: .milliseconds(100))
