@@ -67,7 +67,11 @@ extension TestClientProtocol {
                 with:
                     #""backups":[{"vmid":100,"last_success_at":"2026-11-23T02:00:41Z","volid":"pbs-felhom:backup/ct/100/2026-11-23T02:00:12Z","encrypted":"a9:ee:c8:02:13:5c:44:1b:90","verification":"ok","consistency":"app"}],"restore_tests":[{"vmid":100,"at":"2026-11-23T02:05:00Z","passed":true,"restore_seconds":41.2,"healthy_seconds":12.5}]"#
             )
-            #expect(try await client.call(.post, "/api/v1/host-report", key: hkey, body: protectedReport).status == .ok)
+            // A route the box reports unhealthy (its message is the backend's text: escaped on the page).
+            let withRoutes =
+                String(protectedReport.trimmingCharacters(in: .whitespacesAndNewlines).dropLast())
+                + #","routes":[{"id":"web","listen_port":443,"state":"unhealthy","reason":"backend_does_not_expect_proxy_protocol","message":"answered <b>400</b>","checked_at":"2026-11-23T02:05:00Z","open_connections":2}]}"#
+            #expect(try await client.call(.post, "/api/v1/host-report", key: hkey, body: withRoutes).status == .ok)
             _ = try await client.call(.post, "/api/v1/events", key: hkey, body: #"{"type":"backup_completed"}"#)
             _ = try await client.call(
                 .post, "/api/v1/events", key: hkey, body: #"{"type":"restore_test_passed","data":{"vmid":100,"restore_seconds":41.2}}"#)
@@ -89,6 +93,7 @@ extension TestClientProtocol {
                     [
                         "nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\"", "Data protection", "Last verified restorable",
                         "time to restore, latest first: 41 s", "a9:ee:c8:02:13:5c:44:1b", ">app<", "pill ok\">passed", "restored in 41 s",
+                        "<h2>Routes</h2>", "pill bad\">unhealthy", "backend_does_not_expect_proxy_protocol — answered &lt;b&gt;400&lt;/b&gt;",
                     ]
                 ),
                 ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Save and publish"]),
