@@ -37,6 +37,16 @@ def start_proxy(listen, backend, *extra):
     return proc, port
 
 
+def read_all(s):
+    """Everything a socket sends until it closes its side."""
+    data = b""
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def http_get(host, port, source_port, family=socket.AF_INET):
     """GET / from a chosen source port; returns (answer text, the source port used)."""
     s = socket.socket(family, socket.SOCK_STREAM)
@@ -45,12 +55,7 @@ def http_get(host, port, source_port, family=socket.AF_INET):
     s.settimeout(10)
     s.connect((host, port))
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     return data.decode(errors="replace")
 
@@ -229,12 +234,7 @@ http {{
             payload = os.urandom(300_000)
             s = socket.create_connection(("127.0.0.1", pport), timeout=10)
             threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)), daemon=True).start()
-            got = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
+            got = read_all(s)
             s.close()
             assert got == payload, (len(got), len(payload))
 

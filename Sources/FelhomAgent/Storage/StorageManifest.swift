@@ -330,7 +330,8 @@ public final class StorageKeeper: Sendable {
                 let config = try await pve.containerConfig(node: node, vmid: guest.vmid, current: false)
                 for (key, value) in config.raw.sorted(by: { $0.key < $1.key }) {
                     guard key == "rootfs" || key.hasPrefix("mp") || key.hasPrefix("unused"), let text = value.stringValue else { continue }
-                    let volume = String(text.split(separator: ",").first ?? "")
+                    // The one mount-point parser (a `volume=` key or the leading value); `unusedN` is a bare volid.
+                    let volume = (try? MountPoint(parsing: text).volume) ?? String(text.split(separator: ",").first ?? "")
                     let onStorage = volume.hasPrefix(id + ":")
                     let bindUnder = mountPoint.map { volume == $0 || volume.hasPrefix($0 + "/") } ?? false
                     if onStorage || bindUnder { out.append("guest \(guest.vmid) \(key) (\(volume))") }
