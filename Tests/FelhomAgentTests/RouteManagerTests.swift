@@ -182,5 +182,17 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .closed).1 == "backend_does_not_expect_proxy_protocol")
         #expect(RouteProbe.classify(proxyProtocol: .off, passive: nil, active: .connectFailed("refused")).1 == "backend_unreachable")
         #expect(RouteProbe.classify(proxyProtocol: .off, passive: nil, active: .silent).0 == .healthy)
+        // With a hello, an answer is expected: only a 400, an echo or a close is the header read as payload.
+        let ok = Array("HTTP/1.0 200 OK\r\n".utf8)
+        #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .spoke(ok), hello: true).0 == .healthy)
+        #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .spoke(ok), hello: false).0 == .unhealthy)
+        let bad = RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .spoke(Array("HTTP/1.1 400 Bad Request\r\n".utf8)), hello: true)
+        #expect(bad.0 == .unhealthy && bad.1 == "backend_does_not_expect_proxy_protocol" && bad.2?.contains("hello") == true)
+        #expect(
+            RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .spoke(ProxyHeader.localV2), hello: true).1
+                == "backend_does_not_expect_proxy_protocol")
+        #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .closed, hello: true).0 == .unhealthy)
+        #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .silent, hello: true).0 == .healthy)
+        #expect(!RouteProbe.isHTTP400(Array("HTTP/1.1 4000".utf8)) && RouteProbe.isHTTP400(Array("HTTP/1.0 400 Bad".utf8)))
     }
 }

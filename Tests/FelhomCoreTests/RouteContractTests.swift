@@ -51,5 +51,12 @@ import Testing
         #expect(path(#"[{"id":"a",\#(ok),"listen_port":80,"protocol":"udp"}]"#) == "$.routes[0].protocol")
         #expect(path(#"[{"id":"a",\#(ok),"listen_port":80,"proxy_protocol":"v1"}]"#) == "$.routes[0].proxy_protocol")
         #expect(path(#"[{"id":"a",\#(ok),"listen_port":80,"tls":true}]"#) == "$.routes[0].tls")
+        let v2 = #""listen_port":80,"proxy_protocol":"v2","backend_expects_proxy_protocol":true"#
+        #expect(path(#"[{"id":"a",\#(ok),"listen_port":80,"probe_hello":"GET / HTTP/1.0\r\n\r\n"}]"#) == "$.routes[0].probe_hello", "only with v2")
+        #expect(path(#"[{"id":"a",\#(ok),\#(v2),"probe_hello":""}]"#) == "$.routes[0].probe_hello")
+        #expect(path(#"[{"id":"a",\#(ok),\#(v2),"probe_hello":"\#(String(repeating: "x", count: 257))"}]"#) == "$.routes[0].probe_hello")
+        #expect(path(#"[{"id":"a",\#(ok),\#(v2),"probe_hello":"\u0000"}]"#) == "$.routes[0].probe_hello")
+        #expect(path(#"[{"id":"a",\#(ok),\#(v2),"probe_hello":"é"}]"#) == "$.routes[0].probe_hello")
+        #expect(path(#"[{"id":"a",\#(ok),\#(v2),"probe_hello":"GET / HTTP/1.0\r\n\r\n"}]"#) == nil)
     }
 }

@@ -114,7 +114,7 @@ def main():
     procs = []
     try:
         # HAProxy: accept-proxy on IPv4 and IPv6, answers with what the header said.
-        hp = free_port()
+        hp, hp_plain = free_port(), free_port()
         with open(os.path.join(work, "haproxy.cfg"), "w") as f:
             f.write(f"""global
     log stderr format raw local0 info
@@ -128,6 +128,10 @@ frontend fe
     bind 127.0.0.1:{hp} accept-proxy
     bind [::1]:{hp} accept-proxy
     http-request return status 200 content-type text/plain lf-string "pp=%[fc_rcvd_proxy] src=%[src] sport=%[src_port] dst=%[dst] dport=%[dst_port] uid=%[fc_pp_unique_id]\\n"
+frontend plain
+    mode http
+    bind 127.0.0.1:{hp_plain}
+    http-request return status 200 content-type text/plain string "plain\\n"
 """)
         haproxy = subprocess.Popen(["haproxy", "-f", os.path.join(work, "haproxy.cfg"), "-db"], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
@@ -164,7 +168,7 @@ http {{
                                  stderr=subprocess.STDOUT, text=True)
         procs.append(nginx)
         deadline = time.time() + 10
-        for port in (hp, ng):
+        for port in (hp, hp_plain, ng):
             while time.time() < deadline:
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -372,8 +376,13 @@ http {{
                 body = json.loads(e.read())
                 assert e.code == 400 and body["error"]["path"] == "$.routes[0].backend_expects_proxy_protocol", body
             bad["routes"][0]["backend_expects_proxy_protocol"] = True
+            # The probe's hello: HAProxy with accept-proxy answers it (healthy); without, it answers 400.
+            hello = "GET / HTTP/1.0\r\n\r\n"
+            bad["routes"][0]["probe_hello"] = hello
             bad["routes"].append({"id": "echo", "guest_vmid": 100, "listen_port": echo_public, "target_port": capture.port,
                                   "proxy_protocol": "v2", "backend_expects_proxy_protocol": True})
+            bad["routes"].append({"id": "plain", "guest_vmid": 100, "listen_port": free_port(), "target_port": hp_plain,
+                                  "proxy_protocol": "v2", "backend_expects_proxy_protocol": True, "probe_hello": hello})
             call("PUT", f"/api/v1/hosts/{host}/desired", bad)
             call("POST", f"/api/v1/hosts/{host}/desired/publish")
             run = subprocess.Popen([agent_bin, "run", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -393,6 +402,13 @@ http {{
                 routes = call("GET", f"/api/v1/hosts/{host}/report").get("routes") or []
                 return [r for r in routes if r["id"] == "echo" and r.get("reason") == "backend_does_not_expect_proxy_protocol"]
             assert wait_for(echo_reported, timeout=60), call("GET", f"/api/v1/hosts/{host}/report").get("routes")
+
+            def hello_classified():
+                routes = {r["id"]: r for r in call("GET", f"/api/v1/hosts/{host}/report").get("routes") or []}
+                web, plain = routes.get("web", {}), routes.get("plain", {})
+                return (web.get("state") == "healthy" and plain.get("state") == "unhealthy"
+                        and plain.get("reason") == "backend_does_not_expect_proxy_protocol" and "400" in plain.get("message", "") and "hello" in plain.get("message", ""))
+            assert wait_for(hello_classified, timeout=60), call("GET", f"/api/v1/hosts/{host}/report").get("routes")
             events = call("GET", f"/api/v1/events?host_id={host}&type=route_unhealthy")["events"]
             assert any(e["data"].get("route") == "echo" for e in events), events
 
@@ -407,7 +423,8 @@ http {{
         checks.check("1 GiB each way through a route", one_gib_each_way)
         checks.check("a listen port in use is refused as listen_port_in_use", port_in_use_is_named)
         checks.check("garbage and silent clients do not hurt the proxy", garbage_and_silence_do_not_hurt)
-        checks.check("end to end: a published route runs in the agent, HAProxy sees the client; an echo backend is reported unhealthy",
+        checks.check("end to end: a published route runs in the agent, HAProxy sees the client; an echo backend and a hello answered "
+                     "with 400 are reported unhealthy",
                      published_route_end_to_end)
     finally:
         for p in procs:

@@ -62,10 +62,15 @@ public actor RouteManager {
         for (id, running) in live {
             let target = wanted[id]
             let sameBackend = target.flatMap { addresses[$0.guestVMID] } == running.backendHost
-            if target != running.route || !sameBackend {
+            // The probe's hello is not the proxy's business: a new one does not restart the route.
+            var compared = target
+            compared?.probeHello = running.route.probeHello
+            if compared != running.route || !sameBackend {
                 await running.proxy.stop(drain: target == nil ? settings.drain : .seconds(2))
                 live[id] = nil
                 if target == nil { statuses[id] = nil }
+            } else if let target {
+                live[id]?.route = target
             }
         }
         for id in statuses.keys where wanted[id] == nil { statuses[id] = nil }
@@ -105,7 +110,8 @@ public actor RouteManager {
         var events: [AgentEvent] = []
         for (_, running) in live.sorted(by: { $0.key < $1.key }) {
             let (state, reason, message) = await RouteProbe.probe(
-                host: running.backendHost, port: running.route.targetPort, proxyProtocol: running.route.proxyProtocol)
+                host: running.backendHost, port: running.route.targetPort, proxyProtocol: running.route.proxyProtocol,
+                hello: running.route.probeHello)
             events += transition(running.route, to: state, reason: reason, message: message, now: now)
         }
         return events

@@ -11,9 +11,11 @@ import NIOPosix
 ///   expect it. Then the **active** probe — send the 16-byte PROXY v2 LOCAL header (it carries no
 ///   address, so it is safe to send) and nothing else: a PROXY receiver consumes it and waits for
 ///   the client's request; a backend that answers (HTTP 400, an echo of the signature) or closes
-///   is reading the header as payload.
+///   is reading the header as payload. With the route's `probe_hello`, the hello follows the
+///   header in the same write: a PROXY receiver then answers it as a request, and only an answer
+///   that is an echo of the signature or an HTTP 400, or a close, means the header was payload.
 ///
-/// ``classify(proxyProtocol:passive:active:)`` is the pure decision; ``probe(host:port:proxyProtocol:group:)`` does the I/O.
+/// ``classify(proxyProtocol:passive:active:hello:)`` is the pure decision; ``probe(host:port:proxyProtocol:hello:group:)`` does the I/O.
 public enum RouteProbe {
     /// What one probe connection saw.
     public enum Outcome: Sendable, Equatable {
@@ -27,7 +29,7 @@ public enum RouteProbe {
     }
 
     /// The route's state from the probes' outcomes: `(state, reason, message)`.
-    public static func classify(proxyProtocol: DesiredState.Route.ProxyProtocol, passive: Outcome?, active: Outcome) -> (
+    public static func classify(proxyProtocol: DesiredState.Route.ProxyProtocol, passive: Outcome?, active: Outcome, hello: Bool = false) -> (
         RouteStatus.State, String?, String?
     ) {
         if case .connectFailed(let why) = active { return (.unhealthy, "backend_unreachable", why) }
@@ -44,6 +46,13 @@ public enum RouteProbe {
             return (.healthy, nil, nil)
         case .spoke(let bytes):
             let echo = bytes.starts(with: ProxyHeader.signature.prefix(min(bytes.count, 12)))
+            if hello && !echo {
+                guard isHTTP400(bytes) else { return (.healthy, nil, nil) }
+                return (
+                    .unhealthy, "backend_does_not_expect_proxy_protocol",
+                    "the backend answered the PROXY header and hello with a 400 (it reads the header as payload): \(printable(bytes))"
+                )
+            }
             return (
                 .unhealthy, "backend_does_not_expect_proxy_protocol",
                 echo
@@ -57,15 +66,22 @@ public enum RouteProbe {
         }
     }
 
+    /// An HTTP status line with status 400 (`HTTP/1.x 400 …`).
+    public static func isHTTP400(_ bytes: [UInt8]) -> Bool {
+        let line = String(decoding: bytes.prefix(16), as: UTF8.self)
+        return line.hasPrefix("HTTP/") && line.split(separator: " ", maxSplits: 2).dropFirst().first == "400"
+    }
+
     /// At most 60 printable characters of what a backend sent (for the operator; escaped).
     static func printable(_ bytes: [UInt8]) -> String {
         let text = String(decoding: bytes.prefix(60), as: UTF8.self)
         return String(text.unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "." })
     }
 
-    /// Runs the probes of one route against `host:port`.
+    /// Runs the probes of one route against `host:port`; `hello` (v2 only) follows the LOCAL header.
     public static func probe(
-        host: String, port: Int, proxyProtocol: DesiredState.Route.ProxyProtocol, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        host: String, port: Int, proxyProtocol: DesiredState.Route.ProxyProtocol, hello: String? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async -> (RouteStatus.State, String?, String?) {
         if proxyProtocol == .off {
             return classify(proxyProtocol: .off, passive: nil, active: await connect(host: host, port: port, send: nil, wait: .zero, group: group))
@@ -73,8 +89,8 @@ public enum RouteProbe {
         let passive = await connect(host: host, port: port, send: nil, wait: .milliseconds(500), group: group)
         if case .spoke = passive { return classify(proxyProtocol: .v2, passive: passive, active: .silent) }
         if case .connectFailed = passive { return classify(proxyProtocol: .v2, passive: passive, active: passive) }
-        let active = await connect(host: host, port: port, send: ProxyHeader.localV2, wait: .seconds(1), group: group)
-        return classify(proxyProtocol: .v2, passive: passive, active: active)
+        let active = await connect(host: host, port: port, send: ProxyHeader.localV2 + Array((hello ?? "").utf8), wait: .seconds(1), group: group)
+        return classify(proxyProtocol: .v2, passive: passive, active: active, hello: hello != nil)
     }
 
     /// Connects, sends `send`, and reports what came back within `wait` (with `.zero`, only

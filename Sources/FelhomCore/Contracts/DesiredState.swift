@@ -226,10 +226,19 @@ public struct DesiredState: Codable, Sendable, Equatable {
         public var proxyProtocol: ProxyProtocol
         /// The operator's acknowledgement that the backend accepts a PROXY header.
         public var backendExpectsProxyProtocol: Bool
+        /// With `v2`: what the active probe sends after the PROXY v2 LOCAL header — the
+        /// protocol's opening (e.g. `"GET / HTTP/1.0\r\n\r\n"`), for a backend that would
+        /// otherwise wait silently on garbage. A PROXY receiver answers it as a request; one that
+        /// reads the header as payload answers `400` or closes. Printable ASCII, CR, LF and tab;
+        /// at most 256 characters. Absent: the header alone.
+        public var probeHello: String?
+
+        /// The longest ``probeHello``.
+        public static let maxProbeHello = 256
 
         public init(
             id: String, guestVMID: Int, listenPort: Int, targetPort: Int, proxyProtocol: ProxyProtocol = .off,
-            backendExpectsProxyProtocol: Bool = false
+            backendExpectsProxyProtocol: Bool = false, probeHello: String? = nil
         ) {
             self.id = id
             self.guestVMID = guestVMID
@@ -238,6 +247,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
             self.proto = "tcp"
             self.proxyProtocol = proxyProtocol
             self.backendExpectsProxyProtocol = backendExpectsProxyProtocol
+            self.probeHello = probeHello
         }
 
         enum CodingKeys: String, CodingKey {
@@ -248,6 +258,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
             case proto = "protocol"
             case proxyProtocol = "proxy_protocol"
             case backendExpectsProxyProtocol = "backend_expects_proxy_protocol"
+            case probeHello = "probe_hello"
         }
 
         public init(from decoder: Decoder) throws {
@@ -259,6 +270,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
             proto = try c.decodeIfPresent(String.self, forKey: .proto) ?? "tcp"
             proxyProtocol = try c.decodeIfPresent(ProxyProtocol.self, forKey: .proxyProtocol) ?? .off
             backendExpectsProxyProtocol = try c.decodeIfPresent(Bool.self, forKey: .backendExpectsProxyProtocol) ?? false
+            probeHello = try c.decodeIfPresent(String.self, forKey: .probeHello)
         }
     }
 
@@ -353,7 +365,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         "routes": .array(
             .object([
                 "id": .any, "guest_vmid": .any, "listen_port": .any, "target_port": .any, "protocol": .any, "proxy_protocol": .any,
-                "backend_expects_proxy_protocol": .any,
+                "backend_expects_proxy_protocol": .any, "probe_hello": .any,
             ])),
     ])
 
@@ -481,6 +493,18 @@ public struct DesiredState: Codable, Sendable, Equatable {
                     message:
                         "must be true for proxy_protocol v2: the backend must be set up to accept the PROXY header (HAProxy accept-proxy, nginx proxy_protocol), or it reads the header as garbage (ADR 0009)"
                 )
+            }
+            if let hello = r.probeHello {
+                guard r.proxyProtocol == .v2 else {
+                    throw ContractError(path: "\(p).probe_hello", message: "only for proxy_protocol v2 (an off route's probe is a TCP connect)")
+                }
+                let scalars = hello.unicodeScalars
+                guard !scalars.isEmpty, scalars.count <= Route.maxProbeHello else {
+                    throw ContractError(path: "\(p).probe_hello", message: "must be 1–\(Route.maxProbeHello) characters")
+                }
+                guard scalars.allSatisfy({ (0x20...0x7E).contains($0.value) || $0 == "\r" || $0 == "\n" || $0 == "\t" }) else {
+                    throw ContractError(path: "\(p).probe_hello", message: "must be printable ASCII, CR, LF or tab")
+                }
             }
         }
     }

@@ -121,7 +121,7 @@ enum OpenAPIDocument {
                   type: array
                   nullable: true
                   uniqueItems: true
-                  description: "Public TCP routes to guest ports (ADR 0009); at most 256, ids and listen ports unique, guest_vmid one of this state's guests. proxy_protocol v2 needs backend_expects_proxy_protocol true."
+                  description: "Public TCP routes to guest ports (ADR 0009); at most 256, ids and listen ports unique, guest_vmid one of this state's guests. proxy_protocol v2 needs backend_expects_proxy_protocol true; probe_hello only with v2."
                   items:
                     type: object
                     additionalProperties: false
@@ -134,9 +134,10 @@ enum OpenAPIDocument {
                       protocol: {type: string, enum: [tcp, null], nullable: true}
                       proxy_protocol: {type: string, enum: ["off", v2, null], nullable: true}
                       backend_expects_proxy_protocol: {type: boolean, nullable: true}
+                      probe_hello: {type: string, nullable: true, minLength: 1, maxLength: 256, pattern: '^[\\x20-\\x7E\\r\\n\\t]+$', description: "v2 only: sent by the active probe after the PROXY v2 LOCAL header (e.g. GET / HTTP/1.0 and an empty line)."}
                     anyOf:
-                      - {properties: {proxy_protocol: {enum: ["off", null]}}}
-                      - {required: [backend_expects_proxy_protocol], properties: {backend_expects_proxy_protocol: {enum: [true]}}}
+                      - {properties: {proxy_protocol: {enum: ["off", null]}, probe_hello: {nullable: true, enum: [null]}}}
+                      - {required: [proxy_protocol, backend_expects_proxy_protocol], properties: {proxy_protocol: {enum: [v2]}, backend_expects_proxy_protocol: {enum: [true]}}}
                 requests:
                   type: array
                   nullable: true
