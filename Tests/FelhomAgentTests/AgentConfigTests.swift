@@ -23,6 +23,16 @@ import Testing
         #expect(cfg.selftest?.vmid == 199)
     }
 
+    @Test func routesAllowedPortsIsCheckedWhenLoaded() throws {
+        var env = base
+        #expect(try AgentConfig.load(file: nil, environment: env).routesAllowedPorts() == nil)
+        env["FELHOM_AGENT_ROUTES_ALLOWED_PORTS"] = "443,8000-8099"
+        #expect(try AgentConfig.load(file: nil, environment: env).routesAllowedPorts()?.contains(8050) == true)
+        env["FELHOM_AGENT_ROUTES_ALLOWED_PORTS"] = "443,99999"
+        let e = #expect(throws: ConfigError.self) { try AgentConfig.load(file: nil, environment: env).routesAllowedPorts() }
+        #expect(e?.message.hasPrefix("routes.allowed_ports: '99999'") == true)
+    }
+
     /// Issue 10 item 16: the API token never crosses the network in clear text.
     @Test func plainHTTPOnlyOnLoopback() throws {
         var env = base

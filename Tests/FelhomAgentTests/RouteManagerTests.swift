@@ -172,6 +172,33 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         try await echo.close()
     }
 
+    /// A compromised hub cannot open any port on the customer's network: `routes.allowed_ports`.
+    @Test func routesOutsideTheBoxsAllowListAreNotOpened() async throws {
+        #expect(try PortRanges(parsing: "80, 443,8000-8099").description == "80,443,8000-8099")
+        for bad in ["", "0", "70000", "90-80", "80-", "http", "1-2-3"] {
+            #expect(throws: PortRanges.ParseError.self, "\(bad)") { try PortRanges(parsing: bad) }
+        }
+        let echo = try await startEcho()
+        let echoPort = try #require(echo.localAddress?.port)
+        let (allowed, refused) = (try await freePort(), try await freePort())
+        let manager = RouteManager(
+            settings: .init(listenHost: "127.0.0.1", probeInterval: 0, drain: .milliseconds(100), allowedPorts: try PortRanges(parsing: "\(allowed)"))
+        )
+        let events = await manager.apply(
+            [
+                .init(id: "ok", guestVMID: 100, listenPort: allowed, targetPort: echoPort),
+                .init(id: "db", guestVMID: 100, listenPort: refused, targetPort: 5432),
+            ],
+            addresses: [100: "127.0.0.1"])
+        #expect(events.map { $0.data["reason"]?.stringValue } == ["listen_port_not_allowed"])
+        let report = await manager.report
+        #expect(report.map(\.id) == ["db", "ok"] && report[0].reason == "listen_port_not_allowed" && report[1].state == .unknown)
+        #expect(try await offPool { try roundTrip(port: allowed, "through") } == "through")
+        #expect(throws: (any Error).self, "nothing listens on the refused port") { try roundTrip(port: refused, "x") }
+        await manager.stopAll()
+        try await echo.close()
+    }
+
     @Test func theProbesClassifyWhatTheBackendDid() {
         #expect(RouteProbe.classify(proxyProtocol: .v2, passive: .silent, active: .silent).0 == .healthy)
         #expect(

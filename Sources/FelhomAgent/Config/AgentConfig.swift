@@ -163,9 +163,13 @@ public struct AgentConfig: Decodable, Sendable {
         public var listen: String?
         /// Seconds between backend probes (default 30).
         public var probeSeconds: Int?
+        /// The public ports routes may open, e.g. `"80,443,8000-8099"` (default: any). The box's
+        /// own limit: a route outside it is reported `listen_port_not_allowed`, not opened.
+        public var allowedPorts: String?
         enum CodingKeys: String, CodingKey {
             case enabled, listen
             case probeSeconds = "probe_seconds"
+            case allowedPorts = "allowed_ports"
         }
     }
 
@@ -214,8 +218,17 @@ public struct AgentConfig: Decodable, Sendable {
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
             .init("storage_manifest", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
             .init("escrow.operator_public_key"), .init("routes.enabled", .boolean), .init("routes.listen"),
-            .init("routes.probe_seconds", .integer),
+            .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),
         ])
+
+    /// The routes' port allow-list (`routes.allowed_ports`); nil when unset. A malformed list is a
+    /// config error naming the key.
+    public func routesAllowedPorts() throws -> PortRanges? {
+        guard let text = routes?.allowedPorts, !text.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+        do { return try PortRanges(parsing: text) } catch {
+            throw ConfigError(code: .invalid, message: "routes.allowed_ports: \(error.message)")
+        }
+    }
 
     /// The operator escrow public key of the operator-managed tier (`escrow.operator_public_key`),
     /// nil on the customer tier; a malformed one is a config error naming the key.

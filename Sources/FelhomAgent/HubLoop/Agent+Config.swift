@@ -179,7 +179,9 @@ extension Agent {
             credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings, escrow: escrowSettings,
             storageRunner: cfg.storageManifest ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil,
             routes: cfg.routes?.enabled ?? true
-                ? RouteManager.Settings(listenHost: cfg.routes?.listen ?? "::", probeInterval: TimeInterval(max(5, cfg.routes?.probeSeconds ?? 30)))
+                ? RouteManager.Settings(
+                    listenHost: cfg.routes?.listen ?? "::", probeInterval: TimeInterval(max(5, cfg.routes?.probeSeconds ?? 30)),
+                    allowedPorts: try cfg.routesAllowedPorts())
                 : nil)
     }
 }

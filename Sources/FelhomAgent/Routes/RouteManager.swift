@@ -17,10 +17,13 @@ public actor RouteManager {
         public var drain: Duration
         public var idleTimeout: TimeAmount
         public var maxConnections: Int
+        /// The public ports routes may open (`routes.allowed_ports`); nil: any.
+        public var allowedPorts: PortRanges?
         public init(
             listenHost: String = "::", probeInterval: TimeInterval = 30, drain: Duration = .seconds(10), idleTimeout: TimeAmount = .seconds(3600),
-            maxConnections: Int = 1024
+            maxConnections: Int = 1024, allowedPorts: PortRanges? = nil
         ) {
+            self.allowedPorts = allowedPorts
             self.listenHost = listenHost
             self.probeInterval = probeInterval
             self.drain = drain
@@ -75,6 +78,12 @@ public actor RouteManager {
         }
         for id in statuses.keys where wanted[id] == nil { statuses[id] = nil }
         for route in routes.sorted(by: { $0.id < $1.id }) where live[route.id] == nil {
+            if let allowed = settings.allowedPorts, !allowed.contains(route.listenPort) {
+                events += transition(
+                    route, to: .unhealthy, reason: "listen_port_not_allowed",
+                    message: "port \(route.listenPort) is outside this box's routes.allowed_ports (\(allowed)): not opened", now: now)
+                continue
+            }
             guard let address = addresses[route.guestVMID] else {
                 events += transition(
                     route, to: .unhealthy, reason: "guest_not_running", message: "guest \(route.guestVMID) is not running or has no address yet",
