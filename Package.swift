@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "FelhomCore", targets: ["FelhomCore"]),
         .library(name: "FelhomAPI", targets: ["FelhomAPI"]),
         .library(name: "FelhomHubClient", targets: ["FelhomHubClient"]),
+        .library(name: "ObjectStore", targets: ["ObjectStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -63,6 +64,10 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
+        ),
+        .target(
+            name: "ObjectStore",
+            dependencies: ["FelhomHTTP", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "Proxmox",
@@ -151,7 +156,7 @@ let package = Package(
             name: "felhom",
             dependencies: [
                 "FelhomCore", "FelhomAPI", "FelhomSigning", "Proxmox", "PVESimulator", "FelhomAgent", "FelhomHubClient", "FelhomHub", "FelhomHTTP",
-                "FelhomController",
+                "FelhomController", "ObjectStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -211,6 +216,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/FelhomTestSupport"
+        ),
+        .testTarget(
+            name: "ObjectStoreTests",
+            dependencies: ["ObjectStore", "FelhomHTTP", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "FelhomCoreTests",

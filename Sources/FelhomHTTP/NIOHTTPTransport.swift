@@ -19,6 +19,14 @@ public struct NIOHTTPTransport: HTTPTransport {
     public let requestTimeout: Duration
     /// Largest answer body accepted (default 16 MiB): a hostile server cannot exhaust memory.
     public var maxResponseBytes = 16 << 20
+    /// Connect to this address instead of resolving `host` (like curl's `--resolve`); the `Host`
+    /// header and the TLS server name stay `host`. For S3 virtual-host addressing in tests.
+    public var connectAddress: String?
+
+    /// The `Host` header this transport sends for `host` and `port` (what a signer must sign).
+    public static func hostHeader(host: String, port: Int) -> String {
+        isIPAddress(host) && host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 
     public init(host: String, port: Int, useTLS: Bool = true, trust: TLSTrust, requestTimeout: Duration = .seconds(60)) {
         self.host = host
@@ -115,7 +123,7 @@ public struct NIOHTTPTransport: HTTPTransport {
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(10))
-                .connect(host: host, port: port) { channel in
+                .connect(host: connectAddress ?? host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let sslContext {
                             let handler = try trust.makeClientHandler(context: sslContext, host: host) { got in
@@ -142,7 +150,7 @@ public struct NIOHTTPTransport: HTTPTransport {
         do {
             return try await channel.executeThenClose { inbound, outbound in
                 var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target)
-                head.headers.add(name: "Host", value: Self.isIPAddress(host) && host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+                head.headers.add(name: "Host", value: Self.hostHeader(host: host, port: port))
                 head.headers.add(name: "Connection", value: "close")
                 head.headers.add(name: "Accept", value: "application/json")
                 for (k, v) in request.headers { head.headers.add(name: k, value: v) }
