@@ -36,7 +36,11 @@ enum Moto {
         return try S3Client(settings: s, transport: transport(t))
     }
 
-    static func prefix() -> String { "t-\(UUID().uuidString.prefix(8).lowercased())/" }
+    /// A key prefix per test. No `/` in it, and no `+` or non-ASCII in keys: moto's signature
+    /// check decodes the query and the path before re-signing, so it refuses botocore's own
+    /// requests for those (boto3 gets `SignatureDoesNotMatch` too); real S3 does not. The
+    /// encoding itself is proven by the AWS vectors.
+    static func prefix() -> String { "t\(UUID().uuidString.prefix(8).lowercased())-" }
 }
 
 /// Fails chosen requests with a 500 before they reach moto (the server's own answer otherwise).
@@ -77,15 +81,15 @@ struct S3ClientMotoTests {
     @Test func objectsRoundTrip() async throws {
         let s3 = try Moto.client()
         let p = Moto.prefix()
-        try await s3.putObject(key: p + "a b/ü+x.txt", body: Data("hello".utf8))
+        try await s3.putObject(key: p + "a b/c~x.txt", body: Data("hello".utf8))
         try await s3.putObject(key: p + "empty", body: Data())
-        #expect(try await s3.getObject(key: p + "a b/ü+x.txt") == Data("hello".utf8))
-        #expect(try await s3.getObject(key: p + "a b/ü+x.txt", range: 1...3) == Data("ell".utf8))
+        #expect(try await s3.getObject(key: p + "a b/c~x.txt") == Data("hello".utf8))
+        #expect(try await s3.getObject(key: p + "a b/c~x.txt", range: 1...3) == Data("ell".utf8))
         #expect(try await s3.getObject(key: p + "empty") == Data())
-        #expect(try await s3.headObject(key: p + "a b/ü+x.txt")?.size == 5)
+        #expect(try await s3.headObject(key: p + "a b/c~x.txt")?.size == 5)
         #expect(try await s3.headObject(key: p + "missing") == nil)
-        #expect(Set(try await s3.listObjects(prefix: p).map(\.key)) == [p + "a b/ü+x.txt", p + "empty"])
-        try await s3.deleteObjects(keys: [p + "a b/ü+x.txt", p + "empty"])
+        #expect(Set(try await s3.listObjects(prefix: p).map(\.key)) == [p + "a b/c~x.txt", p + "empty"])
+        try await s3.deleteObjects(keys: [p + "a b/c~x.txt", p + "empty"])
         #expect(try await s3.listObjects(prefix: p).isEmpty)
         try await s3.deleteObject(key: p + "missing")
     }
@@ -93,10 +97,11 @@ struct S3ClientMotoTests {
     @Test func listingPagesThrough() async throws {
         let s3 = try Moto.client()
         let p = Moto.prefix()
-        for i in 0..<1003 where i < 3 || i >= 1000 { try await s3.putObject(key: p + "k\(i)", body: Data()) }
-        // 1,000 per page is moto's and S3's default; a few keys still exercise one page end to end.
-        #expect(try await s3.listObjects(prefix: p).count == 6)
-        try await s3.deleteObjects(keys: try await s3.listObjects(prefix: p).map(\.key))
+        for i in 0..<7 { try await s3.putObject(key: p + "k\(i)", body: Data(repeating: 0, count: i)) }
+        let listed = try await s3.listObjects(prefix: p, pageSize: 2)
+        #expect(listed.map(\.key) == (0..<7).map { p + "k\($0)" }, "four pages of at most two, in order")
+        #expect(listed.map(\.size) == Array(0..<7))
+        try await s3.deleteObjects(keys: listed.map(\.key))
     }
 
     @Test func aWrongSecretOrKeyIsRefusedByTheServer() async throws {
@@ -209,6 +214,56 @@ struct S3ClientMotoTests {
         #expect(try await s3.headObject(key: objectKey)?.size == uploaded.size)
         _ = objectHash.finalize()
         try await s3.deleteObject(key: objectKey)
+    }
+}
+
+/// S3 answers that moto does not give (it does not check the clock), as AWS sends them.
+struct S3ErrorMappingTests {
+    struct Canned: HTTPTransport {
+        let status: Int
+        let body: String
+        func send(_ request: HTTPRequestSpec) async throws -> HTTPResponseSpec {
+            HTTPResponseSpec(status: status, reason: "", body: Data(body.utf8))
+        }
+    }
+
+    func client(_ status: Int, _ body: String) throws -> S3Client {
+        try S3Client(
+            settings: .init(
+                endpoint: "https://s3.eu-central-1.amazonaws.com", region: "eu-central-1", bucket: "felhom-backups",
+                credentials: .init(accessKeyID: "AKID", secretAccessKey: "top-secret"), attempts: 2, backoff: .milliseconds(1)),
+            transport: Canned(status: status, body: body))
+    }
+
+    @Test func aSkewedClockIsNamed() async throws {
+        let s3 = try client(
+            403,
+            "<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>"
+        )
+        let e = await #expect(throws: S3Error.self) { try await s3.putObject(key: "k", body: Data()) }
+        #expect(e?.code == "RequestTimeTooSkewed" && e?.message.contains("check NTP") == true)
+        #expect(e?.isRetryable == false)
+    }
+
+    @Test func a200WithAnErrorInsideIsAnError() async throws {
+        let s3 = try client(200, "<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>")
+        let e = await #expect(throws: S3Error.self) { try await s3.completeMultipartUpload(key: "k", uploadID: "u", parts: [(1, "\"e\"")]) }
+        #expect(e?.code == "InternalError")
+    }
+
+    @Test func badSettingsAreRefusedNamingTheKey() {
+        let creds = SigV4.Credentials(accessKeyID: "AKID", secretAccessKey: "s")
+        #expect(throws: S3Error.self) {
+            try S3Client(settings: .init(endpoint: "http://s3.example.com", region: "r", bucket: "b-1", credentials: creds))
+        }
+        #expect(throws: S3Error.self) {
+            try S3Client(settings: .init(endpoint: "https://s3.example.com", region: "r", bucket: "Bad_Bucket", credentials: creds))
+        }
+        #expect(throws: S3Error.self) {
+            try S3Client(
+                settings: .init(
+                    endpoint: "https://s3.example.com", region: "r", bucket: "b-1", credentials: .init(accessKeyID: "", secretAccessKey: "")))
+        }
     }
 }
 

@@ -188,12 +188,13 @@ public struct S3Client: Sendable {
         }
     }
 
-    /// `ListObjectsV2` under `prefix`, every page.
-    public func listObjects(prefix: String) async throws(S3Error) -> [ObjectInfo] {
+    /// `ListObjectsV2` under `prefix`, every page (`pageSize` keys per request; the server's default, 1,000, when nil).
+    public func listObjects(prefix: String, pageSize: Int? = nil) async throws(S3Error) -> [ObjectInfo] {
         var out: [ObjectInfo] = []
         var token: String?
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix)]
+            if let pageSize { query.append(("max-keys", String(pageSize))) }
             if let token { query.append(("continuation-token", token)) }
             let answer = try await call("GET", key: nil, query: query)
             let text = String(decoding: answer.body, as: UTF8.self)
