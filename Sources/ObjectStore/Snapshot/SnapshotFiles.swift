@@ -21,19 +21,30 @@ public enum SnapshotFiles {
     ) throws(SnapshotFormat.FormatError) -> Summary {
         let header = try SnapshotFormat.Header(snapshotID: snapshotID, chunkSize: chunkSize)
         var sealer = SnapshotSealer(dataKey: dataKey, header: header)
-        let reader = try open(input)
-        defer { try? reader.close() }
+        let reader = try Reader(path: input)
+        defer { reader.close() }
         var plain = 0
         let written = try writeAtomically(output) { (write: (Data) throws(SnapshotFormat.FormatError) -> Void) throws(SnapshotFormat.FormatError) in
             try write(Data(header.bytes))
+            // Two buffers: a chunk is sealed once the next read shows whether it is the last.
+            var current = [UInt8](repeating: 0, count: chunkSize)
+            var next = [UInt8](repeating: 0, count: chunkSize)
+            var have = try reader.fill(&current)
             while true {
-                let block = try read(reader, chunkSize, name: input)
-                if block.isEmpty { break }
-                plain += block.count
-                try write(try sealer.add(block))
+                let following = have == chunkSize ? try reader.fill(&next) : 0
+                let sealed = try current.withUnsafeBytes { raw in
+                    Result { () throws(SnapshotFormat.FormatError) in
+                        try sealer.sealChunk(UnsafeRawBufferPointer(rebasing: raw[0..<have]), last: following == 0)
+                    }
+                }.get()
+                try write(sealed.ciphertext)
+                try write(sealed.tag)
+                plain += have
                 progress?(plain)
+                if following == 0 { break }
+                swap(&current, &next)
+                have = following
             }
-            try write(try sealer.finish())
         }
         return Summary(plaintextBytes: plain, objectBytes: written, snapshotID: snapshotID)
     }
@@ -44,34 +55,73 @@ public enum SnapshotFiles {
     public static func decrypt(input: String, output: String, dataKey: SymmetricKey, progress: ((Int) -> Void)? = nil) throws(SnapshotFormat
         .FormatError) -> Summary
     {
-        var opener = SnapshotOpener(dataKey: dataKey)
-        let reader = try open(input)
-        defer { try? reader.close() }
-        var object = 0
+        let reader = try Reader(path: input)
+        defer { reader.close() }
+        var head = [UInt8](repeating: 0, count: 15 + SnapshotFormat.saltSize + 255)
+        let got = try reader.fill(&head)
+        guard let header = try SnapshotFormat.Header.parse(head[0..<got]) else {
+            throw SnapshotFormat.FormatError(.truncated, "\(input) ends inside the snapshot header")
+        }
+        var opener = SnapshotOpener(dataKey: dataKey, header: header)
+        var object = header.bytes.count
+        let full = header.chunkSize + SnapshotFormat.tagSize
         let written = try writeAtomically(output) { (write: (Data) throws(SnapshotFormat.FormatError) -> Void) throws(SnapshotFormat.FormatError) in
+            var current = [UInt8](repeating: 0, count: full)
+            var next = [UInt8](repeating: 0, count: full)
+            // What the header read took beyond the header is the start of the first chunk.
+            let spill = Array(head[header.bytes.count..<got])
+            current.replaceSubrange(0..<spill.count, with: spill)
+            var have = spill.count
+            if have < full { have += try reader.fill(&current, from: have) }
             while true {
-                let block = try read(reader, 1 << 20, name: input)
-                if block.isEmpty { break }
-                object += block.count
-                try write(try opener.add(block))
+                let following = have == full ? try reader.fill(&next) : 0
+                if following == 0, have < SnapshotFormat.tagSize {
+                    throw SnapshotFormat.FormatError(.truncated, "the object ends without its last chunk (after \(object) bytes)")
+                }
+                let plain = try current.withUnsafeBytes { raw in
+                    Result { () throws(SnapshotFormat.FormatError) in
+                        try opener.openChunk(UnsafeRawBufferPointer(rebasing: raw[0..<have]), last: following == 0)
+                    }
+                }.get()
+                try write(plain)
+                object += have
                 progress?(object)
+                if following == 0 { break }
+                swap(&current, &next)
+                have = following
             }
             try write(try opener.finish())
         }
-        return Summary(plaintextBytes: written, objectBytes: object, snapshotID: opener.header?.snapshotID ?? "")
+        return Summary(plaintextBytes: written, objectBytes: object, snapshotID: header.snapshotID)
     }
 
-    static func open(_ path: String) throws(SnapshotFormat.FormatError) -> FileHandle {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw SnapshotFormat.FormatError(.io, "cannot open \(path) for reading")
-        }
-        return handle
-    }
+    /// Whole-buffer reads from a file descriptor (no allocation per read).
+    final class Reader {
+        let fd: Int32
+        let path: String
 
-    static func read(_ handle: FileHandle, _ count: Int, name: String) throws(SnapshotFormat.FormatError) -> Data {
-        do { return try handle.read(upToCount: count) ?? Data() } catch {
-            throw SnapshotFormat.FormatError(.io, "cannot read \(name): \(error.localizedDescription)")
+        init(path: String) throws(SnapshotFormat.FormatError) {
+            fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            self.path = path
+            guard fd >= 0 else { throw SnapshotFormat.FormatError(.io, "cannot open \(path) for reading: \(String(cString: strerror(errno)))") }
         }
+
+        /// Fills `buffer` from `offset` until full or end of file; returns the bytes read.
+        func fill(_ buffer: inout [UInt8], from offset: Int = 0) throws(SnapshotFormat.FormatError) -> Int {
+            var total = offset
+            while total < buffer.count {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, $0.count - total) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SnapshotFormat.FormatError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }
+                total += n
+            }
+            return total - offset
+        }
+
+        func close() { _ = Glibc.close(fd) }
     }
 
     /// Runs `body` with a writer into a temporary file beside `path`; on success fsyncs and

@@ -175,32 +175,42 @@ public struct SnapshotSealer {
     /// back until more data or ``finish()`` says whether it is the last).
     public mutating func add(_ plaintext: Data) throws(SnapshotFormat.FormatError) -> Data {
         precondition(!finished, "add after finish")
+        buffer.append(plaintext)
         var out = Data()
-        var rest = plaintext[...]
-        while !rest.isEmpty {
-            if buffer.count == header.chunkSize {
-                out += try seal(buffer, last: false)
-                buffer.removeAll(keepingCapacity: true)
-            }
-            let take = rest.prefix(header.chunkSize - buffer.count)
-            buffer += take
-            rest = rest.dropFirst(take.count)
+        var start = buffer.startIndex
+        while buffer.endIndex - start > header.chunkSize {
+            let sealed = try sealChunk(buffer[start..<(start + header.chunkSize)], last: false)
+            out += sealed.ciphertext
+            out += sealed.tag
+            start += header.chunkSize
         }
+        if start != buffer.startIndex { buffer = Data(buffer[start...]) }
         return out
     }
 
     /// Seals the last chunk (empty only when nothing was added).
     public mutating func finish() throws(SnapshotFormat.FormatError) -> Data {
         precondition(!finished, "finish twice")
+        let sealed = try sealChunk(buffer, last: true)
         finished = true
-        return try seal(buffer, last: true)
+        return sealed.ciphertext + sealed.tag
     }
 
-    mutating func seal(_ chunk: Data, last: Bool) throws(SnapshotFormat.FormatError) -> Data {
+    /// Seals the next chunk as it is: `chunkSize` bytes for every chunk but the last, 1…`chunkSize`
+    /// for the last (0 only when it is also the first). For callers that read whole chunks
+    /// themselves (no copy through ``add(_:)``'s buffer).
+    public mutating func sealChunk<D: DataProtocol>(_ chunk: D, last: Bool) throws(SnapshotFormat.FormatError) -> (ciphertext: Data, tag: Data) {
+        guard !finished else { throw SnapshotFormat.FormatError(.io, "the last chunk was already sealed") }
+        let size = chunk.count
+        guard last ? (size <= header.chunkSize && (size > 0 || index == 0)) : size == header.chunkSize else {
+            throw SnapshotFormat.FormatError(
+                .io, "chunk \(index) has \(size) bytes (chunks hold \(header.chunkSize); the last 1…\(header.chunkSize))")
+        }
         defer { index += 1 }
+        if last { finished = true }
         do {
             let box = try AES.GCM.seal(chunk, using: key, nonce: SnapshotFormat.nonce(index, last: last), authenticating: header.bytes)
-            return box.ciphertext + box.tag
+            return (box.ciphertext, box.tag)
         } catch {
             throw SnapshotFormat.FormatError(.io, "AES-GCM seal failed: \(error)")
         }
@@ -219,6 +229,13 @@ public struct SnapshotOpener {
 
     public init(dataKey: SymmetricKey) { self.dataKey = dataKey }
 
+    /// An opener for an object whose header was read already (``SnapshotFormat/Header/parse(_:)``).
+    public init(dataKey: SymmetricKey, header: SnapshotFormat.Header) {
+        self.dataKey = dataKey
+        self.header = header
+        key = header.chunkKey(dataKey: dataKey)
+    }
+
     /// Adds ciphertext; returns the verified plaintext of every chunk it could open.
     public mutating func add(_ ciphertext: Data) throws(SnapshotFormat.FormatError) -> Data {
         buffer += ciphertext
@@ -233,10 +250,12 @@ public struct SnapshotOpener {
         var out = Data()
         let full = header.chunkSize + SnapshotFormat.tagSize
         // A full chunk is opened only when more bytes follow it (so it cannot be the last).
-        while buffer.count > full {
-            out += try open(buffer.prefix(full), last: false)
-            buffer.removeFirst(full)
+        var start = buffer.startIndex
+        while buffer.endIndex - start > full {
+            out += try openChunk(buffer[start..<(start + full)], last: false)
+            start += full
         }
+        if start != buffer.startIndex { buffer = Data(buffer[start...]) }
         return out
     }
 
@@ -253,33 +272,55 @@ public struct SnapshotOpener {
         guard buffer.count <= header.chunkSize + SnapshotFormat.tagSize else {
             throw SnapshotFormat.FormatError(.trailingData, "data after the last chunk")
         }
-        let plain: Data
-        do { plain = try open(buffer, last: true) } catch {
-            // A chunk sealed as "not last" here means the object was cut at a chunk boundary.
-            if (try? open(buffer, last: false)) != nil {
-                throw SnapshotFormat.FormatError(.truncated, "the object was cut after chunk \(index): its last chunk is missing")
-            }
-            throw error
-        }
-        if index > 1, plain.isEmpty { throw SnapshotFormat.FormatError(.authentication, "an empty last chunk after data") }
-        sawLast = true
+        let plain = try openChunk(buffer, last: true)
         buffer.removeAll()
         return plain
     }
 
-    mutating func open(_ chunk: Data, last: Bool) throws(SnapshotFormat.FormatError) -> Data {
+    /// Opens the next chunk (ciphertext and its 16-byte tag) as it is; `last` says whether the
+    /// caller saw the object end after it. Callers that read whole chunks themselves use this.
+    public mutating func openChunk<D: DataProtocol>(_ chunk: D, last: Bool) throws(SnapshotFormat.FormatError) -> Data {
         guard let header, let key else { throw SnapshotFormat.FormatError(.truncated, "no header") }
+        guard chunk.count >= SnapshotFormat.tagSize, chunk.count <= header.chunkSize + SnapshotFormat.tagSize else {
+            throw SnapshotFormat.FormatError(.truncated, "chunk \(index) is \(chunk.count) bytes")
+        }
         let body = chunk.prefix(chunk.count - SnapshotFormat.tagSize)
         let tag = chunk.suffix(SnapshotFormat.tagSize)
-        do {
-            let box = try AES.GCM.SealedBox(nonce: SnapshotFormat.nonce(index, last: last), ciphertext: body, tag: tag)
-            let plain = try AES.GCM.open(box, using: key, authenticating: header.bytes)
-            index += 1
-            return plain
-        } catch {
+        func attempt(_ final: Bool) -> Data? {
+            guard let box = try? AES.GCM.SealedBox(nonce: SnapshotFormat.nonce(index, last: final), ciphertext: body, tag: tag) else { return nil }
+            return try? AES.GCM.open(box, using: key, authenticating: header.bytes)
+        }
+        guard let plain = attempt(last) else {
+            // The object's end fell on a chunk sealed as "not last": it was cut at a chunk boundary.
+            if last, attempt(false) != nil {
+                throw SnapshotFormat.FormatError(.truncated, "the object was cut after chunk \(index): its last chunk is missing")
+            }
             throw SnapshotFormat.FormatError(
                 .authentication,
                 "chunk \(index) does not verify (a wrong key, a changed byte, or a chunk out of place or from another snapshot)")
         }
+        guard !(last && index > 0 && plain.isEmpty) else { throw SnapshotFormat.FormatError(.authentication, "an empty last chunk after data") }
+        index += 1
+        if last { sawLast = true }
+        return plain
     }
 }
+
+extension SnapshotFormat {
+    /// Keeps the 1 MiB buffers of the AEAD in the heap (glibc `mallopt`: mmap threshold 32 MiB,
+    /// trim threshold 256 MiB). By default glibc maps and unmaps every buffer that large, and the
+    /// page faults cost the sealing path three to four times the AES itself (docs/performance.md).
+    /// Process-wide and idempotent; the snapshot commands and the agent call it at start.
+    public static func keepChunkBuffersInHeap() {
+        #if os(Linux)
+            _ = glibcMallopt(-3, 32 << 20)  // M_MMAP_THRESHOLD (malloc.h)
+            _ = glibcMallopt(-1, 256 << 20)  // M_TRIM_THRESHOLD
+        #endif
+    }
+}
+
+#if os(Linux)
+    /// glibc's `int mallopt(int, int)` (malloc.h is not part of the Glibc module).
+    @_silgen_name("mallopt")
+    private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
