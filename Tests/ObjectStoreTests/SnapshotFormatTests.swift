@@ -135,6 +135,16 @@ struct SnapshotFormatTests {
         )
     }
 
+    /// docs/formats.md's known answer, reproduced by the independent Python implementation
+    /// (`scripts/interop/snapshot_format.py encrypt k snap-1 p o 4096 2021…3f`).
+    @Test func knownAnswer() throws {
+        let key = SymmetricKey(data: Data(0..<32))
+        let header = try SnapshotFormat.Header(snapshotID: "snap-1", chunkSize: 4096, salt: Array(32..<64))
+        var sealer = SnapshotSealer(dataKey: key, header: header)
+        let object = Data(header.bytes) + (try sealer.add(Data("hello".utf8))) + (try sealer.finish())
+        #expect(SigV4.hex(Array(SHA256.hash(data: object))) == "6dff0a24e8915bf926e53eab87deeb6a628e6fd5a5d1704e7523200c99418289")
+    }
+
     @Test func keyFilesAreRawOrHex() throws {
         let raw = Data((0..<32).map { UInt8($0) })
         let hex = raw.map { String(format: "%02x", $0) }.joined() + "\n"
