@@ -57,6 +57,60 @@ final class RecordingRunner: CommandRunner {
         #expect(throws: PrivilegedError.self) { try PrivilegedBackend.mountArguments(filesystemUUID: uuid, mountPoint: path) }
     }
 
+    @Test func thinSnapshotsAreCreatedReadOnlyActiveAndOnlyOursRemoved() async throws {
+        let r = RecordingRunner(CommandResult(exitCode: 0, stdout: ""))
+        let backend = PrivilegedBackend(runner: r)
+        try await backend.createThinSnapshot(volumeGroup: "pve", origin: "vm-100-disk-1", name: "felhom-snap-20261201-a1b2")
+        try await backend.removeSnapshot(volumeGroup: "pve", name: "felhom-snap-20261201-a1b2")
+        #expect(
+            r.calls.withLock { $0 } == [
+                [
+                    "lvcreate", "--snapshot", "--setactivationskip", "n", "--permission", "r", "--name", "felhom-snap-20261201-a1b2",
+                    "pve/vm-100-disk-1",
+                ],
+                ["lvremove", "--yes", "pve/felhom-snap-20261201-a1b2"],
+            ])
+        // PVE's own snapshots, other volumes, and names that are not LVM names are refused.
+        await #expect(throws: PrivilegedError.self) { try await backend.removeSnapshot(volumeGroup: "pve", name: "snap_vm-100-disk-1_x") }
+        await #expect(throws: PrivilegedError.self) { try await backend.removeSnapshot(volumeGroup: "pve", name: "vm-100-disk-1") }
+        await #expect(throws: PrivilegedError.self) {
+            try await backend.createThinSnapshot(volumeGroup: "pve", origin: "vm-100-disk-1", name: "snap_vm-100-disk-1_x")
+        }
+        for bad in ["-y", "a/b", "x y", ".", "", "a;b"] {
+            #expect(throws: PrivilegedError.self, "\(bad)") {
+                try PrivilegedBackend.thinSnapshotArguments(volumeGroup: bad, origin: "vm-1", name: "felhom-snap-1")
+            }
+            #expect(throws: PrivilegedError.self, "\(bad)") {
+                try PrivilegedBackend.thinSnapshotArguments(volumeGroup: "pve", origin: bad, name: "felhom-snap-1")
+            }
+        }
+        #expect(r.calls.withLock { $0.count } == 2)
+    }
+
+    @Test func lvsJSONIsParsed() throws {
+        let text = """
+              {
+                  "report": [
+                      {
+                          "lv": [
+                              {"lv_name":"data", "vg_name":"pve", "lv_attr":"twi-aotz--", "pool_lv":"", "origin":"", "lv_size":"34359738368"},
+                              {"lv_name":"vm-100-disk-1", "vg_name":"pve", "lv_attr":"Vwi-aotz--", "pool_lv":"data", "origin":"", "lv_size":"8589934592"},
+                              {"lv_name":"felhom-snap-x", "vg_name":"pve", "lv_attr":"Vri-a-tz--", "pool_lv":"data", "origin":"vm-100-disk-1", "lv_size":"8589934592"}
+                          ]
+                      }
+                  ]
+              }
+            """
+        let lvs = try PrivilegedBackend.parseLogicalVolumes(text)
+        #expect(lvs.map(\.name) == ["data", "vm-100-disk-1", "felhom-snap-x"])
+        #expect(lvs[1].isThin && !lvs[0].isThin && lvs[1].pool == "data" && lvs[1].size == 8_589_934_592 && lvs[2].origin == "vm-100-disk-1")
+        #expect(try PrivilegedBackend.parseLogicalVolumes(#"  {"report": [{"lv": []}]}"#).isEmpty)
+        #expect(throws: PrivilegedError.self) { try PrivilegedBackend.parseLogicalVolumes("not json") }
+        #expect(throws: PrivilegedError.self) {
+            try PrivilegedBackend.parseLogicalVolumes(#"{"report": [{"lv": [{"lv_name":"-rf", "vg_name":"pve"}]}]}"#)
+        }
+    }
+
     @Test func pushesOnlyTheControllerConfigRootOwned0600() async throws {
         let r = RecordingRunner(CommandResult(exitCode: 0, stdout: ""))
         try await PrivilegedBackend(runner: r).push(

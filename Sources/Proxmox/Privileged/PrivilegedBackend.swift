@@ -3,7 +3,7 @@ import Foundation
 
 /// The fenced list of things the agent does as root because the Proxmox API cannot.
 ///
-/// Exactly nine operations, each building a fixed argument vector from validated input and running
+/// Exactly twelve operations, each building a fixed argument vector from validated input and running
 /// it through a ``CommandRunner`` (no shell, so no injection through values): create the golden
 /// template container with `keyctl` (a feature only `root@pam` may set, which API tokens never are),
 /// mount a USB disk by filesystem UUID, read SMART data, read sensors, push the controller's
@@ -12,7 +12,9 @@ import Foundation
 /// restart a silent controller (`pct exec … systemctl restart felhom-controller`), and give a PBS
 /// storage its encryption key (`pvesm set STORAGE --encryption-key KEY-JSON`), and list the
 /// filesystems of the attached disks with their UUIDs (`lsblk --json`, libblkid's view: the UUIDs
-/// `blkid` prints). It makes no HTTP calls, and
+/// `blkid` prints), and for volume snapshots list the logical volumes (`lvs`), create a read-only thin
+/// snapshot named `felhom-snap-*` (`lvcreate -s`) and remove one (`lvremove`, only that prefix).
+/// It makes no HTTP calls, and
 /// the API client runs no commands.
 public struct PrivilegedBackend: Sendable {
     let runner: CommandRunner
@@ -346,6 +348,103 @@ public struct PrivilegedBackend: Sendable {
                 device: device, uuid: field(item["uuid"], max: 64), label: field(item["label"], max: 80), fstype: field(item["fstype"], max: 32),
                 size: number(item["size"]) ?? 0, available: number(item["fsavail"]), mountPoint: field(item["mountpoint"], max: 256))
         }
+    }
+
+    // MARK: 10–12. LVM-thin snapshots of volumes (issue 17)
+
+    /// One logical volume as `lvs --reportformat json` shows it.
+    public struct LogicalVolume: Sendable, Equatable {
+        public var name: String
+        public var volumeGroup: String
+        /// The 10-character `lv_attr` (`V` thin volume, `k` activation skip…).
+        public var attributes: String
+        /// The thin pool it lives in (empty when not thin).
+        public var pool: String
+        public var origin: String
+        public var size: Int64
+        public init(name: String, volumeGroup: String, attributes: String, pool: String, origin: String, size: Int64) {
+            self.name = name
+            self.volumeGroup = volumeGroup
+            self.attributes = attributes
+            self.pool = pool
+            self.origin = origin
+            self.size = size
+        }
+        /// A thin volume (`lv_attr` starts with `V`).
+        public var isThin: Bool { attributes.hasPrefix("V") }
+    }
+
+    /// The prefix of every snapshot LV the agent makes. Never PVE's `snap_`: Proxmox deletes
+    /// `snap_<volume>_*` LVs when a volume is freed (WAVE2-FACTS §8.2).
+    public static let snapshotPrefix = "felhom-snap-"
+
+    /// The fixed argv of `lvs`.
+    public static let lvsArguments = [
+        "--reportformat", "json", "-o", "lv_name,vg_name,lv_attr,pool_lv,origin,lv_size", "--units", "b", "--nosuffix",
+    ]
+
+    static let lvmName = #"[A-Za-z0-9+_][A-Za-z0-9+_.\-]{0,126}"#
+
+    /// The argv of `lvcreate` for a read-only thin snapshot `name` of `vg/origin`, created without
+    /// the activation-skip flag (`-kn`) so it is active and its device exists at once.
+    public static func thinSnapshotArguments(volumeGroup: String, origin: String, name: String) throws -> [String] {
+        guard Pattern.whole(volumeGroup, lvmName), Pattern.whole(origin, lvmName) else {
+            throw invalid("'\(volumeGroup)/\(origin)' is not an LVM volume name")
+        }
+        guard name.hasPrefix(snapshotPrefix), Pattern.whole(name, lvmName) else {
+            throw invalid("snapshot name '\(name)' must start with \(snapshotPrefix)")
+        }
+        return ["--snapshot", "--setactivationskip", "n", "--permission", "r", "--name", name, "\(volumeGroup)/\(origin)"]
+    }
+
+    /// The argv of `lvremove` for one of the agent's own snapshots (any other name is refused).
+    public static func removeSnapshotArguments(volumeGroup: String, name: String) throws -> [String] {
+        guard Pattern.whole(volumeGroup, lvmName), name.hasPrefix(snapshotPrefix), Pattern.whole(name, lvmName) else {
+            throw invalid("only the agent's own snapshots (\(snapshotPrefix)*) are removed, not '\(volumeGroup)/\(name)'")
+        }
+        return ["--yes", "\(volumeGroup)/\(name)"]
+    }
+
+    /// Every logical volume.
+    public func logicalVolumes() async throws -> [LogicalVolume] {
+        let r = try await runner.run("lvs", Self.lvsArguments)
+        try check(r, what: "lvs")
+        return try Self.parseLogicalVolumes(r.stdout)
+    }
+
+    /// Creates the read-only thin snapshot `name` of `vg/origin`; its device is `/dev/VG/NAME`.
+    public func createThinSnapshot(volumeGroup: String, origin: String, name: String) async throws {
+        let args = try Self.thinSnapshotArguments(volumeGroup: volumeGroup, origin: origin, name: name)
+        try check(try await runner.run("lvcreate", args), what: "lvcreate snapshot of \(volumeGroup)/\(origin)")
+    }
+
+    /// Removes one of the agent's snapshots.
+    public func removeSnapshot(volumeGroup: String, name: String) async throws {
+        let args = try Self.removeSnapshotArguments(volumeGroup: volumeGroup, name: name)
+        try check(try await runner.run("lvremove", args), what: "lvremove \(volumeGroup)/\(name)")
+    }
+
+    /// Parses `lvs --reportformat json` (every value a string; sizes in bytes with `--units b
+    /// --nosuffix`); at most 4 MiB and 65,536 volumes; names are checked against LVM's rules.
+    public static func parseLogicalVolumes(_ text: String) throws -> [LogicalVolume] {
+        guard text.utf8.count <= 4 << 20, let doc = try? JSONValue.parse(Data(text.utf8)), let reports = doc["report"]?.arrayValue else {
+            throw PrivilegedError(code: .badOutput, message: "lvs did not print its JSON report")
+        }
+        var out: [LogicalVolume] = []
+        for report in reports {
+            for item in report["lv"]?.arrayValue ?? [] {
+                guard let name = item["lv_name"]?.stringValue, Pattern.whole(name, lvmName), let vg = item["vg_name"]?.stringValue,
+                    Pattern.whole(vg, lvmName)
+                else { throw PrivilegedError(code: .badOutput, message: "lvs listed a volume without a valid name") }
+                let attr = item["lv_attr"]?.stringValue ?? ""
+                out.append(
+                    LogicalVolume(
+                        name: name, volumeGroup: vg, attributes: String(attr.prefix(10)), pool: item["pool_lv"]?.stringValue ?? "",
+                        origin: item["origin"]?.stringValue ?? "", size: Int64(item["lv_size"]?.stringValue ?? "") ?? 0))
+                guard out.count <= 65536 else { throw PrivilegedError(code: .badOutput, message: "lvs listed more than 65,536 volumes") }
+            }
+        }
+        return out
     }
 
     // MARK: -
