@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "FelhomAgent",
             dependencies: [
-                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP",
+                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP", "ObjectStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -208,7 +208,7 @@ let package = Package(
         .target(
             name: "FelhomTestSupport",
             dependencies: [
-                "FelhomCore", "FelhomHub", "PVESimulator", "Proxmox", "FelhomController",
+                "FelhomCore", "FelhomHub", "PVESimulator", "Proxmox", "FelhomController", "ObjectStore", "FelhomHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -219,7 +219,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ObjectStoreTests",
-            dependencies: ["ObjectStore", "FelhomHTTP", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ObjectStore", "FelhomHTTP", "FelhomTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["Fixtures"]
         ),
         .testTarget(
@@ -263,7 +263,7 @@ let package = Package(
             name: "FelhomAgentTests",
             dependencies: [
                 "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning",
-                "FelhomController", "FelhomHTTP",
+                "FelhomController", "FelhomHTTP", "ObjectStore",
                 "FelhomTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

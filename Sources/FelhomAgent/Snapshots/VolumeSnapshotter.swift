@@ -1,0 +1,283 @@
+import Crypto
+import FelhomCore
+import Foundation
+import ObjectStore
+import Proxmox
+
+/// Volume snapshots to object storage (ADR 0011; docs/object-storage.md): one LVM-thin volume
+/// → a read-only `felhom-snap-*` thin snapshot → read, encrypted (``SnapshotSealer``, a fresh
+/// data key) and uploaded as one object (``S3Client/upload(key:next:)``, aborted on failure) →
+/// the snapshot LV removed — on success, on every failure, and after a crash (``recover()``).
+///
+/// Every run is journaled (`volume-snapshot`: `begin`, `lv_created`, `uploaded`, `lv_removed`,
+/// then `done` or `failed`), so a restarted agent knows what was in flight. The record it returns
+/// is what the hub stores: no key in the clear, only the data key wrapped by the box's snapshot
+/// master key (``SnapshotKeys``).
+public final class VolumeSnapshotter: Sendable {
+    public static let kind = "volume-snapshot"
+
+    /// A volume to snapshot: PVE's volume id and where LVM has it.
+    public struct Target: Sendable, Equatable {
+        /// `local-lvm:vm-100-disk-1`.
+        public var volumeID: String
+        public var volumeGroup: String
+        public var logicalVolume: String
+        public init(volumeID: String, volumeGroup: String, logicalVolume: String) {
+            self.volumeID = volumeID
+            self.volumeGroup = volumeGroup
+            self.logicalVolume = logicalVolume
+        }
+    }
+
+    /// What the hub keeps per snapshot (issue 17's metadata).
+    public struct Record: Codable, Sendable, Equatable {
+        public var volumeID: String
+        public var snapshotID: String
+        public var createdAt: Date
+        /// Plaintext bytes (the volume's size).
+        public var size: Int
+        /// Bytes of the stored object.
+        public var objectSize: Int
+        /// `sha256:` + hex of the encrypted object.
+        public var checksum: String
+        public var encryptionKeyID: String
+        public var wrappedDataKey: String
+        public var objectKey: String
+        /// `complete` (the only state a record is made in; the hub adds `deleted`).
+        public var state: String
+
+        enum CodingKeys: String, CodingKey {
+            case volumeID = "volume_id"
+            case snapshotID = "snapshot_id"
+            case createdAt = "created_at"
+            case size
+            case objectSize = "object_size"
+            case checksum
+            case encryptionKeyID = "encryption_key_id"
+            case wrappedDataKey = "wrapped_data_key"
+            case objectKey = "object_key"
+            case state
+        }
+    }
+
+    /// Why a snapshot failed; `code` is stable (`lvcreate_failed`, `read_failed`, `upload_failed`,
+    /// `journal_failed`), the message names the cause (never a key or secret).
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var code: String
+        public var message: String
+        public var description: String { "\(code): \(message)" }
+    }
+
+    let backend: PrivilegedBackend
+    let s3: S3Client
+    let journal: Journal
+    let masterKeyBytes: Data
+    /// Object keys start with this, as it is (`boxes/<host id>/` by default): the box's
+    /// credentials reach only this prefix.
+    let prefix: String
+    let partSize: Int
+    let devicePath: @Sendable (String, String) -> String
+    let now: @Sendable () -> Date
+
+    /// - Parameters:
+    ///   - masterKey: the box's snapshot master key (``SnapshotKeys/masterKey(pbsKey:)``).
+    ///   - devicePath: where a snapshot LV's device appears (`/dev/VG/NAME`; tests point it at a file).
+    public init(
+        backend: PrivilegedBackend, s3: S3Client, journal: Journal, masterKey: SymmetricKey, prefix: String, partSize: Int = 8 << 20,
+        devicePath: @escaping @Sendable (String, String) -> String = { "/dev/\($0)/\($1)" }, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.backend = backend
+        self.s3 = s3
+        self.journal = journal
+        masterKeyBytes = masterKey.withUnsafeBytes { Data($0) }
+        self.prefix = prefix
+        self.partSize = max(5 << 20, partSize)
+        self.devicePath = devicePath
+        self.now = now
+    }
+
+    var masterKey: SymmetricKey { SymmetricKey(data: masterKeyBytes) }
+
+    /// A snapshot id: `YYYYMMDDTHHMMSSZ-` + 8 random hex digits (sortable, unique).
+    func newSnapshotID(at date: Date) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return SigV4.Scope(date: date, region: "", service: "").amzDate + "-" + String(format: "%08x", UInt32.random(in: 0...UInt32.max, using: &rng))
+    }
+
+    /// The object key of a snapshot: `<prefix><volume id with ':' as '/'>/<snapshot id>.felsnap`.
+    public func objectKey(volumeID: String, snapshotID: String) -> String {
+        let volume = volumeID.map { $0 == ":" ? "/" : ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_") }
+        return prefix + String(volume) + "/" + snapshotID + ".felsnap"
+    }
+
+    /// Takes, uploads and cleans up one snapshot of `target`.
+    public func snapshot(_ target: Target) async throws(Failure) -> Record {
+        let createdAt = now()
+        let snapshotID = newSnapshotID(at: createdAt)
+        let lvName = PrivilegedBackend.snapshotPrefix + snapshotID.lowercased()
+        let key = objectKey(volumeID: target.volumeID, snapshotID: snapshotID)
+        let op = "snap-\(snapshotID)"
+        try step(
+            op, "begin",
+            ["volume": target.volumeID, "vg": target.volumeGroup, "lv": target.logicalVolume, "snapshot_lv": lvName, "object_key": key])
+        do {
+            try await backend.createThinSnapshot(volumeGroup: target.volumeGroup, origin: target.logicalVolume, name: lvName)
+        } catch {
+            try? step(op, "failed", ["reason": "lvcreate_failed"])
+            throw Failure(code: "lvcreate_failed", message: "cannot snapshot \(target.volumeGroup)/\(target.logicalVolume): \(error)")
+        }
+        try step(op, "lv_created")
+        let result: Result<Record, Failure>
+        do {
+            result = .success(try await upload(target, snapshotID: snapshotID, lvName: lvName, key: key, createdAt: createdAt))
+            try? step(op, "uploaded", ["object_key": key])
+        } catch {
+            result = .failure(error)
+        }
+        // The snapshot LV goes in every case (a thin snapshot pins the pool's blocks).
+        do {
+            try await backend.removeSnapshot(volumeGroup: target.volumeGroup, name: lvName)
+            try? step(op, "lv_removed")
+        } catch {
+            try? step(op, "failed", ["reason": "lvremove_failed"])
+            throw Failure(code: "lvremove_failed", message: "cannot remove \(target.volumeGroup)/\(lvName) (the next start retries): \(error)")
+        }
+        switch result {
+        case .success(let record):
+            try step(op, "done", ["checksum": record.checksum])
+            return record
+        case .failure(let failure):
+            try? step(op, "failed", ["reason": failure.code])
+            throw failure
+        }
+    }
+
+    func upload(_ target: Target, snapshotID: String, lvName: String, key: String, createdAt: Date) async throws(Failure) -> Record {
+        let device = devicePath(target.volumeGroup, lvName)
+        let dataKey = SnapshotKeys.newDataKey()
+        let wrapped: String
+        do { wrapped = try SnapshotKeys.wrap(dataKey, master: masterKey, volumeID: target.volumeID, snapshotID: snapshotID) } catch {
+            throw Failure(code: "key_failed", message: error.message)
+        }
+        let fd = open(device, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(code: "read_failed", message: "cannot open \(device): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let source = SealedSource(fd: fd, device: device, dataKey: dataKey, snapshotID: snapshotID, partSize: partSize)
+        let uploaded: (etag: String, size: Int)
+        do {
+            uploaded = try await s3.upload(key: key) { try source.nextPart() }
+        } catch let e as SealedSource.ReadFailure {
+            throw Failure(code: "read_failed", message: e.message)
+        } catch {
+            throw Failure(code: "upload_failed", message: "\(error)")
+        }
+        return Record(
+            volumeID: target.volumeID, snapshotID: snapshotID, createdAt: createdAt, size: source.plaintextBytes, objectSize: uploaded.size,
+            checksum: "sha256:" + SigV4.hex(Array(source.finishedHash())), encryptionKeyID: SnapshotKeys.keyID(masterKey),
+            wrappedDataKey: wrapped, objectKey: key, state: "complete")
+    }
+
+    /// After a start or a crash: removes every leftover `felhom-snap-*` LV, aborts every open
+    /// multipart upload under the box's prefix, and closes journaled runs that were cut off.
+    /// Returns what it cleaned, for the log.
+    public func recover() async -> [String] {
+        var cleaned: [String] = []
+        if let lvs = try? await backend.logicalVolumes() {
+            for lv in lvs where lv.name.hasPrefix(PrivilegedBackend.snapshotPrefix) {
+                if (try? await backend.removeSnapshot(volumeGroup: lv.volumeGroup, name: lv.name)) != nil {
+                    cleaned.append("removed the leftover snapshot \(lv.volumeGroup)/\(lv.name)")
+                }
+            }
+        }
+        if let uploads = try? await s3.listMultipartUploads(prefix: prefix) {
+            for upload in uploads {
+                if (try? await s3.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID)) != nil {
+                    cleaned.append("aborted the unfinished upload of \(upload.key)")
+                }
+            }
+        }
+        for (op, entries) in journal.inFlight() where entries.first?.kind == Self.kind {
+            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": "interrupted"])
+            cleaned.append("closed the interrupted run \(op)")
+        }
+        return cleaned
+    }
+
+    func step(_ op: String, _ name: String, _ data: [String: String] = [:]) throws(Failure) {
+        do { try journal.append(op: op, kind: Self.kind, step: name, data: data) } catch {
+            throw Failure(code: "journal_failed", message: error.message)
+        }
+    }
+}
+
+/// Reads a snapshot device chunk by chunk, seals it and hands out upload parts; hashes the
+/// object as it goes. Memory: one part and one chunk.
+final class SealedSource: @unchecked Sendable {
+    struct ReadFailure: Error { var message: String }
+
+    let fd: Int32
+    let device: String
+    var sealer: SnapshotSealer
+    let partSize: Int
+    var pending: Data
+    var hash = SHA256()
+    var chunk: [UInt8]
+    var next: [UInt8]
+    var have = -1
+    var done = false
+    private(set) var plaintextBytes = 0
+
+    init(fd: Int32, device: String, dataKey: SymmetricKey, snapshotID: String, partSize: Int) {
+        self.fd = fd
+        self.device = device
+        // A valid id and the default chunk size: the header cannot fail.
+        let header = try! SnapshotFormat.Header(snapshotID: snapshotID)
+        sealer = SnapshotSealer(dataKey: dataKey, header: header)
+        self.partSize = partSize
+        pending = Data(header.bytes)
+        pending.reserveCapacity(partSize + header.chunkSize + 64)
+        chunk = [UInt8](repeating: 0, count: header.chunkSize)
+        next = [UInt8](repeating: 0, count: header.chunkSize)
+    }
+
+    func fill(_ buffer: inout [UInt8]) throws -> Int {
+        var total = 0
+        while total < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ReadFailure(message: "cannot read \(device): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            total += n
+        }
+        return total
+    }
+
+    /// The next upload part (nil at the end).
+    func nextPart() throws -> Data? {
+        if have < 0 { have = try fill(&chunk) }
+        while pending.count < partSize && !done {
+            let following = have == chunk.count ? try fill(&next) : 0
+            let last = following == 0
+            let n = have
+            let sealed = try chunk.withUnsafeBytes { try sealer.sealChunk(UnsafeRawBufferPointer(rebasing: $0[0..<n]), last: last) }
+            pending += sealed.ciphertext
+            pending += sealed.tag
+            plaintextBytes += n
+            if last {
+                done = true
+            } else {
+                swap(&chunk, &next)
+                have = following
+            }
+        }
+        guard !pending.isEmpty else { return nil }
+        let part = Data(pending.prefix(partSize))
+        pending = Data(pending.dropFirst(part.count))
+        hash.update(data: part)
+        return part
+    }
+
+    func finishedHash() -> SHA256.Digest { hash.finalize() }
+}

@@ -1,0 +1,178 @@
+import Crypto
+import FelhomAgent
+import FelhomCore
+import FelhomTestSupport
+import Foundation
+import ObjectStore
+import Proxmox
+import Synchronization
+import Testing
+
+/// LVM as the snapshot pipeline sees it, without device-mapper (this machine has none): the
+/// commands are recorded, and a "snapshot LV" is a regular file copied from the origin's file.
+final class FakeLVM: CommandRunner {
+    let dir: String
+    let calls = Mutex<[[String]]>([])
+    let failing = Mutex<Set<String>>([])
+    /// LVs that exist besides the snapshots (`vg/name`).
+    let extra = Mutex<[String]>([])
+
+    init(dir: String) { self.dir = dir }
+
+    func device(_ vg: String, _ name: String) -> String { "\(dir)/\(vg)--\(name)" }
+
+    func run(_ executable: String, _ arguments: [String]) async throws -> CommandResult {
+        calls.withLock { $0.append([executable] + arguments) }
+        if failing.withLock({ $0.contains(executable) }) {
+            return CommandResult(exitCode: 5, stdout: "", stderr: "  \(executable): injected failure")
+        }
+        switch executable {
+        case "lvcreate":
+            let (vgOrigin, name) = (arguments.last!, arguments[arguments.firstIndex(of: "--name")! + 1])
+            let parts = vgOrigin.split(separator: "/").map(String.init)
+            try? FileManager.default.copyItem(atPath: device(parts[0], parts[1]), toPath: device(parts[0], name))
+        case "lvremove":
+            let parts = arguments.last!.split(separator: "/").map(String.init)
+            try? FileManager.default.removeItem(atPath: device(parts[0], parts[1]))
+        case "lvs":
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            let names =
+                files.compactMap { f -> (String, String)? in
+                    guard let r = f.range(of: "--") else { return nil }
+                    return (String(f[..<r.lowerBound]), String(f[r.upperBound...]))
+                }
+                + extra.withLock { $0 }.map {
+                    let p = $0.split(separator: "/")
+                    return (String(p[0]), String(p[1]))
+                }
+            let items = names.map {
+                #"{"lv_name":"\#($0.1)", "vg_name":"\#($0.0)", "lv_attr":"Vwi-a-tz--", "pool_lv":"data", "origin":"", "lv_size":"0"}"#
+            }
+            return CommandResult(exitCode: 0, stdout: #"  {"report": [{"lv": [\#(items.joined(separator: ","))]}]}"#)
+        default: break
+        }
+        return CommandResult(exitCode: 0, stdout: "")
+    }
+}
+
+@Suite(.enabled(if: Moto.runSuites), .serialized)
+struct VolumeSnapshotterTests {
+    struct World {
+        let dir: String
+        let lvm: FakeLVM
+        let journal: Journal
+        let master: SymmetricKey
+        let prefix: String
+        let volume: Data
+
+        init(size: Int = (3 << 20) + 5) throws {
+            dir = NSTemporaryDirectory() + "felhom-snap-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: dir + "/lvm", withIntermediateDirectories: true)
+            lvm = FakeLVM(dir: dir + "/lvm")
+            journal = try Journal(path: dir + "/journal.jsonl")
+            master = try SnapshotKeys.masterKey(pbsKey: Data((0..<32).map { _ in UInt8.random(in: 0...255) }))
+            // No "/" in it: moto cannot check the signature of a listing whose prefix has one (real S3 can).
+            prefix = Moto.prefix()
+            var rng = SystemRandomNumberGenerator()
+            volume = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            try volume.write(to: URL(fileURLWithPath: lvm.device("pve", "vm-100-disk-1")))
+        }
+
+        func snapshotter(_ s3: S3Client? = nil) throws -> VolumeSnapshotter {
+            let lvm = self.lvm
+            return VolumeSnapshotter(
+                backend: PrivilegedBackend(runner: lvm), s3: try s3 ?? Moto.client(), journal: journal, masterKey: master, prefix: prefix,
+                partSize: 5 << 20, devicePath: { lvm.device($0, $1) })
+        }
+
+        static let target = VolumeSnapshotter.Target(volumeID: "local-lvm:vm-100-disk-1", volumeGroup: "pve", logicalVolume: "vm-100-disk-1")
+
+        func cleanup() { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    @Test func aSnapshotIsUploadedEncryptedAndItsLVRemoved() async throws {
+        let w = try World(size: (11 << 20) + 5)
+        defer { w.cleanup() }
+        let record = try await w.snapshotter().snapshot(World.target)
+        let calls = w.lvm.calls.withLock { $0 }
+        let lv = "felhom-snap-" + record.snapshotID.lowercased()
+        #expect(
+            calls == [
+                ["lvcreate", "--snapshot", "--setactivationskip", "n", "--permission", "r", "--name", lv, "pve/vm-100-disk-1"],
+                ["lvremove", "--yes", "pve/\(lv)"],
+            ])
+        #expect(!FileManager.default.fileExists(atPath: w.lvm.device("pve", lv)), "the snapshot LV is gone")
+        #expect(record.size == w.volume.count && record.state == "complete" && record.objectKey.hasPrefix(w.prefix))
+        #expect(record.encryptionKeyID == SnapshotKeys.keyID(w.master))
+        // The object: its checksum as recorded, and it decrypts to the volume with the unwrapped key.
+        let s3 = try Moto.client()
+        let object = try await s3.getObject(key: record.objectKey)
+        #expect(object.count == record.objectSize)
+        #expect(record.checksum == "sha256:" + SigV4.hex(Array(SHA256.hash(data: object))))
+        let dataKey = try SnapshotKeys.unwrap(record.wrappedDataKey, master: w.master, volumeID: record.volumeID, snapshotID: record.snapshotID)
+        var opener = SnapshotOpener(dataKey: dataKey)
+        let plain = try opener.add(object) + (try opener.finish())
+        #expect(plain == w.volume)
+        #expect(!object.starts(with: w.volume.prefix(64)) && object.range(of: w.volume.prefix(4096)) == nil, "nothing in the clear")
+        let steps = w.journal.entries(of: "snap-\(record.snapshotID)").map(\.step)
+        #expect(steps == ["begin", "lv_created", "uploaded", "lv_removed", "done"])
+        try await s3.deleteObject(key: record.objectKey)
+    }
+
+    @Test func anUploadFailureAbortsTheUploadAndStillRemovesTheLV() async throws {
+        let w = try World()
+        defer { w.cleanup() }
+        let e = await #expect(throws: VolumeSnapshotter.Failure.self) {
+            _ = try await w.snapshotter(try Moto.client(secret: "wrong")).snapshot(World.target)
+        }
+        #expect(e?.code == "upload_failed" && e?.message.contains("SignatureDoesNotMatch") == true)
+        #expect(!(e?.message.contains("wrong") ?? true), "the secret is not in the error")
+        #expect(w.lvm.calls.withLock { $0.map(\.[0]) } == ["lvcreate", "lvremove"])
+        #expect(try await Moto.client().listMultipartUploads(prefix: w.prefix).isEmpty)
+        #expect(try await Moto.client().listObjects(prefix: w.prefix).isEmpty)
+        let op = try #require(w.journal.allOperations().first)
+        #expect(op.entries.map(\.step) == ["begin", "lv_created", "lv_removed", "failed"] && op.entries.last?.data["reason"] == "upload_failed")
+    }
+
+    @Test func aReadFailureAndAnLvcreateFailureAreNamed() async throws {
+        let w = try World()
+        defer { w.cleanup() }
+        let lvm = w.lvm
+        // The device never appears: read_failed, and the LV is still removed.
+        let s = VolumeSnapshotter(
+            backend: PrivilegedBackend(runner: lvm), s3: try Moto.client(), journal: w.journal, masterKey: w.master, prefix: w.prefix,
+            devicePath: { _, _ in "/nonexistent/device" })
+        let e = await #expect(throws: VolumeSnapshotter.Failure.self) { _ = try await s.snapshot(World.target) }
+        #expect(e?.code == "read_failed" && e?.message.contains("/nonexistent/device") == true)
+        #expect(lvm.calls.withLock { $0.map(\.[0]) } == ["lvcreate", "lvremove"])
+        lvm.failing.withLock { $0 = ["lvcreate"] }
+        let e2 = await #expect(throws: VolumeSnapshotter.Failure.self) { _ = try await w.snapshotter().snapshot(World.target) }
+        #expect(e2?.code == "lvcreate_failed" && e2?.message.contains("injected failure") == true)
+        #expect(try await Moto.client().listMultipartUploads(prefix: w.prefix).isEmpty)
+    }
+
+    @Test func recoveryRemovesLeftoversAbortsUploadsAndClosesTheJournal() async throws {
+        let w = try World()
+        defer { w.cleanup() }
+        // What a crash mid-upload leaves: the snapshot LV, an open multipart upload, a journaled run.
+        try w.volume.write(to: URL(fileURLWithPath: w.lvm.device("pve", "felhom-snap-20261201t020000z-deadbeef")))
+        w.lvm.extra.withLock { $0 = ["pve/snap_vm-100-disk-1_before-upgrade"] }
+        let s3 = try Moto.client()
+        let key = w.prefix + "local-lvm/vm-100-disk-1/20261201T020000Z-deadbeef.felsnap"
+        let uploadID = try await s3.createMultipartUpload(key: key)
+        _ = try await s3.uploadPart(key: key, uploadID: uploadID, number: 1, body: Data(repeating: 1, count: 5 << 20))
+        try w.journal.append(op: "snap-20261201T020000Z-deadbeef", kind: VolumeSnapshotter.kind, step: "begin")
+        try w.journal.append(op: "snap-20261201T020000Z-deadbeef", kind: VolumeSnapshotter.kind, step: "lv_created")
+
+        let cleaned = await try w.snapshotter().recover()
+        #expect(cleaned.count == 3, "\(cleaned)")
+        let removed = w.lvm.calls.withLock { $0.filter { $0[0] == "lvremove" } }
+        #expect(removed == [["lvremove", "--yes", "pve/felhom-snap-20261201t020000z-deadbeef"]], "PVE's own snap_ LV is never touched")
+        #expect(try await s3.listMultipartUploads(prefix: w.prefix).isEmpty)
+        #expect(w.journal.inFlight().isEmpty)
+        // And the next run works, with a new snapshot (a new salt, a new object).
+        let record = try await w.snapshotter().snapshot(World.target)
+        #expect(record.snapshotID != "20261201T020000Z-deadbeef")
+        try await s3.deleteObject(key: record.objectKey)
+    }
+}
