@@ -297,6 +297,27 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    .post, "/api/v1/volume-snapshots", VolumeSnapshotTests.sampleJSON,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .ok,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/hosts/\(w.hostA)/volume-snapshots", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/hosts/\(w.hostA)/volume-snapshots/deleted", #"{"snapshot_ids":[]}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
                     .post, "/api/v1/recovery/box", #"{"storage_manifest":[]}"#,
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
@@ -608,7 +629,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 17)  // one row per migration: bump with each new one
+            #expect(versions == 18)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

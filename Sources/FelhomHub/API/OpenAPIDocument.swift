@@ -236,6 +236,22 @@ enum OpenAPIDocument {
               type: object
               required: [id, suspended]
               properties: {id: {type: string}, suspended: {type: boolean}}
+            VolumeSnapshot:
+              type: object
+              description: One volume snapshot in object storage (docs/object-storage.md); the data key only wrapped by the box's snapshot master key.
+              additionalProperties: false
+              required: [volume_id, snapshot_id, created_at, size, object_size, checksum, encryption_key_id, wrapped_data_key, object_key, state]
+              properties:
+                volume_id: {type: string, pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$'}
+                snapshot_id: {type: string, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'}
+                created_at: {type: string, format: date-time}
+                size: {type: integer, minimum: 0}
+                object_size: {type: integer, minimum: 0}
+                checksum: {type: string, pattern: '^sha256:[0-9a-f]{64}$'}
+                encryption_key_id: {type: string, pattern: '^snapkey:[0-9a-f]{16}$'}
+                wrapped_data_key: {type: string, pattern: '^v1\\.[A-Za-z0-9+/]{80}$'}
+                object_key: {type: string, minLength: 1, maxLength: 1024, pattern: '^[^\\x00-\\x1f\\x7f]+$'}
+                state: {type: string, enum: [complete, deleted]}
             HostReport:
               type: object
               description: >-
@@ -555,6 +571,40 @@ enum OpenAPIDocument {
               summary: The host's latest report as the box sent it (operator, its customer, the host itself); 404 before the first one.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the latest host report, content: {application/json: {schema: {$ref: "#/components/schemas/HostReport"}}}}, "404": {description: no such host, or no report yet}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/hosts/{id}/volume-snapshots:
+            get:
+              summary: The host's volume snapshot records in object storage, newest first (operator, its customer, the host itself). Wrapped keys only; the hub cannot decrypt a snapshot.
+              parameters:
+                - {name: id, in: path, required: true, schema: {type: string}}
+                - {name: volume_id, in: query, required: false, schema: {type: string}}
+              responses: {"200": {description: "{snapshots: [VolumeSnapshot]}", content: {application/json: {schema: {type: object, required: [snapshots], properties: {snapshots: {type: array, items: {$ref: "#/components/schemas/VolumeSnapshot"}}}}}}}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/hosts/{id}/volume-snapshots/deleted:
+            post:
+              summary: The retention job deleted these snapshots' objects (operator only); their records turn deleted. Ids not found or already deleted are skipped.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      required: [snapshot_ids]
+                      properties:
+                        snapshot_ids: {type: array, maxItems: 1000, items: {type: string, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'}}
+              responses: {"200": {description: "{marked: N}"}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/volume-snapshots:
+            post:
+              summary: A box records one volume snapshot it uploaded (host key only). The same record again is accepted; another under the same snapshot_id is 409 snapshot_conflict.
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      allOf:
+                        - {$ref: "#/components/schemas/VolumeSnapshot"}
+                        - {properties: {state: {enum: [complete]}}}
+              responses: {"200": {description: "{saved: true}"}, "409": {description: snapshot_conflict}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/guests:
             post:
               summary: >-

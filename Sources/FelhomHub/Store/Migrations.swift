@@ -265,6 +265,26 @@ enum Migrations {
             // `enroll` (a box's first enrollment) or `recovery` (a replacement box for a lost one).
             try await db.raw("ALTER TABLE enrollment_tokens ADD COLUMN purpose TEXT NOT NULL DEFAULT 'enroll'").run()
         },
+        Migration(version: 18, name: "volume snapshots in object storage") { db in
+            // Metadata only: the data keys are wrapped by the box's snapshot master key.
+            try await db.create(table: "volume_snapshots").ifNotExists()
+                .column("host_id", type: .text, .notNull, .references("hosts", "id"))
+                .column("snapshot_id", type: .text, .notNull)
+                .column("volume_id", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("size", type: .bigint, .notNull)
+                .column("object_size", type: .bigint, .notNull)
+                .column("checksum", type: .text, .notNull)
+                .column("encryption_key_id", type: .text, .notNull)
+                .column("wrapped_data_key", type: .text, .notNull)
+                .column("object_key", type: .text, .notNull)
+                .column("state", type: .text, .notNull)
+                .column("recorded_at", type: .bigint, .notNull)
+                .column("deleted_at", type: .bigint)
+                .primaryKey("host_id", "snapshot_id")
+                .run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS volume_snapshots_volume ON volume_snapshots (host_id, volume_id, created_at)").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

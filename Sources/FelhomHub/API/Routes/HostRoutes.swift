@@ -68,6 +68,17 @@ enum DesiredRoutes {
         routes.get("hosts/:id/drift") { _, ctx in
             try HubAPI.encode(try await hub.drift(hostID: try ctx.parameters.require("id"), by: ctx.principal))
         }
+        routes.get("hosts/:id/volume-snapshots") { req, ctx in
+            let list = try await hub.volumeSnapshots(
+                hostID: try ctx.parameters.require("id"), volumeID: req.uri.queryParameters.get("volume_id"), by: ctx.principal)
+            return try HubAPI.encode(VolumeSnapshotList(snapshots: list))
+        }
+        routes.post("hosts/:id/volume-snapshots/deleted") { req, ctx in
+            let body = try await HubAPI.decode(DeletedVolumeSnapshots.self, req)
+            let changed = try await hub.markVolumeSnapshotsDeleted(
+                hostID: try ctx.parameters.require("id"), snapshotIDs: body.snapshotIDs, by: ctx.principal)
+            return try HubAPI.encode(["marked": changed])
+        }
         routes.get("hosts/:id/report") { _, ctx in
             let body = try await hub.latestReport(hostID: try ctx.parameters.require("id"), by: ctx.principal)
             var headers = HTTPFields()
@@ -86,6 +97,10 @@ enum ReportRoutes {
             try hub.admit(.hostReport, by: ctx.principal)  // before the body is read
             let body = try await HubAPI.collect(req)
             return try HubAPI.encode(try await hub.ingestHostReport(body, by: ctx.principal))
+        }
+        routes.post("volume-snapshots") { req, ctx in
+            try await hub.recordVolumeSnapshot(try await HubAPI.decode(VolumeSnapshotRecord.self, req), by: ctx.principal)
+            return try HubAPI.encode(Saved(saved: true))
         }
         routes.post("guest-report") { req, ctx in
             try hub.admit(.guestReport, by: ctx.principal)
