@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "FelhomAgent",
             dependencies: [
-                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP", "ObjectStore",
+                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP", "ObjectStore", "FelhomAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

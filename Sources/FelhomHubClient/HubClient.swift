@@ -293,6 +293,26 @@ public struct HubClient: Sendable {
         _ = try await call("POST", "/api/v1/recovery/box", body: try JSONEncoder().encode(report))
     }
 
+    /// The box records one volume snapshot it uploaded (host key; docs/object-storage.md).
+    public func recordVolumeSnapshot(_ record: VolumeSnapshotRecord) async throws {
+        _ = try await call("POST", "/api/v1/volume-snapshots", body: try APICoding.encoder().encode(record))
+    }
+
+    /// A host's volume snapshot records, newest first (one volume when `volumeID` is given).
+    public func volumeSnapshots(hostID: String, volumeID: String? = nil) async throws -> [VolumeSnapshotRecord] {
+        let path = "/api/v1/hosts/\(Self.segment(hostID))/volume-snapshots"
+        let query = volumeID.map { [("volume_id", $0)] } ?? []
+        return try await send("GET", path, query: query, as: VolumeSnapshotList.self).snapshots
+    }
+
+    /// The retention job deleted these snapshots' objects (operator key); how many records changed.
+    @discardableResult
+    public func markVolumeSnapshotsDeleted(hostID: String, snapshotIDs: [String]) async throws -> Int {
+        struct Marked: Decodable { var marked: Int }
+        let path = "/api/v1/hosts/\(Self.segment(hostID))/volume-snapshots/deleted"
+        return try await send("POST", path, body: DeletedVolumeSnapshots(snapshotIDs: snapshotIDs), as: Marked.self).marked
+    }
+
     /// A host's recovery bundle (the operator's key, or the host's own key).
     public func recoveryBundle(hostID: String) async throws -> JSONValue {
         try JSONValue.parse(try await call("GET", "/api/v1/recovery/\(Self.segment(hostID))"))

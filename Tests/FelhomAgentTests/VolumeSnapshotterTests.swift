@@ -102,12 +102,12 @@ struct VolumeSnapshotterTests {
                 ["lvremove", "--yes", "pve/\(lv)"],
             ])
         #expect(!FileManager.default.fileExists(atPath: w.lvm.device("pve", lv)), "the snapshot LV is gone")
-        #expect(record.size == w.volume.count && record.state == "complete" && record.objectKey.hasPrefix(w.prefix))
+        #expect(record.size == Int64(w.volume.count) && record.state == "complete" && record.objectKey.hasPrefix(w.prefix))
         #expect(record.encryptionKeyID == SnapshotKeys.keyID(w.master))
         // The object: its checksum as recorded, and it decrypts to the volume with the unwrapped key.
         let s3 = try Moto.client()
         let object = try await s3.getObject(key: record.objectKey)
-        #expect(object.count == record.objectSize)
+        #expect(Int64(object.count) == record.objectSize)
         #expect(record.checksum == "sha256:" + SigV4.hex(Array(SHA256.hash(data: object))))
         let dataKey = try SnapshotKeys.unwrap(record.wrappedDataKey, master: w.master, volumeID: record.volumeID, snapshotID: record.snapshotID)
         var opener = SnapshotOpener(dataKey: dataKey)

@@ -40,6 +40,16 @@ public struct PBSKey: Sendable, Equatable {
         try self.init(json: data)
     }
 
+    /// The raw 32-byte key of a key file (checked as ``init(file:)`` checks it), for deriving the
+    /// snapshot master key (``SnapshotKeys/masterKey(pbsKey:)``). Never logged or sent anywhere.
+    public static func rawKey(file path: String) throws(BackupError) -> Data {
+        _ = try PBSKey(file: path)
+        guard let data = FileManager.default.contents(atPath: path), let doc = try? JSONValue.parse(data),
+            let text = doc["data"]?.stringValue, let raw = Data(base64Encoded: text), raw.count == 32
+        else { throw BackupError(.keyUnreadable, "cannot read the PBS key file '\(path)'") }
+        return raw
+    }
+
     /// The fingerprint of a raw 32-byte key.
     public static func fingerprint(rawKey: [UInt8]) -> String {
         let idKey: SymmetricKey

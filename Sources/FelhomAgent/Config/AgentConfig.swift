@@ -2,6 +2,7 @@ import Crypto
 import FelhomCore
 import FelhomHTTP
 import Foundation
+import ObjectStore
 import Proxmox
 
 /// The agent's configuration: a JSON file plus `FELHOM_AGENT_*` environment overrides.
@@ -173,7 +174,32 @@ public struct AgentConfig: Decodable, Sendable {
         }
     }
 
+    /// Volume snapshots to object storage (`snapshots.*`; docs/object-storage.md).
+    public struct Snapshots: Decodable, Sendable {
+        /// Default true once `s3.bucket` is set.
+        public var enabled: Bool?
+        /// Object keys start with this (default `boxes/<host id>/`).
+        public var prefix: String?
+        public var s3: S3?
+        public struct S3: Decodable, Sendable {
+            public var endpoint: String?
+            public var region: String?
+            public var bucket: String?
+            public var accessKeyID: String?
+            /// Never logged; better given as FELHOM_AGENT_SNAPSHOTS_S3_SECRET_ACCESS_KEY.
+            public var secretAccessKey: String?
+            /// `path` (default) or `virtual`.
+            public var addressing: String?
+            enum CodingKeys: String, CodingKey {
+                case endpoint, region, bucket, addressing
+                case accessKeyID = "access_key_id"
+                case secretAccessKey = "secret_access_key"
+            }
+        }
+    }
+
     public var pve: PVE
+    public var snapshots: Snapshots?
     /// Whether the agent keeps the storage manifest (`lsblk` and `mount` through the fenced backend; default true).
     public var storageManifest: Bool?
     public var heal: Heal?
@@ -191,7 +217,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup, heal, escrow, routes
+        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots
         case storageManifest = "storage_manifest"
         case localAPI = "local_api"
         case restoreTest = "restore_test"
@@ -219,7 +245,32 @@ public struct AgentConfig: Decodable, Sendable {
             .init("storage_manifest", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
             .init("escrow.operator_public_key"), .init("routes.enabled", .boolean), .init("routes.listen"),
             .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),
+            .init("snapshots.enabled", .boolean), .init("snapshots.prefix"), .init("snapshots.s3.endpoint"), .init("snapshots.s3.region"),
+            .init("snapshots.s3.bucket"), .init("snapshots.s3.access_key_id"), .init("snapshots.s3.secret_access_key"),
+            .init("snapshots.s3.addressing"),
         ])
+
+    /// The object-storage target of volume snapshots; nil when not configured (or switched off).
+    /// Incomplete settings are a config error naming the missing key (never printing the secret).
+    public func snapshotS3(hostID: String) throws -> (settings: S3Client.Settings, prefix: String)? {
+        guard let s = snapshots, s.enabled ?? (s.s3?.bucket != nil), let s3 = s.s3 else { return nil }
+        for (key, value) in [
+            ("endpoint", s3.endpoint), ("region", s3.region), ("bucket", s3.bucket), ("access_key_id", s3.accessKeyID),
+            ("secret_access_key", s3.secretAccessKey),
+        ] where (value ?? "").isEmpty {
+            throw ConfigError(code: .invalid, message: "snapshots.s3.\(key) is required for volume snapshots")
+        }
+        guard let addressing = S3Client.Addressing(rawValue: s3.addressing ?? "path") else {
+            throw ConfigError(code: .invalid, message: "snapshots.s3.addressing must be path or virtual")
+        }
+        guard backup?.keyFile?.isEmpty == false else {
+            throw ConfigError(code: .invalid, message: "volume snapshots need backup.key_file: their master key is derived from the PBS key")
+        }
+        let settings = S3Client.Settings(
+            endpoint: s3.endpoint!, region: s3.region!, bucket: s3.bucket!,
+            credentials: .init(accessKeyID: s3.accessKeyID!, secretAccessKey: s3.secretAccessKey!), addressing: addressing)
+        return (settings, s.prefix ?? "boxes/\(hostID)/")
+    }
 
     /// The routes' port allow-list (`routes.allowed_ports`); nil when unset. A malformed list is a
     /// config error naming the key.

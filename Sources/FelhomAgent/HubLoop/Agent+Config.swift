@@ -1,9 +1,11 @@
+import Crypto
 import FelhomCore
 import FelhomHTTP
 import FelhomHubClient
 import FelhomSigning
 import Foundation
 import Logging
+import ObjectStore
 import Proxmox
 import Synchronization
 
@@ -182,6 +184,18 @@ extension Agent {
                 ? RouteManager.Settings(
                     listenHost: cfg.routes?.listen ?? "::", probeInterval: TimeInterval(max(5, cfg.routes?.probeSeconds ?? 30)),
                     allowedPorts: try cfg.routesAllowedPorts())
-                : nil)
+                : nil,
+            snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner))
+    }
+
+    /// Volume snapshots from `snapshots.*` and the PBS key (whose derivative wraps the data keys).
+    static func snapshotSettings(_ cfg: AgentConfig, hostID: String, runner: (any CommandRunner)?) throws -> VolumeSnapshotSettings? {
+        guard let (s3, prefix) = try cfg.snapshotS3(hostID: hostID), let keyFile = cfg.backup?.keyFile else { return nil }
+        let master: SymmetricKey
+        do { master = try SnapshotKeys.masterKey(pbsKey: try PBSKey.rawKey(file: keyFile)) } catch let e as BackupError {
+            throw ConfigError(code: .invalid, message: "volume snapshots: \(e.message)")
+        }
+        return VolumeSnapshotSettings(
+            s3: try S3Client(settings: s3), prefix: prefix, masterKey: master, runner: runner ?? SubprocessCommandRunner())
     }
 }

@@ -46,6 +46,8 @@ public final class Agent: Service, Sendable {
     let stateDir: String
     /// The public routes' proxies (nil: routes are off in this agent).
     public let routes: RouteManager?
+    /// Volume snapshots to object storage (nil: not configured).
+    public let snapshots: VolumeSnapshots?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -77,6 +79,8 @@ public final class Agent: Service, Sendable {
         var bulkReported: Set<BulkRule.Violation> = []
         /// `recovery_pending` said (once per process).
         var saidRecoveryPending = false
+        /// Leftover snapshot LVs and uploads were cleaned after this start.
+        var snapshotsRecovered = false
     }
 
     public var status: Status { state.withLock { $0 } }
@@ -87,7 +91,8 @@ public final class Agent: Service, Sendable {
         provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
         restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
-        storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil
+        storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil,
+        snapshots snapshotSettings: VolumeSnapshotSettings? = nil
     ) throws {
         self.routes = routeSettings.map { RouteManager(settings: $0) }
         self.localTokens = localTokens ?? credentials?.tokens
@@ -170,6 +175,15 @@ public final class Agent: Service, Sendable {
                 hostID: hostID, params: $0.params, operatorKey: $0.operatorKey)
         }
         escrowDrillDays = escrowSettings?.drillDays ?? 7
+        let snapshotJournal = journal
+        let zone = backup?.timeZone ?? .current
+        snapshots = snapshotSettings.map {
+            VolumeSnapshots(
+                snapshotter: VolumeSnapshotter(
+                    backend: PrivilegedBackend(runner: $0.runner), s3: $0.s3, journal: snapshotJournal, masterKey: $0.masterKey, prefix: $0.prefix,
+                    devicePath: $0.devicePath, now: { clock.now() }),
+                stateDir: stateDir, timeZone: zone)
+        }
     }
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
@@ -243,6 +257,7 @@ public final class Agent: Service, Sendable {
             await actOnRequests(spec)
             await housekeeping()
             await routeTick(spec)
+            await snapshotTick(spec, report: report)
             await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
@@ -286,6 +301,10 @@ public final class Agent: Service, Sendable {
         if let routes {
             let list = await routes.report
             report.routes = list.isEmpty ? nil : list
+        }
+        if let snapshots {
+            let list = await snapshots.report
+            report.volumeSnapshots = list.isEmpty ? nil : list
         }
         if backups != nil {
             let (b, r) = protectionRecords()
@@ -477,6 +496,37 @@ public final class Agent: Service, Sendable {
             logger.notice("route: \(e.type) \(e.data["route"]?.stringValue ?? "") \(e.data["reason"]?.stringValue ?? "")")
             await post(e)
         }
+    }
+
+    /// The volume snapshots' round (docs/object-storage.md): after a start, clean what a crash
+    /// left; then plan which volumes are protected (from the guests' mount points as PVE reports
+    /// them and the storage configuration) and start today's run in the background when due.
+    func snapshotTick(_ spec: DesiredState, report: HostReport?) async {
+        guard let snapshots else { return }
+        if !state.withLock({ $0.snapshotsRecovered }) {
+            for line in await snapshots.recover() { logger.notice("volume snapshots: \(line)") }
+            state.withLock { $0.snapshotsRecovered = true }
+        }
+        guard let report else { return }
+        var mounts: [Int: [String: String]] = [:]
+        for g in report.guests {
+            mounts[g.vmid] = Dictionary((g.spec?.mountPoints ?? []).map { ($0.key, $0.volume) }, uniquingKeysWith: { a, _ in a })
+        }
+        let storages: [PVEStorageConfig]
+        do { storages = try await pve.storages() } catch {
+            logger.warning("volume snapshots: cannot read the storage configuration: \(error)")
+            return
+        }
+        let plan = SnapshotTargets.plan(desired: spec, mounts: mounts, storages: storages)
+        let hub = self.hub
+        let started = await snapshots.tick(
+            plan: plan, now: clock.now(), hour: spec.storagePolicy.backupHour, record: { try await hub.recordVolumeSnapshot($0) },
+            post: { [self] event in
+                logger.notice(
+                    "volume snapshots: \(event.type) \(event.data["volume_id"]?.stringValue ?? "") \(event.data["reason"]?.stringValue ?? "")")
+                await post(event)
+            })
+        if started { logger.notice("volume snapshots: today's run started (\(plan.targets.count) protected volumes)") }
     }
 
     /// What the operator sees of the manifest (not its free space or last-seen times).

@@ -1,4 +1,5 @@
 import Crypto
+import FelhomAPI
 import FelhomCore
 import Foundation
 import ObjectStore
@@ -29,36 +30,8 @@ public final class VolumeSnapshotter: Sendable {
         }
     }
 
-    /// What the hub keeps per snapshot (issue 17's metadata).
-    public struct Record: Codable, Sendable, Equatable {
-        public var volumeID: String
-        public var snapshotID: String
-        public var createdAt: Date
-        /// Plaintext bytes (the volume's size).
-        public var size: Int
-        /// Bytes of the stored object.
-        public var objectSize: Int
-        /// `sha256:` + hex of the encrypted object.
-        public var checksum: String
-        public var encryptionKeyID: String
-        public var wrappedDataKey: String
-        public var objectKey: String
-        /// `complete` (the only state a record is made in; the hub adds `deleted`).
-        public var state: String
-
-        enum CodingKeys: String, CodingKey {
-            case volumeID = "volume_id"
-            case snapshotID = "snapshot_id"
-            case createdAt = "created_at"
-            case size
-            case objectSize = "object_size"
-            case checksum
-            case encryptionKeyID = "encryption_key_id"
-            case wrappedDataKey = "wrapped_data_key"
-            case objectKey = "object_key"
-            case state
-        }
-    }
+    /// What the hub keeps per snapshot (FelhomAPI's ``VolumeSnapshotRecord``).
+    public typealias Record = VolumeSnapshotRecord
 
     /// Why a snapshot failed; `code` is stable (`lvcreate_failed`, `read_failed`, `upload_failed`,
     /// `journal_failed`), the message names the cause (never a key or secret).
@@ -172,7 +145,8 @@ public final class VolumeSnapshotter: Sendable {
             throw Failure(code: "upload_failed", message: "\(error)")
         }
         return Record(
-            volumeID: target.volumeID, snapshotID: snapshotID, createdAt: createdAt, size: source.plaintextBytes, objectSize: uploaded.size,
+            volumeID: target.volumeID, snapshotID: snapshotID, createdAt: createdAt, size: Int64(source.plaintextBytes),
+            objectSize: Int64(uploaded.size),
             checksum: "sha256:" + SigV4.hex(Array(source.finishedHash())), encryptionKeyID: SnapshotKeys.keyID(masterKey),
             wrappedDataKey: wrapped, objectKey: key, state: "complete")
     }

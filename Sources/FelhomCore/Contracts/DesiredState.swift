@@ -17,18 +17,43 @@ public struct DesiredState: Codable, Sendable, Equatable {
         public var backup: Bool
         /// A bulk volume (media): must not be backed up with the guest (SPEC §4 storage manifest).
         public var bulk: Bool
+        /// Whether the volume is snapshotted to object storage (issue 17, docs/object-storage.md;
+        /// default true). Encoded only when false, so states written before it keep their bytes.
+        public var backupEnabled: Bool
 
-        public init(key: String, path: String, sizeGB: Int, backup: Bool, bulk: Bool) {
+        public init(key: String, path: String, sizeGB: Int, backup: Bool, bulk: Bool, backupEnabled: Bool = true) {
             self.key = key
             self.path = path
             self.sizeGB = sizeGB
             self.backup = backup
             self.bulk = bulk
+            self.backupEnabled = backupEnabled
         }
 
         enum CodingKeys: String, CodingKey {
             case key, path, backup, bulk
             case sizeGB = "size_gb"
+            case backupEnabled = "backup_enabled"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            key = try c.decode(String.self, forKey: .key)
+            path = try c.decode(String.self, forKey: .path)
+            sizeGB = try c.decode(Int.self, forKey: .sizeGB)
+            backup = try c.decode(Bool.self, forKey: .backup)
+            bulk = try c.decode(Bool.self, forKey: .bulk)
+            backupEnabled = try c.decodeIfPresent(Bool.self, forKey: .backupEnabled) ?? true
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(key, forKey: .key)
+            try c.encode(path, forKey: .path)
+            try c.encode(sizeGB, forKey: .sizeGB)
+            try c.encode(backup, forKey: .backup)
+            try c.encode(bulk, forKey: .bulk)
+            if !backupEnabled { try c.encode(false, forKey: .backupEnabled) }
         }
     }
 
@@ -356,7 +381,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
             .object([
                 "vmid": .any, "name": .any, "cpu": .any, "memory_mb": .any, "disk_gb": .any, "run_state": .any,
                 "description": .any, "ephemeral": .any, "backup": .any,
-                "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any])),
+                "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any, "backup_enabled": .any])),
             ])),
         "storage_policy": .object(["backup_storage": .any, "backup_hour": .any, "keep_last": .any]),
         "versions": .map(.any),

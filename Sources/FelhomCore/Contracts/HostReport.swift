@@ -138,6 +138,9 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var appliedGeneration: Int64?
     /// The routes the agent runs (absent from agents without routes, and older ones).
     public var routes: [RouteStatus]?
+    /// How each guest volume is protected off-box (absent when volume snapshots are not set up,
+    /// and from older agents).
+    public var volumeSnapshots: [VolumeProtection]?
 
     public init(
         reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
@@ -168,6 +171,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         case journalInFlight = "journal_in_flight"
         case appliedGeneration = "applied_generation"
         case routes
+        case volumeSnapshots = "volume_snapshots"
     }
 
     public init(from decoder: Decoder) throws {
@@ -185,6 +189,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         journalInFlight = try c.decode([JSONValue].self, forKey: .journalInFlight)
         appliedGeneration = try c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
         routes = try c.decodeIfPresent([RouteStatus].self, forKey: .routes)
+        volumeSnapshots = try c.decodeIfPresent([VolumeProtection].self, forKey: .volumeSnapshots)
     }
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
@@ -215,6 +220,17 @@ public struct HostReport: Codable, Sendable, Equatable {
                 guard r.openConnections >= 0 else { throw ContractError(path: "$.routes[\(i)].open_connections", message: "must not be negative") }
                 for (k, v) in [("reason", r.reason), ("message", r.message)] where (v?.unicodeScalars.count ?? 0) > 500 {
                     throw ContractError(path: "$.routes[\(i)].\(k)", message: "at most 500 characters")
+                }
+            }
+        }
+        if let volumes = volumeSnapshots {
+            guard volumes.count <= 4096 else { throw ContractError(path: "$.volume_snapshots", message: "at most 4096 volumes") }
+            for (i, v) in volumes.enumerated() {
+                for (k, text, max) in [
+                    ("key", v.key, 16), ("volume_id", v.volumeID, 300), ("reason", v.reason ?? "", 100), ("message", v.message ?? "", 500),
+                ]
+                where text.unicodeScalars.count > max {
+                    throw ContractError(path: "$.volume_snapshots[\(i)].\(k)", message: "at most \(max) characters")
                 }
             }
         }

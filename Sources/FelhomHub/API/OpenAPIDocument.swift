@@ -91,6 +91,7 @@ enum OpenAPIDocument {
                             size_gb: {type: integer, minimum: 1, maximum: 9223372036854775807}
                             backup: {type: boolean}
                             bulk: {type: boolean, description: bulk volumes must have backup=false}
+                            backup_enabled: {type: boolean, nullable: true, description: "snapshotted to object storage (default true; docs/object-storage.md)"}
                           allOf:
                             - not: {type: object, required: [bulk, backup], properties: {bulk: {enum: [true]}, backup: {enum: [true]}}}
                             - not: {type: object, required: [size_gb, backup], properties: {size_gb: {minimum: 500}, backup: {enum: [true]}}, description: "a volume of 500 GiB or more is bulk: backup must be false"}
@@ -338,6 +339,22 @@ enum OpenAPIDocument {
                       message: {type: string, nullable: true, maxLength: 500}
                       checked_at: {type: string, format: date-time, nullable: true}
                       open_connections: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                volume_snapshots:
+                  type: array
+                  nullable: true
+                  maxItems: 4096
+                  description: How each guest volume is protected off-box (docs/object-storage.md); never silently skipped.
+                  items:
+                    type: object
+                    required: [guest_vmid, key, volume_id, state]
+                    properties:
+                      guest_vmid: {type: integer}
+                      key: {type: string, maxLength: 16}
+                      volume_id: {type: string, maxLength: 300}
+                      state: {type: string, enum: [protected, not_protected, disabled, failing]}
+                      reason: {type: string, nullable: true, maxLength: 100}
+                      message: {type: string, nullable: true, maxLength: 500}
+                      last_snapshot_at: {type: string, format: date-time, nullable: true}
                 backups:
                   type: array
                   items:

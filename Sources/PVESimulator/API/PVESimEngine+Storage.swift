@@ -174,6 +174,11 @@ extension PVESimEngine {
         if s.shared || s.type == "pbs" { o["shared"] = 1 }
         if let v = s.path { o["path"] = .string(v) }
         if s.isMountpoint == true { o["is_mountpoint"] = "yes" }
+        if s.type == "lvmthin" {
+            // What a default PVE install's local-lvm says (/etc/pve/storage.cfg).
+            o["vgname"] = "pve"
+            o["thinpool"] = "data"
+        }
         if s.type == "pbs" {
             o["server"] = .string(s.server ?? "pbs.local")
             o["datastore"] = .string(s.datastore ?? "store")

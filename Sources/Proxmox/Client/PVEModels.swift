@@ -186,8 +186,14 @@ public struct PVEStorageConfig: Sendable, Equatable {
     public var path: String?
     /// For `dir`: `yes`, `no` or a path (Proxmox keeps what was given).
     public var isMountpoint: String?
+    /// For `lvm` and `lvmthin`: the volume group.
+    public var vgname: String?
+    /// For `lvmthin`: the thin pool.
+    public var thinpool: String?
     init(json: JSONValue) throws {
         let f = try JSONFields(json, context: "storage")
+        vgname = f.optString("vgname")
+        thinpool = f.optString("thinpool")
         path = f.optString("path")
         isMountpoint = f.optString("is_mountpoint")
         storage = try f.string("storage")
