@@ -1,9 +1,13 @@
 import Crypto
 import FelhomAgent
 import FelhomCore
+import FelhomHubClient
+import FelhomSigning
 import FelhomTestSupport
 import Foundation
+import Logging
 import ObjectStore
+import PVESimulator
 import Proxmox
 import Synchronization
 import Testing
@@ -174,5 +178,62 @@ struct VolumeSnapshotterTests {
         let record = try await w.snapshotter().snapshot(World.target)
         #expect(record.snapshotID != "20261201T020000Z-deadbeef")
         try await s3.deleteObject(key: record.objectKey)
+    }
+}
+
+/// The agent's snapshot round end to end: simulated PVE, a real hub, moto, LVM recorded.
+@Suite(.enabled(if: Moto.runSuites), .serialized)
+struct AgentVolumeSnapshotTests {
+    @Test func theAgentSnapshotsProtectedVolumesRecordsThemAndReportsTheRest() async throws {
+        try await withAgentWorld { w in
+            let lvmDir = w.stateDir + "-lvm"
+            try FileManager.default.createDirectory(atPath: lvmDir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: lvmDir) }
+            let lvm = FakeLVM(dir: lvmDir)
+            let media = Data((0..<((2 << 20) + 7)).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            try media.write(to: URL(fileURLWithPath: lvm.device("pve", "vm-100-disk-1")))
+            let master = try SnapshotKeys.masterKey(pbsKey: Data(repeating: 9, count: 32))
+            var logger = Logger(label: "agent")
+            logger.logLevel = .critical
+            let agent = try Agent(
+                hostID: w.hostID, hub: try HubClient(url: w.hubURL, key: w.hostKey), pve: try w.sim.client(), node: "pve1", stateDir: w.stateDir,
+                signers: [PinnedSigner(name: "operator", key: w.pinned.publicKey)],
+                provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
+                longPollSeconds: 1, logger: logger,
+                snapshots: VolumeSnapshotSettings(
+                    s3: try Moto.client(), prefix: Moto.prefix(), masterKey: master, runner: lvm, devicePath: { lvm.device($0, $1) }))
+            // web's media volume (local-lvm, LVM-thin) is protected; db opts out of it.
+            var web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running)
+            web.mountPoints = [.init(key: "mp0", path: "/srv/media", sizeGB: 32, backup: false, bulk: true)]
+            var db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
+            db.mountPoints = [.init(key: "mp0", path: "/var/lib/postgresql", sizeGB: 16, backup: true, bulk: false, backupEnabled: false)]
+            var desired = DesiredState(guests: [web, db])
+            desired.storagePolicy.backupHour = 0
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            try #require(agent.snapshots != nil)
+            await agent.snapshots?.wait()
+
+            let records = try await w.op.volumeSnapshots(hostID: w.hostID)
+            #expect(records.map(\.volumeID) == ["local-lvm:vm-100-disk-1"] && records.first?.size == Int64(media.count))
+            let completed = try await w.op.events(hostID: w.hostID, type: "volume_snapshot_completed")
+            #expect(completed.count == 1)
+            let report = try #require(try await agent.hostReport()?.volumeSnapshots)
+            #expect(report.map(\.state) == [.protected, .disabled], "\(report)")
+            #expect(report.first?.lastSnapshotAt != nil && report.last?.reason == "backup_disabled")
+            // The object restores with the box's master key (what the hub holds cannot).
+            let r = try #require(records.first)
+            let object = try await Moto.client().getObject(key: r.objectKey)
+            var opener = SnapshotOpener(
+                dataKey: try SnapshotKeys.unwrap(r.wrappedDataKey, master: master, volumeID: r.volumeID, snapshotID: r.snapshotID))
+            #expect(try opener.add(object) + (try opener.finish()) == media)
+            // Once a day: the next cycle starts nothing.
+            try await agent.cycle()
+            await agent.snapshots?.wait()
+            #expect(try await w.op.volumeSnapshots(hostID: w.hostID).count == 1)
+            #expect(lvm.calls.withLock { $0.filter { $0[0] == "lvcreate" }.count } == 1)
+            try await Moto.client().deleteObject(key: r.objectKey)
+        }
     }
 }

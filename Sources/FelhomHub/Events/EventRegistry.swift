@@ -105,6 +105,13 @@ public enum EventRegistry {
             english: "— a public route does not work: its listener or its backend fails (the reason says which)",
             hungarian: "— egy nyilvános útvonal nem működik"),
         .init(
+            name: "volume_snapshot_completed", postedBy: [.host], severity: .info, customerMailable: false,
+            english: "— a volume was snapshotted to object storage, encrypted", hungarian: "— egy kötet titkosított pillanatképe elkészült"),
+        .init(
+            name: "volume_snapshot_failed", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "— a volume snapshot to object storage failed (the reason says why; the snapshot LV was removed)",
+            hungarian: "— egy kötet pillanatképe nem sikerült"),
+        .init(
             name: "route_healthy", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— a public route works again", hungarian: "— egy nyilvános útvonal ismét működik"),
         .init(
