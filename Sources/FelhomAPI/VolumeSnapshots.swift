@@ -85,3 +85,22 @@ public struct DeletedVolumeSnapshots: Codable, Sendable {
     public init(snapshotIDs: [String]) { self.snapshotIDs = snapshotIDs }
     enum CodingKeys: String, CodingKey { case snapshotIDs = "snapshot_ids" }
 }
+
+/// Which snapshots retention deletes (issue 17): per volume, the newest `keep` complete ones stay
+/// (default 14), the older ones go. Only complete snapshots are ever recorded (a failed run
+/// leaves no record), so a failed newer run can never cost the last good one; `keep` is at
+/// least 1, so the only complete snapshot of a volume is never deleted.
+public enum VolumeSnapshotRetention {
+    public static let defaultKeep = 14
+
+    /// The records to delete, oldest first.
+    public static func plan(_ records: [VolumeSnapshotRecord], keep: Int = defaultKeep) -> [VolumeSnapshotRecord] {
+        let keep = max(1, keep)
+        var out: [VolumeSnapshotRecord] = []
+        for (_, list) in Dictionary(grouping: records.filter { $0.state == "complete" }, by: \.volumeID) {
+            let newestFirst = list.sorted { ($0.createdAt, $0.snapshotID) > ($1.createdAt, $1.snapshotID) }
+            out += newestFirst.dropFirst(keep)
+        }
+        return out.sorted { ($0.createdAt, $0.snapshotID) < ($1.createdAt, $1.snapshotID) }
+    }
+}

@@ -6,10 +6,10 @@ import ObjectStore
 /// `felhom snapshot encrypt|decrypt`: the offline tools for volume snapshot objects
 /// (docs/formats.md "Volume snapshot object") — disaster recovery without a running agent, and
 /// tests. KEY is the snapshot's 32-byte data key (raw, or 64 hex digits).
-struct SnapshotCommand: ParsableCommand {
+struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snapshot", abstract: "Encrypt or decrypt a volume snapshot object offline.",
-        subcommands: [Encrypt.self, Decrypt.self, Speed.self])
+        subcommands: [Encrypt.self, Decrypt.self, Speed.self, Prune.self])
 
     struct Encrypt: ParsableCommand {
         static let configuration = CommandConfiguration(

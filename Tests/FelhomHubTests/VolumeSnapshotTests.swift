@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomHub
 import FelhomTestSupport
@@ -102,10 +103,33 @@ import Testing
                 #expect(
                     r.status == .badRequest && r.json?["error"]?["path"]?.stringValue == path, "\(path): \(String(decoding: r.body, as: UTF8.self))")
             }
+            let extra = try await client.call(
+                .post, "/api/v1/volume-snapshots", key: w.hostKey, body: Self.sampleJSON.replacingOccurrences(of: "{", with: #"{"data_key":"AAAA","#))
+            #expect(extra.status == .badRequest && extra.json?["error"]?["path"] == "$.data_key", "a raw key is never taken")
+            let extraDeleted = try await client.call(
+                .post, "/api/v1/hosts/\(w.host)/volume-snapshots/deleted", key: operatorKey, body: #"{"snapshot_ids":[],"all":true}"#)
+            #expect(extraDeleted.status == .badRequest && extraDeleted.json?["error"]?["path"] == "$.all")
             let missing = try await client.call(
                 .post, "/api/v1/volume-snapshots", key: w.hostKey, body: #"{"volume_id":"local-lvm:vm-100-disk-1","snapshot_id":"x"}"#)
             #expect(missing.status == .badRequest)
         }
         await h.hub.store.close()
+    }
+
+    @Test func retentionKeepsTheNewestPerVolumeAndNeverTheLastOne() {
+        func record(_ volume: String, _ day: Int, state: String = "complete") -> VolumeSnapshotRecord {
+            VolumeSnapshotRecord(
+                volumeID: volume, snapshotID: "\(volume.suffix(1))-\(day)", createdAt: Date(timeIntervalSince1970: TimeInterval(day * 86400)),
+                size: 1,
+                objectSize: 17, checksum: "sha256:" + String(repeating: "0", count: 64), encryptionKeyID: "snapkey:0123456789abcdef",
+                wrappedDataKey: Self.wrapped, objectKey: "k/\(volume)/\(day)", state: state)
+        }
+        let a = (1...20).map { record("vol-a", $0) }
+        let b = (1...3).map { record("vol-b", $0) }
+        let gone = [record("vol-a", 0, state: "deleted")]
+        let doomed = VolumeSnapshotRetention.plan((a + b + gone).shuffled(), keep: 14)
+        #expect(doomed.map(\.snapshotID) == (1...6).map { "a-\($0)" }, "the six oldest of vol-a, oldest first; vol-b untouched")
+        #expect(VolumeSnapshotRetention.plan(a, keep: 0).count == 19, "keep is at least 1: the newest stays")
+        #expect(VolumeSnapshotRetention.plan([record("vol-c", 5)], keep: 1).isEmpty)
     }
 }

@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Checks  # noqa: E402
+from common import Checks, HubProcess  # noqa: E402
 import snapshot_format as ref  # noqa: E402
 
 
@@ -115,12 +115,66 @@ def main():
                 digests.add(hashlib.sha256(open(path("obj"), "rb").read()).hexdigest())
             assert len(digests) == 2, "a fresh salt per object"
 
+        def prune_deletes_objects_then_marks_records():
+            # The retention job: felhom-hub (SQLite), moto with signature checking (scripts/moto).
+            import boto3
+            import botocore
+            url = os.environ.get("FELHOM_TEST_S3_URL")
+            assert url, "scripts/test starts moto and sets FELHOM_TEST_S3_URL"
+            access, secret = os.environ["FELHOM_TEST_S3_ACCESS_KEY"], os.environ["FELHOM_TEST_S3_SECRET_KEY"]
+            bucket = os.environ.get("FELHOM_TEST_S3_BUCKET", "felhom-test")
+            hub = HubProcess(os.path.join(sys.argv[1], "felhom-hub"), f"sqlite:{work}/hub.sqlite", "prune-test-operator-key-0123456789")
+            try:
+                cid = hub.call("POST", "/api/v1/customers", {"name": "P", "email": "p@example.hu", "domain": "p.example.hu"})["id"]
+                made = hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "box"})
+                host, host_key = made["id"], made["api_key"]
+                s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=access, aws_secret_access_key=secret)
+                keys = []
+                for day in range(1, 17):
+                    sid = f"202611{day:02d}T020000Z-0000{day:04d}"
+                    key = f"boxes/{host}/local-lvm/vm-100-disk-1/{sid}.felsnap"
+                    s3.put_object(Bucket=bucket, Key=key, Body=b"x" * day)
+                    keys.append(key)
+                    hub.call("POST", "/api/v1/volume-snapshots", {
+                        "volume_id": "local-lvm:vm-100-disk-1", "snapshot_id": sid, "created_at": f"2026-11-{day:02d}T02:00:00Z",
+                        "size": day, "object_size": day, "checksum": "sha256:" + "0" * 64, "encryption_key_id": "snapkey:0123456789abcdef",
+                        "wrapped_data_key": "v1." + "A" * 80, "object_key": key, "state": "complete"}, key=host_key)
+                base = [felhom, "snapshot", "prune", "--hub", hub.url, "--host", host, "--s3-endpoint", url, "--s3-region", "us-east-1",
+                        "--s3-bucket", bucket]
+                env = dict(os.environ, FELHOM_OPERATOR_KEY=hub.key, FELHOM_S3_ACCESS_KEY_ID=access, FELHOM_S3_SECRET_ACCESS_KEY=secret)
+                dry = subprocess.run(base + ["--dry-run"], capture_output=True, text=True, env=env)
+                assert dry.returncode == 0 and dry.stdout.count("would delete") == 2, dry.stdout + dry.stderr
+                for key in keys:
+                    s3.head_object(Bucket=bucket, Key=key)  # a dry run deletes nothing
+                no_creds = subprocess.run(base, capture_output=True, text=True, env=dict(os.environ, FELHOM_OPERATOR_KEY=hub.key))
+                assert no_creds.returncode != 0 and "FELHOM_S3_ACCESS_KEY_ID" in no_creds.stderr, no_creds.stderr
+                run = subprocess.run(base, capture_output=True, text=True, env=env)
+                assert run.returncode == 0 and "2 records marked deleted" in run.stdout, run.stdout + run.stderr
+                assert secret not in run.stdout + run.stderr
+                for i, key in enumerate(keys):
+                    try:
+                        s3.head_object(Bucket=bucket, Key=key)
+                        present = True
+                    except botocore.exceptions.ClientError:
+                        present = False
+                    assert present == (i >= 2), (key, present)
+                records = hub.call("GET", f"/api/v1/hosts/{host}/volume-snapshots")["snapshots"]
+                states = {r["snapshot_id"][-4:]: r["state"] for r in records}
+                assert [k for k, v in states.items() if v == "deleted"] == ["0002", "0001"], states
+                again = subprocess.run(base, capture_output=True, text=True, env=env)
+                assert again.returncode == 0 and "0 beyond the newest 14" in again.stdout, again.stdout
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[2:]]})
+            finally:
+                hub.close()
+
         checks.check("the CLI writes, the independent implementation reads (empty, 1 byte, chunk edges)", cli_writes_python_reads)
         checks.check("the independent implementation writes, the CLI reads", python_writes_cli_reads)
         checks.check("tampering and a wrong key are refused with the reason, and no output file appears",
                      tampering_is_refused_and_nothing_is_written)
         checks.check("bad arguments are refused naming what is wrong", bad_arguments_are_named)
         checks.check("encrypting the same volume twice gives two different objects (fresh salt)", same_volume_twice_gives_two_objects)
+        checks.check("felhom snapshot prune keeps the newest 14 per volume: objects deleted in moto, then the hub's records marked",
+                     prune_deletes_objects_then_marks_records)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return checks.finish()

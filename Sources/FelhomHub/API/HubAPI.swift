@@ -72,6 +72,15 @@ public enum HubAPI {
         }
     }
 
+    /// Decodes a body whose schema is closed (`additionalProperties: false`): a key outside
+    /// `keys` is a 400 naming it.
+    static func decodeClosed<T: Decodable>(_ type: T.Type, _ data: Data, keys: Set<String>) throws -> T {
+        if let doc = try? JSONValue.parse(data), let extra = doc.objectValue?.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw HubError.badRequest("unknown key", path: "$.\(extra)")
+        }
+        return try decode(type, data)
+    }
+
     /// A JSON answer in the API's one coding (``APICoding``).
     static func encode<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let enc = APICoding.encoder()

@@ -74,7 +74,7 @@ enum DesiredRoutes {
             return try HubAPI.encode(VolumeSnapshotList(snapshots: list))
         }
         routes.post("hosts/:id/volume-snapshots/deleted") { req, ctx in
-            let body = try await HubAPI.decode(DeletedVolumeSnapshots.self, req)
+            let body = try HubAPI.decodeClosed(DeletedVolumeSnapshots.self, try await HubAPI.collect(req), keys: ["snapshot_ids"])
             let changed = try await hub.markVolumeSnapshotsDeleted(
                 hostID: try ctx.parameters.require("id"), snapshotIDs: body.snapshotIDs, by: ctx.principal)
             return try HubAPI.encode(["marked": changed])
@@ -99,7 +99,12 @@ enum ReportRoutes {
             return try HubAPI.encode(try await hub.ingestHostReport(body, by: ctx.principal))
         }
         routes.post("volume-snapshots") { req, ctx in
-            try await hub.recordVolumeSnapshot(try await HubAPI.decode(VolumeSnapshotRecord.self, req), by: ctx.principal)
+            let keys: Set<String> = [
+                "volume_id", "snapshot_id", "created_at", "size", "object_size", "checksum", "encryption_key_id", "wrapped_data_key", "object_key",
+                "state",
+            ]
+            let record = try HubAPI.decodeClosed(VolumeSnapshotRecord.self, try await HubAPI.collect(req), keys: keys)
+            try await hub.recordVolumeSnapshot(record, by: ctx.principal)
             return try HubAPI.encode(Saved(saved: true))
         }
         routes.post("guest-report") { req, ctx in
