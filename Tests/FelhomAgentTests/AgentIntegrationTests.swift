@@ -32,7 +32,7 @@ struct AgentWorld: Sendable {
 
     func agent(
         logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil,
-        restoreTests: RestoreTestSettings? = nil
+        restoreTests: RestoreTestSettings? = nil, routes: RouteManager.Settings? = nil, snapshots: VolumeSnapshotSettings? = nil
     ) async throws -> Agent {
         var logger = given ?? Logger(label: "agent")
         if given == nil { logger.logLevel = .critical }
@@ -41,7 +41,7 @@ struct AgentWorld: Sendable {
             signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
             provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
             longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup, credentials: credentials,
-            restoreTests: restoreTests)
+            restoreTests: restoreTests, routes: routes, snapshots: snapshots)
     }
 
     func publish(_ guests: [DesiredState.Guest]) async throws {

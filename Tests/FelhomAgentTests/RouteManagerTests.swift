@@ -73,13 +73,7 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         let echoPort = try #require(echo.localAddress?.port)
         let guestAtLoopback: (inout SimState) -> Void = { $0.containers[100]?.address = "127.0.0.1" }
         try await withAgentWorld(guestAtLoopback) { w in
-            var logger = Logger(label: "agent")
-            logger.logLevel = .critical
-            let agent = try Agent(
-                hostID: w.hostID, hub: try HubClient(url: w.hubURL, key: w.hostKey), pve: try w.sim.client(), node: "pve1", stateDir: w.stateDir,
-                signers: [PinnedSigner(name: "operator", key: w.pinned.publicKey)],
-                provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
-                longPollSeconds: 1, logger: logger, routes: .init(listenHost: "127.0.0.1", probeInterval: 0, drain: .milliseconds(200)))
+            let agent = try await w.agent(routes: .init(listenHost: "127.0.0.1", probeInterval: 0, drain: .milliseconds(200)))
             let web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running)
             let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
             let (p1, p2, busyPort) = (try await freePort(), try await freePort(), try await freePort())

@@ -193,13 +193,7 @@ struct AgentVolumeSnapshotTests {
             let media = Data((0..<((2 << 20) + 7)).map { UInt8(truncatingIfNeeded: $0 &* 7) })
             try media.write(to: URL(fileURLWithPath: lvm.device("pve", "vm-100-disk-1")))
             let master = try SnapshotKeys.masterKey(pbsKey: Data(repeating: 9, count: 32))
-            var logger = Logger(label: "agent")
-            logger.logLevel = .critical
-            let agent = try Agent(
-                hostID: w.hostID, hub: try HubClient(url: w.hubURL, key: w.hostKey), pve: try w.sim.client(), node: "pve1", stateDir: w.stateDir,
-                signers: [PinnedSigner(name: "operator", key: w.pinned.publicKey)],
-                provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
-                longPollSeconds: 1, logger: logger,
+            let agent = try await w.agent(
                 snapshots: VolumeSnapshotSettings(
                     s3: try Moto.client(), prefix: Moto.prefix(), masterKey: master, runner: lvm, devicePath: { lvm.device($0, $1) }))
             // web's media volume (local-lvm, LVM-thin) is protected; db opts out of it.
