@@ -472,12 +472,24 @@ struct DemoCommand: AsyncParsableCommand {
         say("  published generation \(generation)")
     }
 
+    /// Polls `check` until it holds or `seconds` pass. A connection that breaks under the load of
+    /// a 2-core demo (`transport`: the hub or the box closed it) is tried again; it is thrown only
+    /// when it is still failing at the deadline.
     func waitUntil(seconds: Int, _ check: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)
+        var lastTransportError: (any Error)?
         while ContinuousClock.now < deadline {
-            if try await check() { return true }
+            do {
+                if try await check() { return true }
+                lastTransportError = nil
+            } catch let error as HTTPClientError where error.code == .transport {
+                lastTransportError = error
+            } catch let error as HubClientError where error.code == "transport" {
+                lastTransportError = error
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
+        if let lastTransportError { throw lastTransportError }
         return false
     }
 }
