@@ -170,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "felhom-agent",
             dependencies: [
-                "FelhomCore", "Proxmox", "FelhomAgent",
+                "FelhomCore", "Proxmox", "FelhomAgent", "FelhomAPI", "FelhomHubClient", "ObjectStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

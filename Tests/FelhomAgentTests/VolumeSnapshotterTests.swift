@@ -123,6 +123,42 @@ struct VolumeSnapshotterTests {
         try await s3.deleteObject(key: record.objectKey)
     }
 
+    @Test func aSnapshotRestoresVerifiedAndATamperedOneLeavesNothing() async throws {
+        let w = try World(size: (6 << 20) + 3)
+        defer { w.cleanup() }
+        let first = try await w.snapshotter().snapshot(World.target)
+        let second = try await w.snapshotter().snapshot(World.target)
+        let chosen = try SnapshotRestorer.choose([first, second], volumeID: World.target.volumeID, snapshotID: nil)
+        #expect(chosen.snapshotID == second.snapshotID, "the newest")
+        let restorer = SnapshotRestorer(s3: try Moto.client(), masterKey: w.master, rangeSize: 1 << 20)
+        let target = w.dir + "/restored.raw"
+        #expect(try await restorer.restore(first, to: target) == Int64(w.volume.count))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == w.volume)
+        let e0 = await #expect(throws: SnapshotRestorer.Failure.self) { try await restorer.restore(first, to: target) }
+        #expect(e0?.code == "target_exists")
+
+        // The object changed in the bucket (one flipped byte in the last chunk): refused, nothing written.
+        let s3 = try Moto.client()
+        var object = try await s3.getObject(key: second.objectKey)
+        object[object.count - 20] ^= 0x01
+        try await s3.putObject(key: second.objectKey, body: object)
+        let other = w.dir + "/never.raw"
+        let e1 = await #expect(throws: SnapshotRestorer.Failure.self) { try await restorer.restore(second, to: other) }
+        #expect(e1?.code == "verify_failed", "\(String(describing: e1))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: w.dir).filter { $0.contains("never") }.isEmpty, "no file, no temporary")
+        // Another box's master key cannot open the wrapped data key.
+        let stranger = SnapshotRestorer(s3: s3, masterKey: try SnapshotKeys.masterKey(pbsKey: Data(count: 32)))
+        let e2 = await #expect(throws: SnapshotRestorer.Failure.self) { try await stranger.restore(first, to: other) }
+        #expect(e2?.code == "key_failed" && !FileManager.default.fileExists(atPath: other))
+        // A record whose checksum does not match the object.
+        var wrongSum = first
+        wrongSum.checksum = "sha256:" + String(repeating: "0", count: 64)
+        let e3 = await #expect(throws: SnapshotRestorer.Failure.self) { try await restorer.restore(wrongSum, to: other) }
+        #expect(e3?.code == "checksum_mismatch" && !FileManager.default.fileExists(atPath: other))
+        #expect(throws: SnapshotRestorer.Failure.self) { try SnapshotRestorer.choose([first], volumeID: "local-lvm:vm-999-disk-0", snapshotID: nil) }
+        try await s3.deleteObjects(keys: [first.objectKey, second.objectKey])
+    }
+
     @Test func anUploadFailureAbortsTheUploadAndStillRemovesTheLV() async throws {
         let w = try World()
         defer { w.cleanup() }

@@ -188,6 +188,20 @@ extension Agent {
             snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner))
     }
 
+    /// What `felhom-agent snapshot list|restore` needs: the hub (the box's own key), the box's
+    /// host id and a restorer over `snapshots.*` with the master key from `backup.key_file`.
+    public static func snapshotTools(config cfg: AgentConfig, logger: Logger) async throws -> (
+        hub: HubClient, hostID: String, restorer: SnapshotRestorer
+    ) {
+        guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
+        let identity = try await enrolledIdentity(config: cfg, logger: logger)
+        guard let settings = try snapshotSettings(cfg, hostID: identity.hostID, runner: nil) else {
+            throw ConfigError(code: .invalid, message: "volume snapshots are not configured (snapshots.s3.*)")
+        }
+        let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: try cfg.hubTrust())
+        return (hub, identity.hostID, SnapshotRestorer(s3: settings.s3, masterKey: settings.masterKey))
+    }
+
     /// Volume snapshots from `snapshots.*` and the PBS key (whose derivative wraps the data keys).
     static func snapshotSettings(_ cfg: AgentConfig, hostID: String, runner: (any CommandRunner)?) throws -> VolumeSnapshotSettings? {
         guard let (s3, prefix) = try cfg.snapshotS3(hostID: hostID), let keyFile = cfg.backup?.keyFile else { return nil }
