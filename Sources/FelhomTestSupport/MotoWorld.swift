@@ -24,7 +24,7 @@ public enum Moto {
             endpoint: url, region: "us-east-1", bucket: bucket ?? env["FELHOM_TEST_S3_BUCKET"] ?? "felhom-test",
             credentials: .init(
                 accessKeyID: env["FELHOM_TEST_S3_ACCESS_KEY"] ?? "", secretAccessKey: secret ?? env["FELHOM_TEST_S3_SECRET_KEY"] ?? ""),
-            addressing: addressing, attempts: 3, backoff: .milliseconds(20))
+            addressing: addressing, attempts: 4, backoff: .milliseconds(200))
         if addressing == .virtualHost { s.connectAddress = "127.0.0.1" }
         return s
     }
