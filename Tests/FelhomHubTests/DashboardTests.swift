@@ -70,7 +70,7 @@ extension TestClientProtocol {
             // A route the box reports unhealthy (its message is the backend's text: escaped on the page).
             let withRoutes =
                 String(protectedReport.trimmingCharacters(in: .whitespacesAndNewlines).dropLast())
-                + #","routes":[{"id":"web","listen_port":443,"state":"unhealthy","reason":"backend_does_not_expect_proxy_protocol","message":"answered <b>400</b>","checked_at":"2026-11-23T02:05:00Z","open_connections":2}]}"#
+                + #","routes":[{"id":"web","listen_port":443,"state":"unhealthy","reason":"backend_does_not_expect_proxy_protocol","message":"answered <b>400</b>","checked_at":"2026-11-23T02:05:00Z","open_connections":2}],"volume_snapshots":[{"guest_vmid":100,"key":"mp0","volume_id":"local-lvm:vm-100-disk-1","state":"protected","last_snapshot_at":"2026-11-23T02:10:00Z"},{"guest_vmid":100,"key":"mp1","volume_id":"/mnt/<i>usb</i>","state":"not_protected","reason":"bind_mount"}]}"#
             #expect(try await client.call(.post, "/api/v1/host-report", key: hkey, body: withRoutes).status == .ok)
             _ = try await client.call(.post, "/api/v1/events", key: hkey, body: #"{"type":"backup_completed"}"#)
             _ = try await client.call(
@@ -94,6 +94,7 @@ extension TestClientProtocol {
                         "nappali", "in_sync", "missing", "backup_completed", "PVE 9.1.3", "title=\"", "Data protection", "Last verified restorable",
                         "time to restore, latest first: 41 s", "a9:ee:c8:02:13:5c:44:1b", ">app<", "pill ok\">passed", "restored in 41 s",
                         "<h2>Routes</h2>", "pill bad\">unhealthy", "backend_does_not_expect_proxy_protocol — answered &lt;b&gt;400&lt;/b&gt;",
+                        "<h2>Volume snapshots</h2>", "pill ok\">protected", "pill bad\">not_protected", "/mnt/&lt;i&gt;usb&lt;/i&gt;",
                     ]
                 ),
                 ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Save and publish"]),

@@ -92,6 +92,15 @@ extension Dashboard {
                     "checked": r.checkedAt.map { ago(Int64($0.timeIntervalSince1970), now) } ?? "—",
                 ]
             }
+            data["hasVolumeSnapshots"] = !(report.volumeSnapshots ?? []).isEmpty
+            data["volumeSnapshots"] = (report.volumeSnapshots ?? []).map { v -> [String: Any] in
+                [
+                    "vmid": v.guestVMID, "key": v.key, "volume": v.volumeID.isEmpty ? "—" : v.volumeID, "state": v.state.rawValue,
+                    "cls": v.state == .protected ? "ok" : v.state == .disabled ? "warn" : "bad",
+                    "reason": [v.reason, v.message].compactMap { $0 }.joined(separator: " — "),
+                    "last": v.lastSnapshotAt.map { ago(Int64($0.timeIntervalSince1970), now) } ?? "—",
+                ]
+            }
             let tests = Dictionary(report.restoreTests.map { ($0.vmid, $0) }, uniquingKeysWith: { a, _ in a })
             data["protection"] = report.backups.map { b -> [String: Any] in
                 var row: [String: Any] = [

@@ -120,6 +120,10 @@ enum DashboardTemplates {
         <table><tr><th>Route</th><th>Listen port</th><th>State</th><th>Reason</th><th>Open connections</th><th>Checked</th></tr>
         {{#routes}}<tr><td>{{id}}</td><td>{{port}}</td><td><span class="pill {{cls}}">{{state}}</span></td><td class="small">{{reason}}</td><td>{{open}}</td><td class="small">{{checked}}</td></tr>{{/routes}}
         </table>{{/hasRoutes}}
+        {{#hasVolumeSnapshots}}<h2>Volume snapshots</h2>
+        <table><tr><th>Guest</th><th>Mount</th><th>Volume</th><th>State</th><th>Reason</th><th>Last snapshot</th></tr>
+        {{#volumeSnapshots}}<tr><td>{{vmid}}</td><td>{{key}}</td><td>{{volume}}</td><td><span class="pill {{cls}}">{{state}}</span></td><td class="small">{{reason}}</td><td class="small">{{last}}</td></tr>{{/volumeSnapshots}}
+        </table>{{/hasVolumeSnapshots}}
         <h2>Recent events</h2>
         <table><tr><th>When</th><th>Type</th><th>Severity</th><th>Details</th></tr>
         {{#events}}<tr><td><span title="{{exact}}">{{ago}}</span></td><td>{{type}}</td><td><span class="pill {{cls}}">{{severity}}</span></td><td class="small"><code>{{data}}</code></td></tr>{{/events}}
