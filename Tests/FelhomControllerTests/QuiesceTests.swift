@@ -39,7 +39,9 @@ final class FakeAgent: AgentLocalAPI, Sendable {
 }
 
 extension QuiesceWorld {
-    func quiescer(_ compose: FakeCompose, _ agent: FakeAgent, max: Duration = .seconds(5)) -> Quiescer {
+    /// The bound is generous: a 2-core run of the whole suite can hold the cooperative threads for
+    /// seconds, and the outcome of these tests does not depend on it (the timeout test sets its own).
+    func quiescer(_ compose: FakeCompose, _ agent: FakeAgent, max: Duration = .seconds(60)) -> Quiescer {
         Quiescer(
             stacks: Stacks(directory: stacksDir, protectedNames: ["traefik"], runtime: compose), agent: agent, stateDir: stateDir,
             settings: .init(pollInterval: .milliseconds(20), maxQuiesce: max))
