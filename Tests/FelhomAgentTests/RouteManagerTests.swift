@@ -131,7 +131,7 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         let proxy = RouteProxy(
             config: .init(
                 listenHost: "127.0.0.1", listenPort: 0, backendHost: "127.0.0.1", backendPort: try #require(echo.localAddress?.port),
-                idleTimeout: .seconds(1), maxConnections: 1))
+                idleTimeout: .seconds(3), maxConnections: 1))
         let port = try await proxy.start()
         func open() -> Int32 {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -148,7 +148,11 @@ func roundTrip(port: Int, _ text: String) throws -> String {
         }
         let idle = open()
         defer { close(idle) }
-        try await Task.sleep(for: .milliseconds(300))
+        // The first connection is admitted before the second arrives (under load, a fixed sleep
+        // was not enough: the idle sweep could close the first one before the second came).
+        let admitted = ContinuousClock.now + .seconds(10)
+        while proxy.openConnections < 1, ContinuousClock.now < admitted { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(proxy.openConnections == 1)
         let extra = open()
         defer { close(extra) }
         func readOne(_ fd: Int32) async throws -> Int {
