@@ -61,12 +61,9 @@ public actor VolumeSnapshots {
         saved = (try? dec.decode(Saved.self, from: Data(contentsOf: URL(fileURLWithPath: stateDir + "/volume-snapshots.json")))) ?? Saved()
     }
 
-    /// The daily window of `now` and whether the hour was reached.
+    /// The daily window of `now` and whether the hour was reached (the backups' own window).
     static func window(_ now: Date, hour: Int, timeZone: TimeZone) -> (window: String, reached: Bool) {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
-        let c = calendar.dateComponents([.year, .month, .day, .hour], from: now)
-        return (String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0), (c.hour ?? 0) >= hour)
+        Agent.backupWindow(now, hour: hour, timeZone: timeZone)
     }
 
     /// The volumes of `plan` due in this window (none before the hour).
