@@ -111,6 +111,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             await agent.backups?.drain()  // a backup the cycle started ends before the process does
             await agent.restoreTests?.drain()
+            await agent.snapshots?.wait()  // so is a volume snapshot run
             return
         }
         // SIGHUP rereads signers_file at once (it is also reread before each signed op).

@@ -8,13 +8,14 @@ import Logging
 import ObjectStore
 import Synchronization
 
-/// `felhom-agent snapshot list|restore`: this box's volume snapshots in object storage
+/// `felhom-agent snapshot list|restore|run`: this box's volume snapshots in object storage
 /// (docs/object-storage.md). A restore writes a new file only; restoring over a volume in use is
 /// an operator-signed op.
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "snapshot", abstract: "This box's volume snapshots in object storage: list them, restore one to a new file.",
-        subcommands: [List.self, Restore.self])
+        commandName: "snapshot",
+        abstract: "This box's volume snapshots in object storage: list them, restore one to a new file, take one now.",
+        subcommands: [List.self, Restore.self, Run.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the snapshots of a volume (or of every volume), newest first.")
@@ -22,7 +23,8 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The PVE volume id, e.g. local-lvm:vm-100-disk-1.") var volume: String?
 
         func run() async throws {
-            let (hub, hostID, _) = try await tools(config)
+            let t = try await tools(config)
+            let (hub, hostID) = (t.hub, t.hostID)
             let records: [VolumeSnapshotRecord]
             do { records = try await hub.volumeSnapshots(hostID: hostID, volumeID: volume) } catch { fail("cannot list the snapshots: \(error)") }
             if records.isEmpty { print("no snapshots\(volume.map { " of \($0)" } ?? "")") }
@@ -46,7 +48,8 @@ struct SnapshotCommand: AsyncParsableCommand {
 
         func run() async throws {
             SnapshotFormat.keepChunkBuffersInHeap()
-            let (hub, hostID, restorer) = try await tools(config)
+            let t = try await tools(config)
+            let (hub, hostID, restorer) = (t.hub, t.hostID, t.restorer)
             let records: [VolumeSnapshotRecord]
             do { records = try await hub.volumeSnapshots(hostID: hostID, volumeID: volume) } catch { fail("cannot list the snapshots: \(error)") }
             do {
@@ -68,13 +71,15 @@ struct SnapshotCommand: AsyncParsableCommand {
     }
 }
 
-private func tools(_ config: String?) async throws -> (hub: FelhomHubClient.HubClient, hostID: String, restorer: SnapshotRestorer) {
+func tools(_ config: String?, exclusive: Bool = false) async throws -> Agent.SnapshotTools {
     let cfg: AgentConfig
     do { cfg = try AgentConfig.load(file: config) } catch { throw ValidationError("\(error)") }
-    do { return try await Agent.snapshotTools(config: cfg, logger: Logger(label: "felhom.agent")) } catch { throw ValidationError("\(error)") }
+    do { return try await Agent.snapshotTools(config: cfg, logger: Logger(label: "felhom.agent"), exclusive: exclusive) } catch {
+        fail("\(error)")
+    }
 }
 
-private func fail(_ text: String) -> Never {
+func fail(_ text: String) -> Never {
     FileHandle.standardError.write(Data("felhom-agent snapshot: \(text)\n".utf8))
     Foundation.exit(1)
 }

@@ -180,6 +180,8 @@ public struct AgentConfig: Decodable, Sendable {
         public var enabled: Bool?
         /// Object keys start with this (default `boxes/<host id>/`).
         public var prefix: String?
+        /// Where LVM puts a logical volume's device: `<device_dir>/<VG>/<LV>` (default `/dev`).
+        public var deviceDir: String?
         public var s3: S3?
         public struct S3: Decodable, Sendable {
             public var endpoint: String?
@@ -195,6 +197,10 @@ public struct AgentConfig: Decodable, Sendable {
                 case accessKeyID = "access_key_id"
                 case secretAccessKey = "secret_access_key"
             }
+        }
+        enum CodingKeys: String, CodingKey {
+            case enabled, prefix, s3
+            case deviceDir = "device_dir"
         }
     }
 
@@ -247,7 +253,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),
             .init("snapshots.enabled", .boolean), .init("snapshots.prefix"), .init("snapshots.s3.endpoint"), .init("snapshots.s3.region"),
             .init("snapshots.s3.bucket"), .init("snapshots.s3.access_key_id"), .init("snapshots.s3.secret_access_key"),
-            .init("snapshots.s3.addressing"),
+            .init("snapshots.s3.addressing"), .init("snapshots.device_dir"),
         ])
 
     /// The object-storage target of volume snapshots; nil when not configured (or switched off).

@@ -188,18 +188,39 @@ extension Agent {
             snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner))
     }
 
-    /// What `felhom-agent snapshot list|restore` needs: the hub (the box's own key), the box's
-    /// host id and a restorer over `snapshots.*` with the master key from `backup.key_file`.
-    public static func snapshotTools(config cfg: AgentConfig, logger: Logger) async throws -> (
-        hub: HubClient, hostID: String, restorer: SnapshotRestorer
-    ) {
+    /// What `felhom-agent snapshot list|restore|run` needs (no agent running): the hub with the
+    /// box's own key, the box's host id, a restorer and a snapshotter over `snapshots.*` (the
+    /// master key from `backup.key_file`), and the PVE API for the storage configuration.
+    public struct SnapshotTools: Sendable {
+        public var hub: HubClient
+        public var hostID: String
+        public var restorer: SnapshotRestorer
+        public var pve: PVEClient
+        /// The snapshotter over the journal in `state_dir`: only with `exclusive` (the state
+        /// directory is locked, so no agent runs beside it).
+        public var snapshotter: VolumeSnapshotter?
+    }
+
+    /// The tools of `felhom-agent snapshot`; `exclusive` locks the state directory (a running
+    /// agent is refused, naming the lock) and opens the journal for a snapshot run.
+    public static func snapshotTools(config cfg: AgentConfig, logger: Logger, exclusive: Bool = false) async throws -> SnapshotTools {
         guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
         let identity = try await enrolledIdentity(config: cfg, logger: logger)
         guard let settings = try snapshotSettings(cfg, hostID: identity.hostID, runner: nil) else {
             throw ConfigError(code: .invalid, message: "volume snapshots are not configured (snapshots.s3.*)")
         }
         let hub = try HubClient(url: hubCfg.url, key: Secret(identity.key), trust: try cfg.hubTrust())
-        return (hub, identity.hostID, SnapshotRestorer(s3: settings.s3, masterKey: settings.masterKey))
+        var snapshotter: VolumeSnapshotter?
+        if exclusive {
+            let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
+            do { try Self.lockStateDir(stateDir) } catch { throw ConfigError(code: .invalid, message: error.message) }
+            snapshotter = VolumeSnapshotter(
+                backend: PrivilegedBackend(runner: settings.runner), s3: settings.s3, journal: try Journal(path: stateDir + "/journal.jsonl"),
+                masterKey: settings.masterKey, prefix: settings.prefix, devicePath: settings.devicePath)
+        }
+        return SnapshotTools(
+            hub: hub, hostID: identity.hostID, restorer: SnapshotRestorer(s3: settings.s3, masterKey: settings.masterKey, prefix: settings.prefix),
+            pve: PVEClient(connection: try cfg.pveConnection()), snapshotter: snapshotter)
     }
 
     /// Volume snapshots from `snapshots.*` and the PBS key (whose derivative wraps the data keys).
@@ -209,7 +230,9 @@ extension Agent {
         do { master = try SnapshotKeys.masterKey(pbsKey: try PBSKey.rawKey(file: keyFile)) } catch let e as BackupError {
             throw ConfigError(code: .invalid, message: "volume snapshots: \(e.message)")
         }
+        let deviceDir = cfg.snapshots?.deviceDir.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? "/dev"
         return VolumeSnapshotSettings(
-            s3: try S3Client(settings: s3), prefix: prefix, masterKey: master, runner: runner ?? SubprocessCommandRunner())
+            s3: try S3Client(settings: s3), prefix: prefix, masterKey: master, runner: runner ?? SubprocessCommandRunner(),
+            devicePath: { "\(deviceDir)/\($0)/\($1)" })
     }
 }

@@ -10,7 +10,7 @@ import ObjectStore
 /// beside the target renamed into place. A tampered, truncated or foreign object fails with the
 /// reason and leaves the target untouched (and no temporary file behind).
 public struct SnapshotRestorer: Sendable {
-    /// Why a restore failed; `code`: `no_snapshot`, `target_exists`, `no_space`, `key_failed`,
+    /// Why a restore failed; `code`: `no_snapshot`, `foreign_object`, `target_exists`, `no_space`, `key_failed`,
     /// `download_failed`, `verify_failed`, `checksum_mismatch`, `write_failed`.
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public var code: String
@@ -21,9 +21,13 @@ public struct SnapshotRestorer: Sendable {
     let s3: S3Client
     let masterKeyBytes: Data
     let rangeSize: Int
+    let prefix: String?
 
-    public init(s3: S3Client, masterKey: SymmetricKey, rangeSize: Int = 8 << 20) {
+    /// - Parameter prefix: the box's prefix in the bucket; a record (the hub's word) naming an
+    ///   object outside it is refused before anything is read.
+    public init(s3: S3Client, masterKey: SymmetricKey, prefix: String? = nil, rangeSize: Int = 8 << 20) {
         self.s3 = s3
+        self.prefix = prefix
         masterKeyBytes = masterKey.withUnsafeBytes { Data($0) }
         self.rangeSize = max(1 << 20, rangeSize)
     }
@@ -49,6 +53,11 @@ public struct SnapshotRestorer: Sendable {
     public func restore(_ record: VolumeSnapshotRecord, to target: String, progress: (@Sendable (Int64) -> Void)? = nil) async throws(Failure)
         -> Int64
     {
+        if let prefix, !record.objectKey.hasPrefix(prefix) || record.objectKey.contains("..") {
+            throw Failure(
+                code: "foreign_object",
+                message: "the record names the object \(TerminalText.escaped(record.objectKey)), outside this box's prefix \(prefix)")
+        }
         guard !FileManager.default.fileExists(atPath: target) else {
             throw Failure(
                 code: "target_exists",

@@ -37,28 +37,44 @@ public enum SnapshotTargets {
                     record(.notProtected, "volume_missing", "the guest has no \(mp.key) yet")
                     continue
                 }
-                if volume.hasPrefix("/") {
-                    record(.notProtected, "bind_mount", "\(volume) is a host path (bind mount), not an LVM-thin volume")
+                let target: VolumeSnapshotter.Target
+                switch Self.target(volumeID: volume, storages: byID) {
+                case .success(let t): target = t
+                case .failure(let why):
+                    record(.notProtected, why.reason, why.message)
                     continue
                 }
-                guard let colon = volume.firstIndex(of: ":") else {
-                    record(.notProtected, "unknown_volume", "\(volume) is not a STORAGE:VOLUME id")
-                    continue
-                }
-                let storageID = String(volume[..<colon])
-                let name = String(volume[volume.index(after: colon)...])
-                guard let storage = byID[storageID] else {
-                    record(.notProtected, "unknown_storage", "storage \(storageID) is not configured")
-                    continue
-                }
-                guard storage.type == "lvmthin", let vg = storage.vgname, !vg.isEmpty else {
-                    record(.notProtected, "not_lvm_thin", "storage \(storageID) is \(storage.type), not LVM-thin: no block-level snapshot")
-                    continue
-                }
-                plan.targets.append((guest.vmid, mp.key, .init(volumeID: volume, volumeGroup: vg, logicalVolume: name)))
+                plan.targets.append((guest.vmid, mp.key, target))
                 record(.protected, nil, nil)
             }
         }
         return plan
+    }
+
+    /// Why a volume cannot be snapshotted: `reason` is stable (`bind_mount`, `unknown_volume`,
+    /// `unknown_storage`, `not_lvm_thin`), `message` names the volume or storage.
+    public struct NotProtected: Error, Sendable, Equatable {
+        public var reason: String
+        public var message: String
+    }
+
+    /// Where LVM has `volumeID` (`STORAGE:NAME` on an LVM-thin storage), or why it has no
+    /// block-level snapshot.
+    public static func target(volumeID volume: String, storages: [String: PVEStorageConfig]) -> Result<VolumeSnapshotter.Target, NotProtected> {
+        if volume.hasPrefix("/") {
+            return .failure(.init(reason: "bind_mount", message: "\(volume) is a host path (bind mount), not an LVM-thin volume"))
+        }
+        guard let colon = volume.firstIndex(of: ":") else {
+            return .failure(.init(reason: "unknown_volume", message: "\(volume) is not a STORAGE:VOLUME id"))
+        }
+        let storageID = String(volume[..<colon])
+        let name = String(volume[volume.index(after: colon)...])
+        guard let storage = storages[storageID] else {
+            return .failure(.init(reason: "unknown_storage", message: "storage \(storageID) is not configured"))
+        }
+        guard storage.type == "lvmthin", let vg = storage.vgname, !vg.isEmpty else {
+            return .failure(.init(reason: "not_lvm_thin", message: "storage \(storageID) is \(storage.type), not LVM-thin: no block-level snapshot"))
+        }
+        return .success(.init(volumeID: volume, volumeGroup: vg, logicalVolume: name))
     }
 }

@@ -101,12 +101,15 @@ public actor VolumeSnapshots {
 
     func done() { running = nil }
 
-    static func run(
-        _ snapshotter: VolumeSnapshotter, _ target: VolumeSnapshotter.Target, record: @Sendable (VolumeSnapshotRecord) async throws -> Void
+    /// One snapshot of `target`, its record handed to `record` (the hub): the event that says
+    /// how it went (`volume_snapshot_completed` or `volume_snapshot_failed` with `reason`).
+    public static func run(
+        _ snapshotter: VolumeSnapshotter, _ target: VolumeSnapshotter.Target, record: @Sendable (VolumeSnapshotRecord) async throws -> Void,
+        progress: (@Sendable (Int64) -> Void)? = nil
     ) async -> AgentEvent {
         var data: [String: JSONValue] = ["volume_id": .string(target.volumeID)]
         do {
-            let r = try await snapshotter.snapshot(target)
+            let r = try await snapshotter.snapshot(target, progress: progress)
             data["snapshot_id"] = .string(r.snapshotID)
             data["size"] = .int(r.size)
             data["object_size"] = .int(r.objectSize)

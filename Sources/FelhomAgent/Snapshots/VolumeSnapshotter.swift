@@ -83,8 +83,9 @@ public final class VolumeSnapshotter: Sendable {
         return prefix + String(volume) + "/" + snapshotID + ".felsnap"
     }
 
-    /// Takes, uploads and cleans up one snapshot of `target`.
-    public func snapshot(_ target: Target) async throws(Failure) -> Record {
+    /// Takes, uploads and cleans up one snapshot of `target`; `progress` gets the volume bytes
+    /// read so far, after each uploaded part.
+    public func snapshot(_ target: Target, progress: (@Sendable (Int64) -> Void)? = nil) async throws(Failure) -> Record {
         let createdAt = now()
         let snapshotID = newSnapshotID(at: createdAt)
         let lvName = PrivilegedBackend.snapshotPrefix + snapshotID.lowercased()
@@ -102,7 +103,8 @@ public final class VolumeSnapshotter: Sendable {
         try step(op, "lv_created")
         let result: Result<Record, Failure>
         do {
-            result = .success(try await upload(target, snapshotID: snapshotID, lvName: lvName, key: key, createdAt: createdAt))
+            result = .success(
+                try await upload(target, snapshotID: snapshotID, lvName: lvName, key: key, createdAt: createdAt, progress: progress))
             try? step(op, "uploaded", ["object_key": key])
         } catch {
             result = .failure(error)
@@ -125,7 +127,9 @@ public final class VolumeSnapshotter: Sendable {
         }
     }
 
-    func upload(_ target: Target, snapshotID: String, lvName: String, key: String, createdAt: Date) async throws(Failure) -> Record {
+    func upload(
+        _ target: Target, snapshotID: String, lvName: String, key: String, createdAt: Date, progress: (@Sendable (Int64) -> Void)?
+    ) async throws(Failure) -> Record {
         let device = devicePath(target.volumeGroup, lvName)
         let dataKey = SnapshotKeys.newDataKey()
         let wrapped: String
@@ -136,9 +140,21 @@ public final class VolumeSnapshotter: Sendable {
         guard fd >= 0 else { throw Failure(code: "read_failed", message: "cannot open \(device): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let source = SealedSource(fd: fd, device: device, dataKey: dataKey, snapshotID: snapshotID, partSize: partSize)
+        // The object's SHA-256 is computed on another core while the part is uploaded and the
+        // next one sealed (SHA-256 is slower than AES-GCM here).
+        let hash = PipelinedHash()
+        var parts = 0
         let uploaded: (etag: String, size: Int)
         do {
-            uploaded = try await s3.upload(key: key) { try source.nextPart() }
+            uploaded = try await s3.upload(key: key) {
+                parts += 1
+                // The third call comes after the first part was uploaded (crash tests).
+                if parts == 3 { Failpoint.hit("snapshot.during_upload") }
+                if parts > 1 { progress?(Int64(source.plaintextBytes)) }
+                guard let part = try source.nextPart() else { return nil }
+                await hash.add(part)
+                return part
+            }
         } catch let e as SealedSource.ReadFailure {
             throw Failure(code: "read_failed", message: e.message)
         } catch {
@@ -147,29 +163,32 @@ public final class VolumeSnapshotter: Sendable {
         return Record(
             volumeID: target.volumeID, snapshotID: snapshotID, createdAt: createdAt, size: Int64(source.plaintextBytes),
             objectSize: Int64(uploaded.size),
-            checksum: "sha256:" + SigV4.hex(Array(source.finishedHash())), encryptionKeyID: SnapshotKeys.keyID(masterKey),
+            checksum: "sha256:" + SigV4.hex(Array(await hash.finish())), encryptionKeyID: SnapshotKeys.keyID(masterKey),
             wrappedDataKey: wrapped, objectKey: key, state: "complete")
     }
 
     /// After a start or a crash: removes every leftover `felhom-snap-*` LV, aborts every open
     /// multipart upload under the box's prefix, and closes journaled runs that were cut off.
-    /// Returns what it cleaned, for the log.
+    /// Returns what it cleaned and what it could not, for the log (a failure here is retried at
+    /// the next start; a leftover LV is also seen by the next run's `lvs`).
     public func recover() async -> [String] {
         var cleaned: [String] = []
-        if let lvs = try? await backend.logicalVolumes() {
-            for lv in lvs where lv.name.hasPrefix(PrivilegedBackend.snapshotPrefix) {
-                if (try? await backend.removeSnapshot(volumeGroup: lv.volumeGroup, name: lv.name)) != nil {
+        do {
+            for lv in try await backend.logicalVolumes() where lv.name.hasPrefix(PrivilegedBackend.snapshotPrefix) {
+                do {
+                    try await backend.removeSnapshot(volumeGroup: lv.volumeGroup, name: lv.name)
                     cleaned.append("removed the leftover snapshot \(lv.volumeGroup)/\(lv.name)")
-                }
+                } catch { cleaned.append("cannot remove the leftover snapshot \(lv.volumeGroup)/\(lv.name): \(error)") }
             }
-        }
-        if let uploads = try? await s3.listMultipartUploads(prefix: prefix) {
-            for upload in uploads {
-                if (try? await s3.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID)) != nil {
+        } catch { cleaned.append("cannot list the logical volumes: \(error)") }
+        do {
+            for upload in try await s3.listMultipartUploads(prefix: prefix) {
+                do {
+                    try await s3.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID)
                     cleaned.append("aborted the unfinished upload of \(upload.key)")
-                }
+                } catch { cleaned.append("cannot abort the unfinished upload of \(upload.key): \(error)") }
             }
-        }
+        } catch { cleaned.append("cannot list the unfinished uploads under \(prefix): \(error)") }
         for (op, entries) in journal.inFlight() where entries.first?.kind == Self.kind {
             try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": "interrupted"])
             cleaned.append("closed the interrupted run \(op)")
@@ -184,8 +203,33 @@ public final class VolumeSnapshotter: Sendable {
     }
 }
 
-/// Reads a snapshot device chunk by chunk, seals it and hands out upload parts; hashes the
-/// object as it goes. Memory: one part and one chunk.
+/// SHA-256 over a sequence of parts, each hashed on a detached task after the one before it
+/// (in order), at most two parts in flight: the caller goes on sealing and uploading meanwhile.
+final class PipelinedHash: @unchecked Sendable {
+    // `hash` is touched only by the chained tasks, one after another; `pending` only by the
+    // (sequential) caller.
+    private var hash = SHA256()
+    private var pending: [Task<Void, Never>] = []
+
+    func add(_ part: Data) async {
+        if pending.count >= 2 { await pending.removeFirst().value }
+        let previous = pending.last
+        pending.append(
+            Task.detached { [self] in
+                await previous?.value
+                hash.update(data: part)
+            })
+    }
+
+    func finish() async -> SHA256.Digest {
+        for task in pending { await task.value }
+        pending = []
+        return hash.finalize()
+    }
+}
+
+/// Reads a snapshot device chunk by chunk, seals it and hands out upload parts. Memory: one
+/// part and one chunk.
 final class SealedSource: @unchecked Sendable {
     struct ReadFailure: Error { var message: String }
 
@@ -194,7 +238,6 @@ final class SealedSource: @unchecked Sendable {
     var sealer: SnapshotSealer
     let partSize: Int
     var pending: Data
-    var hash = SHA256()
     var chunk: [UInt8]
     var next: [UInt8]
     var have = -1
@@ -249,9 +292,6 @@ final class SealedSource: @unchecked Sendable {
         guard !pending.isEmpty else { return nil }
         let part = Data(pending.prefix(partSize))
         pending = Data(pending.dropFirst(part.count))
-        hash.update(data: part)
         return part
     }
-
-    func finishedHash() -> SHA256.Digest { hash.finalize() }
 }
