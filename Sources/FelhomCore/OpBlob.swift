@@ -18,6 +18,9 @@ public struct OpBlob: Sendable, Equatable {
         case diskDecommission = "disk.decommission"
         /// Roll the agent back to an earlier version. Params: `version`.
         case agentRollback = "agent.rollback"
+        /// Restore a volume snapshot from object storage over the guest's volume (ADR 0011).
+        /// Params: `volume_id` (a mount point of the guest), `snapshot_id`.
+        case volumeRestore = "volume.restore"
 
         /// Parameters the op must carry (as strings).
         public var requiredParams: [String] {
@@ -27,6 +30,7 @@ public struct OpBlob: Sendable, Equatable {
             case .guestRestore: return ["backup"]
             case .diskDecommission: return ["disk_uuid"]
             case .agentRollback: return ["version"]
+            case .volumeRestore: return ["snapshot_id", "volume_id"]
             }
         }
 
@@ -40,13 +44,18 @@ public struct OpBlob: Sendable, Equatable {
             case .diskDecommission:
                 return ["disk_uuid": #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"#]
             case .agentRollback: return ["version": #"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?"#]
+            case .volumeRestore:
+                return [
+                    "volume_id": #"[A-Za-z][A-Za-z0-9._-]{0,63}:[A-Za-z0-9][A-Za-z0-9._+-]{0,126}"#,
+                    "snapshot_id": #"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}"#,
+                ]
             }
         }
 
         /// Whether the op acts on one guest (so `target.guest_id` is required).
         public var needsGuest: Bool {
             switch self {
-            case .guestDestroy, .guestRollback, .guestRestore: return true
+            case .guestDestroy, .guestRollback, .guestRestore, .volumeRestore: return true
             case .diskDecommission, .agentRollback: return false
             }
         }
@@ -59,6 +68,7 @@ public struct OpBlob: Sendable, Equatable {
             case .guestRestore: return "RESTORE a backup over the guest (its current data is replaced)"
             case .diskDecommission: return "DECOMMISSION disk (it will not be used again)"
             case .agentRollback: return "ROLL BACK the host agent to an earlier version"
+            case .volumeRestore: return "RESTORE a volume snapshot over the guest's volume (its current data is replaced)"
             }
         }
     }

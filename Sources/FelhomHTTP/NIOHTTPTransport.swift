@@ -159,7 +159,14 @@ public struct NIOHTTPTransport: HTTPTransport {
                 }
                 try await outbound.write(.head(head))
                 if let body = request.body, !body.isEmpty {
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
+                    // In 256 KiB pieces, each written when the socket takes it: an 8 MiB upload
+                    // part is not copied whole into another buffer.
+                    var offset = body.startIndex
+                    while offset < body.endIndex {
+                        let end = min(offset + (256 << 10), body.endIndex)
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body[offset..<end]))))
+                        offset = end
+                    }
                 }
                 try await outbound.write(.end(nil))
 
@@ -173,6 +180,9 @@ public struct NIOHTTPTransport: HTTPTransport {
                         status = Int(h.status.code)
                         reason = observed.reasonPhrase.withLock { $0 } ?? h.status.reasonPhrase
                         headers = h.headers.map { ($0.name, $0.value) }
+                        if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > 0, length <= maxResponseBytes {
+                            body.reserveCapacity(length)  // one allocation, not a doubling series
+                        }
                     case .body(var b):
                         guard body.readableBytes + b.readableBytes <= maxResponseBytes else {
                             throw HTTPClientError(

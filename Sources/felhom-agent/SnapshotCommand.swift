@@ -47,7 +47,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The file to create.") var to: String
 
         func run() async throws {
-            SnapshotFormat.keepChunkBuffersInHeap()
+            SnapshotFormat.limitMallocArenas()
             let t = try await tools(config)
             let (hub, hostID, restorer) = (t.hub, t.hostID, t.restorer)
             let records: [VolumeSnapshotRecord]

@@ -22,7 +22,7 @@ extension SnapshotCommand {
         @Option(name: .long, help: "The PVE volume id, e.g. local-lvm:vm-100-disk-1 (on an LVM-thin storage).") var volume: String
 
         func run() async throws {
-            SnapshotFormat.keepChunkBuffersInHeap()
+            SnapshotFormat.limitMallocArenas()
             let t = try await tools(config, exclusive: true)
             guard let snapshotter = t.snapshotter else { fail("no snapshotter") }
             for line in await snapshotter.recover() { print("snapshot: \(line)") }

@@ -1,4 +1,5 @@
 import Crypto
+import FelhomAPI
 import FelhomAgent
 import FelhomCore
 import FelhomHubClient
@@ -264,6 +265,126 @@ struct AgentVolumeSnapshotTests {
             #expect(try await w.op.volumeSnapshots(hostID: w.hostID).count == 1)
             #expect(lvm.calls.withLock { $0.filter { $0[0] == "lvcreate" }.count } == 1)
             try await Moto.client().deleteObject(key: r.objectKey)
+        }
+    }
+}
+
+/// `volume.restore`, the operator-signed op that writes a snapshot over a guest's volume:
+/// simulated PVE, a real hub, moto, the volume a regular file.
+@Suite(.enabled(if: Moto.runSuites), .serialized)
+struct VolumeRestoreOpTests {
+    struct Scene {
+        let w: AgentWorld
+        let agent: Agent
+        let lvm: FakeLVM
+        let media: Data
+        let record: VolumeSnapshotRecord
+        var device: String { lvm.device("pve", "vm-100-disk-1") }
+        var staging: String { w.stateDir + "/volume-restore" }
+    }
+
+    /// The agent snapshots web's media volume once, then the volume is ruined.
+    func withScene(_ body: (Scene) async throws -> Void) async throws {
+        try await withAgentWorld { w in
+            let lvmDir = w.stateDir + "-lvm"
+            try FileManager.default.createDirectory(atPath: lvmDir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: lvmDir) }
+            let lvm = FakeLVM(dir: lvmDir)
+            let media = Data((0..<((3 << 20) + 11)).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+            try media.write(to: URL(fileURLWithPath: lvm.device("pve", "vm-100-disk-1")))
+            let agent = try await w.agent(
+                snapshots: VolumeSnapshotSettings(
+                    s3: try Moto.client(), prefix: Moto.prefix(), masterKey: try SnapshotKeys.masterKey(pbsKey: Data(repeating: 5, count: 32)),
+                    runner: lvm, devicePath: { lvm.device($0, $1) }))
+            var web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running)
+            web.mountPoints = [.init(key: "mp0", path: "/srv/media", sizeGB: 32, backup: false, bulk: true)]
+            let db = DesiredState.Guest(vmid: 101, name: "db", cpu: 1, memoryMB: 1024, diskGB: 8, runState: .stopped)
+            var desired = DesiredState(guests: [web, db])
+            desired.storagePolicy.backupHour = 0
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            try await agent.cycle()
+            await agent.snapshots?.wait()
+            let record = try #require(try await w.op.volumeSnapshots(hostID: w.hostID).first)
+            try Data("ruined by a bad update".utf8).write(to: URL(fileURLWithPath: lvm.device("pve", "vm-100-disk-1")))
+            let scene = Scene(w: w, agent: agent, lvm: lvm, media: media, record: record)
+            do { try await body(scene) } catch {
+                try? await Moto.client().deleteObject(key: record.objectKey)
+                throw error
+            }
+            try? await Moto.client().deleteObject(key: record.objectKey)
+        }
+    }
+
+    func queue(_ s: Scene, vmid: Int = 100, snapshot: String? = nil) async throws -> String {
+        try await s.w.queueSigned(
+            "volume.restore", vmid: vmid,
+            params: ["volume_id": .string(s.record.volumeID), "snapshot_id": .string(snapshot ?? s.record.snapshotID)], key: s.w.pinned)
+    }
+
+    @Test func theSignedRestoreWritesTheVerifiedSnapshotOverTheVolume() async throws {
+        try await withScene { s in
+            let id = try await queue(s)
+            try await s.agent.cycle()
+            let view = try await s.w.op.signedOp(id)
+            #expect(view.status == .applied, "\(view)")
+            #expect(s.agent.journal.entries(of: id).map(\.step) == ["begin", "downloaded", "stop_started", "copy_started", "copied", "done"])
+            #expect(try Data(contentsOf: URL(fileURLWithPath: s.device)) == s.media)
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: s.staging)) ?? []).isEmpty, "the staging file is gone")
+            // The reconciler started the guest again (desired: running).
+            #expect(await s.w.sim.engine.snapshot().containers[100]?.running == true)
+        }
+    }
+
+    @Test func aTamperedObjectIsRefusedAndTheVolumeAndGuestAreUntouched() async throws {
+        try await withScene { s in
+            let s3 = try Moto.client()
+            var object = try await s3.getObject(key: s.record.objectKey)
+            object[object.count / 2] ^= 0x01
+            _ = try await s3.putObject(key: s.record.objectKey, body: object)
+            let id = try await queue(s)
+            try await s.agent.cycle()
+            let view = try await s.w.op.signedOp(id)
+            #expect(view.status == .rejected, "\(view)")
+            #expect(view.reason?.contains("verify_failed") == true || view.reason?.contains("checksum_mismatch") == true, "\(view)")
+            #expect(try String(contentsOfFile: s.device, encoding: .utf8) == "ruined by a bad update", "the volume was not touched")
+            #expect(await s.w.sim.engine.snapshot().containers[100]?.running == true, "the guest was not stopped")
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: s.staging)) ?? []).isEmpty, "nothing half-written is left")
+        }
+    }
+
+    @Test func aCopyCutOffByACrashIsWrittenAgainFromTheVerifiedFile() async throws {
+        try await withScene { s in
+            let id = try await queue(s)
+            // As a crash would leave it: verified file staged, copy started, the volume half-written,
+            // and the object gone (a second download would fail: the resume must not need one).
+            let delivered = try #require(try await HubClient(url: s.w.hubURL, key: s.w.hostKey).nextSignedOp(excluding: []))
+            try FileManager.default.createDirectory(atPath: s.staging, withIntermediateDirectories: true)
+            let staged = s.staging + "/volume-restore-" + id + ".img"
+            try s.media.write(to: URL(fileURLWithPath: staged))
+            try s.agent.journal.append(
+                op: id, kind: SignedOpRunner.kind, step: "begin", data: ["blob": String(decoding: delivered.blob, as: UTF8.self)])
+            try s.agent.journal.append(op: id, kind: SignedOpRunner.kind, step: "downloaded", data: ["staging": staged])
+            try s.agent.journal.append(op: id, kind: SignedOpRunner.kind, step: "copy_started")
+            try s.media.prefix(1000).write(to: URL(fileURLWithPath: s.device))
+            try await Moto.client().deleteObject(key: s.record.objectKey)
+            try await s.agent.cycle()
+            #expect(try await s.w.op.signedOp(id).status == .applied)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: s.device)) == s.media)
+            #expect(!FileManager.default.fileExists(atPath: staged))
+        }
+    }
+
+    @Test func theHubAndTheAgentRefuseWhatDoesNotFit() async throws {
+        try await withScene { s in
+            // The hub: only a complete snapshot it recorded.
+            await #expect(throws: (any Error).self) { _ = try await queue(s, snapshot: "20200101T000000Z-00000000") }
+            // The agent: the volume must be a mount point of the op's guest (db has none).
+            let id = try await queue(s, vmid: 101)
+            try await s.agent.cycle()
+            let view = try await s.w.op.signedOp(id)
+            #expect(view.status == .rejected && view.reason?.contains("not_a_mount_point") == true, "\(view)")
+            #expect(try String(contentsOfFile: s.device, encoding: .utf8) == "ruined by a bad update")
         }
     }
 }

@@ -182,6 +182,9 @@ public struct AgentConfig: Decodable, Sendable {
         public var prefix: String?
         /// Where LVM puts a logical volume's device: `<device_dir>/<VG>/<LV>` (default `/dev`).
         public var deviceDir: String?
+        /// Where the `volume.restore` op keeps the verified volume before writing it over the
+        /// old one (default `state_dir/volume-restore`).
+        public var restoreDir: String?
         public var s3: S3?
         public struct S3: Decodable, Sendable {
             public var endpoint: String?
@@ -201,6 +204,7 @@ public struct AgentConfig: Decodable, Sendable {
         enum CodingKeys: String, CodingKey {
             case enabled, prefix, s3
             case deviceDir = "device_dir"
+            case restoreDir = "restore_dir"
         }
     }
 
@@ -253,7 +257,7 @@ public struct AgentConfig: Decodable, Sendable {
             .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),
             .init("snapshots.enabled", .boolean), .init("snapshots.prefix"), .init("snapshots.s3.endpoint"), .init("snapshots.s3.region"),
             .init("snapshots.s3.bucket"), .init("snapshots.s3.access_key_id"), .init("snapshots.s3.secret_access_key"),
-            .init("snapshots.s3.addressing"), .init("snapshots.device_dir"),
+            .init("snapshots.s3.addressing"), .init("snapshots.device_dir"), .init("snapshots.restore_dir"),
         ])
 
     /// The object-storage target of volume snapshots; nil when not configured (or switched off).

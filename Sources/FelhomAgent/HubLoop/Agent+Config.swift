@@ -233,6 +233,6 @@ extension Agent {
         let deviceDir = cfg.snapshots?.deviceDir.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? "/dev"
         return VolumeSnapshotSettings(
             s3: try S3Client(settings: s3), prefix: prefix, masterKey: master, runner: runner ?? SubprocessCommandRunner(),
-            devicePath: { "\(deviceDir)/\($0)/\($1)" })
+            devicePath: { "\(deviceDir)/\($0)/\($1)" }, restoreDir: cfg.snapshots?.restoreDir)
     }
 }

@@ -165,9 +165,15 @@ public final class Agent: Service, Sendable {
         }
         let storage = storageRunner.map { StorageKeeper(backend: PrivilegedBackend(runner: $0), stateDir: stateDir, pve: pve, node: node, log: log) }
         self.storage = storage
+        let volumeRestore = snapshotSettings.map { [hub, hostID] settings in
+            VolumeRestoreOver(
+                restorer: SnapshotRestorer(s3: settings.s3, masterKey: settings.masterKey, prefix: settings.prefix),
+                records: { try await hub.volumeSnapshots(hostID: hostID, volumeID: $0) }, devicePath: settings.devicePath,
+                workDir: settings.restoreDir ?? stateDir + "/volume-restore")
+        }
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
-            node: node, taskTimeout: provision.taskTimeout, storage: storage, log: log)
+            node: node, taskTimeout: provision.taskTimeout, storage: storage, volumeRestore: volumeRestore, log: log)
         localRollbacks = LocalRollbacks(runner: runner, hub: hub, logger: logger)
         escrow = escrowSettings.map {
             EscrowKeeper(

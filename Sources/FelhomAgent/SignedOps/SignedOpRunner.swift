@@ -25,13 +25,17 @@ public struct SignedOpRunner: Sendable {
     let taskTimeout: Duration
     /// The storage manifest, for `disk.decommission` (nil: the op is refused).
     let storage: StorageKeeper?
+    /// Volume snapshots, for `volume.restore` (nil: the op is refused).
+    let volumeRestore: VolumeRestoreOver?
     let log: @Sendable (String) -> Void
 
     public init(
         verifier: OpVerifier, journal: Journal, queue: GuestQueue, pve: any PVEAPI, node: String,
-        taskTimeout: Duration = .seconds(600), storage: StorageKeeper? = nil, log: @escaping @Sendable (String) -> Void = { _ in }
+        taskTimeout: Duration = .seconds(600), storage: StorageKeeper? = nil, volumeRestore: VolumeRestoreOver? = nil,
+        log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.storage = storage
+        self.volumeRestore = volumeRestore
         self.slot = VerifierSlot(verifier)
         self.journal = journal
         self.queue = queue
@@ -129,7 +133,7 @@ public struct SignedOpRunner: Sendable {
         switch op.op {
         case .guestDestroy: mutation = .destroy
         case .guestRollback: mutation = .rollback
-        case .guestRestore: mutation = .restoreOver
+        case .guestRestore, .volumeRestore: mutation = .restoreOver
         case .diskDecommission: mutation = .diskDecommission
         case .agentRollback: throw SignedOpError(message: "agent.rollback is not supported by this agent version")
         }
@@ -157,6 +161,34 @@ public struct SignedOpRunner: Sendable {
         let node = self.node
         let pve = self.pve
         let timeout = taskTimeout
+        if op.op == .volumeRestore {
+            guard let volumeRestore else {
+                throw SignedOpError(message: "volume.restore: volume snapshots are not configured on this box (snapshots.s3.*)")
+            }
+            guard let volume = op.params["volume_id"]?.stringValue, let snapshot = op.params["snapshot_id"]?.stringValue else {
+                throw SignedOpError(message: "params.volume_id and params.snapshot_id are required")
+            }
+            let journal = self.journal
+            // Within its window until the download is verified; after that the op finishes
+            // (a big volume may take longer than the window to download).
+            if !journal.entries(of: id).contains(where: { $0.step == "downloaded" }) { try verifier.checkTimeWindow(op) }
+            try await queue.run(vmid: vmid) {
+                try await volumeRestore.run(
+                    op: id, vmid: vmid, volumeID: volume, snapshotID: snapshot, pve: pve, node: node,
+                    step: { name, data in try journal.append(op: id, kind: Self.kind, step: name, data: data) },
+                    done: { name in journal.entries(of: id).contains { $0.step == name } },
+                    stopGuest: {
+                        if let upid = self.recordedTask(id: id, step: "stop_started") {
+                            _ = try await pve.waitTask(upid, timeout: timeout)
+                        } else if try await pve.containerStatus(node: node, vmid: vmid).isRunning {
+                            let upid = try await pve.stopContainer(node: node, vmid: vmid)
+                            try journal.append(op: id, kind: Self.kind, step: "stop_started", data: ["upid": upid.description])
+                            _ = try await pve.waitTask(upid, timeout: timeout)
+                        }
+                    })
+            }
+            return
+        }
         try await queue.run(vmid: vmid) {
             switch op.op {
             case .guestDestroy:

@@ -13,11 +13,15 @@ public struct VolumeSnapshotSettings: Sendable {
     let masterKeyBytes: Data
     public var runner: any CommandRunner
     public var devicePath: @Sendable (String, String) -> String
+    /// Where `volume.restore` keeps a verified volume before writing it (default
+    /// `state_dir/volume-restore`; needs the volume's size free).
+    public var restoreDir: String?
 
     public init(
         s3: S3Client, prefix: String, masterKey: SymmetricKey, runner: any CommandRunner,
-        devicePath: @escaping @Sendable (String, String) -> String = { "/dev/\($0)/\($1)" }
+        devicePath: @escaping @Sendable (String, String) -> String = { "/dev/\($0)/\($1)" }, restoreDir: String? = nil
     ) {
+        self.restoreDir = restoreDir
         self.s3 = s3
         self.prefix = prefix
         masterKeyBytes = masterKey.withUnsafeBytes { Data($0) }

@@ -150,7 +150,10 @@ public final class VolumeSnapshotter: Sendable {
                 parts += 1
                 // The third call comes after the first part was uploaded (crash tests).
                 if parts == 3 { Failpoint.hit("snapshot.during_upload") }
-                if parts > 1 { progress?(Int64(source.plaintextBytes)) }
+                if parts > 1 {
+                    SnapshotFormat.returnFreedMemory()
+                    progress?(Int64(source.plaintextBytes))
+                }
                 guard let part = try source.nextPart() else { return nil }
                 await hash.add(part)
                 return part
@@ -204,26 +207,22 @@ public final class VolumeSnapshotter: Sendable {
 }
 
 /// SHA-256 over a sequence of parts, each hashed on a detached task after the one before it
-/// (in order), at most two parts in flight: the caller goes on sealing and uploading meanwhile.
+/// (in order) while the caller uploads it and seals the next; one part in flight, so memory
+/// holds no extra part.
 final class PipelinedHash: @unchecked Sendable {
-    // `hash` is touched only by the chained tasks, one after another; `pending` only by the
+    // `hash` is touched only by the hashing task, one at a time; `running` only by the
     // (sequential) caller.
     private var hash = SHA256()
-    private var pending: [Task<Void, Never>] = []
+    private var running: Task<Void, Never>?
 
     func add(_ part: Data) async {
-        if pending.count >= 2 { await pending.removeFirst().value }
-        let previous = pending.last
-        pending.append(
-            Task.detached { [self] in
-                await previous?.value
-                hash.update(data: part)
-            })
+        await running?.value
+        running = Task.detached { [self] in hash.update(data: part) }
     }
 
     func finish() async -> SHA256.Digest {
-        for task in pending { await task.value }
-        pending = []
+        await running?.value
+        running = nil
         return hash.finalize()
     }
 }
@@ -290,8 +289,14 @@ final class SealedSource: @unchecked Sendable {
             }
         }
         guard !pending.isEmpty else { return nil }
-        let part = Data(pending.prefix(partSize))
-        pending = Data(pending.dropFirst(part.count))
+        // The part keeps the buffer (truncated in place, no copy); the rest (under one chunk)
+        // starts the next one.
+        var part = pending
+        pending = Data(capacity: done ? 0 : partSize + chunk.count + 64)
+        if part.count > partSize {
+            pending.append(part[part.startIndex + partSize..<part.endIndex])
+            part.removeSubrange(part.startIndex + partSize..<part.endIndex)
+        }
         return part
     }
 }

@@ -134,6 +134,16 @@ extension Hub {
                 throw HubError(.conflict, "conflict", "disk \(uuid) of host \(r.hostID) is already decommissioned", path: "$.params.disk_uuid")
             }
         }
+        if op == .volumeRestore, let volume = r.params?["volume_id"]?.stringValue, let snapshot = r.params?["snapshot_id"]?.stringValue {
+            // Only a complete snapshot the box recorded (the agent checks again, and verifies
+            // every byte before the volume is touched).
+            let records = try await store.withDB { db in try await VolumeSnapshotsTable.list(hostID: r.hostID, volumeID: volume, in: db) }
+            guard records.contains(where: { $0.snapshotID == snapshot && $0.state == "complete" }) else {
+                throw HubError(
+                    .conflict, "unknown_snapshot", "host \(r.hostID) has no complete snapshot \(snapshot) of volume \(volume)",
+                    path: "$.params.snapshot_id")
+            }
+        }
         let ttl = r.ttlSeconds ?? 3600
         guard (60...86400).contains(ttl) else { throw HubError.badRequest("must be 60…86400 seconds", path: "$.ttl_seconds") }
         let keyID: String

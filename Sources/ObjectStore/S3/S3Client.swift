@@ -264,25 +264,37 @@ public struct S3Client: Sendable {
     /// `PutObject` when it all fits in one part, else a multipart upload that is **aborted on any
     /// failure** (of `next` too), so no orphan upload is left behind. Returns the ETag and size.
     public func upload(key: String, next: () async throws -> Data?) async throws -> (etag: String, size: Int) {
-        guard let first = try await next() else { return (try await putObject(key: key, body: Data()), 0) }
-        guard let second = try await next() else { return (try await putObject(key: key, body: first), first.count) }
+        var part = try await next()
+        guard part != nil else { return (try await putObject(key: key, body: Data()), 0) }
+        var following = try await next()
+        if following == nil, let only = part { return (try await putObject(key: key, body: only), only.count) }
         let uploadID = try await createMultipartUpload(key: key)
         do {
+            // No look-ahead past the second part, and a part is let go before the next one is
+            // asked for: one part in memory at a time.
             var parts: [(number: Int, etag: String)] = []
             var size = 0
-            var pending: Data? = first
-            var following: Data? = second
-            while let part = pending {
-                parts.append((parts.count + 1, try await uploadPart(key: key, uploadID: uploadID, number: parts.count + 1, body: part)))
-                size += part.count
-                pending = following
-                following = pending == nil ? nil : try await next()
+            while part != nil {
+                let number = parts.count + 1
+                let sent = try await uploadTaking(&part, key: key, uploadID: uploadID, number: number)
+                parts.append((number, sent.etag))
+                size += sent.size
+                part = following
+                following = nil
+                if part == nil { part = try await next() }
             }
             return (try await completeMultipartUpload(key: key, uploadID: uploadID, parts: parts), size)
         } catch {
             try? await abortMultipartUpload(key: key, uploadID: uploadID)
             throw error
         }
+    }
+
+    /// Uploads the part in `slot` and empties the slot, so the caller holds no copy of it.
+    private func uploadTaking(_ slot: inout Data?, key: String, uploadID: String, number: Int) async throws(S3Error) -> (etag: String, size: Int) {
+        let body = slot ?? Data()
+        slot = nil
+        return (try await uploadPart(key: key, uploadID: uploadID, number: number, body: body), body.count)
     }
 
     // MARK: The one request path
