@@ -269,6 +269,61 @@ struct AgentVolumeSnapshotTests {
     }
 }
 
+extension AgentVolumeSnapshotTests {
+    /// A guest whose backup is due: its volume waits for the controller's quiesce, the snapshot LV
+    /// is made inside it (before the controller sees the backup done and resumes the apps), and
+    /// the round uploads that one: `consistency: app`.
+    @Test func theSnapshotIsTakenWhileTheControllerHoldsTheAppsQuiesced() async throws {
+        try await withAgentWorld { w in
+            let lvmDir = w.stateDir + "-lvm"
+            try FileManager.default.createDirectory(atPath: lvmDir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: lvmDir) }
+            let lvm = FakeLVM(dir: lvmDir)
+            let media = Data((0..<((1 << 20) + 3)).map { UInt8(truncatingIfNeeded: $0 &* 3) })
+            try media.write(to: URL(fileURLWithPath: lvm.device("pve", "vm-100-disk-1")))
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            let agent = try await w.agent(
+                backup: BackupSettings(boxKey: key, appBound: 3600, taskTimeout: .seconds(30), timeZone: .gmt),
+                snapshots: VolumeSnapshotSettings(
+                    s3: try Moto.client(), prefix: Moto.prefix(), masterKey: try SnapshotKeys.masterKey(pbsKey: Data(repeating: 3, count: 32)),
+                    runner: lvm, devicePath: { lvm.device($0, $1) }))
+            var web = DesiredState.Guest(vmid: 100, name: "web", cpu: 2, memoryMB: 2048, diskGB: 8, runState: .running)
+            web.mountPoints = [.init(key: "mp0", path: "/srv/media", sizeGB: 32, backup: false, bulk: true)]
+            var desired = DesiredState(guests: [web])
+            desired.storagePolicy.backupStorage = "pbs-felhom"
+            desired.storagePolicy.backupHour = 0
+            _ = try await w.op.putDesired(hostID: w.hostID, desired)
+            _ = try await w.op.publishDesired(hostID: w.hostID)
+            func lvcreates() -> Int { lvm.calls.withLock { $0.filter { $0[0] == "lvcreate" }.count } }
+
+            try await agent.cycle()
+            await agent.snapshots?.wait()
+            let backups = try #require(agent.backups)
+            #expect(await backups.backupDue(vmid: 100))
+            #expect(lvcreates() == 0, "the volume waits for the guest's quiet moment")
+
+            // The controller quiesced the apps and asks for the backup (POST /backup).
+            let run = try await backups.startBackup(vmid: 100)
+            var status = run.status
+            for _ in 0..<600 where status == .running {
+                try await Task.sleep(for: .milliseconds(50))
+                status = try await backups.backupStatus(vmid: 100, id: run.id).status
+            }
+            #expect(status == .done)
+            #expect(lvcreates() == 1, "the snapshot LV exists before the controller sees the backup done")
+
+            try await agent.cycle()
+            await agent.snapshots?.wait()
+            let completed = try await w.op.events(hostID: w.hostID, type: "volume_snapshot_completed")
+            #expect(completed.count == 1 && completed.first?.data["consistency"] == "app", "\(completed)")
+            #expect(lvcreates() == 1 && lvm.calls.withLock { $0.filter { $0[0] == "lvremove" }.count } == 1)
+            let record = try #require(try await w.op.volumeSnapshots(hostID: w.hostID).first)
+            #expect(record.size == Int64(media.count))
+            try await Moto.client().deleteObject(key: record.objectKey)
+        }
+    }
+}
+
 /// `volume.restore`, the operator-signed op that writes a snapshot over a guest's volume:
 /// simulated PVE, a real hub, moto, the volume a regular file.
 @Suite(.enabled(if: Moto.runSuites), .serialized)

@@ -23,15 +23,23 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
     let runner: BackupRunner
     let appBound: TimeInterval
     let onFinished: @Sendable (BackupRunner.Result) async -> Void
+    /// Runs after an app-consistent backup succeeded, while the controller still holds the apps
+    /// quiesced (it resumes them when it sees the run done): the volume snapshots' LVs.
+    let whileQuiesced: (@Sendable (Int) async -> Void)?
     let state = Mutex(State())
 
     public init(
-        runner: BackupRunner, appBound: TimeInterval = 900, onFinished: @escaping @Sendable (BackupRunner.Result) async -> Void = { _ in }
+        runner: BackupRunner, appBound: TimeInterval = 900, onFinished: @escaping @Sendable (BackupRunner.Result) async -> Void = { _ in },
+        whileQuiesced: (@Sendable (Int) async -> Void)? = nil
     ) {
         self.runner = runner
         self.appBound = appBound
+        self.whileQuiesced = whileQuiesced
         self.onFinished = onFinished
     }
+
+    /// Whether guest `vmid` has a backup due or running (its app-consistent moment may come).
+    public func awaitingBackup(vmid: Int) -> Bool { state.withLock { $0.due[vmid] != nil || $0.running.contains(vmid) } }
 
     /// Marks `vmids` due for `window`; a guest already tried in that window is not marked again
     /// (a failure is retried in the next window, never in a loop).
@@ -105,6 +113,7 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
         let runner = self.runner
         Task {
             let result = await runner.run(vmid: vmid, window: window, consistency: consistency, target: storage)
+            if consistency == .app, result.failure == nil, let whileQuiesced = self.whileQuiesced { await whileQuiesced(vmid) }
             self.state.withLock { s in
                 if let i = s.runs[vmid]?.lastIndex(where: { $0.id == id }) {
                     s.runs[vmid]?[i].status = result.failure == nil ? .done : .failed

@@ -144,13 +144,31 @@ public final class Agent: Service, Sendable {
         } else {
             restoreTests = nil
         }
+        let snapshotJournal = journal
+        let zone = backup?.timeZone ?? .current
+        let volumeSnapshots = snapshotSettings.map {
+            VolumeSnapshots(
+                snapshotter: VolumeSnapshotter(
+                    backend: PrivilegedBackend(runner: $0.runner), s3: $0.s3, journal: snapshotJournal, masterKey: $0.masterKey, prefix: $0.prefix,
+                    devicePath: $0.devicePath, now: { clock.now() }),
+                stateDir: stateDir, timeZone: zone)
+        }
+        snapshots = volumeSnapshots
         if let backup {
             let runner = BackupRunner(
                 pve: pve, node: node, queue: queue, journal: journal, storage: "", boxKey: backup.boxKey, taskTimeout: backup.taskTimeout, log: log)
-            backups = AgentBackups(runner: runner, appBound: backup.appBound) { [hub, logger, restoreTests] result in
-                await Self.report(result, hub: hub, logger: logger)
-                restoreTests?.afterBackup(result)
+            var whileQuiesced: (@Sendable (Int) async -> Void)?
+            if let volumeSnapshots {
+                whileQuiesced = { [logger, clock] vmid in
+                    for line in await volumeSnapshots.quiesced(vmid: vmid, now: clock.now()) { logger.notice("volume snapshots: \(line)") }
+                }
             }
+            backups = AgentBackups(
+                runner: runner, appBound: backup.appBound,
+                onFinished: { [hub, logger, restoreTests] result in
+                    await Self.report(result, hub: hub, logger: logger)
+                    restoreTests?.afterBackup(result)
+                }, whileQuiesced: whileQuiesced)
         } else {
             backups = nil
         }
@@ -181,15 +199,6 @@ public final class Agent: Service, Sendable {
                 hostID: hostID, params: $0.params, operatorKey: $0.operatorKey)
         }
         escrowDrillDays = escrowSettings?.drillDays ?? 7
-        let snapshotJournal = journal
-        let zone = backup?.timeZone ?? .current
-        snapshots = snapshotSettings.map {
-            VolumeSnapshots(
-                snapshotter: VolumeSnapshotter(
-                    backend: PrivilegedBackend(runner: $0.runner), s3: $0.s3, journal: snapshotJournal, masterKey: $0.masterKey, prefix: $0.prefix,
-                    devicePath: $0.devicePath, now: { clock.now() }),
-                stateDir: stateDir, timeZone: zone)
-        }
     }
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
@@ -525,8 +534,10 @@ public final class Agent: Service, Sendable {
         }
         let plan = SnapshotTargets.plan(desired: spec, mounts: mounts, storages: storages)
         let hub = self.hub
+        let backups = self.backups
         let started = await snapshots.tick(
-            plan: plan, now: clock.now(), hour: spec.storagePolicy.backupHour, record: { try await hub.recordVolumeSnapshot($0) },
+            plan: plan, now: clock.now(), hour: spec.storagePolicy.backupHour,
+            awaitingBackup: { backups?.awaitingBackup(vmid: $0) ?? false }, record: { try await hub.recordVolumeSnapshot($0) },
             post: { [self] event in
                 logger.notice(
                     "volume snapshots: \(event.type) \(event.data["volume_id"]?.stringValue ?? "") \(event.data["reason"]?.stringValue ?? "")")

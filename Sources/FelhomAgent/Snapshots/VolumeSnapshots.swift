@@ -38,6 +38,12 @@ public struct VolumeSnapshotSettings: Sendable {
 /// the hub, and `volume_snapshot_completed` or `volume_snapshot_failed` is posted. Which window
 /// each volume last completed is kept in `state_dir/volume-snapshots.json`, so a restart neither
 /// repeats nor skips a day.
+///
+/// App-consistent when it can be: a guest whose backup is due waits; when its controller has
+/// quiesced the apps for that backup, ``quiesced(vmid:now:)`` makes the snapshot LVs of its
+/// volumes inside the same quiet moment, and the round uploads those (`consistency: app`). A guest
+/// without a controller, or whose backup ran without one, is snapshotted as it is (`crash`, like a
+/// power cut: the file system's journal makes it mountable).
 public actor VolumeSnapshots {
     struct Saved: Codable {
         /// volume id → the window (`YYYY-MM-DD`) and time of its last complete snapshot.
@@ -54,7 +60,10 @@ public actor VolumeSnapshots {
     var saved: Saved
     var failures: [String: (reason: String, message: String)] = [:]
     var plan: SnapshotTargets.Plan?
+    var hour = 0
     var running: Task<Void, Never>?
+    /// Snapshot LVs made while the guest's apps were quiesced, waiting for the round (volume id →).
+    var prepared: [String: VolumeSnapshotter.Prepared] = [:]
 
     public init(snapshotter: VolumeSnapshotter, stateDir: String, timeZone: TimeZone = .current) {
         self.snapshotter = snapshotter
@@ -77,21 +86,28 @@ public actor VolumeSnapshots {
         return plan.targets.map(\.target).filter { saved.done[$0.volumeID]?.window != window }
     }
 
-    /// Starts today's run when volumes are due and no run is going; `report` posts each record
-    /// and event. Returns whether a run started.
+    /// Starts today's run when volumes are due and no run is going; `record` posts each record,
+    /// `post` each event. A volume whose guest's app-consistent backup is still to come
+    /// (`awaitingBackup`) waits for it, unless its LV was already made in the quiet moment.
+    /// Returns whether a run started.
     @discardableResult
     public func tick(
-        plan: SnapshotTargets.Plan, now: Date, hour: Int, record: @escaping @Sendable (VolumeSnapshotRecord) async throws -> Void,
-        post: @escaping @Sendable (AgentEvent) async -> Void
+        plan: SnapshotTargets.Plan, now: Date, hour: Int, awaitingBackup: @Sendable (Int) -> Bool = { _ in false },
+        record: @escaping @Sendable (VolumeSnapshotRecord) async throws -> Void, post: @escaping @Sendable (AgentEvent) async -> Void
     ) -> Bool {
         self.plan = plan
+        self.hour = hour
         guard running == nil else { return false }
-        let targets = due(plan, now: now, hour: hour)
+        let vmidOf = Dictionary(plan.targets.map { ($0.target.volumeID, $0.vmid) }, uniquingKeysWith: { a, _ in a })
+        let targets = due(plan, now: now, hour: hour).filter { t in
+            prepared[t.volumeID] != nil || !(vmidOf[t.volumeID].map(awaitingBackup) ?? false)
+        }
         guard !targets.isEmpty else { return false }
         let window = Self.window(now, hour: hour, timeZone: timeZone).window
         running = Task { [snapshotter] in
             for target in targets {
-                let event = await Self.run(snapshotter, target, record: record)
+                let ready = await self.takePrepared(target.volumeID)
+                let event = await Self.run(snapshotter, target, prepared: ready, record: record)
                 await self.finished(target.volumeID, window: window, event: event)
                 await post(event)
             }
@@ -99,6 +115,26 @@ public actor VolumeSnapshots {
         }
         return true
     }
+
+    /// Called while the apps of guest `vmid` are quiesced for its backup: makes the snapshot LVs
+    /// of its protected volumes that are due (lvcreate only; the round uploads them). Returns
+    /// what it did, for the log.
+    public func quiesced(vmid: Int, now: Date) async -> [String] {
+        guard let plan else { return [] }
+        let due = Set(self.due(plan, now: now, hour: hour).map(\.volumeID))
+        var said: [String] = []
+        for t in plan.targets where t.vmid == vmid && due.contains(t.target.volumeID) && prepared[t.target.volumeID] == nil {
+            do {
+                prepared[t.target.volumeID] = try await snapshotter.prepare(t.target)
+                said.append("snapshot of \(t.target.volumeID) taken while guest \(vmid)'s apps were quiesced")
+            } catch {
+                said.append("cannot snapshot \(t.target.volumeID) while guest \(vmid) is quiesced (the round takes it as it is): \(error)")
+            }
+        }
+        return said
+    }
+
+    func takePrepared(_ volumeID: String) -> VolumeSnapshotter.Prepared? { prepared.removeValue(forKey: volumeID) }
 
     /// Waits for the run in progress (tests, shutdown).
     public func wait() async { await running?.value }
@@ -108,12 +144,17 @@ public actor VolumeSnapshots {
     /// One snapshot of `target`, its record handed to `record` (the hub): the event that says
     /// how it went (`volume_snapshot_completed` or `volume_snapshot_failed` with `reason`).
     public static func run(
-        _ snapshotter: VolumeSnapshotter, _ target: VolumeSnapshotter.Target, record: @Sendable (VolumeSnapshotRecord) async throws -> Void,
-        progress: (@Sendable (Int64) -> Void)? = nil
+        _ snapshotter: VolumeSnapshotter, _ target: VolumeSnapshotter.Target, prepared: VolumeSnapshotter.Prepared? = nil,
+        record: @Sendable (VolumeSnapshotRecord) async throws -> Void, progress: (@Sendable (Int64) -> Void)? = nil
     ) async -> AgentEvent {
-        var data: [String: JSONValue] = ["volume_id": .string(target.volumeID)]
+        var data: [String: JSONValue] = ["volume_id": .string(target.volumeID), "consistency": prepared == nil ? "crash" : "app"]
         do {
-            let r = try await snapshotter.snapshot(target, progress: progress)
+            let r: VolumeSnapshotRecord
+            if let prepared {
+                r = try await snapshotter.finish(prepared, progress: progress)
+            } else {
+                r = try await snapshotter.snapshot(target, progress: progress)
+            }
             data["snapshot_id"] = .string(r.snapshotID)
             data["size"] = .int(r.size)
             data["object_size"] = .int(r.objectSize)

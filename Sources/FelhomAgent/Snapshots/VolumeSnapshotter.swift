@@ -83,9 +83,25 @@ public final class VolumeSnapshotter: Sendable {
         return prefix + String(volume) + "/" + snapshotID + ".felsnap"
     }
 
+    /// A snapshot LV made and journaled (`begin`, `lv_created`), not uploaded yet: made while a
+    /// guest's apps are quiesced for its backup (app-consistent), uploaded later by ``finish(_:progress:)``.
+    public struct Prepared: Sendable {
+        public var target: Target
+        public var snapshotID: String
+        var lvName: String
+        var key: String
+        var op: String
+        var createdAt: Date
+    }
+
     /// Takes, uploads and cleans up one snapshot of `target`; `progress` gets the volume bytes
     /// read so far, after each uploaded part.
     public func snapshot(_ target: Target, progress: (@Sendable (Int64) -> Void)? = nil) async throws(Failure) -> Record {
+        try await finish(try await prepare(target), progress: progress)
+    }
+
+    /// Makes the read-only `felhom-snap-*` thin snapshot of `target` (fast: no data is copied).
+    public func prepare(_ target: Target) async throws(Failure) -> Prepared {
         let createdAt = now()
         let snapshotID = newSnapshotID(at: createdAt)
         let lvName = PrivilegedBackend.snapshotPrefix + snapshotID.lowercased()
@@ -101,11 +117,17 @@ public final class VolumeSnapshotter: Sendable {
             throw Failure(code: "lvcreate_failed", message: "cannot snapshot \(target.volumeGroup)/\(target.logicalVolume): \(error)")
         }
         try step(op, "lv_created")
+        return Prepared(target: target, snapshotID: snapshotID, lvName: lvName, key: key, op: op, createdAt: createdAt)
+    }
+
+    /// Uploads a prepared snapshot and removes its LV (on success and on every failure).
+    public func finish(_ p: Prepared, progress: (@Sendable (Int64) -> Void)? = nil) async throws(Failure) -> Record {
+        let (target, lvName, op) = (p.target, p.lvName, p.op)
         let result: Result<Record, Failure>
         do {
             result = .success(
-                try await upload(target, snapshotID: snapshotID, lvName: lvName, key: key, createdAt: createdAt, progress: progress))
-            try? step(op, "uploaded", ["object_key": key])
+                try await upload(target, snapshotID: p.snapshotID, lvName: lvName, key: p.key, createdAt: p.createdAt, progress: progress))
+            try? step(op, "uploaded", ["object_key": p.key])
         } catch {
             result = .failure(error)
         }
