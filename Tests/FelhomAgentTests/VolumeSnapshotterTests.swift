@@ -160,6 +160,40 @@ struct VolumeSnapshotterTests {
         try await s3.deleteObjects(keys: [first.objectKey, second.objectKey])
     }
 
+    /// A full local disk: refused before a byte is written, naming the directory; and a record (the
+    /// hub's word) naming an object outside the box's prefix is refused before anything is read.
+    @Test(.enabled(if: getuid() == 0, "mounts a 16 MiB tmpfs as the full disk"))
+    func aFullDiskOrAForeignObjectIsRefusedBeforeAnythingIsWritten() async throws {
+        let w = try World(size: (3 << 20) + 1)
+        defer { w.cleanup() }
+        let record = try await w.snapshotter().snapshot(World.target)
+        defer { Task { try? await Moto.client().deleteObject(key: record.objectKey) } }
+        let small = w.dir + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=16m", "tmpfs", small]
+        try mount.run()
+        mount.waitUntilExit()
+        try #require(mount.terminationStatus == 0, "mount -t tmpfs")
+        defer {
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            umount.arguments = [small]
+            try? umount.run()
+            umount.waitUntilExit()
+        }
+        let restorer = SnapshotRestorer(s3: try Moto.client(), masterKey: w.master, prefix: w.prefix)
+        let e = await #expect(throws: SnapshotRestorer.Failure.self) { try await restorer.restore(record, to: small + "/media.raw") }
+        #expect(e?.code == "no_space" && e?.message.contains(small) == true, "\(String(describing: e))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: small).isEmpty, "nothing written")
+
+        var foreign = record
+        foreign.objectKey = "boxes/another-box/" + record.objectKey
+        let f = await #expect(throws: SnapshotRestorer.Failure.self) { try await restorer.restore(foreign, to: w.dir + "/x.raw") }
+        #expect(f?.code == "foreign_object" && !FileManager.default.fileExists(atPath: w.dir + "/x.raw"))
+    }
+
     @Test func anUploadFailureAbortsTheUploadAndStillRemovesTheLV() async throws {
         let w = try World()
         defer { w.cleanup() }
