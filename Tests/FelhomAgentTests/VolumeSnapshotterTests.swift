@@ -477,3 +477,22 @@ struct VolumeRestoreOpTests {
         }
     }
 }
+
+/// S3 takes at most 10,000 parts: a big volume gets bigger parts (pure arithmetic).
+@Suite struct SnapshotPartSizeTests {
+    @Test(arguments: [
+        (Int64(20 << 20), 8 << 20), (Int64(80) << 30, 10 << 20), (Int64(100_000_000_000), 11 << 20), (Int64(4) << 40, 467 << 20),
+    ])
+    func partsStayUnder9000(objectSize: Int64, expected: Int) {
+        let part = VolumeSnapshotter.partSize(objectSize: objectSize, minimum: 8 << 20)
+        #expect(part == expected)
+        #expect((objectSize + Int64(part) - 1) / Int64(part) <= 9_000)
+        #expect(part % (1 << 20) == 0)
+    }
+
+    @Test func theObjectSizeFormulaMatchesTheFormat() {
+        #expect(SnapshotFormat.objectSize(plaintext: 0, snapshotID: "s") == 47 + 1 + 16)
+        #expect(SnapshotFormat.objectSize(plaintext: 1 << 20, snapshotID: "ab") == 47 + 2 + (1 << 20) + 16)
+        #expect(SnapshotFormat.objectSize(plaintext: (1 << 20) + 1, snapshotID: "ab") == 47 + 2 + (1 << 20) + 1 + 32)
+    }
+}

@@ -71,6 +71,14 @@ public final class VolumeSnapshotter: Sendable {
 
     var masterKey: SymmetricKey { SymmetricKey(data: masterKeyBytes) }
 
+    /// The upload part size for an object: `minimum`, or bigger (whole MiB) when the object
+    /// would take more than 9,000 parts (S3 allows 10,000).
+    public static func partSize(objectSize: Int64, minimum: Int) -> Int {
+        let needed = (objectSize + 8_999) / 9_000
+        let rounded = (needed + (1 << 20) - 1) / (1 << 20) * (1 << 20)
+        return max(minimum, Int(rounded))
+    }
+
     /// A snapshot id: `YYYYMMDDTHHMMSSZ-` + 8 random hex digits (sortable, unique).
     func newSnapshotID(at date: Date) -> String {
         var rng = SystemRandomNumberGenerator()
@@ -161,17 +169,25 @@ public final class VolumeSnapshotter: Sendable {
         let fd = open(device, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Failure(code: "read_failed", message: "cannot open \(device): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let source = SealedSource(fd: fd, device: device, dataKey: dataKey, snapshotID: snapshotID, partSize: partSize)
+        // The volume's size (a block device's too) decides the part size: S3 takes at most
+        // 10,000 parts, so a big volume gets bigger parts (9,000 here, to spare).
+        let volumeSize = Int64(lseek(fd, 0, SEEK_END))
+        guard volumeSize >= 0, lseek(fd, 0, SEEK_SET) == 0 else {
+            throw Failure(code: "read_failed", message: "cannot find the size of \(device): \(String(cString: strerror(errno)))")
+        }
+        let objectSize = SnapshotFormat.objectSize(plaintext: volumeSize, snapshotID: snapshotID)
+        let part = Self.partSize(objectSize: objectSize, minimum: partSize)
+        let source = SealedSource(fd: fd, device: device, dataKey: dataKey, snapshotID: snapshotID, partSize: part)
         // The object's SHA-256 is computed on another core while the part is uploaded and the
         // next one sealed (SHA-256 is slower than AES-GCM here).
         let hash = PipelinedHash()
         var parts = 0
         let uploaded: (etag: String, size: Int)
         do {
-            uploaded = try await s3.upload(key: key) {
+            let next: () async throws -> Data? = {
                 parts += 1
-                // The third call comes after the first part was uploaded (crash tests).
-                if parts == 3 { Failpoint.hit("snapshot.during_upload") }
+                // The second call comes after the first part was uploaded (crash tests).
+                if parts == 2 { Failpoint.hit("snapshot.during_upload") }
                 if parts > 1 {
                     SnapshotFormat.returnFreedMemory()
                     progress?(Int64(source.plaintextBytes))
@@ -179,6 +195,12 @@ public final class VolumeSnapshotter: Sendable {
                 guard let part = try source.nextPart() else { return nil }
                 await hash.add(part)
                 return part
+            }
+            if objectSize <= Int64(part) {
+                let body = try await next() ?? Data()
+                uploaded = (try await s3.putObject(key: key, body: body), body.count)
+            } else {
+                uploaded = try await s3.uploadMultipart(key: key, next: next)
             }
         } catch let e as SealedSource.ReadFailure {
             throw Failure(code: "read_failed", message: e.message)
@@ -272,8 +294,8 @@ final class SealedSource: @unchecked Sendable {
         let header = try! SnapshotFormat.Header(snapshotID: snapshotID)
         sealer = SnapshotSealer(dataKey: dataKey, header: header)
         self.partSize = partSize
-        pending = Data(header.bytes)
-        pending.reserveCapacity(partSize + header.chunkSize + 64)
+        pending = Data(capacity: partSize + header.chunkSize + 64)
+        pending.append(contentsOf: header.bytes)
         chunk = [UInt8](repeating: 0, count: header.chunkSize)
         next = [UInt8](repeating: 0, count: header.chunkSize)
     }

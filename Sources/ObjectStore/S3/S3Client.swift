@@ -290,6 +290,29 @@ public struct S3Client: Sendable {
         }
     }
 
+    /// A multipart upload of what `next` hands out, when the caller knows it is more than one
+    /// part (no look-ahead: one part in memory at a time). Aborted on any failure, so no orphan
+    /// upload is left. Returns the ETag and size.
+    public func uploadMultipart(key: String, next: () async throws -> Data?) async throws -> (etag: String, size: Int) {
+        let uploadID = try await createMultipartUpload(key: key)
+        do {
+            var parts: [(number: Int, etag: String)] = []
+            var size = 0
+            var part = try await next()
+            while part != nil {
+                let number = parts.count + 1
+                let sent = try await uploadTaking(&part, key: key, uploadID: uploadID, number: number)
+                parts.append((number, sent.etag))
+                size += sent.size
+                part = try await next()
+            }
+            return (try await completeMultipartUpload(key: key, uploadID: uploadID, parts: parts), size)
+        } catch {
+            try? await abortMultipartUpload(key: key, uploadID: uploadID)
+            throw error
+        }
+    }
+
     /// Uploads the part in `slot` and empties the slot, so the caller holds no copy of it.
     private func uploadTaking(_ slot: inout Data?, key: String, uploadID: String, number: Int) async throws(S3Error) -> (etag: String, size: Int) {
         let body = slot ?? Data()

@@ -320,6 +320,13 @@ extension SnapshotFormat {
 }
 
 extension SnapshotFormat {
+    /// The size of the object that seals `plaintext` bytes: header, ciphertext and one 16-byte
+    /// tag per chunk (an empty volume still has one, empty, last chunk).
+    public static func objectSize(plaintext: Int64, snapshotID: String, chunkSize: Int = defaultChunkSize) -> Int64 {
+        let chunks = max(1, (plaintext + Int64(chunkSize) - 1) / Int64(chunkSize))
+        return Int64(47 + snapshotID.utf8.count) + plaintext + 16 * chunks
+    }
+
     /// Gives the memory freed since the last call back to the system (glibc `malloc_trim`): the
     /// snapshot pipeline calls it once per part, so buffers freed on other threads' arenas do not
     /// add up in the resident set.
