@@ -13,6 +13,8 @@ public struct DesiredView: Codable, Sendable {
     public var draft: DesiredState?
     /// Whether the draft differs from what is published.
     public var unpublishedChanges: Bool
+    /// What the save could not check (a host that never reported: capacity unknown); absent when none.
+    public var warnings: [String]?
 
     public init(hostID: String, generation: Int64, spec: DesiredState?, publishedAt: Timestamp?, draft: DesiredState?, unpublishedChanges: Bool) {
         self.hostID = hostID
@@ -24,7 +26,7 @@ public struct DesiredView: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case generation, spec, draft
+        case generation, spec, draft, warnings
         case hostID = "host_id"
         case publishedAt = "published_at"
         case unpublishedChanges = "unpublished_changes"

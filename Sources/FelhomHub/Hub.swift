@@ -33,6 +33,8 @@ public struct Hub: Sendable {
         /// Base64 of the 32-byte key secret bundles are encrypted with at rest (`secrets_key`);
         /// nil: the hub stores no secret bundles.
         public var secretsKey: Secret?
+        /// How a host's allocatable CPU and memory are computed (ADR 0012).
+        public var capacity = Placement.Policy()
         public init() {}
     }
 

@@ -1,3 +1,4 @@
+import FelhomCore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -14,6 +15,8 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
     public var retryAfter: Int?
     /// For 405: the methods the path answers (sent as `Allow`).
     public var allow: String?
+    /// More fields of the error object (e.g. `quota`, `limit`, `usage`, `requested`).
+    public var details: [String: JSONValue] = [:]
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, path: String? = nil, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
@@ -42,11 +45,11 @@ public struct HubError: Error, Sendable, CustomStringConvertible, HTTPResponseEr
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var err: [String: String] = ["code": code, "message": message]
-        if let path { err["path"] = path }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let body = (try? enc.encode(["error": err])) ?? Data()
+        var err: [String: JSONValue] = details
+        err["code"] = .string(code)
+        err["message"] = .string(message)
+        if let path { err["path"] = .string(path) }
+        let body = JSONValue.object(["error": .object(err)]).serialized()
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }

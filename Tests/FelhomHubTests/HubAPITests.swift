@@ -190,6 +190,35 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    .get, "/api/v1/hosts/\(w.hostA)/capacity", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .ok, "host": .ok, "guest": .forbidden,
+                        "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/customers/\(w.customerA)/quotas", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/customers/\(w.customerA)/quotas", #"{"max_guests":500}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    // The world's hosts have not reported: no capacity known, so 409 no_capacity for the operator.
+                    .post, "/api/v1/customers/\(w.customerA)/guests", #"{"name":"placed","cpu":1,"memory_mb":512,"disk_gb":4}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
                     .post, "/api/v1/host-report", sampleReport(),
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
@@ -629,7 +658,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 18)  // one row per migration: bump with each new one
+            #expect(versions == 19)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -28,8 +28,11 @@ public struct ObservedConfig: Sendable, Equatable {
     public var cpuunits: Int?
     public var memory: Int?
     public var description: String?
+    /// PVE `cpulimit` (0 when the config has none: no limit).
+    public var cpulimit: Double?
 
-    public init(cores: Int?, cpuunits: Int?, memory: Int?, description: String?) {
+    public init(cores: Int?, cpuunits: Int?, memory: Int?, description: String?, cpulimit: Double? = nil) {
+        self.cpulimit = cpulimit
         self.cores = cores
         self.cpuunits = cpuunits
         self.memory = memory
@@ -81,7 +84,8 @@ public enum Plan {
             if a.lock != nil { continue }
             if let c = a.config {
                 // The same comparison as the hub's drift view; each difference is a config key to write.
-                let observed = GuestComparison.Observed(cores: c.cores, cpuunits: c.cpuunits, memory: c.memory, description: c.description)
+                let observed = GuestComparison.Observed(
+                    cores: c.cores, cpuunits: c.cpuunits, memory: c.memory, description: c.description, cpulimit: c.cpulimit)
                 var set: [String: String] = [:]
                 for d in GuestComparison.differences(g, observed) where d.field != "disk" { set[d.field] = d.desired }
                 if !set.isEmpty { out.append(.setConfig(vmid: g.vmid, set: set)) }
@@ -103,6 +107,7 @@ public enum Plan {
             "hostname": g.name, "cores": String(g.cores), "cpuunits": String(g.cpuunits), "memory": String(g.memoryMB),
         ]
         set["description"] = GuestComparison.normalizedDescription(g.description)
+        if let limit = g.cpuLimit { set["cpulimit"] = GuestComparison.cpuLimitText(limit) }
         return set
     }
 

@@ -22,7 +22,10 @@ public struct HostObserver: Sendable {
         for s in try await pve.containers(node: node).sorted(by: { $0.vmid < $1.vmid }) where !s.template {
             let cfg = try? await pve.containerConfig(node: node, vmid: s.vmid, current: false)
             let status: ObservedGuest.Status = s.status == "running" ? .running : s.status == "stopped" ? .stopped : .unknown
-            let observed = cfg.map { ObservedConfig(cores: $0.cores, cpuunits: $0.cpuunits, memory: $0.memory, description: $0.description ?? "") }
+            let observed = cfg.map {
+                ObservedConfig(
+                    cores: $0.cores, cpuunits: $0.cpuunits, memory: $0.memory, description: $0.description ?? "", cpulimit: $0.cpulimit ?? 0)
+            }
             out.append(
                 (
                     ObservedGuest(
@@ -40,7 +43,7 @@ public struct HostObserver: Sendable {
         let guests = try await self.guests().map { g, cfg -> HostReport.Guest in
             let spec = cfg.map { c in
                 HostReport.GuestSpec(
-                    cores: c.cores, cpuunits: c.cpuunits, memory: c.memory ?? 0,
+                    cores: c.cores, cpuunits: c.cpuunits, memory: c.memory ?? 0, cpulimit: c.cpulimit ?? 0,
                     disk: c.rootfs?.size.flatMap(Self.gib), description: c.description ?? "",
                     mountPoints: ([c.rootfs.map { ("rootfs", $0) }].compactMap { $0 }
                         + c.mountPoints.sorted { $0.key < $1.key }.map { ("mp\($0.key)", $0.value) })
@@ -59,7 +62,8 @@ public struct HostObserver: Sendable {
             reportedAt: now, agentVersion: agentVersion,
             host: .init(
                 cpu: min(1, max(0, st.cpu)), memoryTotal: st.memoryTotal, memoryUsed: st.memoryUsed, diskTotal: st.rootfsTotal,
-                diskUsed: st.rootfsUsed, uptime: st.uptime, load: st.loadavg, kernel: st.kernel ?? "unknown", pveVersion: version),
+                diskUsed: st.rootfsUsed, uptime: st.uptime, load: st.loadavg, kernel: st.kernel ?? "unknown", pveVersion: version,
+                cores: st.cpuCount.map { Int(clamping: $0) }),
             guests: guests, cloudflared: .unknown, storageTargets: [], backups: [], restoreTests: [], pbsSnapshots: [], auditTail: [],
             journalInFlight: inFlight)
     }

@@ -78,11 +78,17 @@ public struct DesiredState: Codable, Sendable, Equatable {
         /// Whether the agent backs this guest up daily (default true). `false` opts the guest out:
         /// no scheduled backup, no restore test, no `backup_overdue` alarm.
         public var backup: Bool
+        /// A hard CPU limit in vCPUs (PVE `cpulimit`); nil: none, `cpu` is only a weight (ADR 0012).
+        public var cpuLimit: Double?
+        /// Whether the guest gets a public IPv4 address (counts against `max_public_ipv4`).
+        public var publicIPv4: Bool
 
         public init(
             vmid: Int, name: String, cpu: Double, memoryMB: Int, diskGB: Int, runState: RunState, description: String = "",
-            mountPoints: [MountPoint] = [], ephemeral: Bool = false, backup: Bool = true
+            mountPoints: [MountPoint] = [], ephemeral: Bool = false, backup: Bool = true, cpuLimit: Double? = nil, publicIPv4: Bool = false
         ) {
+            self.cpuLimit = cpuLimit
+            self.publicIPv4 = publicIPv4
             self.vmid = vmid
             self.name = name
             self.cpu = cpu
@@ -101,6 +107,8 @@ public struct DesiredState: Codable, Sendable, Equatable {
             case diskGB = "disk_gb"
             case runState = "run_state"
             case mountPoints = "mount_points"
+            case cpuLimit = "cpu_limit"
+            case publicIPv4 = "public_ipv4"
         }
 
         public init(from decoder: Decoder) throws {
@@ -115,9 +123,12 @@ public struct DesiredState: Codable, Sendable, Equatable {
             mountPoints = try c.decodeIfPresent([MountPoint].self, forKey: .mountPoints) ?? []
             ephemeral = try c.decodeIfPresent(Bool.self, forKey: .ephemeral) ?? false
             backup = try c.decodeIfPresent(Bool.self, forKey: .backup) ?? true
+            cpuLimit = try c.decodeIfPresent(Double.self, forKey: .cpuLimit)
+            publicIPv4 = try c.decodeIfPresent(Bool.self, forKey: .publicIPv4) ?? false
         }
 
-        /// `backup` is written only when the guest opts out.
+        /// `backup` is written only when the guest opts out, `cpu_limit` only when set,
+        /// `public_ipv4` only when true (older readers see the same bytes as before).
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(vmid, forKey: .vmid)
@@ -130,6 +141,8 @@ public struct DesiredState: Codable, Sendable, Equatable {
             try c.encode(mountPoints, forKey: .mountPoints)
             try c.encode(ephemeral, forKey: .ephemeral)
             if !backup { try c.encode(backup, forKey: .backup) }
+            if let cpuLimit { try c.encode(cpuLimit, forKey: .cpuLimit) }
+            if publicIPv4 { try c.encode(publicIPv4, forKey: .publicIPv4) }
         }
 
         /// PVE `cores`: enough visible cores for the share (at least 1).
@@ -380,7 +393,7 @@ public struct DesiredState: Codable, Sendable, Equatable {
         "guests": .array(
             .object([
                 "vmid": .any, "name": .any, "cpu": .any, "memory_mb": .any, "disk_gb": .any, "run_state": .any,
-                "description": .any, "ephemeral": .any, "backup": .any,
+                "description": .any, "ephemeral": .any, "backup": .any, "cpu_limit": .any, "public_ipv4": .any,
                 "mount_points": .array(.object(["key": .any, "path": .any, "size_gb": .any, "backup": .any, "bulk": .any, "backup_enabled": .any])),
             ])),
         "storage_policy": .object(["backup_storage": .any, "backup_hour": .any, "keep_last": .any]),
@@ -413,6 +426,11 @@ public struct DesiredState: Codable, Sendable, Equatable {
             }
             guard abs(g.cpu * 100 - (g.cpu * 100).rounded()) <= 1e-6 else {
                 throw ContractError(path: "\(p).cpu", message: "at most two decimals (e.g. 0.25)")
+            }
+            if let limit = g.cpuLimit {
+                guard limit.isFinite, limit >= 0.01 - 1e-9, limit <= 8192, abs(limit * 100 - (limit * 100).rounded()) <= 1e-6 else {
+                    throw ContractError(path: "\(p).cpu_limit", message: "must be a positive number of vCPUs with at most two decimals (e.g. 1.5)")
+                }
             }
             guard g.memoryMB > 0 else { throw ContractError(path: "\(p).memory_mb", message: "memory must be positive (MiB)") }
             guard g.memoryMB >= 16 else { throw ContractError(path: "\(p).memory_mb", message: "must be at least 16 MiB") }
@@ -568,7 +586,10 @@ public enum GuestComparison {
         public var description: String?
         /// Root disk in GiB.
         public var disk: Int64?
-        public init(cores: Int?, cpuunits: Int?, memory: Int?, description: String?, disk: Int64? = nil) {
+        /// PVE `cpulimit` (0: no limit).
+        public var cpulimit: Double?
+        public init(cores: Int?, cpuunits: Int?, memory: Int?, description: String?, disk: Int64? = nil, cpulimit: Double? = nil) {
+            self.cpulimit = cpulimit
             self.cores = cores
             self.cpuunits = cpuunits
             self.memory = memory
@@ -588,6 +609,13 @@ public enum GuestComparison {
         if let text = s.description, normalizedDescription(text) != normalizedDescription(d.description) {
             out.append(.init(field: "description", desired: normalizedDescription(d.description), actual: normalizedDescription(text)))
         }
+        if let limit = s.cpulimit {
+            // An empty desired value removes the key (no limit).
+            let want = d.cpuLimit ?? 0
+            if abs(limit - want) > 1e-6 {
+                out.append(.init(field: "cpulimit", desired: want == 0 ? "" : cpuLimitText(want), actual: cpuLimitText(limit)))
+            }
+        }
         if let disk = s.disk, disk < Int64(d.diskGB) {
             out.append(.init(field: "disk", desired: "\(d.diskGB)", actual: "\(disk)"))
         }
@@ -596,6 +624,16 @@ public enum GuestComparison {
 
     /// ``differences(_:_:)`` against a host report's guest spec.
     public static func specDifferences(_ d: DesiredState.Guest, _ s: HostReport.GuestSpec) -> [Difference] {
-        differences(d, Observed(cores: s.cores, cpuunits: s.cpuunits, memory: s.memory, description: s.description, disk: s.disk))
+        differences(
+            d, Observed(cores: s.cores, cpuunits: s.cpuunits, memory: s.memory, description: s.description, disk: s.disk, cpulimit: s.cpulimit))
+    }
+
+    /// A CPU limit as PVE writes it: `1.5`, `2` (at most two decimals).
+    public static func cpuLimitText(_ value: Double) -> String {
+        let hundredths = Int((value * 100).rounded())
+        let whole = hundredths / 100
+        let fraction = hundredths % 100
+        if fraction == 0 { return String(whole) }
+        return fraction % 10 == 0 ? "\(whole).\(fraction / 10)" : "\(whole).\(String(format: "%02d", fraction))"
     }
 }

@@ -16,11 +16,15 @@ public struct HostReport: Codable, Sendable, Equatable {
         public var load: [Double]
         public var kernel: String
         public var pveVersion: String
+        /// The host's CPU count (PVE's `cpuinfo.cpus`): the base of its allocatable CPU (ADR 0012).
+        /// Absent in reports of older agents.
+        public var cores: Int?
 
         public init(
             cpu: Double, memoryTotal: Int64, memoryUsed: Int64, diskTotal: Int64, diskUsed: Int64, uptime: Int64,
-            load: [Double], kernel: String, pveVersion: String
+            load: [Double], kernel: String, pveVersion: String, cores: Int? = nil
         ) {
+            self.cores = cores
             self.cpu = cpu
             self.memoryTotal = memoryTotal
             self.memoryUsed = memoryUsed
@@ -33,7 +37,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case cpu, uptime, load, kernel
+            case cpu, uptime, load, kernel, cores
             case memoryTotal = "memory_total"
             case memoryUsed = "memory_used"
             case diskTotal = "disk_total"
@@ -68,8 +72,13 @@ public struct HostReport: Codable, Sendable, Equatable {
         public var disk: Int64?
         public var description: String
         public var mountPoints: [MountPoint]
+        /// PVE `cpulimit` (0: none); absent in reports of older agents.
+        public var cpulimit: Double?
 
-        public init(cores: Int?, cpuunits: Int?, memory: Int, disk: Int64?, description: String, mountPoints: [MountPoint]) {
+        public init(
+            cores: Int?, cpuunits: Int?, memory: Int, cpulimit: Double? = nil, disk: Int64?, description: String, mountPoints: [MountPoint]
+        ) {
+            self.cpulimit = cpulimit
             self.cores = cores
             self.cpuunits = cpuunits
             self.memory = memory
@@ -79,7 +88,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case cores, cpuunits, memory, disk, description
+            case cores, cpuunits, memory, disk, description, cpulimit
             case mountPoints = "mount_points"
         }
     }

@@ -39,6 +39,14 @@ enum OpenAPIDocument {
                           code: {type: string}
                           message: {type: string}
                           path: {type: string}
+                          quota: {type: string, description: "quota_exceeded: the quota's field name (max_memory_mb, max_guests, max_routes, max_public_ipv4)"}
+                          limit: {type: integer, description: "quota_exceeded: the limit"}
+                          usage: {type: integer, description: "quota_exceeded: the customer's usage before the change"}
+                          requested: {type: number, description: "quota_exceeded: what the change adds; capacity_exceeded: the summed request"}
+                          host_id: {type: string, description: "capacity_exceeded: the host"}
+                          resource: {type: string, description: "capacity_exceeded: memory or cpu"}
+                          allocatable: {type: number, description: "capacity_exceeded: what the host can allocate"}
+                          hosts: {type: array, description: "no_capacity: each host's binding resource", items: {type: object, properties: {host_id: {type: string}, resource: {type: string, enum: [memory, cpu, capacity_unknown]}, free: {type: number, nullable: true}, requested: {type: number}}}}
           securitySchemes:
             bearer: {type: http, scheme: bearer}
           schemas:
@@ -52,6 +60,43 @@ enum OpenAPIDocument {
                 error:
                   type: object
                   properties: {code: {type: string}, message: {type: string}, path: {type: string}}
+            ResourceUsage:
+              type: object
+              required: [cpu, memory_mb, guests, routes, public_ipv4]
+              properties:
+                cpu: {type: number, minimum: 0}
+                memory_mb: {type: integer, minimum: 0}
+                guests: {type: integer, minimum: 0}
+                routes: {type: integer, minimum: 0}
+                public_ipv4: {type: integer, minimum: 0}
+            Quotas:
+              type: object
+              required: [max_memory_mb, max_guests, max_routes, max_public_ipv4, usage, exceeded]
+              properties:
+                max_memory_mb: {type: integer, nullable: true}
+                max_guests: {type: integer, nullable: true}
+                max_routes: {type: integer, nullable: true}
+                max_public_ipv4: {type: integer, nullable: true}
+                usage: {$ref: "#/components/schemas/ResourceUsage"}
+                exceeded: {type: array, items: {type: string, enum: [max_memory_mb, max_guests, max_routes, max_public_ipv4]}}
+            HostCapacity:
+              type: object
+              required: [host_id, usage]
+              properties:
+                host_id: {type: string}
+                allocatable_cpu: {type: number, nullable: true}
+                allocatable_memory_mb: {type: integer, nullable: true}
+                usage: {$ref: "#/components/schemas/ResourceUsage"}
+            GuestPlacement:
+              type: object
+              required: [host_id, vmid, reason, free_memory_mb, published]
+              properties:
+                host_id: {type: string}
+                vmid: {type: integer}
+                reason: {type: string}
+                free_memory_mb: {type: integer}
+                free_cpu: {type: number, nullable: true}
+                published: {type: boolean}
             DesiredState:
               type: object
               additionalProperties: false
@@ -78,6 +123,8 @@ enum OpenAPIDocument {
                       description: {type: string, maxLength: 8192, nullable: true}
                       ephemeral: {type: boolean, default: false, nullable: true}
                       backup: {type: boolean, default: true, nullable: true, description: "false opts the guest out of scheduled backups and restore tests"}
+                      cpu_limit: {type: number, minimum: 0, exclusiveMinimum: true, maximum: 8192, multipleOf: 0.01, nullable: true, description: "a hard CPU limit in vCPUs (PVE cpulimit); absent: none, cpu is only a weight"}
+                      public_ipv4: {type: boolean, default: false, nullable: true, description: "the guest gets a public IPv4 address (counts against max_public_ipv4)"}
                       mount_points:
                         type: array
                         nullable: true
@@ -276,6 +323,7 @@ enum OpenAPIDocument {
                     load: {type: array, items: {type: number}}
                     kernel: {type: string}
                     pve_version: {type: string}
+                    cores: {type: integer, minimum: 0, maximum: 9223372036854775807, nullable: true, description: "the host's CPU count (absent from older agents)"}
                 guests:
                   type: array
                   items:
@@ -292,6 +340,7 @@ enum OpenAPIDocument {
                         properties:
                           cores: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
                           cpuunits: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
+                          cpulimit: {type: number, nullable: true, description: "PVE cpulimit (0: none; absent from older agents)"}
                           memory: {type: integer, minimum: 1, maximum: 9223372036854775807}
                           disk: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
                           description: {type: string}
@@ -542,7 +591,7 @@ enum OpenAPIDocument {
             get:
               summary: Desired state (operator, the host's own key, its customer). spec is what is published; generation its number; draft the working copy (not shown to host keys).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{host_id, generation, spec, published_at, draft, unpublished_changes}"}, "404": {description: no such host for this key}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{host_id, generation, spec, published_at, draft, unpublished_changes, warnings (a host that never reported: capacity not checked)}"}, "404": {description: no such host for this key}, default: {$ref: "#/components/responses/Error"}}
             put:
               summary: Save the draft (operator). Validated; a 400 names the field (e.g. $.guests[0].memory_mb).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
@@ -551,12 +600,12 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {$ref: "#/components/schemas/DesiredState"}
-              responses: {"200": {description: the desired view}, "400": {description: invalid spec}, "409": {description: "unknown_disk: a storage policy names a disk the box never reported"}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the desired view}, "400": {description: invalid spec}, "409": {description: "unknown_disk: a storage policy names a disk the box never reported; capacity_exceeded: the guests' memory caps or CPU shares exceed what the host can allocate (host_id, resource, requested, allocatable); quota_exceeded: the customer's quota (quota, limit, usage, requested)"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/desired/publish:
             post:
               summary: Publish the draft (operator); bumps desired_generation and wakes the host's long-poll. Never touches apps.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{generation}"}, "409": {description: no draft to publish}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{generation}"}, "409": {description: "no draft to publish, capacity_exceeded or quota_exceeded (as for PUT)"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/requests:
             post:
               summary: >-
@@ -578,6 +627,11 @@ enum OpenAPIDocument {
                 "202": {description: the request as published, content: {application/json: {schema: {$ref: "#/components/schemas/OperatorRequest"}}}}
                 "409": {description: "no published desired state, the guest is not in it, or backups are off (no storage_policy.backup_storage)"}
                 default: {$ref: "#/components/responses/Error"}
+          /api/v1/hosts/{id}/capacity:
+            get:
+              summary: "The host's allocatable CPU and memory (ADR 0012: cores × cpu_overcommit; memory − reserved_host_memory_mb − memory_safety_buffer_mb) next to what its desired state uses (draft or published, whichever is larger). Null until the host reports."
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: capacity and usage, content: {application/json: {schema: {$ref: "#/components/schemas/HostCapacity"}}}}, "404": {description: no such host for this key}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/hosts/{id}/drift:
             get:
               summary: Published desired state vs the last host report, per guest (in_sync, differs, missing, unexpected, unknown).
@@ -652,6 +706,69 @@ enum OpenAPIDocument {
               summary: Unblock a host (operator).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/customers/{id}/quotas:
+            get:
+              summary: The customer's quotas (null is no limit), its usage over all its hosts, and which quotas it is over (operator only).
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: quotas and usage, content: {application/json: {schema: {$ref: "#/components/schemas/Quotas"}}}}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
+            put:
+              summary: "Replace the customer's quotas (operator only). Null or absent is no limit. A limit below current usage is accepted and flagged in exceeded (nothing is destroyed; changes that would raise that usage are refused with 409 quota_exceeded)."
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      properties:
+                        max_memory_mb: {type: integer, minimum: 0, maximum: 1099511627776, nullable: true}
+                        max_guests: {type: integer, minimum: 0, maximum: 1099511627776, nullable: true}
+                        max_routes: {type: integer, minimum: 0, maximum: 1099511627776, nullable: true}
+                        max_public_ipv4: {type: integer, minimum: 0, maximum: 1099511627776, nullable: true}
+              responses: {"200": {description: quotas and usage, content: {application/json: {schema: {$ref: "#/components/schemas/Quotas"}}}}, "400": {description: a limit that is not a whole number ≥ 0 (error.path names it)}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/customers/{id}/guests:
+            post:
+              summary: "Place a new guest (operator only): on the customer's host with the most free allocatable memory that fits its memory cap and CPU share; written into that host's draft (publish it as usual). vmid optional (the host's next free one). 409 no_capacity names each host's binding resource (hosts); quota_exceeded as for any change."
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      required: [name, cpu, memory_mb, disk_gb]
+                      properties:
+                        vmid: {type: integer, minimum: 100, maximum: 999999999}
+                        name: {type: string, pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'}
+                        cpu: {type: number, minimum: 0, exclusiveMinimum: true, maximum: 512, multipleOf: 0.01, description: "decimal vCPU (0.25, 0.5, 1, 2), a proportional weight; at most two decimals"}
+                        memory_mb: {type: integer, minimum: 16, maximum: 9223372036854775807}
+                        disk_gb: {type: integer, minimum: 1, maximum: 499, description: "root disk in GiB; 500 or more would carry bulk data in every backup (the bulk-volume rule)"}
+                        run_state: {type: string, enum: [running, stopped, null], default: running, nullable: true}
+                        description: {type: string, maxLength: 8192, nullable: true}
+                        ephemeral: {type: boolean, default: false, nullable: true}
+                        backup: {type: boolean, default: true, nullable: true, description: "false opts the guest out of scheduled backups and restore tests"}
+                        cpu_limit: {type: number, minimum: 0, exclusiveMinimum: true, maximum: 8192, multipleOf: 0.01, nullable: true, description: "a hard CPU limit in vCPUs (PVE cpulimit); absent: none, cpu is only a weight"}
+                        public_ipv4: {type: boolean, default: false, nullable: true, description: "the guest gets a public IPv4 address (counts against max_public_ipv4)"}
+                        mount_points:
+                          type: array
+                          nullable: true
+                          items:
+                            type: object
+                            additionalProperties: false
+                            required: [key, path, size_gb, backup, bulk]
+                            properties:
+                              key: {type: string, pattern: '^mp([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$'}
+                              path: {type: string, pattern: '^/[^,]+$', description: an absolute path other than /, without commas}
+                              size_gb: {type: integer, minimum: 1, maximum: 9223372036854775807}
+                              backup: {type: boolean}
+                              bulk: {type: boolean, description: bulk volumes must have backup=false}
+                              backup_enabled: {type: boolean, nullable: true, description: "snapshotted to object storage (default true; docs/object-storage.md)"}
+                            allOf:
+                              - not: {type: object, required: [bulk, backup], properties: {bulk: {enum: [true]}, backup: {enum: [true]}}}
+                              - not: {type: object, required: [size_gb, backup], properties: {size_gb: {minimum: 500}, backup: {enum: [true]}}, description: "a volume of 500 GiB or more is bulk: backup must be false"}
+              responses: {"201": {description: where it went and why, content: {application/json: {schema: {$ref: "#/components/schemas/GuestPlacement"}}}}, "400": {description: invalid guest}, "404": {description: no such customer}, "409": {description: "no_capacity, no_hosts, quota_exceeded, or a vmid or name the host already has"}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/suspend:
             post:
               summary: Suspend a customer (operator). Its hosts are blocked; its customer and guest keys are refused (403).

@@ -58,6 +58,12 @@ public struct HubConfig: Decodable, Sendable {
     public var metricsKey: Secret?
     /// Base64 of 32 random bytes: the key guests' secret bundles are encrypted with at rest.
     public var secretsKey: Secret?
+    /// Allocatable CPU per physical core (ADR 0012; default 4.0).
+    public var cpuOvercommit: Double?
+    /// Memory kept for the host itself (default 1024 MiB).
+    public var reservedHostMemoryMB: Int?
+    /// Memory kept free on top (default 512 MiB).
+    public var memorySafetyBufferMB: Int?
 
     /// An empty configuration: every setting at its default.
     public init() {}
@@ -105,6 +111,9 @@ public struct HubConfig: Decodable, Sendable {
         case tlsKeyFile = "tls_key_file"
         case metricsKey = "metrics_key"
         case secretsKey = "secrets_key"
+        case cpuOvercommit = "cpu_overcommit"
+        case reservedHostMemoryMB = "reserved_host_memory_mb"
+        case memorySafetyBufferMB = "memory_safety_buffer_mb"
     }
 
     /// How an environment override of `key` is typed.
@@ -112,9 +121,10 @@ public struct HubConfig: Decodable, Sendable {
         switch key {
         case .pollIntervalSeconds, .checkIntervalSeconds, .staleAfterSeconds, .downAfterSeconds, .backupDeadlineHour, .reportRetentionDays,
             .smtpPort, .maxGuestsPerHost, .maxConnections, .idleTimeoutSeconds, .maxLongPollsPerKey, .maxLongPollSeconds,
-            .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays, .backupOverdueDays, .restoreTestOverdueDays:
+            .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays, .backupOverdueDays, .restoreTestOverdueDays,
+            .reservedHostMemoryMB, .memorySafetyBufferMB:
             return .integer
-        case .rateLimitReportsPerMinute, .rateLimitReportsBurst, .rateLimitEventsPerMinute, .rateLimitEventsBurst:
+        case .rateLimitReportsPerMinute, .rateLimitReportsBurst, .rateLimitEventsPerMinute, .rateLimitEventsBurst, .cpuOvercommit:
             return .number
         case .secureCookies:
             return .boolean
@@ -186,6 +196,18 @@ extension HubConfig {
             level = Defaults.logLevel
         }
         var settings = Hub.Settings()
+        if let factor = cpuOvercommit {
+            guard factor.isFinite, factor >= 0.1, factor <= 64 else { throw invalid("cpu_overcommit must be 0.1…64 (got \(factor))") }
+            settings.capacity.cpuOvercommit = factor
+        }
+        if let mb = reservedHostMemoryMB {
+            guard mb >= 0 else { throw invalid("reserved_host_memory_mb must not be negative") }
+            settings.capacity.reservedHostMemoryMB = mb
+        }
+        if let mb = memorySafetyBufferMB {
+            guard mb >= 0 else { throw invalid("memory_safety_buffer_mb must not be negative") }
+            settings.capacity.memorySafetyBufferMB = mb
+        }
         if let seconds = pollIntervalSeconds {
             guard seconds >= 1 else { throw invalid("poll_interval_seconds must be at least 1") }
             settings.pollIntervalSeconds = seconds

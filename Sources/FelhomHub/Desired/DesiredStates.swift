@@ -40,7 +40,7 @@ extension Hub {
     /// Saves the operator's draft after validating it (400 naming the field). Publishing is separate.
     public func putDesired(hostID: String, body: Data, by principal: Principal) async throws -> DesiredView {
         guard principal == .operator else { throw HubError.forbidden("edit desired state (operator only)") }
-        guard try await hostRow(hostID) != nil else { throw HubError.notFound("host \(hostID)") }
+        guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         // `requests` is hub-managed (POST …/requests): a draft's own list is checked for shape, then dropped.
         var body = body
         if case .object(var doc)? = try? JSONValue.parse(body), let list = doc["requests"] {
@@ -54,11 +54,18 @@ extension Hub {
         }
         let text = String(decoding: spec.encoded(), as: UTF8.self)
         let now = self.now
-        try await store.withDB { db in
+        // Capacity and quotas are checked and the draft written in one transaction (the
+        // customer's row locked), so concurrent edits cannot together pass a quota.
+        let warnings = try await admitted(hostID: hostID, customerID: host.customerID) { db in
             try await Self.checkDiskPolicies(spec, hostID: hostID, in: db)
+            let published = try await Self.publishedSpecIfAny(hostID, in: db)?.0
+            let warnings = try await admit(hostID: hostID, customerID: host.customerID, checked: spec, states: (spec, published), in: db)
             try await DesiredTable.saveDraft(hostID: hostID, spec: text, at: now, in: db)
+            return warnings
         }
-        return try await desired(hostID: hostID, by: principal)
+        var view = try await desired(hostID: hostID, by: principal)
+        view.warnings = warnings.isEmpty ? nil : warnings
+        return view
     }
 
     /// The storage handshake (SPEC §1 rule 7): a disk policy may only name a disk the box has
@@ -167,7 +174,7 @@ extension Hub {
         guard principal == .operator else { throw HubError.forbidden("publish desired state (operator only)") }
         guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let now = self.now
-        let gen = try await store.transaction { db -> Int64 in
+        let gen = try await admitted(hostID: hostID, customerID: host.customerID) { db -> Int64 in
             guard let draft = try await DesiredTable.draft(hostID: hostID, in: db) else {
                 throw HubError(.conflict, "no_draft", "no draft to publish: PUT /api/v1/hosts/\(hostID)/desired first")
             }
@@ -175,6 +182,7 @@ extension Hub {
             var next = try DesiredState.decode(Data(draft.utf8))
             let carried = try await publishedSpec(hostID, in: db)?.0.requests ?? []
             next.requests = carried.filter { r in next.guests.contains { $0.vmid == r.vmid } }
+            _ = try await admit(hostID: hostID, customerID: host.customerID, checked: next, states: (next, next), in: db)
             let spec = String(decoding: next.encoded(), as: UTF8.self)
             // The one generation bump (also used by Hub.bumpGeneration).
             guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }

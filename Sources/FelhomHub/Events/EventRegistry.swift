@@ -105,6 +105,16 @@ public enum EventRegistry {
             english: "— a public route does not work: its listener or its backend fails (the reason says which)",
             hungarian: "— egy nyilvános útvonal nem működik"),
         .init(
+            name: "quotas_changed", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— the customer's quotas were changed", hungarian: "— az ügyfél keretei megváltoztak"),
+        .init(
+            name: "quota_lowered_below_usage", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— a quota is now below what the customer uses (nothing was removed; growth is refused)",
+            hungarian: "— egy keret a jelenlegi használat alá került (semmi sem törlődött; bővítés nem lehetséges)"),
+        .init(
+            name: "guest_placed", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— a new guest was placed on this host (draft)", hungarian: "— egy új vendég erre a gépre került (piszkozat)"),
+        .init(
             name: "volume_snapshot_completed", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— a volume was snapshotted to object storage, encrypted", hungarian: "— egy kötet titkosított pillanatképe elkészült"),
         .init(
@@ -179,7 +189,8 @@ public enum EventRegistry {
             hungarian: "nem alkalmazta időben az új beállítást"),
         .init(
             name: "quota_exceeded", postedBy: [.hub], severity: .warning, customerMailable: false,
-            english: "— a quota was exceeded", hungarian: "— egy kvóta túllépve"),
+            english: "— a desired-state change was refused: it would exceed the customer's quota",
+            hungarian: "— egy módosítás elutasítva: túllépné az ügyfél keretét"),
         // Posted by host keys (the agent).
         .init(
             name: "backup_completed", postedBy: [.host], severity: .info, customerMailable: false,
@@ -212,7 +223,8 @@ public enum EventRegistry {
             english: "created a new guest", hungarian: "új vendéggépet hozott létre"),
         .init(
             name: "memory_limit_exceeded", postedBy: [.host], severity: .warning, customerMailable: false,
-            english: "— a guest hit its memory limit", hungarian: "— egy vendéggép elérte a memóriakorlátját"),
+            english: "— a guest hit its memory cap and the kernel killed a process in it (OOM kill)",
+            hungarian: "— egy vendéggép elérte a memóriakorlátját, és a rendszer leállított benne egy folyamatot"),
         .init(
             name: "update_committed", postedBy: [.host], severity: .info, customerMailable: false,
             english: "completed an update", hungarian: "frissítése elkészült"),

@@ -285,6 +285,17 @@ enum Migrations {
                 .run()
             try await db.raw("CREATE INDEX IF NOT EXISTS volume_snapshots_volume ON volume_snapshots (host_id, volume_id, created_at)").run()
         },
+        Migration(version: 19, name: "customer quotas") { db in
+            // One row per customer with limits; a NULL column is no limit.
+            try await db.create(table: "customer_quotas").ifNotExists()
+                .column("customer_id", type: .text, .primaryKey(autoIncrement: false), .references("customers", "id"))
+                .column("max_memory_mb", type: .bigint)
+                .column("max_guests", type: .bigint)
+                .column("max_routes", type: .bigint)
+                .column("max_public_ipv4", type: .bigint)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

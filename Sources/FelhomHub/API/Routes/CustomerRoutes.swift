@@ -49,6 +49,18 @@ enum CustomerRoutes {
             let passphrase = try await hub.newRetrievalPassphrase(customerID: try ctx.parameters.require("id"), by: ctx.principal)
             return try HubAPI.encode(IssuedPassphrase(passphrase: passphrase), status: .created)
         }
+        routes.get("customers/:id/quotas") { _, ctx in
+            try HubAPI.encode(try await hub.quotas(customerID: try ctx.parameters.require("id"), by: ctx.principal))
+        }
+        routes.put("customers/:id/quotas") { req, ctx in
+            let body = try await HubAPI.collect(req)
+            return try HubAPI.encode(try await hub.setQuotas(customerID: try ctx.parameters.require("id"), body: body, by: ctx.principal))
+        }
+        routes.post("customers/:id/guests") { req, ctx in
+            let body = try await HubAPI.collect(req)
+            return try HubAPI.encode(
+                try await hub.placeGuest(customerID: try ctx.parameters.require("id"), body: body, by: ctx.principal), status: .created)
+        }
         return routes
     }
 }

@@ -68,6 +68,9 @@ enum DesiredRoutes {
         routes.get("hosts/:id/drift") { _, ctx in
             try HubAPI.encode(try await hub.drift(hostID: try ctx.parameters.require("id"), by: ctx.principal))
         }
+        routes.get("hosts/:id/capacity") { _, ctx in
+            try HubAPI.encode(try await hub.hostCapacity(hostID: try ctx.parameters.require("id"), by: ctx.principal))
+        }
         routes.get("hosts/:id/volume-snapshots") { req, ctx in
             let list = try await hub.volumeSnapshots(
                 hostID: try ctx.parameters.require("id"), volumeID: req.uri.queryParameters.get("volume_id"), by: ctx.principal)
