@@ -337,11 +337,13 @@ extension SnapshotFormat {
     }
 
     /// For the volume-snapshot pipeline (upload and restore): at most two malloc arenas (each
-    /// thread that frees a part otherwise keeps its own arena's high-water mark), so a 4 GiB
-    /// volume is snapshotted in a bounded, small resident set.
+    /// thread that frees a part otherwise keeps its own arena's high-water mark), and buffers of
+    /// 4 MiB or more (the upload parts, the download ranges) mapped on their own and returned to
+    /// the system when freed, so the resident set follows what is live, whatever the volume's size.
     public static func limitMallocArenas() {
         #if os(Linux)
             _ = glibcMallopt(-8, 2)  // M_ARENA_MAX (malloc.h)
+            _ = glibcMallopt(-3, 4 << 20)  // M_MMAP_THRESHOLD: fixed, so glibc does not raise it
         #endif
     }
 }
