@@ -32,7 +32,8 @@ struct AgentWorld: Sendable {
 
     func agent(
         logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil,
-        restoreTests: RestoreTestSettings? = nil, routes: RouteManager.Settings? = nil, snapshots: VolumeSnapshotSettings? = nil
+        restoreTests: RestoreTestSettings? = nil, routes: RouteManager.Settings? = nil, snapshots: VolumeSnapshotSettings? = nil,
+        memoryRunner: (any CommandRunner)? = nil
     ) async throws -> Agent {
         var logger = given ?? Logger(label: "agent")
         if given == nil { logger.logLevel = .critical }
@@ -41,7 +42,7 @@ struct AgentWorld: Sendable {
             signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
             provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
             longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup, credentials: credentials,
-            restoreTests: restoreTests, routes: routes, snapshots: snapshots)
+            restoreTests: restoreTests, routes: routes, snapshots: snapshots, memoryRunner: memoryRunner)
     }
 
     func publish(_ guests: [DesiredState.Guest]) async throws {
@@ -265,6 +266,35 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             let snap = await w.sim.engine.snapshot()
             #expect(snap.containers[100]?.running == true)
             #expect(snap.volumes.contains { $0.volid == "local-lvm:vm-100-disk-1" && $0.data == "web-media" })
+        }
+    }
+
+    /// An OOM kill in a guest (injected by the simulator into its cgroup's `memory.events`) is said
+    /// exactly once, with the guest's cap and the count; a restart of the agent does not repeat it.
+    @Test func anOOMKillProducesExactlyOneMemoryLimitExceededEvent() async throws {
+        try await withAgentWorld { w in
+            let runner = SimCommandRunner(engine: w.sim.engine)
+            let agent = try await w.agent(memoryRunner: runner)
+            try await w.publish([web, db])
+            try await agent.cycle()  // the baseline
+            func events() async throws -> [HubEvent] { try await w.op.events(hostID: w.hostID, type: "memory_limit_exceeded") }
+            #expect(try await events().isEmpty)
+            await w.sim.engine.injectOOMKill(vmid: 100, count: 2)
+            try await agent.cycle()
+            try await agent.cycle()
+            let said = try await events()
+            #expect(said.count == 1, "\(said)")
+            #expect(said.first?.data["vmid"]?.lenientInt == 100 && said.first?.data["cap_mb"]?.lenientInt == 2048)
+            #expect(said.first?.data["count"]?.lenientInt == 2 && said.first?.severity == .warning)
+            // Another agent process on the same state: the kill is not said again; a new one is.
+            let again = try await w.agent(memoryRunner: runner)
+            try await again.cycle()
+            #expect(try await events().count == 1)
+            await w.sim.engine.injectOOMKill(vmid: 100)
+            try await again.cycle()
+            #expect(try await events().count == 2)
+            // The stopped guest (db) is not read at all: no event, no error.
+            #expect(try await events().allSatisfy { $0.data["vmid"]?.lenientInt == 100 })
         }
     }
 

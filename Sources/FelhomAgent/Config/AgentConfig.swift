@@ -212,6 +212,8 @@ public struct AgentConfig: Decodable, Sendable {
     public var snapshots: Snapshots?
     /// Whether the agent keeps the storage manifest (`lsblk` and `mount` through the fenced backend; default true).
     public var storageManifest: Bool?
+    /// Whether the agent watches the guests' OOM kills (`memory.events` through the fenced backend; default true).
+    public var memoryEvents: Bool?
     public var heal: Heal?
     public var escrow: Escrow?
     public var routes: Routes?
@@ -229,6 +231,7 @@ public struct AgentConfig: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots
         case storageManifest = "storage_manifest"
+        case memoryEvents = "memory_events"
         case localAPI = "local_api"
         case restoreTest = "restore_test"
         case stateDir = "state_dir"
@@ -252,7 +255,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
-            .init("storage_manifest", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"), .init("escrow.drill_days", .integer),
+            .init("storage_manifest", .boolean), .init("memory_events", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"),
+            .init("escrow.drill_days", .integer),
             .init("escrow.operator_public_key"), .init("routes.enabled", .boolean), .init("routes.listen"),
             .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),
             .init("snapshots.enabled", .boolean), .init("snapshots.prefix"), .init("snapshots.s3.endpoint"), .init("snapshots.s3.region"),

@@ -185,7 +185,8 @@ extension Agent {
                     listenHost: cfg.routes?.listen ?? "::", probeInterval: TimeInterval(max(5, cfg.routes?.probeSeconds ?? 30)),
                     allowedPorts: try cfg.routesAllowedPorts())
                 : nil,
-            snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner))
+            snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner),
+            memoryRunner: cfg.memoryEvents ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil)
     }
 
     /// What `felhom-agent snapshot list|restore|run` needs (no agent running): the hub with the

@@ -48,6 +48,8 @@ public final class Agent: Service, Sendable {
     public let routes: RouteManager?
     /// Volume snapshots to object storage (nil: not configured).
     public let snapshots: VolumeSnapshots?
+    /// OOM kills per guest (nil: not watched).
+    let memoryWatch: MemoryWatch?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -92,9 +94,10 @@ public final class Agent: Service, Sendable {
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
         restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
         storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil,
-        snapshots snapshotSettings: VolumeSnapshotSettings? = nil
+        snapshots snapshotSettings: VolumeSnapshotSettings? = nil, memoryRunner: (any CommandRunner)? = nil
     ) throws {
         self.routes = routeSettings.map { RouteManager(settings: $0) }
+        memoryWatch = memoryRunner.map { MemoryWatch(backend: PrivilegedBackend(runner: $0), stateDir: stateDir) }
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
         self.queue = queue
@@ -273,6 +276,7 @@ public final class Agent: Service, Sendable {
             await housekeeping()
             await routeTick(spec)
             await snapshotTick(spec, report: report)
+            await memoryTick(spec)
             await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.
@@ -510,6 +514,17 @@ public final class Agent: Service, Sendable {
         for e in events {
             logger.notice("route: \(e.type) \(e.data["route"]?.stringValue ?? "") \(e.data["reason"]?.stringValue ?? "")")
             await post(e)
+        }
+    }
+
+    /// OOM kills of the desired running guests (``MemoryWatch``): `memory_limit_exceeded` once per increase.
+    func memoryTick(_ spec: DesiredState) async {
+        guard let memoryWatch else { return }
+        let guests = Dictionary(spec.guests.filter { $0.runState == .running }.map { ($0.vmid, $0.memoryMB) }, uniquingKeysWith: { a, _ in a })
+        for event in await memoryWatch.check(guests) {
+            logger.warning(
+                "guest \(event.data["vmid"]?.lenientInt ?? 0) hit its memory cap: \(event.data["count"]?.lenientInt ?? 0) process(es) killed")
+            await post(event)
         }
     }
 

@@ -143,6 +143,25 @@ public actor PVESimEngine {
 
     /// `pct exec VMID -- systemctl restart felhom-controller`: succeeds in a running guest that has
     /// a controller (an app-health payload), fails as PVE and systemd would otherwise.
+    /// OOM kills injected per guest (``injectOOMKill(vmid:count:)``), as `memory.events` counts
+    /// them; cleared when the guest stops (its cgroup goes away).
+    var oomKills: [Int: Int] = [:]
+
+    /// The kernel killed `count` processes of guest `vmid` for its memory cap.
+    public func injectOOMKill(vmid: Int, count: Int = 1) { oomKills[vmid, default: 0] += count }
+
+    /// `cat /sys/fs/cgroup/lxc/VMID/memory.events` on the host: the counters of a running guest's
+    /// cgroup (cgroup v2's flat-keyed format, newer kernels' `oom_group_kill` included).
+    public func execMemoryEvents(vmid: Int) -> (exitCode: Int32, stdout: String, stderr: String) {
+        advance()
+        guard let c = state.containers[vmid], c.running else {
+            oomKills[vmid] = nil
+            return (1, "", "cat: /sys/fs/cgroup/lxc/\(vmid)/memory.events: No such file or directory\n")
+        }
+        let kills = oomKills[vmid] ?? 0
+        return (0, "low 0\nhigh 0\nmax \(kills * 24)\noom \(kills)\noom_kill \(kills)\noom_group_kill 0\n", "")
+    }
+
     public func execRestartController(vmid: Int) -> (exitCode: Int32, stderr: String) {
         advance()
         guard let c = state.containers[vmid] else {

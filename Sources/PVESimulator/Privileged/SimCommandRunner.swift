@@ -6,7 +6,8 @@ import Proxmox
 /// `pct push` accepted for an existing guest, `pct exec VMID -- systemctl restart felhom-controller`
 /// accepted for a running guest (counted: ``PVESimEngine/controllerRestarts``), `pvesm set STORAGE
 /// --encryption-key VALUE` as `PUT /storage` does it, `lsblk --json …` and `mount UUID=…` from the
-/// host's attached disks (``PVESimEngine/attachDisk(_:)``). Anything else fails as not simulated.
+/// host's attached disks (``PVESimEngine/attachDisk(_:)``), `cat /sys/fs/cgroup/lxc/VMID/memory.events`
+/// with injected OOM kills (``PVESimEngine/injectOOMKill(vmid:count:)``). Anything else fails as not simulated.
 public struct SimCommandRunner: CommandRunner {
     let engine: PVESimEngine
 
@@ -24,6 +25,10 @@ public struct SimCommandRunner: CommandRunner {
         {
             let (code, err) = await engine.execRestartController(vmid: vmid)
             return CommandResult(exitCode: code, stdout: "", stderr: err)
+        }
+        if executable == "cat", arguments.count == 1, let vmid = PrivilegedBackend.memoryEventsVMID(arguments[0]) {
+            let (code, out, err) = await engine.execMemoryEvents(vmid: vmid)
+            return CommandResult(exitCode: code, stdout: out, stderr: err)
         }
         if executable == "lsblk", arguments == PrivilegedBackend.lsblkArguments {
             return CommandResult(exitCode: 0, stdout: await engine.execLsblk())

@@ -405,6 +405,40 @@ public struct PrivilegedBackend: Sendable {
         return ["--yes", "\(volumeGroup)/\(name)"]
     }
 
+    /// The path of a guest's cgroup v2 memory events (PVE puts a container in `lxc/<vmid>`; the
+    /// file is hierarchical, so it counts the container's `ns/` too; WAVE2-FACTS §8.1).
+    public static func memoryEventsPath(vmid: Int) -> String { "/sys/fs/cgroup/lxc/\(vmid)/memory.events" }
+
+    /// The vmid of a ``memoryEventsPath(vmid:)``, nil for any other path.
+    public static func memoryEventsVMID(_ path: String) -> Int? {
+        let prefix = "/sys/fs/cgroup/lxc/"
+        let suffix = "/memory.events"
+        guard path.hasPrefix(prefix), path.hasSuffix(suffix) else { return nil }
+        let middle = path.dropFirst(prefix.count).dropLast(suffix.count)
+        guard let vmid = Int(middle), (100...999_999_999).contains(vmid), String(vmid) == middle else { return nil }
+        return vmid
+    }
+
+    /// A guest's cgroup v2 `memory.events` counters, parsed by key (unknown keys kept, lines that
+    /// are not `key value` skipped). Fails when the guest runs no cgroup (stopped).
+    public func memoryEvents(vmid: Int) async throws -> [String: Int64] {
+        guard (100...999_999_999).contains(vmid) else { throw Self.invalid("vmid \(vmid) is out of range") }
+        let r = try await runner.run("cat", [Self.memoryEventsPath(vmid: vmid)])
+        try check(r, what: "reading the memory events of \(vmid)")
+        return Self.parseMemoryEvents(r.stdout)
+    }
+
+    /// `key value` per line → counters (at most 64 keys; a malformed line is skipped).
+    public static func parseMemoryEvents(_ text: String) -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        for line in text.split(separator: "\n").prefix(64) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count == 2, let value = Int64(parts[1]), value >= 0 else { continue }
+            out[String(parts[0])] = value
+        }
+        return out
+    }
+
     /// Every logical volume.
     public func logicalVolumes() async throws -> [LogicalVolume] {
         let r = try await runner.run("lvs", Self.lvsArguments)
