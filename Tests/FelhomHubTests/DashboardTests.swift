@@ -77,6 +77,8 @@ extension TestClientProtocol {
                 .post, "/api/v1/events", key: hkey, body: #"{"type":"restore_test_passed","data":{"vmid":100,"restore_seconds":41.2}}"#)
             _ = try await client.call(.put, "/api/v1/hosts/\(hid)/desired", key: operatorKey, body: sampleDesired)
             _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
+            // A quota lowered below what the customer uses: flagged on the customers page.
+            _ = try await client.call(.put, "/api/v1/customers/\(cid)/quotas", key: operatorKey, body: #"{"max_guests":1}"#)
             _ = try await client.call(
                 .post, "/api/v1/operator-keys", key: operatorKey,
                 body: #"{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"}"#)
@@ -95,13 +97,20 @@ extension TestClientProtocol {
                         "time to restore, latest first: 41 s", "a9:ee:c8:02:13:5c:44:1b", ">app<", "pill ok\">passed", "restored in 41 s",
                         "<h2>Routes</h2>", "pill bad\">unhealthy", "backend_does_not_expect_proxy_protocol — answered &lt;b&gt;400&lt;/b&gt;",
                         "<h2>Volume snapshots</h2>", "pill ok\">protected", "pill bad\">not_protected", "/mnt/&lt;i&gt;usb&lt;/i&gt;",
+                        "<h2>Capacity</h2>", "3072 of 31232 MiB", "2.50 vCPU used; capacity not reported yet", "<meter",
                     ]
                 ),
                 ("/hosts/\(hid)/desired", ["Published generation 1", "&quot;vmid&quot; : 101", "Save and publish"]),
                 ("/events", ["backup_completed", "desired_published", "<option value=\"\(hid)\">nappali</option>"]),
                 ("/events?type=backup_completed", ["backup_completed"]),
                 ("/signed-ops", ["pending_signature", "DESTROY guest", "felhom sign", "/signed-ops/\(opID)/cancel"]),
-                ("/customers", ["Kiss &lt;b&gt;Anna&lt;/b&gt;", "a.example.hu", "nappali", "(default)"]),
+                (
+                    "/customers",
+                    [
+                        "Kiss &lt;b&gt;Anna&lt;/b&gt;", "a.example.hu", "nappali", "(default)", "guests 2 / 1 <span class=\"pill bad\">over",
+                        "memory MiB 3072<br>",
+                    ]
+                ),
             ]
             for (path, needles) in expectations {
                 let r = try await client.page(.get, path, cookie: cookie)

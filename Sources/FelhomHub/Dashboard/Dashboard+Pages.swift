@@ -80,6 +80,23 @@ extension Dashboard {
                 "disk": "\(gib(report.host.diskUsed)) of \(gib(report.host.diskTotal))", "uptime": span(report.host.uptime),
             ]
         }
+        // Capacity (ADR 0012): allocatable next to what the desired state uses, as bars.
+        if let cap = try? await hub.hostCapacity(hostID: id, by: .operator) {
+            func bar(_ label: String, used: Double, of total: Double?, unit: String) -> [String: Any] {
+                let text = { (v: Double) in v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
+                guard let total else {
+                    return ["label": label, "text": "\(text(used)) \(unit) used; capacity not reported yet", "max": 1, "value": 0]
+                }
+                return [
+                    "label": label, "text": "\(text(used)) of \(text(total)) \(unit)", "max": max(total, used, 0.01), "value": used,
+                    "over": used > total + 1e-9,
+                ]
+            }
+            data["capacity"] = [
+                bar("CPU (vCPU shares)", used: cap.usage.cpu, of: cap.allocatableCPU, unit: "vCPU"),
+                bar("Memory (caps)", used: Double(cap.usage.memoryMB), of: cap.allocatableMemoryMB.map(Double.init), unit: "MiB"),
+            ]
+        }
         // Data protection: per guest from the latest report; "verified restorable" and the
         // time-to-restore trend from the restore-test events.
         if let body, let report = try? HostReport.decode(Data(body.utf8)) {

@@ -241,12 +241,29 @@ public enum Dashboard {
         router.get("/customers") { req, _ in
             try await signedIn(hub, req) { s in
                 let hosts = try await hub.hosts(by: .operator)
+                var quotas: [String: QuotaView] = [:]
+                for c in try await hub.customers(by: .operator) { quotas[c.id] = try? await hub.quotas(customerID: c.id, by: .operator) }
                 let rows: [[String: Any]] = try await hub.customers(by: .operator).map { c in
-                    [
+                    let q = quotas[c.id]
+                    let usage: [[String: Any]] =
+                        q.map { q in
+                            [
+                                ("memory MiB", q.usage.memoryMB, q.maxMemoryMB, "max_memory_mb"),
+                                ("guests", q.usage.guests, q.maxGuests, "max_guests"),
+                                ("routes", q.usage.routes, q.maxRoutes, "max_routes"),
+                                ("IPv4", q.usage.publicIPv4, q.maxPublicIPv4, "max_public_ipv4"),
+                            ].map { what, used, limit, field -> [String: Any] in
+                                var row: [String: Any] = ["what": what, "used": used, "over": q.exceeded.contains(field)]
+                                if let limit { row["limit"] = String(limit) }
+                                return row
+                            }
+                        } ?? []
+                    return [
                         "id": c.id, "suspended": c.suspended, "csrf": s.csrf,
                         "name": c.name, "domain": c.domain, "email": c.email, "language": c.language, "timezone": c.timezone,
                         "hosts": hosts.filter { $0.customerID == c.id }.map(\.name).joined(separator: ", "),
                         "types": c.notifyTypes.joined(separator: ", ") + (c.notifyTypesDefault ? " (default)" : ""),
+                        "usage": usage,
                     ]
                 }
                 return page("customers", title: "Customers", ["customers": rows], session: s, notice: req.uri.queryParameters.get("notice"))

@@ -105,6 +105,10 @@ enum DashboardTemplates {
         <h2>Host</h2>
         {{#metrics}}<p class="small">PVE {{pve}} · kernel {{kernel}} · memory {{memory}} · disk {{disk}} · uptime {{uptime}}</p>{{/metrics}}
         {{^metrics}}<p class="small">No report yet.</p>{{/metrics}}
+        <h2>Capacity</h2>
+        <table><tr><th>Resource</th><th>Allocated by the desired state</th><th></th></tr>
+        {{#capacity}}<tr><td>{{label}}</td><td><meter min="0" max="{{max}}" value="{{value}}" high="{{max}}"></meter></td><td class="small">{{text}}{{#over}} <span class="pill bad">over</span>{{/over}}</td></tr>{{/capacity}}
+        </table>
         <h2>Data protection</h2>
         <p>Last verified restorable: {{#verified}}<b title="{{exact}}">{{ago}}</b>{{/verified}}{{^verified}}<span class="pill bad">never</span>{{/verified}}
         {{#trend}} · time to restore, latest first: {{trend}}{{/trend}}</p>
@@ -172,11 +176,12 @@ enum DashboardTemplates {
 
     static let customers = """
         <h1>Customers</h1>
-        <table><tr><th>Name</th><th>Domain</th><th>E-mail</th><th>Language</th><th>Time zone</th><th>Hosts</th><th>Mailed about</th><th>Status</th></tr>
-        {{#customers}}<tr><td>{{name}}</td><td>{{domain}}</td><td>{{email}}</td><td>{{language}}</td><td>{{timezone}}</td><td>{{hosts}}</td><td class="small">{{types}}</td>
+        <table><tr><th>Name</th><th>Domain</th><th>E-mail</th><th>Language</th><th>Time zone</th><th>Hosts</th><th>Usage / quota</th><th>Mailed about</th><th>Status</th></tr>
+        {{#customers}}<tr><td>{{name}}</td><td>{{domain}}</td><td>{{email}}</td><td>{{language}}</td><td>{{timezone}}</td><td>{{hosts}}</td>
+        <td class="small">{{#usage}}{{what}} {{used}}{{#limit}} / {{limit}}{{/limit}}{{#over}} <span class="pill bad">over</span>{{/over}}<br>{{/usage}}</td><td class="small">{{types}}</td>
         <td>{{#suspended}}<span class="pill bad">suspended</span> <form class="inline" method="post" action="/customers/{{id}}/resume"><input type="hidden" name="csrf" value="{{csrf}}"><button>Resume</button></form>{{/suspended}}
         {{^suspended}}<form class="inline" method="post" action="/customers/{{id}}/suspend"><input type="hidden" name="csrf" value="{{csrf}}"><button>Suspend</button></form>{{/suspended}}</td></tr>{{/customers}}
-        {{^customers}}<tr><td colspan="8" class="small">No customers yet.</td></tr>{{/customers}}
+        {{^customers}}<tr><td colspan="9" class="small">No customers yet.</td></tr>{{/customers}}
         </table>
         """
 
