@@ -217,6 +217,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         ] where v < 0 {
             throw ContractError(path: "$.host.\(k)", message: "must not be negative")
         }
+        if let cores = host.cores, !(0...65536).contains(cores) { throw ContractError(path: "$.host.cores", message: "must be 0…65536") }
         if let routes {
             guard routes.count <= DesiredState.maxRoutes else {
                 throw ContractError(path: "$.routes", message: "at most \(DesiredState.maxRoutes) routes")

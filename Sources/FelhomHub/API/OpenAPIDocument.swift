@@ -323,7 +323,7 @@ enum OpenAPIDocument {
                     load: {type: array, items: {type: number}}
                     kernel: {type: string}
                     pve_version: {type: string}
-                    cores: {type: integer, minimum: 0, maximum: 9223372036854775807, nullable: true, description: "the host's CPU count (absent from older agents)"}
+                    cores: {type: integer, minimum: 0, maximum: 65536, nullable: true, description: "the host's CPU count (absent from older agents)"}
                 guests:
                   type: array
                   items:
