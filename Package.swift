@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "felhom", targets: ["felhom"]),
         .executable(name: "felhom-agent", targets: ["felhom-agent"]),
+        .executable(name: "felhom-agent-gate", targets: ["felhom-agent-gate"]),
         .executable(name: "felhom-hub", targets: ["felhom-hub"]),
         .executable(name: "felhom-controller", targets: ["felhom-controller"]),
         .library(name: "FelhomController", targets: ["FelhomController"]),
@@ -104,10 +105,16 @@ let package = Package(
             name: "FelhomHubClient",
             dependencies: ["FelhomCore", "FelhomHTTP", "FelhomAPI"]
         ),
+        // The self-update gate's logic and the A/B install root's format: shared by the agent (which
+        // flips) and felhom-agent-gate (which keeps or reverts), and deliberately free of the agent.
+        .target(
+            name: "FelhomGate",
+            dependencies: ["FelhomCore"]
+        ),
         .target(
             name: "FelhomAgent",
             dependencies: [
-                "FelhomCore", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP", "ObjectStore", "FelhomAPI",
+                "FelhomCore", "FelhomGate", "Proxmox", "FelhomSigning", "FelhomHubClient", "FelhomHTTP", "ObjectStore", "FelhomAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -187,6 +194,10 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "felhom-agent-gate",
+            dependencies: ["FelhomGate", "FelhomCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "felhom-controller",
             dependencies: [
                 "FelhomController", "FelhomCore", "FelhomAPI",
@@ -262,7 +273,7 @@ let package = Package(
         .testTarget(
             name: "FelhomAgentTests",
             dependencies: [
-                "FelhomAgent", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning",
+                "FelhomAgent", "FelhomGate", "Proxmox", "PVESimulator", "FelhomCore", "FelhomAPI", "FelhomHub", "FelhomHubClient", "FelhomSigning",
                 "FelhomController", "FelhomHTTP", "ObjectStore",
                 "FelhomTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -150,6 +150,10 @@ public struct Reply: Sendable {
     public var status: HTTPResponse.Status
     public var body: Data
     public var json: JSONValue? { try? JSONValue.parse(body) }
+    public init(status: HTTPResponse.Status, body: Data) {
+        self.status = status
+        self.body = body
+    }
 }
 
 extension TestClientProtocol {

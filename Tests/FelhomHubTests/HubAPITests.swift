@@ -219,6 +219,48 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    .post, "/api/v1/releases", #"{"manifest":"{}","signature":"x"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/releases", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/releases/agent/9.9.9", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .notFound, "customer": .forbidden, "host": .notFound,
+                        "guest": .forbidden, "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/releases/agent/9.9.9/asset", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .notFound, "customer": .forbidden, "host": .notFound,
+                        "guest": .forbidden, "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .put, "/api/v1/releases/agent/9.9.9/asset", "binary",
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .notFound, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .post, "/api/v1/releases/agent/9.9.9/rollout", #"{"stage":"all"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .notFound, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
                     .post, "/api/v1/host-report", sampleReport(),
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
@@ -500,7 +542,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             #expect(
                 Set(
                     table.map {
-                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: signerKeyID, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}").replacingOccurrences(of: "secrets/platform", with: "secrets/{bundle}"))"
+                        "\($0.0.rawValue) \($0.1.replacingOccurrences(of: w.customerA, with: "{id}").replacingOccurrences(of: w.hostA, with: "{id}").replacingOccurrences(of: w.hostB, with: "{id}").replacingOccurrences(of: opA, with: "{id}").replacingOccurrences(of: signerKeyID, with: "{id}").replacingOccurrences(of: w.customerB, with: "{id}").replacingOccurrences(of: w.guestA, with: "{id}").replacingOccurrences(of: "secrets/platform", with: "secrets/{bundle}").replacingOccurrences(of: "releases/agent/9.9.9", with: "releases/{component}/{version}"))"
                     }) == Set(HubAPI.apiRoutes(of: HubAPI.router(hub: h.hub))))
             for (method, uri, body, expected) in table where !expected.isEmpty {
                 for (name, key) in keys {
@@ -658,7 +700,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 19)  // one row per migration: bump with each new one
+            #expect(versions == 20)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -13,13 +13,17 @@ public final class FileLock: Sendable {
 
     /// Takes the lock without waiting, or throws `.held` when another process (or another open of
     /// the same file in this process) holds it.
-    public init(path: String) throws(FileLockError) {
+    /// With `wait`, blocks until the holder releases it instead (short critical sections shared by
+    /// two processes, such as the self-update gate's state file).
+    public init(path: String, wait: Bool = false) throws(FileLockError) {
         self.path = path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw FileLockError(code: .unopenable, message: "cannot open '\(path)': \(String(cString: strerror(errno)))")
         }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+        var taken = flock(descriptor, wait ? LOCK_EX : LOCK_EX | LOCK_NB)
+        while wait && taken != 0 && errno == EINTR { taken = flock(descriptor, LOCK_EX) }
+        guard taken == 0 else {
             close(descriptor)
             throw FileLockError(code: .held, message: "'\(path)' is locked by another process")
         }

@@ -38,7 +38,7 @@ public enum HubAPI {
         for collection in [
             CustomerRoutes.collection(hub), HostRoutes.collection(hub), DesiredRoutes.collection(hub), ReportRoutes.collection(hub),
             EventRoutes.collection(hub), GeoRoutes.collection(hub), RecoveryRoutes.collection(hub), EnrollmentRoutes.collection(hub),
-            SignedOpRoutes.collection(hub),
+            SignedOpRoutes.collection(hub), ReleaseRoutes.collection(hub),
         ] {
             authenticated.addRoutes(collection, atPath: "api/v1")
         }

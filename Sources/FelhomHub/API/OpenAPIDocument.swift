@@ -79,6 +79,30 @@ enum OpenAPIDocument {
                 max_public_ipv4: {type: integer, nullable: true}
                 usage: {$ref: "#/components/schemas/ResourceUsage"}
                 exceeded: {type: array, items: {type: string, enum: [max_memory_mb, max_guests, max_routes, max_public_ipv4]}}
+            Release:
+              type: object
+              required: [component, version, sha256, size, manifest, signature, signer, created_at]
+              properties:
+                component: {type: string, enum: [agent, controller]}
+                version: {type: string}
+                sha256: {type: string, pattern: '^[0-9a-f]{64}$'}
+                size: {type: integer, minimum: 1}
+                manifest: {type: string, description: "the signed RFC 8785 canonical JSON {component, version, sha256, size, created_at}, verbatim"}
+                signature: {type: string, description: "SSHSIG armor, namespace felhom-release-v1, verbatim"}
+                signer: {type: string, description: "SHA-256 fingerprint of the signing key (the box decides whether it trusts it)"}
+                created_at: {type: string, format: date-time}
+                uploaded_at: {type: string, format: date-time, nullable: true, description: "null until the asset is uploaded and matches"}
+                rollout:
+                  type: array
+                  nullable: true
+                  items:
+                    type: object
+                    required: [host_id, stage, state]
+                    properties:
+                      host_id: {type: string}
+                      stage: {type: string, enum: [canary, all]}
+                      state: {type: string, enum: [pending, running, failed]}
+                      reason: {type: string, nullable: true}
             HostCapacity:
               type: object
               required: [host_id, usage]
@@ -706,6 +730,59 @@ enum OpenAPIDocument {
               summary: Unblock a host (operator).
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the host, content: {application/json: {schema: {$ref: "#/components/schemas/Host"}}}}, "404": {description: no such host}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/releases:
+            get:
+              summary: Every registered release with its roll-out per host (operator only).
+              responses: {"200": {description: releases, content: {application/json: {schema: {type: object, required: [releases], properties: {releases: {type: array, items: {$ref: "#/components/schemas/Release"}}}}}}}, default: {$ref: "#/components/responses/Error"}}
+            post:
+              summary: "Register a release signed with a release key (operator only): manifest is the exact signed canonical JSON, signature its SSHSIG (namespace felhom-release-v1). The hub checks the signature against the key it carries; boxes check it against their pinned release keys. Same manifest and signature again: 200; another release of that component and version: 409 release_exists."
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      required: [manifest, signature]
+                      properties:
+                        manifest: {type: string, maxLength: 4096}
+                        signature: {type: string, maxLength: 16384}
+              responses: {"200": {description: already registered, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "201": {description: registered, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "400": {description: a manifest that does not parse or is not canonical (error.path names the member)}, "403": {description: the signature does not verify (signature_refused)}, "409": {description: release_exists}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/releases/{component}/{version}:
+            get:
+              summary: One release (operator and host keys; a box verifies manifest and signature itself).
+              parameters: [{name: component, in: path, required: true, schema: {type: string, enum: [agent, controller]}}, {name: version, in: path, required: true, schema: {type: string, pattern: '^[0-9]{1,6}\\.[0-9]{1,6}\\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?$'}}]
+              responses: {"200": {description: the release, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "404": {description: no such release}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/releases/{component}/{version}/asset:
+            get:
+              summary: The release's asset (operator and host keys), streamed; 404 until uploaded.
+              parameters: [{name: component, in: path, required: true, schema: {type: string, enum: [agent, controller]}}, {name: version, in: path, required: true, schema: {type: string, pattern: '^[0-9]{1,6}\\.[0-9]{1,6}\\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?$'}}]
+              responses: {"200": {description: the asset, content: {application/octet-stream: {schema: {type: string, format: binary}}}}, "404": {description: no such release or no asset yet}, default: {$ref: "#/components/responses/Error"}}
+            put:
+              summary: "Upload the release's asset (operator only), streamed and stored in chunks. It must have the manifest's size and SHA-256 (422 asset_mismatch; 413 when larger); nothing is kept on failure. 409 asset_exists once uploaded."
+              parameters: [{name: component, in: path, required: true, schema: {type: string, enum: [agent, controller]}}, {name: version, in: path, required: true, schema: {type: string, pattern: '^[0-9]{1,6}\\.[0-9]{1,6}\\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?$'}}]
+              requestBody:
+                required: true
+                content:
+                  application/octet-stream:
+                    schema: {type: string, format: binary}
+              responses: {"200": {description: stored, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "404": {description: no such release}, "409": {description: asset_exists}, "413": {description: larger than the manifest says}, "422": {description: size or SHA-256 differ from the manifest}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/releases/{component}/{version}/rollout:
+            post:
+              summary: "Roll the release out (operator only): stage canary with the canary hosts first, then stage all (every other host with a published desired state, or hosts only). Each host's published desired state (and draft) gets versions[component] = version under a new generation. stage all is refused with 409 canary_pending while a canary host does not run it and 409 canary_failed when one reverted or refused it; 409 asset_missing before the upload."
+              parameters: [{name: component, in: path, required: true, schema: {type: string, enum: [agent, controller]}}, {name: version, in: path, required: true, schema: {type: string, pattern: '^[0-9]{1,6}\\.[0-9]{1,6}\\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?$'}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      type: object
+                      additionalProperties: false
+                      required: [stage]
+                      properties:
+                        stage: {type: string, enum: [canary, all]}
+                        hosts: {type: array, maxItems: 1000, items: {type: string}, nullable: true}
+              responses: {"200": {description: the hosts published and skipped, content: {application/json: {schema: {type: object, required: [component, version, stage, published, skipped], properties: {component: {type: string}, version: {type: string}, stage: {type: string}, published: {type: array, items: {type: object, required: [host_id, generation], properties: {host_id: {type: string}, generation: {type: integer}}}}, skipped: {type: array, items: {type: object, required: [host_id, reason], properties: {host_id: {type: string}, reason: {type: string}}}}}}}}}, "400": {description: bad stage or no canary hosts}, "404": {description: no such release}, "409": {description: canary_pending, canary_failed or asset_missing}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/quotas:
             get:
               summary: The customer's quotas (null is no limit), its usage over all its hosts, and which quotas it is over (operator only).

@@ -21,7 +21,7 @@ public enum EventPolicy {
     /// Data fields a mail may show for events posted by keys.
     public static let mailFields: Set<String> = [
         "vmid", "guest_id", "storage", "generation", "op", "op_id", "duration_seconds", "local_day", "time_zone", "kind",
-        "count", "stack", "disk", "label", "version",
+        "count", "stack", "disk", "label", "version", "component", "previous_version",
     ]
 
     /// Largest `data` object accepted, serialized.

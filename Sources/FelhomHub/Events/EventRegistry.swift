@@ -191,6 +191,12 @@ public enum EventRegistry {
             name: "quota_exceeded", postedBy: [.hub], severity: .warning, customerMailable: false,
             english: "— a desired-state change was refused: it would exceed the customer's quota",
             hungarian: "— egy módosítás elutasítva: túllépné az ügyfél keretét"),
+        .init(
+            name: "release_created", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— a signed release was registered", hungarian: "— új aláírt kiadás került rögzítésre"),
+        .init(
+            name: "release_rollout", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "was given a new release to install", hungarian: "új kiadást kapott telepítésre"),
         // Posted by host keys (the agent).
         .init(
             name: "backup_completed", postedBy: [.host], severity: .info, customerMailable: false,
@@ -231,6 +237,10 @@ public enum EventRegistry {
         .init(
             name: "update_reverted", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "REVERTED an update", hungarian: "visszavont egy frissítést"),
+        .init(
+            name: "update_refused", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "REFUSED an update (bad signature or checksum, a downgrade, no space, or no such release)",
+            hungarian: "elutasított egy frissítést"),
         .init(
             name: "disk_attached", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— a disk was attached", hungarian: "— lemez csatlakoztatva"),

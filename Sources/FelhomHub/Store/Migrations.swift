@@ -296,6 +296,38 @@ enum Migrations {
                 .column("updated_at", type: .bigint, .notNull)
                 .run()
         },
+        Migration(version: 20, name: "signed releases and their assets") { db in
+            // The operator-signed manifest and signature verbatim; the asset in 4 MiB chunks so
+            // neither an upload nor a download holds a whole binary in memory.
+            try await db.create(table: "releases").ifNotExists()
+                .column("component", type: .text, .notNull)
+                .column("version", type: .text, .notNull)
+                .column("manifest", type: .text, .notNull)
+                .column("signature", type: .text, .notNull)
+                .column("sha256", type: .text, .notNull)
+                .column("size", type: .bigint, .notNull)
+                .column("signer", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("uploaded_at", type: .bigint)
+                .primaryKey("component", "version")
+                .run()
+            try await db.create(table: "release_chunks").ifNotExists()
+                .column("component", type: .text, .notNull)
+                .column("version", type: .text, .notNull)
+                .column("idx", type: .bigint, .notNull)
+                .column("data", type: .blob, .notNull)
+                .primaryKey("component", "version", "idx")
+                .run()
+            // Which hosts a release was rolled out to, in which stage (canary first, then all).
+            try await db.create(table: "release_rollouts").ifNotExists()
+                .column("component", type: .text, .notNull)
+                .column("version", type: .text, .notNull)
+                .column("host_id", type: .text, .notNull)
+                .column("stage", type: .text, .notNull)
+                .column("at", type: .bigint, .notNull)
+                .primaryKey("component", "version", "host_id")
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

@@ -52,18 +52,7 @@ public struct OpVerifier: Sendable {
         }
         // 4. Allow-list by key bytes.
         let now = clock.now()
-        guard let signer = signers.first(where: { $0.key == sig.publicKey }) else {
-            throw SignatureError(.unknownSigner, "key \(sig.publicKey.fingerprint) is not a pinned operator key")
-        }
-        if let ns = signer.namespaces, !ns.contains(Self.namespace) {
-            throw SignatureError(.unknownSigner, "key of \(signer.name) is not allowed for namespace \(Self.namespace)")
-        }
-        if let after = signer.validAfter, now < after {
-            throw SignatureError(.unknownSigner, "key of \(signer.name) is not valid before \(after.formatted(.iso8601))")
-        }
-        if let before = signer.validBefore, now > before {
-            throw SignatureError(.unknownSigner, "key of \(signer.name) expired at \(before.formatted(.iso8601))")
-        }
+        let signer = try PinnedSigner.match(sig, in: signers, namespace: Self.namespace, now: now)
         // 5. Signature over the raw received bytes.
         try sig.verify(message: blob, requireUserPresence: policy.requireUserPresence)
         // 6. Only now parse what was signed.

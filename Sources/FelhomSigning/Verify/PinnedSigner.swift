@@ -27,6 +27,26 @@ public struct PinnedSigner: Sendable, Equatable {
     }
 }
 
+extension PinnedSigner {
+    /// The pinned signer of `sig`'s key, checked for `namespace` (its `namespaces="…"` option) and
+    /// its validity window at `now`; throws ``SignatureError/Code/unknownSigner`` naming why not.
+    public static func match(_ sig: SSHSignature, in signers: [PinnedSigner], namespace: String, now: Date) throws(SignatureError) -> PinnedSigner {
+        guard let signer = signers.first(where: { $0.key == sig.publicKey }) else {
+            throw SignatureError(.unknownSigner, "key \(sig.publicKey.fingerprint) is not a pinned key for \(namespace)")
+        }
+        if let ns = signer.namespaces, !ns.contains(namespace) {
+            throw SignatureError(.unknownSigner, "key of \(signer.name) is not allowed for namespace \(namespace)")
+        }
+        if let after = signer.validAfter, now < after {
+            throw SignatureError(.unknownSigner, "key of \(signer.name) is not valid before \(after.formatted(.iso8601))")
+        }
+        if let before = signer.validBefore, now > before {
+            throw SignatureError(.unknownSigner, "key of \(signer.name) expired at \(before.formatted(.iso8601))")
+        }
+        return signer
+    }
+}
+
 /// Reads pinned signers from an OpenSSH `allowed_signers` file, so one file serves `ssh-keygen -Y
 /// verify` and Felhom alike: `principals [options] keytype base64 [comment]`. Supported options:
 /// `namespaces="…"`, `valid-after="…"`, `valid-before="…"`. The role is written in the comment as
