@@ -61,7 +61,8 @@ public enum Gate {
         let action: Action = try root.locked { () throws(GateError) -> Action in
             let state = try root.readState()
             let health: HealthRecord?
-            do throws(GateError) { health = try root.readHealth() } catch where error.code == .damaged { health = nil }  // a damaged record counts as none
+            // A damaged health record counts as none (it is written atomically; this is belt and braces).
+            do throws(GateError) { health = try root.readHealth() } catch  where error.code == .damaged { health = nil }
             let decision = decide(state: state, health: health, currentSlot: root.currentSlot(), now: now)
             guard var s = state, let p = s.pending else { return .idle }
             switch decision {
