@@ -52,53 +52,53 @@ public struct UpdateRoot: Sendable {
 
     /// Points `current` at `slot` atomically: a new relative link next to it, renamed over it,
     /// then the directory fsync'd.
-    public func point(at slot: String) throws(GateError) {
-        guard Self.slots.contains(slot) else { throw GateError(.invalid, "no such slot '\(slot)'") }
+    public func point(at slot: String) throws(UpdateRootError) {
+        guard Self.slots.contains(slot) else { throw UpdateRootError(.invalid, "no such slot '\(slot)'") }
         let tmp = path + "/.current.tmp-\(getpid())"
         unlink(tmp)
-        guard symlink(slot, tmp) == 0 else { throw GateError(.io, "cannot create a link at '\(tmp)': \(Self.errnoText())") }
+        guard symlink(slot, tmp) == 0 else { throw UpdateRootError(.io, "cannot create a link at '\(tmp)': \(Self.errnoText())") }
         guard rename(tmp, currentLink) == 0 else {
             let why = Self.errnoText()
             unlink(tmp)
-            throw GateError(.io, "cannot replace '\(currentLink)': \(why)")
+            throw UpdateRootError(.io, "cannot replace '\(currentLink)': \(why)")
         }
-        guard AppendLog.fsyncDirectory(path) else { throw GateError(.io, "cannot fsync '\(path)': \(Self.errnoText())") }
+        guard AppendLog.fsyncDirectory(path) else { throw UpdateRootError(.io, "cannot fsync '\(path)': \(Self.errnoText())") }
     }
 
     /// Reads gate.json; a missing file is nil, a damaged one an error (never guessed at).
-    public func readState() throws(GateError) -> GateState? { try read(GateState.self, at: statePath) }
-    public func writeState(_ state: GateState?) throws(GateError) {
+    public func readState() throws(UpdateRootError) -> GateState? { try read(GateState.self, at: statePath) }
+    public func writeState(_ state: GateState?) throws(UpdateRootError) {
         guard let state else {
-            if unlink(statePath) != 0 && errno != ENOENT { throw GateError(.io, "cannot remove '\(statePath)': \(Self.errnoText())") }
+            if unlink(statePath) != 0 && errno != ENOENT { throw UpdateRootError(.io, "cannot remove '\(statePath)': \(Self.errnoText())") }
             return
         }
         try write(state, at: statePath)
     }
-    public func readHealth() throws(GateError) -> HealthRecord? { try read(HealthRecord.self, at: healthPath) }
-    public func writeHealth(_ record: HealthRecord) throws(GateError) { try write(record, at: healthPath) }
-    public func readResult() throws(GateError) -> GateResult? { try read(GateResult.self, at: resultPath) }
-    public func writeResult(_ result: GateResult) throws(GateError) { try write(result, at: resultPath) }
+    public func readHealth() throws(UpdateRootError) -> HealthRecord? { try read(HealthRecord.self, at: healthPath) }
+    public func writeHealth(_ record: HealthRecord) throws(UpdateRootError) { try write(record, at: healthPath) }
+    public func readResult() throws(UpdateRootError) -> GateResult? { try read(GateResult.self, at: resultPath) }
+    public func writeResult(_ result: GateResult) throws(UpdateRootError) { try write(result, at: resultPath) }
 
     /// Runs `body` holding gate.lock (waiting for the other process's short critical section).
-    public func locked<T>(_ body: () throws(GateError) -> T) throws(GateError) -> T {
+    public func locked<T>(_ body: () throws(UpdateRootError) -> T) throws(UpdateRootError) -> T {
         let lock: FileLock
-        do { lock = try FileLock(path: lockPath, wait: true) } catch { throw GateError(.io, error.message) }
+        do { lock = try FileLock(path: lockPath, wait: true) } catch { throw UpdateRootError(.io, error.message) }
         defer { lock.release() }
         return try body()
     }
 
-    func read<T: Decodable>(_ type: T.Type, at file: String) throws(GateError) -> T? {
+    func read<T: Decodable>(_ type: T.Type, at file: String) throws(UpdateRootError) -> T? {
         guard FileManager.default.fileExists(atPath: file) else { return nil }
-        guard let data = FileManager.default.contents(atPath: file) else { throw GateError(.io, "cannot read '\(file)'") }
+        guard let data = FileManager.default.contents(atPath: file) else { throw UpdateRootError(.io, "cannot read '\(file)'") }
         do { return try GateCoding.decoder.decode(T.self, from: data) } catch {
-            throw GateError(.damaged, "'\(file)' is not a valid \(T.self): \(error)")
+            throw UpdateRootError(.damaged, "'\(file)' is not a valid \(T.self): \(error)")
         }
     }
 
-    func write<T: Encodable>(_ value: T, at file: String) throws(GateError) {
+    func write<T: Encodable>(_ value: T, at file: String) throws(UpdateRootError) {
         let data: Data
-        do { data = try GateCoding.encoder.encode(value) } catch { throw GateError(.invalid, "cannot encode \(T.self)") }
-        do { try DurableFile.write([UInt8](data) + [0x0A], to: file, mode: 0o644) } catch { throw GateError(.io, error.message) }
+        do { data = try GateCoding.encoder.encode(value) } catch { throw UpdateRootError(.invalid, "cannot encode \(T.self)") }
+        do { try DurableFile.write([UInt8](data) + [0x0A], to: file, mode: 0o644) } catch { throw UpdateRootError(.io, error.message) }
     }
 
     static func errnoText() -> String { String(cString: strerror(errno)) }
@@ -119,7 +119,7 @@ enum GateCoding {
 }
 
 /// A failure of the gate or of the install root, with a code.
-public struct GateError: Error, Sendable, CustomStringConvertible {
+public struct UpdateRootError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable { case io, damaged, invalid }
     public var code: Code
     public var message: String

@@ -7,12 +7,21 @@ public struct HTTPRequestSpec: Sendable {
     public var target: String
     public var headers: [(String, String)]
     public var body: Data?
+    /// When set, a 2xx answer's body is handed to this sink piece by piece as it arrives (no size
+    /// limit but the sink's own) and the response's `body` stays empty; other answers are
+    /// buffered as usual (they are the server's small error bodies). For downloads of release
+    /// assets that must not be held in memory whole.
+    public var responseSink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?
 
-    public init(method: String, target: String, headers: [(String, String)] = [], body: Data? = nil) {
+    public init(
+        method: String, target: String, headers: [(String, String)] = [], body: Data? = nil,
+        responseSink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) {
         self.method = method
         self.target = target
         self.headers = headers
         self.body = body
+        self.responseSink = responseSink
     }
 }
 

@@ -184,6 +184,10 @@ public struct NIOHTTPTransport: HTTPTransport {
                             body.reserveCapacity(length)  // one allocation, not a doubling series
                         }
                     case .body(var b):
+                        if let sink = request.responseSink, (200..<300).contains(status) {
+                            try b.withUnsafeReadableBytes { try sink($0) }
+                            continue
+                        }
                         guard body.readableBytes + b.readableBytes <= maxResponseBytes else {
                             throw HTTPClientError(
                                 code: .tooLarge, message: "the answer is larger than \(maxResponseBytes) bytes", request: requestName)

@@ -58,7 +58,10 @@ public struct HubClient: Sendable {
     }
 
     /// One call; a non-2xx answer becomes a ``HubClientError`` carrying the hub's message.
-    public func call(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil) async throws -> Data {
+    public func call(
+        _ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil, contentType: String = "application/json",
+        responseSink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) async throws -> Data {
         var target = basePath + path
         if !query.isEmpty {
             target +=
@@ -68,10 +71,11 @@ public struct HubClient: Sendable {
                 }.joined(separator: "&")
         }
         var headers = anonymous ? [] : [("Authorization", "Bearer \(key.reveal())")]
-        if body != nil { headers.append(("Content-Type", "application/json")) }
+        if body != nil { headers.append(("Content-Type", contentType)) }
         let response: HTTPResponseSpec
         do {
-            response = try await transport.send(HTTPRequestSpec(method: method, target: target, headers: headers, body: body))
+            response = try await transport.send(
+                HTTPRequestSpec(method: method, target: target, headers: headers, body: body, responseSink: responseSink))
         } catch let error as HTTPClientError {
             throw HubClientError(code: error.code.raw, message: error.message)
         }
@@ -218,6 +222,34 @@ public struct HubClient: Sendable {
         _ = try await send(
             "POST", "/api/v1/signed-ops/\(Self.segment(id))/result", body: SignedOpResult(outcome: applied ? "applied" : "rejected", reason: reason),
             as: SignedOpView.self)
+    }
+
+    /// One release: the signed manifest and signature verbatim (verify them before use).
+    public func release(component: String, version: String) async throws -> ReleaseView {
+        try await send("GET", "/api/v1/releases/\(Self.segment(component))/\(Self.segment(version))")
+    }
+
+    /// Streams a release's asset into `sink` piece by piece (never whole in memory).
+    public func releaseAsset(component: String, version: String, into sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws {
+        _ = try await call("GET", "/api/v1/releases/\(Self.segment(component))/\(Self.segment(version))/asset", responseSink: sink)
+    }
+
+    /// Registers a signed release (operator).
+    public func createRelease(_ release: NewRelease) async throws -> ReleaseView {
+        try await send("POST", "/api/v1/releases", body: release)
+    }
+
+    /// Uploads a release's asset (operator).
+    public func uploadReleaseAsset(component: String, version: String, bytes: Data) async throws -> ReleaseView {
+        try decodeAnswer(
+            try await call(
+                "PUT", "/api/v1/releases/\(Self.segment(component))/\(Self.segment(version))/asset", body: bytes,
+                contentType: "application/octet-stream"), "PUT", "asset")
+    }
+
+    /// A roll-out step (operator).
+    public func rollout(component: String, version: String, _ request: RolloutRequest) async throws -> RolloutView {
+        try await send("POST", "/api/v1/releases/\(Self.segment(component))/\(Self.segment(version))/rollout", body: request)
     }
 
     public func postEvent(type: String, severity: HubEvent.Severity, data: JSONValue = .object([:])) async throws {

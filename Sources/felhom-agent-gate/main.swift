@@ -28,14 +28,14 @@ struct RootOptions: ParsableArguments {
         guard p.terminationStatus == 0 else { throw ValidationError("the restart command exited with \(p.terminationStatus)") }
     }
 
-    func checkOnce() throws -> Gate.Action {
+    func checkOnce() throws -> HealthGate.Action {
         let root = UpdateRoot(path: root)
         guard FileManager.default.fileExists(atPath: root.path) else { throw ValidationError("no install root at '\(root.path)'") }
-        return try Gate.check(root: root, restart: restart)
+        return try HealthGate.check(root: root, restart: restart)
     }
 }
 
-func describe(_ action: Gate.Action) -> String? {
+func describe(_ action: HealthGate.Action) -> String? {
     switch action {
     case .idle, .waiting: return nil
     case .committed(let v): return "committed \(v)"

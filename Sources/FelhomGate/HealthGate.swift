@@ -10,7 +10,7 @@ import Foundation
 /// and the record is fresh (the agent is still writing it). Otherwise, when the window ends, the
 /// gate points `current` back at the last good slot and restarts the agent. A binary that crashes
 /// at start never writes health, so it is reverted the same way — nothing inside it is trusted.
-public enum Gate {
+public enum HealthGate {
     /// What to do now.
     public enum Decision: Sendable, Equatable {
         /// Nothing pending.
@@ -58,11 +58,11 @@ public enum Gate {
     /// One look at the install root: decides, and on a verdict points `current`, rewrites
     /// gate.json and result.json (under gate.lock), then runs `restart` after a revert.
     public static func check(root: UpdateRoot, now: Date = Date(), restart: () throws -> Void) throws -> Action {
-        let action: Action = try root.locked { () throws(GateError) -> Action in
+        let action: Action = try root.locked { () throws(UpdateRootError) -> Action in
             let state = try root.readState()
             let health: HealthRecord?
             // A damaged health record counts as none (it is written atomically; this is belt and braces).
-            do throws(GateError) { health = try root.readHealth() } catch  where error.code == .damaged { health = nil }
+            do throws(UpdateRootError) { health = try root.readHealth() } catch  where error.code == .damaged { health = nil }
             let decision = decide(state: state, health: health, currentSlot: root.currentSlot(), now: now)
             guard var s = state, let p = s.pending else { return .idle }
             switch decision {
