@@ -18,6 +18,8 @@ public struct OpBlob: Sendable, Equatable {
         case diskDecommission = "disk.decommission"
         /// Roll the agent back to an earlier version. Params: `version`.
         case agentRollback = "agent.rollback"
+        /// Allow the controller of this host's guests to go back to an earlier version. Params: `version`.
+        case controllerRollback = "controller.rollback"
         /// Restore a volume snapshot from object storage over the guest's volume (ADR 0011).
         /// Params: `volume_id` (a mount point of the guest), `snapshot_id`.
         case volumeRestore = "volume.restore"
@@ -29,7 +31,7 @@ public struct OpBlob: Sendable, Equatable {
             case .guestRollback: return ["snapshot"]
             case .guestRestore: return ["backup"]
             case .diskDecommission: return ["disk_uuid"]
-            case .agentRollback: return ["version"]
+            case .agentRollback, .controllerRollback: return ["version"]
             case .volumeRestore: return ["snapshot_id", "volume_id"]
             }
         }
@@ -43,7 +45,7 @@ public struct OpBlob: Sendable, Equatable {
             case .guestRestore: return ["backup": #"[A-Za-z][A-Za-z0-9._-]{0,63}:backup/[A-Za-z0-9._+:/-]{1,200}"#]
             case .diskDecommission:
                 return ["disk_uuid": #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"#]
-            case .agentRollback: return ["version": #"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}([-+][0-9A-Za-z.-]{1,64})?"#]
+            case .agentRollback, .controllerRollback: return ["version": ReleaseVersion.pattern]
             case .volumeRestore:
                 return [
                     "volume_id": #"[A-Za-z][A-Za-z0-9._-]{0,63}:[A-Za-z0-9][A-Za-z0-9._+-]{0,126}"#,
@@ -56,7 +58,7 @@ public struct OpBlob: Sendable, Equatable {
         public var needsGuest: Bool {
             switch self {
             case .guestDestroy, .guestRollback, .guestRestore, .volumeRestore: return true
-            case .diskDecommission, .agentRollback: return false
+            case .diskDecommission, .agentRollback, .controllerRollback: return false
             }
         }
 
@@ -68,6 +70,7 @@ public struct OpBlob: Sendable, Equatable {
             case .guestRestore: return "RESTORE a backup over the guest (its current data is replaced)"
             case .diskDecommission: return "DECOMMISSION disk (it will not be used again)"
             case .agentRollback: return "ROLL BACK the host agent to an earlier version"
+            case .controllerRollback: return "ROLL BACK the guests' controller to an earlier version"
             case .volumeRestore: return "RESTORE a volume snapshot over the guest's volume (its current data is replaced)"
             }
         }

@@ -230,7 +230,8 @@ public struct HubClient: Sendable {
     }
 
     /// Streams a release's asset into `sink` piece by piece (never whole in memory).
-    public func releaseAsset(component: String, version: String, into sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws {
+    public func releaseAsset(component: String, version: String, into sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws
+    {
         _ = try await call("GET", "/api/v1/releases/\(Self.segment(component))/\(Self.segment(version))/asset", responseSink: sink)
     }
 

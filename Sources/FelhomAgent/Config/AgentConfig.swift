@@ -208,7 +208,26 @@ public struct AgentConfig: Decodable, Sendable {
         }
     }
 
+    /// A/B self-update (`update.*`; docs/updates.md). Absent: the agent never updates itself.
+    public struct Update: Decodable, Sendable {
+        /// The A/B install root (default `/opt/felhom/agent`).
+        public var root: String?
+        /// Release keys in allowed_signers syntax (required: without it no release is trusted).
+        public var releaseSignersFile: String?
+        /// Seconds the new agent has to report healthy (default 300, 30 … 3600).
+        public var windowSeconds: Int?
+        /// Seconds it must stay up before the gate commits it (default 60).
+        public var settleSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case root
+            case releaseSignersFile = "release_signers_file"
+            case windowSeconds = "window_seconds"
+            case settleSeconds = "settle_seconds"
+        }
+    }
+
     public var pve: PVE
+    public var update: Update?
     public var snapshots: Snapshots?
     /// Whether the agent keeps the storage manifest (`lsblk` and `mount` through the fenced backend; default true).
     public var storageManifest: Bool?
@@ -229,7 +248,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots
+        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots, update
         case storageManifest = "storage_manifest"
         case memoryEvents = "memory_events"
         case localAPI = "local_api"

@@ -36,6 +36,7 @@ extension Agent {
     /// Time-bound work needs no ticker of its own.
     public func housekeeping() async {
         let now = clock.now()
+        for e in updater?.collectVerdict() ?? [] { await post(e) }
         if let backups {
             let started = backups.runOverdue(now: now)
             if !started.isEmpty {

@@ -186,7 +186,33 @@ extension Agent {
                     allowedPorts: try cfg.routesAllowedPorts())
                 : nil,
             snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner),
-            memoryRunner: cfg.memoryEvents ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil)
+            memoryRunner: cfg.memoryEvents ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil, selfUpdate: try selfUpdateSettings(cfg))
+    }
+
+    /// `update.*`: the A/B root and the pinned release keys (a missing or empty key file is a
+    /// config error, never "trust anything").
+    static func selfUpdateSettings(_ cfg: AgentConfig) throws -> SelfUpdateSettings? {
+        guard let u = cfg.update else { return nil }
+        guard let file = u.releaseSignersFile, !file.isEmpty else {
+            throw ConfigError(code: .invalid, message: "update.release_signers_file is required (the keys allowed to sign agent releases)")
+        }
+        let text: String
+        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+            throw ConfigError(code: .unreadable, message: "cannot read update.release_signers_file '\(file)'")
+        }
+        let signers: [PinnedSigner]
+        do { signers = try AllowedSigners.parse(text) } catch {
+            throw ConfigError(code: .invalid, message: "update.release_signers_file '\(file)': \(error.message)")
+        }
+        guard !signers.isEmpty else { throw ConfigError(code: .invalid, message: "update.release_signers_file '\(file)' lists no keys") }
+        let window = u.windowSeconds ?? 300
+        guard (30...3600).contains(window) else { throw ConfigError(code: .invalid, message: "update.window_seconds must be 30 … 3600") }
+        let settle = u.settleSeconds ?? 60
+        guard (0...window).contains(settle) else {
+            throw ConfigError(code: .invalid, message: "update.settle_seconds must be 0 … update.window_seconds")
+        }
+        return SelfUpdateSettings(
+            root: u.root ?? "/opt/felhom/agent", releaseSigners: signers, windowSeconds: window, settleSeconds: settle)
     }
 
     /// What `felhom-agent snapshot list|restore|run` needs (no agent running): the hub with the

@@ -15,7 +15,8 @@ import Synchronization
 /// blocked: run delivered signed ops, then reconcile towards the published desired state. Between
 /// cycles it long-polls the hub so a publish or a signed op is acted on within seconds.
 public final class Agent: Service, Sendable {
-    public static let version = FelhomVersion.current
+    /// The running release's version: its A/B slot's signed manifest, else the compiled-in one.
+    public static let version = InstalledRelease.runningVersion()
 
     public let hostID: String
     let hub: HubClient
@@ -60,6 +61,10 @@ public final class Agent: Service, Sendable {
     /// Operator requests already acted on (`state_dir/requests-done.json`).
     let requestsFile: String
     let state = Mutex(Status())
+    /// A/B self-update (nil: not configured).
+    let updater: AgentUpdater?
+    /// The version this agent reports (its slot's release).
+    let runningVersion: String
 
     /// What the agent last saw and did (for `--once`, the demo and tests).
     public struct Status: Sendable {
@@ -83,6 +88,8 @@ public final class Agent: Service, Sendable {
         var saidRecoveryPending = false
         /// Leftover snapshot LVs and uploads were cleaned after this start.
         var snapshotsRecovered = false
+        /// A new agent binary was switched in: the service loop ends so systemd starts it.
+        public var restartForUpdate = false
     }
 
     public var status: Status { state.withLock { $0 } }
@@ -94,7 +101,8 @@ public final class Agent: Service, Sendable {
         signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
         restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
         storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil,
-        snapshots snapshotSettings: VolumeSnapshotSettings? = nil, memoryRunner: (any CommandRunner)? = nil
+        snapshots snapshotSettings: VolumeSnapshotSettings? = nil, memoryRunner: (any CommandRunner)? = nil,
+        selfUpdate: SelfUpdateSettings? = nil, runningVersion: String = Agent.version
     ) throws {
         self.routes = routeSettings.map { RouteManager(settings: $0) }
         memoryWatch = memoryRunner.map { MemoryWatch(backend: PrivilegedBackend(runner: $0), stateDir: stateDir) }
@@ -192,9 +200,20 @@ public final class Agent: Service, Sendable {
                 records: { try await hub.volumeSnapshots(hostID: hostID, volumeID: $0) }, devicePath: settings.devicePath,
                 workDir: settings.restoreDir ?? stateDir + "/volume-restore")
         }
+        let updateJournal = journal
+        updater = selfUpdate.map { [hub] settings in
+            AgentUpdater(
+                settings: settings, journal: updateJournal,
+                source: .init(
+                    release: { try await hub.release(component: "agent", version: $0) },
+                    download: { try await hub.releaseAsset(component: "agent", version: $0, into: $1) }),
+                stateDir: stateDir, runningVersion: runningVersion, clock: clock, log: log)
+        }
+        self.runningVersion = runningVersion
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
-            node: node, taskTimeout: provision.taskTimeout, storage: storage, volumeRestore: volumeRestore, log: log)
+            node: node, taskTimeout: provision.taskTimeout, storage: storage, volumeRestore: volumeRestore,
+            rollbacks: RollbackAuthorizations(stateDir: stateDir), log: log)
         localRollbacks = LocalRollbacks(runner: runner, hub: hub, logger: logger)
         escrow = escrowSettings.map {
             EscrowKeeper(
@@ -206,6 +225,8 @@ public final class Agent: Service, Sendable {
 
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
     public func resumeInFlight() async {
+        updater?.resume()
+        for e in updater?.collectVerdict() ?? [] { await post(e) }
         if let restoreTests {
             for (op, entries) in journal.inFlight() where entries.first?.kind == RestoreTester.kind {
                 if let result = await restoreTests.tester.resume(op: op, entries: entries) {
@@ -259,11 +280,21 @@ public final class Agent: Service, Sendable {
             $0.lastEnvelope = env
             $0.cycles += 1
         }
+        // Reported to the hub after reading PVE: healthy, for the self-update gate.
+        if report != nil { updater?.writeHealth() }
         guard !env.blocked else {
             logger.warning("the operator blocked this host: reporting only")
             return env
         }
         let (generation, spec) = try await hub.desired(hostID: hostID)
+        if let updater, let wanted = spec?.versions["agent"] {
+            let (outcome, events) = await updater.consider(version: wanted)
+            for e in events { await post(e) }
+            if case .flipped = outcome {
+                state.withLock { $0.restartForUpdate = true }
+                return env
+            }
+        }
         let appliedOps = env.hasSignedOps ? await runSignedOps(desired: spec) : 0
         var reportNow = appliedOps > 0  // the hub's views show an applied op now, not a poll later
         if spec != nil, await holdForRecovery() {
@@ -312,7 +343,7 @@ public final class Agent: Service, Sendable {
     /// (backups, restore tests, what the backup storage holds, the audit tail). Nil when the node
     /// status cannot be read.
     public func hostReport() async throws -> HostReport? {
-        guard var report = try await HostObserver(pve: pve, node: node).report(agentVersion: Self.version, journal: journal, now: clock.now())
+        guard var report = try await HostObserver(pve: pve, node: node).report(agentVersion: runningVersion, journal: journal, now: clock.now())
         else { return nil }
         report.appliedGeneration = appliedGenerationForReport
         report.auditTail = auditTail()
@@ -654,6 +685,10 @@ public final class Agent: Service, Sendable {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let env = try await cycle()
+                if state.withLock({ $0.restartForUpdate }) {
+                    logger.notice("a new agent release was switched in: exiting so systemd starts it")
+                    break
+                }
                 interval = min(3600, max(60, env.pollIntervalSeconds))
                 backoff = 1
                 if failing {

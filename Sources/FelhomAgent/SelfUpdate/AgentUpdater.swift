@@ -87,7 +87,8 @@ public final class AgentUpdater: Sendable {
     let log: @Sendable (String) -> Void
 
     public init(
-        settings: SelfUpdateSettings, journal: Journal, source: Source, stateDir: String, runningVersion: String, clock: WallClock = SystemWallClock(),
+        settings: SelfUpdateSettings, journal: Journal, source: Source, stateDir: String, runningVersion: String,
+        clock: WallClock = SystemWallClock(),
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.settings = settings
@@ -120,7 +121,8 @@ public final class AgentUpdater: Sendable {
         let floorText = state?.committedVersion ?? runningVersion
         if let floor = ReleaseVersion(floorText) ?? ReleaseVersion(runningVersion), want < floor, !rollbacks.allows(.agent, version: version) {
             return refuse(
-                op: op, version, "\(version) is older than \(floor.description), the version this box committed: a downgrade needs an operator-signed agent.rollback")
+                op: op, version,
+                "\(version) is older than \(floor.description), the version this box committed: a downgrade needs an operator-signed agent.rollback")
         }
         // Fetch and verify before anything is written.
         let view: ReleaseView
@@ -138,7 +140,8 @@ public final class AgentUpdater: Sendable {
         }
         if let free = Self.freeBytes(root.path), free < manifest.size + settings.reserveBytes {
             return refuse(
-                op: op, version, "not enough space in \(root.path): \(manifest.size) bytes plus \(settings.reserveBytes) in reserve needed, \(free) free",
+                op: op, version,
+                "not enough space in \(root.path): \(manifest.size) bytes plus \(settings.reserveBytes) in reserve needed, \(free) free",
                 retry: true)
         }
         let slot = UpdateRoot.other(current)
@@ -240,7 +243,8 @@ public final class AgentUpdater: Sendable {
 
     func refuse(op: String?, _ version: String, _ reason: String, retry: Bool = false) -> (Outcome, [AgentEvent]) {
         if let op {
-            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": String(reason.prefix(500)), "retry": retry ? "true" : "false"])
+            try? journal.append(
+                op: op, kind: Self.kind, step: "failed", data: ["reason": String(reason.prefix(500)), "retry": retry ? "true" : "false"])
         }
         log("self-update to \(version) refused: \(reason)")
         let event = AgentEvent(

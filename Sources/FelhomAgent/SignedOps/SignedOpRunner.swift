@@ -27,13 +27,16 @@ public struct SignedOpRunner: Sendable {
     let storage: StorageKeeper?
     /// Volume snapshots, for `volume.restore` (nil: the op is refused).
     let volumeRestore: VolumeRestoreOver?
+    /// Where `agent.rollback` and `controller.rollback` record their permission (nil: refused).
+    let rollbacks: RollbackAuthorizations?
     let log: @Sendable (String) -> Void
 
     public init(
         verifier: OpVerifier, journal: Journal, queue: GuestQueue, pve: any PVEAPI, node: String,
         taskTimeout: Duration = .seconds(600), storage: StorageKeeper? = nil, volumeRestore: VolumeRestoreOver? = nil,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        rollbacks: RollbackAuthorizations? = nil, log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.rollbacks = rollbacks
         self.storage = storage
         self.volumeRestore = volumeRestore
         self.slot = VerifierSlot(verifier)
@@ -135,7 +138,15 @@ public struct SignedOpRunner: Sendable {
         case .guestRollback: mutation = .rollback
         case .guestRestore, .volumeRestore: mutation = .restoreOver
         case .diskDecommission: mutation = .diskDecommission
-        case .agentRollback: throw SignedOpError(message: "agent.rollback is not supported by this agent version")
+        case .agentRollback, .controllerRollback:
+            // Not a mutation: the permission to install exactly this older release when the
+            // desired state names it (docs/updates.md). The downgrade itself goes through self-update.
+            guard let rollbacks else { throw SignedOpError(message: "\(op.op.rawValue): self-update is not configured on this agent") }
+            guard let version = op.params["version"]?.stringValue else { throw SignedOpError(message: "params.version missing") }
+            try verifier.checkTimeWindow(op)
+            try rollbacks.authorize(op.op == .agentRollback ? .agent : .controller, version: version)
+            log("\(op.op.rawValue): installing \(version) is allowed once the desired state names it")
+            return
         }
         let decision = Gate.decide(mutation, provenance: .signedOp, target: .init(dataBearing: true), signatureVerified: true)
         guard decision == .allowed else { throw GateError(mutation: mutation, decision: decision) }
