@@ -281,6 +281,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("snapshots.enabled", .boolean), .init("snapshots.prefix"), .init("snapshots.s3.endpoint"), .init("snapshots.s3.region"),
             .init("snapshots.s3.bucket"), .init("snapshots.s3.access_key_id"), .init("snapshots.s3.secret_access_key"),
             .init("snapshots.s3.addressing"), .init("snapshots.device_dir"), .init("snapshots.restore_dir"),
+            .init("update.root"), .init("update.release_signers_file"), .init("update.window_seconds", .integer),
+            .init("update.settle_seconds", .integer),
         ])
 
     /// The object-storage target of volume snapshots; nil when not configured (or switched off).

@@ -185,6 +185,10 @@ public final class AgentUpdater: Sendable {
         do {
             try root.locked { () throws(UpdateRootError) in
                 var s = try root.readState() ?? GateState(lastGood: current, committedVersion: runningVersion)
+                // This agent's own health record must not count for the new one.
+                if unlink(root.healthPath) != 0 && errno != ENOENT {
+                    throw UpdateRootError(.io, "cannot remove \(root.healthPath): \(String(cString: strerror(errno)))")
+                }
                 s.pending = GateState.Pending(
                     op: op, slot: slot, version: version, previous: current, previousVersion: runningVersion, flippedAt: clock.now(),
                     windowSeconds: settings.windowSeconds, settleSeconds: settings.settleSeconds)
