@@ -77,6 +77,10 @@ extension TestClientProtocol {
                 .post, "/api/v1/events", key: hkey, body: #"{"type":"restore_test_passed","data":{"vmid":100,"restore_seconds":41.2}}"#)
             _ = try await client.call(.put, "/api/v1/hosts/\(hid)/desired", key: operatorKey, body: sampleDesired)
             _ = try await client.call(.post, "/api/v1/hosts/\(hid)/desired/publish", key: operatorKey)
+            // A release the gate reverted: the fleet shows the version the box runs and the failure.
+            _ = try await client.call(
+                .post, "/api/v1/events", key: hkey,
+                body: #"{"type":"update_reverted","data":{"component":"agent","version":"0.3.0","reason":"0.3.0 did not report <b>healthy</b>"}}"#)
             // A quota lowered below what the customer uses: flagged on the customers page.
             _ = try await client.call(.put, "/api/v1/customers/\(cid)/quotas", key: operatorKey, body: #"{"max_guests":1}"#)
             _ = try await client.call(
@@ -89,7 +93,13 @@ extension TestClientProtocol {
             let (cookie, csrf) = try await signIn(client)
             #expect(csrf.count == 64)
             let expectations: [(String, [String])] = [
-                ("/", ["nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill ok\">alive", "ok ", ">1<"]),  // alive on its first report
+                (
+                    "/",
+                    [
+                        "nappali", "Kiss &lt;b&gt;Anna&lt;/b&gt;", "pill ok\">alive", "ok ", ">1<", "<code>0.1.0</code>",
+                        "title=\"0.3.0 did not report &lt;b&gt;healthy&lt;/b&gt;\">agent 0.3.0 reverted",
+                    ]
+                ),  // alive on its first report
                 (
                     "/hosts/\(hid)",
                     [

@@ -17,6 +17,13 @@ extension Dashboard {
                 return (lastBackup, lastRestore, try await SignedOpsTable.openCount(hostID: host.id, in: db))
             }
             let verified = try await hub.store.withDB { db in try await EventsTable.latest(hostID: host.id, types: ["restore_test_passed"], in: db) }
+            // Which agent release it runs, and whether its last update failed (docs/updates.md).
+            let (report, update) = try await hub.store.withDB { db in
+                (
+                    try await ReportsTable.latestHostReport(hostID: host.id, in: db),
+                    try await EventsTable.latestWithData(hostID: host.id, types: ["update_committed", "update_reverted", "update_refused"], in: db)
+                )
+            }
             var row: [String: Any] = [
                 "id": host.id, "name": host.name, "customer": customers[host.customerID] ?? host.customerID, "liveness": host.liveness.rawValue,
                 "livenessClass": livenessClass(host.liveness.rawValue), "pending": pending > 0 ? pending as Any : false,
@@ -35,6 +42,15 @@ extension Dashboard {
                 ]
             }
             if let v = verified { row["verified"] = ["ago": ago(v.at, now), "exact": exact(v.at)] }
+            if let body = report?.body, let version = (try? JSONValue.parse(Data(body.utf8)))?["agent_version"]?.stringValue {
+                row["agentVersion"] = version
+            }
+            if let u = update, u.type != "update_committed" {
+                row["updateFailed"] = [
+                    "version": u.data["version"]?.stringValue ?? "?", "component": u.data["component"]?.stringValue ?? "agent",
+                    "label": u.type == "update_reverted" ? "reverted" : "refused", "reason": u.data["reason"]?.stringValue ?? "",
+                ]
+            }
             rows.append(row)
         }
         return rows

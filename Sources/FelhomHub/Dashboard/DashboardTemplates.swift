@@ -67,7 +67,7 @@ enum DashboardTemplates {
     static let fleet = """
         <h1>Fleet</h1>
         <table>
-        <tr><th>Host</th><th>Customer</th><th>Liveness</th><th>Last report</th><th>Last backup</th><th>Last restore test</th><th>Verified restorable</th><th>Pending ops</th></tr>
+        <tr><th>Host</th><th>Customer</th><th>Liveness</th><th>Last report</th><th>Last backup</th><th>Last restore test</th><th>Verified restorable</th><th>Pending ops</th><th>Agent</th></tr>
         {{#hosts}}
         <tr>
           <td><a href="/hosts/{{id}}">{{name}}</a></td>
@@ -78,9 +78,10 @@ enum DashboardTemplates {
           <td>{{#lastRestore}}<span class="pill {{cls}}" title="{{exact}}">{{label}} {{ago}}</span>{{/lastRestore}}{{^lastRestore}}<span class="small">none</span>{{/lastRestore}}</td>
           <td>{{#verified}}<span title="{{exact}}">{{ago}}</span>{{/verified}}{{^verified}}<span class="pill bad">never</span>{{/verified}}</td>
           <td>{{#pending}}<a href="/signed-ops?host_id={{id}}"><span class="pill warn">{{pending}}</span></a>{{/pending}}{{^pending}}<span class="small">0</span>{{/pending}}</td>
+          <td>{{#agentVersion}}<code>{{agentVersion}}</code>{{/agentVersion}}{{^agentVersion}}<span class="small">?</span>{{/agentVersion}}{{#updateFailed}} <span class="pill bad" title="{{reason}}">{{component}} {{version}} {{label}}</span>{{/updateFailed}}</td>
         </tr>
         {{/hosts}}
-        {{^hosts}}<tr><td colspan="7" class="small">No hosts yet. Create a customer and a host through the API (docs/operator-guide.md).</td></tr>{{/hosts}}
+        {{^hosts}}<tr><td colspan="9" class="small">No hosts yet. Create a customer and a host through the API (docs/operator-guide.md).</td></tr>{{/hosts}}
         </table>
         """
 

@@ -45,6 +45,16 @@ enum EventsTable {
     }
 
     /// The newest event of one of `types` for a host: type and time.
+    /// The newest event of `types` for a host with its data.
+    static func latestWithData(hostID: String, types: [String], in db: any SQLDatabase) async throws -> (type: String, data: JSONValue)? {
+        guard
+            let row = try await db.select().columns("type", "data").from("events").where("host_id", .equal, SQLBind(hostID))
+                .where("type", .in, SQLBind.group(types)).orderBy("at", .descending).limit(1).first()
+        else { return nil }
+        let data = (try? JSONValue.parse(Data(try row.decode(column: "data", as: String.self).utf8))) ?? .object([:])
+        return (try row.decode(column: "type", as: String.self), data)
+    }
+
     static func latest(hostID: String, types: [String], in db: any SQLDatabase) async throws -> (type: String, at: Int64)? {
         guard
             let row = try await db.select().columns("type", "at").from("events").where("host_id", .equal, SQLBind(hostID))
