@@ -7,21 +7,23 @@ import Subprocess
 /// Unencrypted ed25519, ecdsa and rsa OpenSSH keys are used directly; passphrase-protected and
 /// security (FIDO) keys go through `ssh-keygen -Y sign`, which asks for the passphrase or touch itself.
 enum OperatorSigning {
-    static func sign(_ message: [UInt8], keyPath: String, viaSSHKeygen: Bool = false) async throws -> String {
+    static func sign(_ message: [UInt8], keyPath: String, viaSSHKeygen: Bool = false, namespace: String = OpVerifier.namespace) async throws
+        -> String
+    {
         if !viaSSHKeygen {
             guard let text = try? String(contentsOfFile: keyPath, encoding: .utf8) else {
                 throw SimpleError("cannot read the private key '\(keyPath)'")
             }
             do {
                 let k = try SSHPrivateKey(openSSHText: text)
-                return try k.sign(message: message, namespace: OpVerifier.namespace).armored
+                return try k.sign(message: message, namespace: namespace).armored
             } catch  where error.code == .unsupportedKey {
                 FileHandle.standardError.write(Data("felhom: \(error.message); using ssh-keygen\n".utf8))
             } catch {
                 throw SimpleError("\(keyPath): \(error.message)")
             }
         }
-        return try await withSSHKeygen(message, keyPath: keyPath)
+        return try await withSSHKeygen(message, keyPath: keyPath, namespace: namespace)
     }
 
     /// The public key of the signing key, to offer only the ops bound to it: from the private key
@@ -38,14 +40,14 @@ enum OperatorSigning {
     }
 
     /// `ssh-keygen -Y sign -f KEY -n felhom-op-v1 FILE` writes FILE.sig.
-    static func withSSHKeygen(_ message: [UInt8], keyPath: String) async throws -> String {
+    static func withSSHKeygen(_ message: [UInt8], keyPath: String, namespace: String = OpVerifier.namespace) async throws -> String {
         let tmpDir = NSTemporaryDirectory() + "felhom-sign-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: tmpDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: tmpDir) }
         let copy = tmpDir + "/op.json"
         try Data(message).write(to: URL(fileURLWithPath: copy))
         let result = try await Subprocess.run(
-            .name("ssh-keygen"), arguments: ["-Y", "sign", "-f", keyPath, "-n", OpVerifier.namespace, copy],
+            .name("ssh-keygen"), arguments: ["-Y", "sign", "-f", keyPath, "-n", namespace, copy],
             output: .discarded, error: .string(limit: 64 * 1024))
         guard result.terminationStatus.isSuccess, let sig = try? String(contentsOfFile: copy + ".sig", encoding: .utf8) else {
             throw SimpleError("ssh-keygen -Y sign failed: \(result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
