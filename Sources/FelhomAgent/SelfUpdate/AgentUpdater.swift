@@ -2,6 +2,7 @@ import Crypto
 import FelhomAPI
 import FelhomCore
 import FelhomGate
+import FelhomHubClient
 import FelhomSigning
 import Foundation
 import Synchronization
@@ -50,6 +51,7 @@ public final class AgentUpdater: Sendable {
 
     /// Where the release comes from (the hub, through ``HubClient`` in production).
     public struct Source: Sendable {
+        public typealias Download = @Sendable (_ version: String, _ sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws -> Void
         public var release: @Sendable (_ version: String) async throws -> ReleaseView
         public var download: @Sendable (_ version: String, _ sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws -> Void
         public init(
@@ -126,8 +128,9 @@ public final class AgentUpdater: Sendable {
         }
         // Fetch and verify before anything is written.
         let view: ReleaseView
-        do { view = try await source.release(version) } catch {
-            if "\(error)".contains("404") { return refuse(op: op, version, "the hub has no agent release \(version)") }
+        do { view = try await source.release(version) } catch let e as HubClientError where e.status == 404 {
+            return refuse(op: op, version, "the hub has no agent release \(version)")
+        } catch {
             return (.deferred("cannot fetch release \(version): \(error)"), [])
         }
         let manifest: ReleaseManifest
@@ -206,8 +209,15 @@ public final class AgentUpdater: Sendable {
         return (.flipped(version), [])
     }
 
-    /// Streams the asset into `path` (created 0700, truncated), at most `limit` bytes; fsyncs; the hex SHA-256.
     func download(_ version: String, to path: String, limit: Int64) async throws -> String {
+        try await Self.download(version, with: source.download, to: path, limit: limit)
+    }
+
+    /// Streams a release asset into `path` (created 0700, exclusively), at most `limit` bytes;
+    /// fsyncs; the hex SHA-256. A shorter answer is "truncated"; a longer one stops at the limit.
+    static func download(
+        _ version: String, with source: Source.Download, to path: String, limit: Int64
+    ) async throws -> String {
         unlink(path)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
         guard fd >= 0 else { throw SignedOpError(message: "cannot create \(path): \(String(cString: strerror(errno)))") }
@@ -219,7 +229,7 @@ public final class AgentUpdater: Sendable {
         }
         let progress = Progress()
         do {
-            try await source.download(version) { bytes in
+            try await source(version) { bytes in
                 progress.lock.lock()
                 defer { progress.lock.unlock() }
                 progress.count += Int64(bytes.count)

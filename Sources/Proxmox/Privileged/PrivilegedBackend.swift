@@ -250,6 +250,69 @@ public struct PrivilegedBackend: Sendable {
         }
     }
 
+    // MARK: 6b. The guest's controller binary (controller.update, docs/updates.md)
+
+    /// Where the controller binary lives in every guest (the golden template puts it there).
+    public static let controllerBinary = "/usr/local/bin/felhom-controller"
+    /// Where a new binary is pushed before it is renamed over the old one (same file system).
+    public static let controllerStaging = "/usr/local/bin/felhom-controller.new"
+
+    static func checkLocalFile(_ path: String) throws {
+        guard path.hasPrefix("/"), !path.split(separator: "/").contains(".."), Pattern.whole(path, #"/[A-Za-z0-9._/\-]+"#) else {
+            throw invalid("'\(path)' must be an absolute path of [A-Za-z0-9._/-] without ..")
+        }
+    }
+
+    /// `pct exec VMID -- felhom-controller --version` (nothing else can be run).
+    public static func controllerVersionArguments(vmid: Int) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        return ["exec", String(vmid), "--", controllerBinary, "--version"]
+    }
+
+    /// The version the guest's controller says it is: one line, a release version; anything else
+    /// from the guest (untrusted text) is `badOutput`.
+    public func controllerVersion(vmid: Int) async throws -> String {
+        let r = try await runner.run("pct", try Self.controllerVersionArguments(vmid: vmid))
+        try check(r, what: "pct exec \(vmid) -- felhom-controller --version")
+        let line = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard line.utf8.count <= 80, ReleaseVersion(line) != nil else {
+            throw PrivilegedError(code: .badOutput, message: "guest \(vmid)'s controller did not answer --version with a release version")
+        }
+        return line
+    }
+
+    /// `pct pull VMID /usr/local/bin/felhom-controller DEST` (the binary in use, kept for a roll-back).
+    public static func pullControllerArguments(vmid: Int, destination: String) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        try checkLocalFile(destination)
+        return ["pull", String(vmid), controllerBinary, destination]
+    }
+
+    public func pullController(vmid: Int, to destination: String) async throws {
+        try check(try await runner.run("pct", try Self.pullControllerArguments(vmid: vmid, destination: destination)), what: "pct pull \(vmid)")
+    }
+
+    /// `pct push VMID SRC /usr/local/bin/felhom-controller.new --perms 0755 --user 0 --group 0`.
+    public static func pushControllerArguments(vmid: Int, source: String) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        try checkLocalFile(source)
+        return ["push", String(vmid), source, controllerStaging, "--perms", "0755", "--user", "0", "--group", "0"]
+    }
+
+    public func pushController(vmid: Int, source: String) async throws {
+        try check(try await runner.run("pct", try Self.pushControllerArguments(vmid: vmid, source: source)), what: "pct push \(vmid) controller")
+    }
+
+    /// `pct exec VMID -- mv -f …/felhom-controller.new …/felhom-controller` (an atomic rename in the guest).
+    public static func installControllerArguments(vmid: Int) throws -> [String] {
+        guard (100...999_999_999).contains(vmid) else { throw invalid("vmid \(vmid) is outside 100…999999999") }
+        return ["exec", String(vmid), "--", "mv", "-f", controllerStaging, controllerBinary]
+    }
+
+    public func installController(vmid: Int) async throws {
+        try check(try await runner.run("pct", try Self.installControllerArguments(vmid: vmid)), what: "pct exec \(vmid) -- mv controller")
+    }
+
     // MARK: 7. Restart a guest's controller (healing)
 
     /// The argv of `pct exec VMID -- systemctl restart felhom-controller` (nothing else can be run).
