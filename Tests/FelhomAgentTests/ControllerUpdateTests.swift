@@ -25,11 +25,13 @@ struct GuestFailure: Error, CustomStringConvertible {
     static func release(_ version: String, broken: Bool = false) throws -> (ReleaseView, [UInt8]) {
         let bytes = asset(version, broken: broken)
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        let m = ReleaseManifest(component: .controller, version: version, sha256: digest, size: Int64(bytes.count), createdAt: Date(timeIntervalSince1970: 1_767_000_000))
+        let m = ReleaseManifest(
+            component: .controller, version: version, sha256: digest, size: Int64(bytes.count), createdAt: Date(timeIntervalSince1970: 1_767_000_000))
         let text = try m.canonicalBytes()
         let view = ReleaseView(
             component: "controller", version: version, sha256: digest, size: m.size, manifest: String(decoding: text, as: UTF8.self),
-            signature: try key.sign(message: text, namespace: ReleaseManifest.namespace).armored, signer: key.publicKey.fingerprint, createdAt: m.createdAt,
+            signature: try key.sign(message: text, namespace: ReleaseManifest.namespace).armored, signer: key.publicKey.fingerprint,
+            createdAt: m.createdAt,
             uploadedAt: m.createdAt)
         return (view, bytes)
     }
@@ -113,7 +115,8 @@ struct GuestFailure: Error, CustomStringConvertible {
             guest = Guest(installed: ControllerUpdateTests.asset(running), clock: clock)
             let clock = self.clock
             updater = ControllerUpdater(
-                settings: .init(releaseSigners: [PinnedSigner(name: "release", key: ControllerUpdateTests.key.publicKey)], windowSeconds: 30, pollSeconds: 0),
+                settings: .init(
+                    releaseSigners: [PinnedSigner(name: "release", key: ControllerUpdateTests.key.publicKey)], windowSeconds: 30, pollSeconds: 0),
                 journal: journal,
                 source: .init(
                     release: { v in
@@ -152,7 +155,10 @@ struct GuestFailure: Error, CustomStringConvertible {
         }
         let (outcome, events) = await w.updater.update(vmid: 120, to: "1.1.0")
         ticker.cancel()
-        guard case .refused(let reason) = outcome else { Issue.record("\(outcome)"); return }
+        guard case .refused(let reason) = outcome else {
+            Issue.record("\(outcome)")
+            return
+        }
         #expect(reason.contains("did not become healthy within 30 s"))
         #expect(w.guest.installed.contains("felhom-controller 1.0.0"), "the previous controller is back")
         #expect(Array(w.guest.steps.suffix(3)) == ["push", "install", "restart"])
@@ -164,7 +170,10 @@ struct GuestFailure: Error, CustomStringConvertible {
         defer { try? FileManager.default.removeItem(atPath: w.dir) }
         w.guest.state.withLock { $0.backupFails = true }
         let (outcome, events) = await w.updater.update(vmid: 120, to: "1.1.0")
-        guard case .refused(let reason) = outcome else { Issue.record("\(outcome)"); return }
+        guard case .refused(let reason) = outcome else {
+            Issue.record("\(outcome)")
+            return
+        }
         #expect(reason.contains("pre-update backup") && reason.contains("cancelled") && reason.contains("PBS datastore is full"))
         #expect(w.guest.steps == ["backup"], "nothing else was touched")
         #expect(w.guest.installed.contains("1.0.0") && events.map(\.type) == ["update_refused"])
@@ -177,7 +186,10 @@ struct GuestFailure: Error, CustomStringConvertible {
         defer { try? FileManager.default.removeItem(atPath: w.dir) }
         for (v, words) in [("0.9.0", "controller.rollback"), ("1.2.0", "SHA-256"), ("3.0.0", "has no controller release")] {
             let (o, events) = await w.updater.update(vmid: 120, to: v)
-            guard case .refused(let reason) = o else { Issue.record("\(v): \(o)"); continue }
+            guard case .refused(let reason) = o else {
+                Issue.record("\(v): \(o)")
+                continue
+            }
             #expect(reason.contains(words), "\(v): \(reason)")
             #expect(events.map(\.type) == ["update_refused"])
         }

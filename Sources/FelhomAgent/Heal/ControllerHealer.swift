@@ -64,6 +64,9 @@ public final class ControllerHealer: Sendable {
         self.log = log
     }
 
+    /// When guest `vmid`'s controller last called the local API (nil: not since this process started).
+    public func lastSeen(vmid: Int) -> Date? { state.withLock { $0.lastSeen[vmid] } }
+
     /// A controller called the local API (any authenticated request).
     public func seen(vmid: Int, at now: Date = Date()) {
         state.withLock { $0.lastSeen[vmid] = now }

@@ -63,6 +63,10 @@ public final class Agent: Service, Sendable {
     let state = Mutex(Status())
     /// A/B self-update (nil: not configured).
     let updater: AgentUpdater?
+    /// Controller updates (nil: self-update not configured).
+    let controllerUpdater: ControllerUpdater?
+    /// The desired state's backup storage, for pre-update backups.
+    let backupTarget: BackupTarget
     /// The version this agent reports (its slot's release).
     let runningVersion: String
 
@@ -90,6 +94,8 @@ public final class Agent: Service, Sendable {
         var snapshotsRecovered = false
         /// A new agent binary was switched in: the service loop ends so systemd starts it.
         public var restartForUpdate = false
+        /// A pass of controller updates is running.
+        var controllerUpdating = false
     }
 
     public var status: Status { state.withLock { $0 } }
@@ -210,6 +216,22 @@ public final class Agent: Service, Sendable {
                 stateDir: stateDir, runningVersion: runningVersion, clock: clock, log: log)
         }
         self.runningVersion = runningVersion
+        let healerForUpdates = healer
+        let backupsForUpdates = backups
+        let controllerBackend = PrivilegedBackend(runner: heal?.runner ?? storageRunner ?? memoryRunner ?? SubprocessCommandRunner())
+        let backupTarget = BackupTarget()
+        self.backupTarget = backupTarget
+        controllerUpdater = selfUpdate.map { [hub] settings in
+            ControllerUpdater(
+                settings: .init(releaseSigners: settings.releaseSigners, windowSeconds: settings.windowSeconds), journal: updateJournal,
+                source: .init(
+                    release: { try await hub.release(component: "controller", version: $0) },
+                    download: { try await hub.releaseAsset(component: "controller", version: $0, into: $1) }),
+                operations: Self.controllerOperations(
+                    backend: controllerBackend, pve: pve, node: node, queue: queue, backups: backupsForUpdates, healer: healerForUpdates,
+                    backupStorage: { backupTarget.storage.withLock { $0 } }, taskTimeout: provision.taskTimeout),
+                stateDir: stateDir, clock: clock, log: log)
+        }
         runner = SignedOpRunner(
             verifier: OpVerifier(signers: signers, hostID: hostID, nonces: nonces, clock: clock), journal: journal, queue: queue, pve: pve,
             node: node, taskTimeout: provision.taskTimeout, storage: storage, volumeRestore: volumeRestore,
@@ -226,6 +248,7 @@ public final class Agent: Service, Sendable {
     /// Finishes or compensates operations a crash left in flight. Runs before the first cycle.
     public func resumeInFlight() async {
         updater?.resume()
+        for e in await controllerUpdater?.resume() ?? [] { await post(e) }
         for e in updater?.collectVerdict() ?? [] { await post(e) }
         if let restoreTests {
             for (op, entries) in journal.inFlight() where entries.first?.kind == RestoreTester.kind {
@@ -308,6 +331,7 @@ public final class Agent: Service, Sendable {
             await routeTick(spec)
             await snapshotTick(spec, report: report)
             await memoryTick(spec)
+            controllerUpdateTick(spec)
             await escrowTick()
             for vmid in outcome.provisioned.sorted() {
                 // A new (empty) guest is never silent: the operator sees every provision.

@@ -51,7 +51,8 @@ public final class AgentUpdater: Sendable {
 
     /// Where the release comes from (the hub, through ``HubClient`` in production).
     public struct Source: Sendable {
-        public typealias Download = @Sendable (_ version: String, _ sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws -> Void
+        public typealias Download =
+            @Sendable (_ version: String, _ sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws -> Void
         public var release: @Sendable (_ version: String) async throws -> ReleaseView
         public var download: @Sendable (_ version: String, _ sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws -> Void
         public init(

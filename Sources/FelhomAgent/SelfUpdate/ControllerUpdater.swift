@@ -100,12 +100,16 @@ public final class ControllerUpdater: Sendable {
         do { current = try await ops.version(vmid) } catch { return (.deferred("cannot ask guest \(vmid)'s controller its version: \(error)"), []) }
         guard current != version else { return (.current, []) }
         if let have = ReleaseVersion(current), want < have, !rollbacks.allows(.controller, version: version) {
-            return refuse(op: op, vmid, version, "\(version) is older than \(current), the version guest \(vmid) runs: a downgrade needs an operator-signed controller.rollback")
+            return refuse(
+                op: op, vmid, version,
+                "\(version) is older than \(current), the version guest \(vmid) runs: a downgrade needs an operator-signed controller.rollback")
         }
         // The verified binary, cached per version.
         let binary: String
         do {
-            guard let path = try await verifiedBinary(version) else { return refuse(op: op, vmid, version, "the hub has no controller release \(version)") }
+            guard let path = try await verifiedBinary(version) else {
+                return refuse(op: op, vmid, version, "the hub has no controller release \(version)")
+            }
             binary = path
         } catch let error as SignatureError {
             return refuse(op: op, vmid, version, "the release signature was refused: \(error)")
@@ -176,7 +180,8 @@ public final class ControllerUpdater: Sendable {
             try await ops.install(vmid)
             try await ops.restart(vmid)
         } catch {
-            let why = "\(reason); putting \(current) back failed too (\(error)): the guest snapshot \(snapshot) is kept (guest.rollback needs a signed op)"
+            let why =
+                "\(reason); putting \(current) back failed too (\(error)): the guest snapshot \(snapshot) is kept (guest.rollback needs a signed op)"
             try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": String(why.prefix(500)), "retry": "false"])
             data["reason"] = .string(why)
             log("controller of guest \(vmid): \(why)")
@@ -222,7 +227,9 @@ public final class ControllerUpdater: Sendable {
         ).manifest
         let dir = cacheDir + "/" + version
         let path = dir + "/felhom-controller"
-        if let data = FileManager.default.contents(atPath: path), SHA256.hash(data: data).map({ String(format: "%02x", $0) }).joined() == manifest.sha256 {
+        if let data = FileManager.default.contents(atPath: path),
+            SHA256.hash(data: data).map({ String(format: "%02x", $0) }).joined() == manifest.sha256
+        {
             return path
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -238,10 +245,13 @@ public final class ControllerUpdater: Sendable {
 
     func refuse(op: String?, _ vmid: Int, _ version: String, _ reason: String, retry: Bool = false) -> (AgentUpdater.Outcome, [AgentEvent]) {
         if let op {
-            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["reason": String(reason.prefix(500)), "retry": retry ? "true" : "false"])
+            try? journal.append(
+                op: op, kind: Self.kind, step: "failed", data: ["reason": String(reason.prefix(500)), "retry": retry ? "true" : "false"])
         }
         log("controller update of guest \(vmid) to \(version) refused: \(reason)")
-        let data: [String: JSONValue] = ["component": "controller", "vmid": .int(Int64(vmid)), "version": .string(version), "reason": .string(reason)]
+        let data: [String: JSONValue] = [
+            "component": "controller", "vmid": .int(Int64(vmid)), "version": .string(version), "reason": .string(reason),
+        ]
         return (.refused(reason), [AgentEvent(type: "update_refused", severity: .warning, data: data)])
     }
 
