@@ -221,7 +221,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                 (
                     .post, "/api/v1/releases", #"{"manifest":"{}","signature":"x"}"#,
                     [
-                        "none": .unauthorized, "revoked": .unauthorized, "operator": .badRequest, "customer": .forbidden, "host": .forbidden,
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .forbidden,
                         "guest": .forbidden, "otherHost": .forbidden,
                     ]
                 ),

@@ -71,8 +71,11 @@ import Testing
                 #expect(tampered != good && m.contains(#""size":1"#))
                 #expect(
                     try await client.call(.post, "/api/v1/releases", key: operatorKey, body: tampered).json?["error"]?["code"] == "signature_refused")
-                // Not canonical (a space): refused, naming the manifest.
-                let spaced = good.replacingOccurrences(of: #"{\"component\""#, with: #"{ \"component\""#)
+                // Signed but not canonical (a space): refused, naming the manifest.
+                let spacedText = m.replacingOccurrences(of: #"{"component""#, with: #"{ "component""#)
+                let spacedSig = try Self.key.sign(message: Array(spacedText.utf8), namespace: ReleaseManifest.namespace).armored
+                let spaced = String(
+                    decoding: JSONValue.object(["manifest": .string(spacedText), "signature": .string(spacedSig)]).serialized(), as: UTF8.self)
                 let nc = try await client.call(.post, "/api/v1/releases", key: operatorKey, body: spaced)
                 #expect(nc.status == .badRequest && nc.json?["error"]?["path"]?.stringValue?.hasPrefix("$.manifest") == true)
 

@@ -747,7 +747,7 @@ enum OpenAPIDocument {
                       properties:
                         manifest: {type: string, maxLength: 4096}
                         signature: {type: string, maxLength: 16384}
-              responses: {"200": {description: already registered, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "201": {description: registered, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "400": {description: a manifest that does not parse or is not canonical (error.path names the member)}, "403": {description: the signature does not verify (signature_refused)}, "409": {description: release_exists}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: already registered, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "201": {description: registered, content: {application/json: {schema: {$ref: "#/components/schemas/Release"}}}}, "400": {description: a signed manifest that does not parse or is not canonical (error.path names the member)}, "403": {description: the signature does not verify over the manifest bytes (signature_refused; checked first)}, "409": {description: release_exists}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/releases/{component}/{version}:
             get:
               summary: One release (operator and host keys; a box verifies manifest and signature itself).
@@ -776,12 +776,9 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema:
-                      type: object
-                      additionalProperties: false
-                      required: [stage]
-                      properties:
-                        stage: {type: string, enum: [canary, all]}
-                        hosts: {type: array, maxItems: 1000, items: {type: string}, nullable: true}
+                      oneOf:
+                        - {type: object, additionalProperties: false, required: [stage, hosts], properties: {stage: {type: string, enum: [canary]}, hosts: {type: array, minItems: 1, maxItems: 1000, items: {type: string}}}}
+                        - {type: object, additionalProperties: false, required: [stage], properties: {stage: {type: string, enum: [all]}, hosts: {type: array, minItems: 1, maxItems: 1000, items: {type: string}, nullable: true}}}
               responses: {"200": {description: the hosts published and skipped, content: {application/json: {schema: {type: object, required: [component, version, stage, published, skipped], properties: {component: {type: string}, version: {type: string}, stage: {type: string}, published: {type: array, items: {type: object, required: [host_id, generation], properties: {host_id: {type: string}, generation: {type: integer}}}}, skipped: {type: array, items: {type: object, required: [host_id, reason], properties: {host_id: {type: string}, reason: {type: string}}}}}}}}}, "400": {description: bad stage or no canary hosts}, "404": {description: no such release}, "409": {description: canary_pending, canary_failed or asset_missing}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/quotas:
             get:

@@ -17,13 +17,7 @@ extension Hub {
     public func createRelease(_ body: NewRelease, by principal: Principal) async throws -> (ReleaseView, created: Bool) {
         guard principal == .operator else { throw HubError.forbidden("register releases (operator only)") }
         let bytes = Array(body.manifest.utf8)
-        let manifest: ReleaseManifest
-        do { manifest = try ReleaseManifest(parsing: bytes) } catch {
-            throw HubError.badRequest(error.message, path: "$.manifest.\(error.field)")
-        }
-        guard (try? manifest.canonicalBytes()) == bytes else {
-            throw HubError.badRequest("must be the manifest's RFC 8785 canonical JSON, exactly as signed", path: "$.manifest")
-        }
+        // The signature first, over the raw bytes (as the box does): only signed bytes are parsed.
         let signer: String
         do throws(SignatureError) {
             let sig = try SSHSignature(armored: body.signature)
@@ -34,6 +28,13 @@ extension Hub {
             signer = sig.publicKey.fingerprint
         } catch {
             throw HubError.signatureRefused("the release signature does not verify over the manifest: \(error.message)")
+        }
+        let manifest: ReleaseManifest
+        do { manifest = try ReleaseManifest(parsing: bytes) } catch {
+            throw HubError.badRequest(error.message, path: "$.manifest.\(error.field)")
+        }
+        guard (try? manifest.canonicalBytes()) == bytes else {
+            throw HubError.badRequest("must be the manifest's RFC 8785 canonical JSON, exactly as signed", path: "$.manifest")
         }
         let row = ReleasesTable.Row(
             component: manifest.component.rawValue, version: manifest.version, manifest: body.manifest, signature: body.signature,
@@ -168,9 +169,10 @@ extension Hub {
     public func rollout(component: String, version: String, request: RolloutRequest, by principal: Principal) async throws -> RolloutView {
         guard principal == .operator else { throw HubError.forbidden("roll out releases (operator only)") }
         guard ["canary", "all"].contains(request.stage) else { throw HubError.badRequest("must be canary or all", path: "$.stage") }
-        if request.stage == "canary" && (request.hosts ?? []).isEmpty {
+        if request.stage == "canary" && request.hosts == nil {
             throw HubError.badRequest("a canary stage names its hosts", path: "$.hosts")
         }
+        if request.hosts?.isEmpty == true { throw HubError.badRequest("name at least one host (or leave hosts out for stage all)", path: "$.hosts") }
         let now = self.now
         let result = try await store.transaction { db -> RolloutView in
             guard let row = try await ReleasesTable.get(component: component, version: version, in: db) else {
