@@ -5,6 +5,7 @@ import FelhomGate
 import FelhomHubClient
 import FelhomSigning
 import Foundation
+import ObjectStore
 import Synchronization
 
 #if canImport(Glibc)
@@ -251,7 +252,7 @@ public final class AgentUpdater: Sendable {
         }
         close(fd)
         let count = progress.count
-        let digest = progress.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digest = SigV4.hex(progress.hasher.finalize())
         guard count == limit else { throw SignedOpError(message: "the download was truncated: \(count) of \(limit) bytes") }
         return digest
     }

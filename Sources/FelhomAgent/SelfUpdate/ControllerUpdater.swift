@@ -4,6 +4,7 @@ import FelhomCore
 import FelhomHubClient
 import FelhomSigning
 import Foundation
+import ObjectStore
 
 #if canImport(Glibc)
     import Glibc
@@ -228,7 +229,7 @@ public final class ControllerUpdater: Sendable {
         let dir = cacheDir + "/" + version
         let path = dir + "/felhom-controller"
         if let data = FileManager.default.contents(atPath: path),
-            SHA256.hash(data: data).map({ String(format: "%02x", $0) }).joined() == manifest.sha256
+            SigV4.hex(SHA256.hash(data: data)) == manifest.sha256
         {
             return path
         }

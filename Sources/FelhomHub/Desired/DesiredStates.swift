@@ -183,14 +183,20 @@ extension Hub {
             let carried = try await publishedSpec(hostID, in: db)?.0.requests ?? []
             next.requests = carried.filter { r in next.guests.contains { $0.vmid == r.vmid } }
             _ = try await admit(hostID: hostID, customerID: host.customerID, checked: next, states: (next, next), in: db)
-            let spec = String(decoding: next.encoded(), as: UTF8.self)
-            // The one generation bump (also used by Hub.bumpGeneration).
-            guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
-            try await DesiredTable.insertPublished(hostID: hostID, generation: gen, spec: spec, at: now, in: db)
+            let gen = try await Self.storePublished(next, hostID: hostID, at: now, in: db)
             try await recordEvent("desired_published", hostID: hostID, customerID: host.customerID, data: ["generation": .int(gen)], at: now, in: db)
             return gen
         }
         generations.notify(hostID: hostID)
+        return gen
+    }
+
+    /// Keeps `spec` as the host's next published generation (the one generation bump, also used
+    /// by Hub.bumpGeneration) and returns it; the caller records why and wakes the host.
+    static func storePublished(_ spec: DesiredState, hostID: String, at now: Int64, in db: any SQLDatabase) async throws -> Int64 {
+        guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
+        try await DesiredTable.insertPublished(
+            hostID: hostID, generation: gen, spec: String(decoding: spec.encoded(), as: UTF8.self), at: now, in: db)
         return gen
     }
 

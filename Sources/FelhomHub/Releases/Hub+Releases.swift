@@ -218,9 +218,7 @@ extension Hub {
                     draft.versions[component] = version
                     try await DesiredTable.saveDraft(hostID: hostID, spec: String(decoding: draft.encoded(), as: UTF8.self), at: now, in: db)
                 }
-                guard let gen = try await HostsTable.bumpGeneration(hostID: hostID, in: db) else { throw HubError.notFound("host \(hostID)") }
-                try await DesiredTable.insertPublished(
-                    hostID: hostID, generation: gen, spec: String(decoding: spec.encoded(), as: UTF8.self), at: now, in: db)
+                let gen = try await Self.storePublished(spec, hostID: hostID, at: now, in: db)
                 try await ReleasesTable.recordRollout(component: component, version: version, hostID: hostID, stage: request.stage, at: now, in: db)
                 try await recordEvent(
                     "release_rollout", hostID: hostID, customerID: host.customerID,
