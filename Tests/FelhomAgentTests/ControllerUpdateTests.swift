@@ -77,9 +77,12 @@ struct GuestFailure: Error, CustomStringConvertible {
                 },
                 push: { _, source in
                     let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
+                    let now = self.clock.now()
                     self.state.withLock {
                         $0.steps.append("push")
                         $0.staged = bytes
+                        // The controller in use keeps calling the local API until it is restarted.
+                        $0.lastCall = now.addingTimeInterval(0.5)
                     }
                 },
                 install: { _ in
@@ -90,11 +93,13 @@ struct GuestFailure: Error, CustomStringConvertible {
                     }
                 },
                 restart: { _ in
+                    self.clock.advance(by: 1)  // stopping the old controller takes a moment
                     let now = self.clock.now()
                     self.state.withLock { s in
                         s.steps.append("restart")
                         // A good controller calls the local API once it runs; a broken one never does.
-                        s.lastCall = String(decoding: s.installed, as: UTF8.self).contains("broken") ? nil : now.addingTimeInterval(1)
+                        // (The agent remembers the old controller's last call.)
+                        if !String(decoding: s.installed, as: UTF8.self).contains("broken") { s.lastCall = now.addingTimeInterval(1) }
                     }
                 },
                 calledSince: { _, since in self.state.withLock { $0.lastCall.map { $0 > since } ?? false } })

@@ -139,12 +139,15 @@ public final class ControllerUpdater: Sendable {
             return refuse(op: op, vmid, version, "could not prepare guest \(vmid) for the update (\(error)): the update was cancelled", retry: true)
         }
         // 3. The new controller in place, restarted.
-        let restartedAt = clock.now()
+        let restartedAt: Date
         do {
             try await ops.push(vmid, binary)
-            try step("pushed", ["at": RFC3339.format(restartedAt)])
+            try step("pushed", ["at": RFC3339.format(clock.now())])
             try await ops.install(vmid)
             try await ops.restart(vmid)
+            // Only a call after the restart counts: the controller in use keeps calling the local
+            // API until the restart stops it.
+            restartedAt = clock.now()
         } catch {
             return await rollBack(op: op, vmid: vmid, version: version, from: current, previous: previous, snapshot: snapshot, reason: "\(error)")
         }
