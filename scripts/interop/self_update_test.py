@@ -7,7 +7,8 @@ uploaded on the hub, and rolled out to the canary host. Checks: a good release c
 binary reports its version, the gate commits, `update_committed` reaches the hub); a release that
 crashes at start is reverted by the gate alone (`update_reverted`, the roll-out to the rest is
 refused); a downgrade without a signed rollback and a release signed by an unpinned key are refused
-(`update_refused`); kill -9 at each step of the update journal ends on a working agent.
+(`update_refused`); kill -9 at each step of the update journal ends on a working agent; a full disk
+(a real 1 MiB tmpfs under the inactive slot) is refused with the running agent untouched.
 Prints `N passed, N failed`. Usage: self_update_test.py BIN_DIR
 """
 import hashlib, json, os, shutil, subprocess, sys, time
@@ -212,6 +213,24 @@ def main(sim):
                 assert steps[-1][-1] == "done", steps
 
             checks.check(f"kill -9 at {failpoint}: ends on a working agent running {version}", crash)
+
+        # A full disk, for real: the inactive slot is a 1 MiB tmpfs (the agent binary is far larger).
+        def full_disk():
+            before, version = current(), "0.9.0"
+            slot = os.path.join(root, "a" if before == "b" else "b")
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", slot], capture_output=True, text=True)
+            assert r.returncode == 0, f"mounting a tmpfs needs root: {r.stderr}"
+            try:
+                publish_release(version, real)
+                runs_cleanly()
+                ev = [e for e in events("update_refused") if e["data"].get("version") == version]
+                assert ev and "not enough space in " + slot in ev[0]["data"]["reason"], ev
+                assert current() == before and os.listdir(slot) == [], os.listdir(slot)
+            finally:
+                subprocess.run(["umount", slot], check=True)
+            assert current() == before and reported_version() != version
+
+        checks.check("a full disk (the inactive slot on a 1 MiB tmpfs): refused, the running agent untouched", full_disk)
     finally:
         hub.close()
     return checks.finish()

@@ -143,13 +143,15 @@ public final class AgentUpdater: Sendable {
         } catch {
             return refuse(op: op, version, "the release signature was refused: \(error)")
         }
-        if let free = Self.freeBytes(root.path), free < manifest.size + settings.reserveBytes {
+        // The space where the download goes: the inactive slot (it may be a file system of its own).
+        let slot = UpdateRoot.other(current)
+        let landing = FileManager.default.fileExists(atPath: root.slotDirectory(slot)) ? root.slotDirectory(slot) : root.path
+        if let free = Self.freeBytes(landing), free < manifest.size + settings.reserveBytes {
             return refuse(
                 op: op, version,
-                "not enough space in \(root.path): \(manifest.size) bytes plus \(settings.reserveBytes) in reserve needed, \(free) free",
+                "not enough space in \(landing): \(manifest.size) bytes plus \(settings.reserveBytes) in reserve needed, \(free) free",
                 retry: true)
         }
-        let slot = UpdateRoot.other(current)
         let partial = root.slotDirectory(slot) + "/.felhom-agent.partial"
         do {
             try journal.append(op: op, kind: Self.kind, step: "begin", data: ["version": version, "slot": slot])
