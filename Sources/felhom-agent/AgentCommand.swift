@@ -14,7 +14,7 @@ struct FelhomAgentCommand: AsyncParsableCommand {
         version: FelhomVersion.current,
         subcommands: [
             RunCommand.self, SelftestCommand.self, CheckCommand.self, LocalAPICommand.self, EscrowCommand.self, RecoverCommand.self,
-            RouteProxyCommand.self, SnapshotCommand.self,
+            RouteProxyCommand.self, SnapshotCommand.self, BootstrapCommand.self,
         ])
 }
 

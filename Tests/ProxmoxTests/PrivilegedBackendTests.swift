@@ -228,11 +228,44 @@ final class RecordingRunner: CommandRunner {
 
     @Test func privilegedBackendNeverMakesHTTPCalls() throws {
         let files = try sources("Privileged")
-        #expect(files.count == 2)
+        #expect(files.count == 3)
         for (name, text) in files {
             for forbidden in ["import NIO", "HTTPTransport", "PVEClient", "URLSession", "import FoundationNetworking"] {
                 #expect(!text.contains(forbidden), "\(name) mentions \(forbidden)")
             }
+        }
+    }
+
+    @Test func bootstrapCommandsTakeOnlyFelhomNamesAndValidatedValues() throws {
+        #expect(throws: PrivilegedError.self) { try PrivilegedBackend.roleAddArguments(name: "Administrator", privileges: ["VM.Audit"]) }
+        #expect(throws: PrivilegedError.self) { try PrivilegedBackend.roleAddArguments(name: "FelhomAgent", privileges: ["VM.Audit --x"]) }
+        #expect(throws: PrivilegedError.self) { try PrivilegedBackend.roleDeleteArguments(name: "PVEAdmin") }
+        #expect(throws: PrivilegedError.self) { try PrivilegedBackend.userDeleteArguments(user: "root@pam") }
+        #expect(throws: PrivilegedError.self) {
+            try PrivilegedBackend.aclModifyArguments(path: "/vms/../access", token: false, role: "FelhomAgent", propagate: true)
+        }
+        #expect(throws: PrivilegedError.self) {
+            try PrivilegedBackend.aclModifyArguments(path: "/", token: false, role: "Administrator", propagate: true)
+        }
+        #expect(throws: PrivilegedError.self) { try PrivilegedBackend.enableUnitsArguments(["ssh.service"]) }
+        #expect(
+            try PrivilegedBackend.aclModifyArguments(path: "/storage", token: true, role: "FelhomStorage", propagate: false)
+                == ["acl", "modify", "/storage", "--tokens", "felhom@pve!agent", "--roles", "FelhomStorage", "--propagate", "0"])
+        #expect(PrivilegedBackend.tokenAddArguments.contains("--privsep") && PrivilegedBackend.tokenRemoveArguments.last == "agent")
+    }
+
+    @Test func theNodeFingerprintAndTokenSecretAreReadFromPVEsOutput() async throws {
+        let certs = """
+            [{"filename":"pve-root-ca.pem","fingerprint":"00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF"},
+             {"filename":"pve-ssl.pem","fingerprint":"ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89"}]
+            """
+        let fp = try await PrivilegedBackend(runner: RecordingRunner(CommandResult(exitCode: 0, stdout: certs))).nodeCertificateFingerprint()
+        #expect(fp == "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89")
+        let token = #"{"full-tokenid":"felhom@pve!agent","info":{"privsep":"1"},"value":"0b1a9e3c-5d7f-4e2a-9c61-7f3e2b8d4a10"}"#
+        let secret = try await PrivilegedBackend(runner: RecordingRunner(CommandResult(exitCode: 0, stdout: token))).addToken()
+        #expect(secret.reveal() == "0b1a9e3c-5d7f-4e2a-9c61-7f3e2b8d4a10")
+        await #expect(throws: PrivilegedError.self) {
+            try await PrivilegedBackend(runner: RecordingRunner(CommandResult(exitCode: 0, stdout: "token: $(rm -rf /)"))).addToken()
         }
     }
 

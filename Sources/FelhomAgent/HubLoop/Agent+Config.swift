@@ -44,8 +44,19 @@ extension Agent {
         } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
             return Identity(hostID: hostID, key: key.reveal())
         } else if let token = hubCfg.enrollmentToken {
-            logger.info("enrolling with the hub at \(hubCfg.url)")
-            let enrolled = try await HubClient.enrollment(url: hubCfg.url, token: token, trust: try cfg.hubTrust())
+            return try await enroll(url: hubCfg.url, token: token, trust: try cfg.hubTrust(), stateDir: stateDir, logger: logger)
+        }
+        throw ConfigError(code: .invalid, message: "give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
+    }
+
+    /// Trades a one-time enrollment token for the host's identity, written to `state_dir/host.json`
+    /// (0600, durably) before it is used; a recovery token also leaves `recovery-pending`.
+    static func enroll(url: String, token: Secret, trust: TLSTrust, stateDir: String, logger: Logger) async throws -> Identity {
+        let idPath = stateDir + "/host.json"
+        do {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            logger.info("enrolling with the hub at \(url)")
+            let enrolled = try await HubClient.enrollment(url: url, token: token, trust: trust)
             let hostID = enrolled.hostID
             let identity = Identity(hostID: hostID, key: enrolled.apiKey)
             let data = try JSONEncoder().encode(identity)
@@ -65,7 +76,6 @@ extension Agent {
             logger.info("enrolled as host \(hostID)")
             return identity
         }
-        throw ConfigError(code: .invalid, message: "give hub.enrollment_token (first start) or hub.host_key and hub.host_id")
     }
 
     /// Disaster recovery on this box (`felhom-agent recover`): enrolls first when given a token

@@ -7,7 +7,9 @@ import Proxmox
 /// accepted for a running guest (counted: ``PVESimEngine/controllerRestarts``), `pvesm set STORAGE
 /// --encryption-key VALUE` as `PUT /storage` does it, `lsblk --json …` and `mount UUID=…` from the
 /// host's attached disks (``PVESimEngine/attachDisk(_:)``), `cat /sys/fs/cgroup/lxc/VMID/memory.events`
-/// with injected OOM kills (``PVESimEngine/injectOOMKill(vmid:count:)``). Anything else fails as not simulated.
+/// with injected OOM kills (``PVESimEngine/injectOOMKill(vmid:count:)``), and a box's set-up:
+/// `pveum` on the simulator's users, tokens, roles and ACLs, `pvenode cert info`, `pveversion`,
+/// `pct create` as root@pam. Anything else fails as not simulated.
 public struct SimCommandRunner: CommandRunner {
     let engine: PVESimEngine
 
@@ -46,6 +48,22 @@ public struct SimCommandRunner: CommandRunner {
                 return CommandResult(exitCode: 2, stdout: "", stderr: "Configuration file 'nodes/pve1/lxc/\(vmid).conf' does not exist\n")
             }
             return CommandResult(exitCode: 0, stdout: "")
+        }
+        // A box's set-up (felhom-agent bootstrap): pveum, pvenode cert info, pveversion, pct create.
+        if executable == "pveum" {
+            let (code, out, err) = await engine.execPveum(arguments)
+            return CommandResult(exitCode: code, stdout: out, stderr: err)
+        }
+        if executable == "pvenode", arguments == PrivilegedBackend.certInfoArguments {
+            let (code, out, err) = await engine.execCertInfo()
+            return CommandResult(exitCode: code, stdout: out, stderr: err)
+        }
+        if executable == "pveversion", arguments.isEmpty {
+            return CommandResult(exitCode: 0, stdout: PVESimEngine.pveVersionLine + "\n")
+        }
+        if executable == "pct", arguments.first == "create" {
+            let (code, err) = await engine.execPctCreate(arguments)
+            return CommandResult(exitCode: code, stdout: "", stderr: err)
         }
         return CommandResult(exitCode: 1, stdout: "", stderr: "\(executable) \(arguments.joined(separator: " ")): not simulated\n")
     }

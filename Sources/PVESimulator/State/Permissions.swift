@@ -1,3 +1,5 @@
+import Proxmox
+
 /// Proxmox VE's privilege model: built-in roles, ACLs on paths, and privilege-separated tokens.
 ///
 /// Source: pve-access-control `AccessControl.pm` (`$privgroups`, `create_roles`) and
@@ -29,22 +31,19 @@ public enum Permissions {
     public static let all: Set<String> = Set(
         vmAdmin + vmUser + vmAudit + sysRoot + sysAdmin + sysAudit + dsAdmin + dsUser + dsAudit + others)
 
-    /// The role Felhom's agent token gets: operator tier for guests and backups, read-only for the
-    /// node, nothing on users, permissions, node power or storage definitions.
-    public static let felhomAgentRole: [String] = [
-        "VM.Audit", "VM.PowerMgmt", "VM.Allocate", "VM.Backup", "VM.Snapshot", "VM.Snapshot.Rollback",
-        "VM.Config.Disk", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
-        "VM.Config.HWType", "VM.Console", "Datastore.Audit", "Datastore.AllocateSpace", "Sys.Audit",
-    ]
+    /// The role Felhom's agent token gets (``FelhomRoles``, what `felhom-agent bootstrap`
+    /// creates): operator tier for guests and backups, read-only for the node, nothing on users,
+    /// permissions, node power or storage definitions.
+    public static var felhomAgentRole: [String] { FelhomRoles.agentRolePrivileges }
 
     /// The second role of Felhom's agent token, granted on `/storage` only and **not propagated**:
     /// `Datastore.Allocate` there lets the agent add, update and remove storage definitions
     /// (`POST /storage`, `PUT`/`DELETE /storage/{id}` check `/storage` itself) for the disks the
     /// operator assigns, while every check on `/storage/{id}` — `prune-backups`, reading a
     /// storage's full config — still fails: the box's token cannot prune its own backups.
-    public static let felhomStorageRole: [String] = ["Datastore.Allocate"]
+    public static var felhomStorageRole: [String] { FelhomRoles.storageRolePrivileges }
 
-    /// Built-in roles plus `FelhomAgent` and `FelhomStorage`.
+    /// PVE's built-in roles (Felhom's roles are custom roles of the state: `pveum role add`).
     public static let builtinRoles: [String: Set<String>] = [
         "Administrator": all,
         "NoAccess": [],
@@ -56,8 +55,6 @@ public enum Permissions {
         "PVESysAdmin": Set(sysAdmin + sysAudit),
         "PVETemplateUser": ["VM.Clone", "VM.Audit"],
         "PVEAdmin": all.subtracting(sysRoot).subtracting(["Permissions.Modify", "Mapping.Modify"]),
-        "FelhomAgent": Set(felhomAgentRole),
-        "FelhomStorage": Set(felhomStorageRole),
     ]
 
     /// `/vms/100` → `["/", "/vms", "/vms/100"]`.

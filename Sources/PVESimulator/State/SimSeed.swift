@@ -113,6 +113,7 @@ public enum SimSeed {
                 SimACL(path: "/storage", ugid: agentTokenID, role: "FelhomStorage", propagate: false),
                 SimACL(path: "/", ugid: "auditor@pve", role: "PVEAuditor"),
                 SimACL(path: "/", ugid: auditorTokenID, role: "PVEAuditor"),
-            ])
+            ],
+            customRoles: ["FelhomAgent": Permissions.felhomAgentRole, "FelhomStorage": Permissions.felhomStorageRole])
     }
 }

@@ -546,7 +546,7 @@ public struct PrivilegedBackend: Sendable {
 
     // MARK: -
 
-    private func check(_ r: CommandResult, what: String) throws {
+    func check(_ r: CommandResult, what: String) throws {
         guard r.exitCode == 0 else {
             throw PrivilegedError(code: .commandFailed, message: "\(what) failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr))")
         }
@@ -556,7 +556,7 @@ public struct PrivilegedBackend: Sendable {
         String(s.split(separator: "\n").first ?? "").trimmingCharacters(in: .whitespaces)
     }
 
-    private static func invalid(_ message: String) -> PrivilegedError {
+    static func invalid(_ message: String) -> PrivilegedError {
         PrivilegedError(code: .invalidArgument, message: message)
     }
 }
