@@ -105,7 +105,7 @@ import Testing
             ), "\(lines.joined(separator: "\n"))")
         #expect(lines.contains("run    pveum role add FelhomStorage --privs Datastore.Allocate"))
         #expect(lines.contains("run    pveum user add felhom@pve --comment 'felhom-agent (felhom-agent bootstrap)'"))
-        #expect(lines.contains("run    pveum acl modify /storage --tokens felhom@pve!agent --roles FelhomStorage --propagate 0"))
+        #expect(lines.contains("run    pveum acl modify /storage --tokens 'felhom@pve!agent' --roles FelhomStorage --propagate 0"))
         #expect(
             lines.contains(
                 "run    pct create 9000 local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst --hostname felhom-golden --features keyctl=1,nesting=1 --unprivileged 1 --memory 512 --rootfs local-lvm:4 --net0 name=eth0,bridge=vmbr0,ip=dhcp --description 'felhom golden template'"

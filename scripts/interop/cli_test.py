@@ -182,6 +182,18 @@ def main(sim):
             assert seen.get("controller_runtime") == "docker" and "real Docker engine" in r.stdout, seen
         assert "Traceback" not in r.stdout + r.stderr and "Fatal error" not in r.stdout + r.stderr
 
+    def bootstrap_dry_run():
+        # On any machine (this one is not Proxmox VE, not necessarily root): prints, touches nothing.
+        r = subprocess.run([agent, "bootstrap", "--hub", "https://hub.example:8443", "--enrollment-token", "fh_enroll_x",
+                            "--node", "pve1", "--dry-run"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "  run    pveum role add FelhomAgent --privs VM.Audit,VM.Allocate," in r.stdout, r.stdout
+        assert "pveum user token add felhom@pve agent --privsep 1" in r.stdout and "pct create 9000 " in r.stdout, r.stdout
+        r = subprocess.run([agent, "bootstrap", "--hub", "ftp://x", "--enrollment-token", "t", "--dry-run"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0 and "--hub must be an https:// URL" in r.stderr, r.stderr
+
+    check("felhom-agent bootstrap --dry-run prints every command, on any machine", bootstrap_dry_run)
     check("felhom-agent selftest read", selftest_read)
     check("felhom-agent selftest task", selftest_task)
     check("wrong certificate pin fails clearly", wrong_pin_fails_clearly)

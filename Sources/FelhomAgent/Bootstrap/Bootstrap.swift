@@ -574,10 +574,11 @@ public struct Bootstrap: Sendable {
         guard chmod(tmp, 0o755) == 0, rename(tmp, to) == 0 else { throw Failure(message: "cannot install \(to)") }
     }
 
-    /// A command line as a shell would need it typed (single quotes where needed).
+    /// A command line as a shell would need it typed (single quotes where needed; `!` too, for
+    /// bash's history expansion).
     public static func shellLine(_ argv: [String]) -> String {
         argv.map { a in
-            a.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:,@!+%".contains($0)) }) && !a.isEmpty
+            a.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:,@+%".contains($0)) }) && !a.isEmpty
                 ? a : "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'"
         }.joined(separator: " ")
     }
