@@ -120,6 +120,37 @@ public struct HubClient: Sendable {
         return try await client.send("GET", "/healthz", as: Health.self)
     }
 
+    /// `GET /healthz` without a key, with the hub's clock: its `Date` header (nil when absent or
+    /// unparsable) and when the request was sent and answered here.
+    public static func healthAndClock(url: String, trust: TLSTrust = .systemDefault) async throws -> (
+        health: Health, hubDate: Date?, sent: Date, answered: Date
+    ) {
+        let client = try HubClient(url: url, key: Secret("anonymous"), trust: trust, timeout: .seconds(15))
+        let sent = Date()
+        let response: HTTPResponseSpec
+        do {
+            response = try await client.transport.send(HTTPRequestSpec(method: "GET", target: client.basePath + "/healthz", headers: [], body: nil))
+        } catch let error as HTTPClientError {
+            throw HubClientError(code: error.code.raw, message: error.message)
+        }
+        let answered = Date()
+        guard response.status == 200 else {
+            throw HubClientError(code: "http", message: "HTTP \(response.status) \(response.reason)", status: response.status)
+        }
+        let health: Health = try client.decodeAnswer(response.body, "GET", "/healthz")
+        let header = response.headers.first { $0.0.lowercased() == "date" }?.1
+        return (health, header.flatMap(Self.httpDate), sent, answered)
+    }
+
+    /// An HTTP date (`Wed, 02 Dec 2026 00:24:00 GMT`, RFC 9110 IMF-fixdate).
+    static func httpDate(_ text: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: text)
+    }
+
     // MARK: - Agent
 
     /// Trades a one-time enrollment token for this host's key. The token is the only credential.

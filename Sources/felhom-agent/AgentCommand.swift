@@ -43,12 +43,13 @@ struct SelftestCommand: AsyncParsableCommand {
         discussion: """
             read: every read the agent relies on (version, nodes, node status, containers, configs, storage, backups).
             task: reversible changes on the scratch guest (selftest.vmid): config round trip and snapshot → rollback → delete.
+            hub: the link to the hub: enrollment, TLS (pin or CA), a report's round trip, a held long poll, clock skew.
             Configuration: JSON file plus FELHOM_AGENT_* environment variables (e.g. FELHOM_AGENT_PVE_TOKEN_SECRET).
             """)
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case read, task }
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case read, task, hub }
 
-    @Argument(help: "read or task") var mode: Mode
+    @Argument(help: "read, task or hub") var mode: Mode
     @Option(name: .long, help: "Agent config file (JSON).") var config: String?
     @Option(name: .long, help: "Scratch guest for task mode (overrides selftest.vmid).") var vmid: Int?
 
@@ -62,12 +63,20 @@ struct SelftestCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         let client = PVEClient(connection: connection)
+        if mode == .hub {
+            let report = await HubSelftest(config: cfg, pve: client).run()
+            print(report.rendered(), terminator: "")
+            if !report.passed { throw ExitCode(1) }
+            return
+        }
         let selftest = Selftest(api: client, node: cfg.pve.node)
         let target = "\(connection.baseURL) as \(connection.tokenID), node \(cfg.pve.node)"
         let report: Selftest.Report
         switch mode {
         case .read:
             report = await selftest.read(target: target)
+        case .hub:
+            return
         case .task:
             guard let v = vmid ?? cfg.selftest?.vmid else {
                 throw ValidationError("task mode needs a scratch guest: --vmid N or selftest.vmid in the config")
