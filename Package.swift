@@ -244,7 +244,8 @@ let package = Package(
                 "Proxmox", "PVESimulator", "FelhomCore", "FelhomTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "PVESimulatorTests",

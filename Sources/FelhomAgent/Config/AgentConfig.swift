@@ -237,6 +237,19 @@ public struct AgentConfig: Decodable, Sendable {
     public var escrow: Escrow?
     public var routes: Routes?
     public var selftest: Selftest?
+    public var hardware: Hardware?
+
+    /// `hardware.*`: SMART and temperatures in the host report (``HardwareMonitor``).
+    public struct Hardware: Decodable, Sendable {
+        /// Default true.
+        public var enabled: Bool?
+        /// Seconds between readings (default 600, at least 60).
+        public var intervalSeconds: Int?
+        enum CodingKeys: String, CodingKey {
+            case enabled
+            case intervalSeconds = "interval_seconds"
+        }
+    }
     public var backup: Backup?
     public var restoreTest: RestoreTest?
     public var localAPI: LocalAPI?
@@ -248,7 +261,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots, update
+        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots, update, hardware
         case storageManifest = "storage_manifest"
         case memoryEvents = "memory_events"
         case localAPI = "local_api"
@@ -274,7 +287,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.enabled", .boolean), .init("restore_test.every_days", .integer), .init("restore_test.scratch_storage"),
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
-            .init("storage_manifest", .boolean), .init("memory_events", .boolean), .init("escrow.enabled", .boolean), .init("escrow.storage"),
+            .init("storage_manifest", .boolean), .init("memory_events", .boolean), .init("hardware.enabled", .boolean),
+            .init("hardware.interval_seconds", .integer), .init("escrow.enabled", .boolean), .init("escrow.storage"),
             .init("escrow.drill_days", .integer),
             .init("escrow.operator_public_key"), .init("routes.enabled", .boolean), .init("routes.listen"),
             .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),

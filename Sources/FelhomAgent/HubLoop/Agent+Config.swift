@@ -196,7 +196,13 @@ extension Agent {
                     allowedPorts: try cfg.routesAllowedPorts())
                 : nil,
             snapshots: try snapshotSettings(cfg, hostID: identity.hostID, runner: commandRunner),
-            memoryRunner: cfg.memoryEvents ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil, selfUpdate: try selfUpdateSettings(cfg))
+            memoryRunner: cfg.memoryEvents ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil, selfUpdate: try selfUpdateSettings(cfg),
+            hardware: cfg.hardware?.enabled ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil,
+            hardwareSettings: {
+                var h = HardwareMonitor.Settings()
+                h.intervalSeconds = Double(max(60, cfg.hardware?.intervalSeconds ?? 600))
+                return h
+            }())
     }
 
     /// `update.*`: the A/B root and the pinned release keys (a missing or empty key file is a

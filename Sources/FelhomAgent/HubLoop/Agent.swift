@@ -51,6 +51,8 @@ public final class Agent: Service, Sendable {
     public let snapshots: VolumeSnapshots?
     /// OOM kills per guest (nil: not watched).
     let memoryWatch: MemoryWatch?
+    /// SMART and temperatures for the report (nil when `hardware.enabled` is false).
+    let hardware: HardwareMonitor?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -108,9 +110,11 @@ public final class Agent: Service, Sendable {
         restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
         storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil,
         snapshots snapshotSettings: VolumeSnapshotSettings? = nil, memoryRunner: (any CommandRunner)? = nil,
-        selfUpdate: SelfUpdateSettings? = nil, runningVersion: String = Agent.version
+        selfUpdate: SelfUpdateSettings? = nil, runningVersion: String = Agent.version,
+        hardware hardwareRunner: (any CommandRunner)? = nil, hardwareSettings: HardwareMonitor.Settings = .init()
     ) throws {
         self.routes = routeSettings.map { RouteManager(settings: $0) }
+        hardware = hardwareRunner.map { HardwareMonitor(backend: PrivilegedBackend(runner: $0), stateDir: stateDir, settings: hardwareSettings) }
         memoryWatch = memoryRunner.map { MemoryWatch(backend: PrivilegedBackend(runner: $0), stateDir: stateDir) }
         self.localTokens = localTokens ?? credentials?.tokens
         let queue = GuestQueue()
@@ -379,6 +383,14 @@ public final class Agent: Service, Sendable {
         if let snapshots {
             let list = await snapshots.report
             report.volumeSnapshots = list.isEmpty ? nil : list
+        }
+        if let hardware {
+            let (health, events) = await hardware.observe(now: clock.now())
+            report.hardware = health
+            for e in events {
+                logger.warning("hardware: \(e.type) \(e.data["device"]?.stringValue ?? e.data["sensor"]?.stringValue ?? "")")
+                await post(e)
+            }
         }
         if backups != nil {
             let (b, r) = protectionRecords()

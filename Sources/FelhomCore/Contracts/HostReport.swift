@@ -150,6 +150,8 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// How each guest volume is protected off-box (absent when volume snapshots are not set up,
     /// and from older agents).
     public var volumeSnapshots: [VolumeProtection]?
+    /// SMART and temperatures (absent from agents that do not read hardware, and older ones).
+    public var hardware: HardwareHealth?
 
     public init(
         reportedAt: Date, agentVersion: String, host: Metrics, guests: [Guest], cloudflared: TunnelStatus,
@@ -181,6 +183,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         case appliedGeneration = "applied_generation"
         case routes
         case volumeSnapshots = "volume_snapshots"
+        case hardware
     }
 
     public init(from decoder: Decoder) throws {
@@ -199,6 +202,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         appliedGeneration = try c.decodeIfPresent(Int64.self, forKey: .appliedGeneration)
         routes = try c.decodeIfPresent([RouteStatus].self, forKey: .routes)
         volumeSnapshots = try c.decodeIfPresent([VolumeProtection].self, forKey: .volumeSnapshots)
+        hardware = try c.decodeIfPresent(HardwareHealth.self, forKey: .hardware)
     }
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
@@ -244,6 +248,7 @@ public struct HostReport: Codable, Sendable, Equatable {
                 }
             }
         }
+        try hardware?.validate(path: "$.hardware")
         if let generation = appliedGeneration, generation < 0 {
             throw ContractError(path: "$.applied_generation", message: "must not be negative")
         }

@@ -317,8 +317,8 @@ enum OpenAPIDocument {
                 volume_id: {type: string, pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$'}
                 snapshot_id: {type: string, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'}
                 created_at: {type: string, format: date-time}
-                size: {type: integer, minimum: 0}
-                object_size: {type: integer, minimum: 0}
+                size: {type: integer, minimum: 0, maximum: 9223372036854775807}
+                object_size: {type: integer, minimum: 0, maximum: 9223372036854775807}
                 checksum: {type: string, pattern: '^sha256:[0-9a-f]{64}$'}
                 encryption_key_id: {type: string, pattern: '^snapkey:[0-9a-f]{16}$'}
                 wrapped_data_key: {type: string, pattern: '^v1\\.[A-Za-z0-9+/]{80}$'}

@@ -242,6 +242,12 @@ public enum EventRegistry {
             english: "REFUSED an update (bad signature or checksum, a downgrade, no space, or no such release)",
             hungarian: "elutasított egy frissítést"),
         .init(
+            name: "disk_failing", postedBy: [.host], severity: .critical, customerMailable: true,
+            english: "— a disk is FAILING (SMART): replace it before it fails", hungarian: "— egy lemez HIBÁSODIK (SMART): cserélje ki"),
+        .init(
+            name: "overheating", postedBy: [.host], severity: .warning, customerMailable: false,
+            english: "is OVERHEATING", hungarian: "TÚLMELEGEDIK"),
+        .init(
             name: "disk_attached", postedBy: [.host], severity: .info, customerMailable: false,
             english: "— a disk was attached", hungarian: "— lemez csatlakoztatva"),
         .init(

@@ -108,6 +108,12 @@ public struct PrivilegedBackend: Sendable {
         public var passed: Bool?
         public var temperatureCelsius: Int?
         public var powerOnHours: Int?
+        /// ATA attribute 5 (`Reallocated_Sector_Ct`) raw value, or NVMe `media_errors`.
+        public var reallocatedSectors: Int64?
+        /// ATA attribute 197 (`Current_Pending_Sector`) raw value.
+        public var pendingSectors: Int64?
+        /// NVMe `critical_warning` ≠ 0 or spare below its threshold: failing even when `passed`.
+        public var nvmeCritical: Bool = false
         /// smartctl's exit status bitmask (bits 2–7 are warnings about the disk, not failures to run).
         public var exitStatus: Int32
     }
@@ -140,6 +146,17 @@ public struct PrivilegedBackend: Sendable {
         guard json["json_format_version"] != nil else {
             throw PrivilegedError(code: .badOutput, message: "smartctl output for \(device) has no json_format_version")
         }
+        func attribute(_ id: Int64) -> Int64? {
+            json["ata_smart_attributes"]?["table"]?.arrayValue?.first { $0["id"]?.lenientInt == id }?["raw"]?["value"]?.lenientInt
+        }
+        let nvme = json["nvme_smart_health_information_log"]
+        var nvmeCritical = false
+        if let nvme {
+            let warning = nvme["critical_warning"]?.lenientInt ?? 0
+            let spare = nvme["available_spare"]?.lenientInt
+            let threshold = nvme["available_spare_threshold"]?.lenientInt
+            nvmeCritical = warning != 0 || (spare != nil && threshold != nil && spare! < threshold!)
+        }
         return SMARTReport(
             device: json["device"]?["name"]?.stringValue ?? device,
             model: json["model_name"]?.stringValue ?? json["model_family"]?.stringValue,
@@ -147,7 +164,29 @@ public struct PrivilegedBackend: Sendable {
             passed: json["smart_status"]?["passed"]?.lenientBool,
             temperatureCelsius: json["temperature"]?["current"]?.lenientInt.map { Int($0) },
             powerOnHours: json["power_on_time"]?["hours"]?.lenientInt.map { Int($0) },
+            reallocatedSectors: attribute(5) ?? nvme?["media_errors"]?.lenientInt,
+            pendingSectors: attribute(197),
+            nvmeCritical: nvmeCritical,
             exitStatus: exitStatus)
+    }
+
+    /// `smartctl --scan --json=c`: the devices smartctl can address (no `devices` key when none).
+    public static let smartScanArguments = ["--scan", "--json=c"]
+
+    public func smartDevices() async throws -> [String] {
+        let r = try await runner.run("smartctl", Self.smartScanArguments)
+        if r.exitCode & 0b11 != 0 {
+            throw PrivilegedError(code: .commandFailed, message: "smartctl --scan failed (exit \(r.exitCode)): \(Self.firstLine(r.stderr))")
+        }
+        return try Self.parseSMARTScan(r.stdout)
+    }
+
+    /// The device names of a scan, each a path ``smartArguments(device:)`` accepts (others are skipped).
+    public static func parseSMARTScan(_ text: String) throws -> [String] {
+        guard let json = try? JSONValue.parse(text), json["json_format_version"] != nil else {
+            throw PrivilegedError(code: .badOutput, message: "smartctl --scan output is not smartctl JSON")
+        }
+        return (json["devices"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }.filter { (try? smartArguments(device: $0)) != nil }
     }
 
     // MARK: 4. Sensors
