@@ -238,6 +238,17 @@ public struct AgentConfig: Decodable, Sendable {
     public var routes: Routes?
     public var selftest: Selftest?
     public var hardware: Hardware?
+    public var tunnel: Tunnel?
+
+    /// `tunnel.*`: the supervised Cloudflare tunnel (``TunnelSupervisor``).
+    public struct Tunnel: Decodable, Sendable {
+        /// Default false: a box without a tunnel reports `cloudflared: unknown`.
+        public var enabled: Bool?
+        /// cloudflared's `--metrics` address (default 127.0.0.1:20241).
+        public var metrics: String?
+        /// The systemd unit (default felhom-cloudflared.service).
+        public var unit: String?
+    }
 
     /// `hardware.*`: SMART and temperatures in the host report (``HardwareMonitor``).
     public struct Hardware: Decodable, Sendable {
@@ -261,7 +272,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var signersFile: String?
 
     enum CodingKeys: String, CodingKey {
-        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots, update, hardware
+        case pve, selftest, hub, provision, backup, heal, escrow, routes, snapshots, update, hardware, tunnel
         case storageManifest = "storage_manifest"
         case memoryEvents = "memory_events"
         case localAPI = "local_api"
@@ -288,7 +299,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("restore_test.health_timeout_seconds", .integer),
             .init("heal.enabled", .boolean), .init("heal.silent_seconds", .integer), .init("heal.recheck_seconds", .integer),
             .init("storage_manifest", .boolean), .init("memory_events", .boolean), .init("hardware.enabled", .boolean),
-            .init("hardware.interval_seconds", .integer), .init("escrow.enabled", .boolean), .init("escrow.storage"),
+            .init("hardware.interval_seconds", .integer), .init("tunnel.enabled", .boolean), .init("tunnel.metrics"), .init("tunnel.unit"),
+            .init("escrow.enabled", .boolean), .init("escrow.storage"),
             .init("escrow.drill_days", .integer),
             .init("escrow.operator_public_key"), .init("routes.enabled", .boolean), .init("routes.listen"),
             .init("routes.probe_seconds", .integer), .init("routes.allowed_ports"),

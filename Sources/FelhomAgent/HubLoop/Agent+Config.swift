@@ -202,7 +202,14 @@ extension Agent {
                 var h = HardwareMonitor.Settings()
                 h.intervalSeconds = Double(max(60, cfg.hardware?.intervalSeconds ?? 600))
                 return h
-            }())
+            }(),
+            tunnel: cfg.tunnel?.enabled ?? false
+                ? {
+                    var t = TunnelSupervisor.Settings()
+                    if let m = cfg.tunnel?.metrics { t.metrics = m }
+                    if let u = cfg.tunnel?.unit { t.unit = u }
+                    return t
+                }() : nil, tunnelRunner: commandRunner)
     }
 
     /// `update.*`: the A/B root and the pinned release keys (a missing or empty key file is a

@@ -53,6 +53,8 @@ public final class Agent: Service, Sendable {
     let memoryWatch: MemoryWatch?
     /// SMART and temperatures for the report (nil when `hardware.enabled` is false).
     let hardware: HardwareMonitor?
+    /// The supervised Cloudflare tunnel (nil unless `tunnel.enabled`).
+    let tunnel: TunnelSupervisor?
     /// Rollbacks handed in by controllers through the local API (`POST /rollback`).
     public let localRollbacks: LocalRollbacks
     /// The box's escrow (drill in the cycle); nil without `backup.key_file` or with `escrow.enabled: false`.
@@ -111,8 +113,10 @@ public final class Agent: Service, Sendable {
         storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil,
         snapshots snapshotSettings: VolumeSnapshotSettings? = nil, memoryRunner: (any CommandRunner)? = nil,
         selfUpdate: SelfUpdateSettings? = nil, runningVersion: String = Agent.version,
-        hardware hardwareRunner: (any CommandRunner)? = nil, hardwareSettings: HardwareMonitor.Settings = .init()
+        hardware hardwareRunner: (any CommandRunner)? = nil, hardwareSettings: HardwareMonitor.Settings = .init(),
+        tunnel tunnelSettings: TunnelSupervisor.Settings? = nil, tunnelRunner: (any CommandRunner)? = nil
     ) throws {
+        tunnel = tunnelSettings.map { TunnelSupervisor(settings: $0, backend: PrivilegedBackend(runner: tunnelRunner ?? SubprocessCommandRunner())) }
         self.routes = routeSettings.map { RouteManager(settings: $0) }
         hardware = hardwareRunner.map { HardwareMonitor(backend: PrivilegedBackend(runner: $0), stateDir: stateDir, settings: hardwareSettings) }
         memoryWatch = memoryRunner.map { MemoryWatch(backend: PrivilegedBackend(runner: $0), stateDir: stateDir) }
@@ -383,6 +387,15 @@ public final class Agent: Service, Sendable {
         if let snapshots {
             let list = await snapshots.report
             report.volumeSnapshots = list.isEmpty ? nil : list
+        }
+        if let tunnel {
+            let (probe, events) = await tunnel.check(now: clock.now())
+            report.cloudflared = probe.status
+            report.cloudflaredReason = probe.reason
+            for e in events {
+                logger.warning("tunnel: \(e.type) \(e.data["reason"]?.stringValue ?? "")")
+                await post(e)
+            }
         }
         if let hardware {
             let (health, events) = await hardware.observe(now: clock.now())

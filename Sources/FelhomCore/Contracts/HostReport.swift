@@ -118,7 +118,8 @@ public struct HostReport: Codable, Sendable, Equatable {
 
     /// State of the host's cloudflared tunnel.
     public enum TunnelStatus: String, Codable, Sendable {
-        case running, stopped, unknown
+        /// `degraded`: cloudflared runs but has no connection to Cloudflare's edge.
+        case running, stopped, degraded, unknown
 
         /// A value a newer agent may send decodes as `unknown` instead of failing the report.
         public init(from decoder: Decoder) throws {
@@ -150,6 +151,8 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// How each guest volume is protected off-box (absent when volume snapshots are not set up,
     /// and from older agents).
     public var volumeSnapshots: [VolumeProtection]?
+    /// Why `cloudflared` is what it is (absent when the agent does not supervise a tunnel).
+    public var cloudflaredReason: String?
     /// SMART and temperatures (absent from agents that do not read hardware, and older ones).
     public var hardware: HardwareHealth?
 
@@ -184,6 +187,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         case routes
         case volumeSnapshots = "volume_snapshots"
         case hardware
+        case cloudflaredReason = "cloudflared_reason"
     }
 
     public init(from decoder: Decoder) throws {
@@ -203,6 +207,7 @@ public struct HostReport: Codable, Sendable, Equatable {
         routes = try c.decodeIfPresent([RouteStatus].self, forKey: .routes)
         volumeSnapshots = try c.decodeIfPresent([VolumeProtection].self, forKey: .volumeSnapshots)
         hardware = try c.decodeIfPresent(HardwareHealth.self, forKey: .hardware)
+        cloudflaredReason = try c.decodeIfPresent(String.self, forKey: .cloudflaredReason)
     }
 
     /// Decodes and checks a report; errors name the JSON path (`$.guests[1].status: …`).
@@ -249,6 +254,7 @@ public struct HostReport: Codable, Sendable, Equatable {
             }
         }
         try hardware?.validate(path: "$.hardware")
+        if let r = cloudflaredReason, r.utf8.count > 500 { throw ContractError(path: "$.cloudflared_reason", message: "at most 500 bytes") }
         if let generation = appliedGeneration, generation < 0 {
             throw ContractError(path: "$.applied_generation", message: "must not be negative")
         }

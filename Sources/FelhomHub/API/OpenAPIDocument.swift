@@ -374,7 +374,7 @@ enum OpenAPIDocument {
                               type: object
                               required: [key, volume, backup]
                               properties: {key: {type: string}, volume: {type: string}, path: {type: string, nullable: true}, backup: {type: boolean}, size: {type: string, nullable: true}}
-                cloudflared: {type: string, description: "running, stopped or unknown; a value this hub does not know reads as unknown"}
+                cloudflared: {type: string, description: "running, stopped, degraded or unknown; a value this hub does not know reads as unknown"}
                 storage_targets:
                   type: array
                   uniqueItems: true

@@ -242,6 +242,13 @@ public enum EventRegistry {
             english: "REFUSED an update (bad signature or checksum, a downgrade, no space, or no such release)",
             hungarian: "elutasított egy frissítést"),
         .init(
+            name: "tunnel_down", postedBy: [.host], severity: .warning, customerMailable: true,
+            english: "— the Cloudflare tunnel is DOWN: the apps are not reachable from outside",
+            hungarian: "— a Cloudflare-alagút LEÁLLT: az alkalmazások kívülről nem érhetők el"),
+        .init(
+            name: "tunnel_recovered", postedBy: [.host], severity: .info, customerMailable: true,
+            english: "— the Cloudflare tunnel is back", hungarian: "— a Cloudflare-alagút újra működik"),
+        .init(
             name: "disk_failing", postedBy: [.host], severity: .critical, customerMailable: true,
             english: "— a disk is FAILING (SMART): replace it before it fails", hungarian: "— egy lemez HIBÁSODIK (SMART): cserélje ki"),
         .init(

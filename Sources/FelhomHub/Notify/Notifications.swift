@@ -13,7 +13,7 @@ public struct NotificationSettings: Sendable {
         "expected_backup_missed", "restore_test_failed",
         "db_dump_failed", "op_rejected", "update_reverted", "memory_limit_exceeded", "quota_exceeded", "retrieval_locked",
         "host_blocked", "customer_suspended", "generation_not_applied", "op_expired", "stack_restart_failed", "storage_disconnected",
-        "secrets_rollout_failed", "disk_failing", "overheating",
+        "secrets_rollout_failed", "disk_failing", "overheating", "tunnel_down",
     ]
     /// Customer default when they have set no preferences.
     public var customerDefaultTypes: Set<String> = ["node_down", "node_recovered", "backup_failed", "expected_backup_missed", "restore_test_failed"]

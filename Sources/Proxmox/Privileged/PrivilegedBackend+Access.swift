@@ -239,6 +239,16 @@ extension PrivilegedBackend {
         return ["enable", "--now"] + units
     }
 
+    /// `systemctl restart felhom-….service` — only Felhom's units (the tunnel's supervision).
+    public static func restartUnitArguments(_ unit: String) throws -> [String] {
+        guard Pattern.whole(unit, #"felhom-[a-z\-]+\.service"#) else { throw invalid("only felhom-*.service units can be restarted") }
+        return ["restart", unit]
+    }
+
+    public func restartUnit(_ unit: String) async throws {
+        try check(try await runner.run("systemctl", try Self.restartUnitArguments(unit)), what: "systemctl restart \(unit)")
+    }
+
     static func jsonList(_ text: String, what: String) throws -> [JSONValue] {
         guard text.utf8.count <= 4 << 20, let doc = try? JSONValue.parse(Data(text.utf8)), let list = doc.arrayValue else {
             throw PrivilegedError(code: .badOutput, message: "\(what) did not print a JSON list")
