@@ -40,8 +40,8 @@ enum OpenAPIDocument {
                           message: {type: string}
                           path: {type: string}
                           quota: {type: string, description: "quota_exceeded: the quota's field name (max_memory_mb, max_guests, max_routes, max_public_ipv4)"}
-                          limit: {type: integer, description: "quota_exceeded: the limit"}
-                          usage: {type: integer, description: "quota_exceeded: the customer's usage before the change"}
+                          limit: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, description: "quota_exceeded: the limit"}
+                          usage: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, description: "quota_exceeded: the customer's usage before the change"}
                           requested: {type: number, description: "quota_exceeded: what the change adds; capacity_exceeded: the summed request"}
                           host_id: {type: string, description: "capacity_exceeded: the host"}
                           resource: {type: string, description: "capacity_exceeded: memory or cpu"}
@@ -65,18 +65,18 @@ enum OpenAPIDocument {
               required: [cpu, memory_mb, guests, routes, public_ipv4]
               properties:
                 cpu: {type: number, minimum: 0}
-                memory_mb: {type: integer, minimum: 0}
-                guests: {type: integer, minimum: 0}
-                routes: {type: integer, minimum: 0}
-                public_ipv4: {type: integer, minimum: 0}
+                memory_mb: {type: integer, maximum: 9223372036854775807, minimum: 0}
+                guests: {type: integer, maximum: 9223372036854775807, minimum: 0}
+                routes: {type: integer, maximum: 9223372036854775807, minimum: 0}
+                public_ipv4: {type: integer, maximum: 9223372036854775807, minimum: 0}
             Quotas:
               type: object
               required: [max_memory_mb, max_guests, max_routes, max_public_ipv4, usage, exceeded]
               properties:
-                max_memory_mb: {type: integer, nullable: true}
-                max_guests: {type: integer, nullable: true}
-                max_routes: {type: integer, nullable: true}
-                max_public_ipv4: {type: integer, nullable: true}
+                max_memory_mb: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
+                max_guests: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
+                max_routes: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
+                max_public_ipv4: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
                 usage: {$ref: "#/components/schemas/ResourceUsage"}
                 exceeded: {type: array, items: {type: string, enum: [max_memory_mb, max_guests, max_routes, max_public_ipv4]}}
             Release:
@@ -86,7 +86,7 @@ enum OpenAPIDocument {
                 component: {type: string, enum: [agent, controller]}
                 version: {type: string}
                 sha256: {type: string, pattern: '^[0-9a-f]{64}$'}
-                size: {type: integer, minimum: 1}
+                size: {type: integer, maximum: 9223372036854775807, minimum: 1}
                 manifest: {type: string, description: "the signed RFC 8785 canonical JSON {component, version, sha256, size, created_at}, verbatim"}
                 signature: {type: string, description: "SSHSIG armor, namespace felhom-release-v1, verbatim"}
                 signer: {type: string, description: "SHA-256 fingerprint of the signing key (the box decides whether it trusts it)"}
@@ -109,16 +109,16 @@ enum OpenAPIDocument {
               properties:
                 host_id: {type: string}
                 allocatable_cpu: {type: number, nullable: true}
-                allocatable_memory_mb: {type: integer, nullable: true}
+                allocatable_memory_mb: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
                 usage: {$ref: "#/components/schemas/ResourceUsage"}
             GuestPlacement:
               type: object
               required: [host_id, vmid, reason, free_memory_mb, published]
               properties:
                 host_id: {type: string}
-                vmid: {type: integer}
+                vmid: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                 reason: {type: string}
-                free_memory_mb: {type: integer}
+                free_memory_mb: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                 free_cpu: {type: number, nullable: true}
                 published: {type: boolean}
             DesiredState:
@@ -229,9 +229,9 @@ enum OpenAPIDocument {
               type: object
               required: [poll_interval_seconds, blocked, desired_generation, has_signed_ops]
               properties:
-                poll_interval_seconds: {type: integer}
+                poll_interval_seconds: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                 blocked: {type: boolean}
-                desired_generation: {type: integer}
+                desired_generation: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                 has_signed_ops: {type: boolean}
             Timestamp: {type: string, format: date-time, description: "RFC 3339 in UTC, whole seconds (2026-11-30T16:49:09Z): every time in this API"}
             Customer:
@@ -285,7 +285,7 @@ enum OpenAPIDocument {
               required: [host_id, generation, in_sync, guests]
               properties:
                 host_id: {type: string}
-                generation: {type: integer}
+                generation: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                 reported_at: {$ref: "#/components/schemas/Timestamp"}
                 in_sync: {type: boolean}
                 guests:
@@ -295,7 +295,7 @@ enum OpenAPIDocument {
                     required: [state, vmid, name, differences]
                     properties:
                       state: {type: string, enum: [in_sync, differs, missing, unexpected, unknown]}
-                      vmid: {type: integer}
+                      vmid: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                       name: {type: string}
                       desired_run_state: {type: string}
                       actual_status: {type: string}
@@ -421,7 +421,7 @@ enum OpenAPIDocument {
                     type: object
                     required: [guest_vmid, key, volume_id, state]
                     properties:
-                      guest_vmid: {type: integer}
+                      guest_vmid: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                       key: {type: string, maxLength: 16}
                       volume_id: {type: string, maxLength: 300}
                       state: {type: string, enum: [protected, not_protected, disabled, failing]}
@@ -509,12 +509,12 @@ enum OpenAPIDocument {
                 id: {type: string}
                 customer_id: {type: string}
                 name: {type: string}
-                desired_generation: {type: integer}
+                desired_generation: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}
                 blocked: {type: boolean}
                 liveness: {type: string, enum: [unknown, alive, stale, down]}
                 last_report_at: {$ref: "#/components/schemas/Timestamp"}
-                last_report_age_seconds: {type: integer, nullable: true}
-                applied_generation: {type: integer, nullable: true, description: "the desired generation the box says it applied; generation_not_applied is raised when it lags a published one beyond apply_deadline_seconds"}
+                last_report_age_seconds: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true}
+                applied_generation: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807, nullable: true, description: "the desired generation the box says it applied; generation_not_applied is raised when it lags a published one beyond apply_deadline_seconds"}
             Event:
               type: object
               properties:
@@ -779,7 +779,7 @@ enum OpenAPIDocument {
                       oneOf:
                         - {type: object, additionalProperties: false, required: [stage, hosts], properties: {stage: {type: string, enum: [canary]}, hosts: {type: array, minItems: 1, maxItems: 1000, items: {type: string}}}}
                         - {type: object, additionalProperties: false, required: [stage], properties: {stage: {type: string, enum: [all]}, hosts: {type: array, minItems: 1, maxItems: 1000, items: {type: string}, nullable: true}}}
-              responses: {"200": {description: the hosts published and skipped, content: {application/json: {schema: {type: object, required: [component, version, stage, published, skipped], properties: {component: {type: string}, version: {type: string}, stage: {type: string}, published: {type: array, items: {type: object, required: [host_id, generation], properties: {host_id: {type: string}, generation: {type: integer}}}}, skipped: {type: array, items: {type: object, required: [host_id, reason], properties: {host_id: {type: string}, reason: {type: string}}}}}}}}}, "400": {description: bad stage or no canary hosts}, "404": {description: no such release}, "409": {description: canary_pending, canary_failed or asset_missing}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: the hosts published and skipped, content: {application/json: {schema: {type: object, required: [component, version, stage, published, skipped], properties: {component: {type: string}, version: {type: string}, stage: {type: string}, published: {type: array, items: {type: object, required: [host_id, generation], properties: {host_id: {type: string}, generation: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}}}}, skipped: {type: array, items: {type: object, required: [host_id, reason], properties: {host_id: {type: string}, reason: {type: string}}}}}}}}}, "400": {description: bad stage or no canary hosts}, "404": {description: no such release}, "409": {description: canary_pending, canary_failed or asset_missing}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/customers/{id}/quotas:
             get:
               summary: The customer's quotas (null is no limit), its usage over all its hosts, and which quotas it is over (operator only).
@@ -863,7 +863,7 @@ enum OpenAPIDocument {
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
                 "413": {description: body too large}
-                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
+                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}}}}
                 default: {$ref: "#/components/responses/Error"}
           /api/v1/guest-report:
             post:
@@ -874,7 +874,7 @@ enum OpenAPIDocument {
               responses:
                 "200": {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/ControlEnvelope"}}}}
                 "400": {description: "report breaks the contract; error.path names the field"}
-                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
+                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}}}}
                 default: {$ref: "#/components/responses/Error"}
           /api/v1/control:
             get:
@@ -1085,7 +1085,7 @@ enum OpenAPIDocument {
             post:
               summary: Lift a customer's retrieval lock-out (operator); a new passphrase lifts it too. Records retrieval_unlocked.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-              responses: {"200": {description: "{cleared_failed_attempts}", content: {application/json: {schema: {type: object, required: [cleared_failed_attempts], properties: {cleared_failed_attempts: {type: integer}}}}}}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"200": {description: "{cleared_failed_attempts}", content: {application/json: {schema: {type: object, required: [cleared_failed_attempts], properties: {cleared_failed_attempts: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}}}}}}, "404": {description: no such customer}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/signed-ops/{id}/signature:
             post:
               summary: Upload the SSHSIG signature (operator); checked against registered keys for early feedback.
@@ -1132,7 +1132,7 @@ enum OpenAPIDocument {
                 "400": {description: "bad input; error.path names it"}
                 "403": {description: "a hub-only type, or a type this kind of key may not post (the message lists what it may)"}
                 "413": {description: data larger than 16 KiB}
-                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer}}}}
+                "429": {description: "too many requests from this key (per-key token bucket); retry after the Retry-After header's seconds", headers: {Retry-After: {schema: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}}}}
                 default: {$ref: "#/components/responses/Error"}
             get:
               summary: List events visible to the key, newest first (a host key sees its own host's events only).
