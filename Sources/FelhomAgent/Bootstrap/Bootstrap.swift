@@ -203,10 +203,9 @@ public struct Bootstrap: Sendable {
         var outcome = Outcome(hostID: "")
 
         // 2. Enrollment (the token is used once; the identity is durable before anything else).
-        let idPath = o.stateDir + "/host.json"
-        if let data = FileManager.default.contents(atPath: idPath), let id = try? JSONDecoder().decode(Agent.Identity.self, from: data) {
+        if let id = Agent.storedIdentity(stateDir: o.stateDir) {
             outcome.hostID = id.hostID
-            outcome.steps.append("unchanged: enrolled as host \(id.hostID) (\(idPath))")
+            outcome.steps.append("unchanged: enrolled as host \(id.hostID) (\(o.stateDir)/host.json)")
         } else {
             let trust: TLSTrust
             do { trust = try o.hubFingerprint.map { .pinnedLeafSHA256(try CertificateFingerprint(parsing: $0)) } ?? .systemDefault } catch {
@@ -266,7 +265,6 @@ public struct Bootstrap: Sendable {
             throw Failure(message: "setting up the agent's access failed: \(Self.reason(error)); \(left)")
         }
         for line in outcome.steps.dropFirst() { say(line) }
-        let stepsBefore = outcome.steps.count
 
         // 4. The golden template.
         let pve: PVEClient
@@ -296,7 +294,6 @@ public struct Bootstrap: Sendable {
                 )
             }
         }
-        _ = stepsBefore
         return outcome
     }
 
@@ -455,16 +452,9 @@ public struct Bootstrap: Sendable {
             throw Failure(message: "pct create \(o.templateVMID) failed: \(Self.reason(error)); no golden template was made")
         }
         do {
-            guard
-                let upid = try await pve.vzdump(
-                    node: o.node,
-                    {
-                        var v = VzdumpOptions(vmids: [o.templateVMID], storage: o.templateStorage)
-                        v.mode = "stop"
-                        return v
-                    }()
-                ).upid
-            else {
+            var dump = VzdumpOptions(vmids: [o.templateVMID], storage: o.templateStorage)
+            dump.mode = "stop"
+            guard let upid = try await pve.vzdump(node: o.node, dump).upid else {
                 throw Failure(message: "vzdump of \(o.templateVMID) started no task")
             }
             let status = try await pve.waitTask(upid, timeout: .seconds(1800))

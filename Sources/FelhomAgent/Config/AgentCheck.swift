@@ -89,11 +89,8 @@ public enum AgentCheck {
         do {
             let health = try await HubClient.health(url: hubCfg.url, trust: try cfg.hubTrust())
             add("hub reachable", true, "\(hubCfg.url) (store \(health.store), version \(health.version ?? "?"))")
-            let idPath = stateDir + "/host.json"
             var key: Secret? = hubCfg.hostKey
-            if let data = FileManager.default.contents(atPath: idPath), let identity = try? JSONDecoder().decode(Agent.Identity.self, from: data) {
-                key = Secret(identity.key)
-            }
+            if let identity = Agent.storedIdentity(stateDir: stateDir) { key = Secret(identity.key) }
             if let key {
                 do {
                     _ = try await HubClient(url: hubCfg.url, key: key, trust: try cfg.hubTrust()).control(after: nil, wait: 0)

@@ -32,14 +32,18 @@ extension Agent {
         heldLocks.withLock { $0[path] = lock }
     }
 
+    /// The identity enrollment left in `state_dir/host.json`, if any (never enrolls).
+    static func storedIdentity(stateDir: String) -> Identity? {
+        FileManager.default.contents(atPath: stateDir + "/host.json").flatMap { try? JSONDecoder().decode(Identity.self, from: $0) }
+    }
+
     /// The host's identity: `state_dir/host.json`, or `hub.host_key` + `hub.host_id`, or — on the
     /// first start — traded for `hub.enrollment_token` and written durably before it is used.
     static func enrolledIdentity(config cfg: AgentConfig, logger: Logger) async throws -> Identity {
         guard let hubCfg = cfg.hub else { throw ConfigError(code: .invalid, message: "the hub section (hub.url) is missing") }
         let stateDir = cfg.stateDir ?? "/var/lib/felhom-agent"
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let idPath = stateDir + "/host.json"
-        if let data = FileManager.default.contents(atPath: idPath), let id = try? JSONDecoder().decode(Identity.self, from: data) {
+        if let id = storedIdentity(stateDir: stateDir) {
             return id
         } else if let key = hubCfg.hostKey, let hostID = hubCfg.hostID {
             return Identity(hostID: hostID, key: key.reveal())

@@ -41,12 +41,8 @@ public struct HubSelftest: Sendable {
         }
         // 1. Enrollment: an identity, without spending the one-time token.
         let stateDir = config.stateDir ?? "/var/lib/felhom-agent"
-        var identity: Agent.Identity?
-        if let data = FileManager.default.contents(atPath: stateDir + "/host.json") {
-            identity = try? JSONDecoder().decode(Agent.Identity.self, from: data)
-        } else if let key = hub.hostKey, let id = hub.hostID {
-            identity = Agent.Identity(hostID: id, key: key.reveal())
-        }
+        var identity = Agent.storedIdentity(stateDir: stateDir)
+        if identity == nil, let key = hub.hostKey, let id = hub.hostID { identity = Agent.Identity(hostID: id, key: key.reveal()) }
         if let identity {
             add("enrolled", true, "host \(identity.hostID)", since: start)
         } else if hub.enrollmentToken != nil {
