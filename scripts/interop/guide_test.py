@@ -154,9 +154,15 @@ def main(bin_dir):
             op = call(f"/api/v1/signed-ops/{v['op']}")
             assert op["status"] == "applied", op
             assert "applied" in output and "signed and uploaded" in output, output[-3000:]
-            # The agent reports right after applying: 121 is gone from the last report.
-            drift = call(f"/api/v1/hosts/{v['host']}/drift")
-            assert 121 not in [g["vmid"] for g in drift["guests"]], drift
+            # The agent sends the op's result, then a fresh report: 121 leaves the drift view with that
+            # report, which may land a moment after the op reads "applied".
+            deadline = time.time() + 30
+            while True:
+                drift = call(f"/api/v1/hosts/{v['host']}/drift")
+                if 121 not in [g["vmid"] for g in drift["guests"]]:
+                    break
+                assert time.time() < deadline, drift
+                time.sleep(0.5)
 
         def undesired_guests_kept_and_said():
             events = call(f"/api/v1/events?host_id={v['host']}&type=op_refused")["events"]
