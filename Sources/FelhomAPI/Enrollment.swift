@@ -58,17 +58,22 @@ public struct Enrolled: Codable, Sendable {
     /// Traded for a recovery enrollment token: this box replaces a lost one and must run
     /// `felhom-agent recover` before it provisions anything.
     public var recovery: Bool?
+    /// The host's Cloudflare tunnel connector token when the operator set one
+    /// (`PUT /api/v1/hosts/{id}/tunnel-token`): the box keeps it 0600 for `felhom-cloudflared.service`.
+    public var tunnelToken: String?
 
-    public init(hostID: String, customerID: String, hostName: String, apiKey: String, recovery: Bool? = nil) {
+    public init(hostID: String, customerID: String, hostName: String, apiKey: String, recovery: Bool? = nil, tunnelToken: String? = nil) {
         self.hostID = hostID
         self.customerID = customerID
         self.hostName = hostName
         self.apiKey = apiKey
         self.recovery = recovery
+        self.tunnelToken = tunnelToken
     }
 
     enum CodingKeys: String, CodingKey {
         case recovery
+        case tunnelToken = "tunnel_token"
         case hostID = "host_id"
         case customerID = "customer_id"
         case hostName = "host_name"

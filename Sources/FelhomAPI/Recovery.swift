@@ -113,3 +113,48 @@ public struct Saved: Codable, Sendable {
     public var saved: Bool
     public init(saved: Bool) { self.saved = saved }
 }
+
+/// `PUT /api/v1/hosts/{id}/tunnel-token`: the host's Cloudflare tunnel connector token (the token
+/// `cloudflared tunnel run --token` takes — not a Cloudflare API token, which stays on the hub).
+public struct TunnelTokenUpload: Codable, Sendable {
+    public var connectorToken: String
+
+    public init(connectorToken: String) { self.connectorToken = connectorToken }
+
+    enum CodingKeys: String, CodingKey {
+        case connectorToken = "connector_token"
+    }
+}
+
+/// `GET /api/v1/hosts/{id}/tunnel-token`: whether a connector token is set and which (its
+/// fingerprint); the token itself only to the host's own key.
+public struct TunnelTokenView: Codable, Sendable, Equatable {
+    public var hostID: String
+    public var set: Bool
+    /// `sha256:` and the first 16 hex digits of the token's SHA-256: names the token, never reveals it.
+    public var fingerprint: String?
+    /// The tunnel the token runs (the token's `t`), for the operator to match with Cloudflare.
+    public var tunnelID: String?
+    public var updatedAt: Timestamp?
+    /// The token, to the host's own key only.
+    public var connectorToken: String?
+
+    public init(
+        hostID: String, set: Bool, fingerprint: String? = nil, tunnelID: String? = nil, updatedAt: Timestamp? = nil, connectorToken: String? = nil
+    ) {
+        self.hostID = hostID
+        self.set = set
+        self.fingerprint = fingerprint
+        self.tunnelID = tunnelID
+        self.updatedAt = updatedAt
+        self.connectorToken = connectorToken
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case set, fingerprint
+        case hostID = "host_id"
+        case tunnelID = "tunnel_id"
+        case updatedAt = "updated_at"
+        case connectorToken = "connector_token"
+    }
+}

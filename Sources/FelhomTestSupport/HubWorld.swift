@@ -150,6 +150,8 @@ public struct Reply: Sendable {
     public var status: HTTPResponse.Status
     public var body: Data
     public var json: JSONValue? { try? JSONValue.parse(body) }
+    /// The body as text (for messages and "is not in the answer" checks).
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
     public init(status: HTTPResponse.Status, body: Data) {
         self.status = status
         self.body = body

@@ -1,5 +1,6 @@
 import FelhomAPI
 import FelhomCore
+import FelhomHub
 import FelhomHubClient
 import FelhomSigning
 import FelhomTestSupport
@@ -71,7 +72,8 @@ import Testing
     func withWorld(_ adjust: @escaping (inout SimState) -> Void = fresh, _ body: (inout World) async throws -> Void) async throws {
         let sim = try await SimHarness.start(adjust)
         defer { Task { await sim.stop() } }
-        try await withRunningHub { hub in
+        let withKey: (inout HubConfig) -> Void = { $0.secretsKey = Secret(Self.secretsKey) }
+        try await withRunningHub(adjust: withKey) { hub in
             let op = try HubClient(url: hub.url, key: Secret(operatorKey))
             let customer = try await op.createCustomer(NewCustomer(name: "A", email: "a@example.hu", domain: "a.example.hu"))
             let (hostID, _) = try await op.createHost(customerID: customer, name: "nappali")
@@ -159,6 +161,57 @@ import Testing
         }
     }
 
+    static let secretsKey = Data((0..<32).map { UInt8($0 * 5 & 0xFF) }).base64EncodedString()
+
+    static func connectorToken(_ secret: String) -> String {
+        Data(#"{"a":"0123456789abcdef0123456789abcdef","t":"6ff42ae2-765d-4adf-8112-31c55c1551ef","s":"\#(secret)"}"#.utf8).base64EncodedString()
+    }
+
+    @Test func theTunnelRunsOnTheTokenTheHubHands() async throws {
+        try await withWorld { w in
+            let token = Self.connectorToken("Zmlyc3Qtc2VjcmV0")
+            _ = try await w.op.send(
+                "PUT", "/api/v1/hosts/\(w.hostID)/tunnel-token", body: TunnelTokenUpload(connectorToken: token), as: TunnelTokenView.self)
+            let tokenFile = w.options.stateDir + "/" + TunnelTokenFile.name
+            let unit = w.options.unitsDir + "/" + SystemdUnits.tunnel.name
+
+            // Without cloudflared: the box is set up, the token kept, and a line says what is missing.
+            let (b, said) = w.bootstrap()
+            let first = try await b.run()
+            #expect(first.steps.contains("made: \(tokenFile) (0600, the tunnel connector token)"), "\(first.steps)")
+            #expect(try String(contentsOfFile: tokenFile, encoding: .utf8) == "TUNNEL_TOKEN=\(token)\n")
+            #expect((try FileManager.default.attributesOfItem(atPath: tokenFile)[.posixPermissions] as? Int) == 0o600)
+            #expect(try AgentConfig.load(file: w.options.configPath, environment: [:]).tunnel?.enabled == true)
+            #expect(first.failed.contains { $0.contains("cloudflared is not installed") }, "\(first.steps)")
+            #expect(!FileManager.default.fileExists(atPath: unit))
+            #expect(!said.all.joined().contains(token) && !first.steps.joined().contains(token), "the token is never printed")
+
+            // cloudflared installed: the unit is written, enabled and started.
+            try FileManager.default.createDirectory(
+                atPath: (w.options.cloudflaredPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try "#!/bin/sh\n".write(toFile: w.options.cloudflaredPath, atomically: true, encoding: .utf8)
+            chmod(w.options.cloudflaredPath, 0o755)
+            w.recorder.reset()
+            let second = try await w.bootstrap().0.run()
+            #expect(FileManager.default.contents(atPath: unit) == Data(SystemdUnits.tunnel.text.utf8))
+            #expect(w.recorder.writes.contains(["systemctl", "enable", "--now", "felhom-cloudflared.service"]), "\(w.recorder.writes)")
+            #expect(second.failed.isEmpty, "\(second.steps)")
+
+            // The operator replaced the token on the hub: the next run brings it to the box.
+            let rotated = Self.connectorToken("c2Vjb25kLXNlY3JldA")
+            _ = try await w.op.send(
+                "PUT", "/api/v1/hosts/\(w.hostID)/tunnel-token", body: TunnelTokenUpload(connectorToken: rotated), as: TunnelTokenView.self)
+            let third = try await w.bootstrap().0.run()
+            #expect(TunnelTokenFile.read(stateDir: w.options.stateDir) == rotated && third.steps.contains { $0.hasPrefix("made: \(tokenFile)") })
+            #expect(third.steps.contains("made: felhom-cloudflared.service restarted with the new connector token"), "\(third.steps)")
+            #expect(w.recorder.writes.contains(["systemctl", "restart", "felhom-cloudflared.service"]))
+            // Once more: nothing changes, nothing restarts.
+            w.recorder.reset()
+            let fourth = try await w.bootstrap().0.run()
+            #expect(!fourth.changed && !w.recorder.writes.contains(["systemctl", "restart", "felhom-cloudflared.service"]), "\(fourth.steps)")
+        }
+    }
+
     @Test func aUserWithOtherPrivilegesIsRefusedBeforeAnythingIsMade() async throws {
         let adminUser: (inout SimState) -> Void = { s in
             BootstrapTests.fresh(&s)
@@ -224,7 +277,7 @@ import Testing
 
     @Test func theEmbeddedUnitsAreTheFilesInDeploy() throws {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for unit in SystemdUnits.installed {
+        for unit in SystemdUnits.installed + [SystemdUnits.tunnel] {
             let file = try String(contentsOf: repo.appendingPathComponent("deploy/systemd/\(unit.name)"), encoding: .utf8)
             #expect(file == unit.text, "\(unit.name) differs from deploy/systemd: regenerate Sources/FelhomAgent/Bootstrap/SystemdUnits.swift")
         }

@@ -54,6 +54,48 @@ import Testing
 
     static func freePort() -> Int { Int.random(in: 30000...60000) }
 
+    /// Records `systemctl` calls without running anything.
+    final class Recorded: CommandRunner {
+        let calls = Mutex<[[String]]>([])
+        func run(_ executable: String, _ arguments: [String]) async throws -> CommandResult {
+            calls.withLock { $0.append([executable] + arguments) }
+            return CommandResult(exitCode: 0, stdout: "")
+        }
+    }
+
+    @Test func theHubsTokenIsWritten0600AndHostileTextIsRefused() async throws {
+        let dir = NSTemporaryDirectory() + "tunnel-token-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let systemd = Recorded()
+        let tunnel = TunnelSupervisor(settings: .init(), backend: PrivilegedBackend(runner: systemd))
+        let token = Data(#"{"a":"0123456789abcdef","t":"6ff42ae2-765d-4adf-8112-31c55c1551ef","s":"c2VjcmV0"}"#.utf8).base64EncodedString()
+        let path = dir + "/" + TunnelTokenFile.name
+
+        // Due at start, then not again for 15 minutes.
+        let t0 = Date()
+        #expect(tunnel.tokenCheckDue(now: t0) && !tunnel.tokenCheckDue(now: t0.addingTimeInterval(60)))
+        #expect(tunnel.tokenCheckDue(now: t0.addingTimeInterval(TunnelSupervisor.tokenCheckSeconds)))
+
+        // A new token: written 0600, the service restarted.
+        let line = await tunnel.syncToken(stateDir: dir) { token }
+        #expect(line?.contains("restarted") == true && !(line ?? "").contains(token))
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "TUNNEL_TOKEN=\(token)\n")
+        #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)
+        #expect(systemd.calls.withLock { $0 } == [["systemctl", "restart", "felhom-cloudflared.service"]])
+        // The same token, or none on the hub: nothing changes.
+        #expect(await tunnel.syncToken(stateDir: dir) { token } == nil)
+        #expect(await tunnel.syncToken(stateDir: dir) { nil } == nil)
+        // A hostile hub adds a line to the service's environment: refused, the file as it was.
+        let hostile = await tunnel.syncToken(stateDir: dir) { "x\nExecStart=/bin/sh" }
+        #expect(hostile?.contains("characters a connector token does not have") == true, "\(hostile ?? "")")
+        #expect(TunnelTokenFile.read(stateDir: dir) == token && systemd.calls.withLock { $0.count } == 1)
+        // The hub unreachable: said, nothing touched.
+        struct Down: Error {}
+        #expect(await tunnel.syncToken(stateDir: dir) { throw Down() }?.contains("cannot read the connector token") == true)
+        #expect(TunnelTokenFile.read(stateDir: dir) == token)
+    }
+
     @Test func downRestartedRecoveredDegradedWithBackoff() async throws {
         let port = Self.freePort()
         let control = NSTemporaryDirectory() + "cloudflared-\(UUID().uuidString)"

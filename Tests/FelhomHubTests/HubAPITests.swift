@@ -368,6 +368,28 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
                     ]
                 ),
                 (
+                    // This world's hub has no secrets_key: the operator may, the hub cannot seal (409).
+                    .put, "/api/v1/hosts/\(w.hostA)/tunnel-token", #"{"connector_token":"\#(TunnelTokenTests.sampleToken)"}"#,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .conflict, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
+                    .get, "/api/v1/hosts/\(w.hostA)/tunnel-token", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .ok,
+                        "guest": .forbidden, "otherHost": .notFound,
+                    ]
+                ),
+                (
+                    .delete, "/api/v1/hosts/\(w.hostA)/tunnel-token", nil,
+                    [
+                        "none": .unauthorized, "revoked": .unauthorized, "operator": .ok, "customer": .forbidden, "host": .forbidden,
+                        "guest": .forbidden, "otherHost": .forbidden,
+                    ]
+                ),
+                (
                     .post, "/api/v1/volume-snapshots", VolumeSnapshotTests.sampleJSON,
                     [
                         "none": .unauthorized, "revoked": .unauthorized, "operator": .forbidden, "customer": .forbidden, "host": .ok,
@@ -700,7 +722,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 20)  // one row per migration: bump with each new one
+            #expect(versions == 21)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -1,4 +1,5 @@
-"""Schemathesis hooks for the hub's OpenAPI document: the `openssh-public-key` string format.
+"""Schemathesis hooks for the hub's OpenAPI document: string formats a schema cannot state
+(`openssh-public-key`, `sshsig-armor`, `cloudflare-connector-token`) and body rules.
 
 A schema cannot say "a valid OpenSSH public key", so the format is registered here with real keys
 made by ssh-keygen when the run starts (ed25519, ECDSA P-256, RSA)."""
@@ -42,6 +43,19 @@ def _signatures():
 
 
 schemathesis.openapi.format("sshsig-armor", st.sampled_from(_signatures()))
+
+
+def _connector_tokens():
+    """Well-formed Cloudflare tunnel connector tokens (base64 JSON with a, t, s), with random ids."""
+    import base64, json, uuid
+    out = []
+    for _ in range(3):
+        doc = {"a": os.urandom(16).hex(), "t": str(uuid.uuid4()), "s": base64.b64encode(os.urandom(32)).decode()}
+        out.append(base64.b64encode(json.dumps(doc).encode()).decode())
+    return out
+
+
+schemathesis.openapi.format("cloudflare-connector-token", st.sampled_from(_connector_tokens()))
 
 
 def _unique(items, key):

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomHubClient
 import FelhomSigning
@@ -58,6 +59,8 @@ public struct Bootstrap: Sendable {
         public var stateDir: String { path("/var/lib/felhom-agent") }
         public var updateRoot: String { path("/opt/felhom/agent") }
         public var gatePath: String { path("/usr/local/lib/felhom/felhom-agent-gate") }
+        /// cloudflared as Cloudflare's Debian package installs it (the tunnel unit runs it).
+        public var cloudflaredPath: String { path("/usr/bin/cloudflared") }
         public var unitsDir: String { path("/etc/systemd/system") }
         var keyFilePath: String { keyFile ?? "/etc/pve/priv/storage/\(backupStorage).enc" }
     }
@@ -98,6 +101,8 @@ public struct Bootstrap: Sendable {
             run("pveum", PrivilegedBackend.roleListArguments), run("pveum", PrivilegedBackend.userListArguments),
             run("pveum", PrivilegedBackend.aclListArguments),
             "hub    POST \(o.hubURL)/api/v1/enroll (the enrollment token, used once) → \(o.stateDir)/host.json (0600)",
+            "write  \(o.stateDir)/\(TunnelTokenFile.name) (0600) when the hub hands the host's tunnel connector token "
+                + "(in the enrollment answer, else GET \(o.hubURL)/api/v1/hosts/{id}/tunnel-token)",
         ]
         lines += try accessCommands().map { run("pveum", $0) }
         lines += [
@@ -124,6 +129,10 @@ public struct Bootstrap: Sendable {
             lines.append("write  " + SystemdUnits.installed.map { "\(o.unitsDir)/\($0.name)" }.joined(separator: ", "))
             lines.append(run("systemctl", PrivilegedBackend.daemonReloadArguments))
             lines.append(run("systemctl", try PrivilegedBackend.enableUnitsArguments(SystemdUnits.installed.map(\.name))))
+            lines.append(
+                "tunnel with \(o.stateDir)/\(TunnelTokenFile.name) and \(o.cloudflaredPath): write \(o.unitsDir)/\(SystemdUnits.tunnel.name), "
+                    + Self.shellLine(["systemctl"] + PrivilegedBackend.daemonReloadArguments) + ", "
+                    + Self.shellLine(["systemctl"] + (try PrivilegedBackend.enableUnitsArguments([SystemdUnits.tunnel.name]))))
         }
         return lines
     }
@@ -201,6 +210,7 @@ public struct Bootstrap: Sendable {
             )
         }
         var outcome = Outcome(hostID: "")
+        let tunnelBefore = TunnelTokenFile.read(stateDir: o.stateDir)
 
         // 2. Enrollment (the token is used once; the identity is durable before anything else).
         if let id = Agent.storedIdentity(stateDir: o.stateDir) {
@@ -220,6 +230,9 @@ public struct Bootstrap: Sendable {
             }
         }
         say(outcome.steps.last ?? "")
+        let tunnelLine = await tunnelToken(hostID: outcome.hostID, before: tunnelBefore)
+        outcome.steps.append(tunnelLine)
+        say(tunnelLine)
 
         // 3. Access, fingerprint, config: one unit (the token's secret exists only in memory until written).
         var made: [Made] = []
@@ -264,7 +277,7 @@ public struct Bootstrap: Sendable {
             let left = await undo(made)
             throw Failure(message: "setting up the agent's access failed: \(Self.reason(error)); \(left)")
         }
-        for line in outcome.steps.dropFirst() { say(line) }
+        for line in outcome.steps.dropFirst(2) { say(line) }
 
         // 4. The golden template.
         let pve: PVEClient
@@ -283,7 +296,7 @@ public struct Bootstrap: Sendable {
         // 6. Binaries and units.
         if o.installUnits {
             do {
-                for line in try await installUnits() {
+                for line in try await installUnits(tunnelTokenChanged: tunnelLine.hasPrefix("made")) {
                     outcome.steps.append(line)
                     say(line)
                 }
@@ -380,6 +393,8 @@ public struct Bootstrap: Sendable {
         ]
         // `provision` once the golden template exists (the agent's loader requires it in that section).
         if let goldenTemplate { doc["provision"] = .object(["golden_template": .string(goldenTemplate), "storage": .string(o.guestStorage)]) }
+        // The tunnel is supervised once the box holds its connector token.
+        if TunnelTokenFile.read(stateDir: o.stateDir) != nil { doc["tunnel"] = .object(["enabled": true]) }
         let bytes = Array(JSONValue.object(doc).serialized()) + [0x0A]
         if let old = FileManager.default.contents(atPath: o.configPath), [UInt8](old) == bytes { return false }
         try FileManager.default.createDirectory(
@@ -508,7 +523,7 @@ public struct Bootstrap: Sendable {
     }
 
     /// The agent into the A/B root, the gate beside it, the units, enabled and started.
-    func installUnits() async throws -> [String] {
+    func installUnits(tunnelTokenChanged: Bool = false) async throws -> [String] {
         let o = options
         var lines: [String] = []
         if let exe = o.agentExecutable {
@@ -549,7 +564,64 @@ public struct Bootstrap: Sendable {
         }
         try await runChecked("systemctl", try PrivilegedBackend.enableUnitsArguments(SystemdUnits.installed.map(\.name)))
         lines.append(wrote ? "made: units enabled and started" : "unchanged: units (enabled and started)")
+        if let line = try await installTunnelUnit(tokenChanged: tunnelTokenChanged) { lines.append(line) }
         return lines
+    }
+
+    /// `felhom-cloudflared.service`, when the box holds its connector token; nil without one (the
+    /// tunnel step said so). Without cloudflared a `failed:` line says how to get it; the rest stands.
+    func installTunnelUnit(tokenChanged: Bool) async throws -> String? {
+        let o = options
+        guard TunnelTokenFile.read(stateDir: o.stateDir) != nil else { return nil }
+        guard FileManager.default.isExecutableFile(atPath: o.cloudflaredPath) else {
+            return "failed: tunnel — cloudflared is not installed (\(o.cloudflaredPath)): install it from Cloudflare's apt repository "
+                + "(docs/install.md, \"The tunnel\"), then run bootstrap again"
+        }
+        let unit = SystemdUnits.tunnel
+        let path = o.unitsDir + "/" + unit.name
+        let wrote = FileManager.default.contents(atPath: path) != Data(unit.text.utf8)
+        if wrote {
+            do throws(AppendLogError) { try DurableFile.write(Array(unit.text.utf8), to: path, mode: 0o644) } catch {
+                throw Failure(message: error.message)
+            }
+            try await runChecked("systemctl", PrivilegedBackend.daemonReloadArguments)
+        }
+        try await runChecked("systemctl", try PrivilegedBackend.enableUnitsArguments([unit.name]))
+        if wrote { return "made: \(path), enabled and started (the agent supervises it)" }
+        guard tokenChanged else { return "unchanged: \(unit.name) (enabled and started)" }
+        // Running on the old token: `enable --now` leaves a running service alone.
+        try await backend.restartUnit(unit.name)
+        return "made: \(unit.name) restarted with the new connector token"
+    }
+
+    /// The host's tunnel connector token in `state_dir/tunnel.env`: written by the enrollment when
+    /// the hub handed it, else asked of the hub with the host's key (the operator may set it after
+    /// the box enrolled). Never fails the run: the agent asks again every 15 minutes.
+    func tunnelToken(hostID: String, before: String?) async -> String {
+        let o = options
+        let file = "\(o.stateDir)/\(TunnelTokenFile.name)"
+        let had = TunnelTokenFile.read(stateDir: o.stateDir)
+        let fetched: String?
+        do {
+            guard let id = Agent.storedIdentity(stateDir: o.stateDir) else { return "failed: tunnel — no identity in \(o.stateDir)/host.json" }
+            let trust: TLSTrust = try o.hubFingerprint.map { .pinnedLeafSHA256(try CertificateFingerprint(parsing: $0)) } ?? .systemDefault
+            let hub = try HubClient(url: o.hubURL, key: Secret(id.key), trust: trust)
+            fetched = try await hub.send("GET", "/api/v1/hosts/\(hostID)/tunnel-token", as: TunnelTokenView.self).connectorToken
+        } catch {
+            if had != nil { return "unchanged: \(file) (the hub could not be asked for a newer token: \(Self.reason(error)))" }
+            return "failed: tunnel — cannot read the connector token from the hub: \(Self.reason(error)); run bootstrap again later"
+        }
+        guard let fetched else {
+            if had != nil { return "unchanged: \(file) (the hub holds no token now; the box keeps its own)" }
+            return "unchanged: no tunnel — the hub holds no connector token for \(hostID) "
+                + "(set one with PUT /api/v1/hosts/\(hostID)/tunnel-token, then run bootstrap again)"
+        }
+        do {
+            let wrote = try TunnelTokenFile.store(fetched, stateDir: o.stateDir)
+            return wrote || before != fetched ? "made: \(file) (0600, the tunnel connector token)" : "unchanged: \(file)"
+        } catch {
+            return "failed: tunnel — \(error.message)"
+        }
     }
 
     func runChecked(_ exe: String, _ args: [String]) async throws {

@@ -66,4 +66,41 @@ public enum SystemdUnits {
                 WantedBy=multi-user.target
                 """ + "\n"),
     ]
+
+    /// The host's Cloudflare tunnel, installed only once the hub handed the host's connector token
+    /// (`state_dir/tunnel.env`) and cloudflared is installed.
+    public static let tunnel = Unit(
+        name: "felhom-cloudflared.service",
+        text: """
+            # felhom-cloudflared: the host's Cloudflare tunnel (seed review S4/S5), installed by
+            # `felhom-agent bootstrap` once the hub handed the host's connector token, and supervised by
+            # felhom-agent (tunnel.enabled): it probes /ready on the metrics address below, reports
+            # running|stopped|degraded|unknown and restarts this unit with back-off. docs/agent.md ("Tunnel").
+            #
+            # The connector token (never a Cloudflare API token) is in /var/lib/felhom-agent/tunnel.env as
+            # TUNNEL_TOKEN=…, mode 0600, written by the agent; systemd reads it as root, so the token is
+            # neither on the command line (ps) nor readable by the unprivileged user cloudflared runs as.
+            # cloudflared itself comes from Cloudflare's apt repository (docs/install.md).
+            [Unit]
+            Description=Felhom Cloudflare tunnel (cloudflared)
+            Documentation=file:/usr/share/doc/felhom/agent.md
+            After=network-online.target
+            Wants=network-online.target
+            ConditionPathExists=/var/lib/felhom-agent/tunnel.env
+
+            [Service]
+            Type=simple
+            EnvironmentFile=/var/lib/felhom-agent/tunnel.env
+            ExecStart=/usr/bin/cloudflared --no-autoupdate tunnel --metrics 127.0.0.1:20241 run
+            DynamicUser=yes
+            NoNewPrivileges=yes
+            ProtectSystem=strict
+            ProtectHome=yes
+            PrivateTmp=yes
+            Restart=on-failure
+            RestartSec=10
+
+            [Install]
+            WantedBy=multi-user.target
+            """ + "\n")
 }

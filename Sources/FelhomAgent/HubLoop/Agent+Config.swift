@@ -54,7 +54,8 @@ extension Agent {
     }
 
     /// Trades a one-time enrollment token for the host's identity, written to `state_dir/host.json`
-    /// (0600, durably) before it is used; a recovery token also leaves `recovery-pending`.
+    /// (0600, durably) before it is used; a recovery token also leaves `recovery-pending`; the
+    /// host's tunnel connector token, when the hub hands one, goes to `state_dir/tunnel.env` (0600).
     static func enroll(url: String, token: Secret, trust: TLSTrust, stateDir: String, logger: Logger) async throws -> Identity {
         let idPath = stateDir + "/host.json"
         do {
@@ -78,6 +79,10 @@ extension Agent {
                 throw ConfigError(code: .unreadable, message: "cannot write '\(idPath)': \(error.message)")
             }
             logger.info("enrolled as host \(hostID)")
+            if let token = enrolled.tunnelToken {
+                // Not fatal: the running agent fetches it again (TunnelSupervisor.syncToken).
+                do { try TunnelTokenFile.store(token, stateDir: stateDir) } catch { logger.warning("tunnel token not stored: \(error.message)") }
+            }
             return identity
         }
     }

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomHTTP
 import FelhomHubClient
@@ -389,6 +390,13 @@ public final class Agent: Service, Sendable {
             report.volumeSnapshots = list.isEmpty ? nil : list
         }
         if let tunnel {
+            if tunnel.tokenCheckDue(now: clock.now()) {
+                let line = await tunnel.syncToken(stateDir: stateDir) { [hub, hostID] in
+                    let view = try await hub.send("GET", "/api/v1/hosts/\(hostID)/tunnel-token", as: TunnelTokenView.self)
+                    return view.connectorToken
+                }
+                if let line { logger.notice("\(line)") }
+            }
             let (probe, events) = await tunnel.check(now: clock.now())
             report.cloudflared = probe.status
             report.cloudflaredReason = probe.reason

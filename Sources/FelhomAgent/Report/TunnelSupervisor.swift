@@ -33,6 +33,37 @@ public final class TunnelSupervisor: Sendable {
         var nextRestart: Date?
         var backoff: Double = 0
         var restarts = 0
+        var tokenCheckedAt: Date?
+    }
+
+    /// How often the box asks the hub whether its connector token changed (the operator replaced it).
+    static let tokenCheckSeconds: Double = 900
+
+    /// Whether a look at the hub's token is due (at start, then every 15 minutes); marks it done.
+    func tokenCheckDue(now: Date) -> Bool {
+        state.withLock { s in
+            guard s.tokenCheckedAt.map({ now.timeIntervalSince($0) >= Self.tokenCheckSeconds }) ?? true else { return false }
+            s.tokenCheckedAt = now
+            return true
+        }
+    }
+
+    /// Brings `state_dir/tunnel.env` to the hub's token (`fetch`: nil when the hub has none, which
+    /// leaves the file alone: the tunnel keeps running on the token it has) and restarts the
+    /// service when the token changed. Answers a line for the log, or nil when nothing changed.
+    public func syncToken(stateDir: String, fetch: () async throws -> String?) async -> String? {
+        let token: String?
+        do { token = try await fetch() } catch { return "tunnel: cannot read the connector token from the hub: \(error)" }
+        guard let token else { return nil }
+        do throws(ConfigError) {
+            guard try TunnelTokenFile.store(token, stateDir: stateDir) else { return nil }
+        } catch {
+            return "tunnel: \(error.message); \(stateDir)/\(TunnelTokenFile.name) left as it was"
+        }
+        do { try await backend.restartUnit(settings.unit) } catch {
+            return "tunnel: new connector token written to \(stateDir)/\(TunnelTokenFile.name); restarting \(settings.unit) failed: \(error)"
+        }
+        return "tunnel: new connector token from the hub written to \(stateDir)/\(TunnelTokenFile.name); \(settings.unit) restarted"
     }
 
     let settings: Settings

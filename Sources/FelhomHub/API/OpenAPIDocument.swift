@@ -258,6 +258,16 @@ enum OpenAPIDocument {
                 fingerprint: {type: string}
                 public_key: {type: string}
                 created_at: {$ref: "#/components/schemas/Timestamp"}
+            TunnelToken:
+              type: object
+              required: [host_id, set]
+              properties:
+                host_id: {type: string}
+                set: {type: boolean}
+                fingerprint: {type: string, description: "sha256: and 16 hex digits of the token's SHA-256"}
+                tunnel_id: {type: string}
+                updated_at: {$ref: "#/components/schemas/Timestamp"}
+                connector_token: {type: string, description: the token itself, to the host's own key only}
             SignedOp:
               type: object
               required: [id, host_id, host_name, customer_id, customer_name, op, summary, blob, status, expires_at, created_at]
@@ -966,9 +976,27 @@ enum OpenAPIDocument {
                     schema: {type: object, properties: {pbs_namespace: {type: string, nullable: true, minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9/_-]+$'}, repository_fingerprint: {type: string, nullable: true, pattern: '^([0-9a-f]{2}:){31}[0-9a-f]{2}$'}, wrapped_escrow_key: {type: string, nullable: true, format: byte, pattern: '^([A-Za-z0-9+/]{4}){1,64}$', description: "base64, wrapped by the customer's recovery code"}, tunnel_token_ref: {type: string, nullable: true, maxLength: 200}}}
               responses: {"200": {description: the recovery bundle}, "400": {description: bad field}, default: {$ref: "#/components/responses/Error"}}
             get:
-              summary: The recovery bundle (operator, or the host's own key) — identity, tunnel token reference, box-reported storage manifest and escrow envelope, PBS namespace and fingerprint, wrapped escrow key, desired guests — from durable sources only.
+              summary: The recovery bundle (operator, or the host's own key) — identity, tunnel token reference and tunnel (set, fingerprint, tunnel_id; connector_token for the host's own key only), box-reported storage manifest and escrow envelope, PBS namespace and fingerprint, wrapped escrow key, desired guests — from durable sources only.
               parameters: [{name: id, in: path, required: true, schema: {type: string}}]
               responses: {"200": {description: the recovery bundle}, default: {$ref: "#/components/responses/Error"}}
+          /api/v1/hosts/{id}/tunnel-token:
+            put:
+              summary: "Set or replace the host's Cloudflare tunnel connector token (operator): what `cloudflared tunnel token NAME` prints (base64 JSON with a, t, s), not a Cloudflare API token. Sealed at rest with the hub's secrets_key (409 secrets_key_unset without one); handed to the box at enrollment. Records tunnel_token_set (fingerprint only)."
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema: {type: object, required: [connector_token], additionalProperties: false, properties: {connector_token: {type: string, format: cloudflare-connector-token, minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9+/=_-]+$'}}}
+              responses: {"200": {description: the token's view, content: {application/json: {schema: {$ref: "#/components/schemas/TunnelToken"}}}}, "400": {description: not a connector token}, "409": {description: the hub has no secrets_key}, default: {$ref: "#/components/responses/Error"}}
+            get:
+              summary: Whether the host has a connector token, its fingerprint and tunnel id (operator); with connector_token, the token itself, for the host's own key only.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: the token's view, content: {application/json: {schema: {$ref: "#/components/schemas/TunnelToken"}}}}, default: {$ref: "#/components/responses/Error"}}
+            delete:
+              summary: Remove the host's connector token from the hub (operator); records tunnel_token_removed when there was one.
+              parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+              responses: {"200": {description: "{host_id, set: false}", content: {application/json: {schema: {$ref: "#/components/schemas/TunnelToken"}}}}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/recovery/box:
             post:
               summary: The box reports its storage manifest, the PBS fingerprint it sees and its escrow envelope (host key); kept as box_* columns. The envelope is opaque to the hub (docs/formats.md).
@@ -1025,7 +1053,7 @@ enum OpenAPIDocument {
                 content:
                   application/json:
                     schema: {type: object, required: [token], properties: {token: {type: string}}}
-              responses: {"201": {description: "{host_id, customer_id, host_name, api_key}"}, "401": {description: unknown, expired or used token}, default: {$ref: "#/components/responses/Error"}}
+              responses: {"201": {description: "{host_id, customer_id, host_name, api_key, recovery?, tunnel_token?} (tunnel_token: the host's connector token when the operator set one)"}, "401": {description: unknown, expired or used token}, default: {$ref: "#/components/responses/Error"}}
           /api/v1/operator-keys:
             post:
               summary: Register an operator SSH public key (operator); role operational (default) or recovery. Used for early signature feedback; agents pin their own keys.

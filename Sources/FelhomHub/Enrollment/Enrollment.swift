@@ -37,7 +37,8 @@ extension Hub {
             hostID: hostID, token: token, expiresAt: Timestamp(secondsSince1970: now + Int64(ttl)), recovery: recovery ? true : nil)
     }
 
-    /// Trades a token for the host's key (no bearer key needed: the token is the credential).
+    /// Trades a token for the host's key (no bearer key needed: the token is the credential), with
+    /// the host's tunnel connector token when one is set.
     public func enroll(token: String) async throws -> Enrolled {
         guard token.hasPrefix("fh_enroll_"), token.count <= 256 else { throw Self.enrollmentRefused }
         let hash = KeyAuthority.hash(token)
@@ -54,7 +55,11 @@ extension Hub {
             try await recordEvent(
                 "host_enrolled", severity: recovery ? .warning : .info, hostID: hostID, customerID: customerID,
                 data: recovery ? ["recovery": true] : [:], at: now, in: db)
-            return Enrolled(hostID: hostID, customerID: customerID, hostName: host.name, apiKey: key, recovery: recovery ? true : nil)
+            // The box runs the host's tunnel with it (first and recovery enrollments alike); a token
+            // this hub cannot open fails the enrollment whole (the enrollment token stays unused).
+            let tunnelToken = try await revealedTunnelToken(hostID: hostID, in: db)
+            return Enrolled(
+                hostID: hostID, customerID: customerID, hostName: host.name, apiKey: key, recovery: recovery ? true : nil, tunnelToken: tunnelToken)
         }
         guard let result else { throw Self.enrollmentRefused }
         keys.cache.removeAll()

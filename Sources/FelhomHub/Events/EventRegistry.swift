@@ -218,6 +218,14 @@ public enum EventRegistry {
             name: "op_refused", postedBy: [.host], severity: .warning, customerMailable: false,
             english: "refused an operation that needs the operator's signature", hungarian: "aláírás nélkül nem hajtott végre egy műveletet"),
         .init(
+            name: "tunnel_token_set", postedBy: [.hub], severity: .info, customerMailable: false,
+            english: "— the host's Cloudflare tunnel connector token was set or replaced",
+            hungarian: "— a gép Cloudflare-alagút csatlakozási tokenje be lett állítva vagy le lett cserélve"),
+        .init(
+            name: "tunnel_token_removed", postedBy: [.hub], severity: .warning, customerMailable: false,
+            english: "— the host's Cloudflare tunnel connector token was removed from the hub",
+            hungarian: "— a gép Cloudflare-alagút csatlakozási tokenje törölve lett a hubról"),
+        .init(
             name: "secrets_rotated", postedBy: [.hub], severity: .info, customerMailable: false,
             english: "— a guest's secret bundle has a new version", hungarian: "— egy vendéggép titokcsomagjának új változata van"),
         .init(

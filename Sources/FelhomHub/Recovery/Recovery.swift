@@ -71,17 +71,27 @@ extension Hub {
         case .host: throw HubError.notFound("host \(hostID)")
         default: throw HubError.forbidden("read recovery bundles (operator key, the host's own key, or the customer's passphrase)")
         }
-        return try await recoveryBundle(hostID: hostID)
+        return try await recoveryBundle(hostID: hostID, revealTunnelToken: principal != .operator)
     }
 
-    func recoveryBundle(hostID: String) async throws -> JSONValue {
+    /// The bundle; `tunnel_token` (the connector token in clear) only with `revealTunnelToken`,
+    /// which is for the host's own key: the operator and the customer see that one is set.
+    func recoveryBundle(hostID: String, revealTunnelToken: Bool = false) async throws -> JSONValue {
         guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
         let customer = try await customer(host.customerID, by: .operator)
-        let (dr, desired) = try await store.withDB { db in
+        let (dr, desired, tunnel) = try await store.withDB { db in
             (
                 try await RecoveryTable.record(hostID: hostID, in: db),
-                try await publishedSpec(hostID, in: db)
+                try await publishedSpec(hostID, in: db),
+                try await RecoveryTable.tunnelToken(hostID: hostID, in: db)
             )
+        }
+        var tunnelView: [String: JSONValue] = ["set": .bool(tunnel != nil)]
+        if let tunnel {
+            tunnelView["fingerprint"] = .string(tunnel.fingerprint)
+            tunnelView["tunnel_id"] = .string(tunnel.tunnelID)
+            tunnelView["updated_at"] = .string(Timestamp(secondsSince1970: tunnel.updatedAt).description)
+            if revealTunnelToken { tunnelView["connector_token"] = .string(try openTunnelToken(hostID: hostID, sealed: tunnel.sealed)) }
         }
         func text(_ col: String) -> JSONValue { (try? dr?.decode(column: col, as: String?.self)).flatMap { $0 }.map { .string($0) } ?? .null }
         let manifest =
@@ -93,6 +103,7 @@ extension Hub {
                 "domain": .string(customer.domain), "timezone": .string(customer.timezone),
             ],
             "tunnel_token_ref": text("tunnel_token_ref"),
+            "tunnel": .object(tunnelView),
             "pbs": ["namespace": text("pbs_namespace"), "repository_fingerprint": text("repository_fingerprint")],
             "wrapped_escrow_key": text("wrapped_escrow_key"),
             "box_reported": [

@@ -328,6 +328,14 @@ enum Migrations {
                 .primaryKey("component", "version", "host_id")
                 .run()
         },
+        Migration(version: 21, name: "tunnel connector tokens (sealed)") { db in
+            // The host's Cloudflare tunnel connector token, AES-GCM under `secrets_key` (a durable DR
+            // source like the rest of dr_records); the fingerprint and tunnel id let views say which token is set.
+            try await db.raw("ALTER TABLE dr_records ADD COLUMN tunnel_token_sealed TEXT").run()
+            try await db.raw("ALTER TABLE dr_records ADD COLUMN tunnel_token_fingerprint TEXT").run()
+            try await db.raw("ALTER TABLE dr_records ADD COLUMN tunnel_id TEXT").run()
+            try await db.raw("ALTER TABLE dr_records ADD COLUMN tunnel_token_updated_at BIGINT").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

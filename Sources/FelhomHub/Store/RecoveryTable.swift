@@ -36,6 +36,38 @@ enum RecoveryTable {
             .run()
     }
 
+    /// A host's sealed tunnel connector token as stored: never the token in clear.
+    struct SealedTunnelToken {
+        var sealed: String
+        var fingerprint: String
+        var tunnelID: String
+        var updatedAt: Int64
+    }
+
+    /// Stores the host's sealed tunnel connector token; nil removes it.
+    static func saveTunnelToken(hostID: String, _ token: SealedTunnelToken?, at: Int64, in db: any SQLDatabase) async throws {
+        try await db.insert(into: "dr_records")
+            .columns("host_id", "tunnel_token_sealed", "tunnel_token_fingerprint", "tunnel_id", "tunnel_token_updated_at")
+            .values(SQLBind(hostID), SQLBind(token?.sealed), SQLBind(token?.fingerprint), SQLBind(token?.tunnelID), SQLBind(at))
+            .onConflict(with: ["host_id"]) {
+                $0.set(excludedValueOf: "tunnel_token_sealed").set(excludedValueOf: "tunnel_token_fingerprint")
+                    .set(excludedValueOf: "tunnel_id").set(excludedValueOf: "tunnel_token_updated_at")
+            }.run()
+    }
+
+    /// The host's sealed token; nil when none is set.
+    static func tunnelToken(hostID: String, in db: any SQLDatabase) async throws -> SealedTunnelToken? {
+        guard
+            let row = try await db.select().columns("tunnel_token_sealed", "tunnel_token_fingerprint", "tunnel_id", "tunnel_token_updated_at")
+                .from("dr_records").where("host_id", .equal, SQLBind(hostID)).first(),
+            let sealed = try row.decode(column: "tunnel_token_sealed", as: String?.self),
+            let fingerprint = try row.decode(column: "tunnel_token_fingerprint", as: String?.self)
+        else { return nil }
+        return SealedTunnelToken(
+            sealed: sealed, fingerprint: fingerprint, tunnelID: try row.decode(column: "tunnel_id", as: String?.self) ?? "",
+            updatedAt: try row.decode(column: "tunnel_token_updated_at", as: Int64?.self) ?? 0)
+    }
+
     static func record(hostID: String, in db: any SQLDatabase) async throws -> (any SQLRow)? {
         try await db.select().column("*").from("dr_records").where("host_id", .equal, SQLBind(hostID)).first()
     }

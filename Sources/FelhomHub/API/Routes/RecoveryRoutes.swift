@@ -2,7 +2,7 @@ import FelhomAPI
 import FelhomCore
 import Hummingbird
 
-/// Disaster recovery: DR records (operator), the box's own report, and the customer's
+/// Disaster recovery: DR records (operator), the host's tunnel connector token, the box's own report, and the customer's
 /// passphrase retrieval (no key: the passphrase is the credential, rate-limited per client).
 enum RecoveryRoutes {
     static func collection(_ hub: Hub) -> RouteCollection<AuthenticatedContext> {
@@ -14,6 +14,18 @@ enum RecoveryRoutes {
         }
         routes.get("recovery/:id") { _, ctx in
             try HubAPI.encode(try await hub.recovery(hostID: try ctx.parameters.require("id"), by: ctx.principal))
+        }
+        routes.put("hosts/:id/tunnel-token") { req, ctx in
+            let body = try HubAPI.decodeClosed(TunnelTokenUpload.self, try await HubAPI.collect(req), keys: ["connector_token"])
+            return try HubAPI.encode(try await hub.setTunnelToken(hostID: try ctx.parameters.require("id"), body, by: ctx.principal))
+        }
+        routes.get("hosts/:id/tunnel-token") { _, ctx in
+            try HubAPI.encode(try await hub.tunnelToken(hostID: try ctx.parameters.require("id"), by: ctx.principal))
+        }
+        routes.delete("hosts/:id/tunnel-token") { _, ctx in
+            let hostID = try ctx.parameters.require("id")
+            try await hub.removeTunnelToken(hostID: hostID, by: ctx.principal)
+            return try HubAPI.encode(TunnelTokenView(hostID: hostID, set: false))
         }
         routes.post("recovery/box") { req, ctx in
             let body = try await HubAPI.decode(BoxRecoveryReport.self, req)
