@@ -47,7 +47,7 @@ struct BootstrapCommand: AsyncParsableCommand {
         options.backupStorage = backupStorage
         options.installUnits = !noUnits
         options.agentExecutable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        let bootstrap = Bootstrap(options: options, runner: SubprocessCommandRunner(), say: { print($0) })
+        let bootstrap = Bootstrap(options: options, runner: SubprocessCommandRunner(), say: { print(TerminalText.withoutControls($0)) })
         if dryRun {
             print("felhom-agent bootstrap --dry-run: what a first run does on a fresh Proxmox VE host (nothing is changed)")
             do { for line in try bootstrap.dryRun() { print("  " + line) } } catch { throw ValidationError("\(error)") }
@@ -55,16 +55,21 @@ struct BootstrapCommand: AsyncParsableCommand {
         }
         let outcome: Bootstrap.Outcome
         do throws(Bootstrap.Failure) { outcome = try await bootstrap.run() } catch {
-            FileHandle.standardError.write(Data("felhom-agent bootstrap: \(error.message)\n".utf8))
+            FileHandle.standardError.write(Data("felhom-agent bootstrap: \(TerminalText.withoutControls(error.message))\n".utf8))
             throw ExitCode(1)
         }
         if !outcome.failed.isEmpty {
-            FileHandle.standardError.write(Data("felhom-agent bootstrap: finished with problems:\n\(outcome.failed.joined(separator: "\n"))\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "felhom-agent bootstrap: finished with problems:\n\(TerminalText.withoutControls(outcome.failed.joined(separator: "\n")))\n".utf8)
+            )
             throw ExitCode(1)
         }
+        // (Lines from the run went through `say`; the host id came from the hub.)
+        let hostID = TerminalText.withoutControls(outcome.hostID)
         print(
             outcome.changed
-                ? "bootstrap: host \(outcome.hostID) is set up; felhom-agent.service reports to \(hub)"
-                : "bootstrap: nothing to change — host \(outcome.hostID) was set up already")
+                ? "bootstrap: host \(hostID) is set up; felhom-agent.service reports to \(hub)"
+                : "bootstrap: nothing to change — host \(hostID) was set up already")
     }
 }

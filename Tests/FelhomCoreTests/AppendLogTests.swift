@@ -178,6 +178,13 @@ struct PatternTests {
         #expect(TerminalText.escaped("a\\u{41}") == "a\\\\u{41}")
     }
 
+    /// Issue 20: bootstrap's lines keep our own wording (— →) and lose a hub's control characters.
+    @Test func withoutControlsKeepsWordingAndDisarmsControls() {
+        #expect(TerminalText.withoutControls("made: current → a — ok\nnext") == "made: current → a — ok\nnext")
+        #expect(TerminalText.withoutControls("hub said \u{1B}[2J\rgone\u{9B}") == "hub said \\u{1B}[2J\\u{D}gone\\u{9B}")
+        #expect(TerminalText.withoutControls("host 12\u{202E}1\u{2067}") == "host 12\\u{202E}1\\u{2067}")
+    }
+
     /// Operator-written documents are strict (item 9); reports stay lenient.
     @Test func unknownKeysAreNamed() throws {
         let e = #expect(throws: ContractError.self) {

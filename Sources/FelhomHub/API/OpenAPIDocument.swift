@@ -987,7 +987,7 @@ enum OpenAPIDocument {
                 required: true
                 content:
                   application/json:
-                    schema: {type: object, required: [connector_token], additionalProperties: false, properties: {connector_token: {type: string, format: cloudflare-connector-token, minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9+/=_-]+$'}}}
+                    schema: {type: object, required: [connector_token], additionalProperties: false, properties: {connector_token: {type: string, format: cloudflare-connector-token, description: "what `cloudflared tunnel token NAME` prints: base64 of JSON with a, t and s, at most 4096 characters"}}}
               responses: {"200": {description: the token's view, content: {application/json: {schema: {$ref: "#/components/schemas/TunnelToken"}}}}, "400": {description: not a connector token}, "409": {description: the hub has no secrets_key}, default: {$ref: "#/components/responses/Error"}}
             get:
               summary: Whether the host has a connector token, its fingerprint and tunnel id (operator); with connector_token, the token itself, for the host's own key only.
