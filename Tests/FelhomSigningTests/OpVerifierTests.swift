@@ -103,6 +103,17 @@ import Testing
         #expect(code { _ = try verifier(signers: wrongNS).verify(blob: m, signature: try sign(m)) } == .unknownSigner)
     }
 
+    /// Found by fuzz-openssh-key: an empty option (`,,` in the options) indexed an empty array and
+    /// crashed the agent reading its signers file. It is refused by name now.
+    @Test func emptyOptionsAreRefusedNotACrash() throws {
+        for options in [",,", ",namespaces=\"felhom-op-v1\"", "namespaces=\"felhom-op-v1\",,valid-after=\"20200101Z\"", "=x"] {
+            let e = #expect(throws: SignatureError.self) { try AllowedSigners.parse("x@y \(options) \(operatorKey.publicKey.openSSHLine)") }
+            #expect(e?.message.contains("option") == true, "\(options): \(e?.message ?? "")")
+        }
+        let found = "ali    ,,,,,,,,,,,,,,\u{0},,,,,\u{0}felhom-op-v1\" ssh-ed25519 A"
+        #expect(throws: SignatureError.self) { try AllowedSigners.parse(found) }
+    }
+
     @Test func opBlobIsCanonicalAndStrict() throws {
         let m = try blob(op: .guestRollback)
         #expect(try CanonicalJSON.canonicalize(m) == m)

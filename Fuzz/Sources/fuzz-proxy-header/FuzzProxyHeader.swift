@@ -1,32 +1,22 @@
 import FelhomCore
-
-/// libFuzzer's driver (in the sanitizer runtime that `-sanitize=fuzzer` links).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
+import FuzzDriver
 
 /// SwiftPM calls an executable target's entry `<module>_main`: hand over to libFuzzer's driver.
 @_cdecl("fuzz_proxy_header_main")
 func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { data, size in fuzzOne(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzOne(fuzzBytes(data, size)) }
 }
 
 /// Any bytes into the PROXY header parser. It must never crash, and whatever it accepts must be
 /// consistent: the length it reports lies within the input, and a v2 header it accepts
 /// re-encodes (addresses and UNIQUE_ID) to a header that parses again with the same UNIQUE_ID.
-func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    guard let data else { return 0 }
-    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+func fuzzOne(_ bytes: [UInt8]) -> Int32 {
     guard let (header, length) = try? ProxyHeader.parse(bytes) else { return 0 }
-    precondition(length > 0 && length <= bytes.count, "parse reported \(length) bytes of \(bytes.count)")
+    require(length > 0 && length <= bytes.count, "parse reported \(length) bytes of \(bytes.count)")
     if header.version == 2, let source = header.source, let destination = header.destination {
         let again = ProxyHeader.encodeV2(source: source, destination: destination, uniqueID: header.uniqueID, crc32c: true)
-        guard let reparsed = try? ProxyHeader.parse(again) else { preconditionFailure("our own header does not parse") }
-        precondition(reparsed.header.uniqueID == header.uniqueID, "UNIQUE_ID changed on the way")
+        guard let reparsed = try? ProxyHeader.parse(again) else { fatalError("our own header does not parse") }
+        require(reparsed.header.uniqueID == header.uniqueID, "UNIQUE_ID changed on the way")
     }
     return 0
 }

@@ -1,3 +1,4 @@
+import FelhomCore
 import Foundation
 
 /// An operator key the agent trusts, with its role.
@@ -108,8 +109,12 @@ public enum AllowedSigners {
         if let options {
             var seen = Set<String>()
             for opt in splitOptions(options) {
-                let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
-                let k = kv[0].lowercased()
+                let kv = opt.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                guard let first = kv.first, !first.isEmpty else {
+                    throw SignatureError(
+                        .malformed, "empty option in '\(TerminalText.escaped(options))' (options are comma-separated name or name=\"value\")")
+                }
+                let k = first.lowercased()
                 let v = kv.count > 1 ? kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : nil
                 guard seen.insert(k).inserted else { throw SignatureError(.malformed, "option \(k) given twice") }
                 switch (k, v) {

@@ -1,0 +1,21 @@
+import FelhomCore
+import Foundation
+import FuzzDriver
+
+@_cdecl("fuzz_desired_state_main")
+func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    runFuzzer(argc, argv) { data, size in fuzzOne(fuzzBytes(data, size)) }
+}
+
+/// Any bytes as a DesiredState (decoded leniently as an agent does, and strictly as the hub reads an operator's file). What is accepted
+/// encodes to JSON that decodes to an equal value: nothing the receiver stores changes on a re-read.
+func fuzzOne(_ bytes: [UInt8]) -> Int32 {
+    _ = try? DesiredState.decodeStrict(Data(bytes))
+    guard let value = try? DesiredState.decode(Data(bytes)) else { return 0 }
+    let encoded = value.encoded()
+    guard let again = try? DesiredState.decode(encoded) else {
+        fatalError("our own encoding does not decode: \(String(decoding: encoded, as: UTF8.self))")
+    }
+    require(again == value, "the value changed through its encoding")
+    return 0
+}
