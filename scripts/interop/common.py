@@ -124,3 +124,83 @@ def wait_for(predicate, timeout=60, step=0.2):
             return True
         time.sleep(step)
     return False
+
+
+def host_report(at):
+    """A minimal valid host report stamped `at` (RFC 3339)."""
+    return {"reported_at": at, "agent_version": "0.1.0",
+            "host": {"cpu": 0.1, "memory_total": 8 << 30, "memory_used": 1 << 30, "disk_total": 100 << 30, "disk_used": 10 << 30,
+                     "uptime": 100, "load": [0.1], "kernel": "6.8.12-4-pve", "pve_version": "9.1.3"},
+            "guests": [], "cloudflared": "running", "storage_targets": [], "backups": [], "restore_tests": [],
+            "pbs_snapshots": [], "audit_tail": [], "journal_in_flight": []}
+
+
+def post_report(url, key, body):
+    """POSTs one host report; the HTTP status, or 0 when the connection failed."""
+    import json, urllib.error, urllib.request
+    req = urllib.request.Request(url + "/api/v1/host-report", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+class PausingHosts:
+    """Hosts that fall silent past the stale threshold and come back, again and again, so the
+    liveness checker has transitions to emit while faults are injected.
+
+    `send(host) -> status` posts one report (to whichever hub is up). After `stop()` each host
+    finishes its pause, returns, and keeps reporting until `close()`, so no transition follows its
+    last return; `check(events_of)` then asserts one `node_stale` per pause and one
+    `node_recovered` per return, in alternation."""
+
+    def __init__(self, hosts, send, pause_seconds):
+        import threading
+        self.hosts, self.send, self.pause = hosts, send, pause_seconds
+        self.pauses = {h["id"]: 0 for h in hosts}
+        self.settled = set()
+        self.lock = threading.Lock()
+        self.stopping, self.done = threading.Event(), threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(h, i * 0.7), daemon=True) for i, h in enumerate(hosts)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, host, offset):
+        while self.send(host) != 200 and not self.done.is_set():
+            time.sleep(0.2)
+        time.sleep(offset)
+        while not self.stopping.is_set() and not self.done.is_set():
+            time.sleep(self.pause)
+            while self.send(host) != 200 and not self.done.is_set():  # the return, retried until a hub answers
+                time.sleep(0.2)
+            with self.lock:
+                self.pauses[host["id"]] += 1
+            time.sleep(0.3)
+        with self.lock:
+            self.settled.add(host["id"])
+        while not self.done.is_set():  # alive from now on
+            self.send(host)
+            time.sleep(0.5)
+
+    def stop(self, timeout=90):
+        """Ends the pauses; returns once every host has made its last return."""
+        self.stopping.set()
+        wait_for(lambda: len(self.settled) == len(self.hosts), timeout=timeout)
+
+    def close(self):
+        self.done.set()
+
+    def check(self, events_of):
+        """`events_of(host_id)` -> the host's events (dicts with `type` and `at`)."""
+        for h in self.hosts:
+            types = [e["type"] for e in sorted(events_of(h["id"]), key=lambda e: e["at"])
+                     if e["type"] in ("node_stale", "node_recovered")]
+            n = self.pauses[h["id"]]
+            assert n >= 2, f"{h['id']} paused only {n} times"
+            assert types.count("node_stale") == n and types.count("node_recovered") == n, f"{h['id']}: {n} pauses but events {types}"
+            assert all(a != b for a, b in zip(types, types[1:])), f"{h['id']}: a transition twice in a row: {types}"
