@@ -12,7 +12,7 @@ struct FelhomCommand: AsyncParsableCommand {
         abstract: "Felhom operator tool.", version: FelhomVersion.current,
         subcommands: [
             DemoCommand.self, SignCommand.self, PVESimCommand.self, OpCommand.self, JCSCommand.self, SecretsCommand.self, EscrowKeyCommand.self,
-            SnapshotCommand.self, ReleaseCommand.self,
+            SnapshotCommand.self, ReleaseCommand.self, BenchFleetCommand.self,
         ])
 }
 
