@@ -302,6 +302,8 @@ public struct Hub: Sendable {
         var slot = false
         defer { if slot { generations.releaseSlot(hostID) } }
         while true {
+            // Taken before the row is read: a notify between the read and the park is not lost.
+            let epoch = generations.epoch(hostID)
             guard let host = try await hostRow(hostID) else { throw HubError.notFound("host \(hostID)") }
             let env = try await envelope(host)
             if after.map({ host.desiredGeneration > $0 }) ?? true || env.blocked || ContinuousClock.now >= deadline { return env }
@@ -316,7 +318,7 @@ public struct Hub: Sendable {
                 slot = true
                 generations.startWatching(store: store) { [self] ids in try await self.controlFingerprints(hostIDs: ids) }
             }
-            await generations.wait(hostID: hostID, upTo: deadline - ContinuousClock.now)
+            await generations.wait(hostID: hostID, upTo: deadline - ContinuousClock.now, since: epoch)
         }
     }
 
@@ -422,9 +424,17 @@ enum Validate {
 /// Wakes a host's long-polls: at once for changes made in this process (`notify`), and through
 /// one shared watcher for changes another replica made: while anything waits, it runs one query a
 /// second for all waiting hosts together and wakes those whose state moved.
+///
+/// No wake-up is lost between a poll's read of the host and its park: the poll takes the host's
+/// ``epoch(_:)`` before reading, and a park whose epoch has moved returns at once. The watcher
+/// keeps what it saw of each host across polls and wakes a host it sees for the first time, so a
+/// change another replica made just before the first look is not missed either (at worst one
+/// extra read).
 final class GenerationWatch: Sendable {
     private struct State {
         var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+        /// Notifications per host so far (only hosts ever notified are listed).
+        var epochs: [String: UInt64] = [:]
         /// Waits whose timer fired before they were parked: parking them returns at once.
         var abandoned: Set<UUID> = []
         /// Waits that have parked (and not yet been cleaned up).
@@ -438,9 +448,15 @@ final class GenerationWatch: Sendable {
     init() {}
 
     func notify(hostID: String) {
-        let woken = state.withLock { $0.waiters.removeValue(forKey: hostID) ?? [:] }
+        let woken = state.withLock { s in
+            s.epochs[hostID, default: 0] &+= 1
+            return s.waiters.removeValue(forKey: hostID) ?? [:]
+        }
         for (_, c) in woken { c.resume() }
     }
+
+    /// The host's notification count: pass it to ``wait(hostID:upTo:since:)`` after reading the host.
+    func epoch(_ hostID: String) -> UInt64 { state.withLock { $0.epochs[hostID] ?? 0 } }
 
     /// Takes one of the host key's long-poll slots; false when it already holds `max`.
     func takeSlot(_ hostID: String, max: Int) -> Bool {
@@ -476,20 +492,21 @@ final class GenerationWatch: Sendable {
                 }
                 guard let hosts else { return }
                 if let now = try? await fingerprints(hosts) {
-                    for (id, fp) in now where last[id] != nil && last[id] != fp { notify(hostID: id) }
-                    last = now
+                    for (id, fp) in now where last[id] != fp { notify(hostID: id) }
+                    last.merge(now) { _, new in new }
                 }
                 try? await Task.sleep(for: .seconds(1))
             }
         }
     }
 
-    /// Returns when the host is notified or `timeout` passes, whichever is first.
-    func wait(hostID: String, upTo timeout: Duration) async {
+    /// Returns when the host is notified or `timeout` passes, whichever is first; at once if it
+    /// was notified since `epoch` (taken with ``epoch(_:)``).
+    func wait(hostID: String, upTo timeout: Duration, since epoch: UInt64? = nil) async {
         guard timeout > .zero else { return }
         let id = UUID()
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.park(hostID: hostID, id: id) }
+            group.addTask { await self.park(hostID: hostID, id: id, since: epoch) }
             group.addTask { try? await Task.sleep(for: timeout) }
             await group.next()
             group.cancelAll()
@@ -500,10 +517,11 @@ final class GenerationWatch: Sendable {
     /// Number of parked waits (for tests).
     var parkedCount: Int { state.withLock { $0.waiters.values.reduce(0) { $0 + $1.count } } }
 
-    private func park(hostID: String, id: UUID) async {
+    private func park(hostID: String, id: UUID, since epoch: UInt64?) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.abandoned.remove(id) != nil { return true }
+                if let epoch, s.epochs[hostID] ?? 0 != epoch { return true }  // notified since the host was read
                 s.parked.insert(id)
                 s.waiters[hostID, default: [:]][id] = c
                 return false

@@ -141,6 +141,36 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
         }
     }
 
+    /// Found by scripts/soak (agent killed -9 at random moments): a kill after the nonce was
+    /// recorded but before the journal's `begin` left the op rejected as a replay of itself on
+    /// restart, and the guest was never destroyed. The nonce log now remembers which op spent a
+    /// nonce: the same op resumes; the same bytes under another id are still a replay.
+    @Test func aKillBetweenTheNonceAndTheJournalStillAppliesTheOpOnce() async throws {
+        try await withAgentWorld { w in
+            let first = try await w.agent()
+            try await w.publish([web])
+            try await first.cycle()
+            let good = try await w.queueSigned("guest.destroy", vmid: 101, key: w.pinned)
+            // What the killed process did before dying: verify, which records the nonce for this op.
+            let view = try await w.op.signedOp(good)
+            let signature = try #require(view.signature)
+            let nonces = try FileNonceStore(path: w.stateDir + "/nonces.log")
+            let verifier = OpVerifier(signers: [PinnedSigner(name: "operator", key: w.pinned.publicKey)], hostID: w.hostID, nonces: nonces)
+            _ = try verifier.verify(blob: Array(view.blob.utf8), signature: signature, owner: good)
+            // The restarted agent finishes the op.
+            let restarted = try await w.agent()
+            try await restarted.cycle()
+            let applied = try await w.op.signedOp(good)
+            #expect(applied.status == .applied, "\(applied)")
+            #expect(await w.sim.engine.snapshot().containers[101] == nil)
+            // The same bytes under another id are refused: the nonce is spent by the first op.
+            try await w.store.replaySignedOp(good, as: "sop_replay_after_kill")
+            try await restarted.cycle()
+            let replay = try await w.op.signedOp("sop_replay_after_kill")
+            #expect(replay.status == .rejected && replay.reason?.hasPrefix("replay") == true, "\(replay)")
+        }
+    }
+
     /// Issue 10 item 8: a compromised hub skips its own check and delivers a validly signed destroy
     /// of a guest that is still desired: the agent refuses it, and the guest and its data stay.
     @Test func theAgentRefusesToDestroyAGuestThatIsStillDesired() async throws {

@@ -189,6 +189,36 @@ struct ConflictAndLongPollTests {
         #expect(finished, "a long-poll hung after its timer fired")
         #expect(watch.parkedCount == 0)
     }
+
+    /// Found by scripts/bench-fleet (max 25 s with 1,000 agents): a publish that lands between a
+    /// poll's read of the host and its park must still wake it, not leave it to its timeout.
+    @Test func aNotifyBetweenTheReadAndTheParkIsNotLost() async throws {
+        let watch = GenerationWatch()
+        let epoch = watch.epoch("h")  // the poll reads the host…
+        watch.notify(hostID: "h")  // …a publish commits and notifies before the poll parks
+        let woke = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await watch.wait(hostID: "h", upTo: .seconds(60), since: epoch)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(20))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first { watch.notify(hostID: "h") }
+            return first
+        }
+        #expect(woke, "the poll slept through a publish it had not seen")
+        #expect(watch.parkedCount == 0)
+        // With the current epoch the poll parks and the next notify wakes it.
+        let parked = Task { await watch.wait(hostID: "h", upTo: .seconds(60), since: watch.epoch("h")) }
+        while watch.parkedCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        watch.notify(hostID: "h")
+        await parked.value
+        #expect(watch.parkedCount == 0)
+    }
 }
 
 @Suite("Guest keys are idempotent")

@@ -23,6 +23,40 @@ import Testing
         #expect(mode == 0o600)
     }
 
+    /// The op that spent a nonce may record it again (verified again after a kill before it
+    /// journaled); anyone else may not. Owners survive reopening and compaction, and the log keeps
+    /// the two-field shape an older agent reads.
+    @Test func theOwnerOfANonceMayRecordItAgainAndNoOneElse() throws {
+        let path = try tempDir() + "/nonces.log"
+        let exp = clock.now().addingTimeInterval(60)
+        let s = try FileNonceStore(path: path, clock: clock, retention: 600, compactionSlack: 2)
+        #expect(s.record("n000000000000001", expiresAt: exp, owner: "sop_a") == .recorded)
+        #expect(s.record("n000000000000001", expiresAt: exp, owner: "sop_a") == .recorded)
+        #expect(s.record("n000000000000001", expiresAt: exp, owner: "sop_b") == .seen)
+        #expect(s.record("n000000000000001", expiresAt: exp) == .seen)
+        // Hostile owner text is not written as an owner: the nonce is recorded ownerless.
+        #expect(s.record("n000000000000002", expiresAt: exp, owner: "sop x\nn000000000000003 9") == .recorded)
+        #expect(s.record("n000000000000002", expiresAt: exp, owner: "sop x\nn000000000000003 9") == .seen)
+        #expect(s.record("owner:sop_a:n000000000000009", expiresAt: exp) != .recorded, "a nonce shaped like an owner line")
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.split(separator: "\n").allSatisfy { $0.split(separator: " ").count == 2 }, "every line NONCE EXPIRES: \(text)")
+        let reopened = try FileNonceStore(path: path, clock: clock, retention: 600, compactionSlack: 2)
+        #expect(reopened.count == 2)
+        #expect(reopened.record("n000000000000001", expiresAt: exp, owner: "sop_a") == .recorded)
+        #expect(reopened.record("n000000000000001", expiresAt: exp, owner: "sop_b") == .seen)
+        for i in 0..<6 { _ = reopened.record(String(format: "fill%012d", i), expiresAt: exp, owner: "sop_f\(i)") }  // compacts
+        let compacted = try FileNonceStore(path: path, clock: clock)
+        #expect(compacted.record("n000000000000001", expiresAt: exp, owner: "sop_a") == .recorded)
+        #expect(compacted.record("fill000000000005", expiresAt: exp, owner: "sop_f5") == .recorded)
+        #expect(compacted.record("fill000000000005", expiresAt: exp, owner: "sop_f4") == .seen)
+        // An owner line without its nonce line (a crash between the two) records nothing.
+        let torn = try tempDir() + "/nonces.log"
+        try "owner:sop_z:n00000000000000z 1800000900\n".write(toFile: torn, atomically: true, encoding: .utf8)
+        let fresh = try FileNonceStore(path: torn, clock: clock)
+        #expect(fresh.count == 0)
+        #expect(fresh.record("n00000000000000z", expiresAt: exp, owner: "sop_y") == .recorded)
+    }
+
     @Test func tornLastLineIsCutAndTheRestKept() throws {
         let path = try tempDir() + "/nonces.log"
         try "good000000000001 1800000900\ntorn00000000".write(toFile: path, atomically: true, encoding: .utf8)

@@ -95,7 +95,8 @@ public struct SignedOpRunner: Sendable {
         } else {
             let verifier = self.verifier
             do {
-                op = try verifier.verify(blob: blob, signature: signature).op
+                // The op's id owns the nonce: killed before `begin` below, it is verified again and resumes.
+                op = try verifier.verify(blob: blob, signature: signature, owner: id).op
             } catch {
                 // A valid signature by a key this box does not pin may be the operator's new key
                 // whose line has not reached signers_file yet: hold it rather than consume it.

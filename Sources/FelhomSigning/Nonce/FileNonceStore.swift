@@ -9,7 +9,9 @@ import Synchronization
 #endif
 
 /// A durable nonce store: an ``AppendLog``, one `NONCE EXPIRES_EPOCH` line per nonce, fsync'd
-/// before `record` returns, replayed on open.
+/// before `record` returns, replayed on open. A nonce recorded with an owner (the op's id) is
+/// preceded by an `owner:OWNER:NONCE EXPIRES_EPOCH` line, which has the same two-field shape, so an
+/// older agent (after a roll-back) reads the log and sees one more nonce it never meets.
 ///
 /// A torn last line (a crash mid-write) is cut off on open; a malformed line before the last fails
 /// closed. A failed append is cut back, so no fragment fuses with the next nonce. The log is
@@ -20,8 +22,13 @@ import Synchronization
 public final class FileNonceStore: NonceStore {
     struct State {
         var live: [String: Int64]
+        /// Who spent a nonce, where recorded.
+        var owners: [String: String]
         var lines: Int
     }
+
+    /// The prefix of an owner line's first field.
+    static let ownerPrefix = "owner:"
 
     public let path: String
     let clock: WallClock
@@ -41,38 +48,57 @@ public final class FileNonceStore: NonceStore {
         self.retention = retention
         self.compactionSlack = compactionSlack
         var live: [String: Int64] = [:]
+        var owners: [String: String] = [:]
         var lines = 0
         do {
             log = try AppendLog(path: path, io: io) { line in
                 let parts = String(decoding: line, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
                 guard parts.count == 2, !parts[0].isEmpty, let exp = Int64(parts[1]) else { return false }
-                live[String(parts[0])] = max(live[String(parts[0])] ?? exp, exp)
                 lines += 1
+                if parts[0].hasPrefix(Self.ownerPrefix) {
+                    let rest = parts[0].dropFirst(Self.ownerPrefix.count)
+                    guard let colon = rest.firstIndex(of: ":"), colon != rest.startIndex, rest.index(after: colon) != rest.endIndex else {
+                        return false
+                    }
+                    owners[String(rest[rest.index(after: colon)...])] = String(rest[..<colon])
+                    return true
+                }
+                live[String(parts[0])] = max(live[String(parts[0])] ?? exp, exp)
                 return true
             }
         } catch {
             throw NonceStoreError(message: "nonce log: \(error.message)")
         }
-        state = Mutex(State(live: live, lines: lines))
+        state = Mutex(State(live: live, owners: owners.filter { live[$0.key] != nil }, lines: lines))
     }
 
     /// Number of nonces currently remembered.
     public var count: Int { state.withLock { $0.live.count } }
 
-    public func record(_ nonce: String, expiresAt: Date) -> NonceOutcome {
-        guard !nonce.isEmpty, nonce.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+    public func record(_ nonce: String, expiresAt: Date, owner: String?) -> NonceOutcome {
+        guard !nonce.isEmpty, nonce.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }), !nonce.hasPrefix(Self.ownerPrefix) else {
             return .unavailable("nonce contains whitespace or characters outside printable ASCII")
         }
+        let owner = owner.flatMap { Self.isValidOwner($0) ? $0 : nil }
         let now = clock.now()
         let exp = Int64(expiresAt.timeIntervalSince1970.rounded(.up))
         return state.withLock { s -> NonceOutcome in
-            if s.live[nonce] != nil { return .seen }
-            do throws(AppendLogError) { try log.append(Array("\(nonce) \(exp)".utf8)) } catch {
+            if s.live[nonce] != nil { return owner != nil && s.owners[nonce] == owner ? .recorded : .seen }
+            // The owner line first: a crash between the two lines leaves the owner of a nonce not
+            // recorded, which means nothing (the nonce is recorded when the op is verified again).
+            do throws(AppendLogError) {
+                if let owner {
+                    try log.append(Array("\(Self.ownerPrefix)\(owner):\(nonce) \(exp)".utf8))
+                    s.lines += 1
+                }
+                try log.append(Array("\(nonce) \(exp)".utf8))
+            } catch {
                 return .unavailable("nonce log: \(error.message)")
             }
             s.live[nonce] = exp
+            if let owner { s.owners[nonce] = owner }
             s.lines += 1
-            if s.lines > s.live.count + compactionSlack {
+            if s.lines > s.live.count + s.owners.count + compactionSlack {
                 compact(&s, now: now)
             }
             return .recorded
@@ -92,13 +118,17 @@ public final class FileNonceStore: NonceStore {
     private func compact(_ s: inout State, now: Date) -> NonceStoreError? {
         let cutoff = Int64(now.timeIntervalSince1970 - retention)
         let keep = s.live.filter { $0.value >= cutoff }
-        let records = keep.sorted { $0.key < $1.key }.map { Array("\($0.key) \($0.value)".utf8) }
+        let owners = s.owners.filter { keep[$0.key] != nil }
+        let records = keep.sorted { $0.key < $1.key }.flatMap { nonce, exp in
+            (owners[nonce].map { [Array("\(Self.ownerPrefix)\($0):\(nonce) \(exp)".utf8)] } ?? []) + [Array("\(nonce) \(exp)".utf8)]
+        }
         do throws(AppendLogError) { try log.rewrite(records) } catch {
             // The old log is still the one in use and still holds every nonce.
             return NonceStoreError(message: "compaction: \(error.message)")
         }
         s.live = keep
-        s.lines = keep.count
+        s.owners = owners
+        s.lines = records.count
         return nil
     }
 }

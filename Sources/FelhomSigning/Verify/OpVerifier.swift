@@ -43,7 +43,9 @@ public struct OpVerifier: Sendable {
         self.policy = policy
     }
 
-    public func verify(blob: [UInt8], signature armored: String) throws(SignatureError) -> Verified {
+    /// Verifies `blob` and its armored signature, and spends the op's nonce last. `owner` (the
+    /// op's id) lets the same op be verified again after a crash: see ``NonceStore``.
+    public func verify(blob: [UInt8], signature armored: String, owner: String? = nil) throws(SignatureError) -> Verified {
         // 1–3. Armor, blob structure and key.
         let sig = try SSHSignature(armored: armored)
         // 2. Namespace.
@@ -65,7 +67,7 @@ public struct OpVerifier: Sendable {
         // 8. Time window.
         try checkTimeWindow(op, now: now)
         // 9. Nonce, last.
-        switch nonces.record(op.nonce, expiresAt: op.expiresAt.addingTimeInterval(policy.clockSkew)) {
+        switch nonces.record(op.nonce, expiresAt: op.expiresAt.addingTimeInterval(policy.clockSkew), owner: owner) {
         case .recorded: return Verified(op: op, signer: signer, signature: sig)
         case .seen: throw SignatureError(.replay, "op nonce \(op.nonce) was already used")
         case .unavailable(let why): throw SignatureError(.replay, "cannot confirm the nonce is fresh (\(why)); refusing")
