@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Fault injection: PostgreSQL crashes (`pg_ctl restart -m immediate`) under sustained report ingest.
 
-A real `felhom-hub serve` on a PostgreSQL cluster of its own; worker threads post host reports for
-20 hosts without pause, each report carrying a unique `reported_at`; four further hosts pause past
+Two `felhom-hub serve` replicas on a PostgreSQL cluster of their own; worker threads post host
+reports for 20 hosts without pause, each report carrying a unique `reported_at`; four further hosts pause past
 the stale threshold and come back, again and again, so the liveness checker has transitions to
 emit while the database dies under it. PostgreSQL is crashed RESTARTS times. Afterwards:
 
 - every report the hub acknowledged (200) is in `host_reports`, and none is stored twice;
 - the hub stores reports again after the crashes (its pool reconnects);
+- after the crashes, the leader is killed -9 and the other replica takes the checkers over (a
+  replica whose lock connection died with PostgreSQL asks for the lock again on a new one);
 - each pausing host has exactly one `node_stale` per pause and one `node_recovered` per return, in
   alternation: no transition emitted twice or lost across the crashes.
 
@@ -40,9 +42,21 @@ def stamp(n):
 
 
 hub = pausing = None
+hubs = []
 stop = threading.Event()
 try:
-    hub = HubProcess(os.path.join(bin_dir, "felhom-hub"), db_url, OP, env=ENV)
+    def replica():
+        """A replica whose log is drained as it comes (`.lines`: (time, line)), so it never blocks on a full pipe."""
+        h = HubProcess(os.path.join(bin_dir, "felhom-hub"), db_url, OP, env=ENV)
+        h.lines = []
+        threading.Thread(target=lambda: [h.lines.append((time.time(), line)) for line in h.proc.stdout], daemon=True).start()
+        return h
+
+    hub = replica()
+    time.sleep(1.5)  # the first takes the lock
+    other = replica()
+    hubs.extend([hub, other])
+    hub_log = hub.lines
     cid = hub.call("POST", "/api/v1/customers", {"name": "Crash Test", "email": "c@example.hu", "domain": "crash.example.hu"})["id"]
     busy = [hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"busy-{i}"}) for i in range(20)]
     sleepy = [hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"sleepy-{i}"}) for i in range(4)]
@@ -54,7 +68,11 @@ try:
     def send(host):
         with lock:
             at = stamp(next(counter))
-        status = post_report(hub.url, host["api_key"], host_report(at))
+        status = 0
+        for h in hubs:  # the first live replica that answers
+            status = post_report(h.url, host["api_key"], host_report(at))
+            if status != 0:
+                break
         with lock:
             statuses[status] += 1
             if status == 200:
@@ -71,12 +89,13 @@ try:
     threads = [threading.Thread(target=busy_worker, args=(busy[k::6],)) for k in range(6)]
     for t in threads:
         t.start()
-    pausing = PausingHosts(sleepy, send, STALE + CHECK + 2.5)
-    crashes = 0
+    pausing = PausingHosts(sleepy, send, STALE + CHECK + 6)  # longer than a crash and its recovery, or a takeover
+    crash_times = []
     for _ in range(restarts):
         time.sleep(seconds / (restarts + 1))
         subprocess.run([pg_script, "restart", pgdir], check=True, capture_output=True)
-        crashes += 1
+        crash_times.append(time.time())
+    crashes = len(crash_times)
     time.sleep(seconds / (restarts + 1))
     stop.set()
     for t in threads:
@@ -87,37 +106,72 @@ try:
         return subprocess.run(["psql", db_url, "-At", "-c", sql], check=True, capture_output=True, text=True).stdout
 
     def every_acknowledged_report_is_stored():
+        # What was acknowledged before the query: the pausing hosts go on reporting meanwhile.
+        with lock:
+            acked_now = {h: set(ats) for h, ats in acked.items()}
+            seen = dict(statuses)
         stored = collections.Counter()
         for line in psql("SELECT host_id || ' ' || (body::json->>'reported_at') FROM host_reports").splitlines():
             host_id, at = line.split(" ")
             stored[(host_id, at)] += 1
-        with lock:
-            total = sum(len(v) for v in acked.values())
-            missing = [(h, at) for h, ats in acked.items() for at in ats if stored[(h, at)] == 0]
-            seen = dict(statuses)
+        total = sum(len(v) for v in acked_now.values())
+        missing = [(h, at) for h, ats in acked_now.items() for at in ats if stored[(h, at)] == 0]
         twice = [k for k, n in stored.items() if n > 1]
         print(f"  {total} reports acknowledged, {sum(stored.values())} stored; statuses {seen}; {crashes} crashes")
         assert total > 200, f"too few reports got through to prove anything ({total})"
         assert seen.get(200, 0) < sum(seen.values()), "no report failed: the crashes did not happen under load"
+        if missing:
+            print("  hub log around the losses:", *[l.rstrip()[:300] for _, l in hub_log if "error" in l.lower()][:30], sep="\n    ")
         assert not missing, f"{len(missing)} acknowledged reports are not stored, e.g. {missing[:3]}"
         assert not twice, f"{len(twice)} reports stored twice, e.g. {twice[:3]}"
 
     def the_hub_answers_after_the_crashes():
         assert send(busy[0]) == 200, "the hub does not store reports after PostgreSQL came back"
 
+    LEADER_LINE = "now runs the checkers (leader)"
+
+    def the_leader_killed_after_the_crashes_is_replaced():
+        def leads(h):
+            state = False
+            for _, line in list(h.lines):
+                state = True if LEADER_LINE in line else False if "stopped leading" in line else state
+            return state
+
+        def announced_since(h, since):
+            return any(LEADER_LINE in line and t >= since for t, line in list(h.lines))
+
+        # Exactly one replica leads after the crashes (its lease went through the reconnected pool).
+        deadline = time.time() + 20
+        while time.time() < deadline and sum(1 for h in hubs if leads(h)) != 1:
+            time.sleep(0.2)
+        leaders = [h for h in hubs if leads(h)]
+        assert len(leaders) == 1, f"{len(leaders)} replicas lead after the crashes"
+        leader = leaders[0]
+        survivor = other if leader is hub else hub
+        leader.proc.kill()
+        leader.proc.wait(timeout=10)
+        hubs.remove(leader)
+        killed = time.time()
+        deadline = killed + 20
+        while time.time() < deadline and not announced_since(survivor, killed):
+            time.sleep(0.2)
+        assert announced_since(survivor, killed), "the surviving replica never took the checkers over"
+
     def transitions_are_emitted_once_each():
         time.sleep(STALE + CHECK * 3)  # the checker sees the last returns (the hosts keep reporting)
-        pausing.check(lambda host_id: hub.call("GET", f"/api/v1/events?host_id={host_id}&limit=500")["events"])
+        pausing.check(lambda host_id: hubs[0].call("GET", f"/api/v1/events?host_id={host_id}&limit=500")["events"])
 
     checks.check("every report the hub acknowledged survives PostgreSQL crashes, none stored twice", every_acknowledged_report_is_stored)
     checks.check("the hub stores reports again after the crashes (its pool reconnects)", the_hub_answers_after_the_crashes)
+    checks.check("after the crashes the leader is killed -9 and the other replica takes over", the_leader_killed_after_the_crashes_is_replaced)
     checks.check("each stale and recovery transition is emitted exactly once across the crashes", transitions_are_emitted_once_each)
 finally:
     stop.set()
     if pausing:
         pausing.close()
-    if hub:
-        hub.close()
+    for h in hubs:
+        if h.proc.poll() is None:
+            h.close()
     subprocess.run([pg_script, "stop", pgdir], capture_output=True)
     subprocess.run(["rm", "-rf", work])
 sys.exit(checks.finish())

@@ -6,8 +6,9 @@ import ServiceLifecycle
 
 /// Runs the liveness and backup-deadline checks on an interval, in exactly one hub process.
 ///
-/// On PostgreSQL the process holding a session advisory lock is the leader; if it dies its
-/// connection closes, the lock is released and another replica takes over. SQLite is
+/// On PostgreSQL the replica holding the lease in `leader_leases` is the leader: it renews the
+/// lease on each pass; if it dies (or cannot reach the database) the lease runs out after three
+/// intervals and another replica takes over (``HubStore/withLeaderLock(key:ttl:_:)``). SQLite is
 /// single-process, so that process is always the leader. Each transition is also written
 /// conditionally, so a brief overlap of two leaders cannot emit an event twice.
 public struct CheckerService: Service {
@@ -49,14 +50,18 @@ public struct CheckerService: Service {
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
             try await hub.store.ready()  // the server migrates before it starts
-            try await hub.store.withLeaderLock(key: Self.leaderLockKey) { isLeader in
+            // The lease outlives three missed passes (at least 3 s): a replica killed -9 is replaced then.
+            let ttl = max(3, Int((settings.interval * 3).components.seconds))
+            try await hub.store.withLeaderLock(key: Self.leaderLockKey, ttl: ttl) { isLeader in
                 let announced = LeaderFlag()
                 try await loop(isLeader: {
                     let leader = try await isLeader()
-                    if leader && !announced.value.withLock({ $0 }) && hub.store.kind == .postgres {
-                        announced.value.withLock { $0 = true }
-                        logger.info("this hub now runs the checkers (leader)")
+                    let was = announced.value.withLock { flag in
+                        defer { flag = leader }
+                        return flag
                     }
+                    if leader && !was && hub.store.kind == .postgres { logger.info("this hub now runs the checkers (leader)") }
+                    if !leader && was { logger.warning("another replica holds the checkers' lease now (this one stopped leading)") }
                     return leader
                 })
             }

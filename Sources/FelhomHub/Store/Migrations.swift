@@ -336,6 +336,13 @@ enum Migrations {
             try await db.raw("ALTER TABLE dr_records ADD COLUMN tunnel_id TEXT").run()
             try await db.raw("ALTER TABLE dr_records ADD COLUMN tunnel_token_updated_at BIGINT").run()
         },
+        Migration(version: 22, name: "leader leases") { db in
+            // Which replica runs the checkers, as a lease renewed on each pass through the pool
+            // (a session advisory lock died with its connection on a PostgreSQL restart, and the
+            // replica holding it could not tell). Unused on SQLite (one process).
+            try await db.raw("CREATE TABLE IF NOT EXISTS leader_leases (key BIGINT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)")
+                .run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {
