@@ -112,6 +112,9 @@ import Testing
         }
         let found = "ali    ,,,,,,,,,,,,,,\u{0},,,,,\u{0}felhom-op-v1\" ssh-ed25519 A"
         #expect(throws: SignatureError.self) { try AllowedSigners.parse(found) }
+        // Also found by fuzz-openssh-key: `""` as the principals made a signer with no name.
+        let nameless = #expect(throws: SignatureError.self) { try AllowedSigners.parse("\"\" \(operatorKey.publicKey.openSSHLine)") }
+        #expect(nameless?.message.contains("principals field is empty") == true, "\(nameless?.message ?? "")")
     }
 
     @Test func opBlobIsCanonicalAndStrict() throws {

@@ -91,6 +91,7 @@ public enum AllowedSigners {
         var t = tokens(line)
         guard t.count >= 3 else { throw SignatureError(.malformed, "expected 'principals [options] keytype key'") }
         let name = t.removeFirst().replacingOccurrences(of: "\"", with: "")
+        guard !name.isEmpty else { throw SignatureError(.malformed, "the principals field is empty (\"\" names no one)") }
         var options: String?
         if SSHPublicKey.Algorithm(rawValue: t[0]) == nil, !t[0].hasPrefix("ssh-"), !t[0].hasPrefix("ecdsa-"), !t[0].hasPrefix("sk-") {
             options = t.removeFirst()
