@@ -11,9 +11,7 @@ Usage: agent_crash_test.py BIN_DIR
 """
 import json, os, subprocess, sys
 
-import requests
-
-from common import Checks, HubProcess, Simulator
+from common import Checks, HubProcess, RootPVE, Simulator
 
 bin_dir = sys.argv[1]
 felhom, agent_bin, hub_bin = (os.path.join(bin_dir, n) for n in ("felhom", "felhom-agent", "felhom-hub"))
@@ -28,18 +26,8 @@ def main(sim):
     hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP)
     hport, call = hub.port, hub.call
     try:
-        pve = requests.Session()
-        pve.trust_env = False
-        pve.verify = os.path.join(sim.work, "sim", "cert.pem")  # the simulator's own certificate
-        root = "root@pam!felhom-root"
-        pve.headers["Authorization"] = f"PVEAPIToken={root}={sim.tokens[root]}"
-        base = f"https://127.0.0.1:{sim.port}/api2/json"
-
-        def containers():
-            return {c["vmid"]: c for c in pve.get(f"{base}/nodes/pve1/lxc").json()["data"]}
-
-        def disks():
-            return sorted(v["volid"] for v in pve.get(f"{base}/nodes/pve1/storage/local-lvm/content").json()["data"])
+        pve = RootPVE(sim)
+        containers, disks = pve.containers, pve.disks
 
         cid = call("POST", "/api/v1/customers", {"name": "Kiss Anna", "email": "a@example.hu", "domain": "kiss.example.hu"})["id"]
         host = call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "nappali"})["id"]
@@ -112,7 +100,7 @@ def main(sim):
                 assert set(cs) == before | {vmid}, f"guests {sorted(cs)} (expected {sorted(before | {vmid})})"
                 c = cs[vmid]
                 assert c["status"] == "running" and not c.get("lock"), c
-                cfg = pve.get(f"{base}/nodes/pve1/lxc/{vmid}/config").json()["data"]
+                cfg = pve.get(f"/nodes/pve1/lxc/{vmid}/config")
                 assert int(cfg["memory"]) == 768 and cfg["hostname"] == f"app{i}" and "nesting=1" in cfg.get("features", ""), cfg
                 assert cfg["description"].rstrip("\n") == f"crash test {step}", cfg
                 new_disks = sorted(set(disks()) - set(disks_before))

@@ -20,9 +20,7 @@ Usage: agent_random_kill_soak.py BIN_DIR [KILLS=200] [SEED]
 """
 import json, os, random, signal, subprocess, sys, time
 
-import requests
-
-from common import Checks, HubProcess, Simulator
+from common import Checks, HubProcess, RootPVE, Simulator
 
 bin_dir = sys.argv[1]
 kills = int(sys.argv[2]) if len(sys.argv) > 2 else 200
@@ -38,18 +36,8 @@ def main(sim):
     hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP, env={"FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0"})
     call = hub.call
     try:
-        pve = requests.Session()
-        pve.trust_env = False
-        pve.verify = os.path.join(sim.work, "sim", "cert.pem")
-        root = "root@pam!felhom-root"
-        pve.headers["Authorization"] = f"PVEAPIToken={root}={sim.tokens[root]}"
-        base = f"https://127.0.0.1:{sim.port}/api2/json"
-
-        def containers():
-            return {c["vmid"]: c for c in pve.get(f"{base}/nodes/pve1/lxc").json()["data"]}
-
-        def disks():
-            return sorted(v["volid"] for v in pve.get(f"{base}/nodes/pve1/storage/local-lvm/content").json()["data"])
+        pve = RootPVE(sim)
+        containers, disks = pve.containers, pve.disks
 
         cid = call("POST", "/api/v1/customers", {"name": "Soak", "email": "s@example.hu", "domain": "soak.example.hu"})["id"]
         host = call("POST", "/api/v1/hosts", {"customer_id": cid, "name": "soak"})["id"]
@@ -106,7 +94,7 @@ def main(sim):
             for vmid, g in guests.items():
                 c = cs[vmid]
                 assert c["status"] == g["run_state"] and not c.get("lock"), (vmid, c)
-                cfg = pve.get(f"{base}/nodes/pve1/lxc/{vmid}/config").json()["data"]
+                cfg = pve.get(f"/nodes/pve1/lxc/{vmid}/config")
                 assert int(cfg["memory"]) == g["memory_mb"], (vmid, cfg["memory"], g["memory_mb"])
             ours = [d for d in disks() if not any(d.startswith(f"local-lvm:vm-{v}-") for v in preexisting)]
             assert ours == sorted(f"local-lvm:vm-{v}-disk-0" for v in guests), f"disks {ours}"

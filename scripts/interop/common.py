@@ -50,6 +50,32 @@ class Simulator:
         self.close()
 
 
+class RootPVE:
+    """The simulator's API as root (its own certificate trusted): what the box really holds."""
+
+    def __init__(self, sim, node="pve1"):
+        import requests
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = os.path.join(sim.work, "sim", "cert.pem")
+        root = "root@pam!felhom-root"
+        self.session.headers["Authorization"] = f"PVEAPIToken={root}={sim.tokens[root]}"
+        self.base = f"https://127.0.0.1:{sim.port}/api2/json"
+        self.node = node
+
+    def get(self, path):
+        """`data` of a GET."""
+        return self.session.get(f"{self.base}{path}").json()["data"]
+
+    def containers(self):
+        """vmid -> the container's status entry."""
+        return {c["vmid"]: c for c in self.get(f"/nodes/{self.node}/lxc")}
+
+    def disks(self):
+        """The volids on local-lvm, sorted."""
+        return sorted(v["volid"] for v in self.get(f"/nodes/{self.node}/storage/local-lvm/content"))
+
+
 class Checks:
     """Runs named checks, prints PASS/FAIL per check and a closing `N passed, N failed` line."""
 
