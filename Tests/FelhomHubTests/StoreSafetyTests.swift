@@ -162,6 +162,29 @@ struct ConflictAndLongPollTests {
         #expect(other?.code == .query)
     }
 
+    /// The checkers' lease (PostgreSQL): one holder at a time, renewed by its holder, taken by
+    /// another only once it has run out — what replaced a session lock that a PostgreSQL restart
+    /// freed without its holder noticing.
+    @Test(.enabled(if: TestStores.kinds.contains(.postgres), "needs PostgreSQL"))
+    func theLeaderLeaseHasOneHolderAndPassesOnOnlyWhenItRunsOut() async throws {
+        let store = try await TestStores.open(.postgres)
+        defer { Task { await store.close() } }
+        let key: Int64 = 4242
+        func take(_ holder: String, ttl: Int) async throws -> Bool {
+            try await store.withDB { db in try await LeaderLeases.takeOrRenew(key: key, holder: holder, ttl: ttl, in: db) }
+        }
+        #expect(try await take("a", ttl: 30))
+        #expect(try await !take("b", ttl: 30), "a lease still running is not taken")
+        #expect(try await take("a", ttl: 30), "its holder renews it")
+        // The holder stops renewing: once its lease has run out, another takes it, and it is not given back.
+        #expect(try await take("a", ttl: -5))  // renewed into the past: as if it had run out
+        #expect(try await take("b", ttl: 30))
+        #expect(try await !take("a", ttl: 30))
+        // The question handed to the checkers says the same.
+        let answers = try await store.withLeaderLock(key: key + 1, ttl: 30) { isLeader in [try await isLeader(), try await isLeader()] }
+        #expect(answers == [true, true])
+    }
+
     /// A long-poll whose timer fires before it is parked returns instead of hanging until the
     /// next publish.
     @Test func aWaitWhoseTimerFiresFirstReturns() async throws {
