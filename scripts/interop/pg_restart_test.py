@@ -10,8 +10,9 @@ emit while the database dies under it. PostgreSQL is crashed RESTARTS times. Aft
 - the hub stores reports again after the crashes (its pool reconnects);
 - after the crashes, the leader is killed -9 and the other replica takes the checkers over (a
   replica whose lock connection died with PostgreSQL asks for the lock again on a new one);
-- each pausing host has exactly one `node_stale` per pause and one `node_recovered` per return, in
-  alternation: no transition emitted twice or lost across the crashes.
+- each pausing host has one `node_stale` and one `node_recovered` per pause the checker saw, in
+  alternation: no transition emitted twice across the crashes (a pause inside an outage may go
+  unseen, at most one per crash: liveness is sampled).
 
 Prints `N passed, N failed`. Usage: pg_restart_test.py BIN_DIR [SECONDS=24] [RESTARTS=3]
 """
@@ -159,7 +160,10 @@ try:
 
     def transitions_are_emitted_once_each():
         time.sleep(STALE + CHECK * 3)  # the checker sees the last returns (the hosts keep reporting)
-        pausing.check(lambda host_id: hubs[0].call("GET", f"/api/v1/events?host_id={host_id}&limit=500")["events"])
+        # Liveness is sampled: a pause that falls entirely into an outage (PostgreSQL down, the
+        # pool reconnecting, the lease running out) is never stale to the hub — at most one per
+        # crash. What is seen is emitted once, in alternation.
+        pausing.check(lambda host_id: hubs[0].call("GET", f"/api/v1/events?host_id={host_id}&limit=500")["events"], unobserved=crashes)
 
     checks.check("every report the hub acknowledged survives PostgreSQL crashes, none stored twice", every_acknowledged_report_is_stored)
     checks.check("the hub stores reports again after the crashes (its pool reconnects)", the_hub_answers_after_the_crashes)
