@@ -33,7 +33,9 @@ import Testing
             process.withLock { $0 = p }
             restarts.withLock { $0 += 1 }
             // Until it listens (systemd's Type=simple does not wait either; the next probe would).
-            for _ in 0..<100 {
+            // Up to 30 s: Python starting on a loaded 2-core machine took more than 5 s in CI.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
                 if (try? await TunnelSupervisor.probe(metrics: metrics, timeout: 1).status) != .stopped { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
