@@ -185,13 +185,11 @@ struct ConflictAndLongPollTests {
         #expect(answers == [true, true])
     }
 
-    /// A long-poll whose timer fires before it is parked returns instead of hanging until the
-    /// next publish.
-    @Test func aWaitWhoseTimerFiresFirstReturns() async throws {
-        let watch = GenerationWatch()
-        let finished = await withTaskGroup(of: Bool.self) { group in
+    /// Whether `body` finishes within 20 s; if not, `unstick` is called until it does, so the test ends.
+    static func finishes(unstick: @escaping @Sendable () -> Void, _ body: @escaping @Sendable () async -> Void) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                for _ in 0..<500 { await watch.wait(hostID: "h", upTo: .zero) }
+                await body()
                 return true
             }
             group.addTask {
@@ -201,13 +199,22 @@ struct ConflictAndLongPollTests {
             let first = await group.next() ?? false
             group.cancelAll()
             if !first {
-                // Unstick the hung waits so the group can end.
                 for _ in 0..<1000 {
-                    watch.notify(hostID: "h")
+                    unstick()
                     try? await Task.sleep(for: .milliseconds(1))
                 }
             }
             return first
+        }
+    }
+
+    /// A long-poll whose timer fires before it is parked returns instead of hanging until the
+    /// next publish.
+    @Test func aWaitWhoseTimerFiresFirstReturns() async throws {
+        let watch = GenerationWatch()
+        let unstick: @Sendable () -> Void = { watch.notify(hostID: "h") }
+        let finished = await Self.finishes(unstick: unstick) {
+            for _ in 0..<500 { await watch.wait(hostID: "h", upTo: .zero) }
         }
         #expect(finished, "a long-poll hung after its timer fired")
         #expect(watch.parkedCount == 0)
@@ -219,19 +226,9 @@ struct ConflictAndLongPollTests {
         let watch = GenerationWatch()
         let epoch = watch.epoch("h")  // the poll reads the host…
         watch.notify(hostID: "h")  // …a publish commits and notifies before the poll parks
-        let woke = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await watch.wait(hostID: "h", upTo: .seconds(60), since: epoch)
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(20))
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            if !first { watch.notify(hostID: "h") }
-            return first
+        let unstick: @Sendable () -> Void = { watch.notify(hostID: "h") }
+        let woke = await Self.finishes(unstick: unstick) {
+            await watch.wait(hostID: "h", upTo: .seconds(60), since: epoch)
         }
         #expect(woke, "the poll slept through a publish it had not seen")
         #expect(watch.parkedCount == 0)

@@ -131,7 +131,7 @@ try:
 
     LEADER_LINE = "now runs the checkers (leader)"
 
-    def the_leader_killed_after_the_crashes_is_replaced():
+    def a_replica_killed_after_the_crashes_is_replaced():
         def leads(h):
             state = False
             for _, line in list(h.lines):
@@ -162,7 +162,7 @@ try:
 
     checks.check("every report the hub acknowledged survives PostgreSQL crashes, none stored twice", every_acknowledged_report_is_stored)
     checks.check("the hub stores reports again after the crashes (its pool reconnects)", the_hub_answers_after_the_crashes)
-    checks.check("after the crashes a replica is killed -9 and the other runs the checkers", the_leader_killed_after_the_crashes_is_replaced)
+    checks.check("after the crashes a replica is killed -9 and the other runs the checkers", a_replica_killed_after_the_crashes_is_replaced)
     checks.check("each stale and recovery transition is emitted exactly once across the crashes", transitions_are_emitted_once_each)
 finally:
     stop.set()

@@ -149,7 +149,7 @@ public final class HubStore: Sendable {
 
     /// Logs a database failure (a conflict is the caller's business: debug) with the store's kind and
     /// the error's code; values bound to statements are never logged.
-    func logged(_ error: StoreError) -> StoreError {
+    private func logged(_ error: StoreError) -> StoreError {
         let metadata: Logger.Metadata = ["store": "\(kind.rawValue)", "code": "\(error.code.rawValue)", "error": "\(error.message.prefix(300))"]
         if error.code == .conflict {
             logger.debug("store conflict", metadata: metadata)
