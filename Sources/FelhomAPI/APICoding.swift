@@ -54,7 +54,7 @@ public enum APICoding {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
-            guard let date = RFC3339.parse(try container.decode(String.self)) else {
+            guard let date = RFC3339.parseWholeSeconds(try container.decode(String.self)) else {
                 throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be an RFC 3339 time like 2026-01-01T00:00:00Z")
             }
             return date

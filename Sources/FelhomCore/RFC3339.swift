@@ -6,7 +6,13 @@ import Foundation
 public enum RFC3339 {
     /// Parses `date-time` of RFC 3339 §5.6 (`T`/`t`/space separator, optional fraction, `Z`/`z` or an
     /// offset). A leap second (`:60`) reads as `:59`. `nil` for anything else.
-    public static func parse(_ text: String) -> Date? {
+    public static func parse(_ text: String) -> Date? { parse(text, keepingFraction: true) }
+
+    /// Parses like ``parse(_:)`` and drops the fraction of a second: the wire's times are whole
+    /// seconds (``format(_:)``), so what a receiver stores encodes back to an equal value.
+    public static func parseWholeSeconds(_ text: String) -> Date? { parse(text, keepingFraction: false) }
+
+    private static func parse(_ text: String, keepingFraction: Bool) -> Date? {
         let bytes = Array(text.utf8)
         var index = 0
         func digits(_ count: Int) -> Int? {
@@ -57,7 +63,7 @@ public enum RFC3339 {
             range.contains(day),
             let base = calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: min(second, 59)))
         else { return nil }
-        return base.addingTimeInterval(fraction - TimeInterval(offset))
+        return base.addingTimeInterval((keepingFraction ? fraction : 0) - TimeInterval(offset))
     }
 
     /// `2026-11-30T16:49:09Z` (UTC, whole seconds).

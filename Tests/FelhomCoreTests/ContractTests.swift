@@ -51,6 +51,26 @@ import Testing
         #expect(e?.path == "$.stacks[1].name")
     }
 
+    /// Found by fuzz-guest-report in CI: a time with a fraction decoded to a value that its own
+    /// encoding (whole seconds) could not give back, so a stored report changed on a re-read.
+    /// Contract times are whole seconds: the fraction is dropped on read, offsets are applied.
+    @Test(arguments: [
+        ("2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z"),
+        ("2026-01-01T00:00:00.999999999Z", "2026-01-01T00:00:00Z"),
+        ("2025-12-31T23:30:00.25-00:30", "2026-01-01T00:00:00Z"),
+    ])
+    func contractTimesAreWholeSecondsAndRoundTrip(text: String, expected: String) throws {
+        let json = #"{"reported_at":"\#(text)","controller_version":"1","stacks":[],"telemetry":[],"log_issues":[],"storage_paths":[]}"#
+        let report = try GuestReport.decode(Data(json.utf8))
+        #expect(RFC3339.format(report.reportedAt) == expected)
+        #expect(try GuestReport.decode(report.encoded()) == report)
+        let host = try String(contentsOf: Self.dir.appendingPathComponent("host-report.golden.json"), encoding: .utf8)
+        let fractional = try #require(host.range(of: #""reported_at":"[^"]*""#, options: .regularExpression))
+        let hostReport = try HostReport.decode(Data(host.replacingCharacters(in: fractional, with: #""reported_at":"\#(text)""#).utf8))
+        #expect(RFC3339.format(hostReport.reportedAt) == expected)
+        #expect(try HostReport.decode(hostReport.encoded()) == hostReport)
+    }
+
     @Test func controlEnvelopeGolden() throws {
         let golden = try Data(contentsOf: Self.dir.appendingPathComponent("control-envelope.golden.json"))
         let e = try JSONDecoder().decode(ControlEnvelope.self, from: golden)

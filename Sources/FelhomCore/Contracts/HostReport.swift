@@ -312,7 +312,7 @@ public enum ContractCoding {
         let dec = JSONDecoder()
         dec.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
-            guard let date = RFC3339.parse(try container.decode(String.self)) else {
+            guard let date = RFC3339.parseWholeSeconds(try container.decode(String.self)) else {
                 throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be an RFC 3339 time like 2026-01-01T00:00:00Z")
             }
             return date
@@ -336,7 +336,7 @@ public enum ContractCoding {
 extension KeyedDecodingContainer {
     /// An RFC 3339 time, parsed here rather than by a date strategy so a bad value reports its path.
     func decodeContractTime(forKey key: Key) throws -> Date {
-        guard let date = RFC3339.parse(try decode(String.self, forKey: key)) else {
+        guard let date = RFC3339.parseWholeSeconds(try decode(String.self, forKey: key)) else {
             throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
         }
         return date
