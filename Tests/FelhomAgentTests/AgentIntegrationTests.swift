@@ -33,15 +33,17 @@ struct AgentWorld: Sendable {
     func agent(
         logger given: Logger? = nil, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil,
         restoreTests: RestoreTestSettings? = nil, routes: RouteManager.Settings? = nil, snapshots: VolumeSnapshotSettings? = nil,
-        memoryRunner: (any CommandRunner)? = nil
+        memoryRunner: (any CommandRunner)? = nil, hubURL otherHub: String? = nil, maxBackoffSeconds: Int = 300
     ) async throws -> Agent {
         var logger = given ?? Logger(label: "agent")
         if given == nil { logger.logLevel = .critical }
         return try Agent(
-            hostID: hostID, hub: try HubClient(url: hubURL, key: hostKey), pve: try sim.client(), node: "pve1", stateDir: stateDir,
+            hostID: hostID, hub: try HubClient(url: otherHub ?? hubURL, key: hostKey, timeout: .seconds(5)), pve: try sim.client(), node: "pve1",
+            stateDir: stateDir,
             signers: [PinnedSigner(name: "operator", key: pinned.publicKey)],
             provision: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm", taskTimeout: .seconds(30)),
-            longPollSeconds: 1, logger: logger, signersFile: signersFile, backup: backup, credentials: credentials,
+            longPollSeconds: 1, maxBackoffSeconds: maxBackoffSeconds, logger: logger, signersFile: signersFile, backup: backup,
+            credentials: credentials,
             restoreTests: restoreTests, routes: routes, snapshots: snapshots, memoryRunner: memoryRunner)
     }
 
@@ -369,6 +371,40 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
 
     /// A host key the hub refuses (revoked, or the box re-enrolled elsewhere) is logged as such,
     /// with what to do — not retried in silence.
+    /// Issue 21 (partition): with the hub out of reach the box keeps enforcing the last published
+    /// state, also after a restart (it is kept in state_dir), and retries the hub with a growing wait.
+    @Test func theBoxKeepsItsLastPublishedStateWhileTheHubIsUnreachable() async throws {
+        try await withAgentWorld { w in
+            try await w.publish([web])
+            try await w.agent().cycle()
+            #expect(await w.sim.engine.snapshot().containers[100]?.running == true)
+            #expect(FileManager.default.fileExists(atPath: w.stateDir + "/desired-last.json"))
+            // The hub is gone (nothing listens on port 1) and the agent restarted; the guest stops.
+            let root = try w.rootPVE()
+            _ = try await root.waitTask(try await root.stopContainer(node: "pve1", vmid: 100))
+            #expect(await w.sim.engine.snapshot().containers[100]?.running == false)
+            let lines = LogLines()
+            var logger = Logger(label: "agent") { _ in CapturingLogHandler(lines: lines) }
+            logger.logLevel = .info
+            let offline = try await w.agent(logger: logger, hubURL: "http://127.0.0.1:1", maxBackoffSeconds: 2)
+            let running = Task { try await offline.run() }
+            for _ in 0..<200 where offline.status.offlineReconciles < 3 { try await Task.sleep(for: .milliseconds(50)) }
+            running.cancel()
+            _ = try? await running.value
+            #expect(await w.sim.engine.snapshot().containers[100]?.running == true, "started again without the hub")
+            #expect(offline.status.offlineReconciles >= 3, "\(lines.all)")
+            #expect(
+                lines.all.contains { $0.contains("the hub is unreachable: reconciled generation 1 from state_dir: 1 done, 0 failed") }, "\(lines.all)"
+            )
+            let waits = lines.all.compactMap { line in line.firstMatch(of: /retrying in (\d+) s/).map { Int($0.1) ?? -1 } }
+            #expect(waits.count >= 3 && waits.allSatisfy { (0...3).contains($0) }, "jittered and capped by max_backoff_seconds: \(waits)")
+            // A blocked host forgets it: nothing changes on the box, with or without the hub.
+            _ = try await w.op.send("POST", "/api/v1/hosts/\(w.hostID)/block", as: JSONValue.self)
+            try await w.agent().cycle()
+            #expect(!FileManager.default.fileExists(atPath: w.stateDir + "/desired-last.json"))
+        }
+    }
+
     @Test func aRefusedHostKeyIsLoggedWithWhatToDo() async throws {
         try await withAgentWorld { w in
             let lines = LogLines()

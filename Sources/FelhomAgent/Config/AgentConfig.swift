@@ -56,6 +56,10 @@ public struct AgentConfig: Decodable, Sendable {
         public var caFile: String?
         /// Longest long-poll wait in seconds (default 25).
         public var longPollSeconds: Int?
+        /// Longest wait between two tries while the hub is unreachable, in seconds (default 300,
+        /// 1…3600). Each failed try doubles the wait (with jitter) and reconciles the last desired
+        /// state the box was given.
+        public var maxBackoffSeconds: Int?
 
         enum CodingKeys: String, CodingKey {
             case url, fingerprint
@@ -64,6 +68,7 @@ public struct AgentConfig: Decodable, Sendable {
             case hostID = "host_id"
             case caFile = "ca_file"
             case longPollSeconds = "long_poll_seconds"
+            case maxBackoffSeconds = "max_backoff_seconds"
         }
     }
 
@@ -290,7 +295,8 @@ public struct AgentConfig: Decodable, Sendable {
             .init("pve.insecure_skip_verify", .boolean), .init("pve.plain_http", .boolean),
             .init("pve.timeout_seconds", .integer), .init("selftest.vmid", .integer),
             .init("hub.url"), .init("hub.enrollment_token"), .init("hub.host_key"), .init("hub.host_id"), .init("hub.fingerprint"),
-            .init("hub.ca_file"), .init("hub.long_poll_seconds", .integer), .init("provision.golden_template"),
+            .init("hub.ca_file"), .init("hub.long_poll_seconds", .integer), .init("hub.max_backoff_seconds", .integer),
+            .init("provision.golden_template"),
             .init("provision.controller_config", .boolean),
             .init("provision.storage"), .init("state_dir"), .init("signers_file"),
             .init("backup.key_file"), .init("backup.key_fingerprint"), .init("backup.app_bound_seconds", .integer),

@@ -193,10 +193,15 @@ extension Agent {
                 keyFile: keyFile, storage: cfg.escrow?.storage ?? "pbs-felhom", drillDays: cfg.escrow?.drillDays ?? 7,
                 runner: commandRunner ?? SubprocessCommandRunner(), operatorKey: try cfg.escrowOperatorKey())
         }
+        let maxBackoff = hubCfg.maxBackoffSeconds ?? 300
+        guard (1...3600).contains(maxBackoff) else {
+            throw ConfigError(code: .invalid, message: "hub.max_backoff_seconds must be 1…3600 seconds, got \(maxBackoff)")
+        }
         return try Agent(
             hostID: identity.hostID, hub: hub, pve: pve, node: cfg.pve.node, stateDir: stateDir, signers: signers,
             provision: .init(node: cfg.pve.node, goldenTemplate: prov.goldenTemplate, storage: prov.storage ?? "local-lvm"),
-            longPollSeconds: hubCfg.longPollSeconds ?? 25, logger: logger, signersFile: signersFile, backup: try cfg.backupSettings(),
+            longPollSeconds: hubCfg.longPollSeconds ?? 25, maxBackoffSeconds: maxBackoff, logger: logger, signersFile: signersFile,
+            backup: try cfg.backupSettings(),
             credentials: credentials, localTokens: localTokens, restoreTests: restoreSettings, heal: healSettings, escrow: escrowSettings,
             storageRunner: cfg.storageManifest ?? true ? (commandRunner ?? SubprocessCommandRunner()) : nil,
             routes: cfg.routes?.enabled ?? true

@@ -37,6 +37,8 @@ public final class Agent: Service, Sendable {
     let runner: SignedOpRunner
     let logger: Logger
     let longPollSeconds: Int
+    /// The longest wait between two tries while the hub cannot be reached (`hub.max_backoff_seconds`).
+    let maxBackoffSeconds: Int
     let clock: WallClock
     /// Controller tokens of this host's guests (`state_dir/guest-tokens/<vmid>.token`).
     let tokensDir: String
@@ -91,6 +93,12 @@ public final class Agent: Service, Sendable {
         public var cycles = 0
         /// The desired state of the last cycle (housekeeping between cycles reads it).
         var lastSpec: DesiredState?
+        /// The generation `lastSpec` was published as.
+        var lastGeneration: Int64?
+        /// What `desired-last.json` holds now (written only when it changes).
+        var savedDesired: [UInt8]?
+        /// Reconciles done while the hub was unreachable, since the last good cycle.
+        public var offlineReconciles = 0
         /// Bulk mount points in backups already reported (said once each).
         var bulkReported: Set<BulkRule.Violation> = []
         /// `recovery_pending` said (once per process).
@@ -108,8 +116,9 @@ public final class Agent: Service, Sendable {
     /// Builds an agent from its parts (the demo and tests pass them in-process).
     public init(
         hostID: String, hub: HubClient, pve: any PVEAPI, node: String, stateDir: String, signers: [PinnedSigner],
-        provision: Provisioner.Settings, longPollSeconds: Int = 25, clock: WallClock = SystemWallClock(), logger: Logger,
-        signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil, localTokens: LocalTokens? = nil,
+        provision: Provisioner.Settings, longPollSeconds: Int = 25, maxBackoffSeconds: Int = 300, clock: WallClock = SystemWallClock(),
+        logger: Logger, signersFile: String? = nil, backup: BackupSettings? = nil, credentials: GuestCredentials? = nil,
+        localTokens: LocalTokens? = nil,
         restoreTests restoreSettings: RestoreTestSettings? = nil, heal: HealSettings? = nil, escrow escrowSettings: EscrowSettings? = nil,
         storageRunner: (any CommandRunner)? = nil, routes routeSettings: RouteManager.Settings? = nil,
         snapshots snapshotSettings: VolumeSnapshotSettings? = nil, memoryRunner: (any CommandRunner)? = nil,
@@ -133,6 +142,7 @@ public final class Agent: Service, Sendable {
         self.logger = logger
         self.clock = clock
         self.longPollSeconds = max(1, min(longPollSeconds, 60))
+        self.maxBackoffSeconds = max(1, min(maxBackoffSeconds, 3600))
         self.stateDir = stateDir
         self.tokensDir = stateDir + "/guest-tokens"
         self.requestsFile = stateDir + "/requests-done.json"
@@ -316,6 +326,7 @@ public final class Agent: Service, Sendable {
         if report != nil { updater?.writeHealth() }
         guard !env.blocked else {
             logger.warning("the operator blocked this host: reporting only")
+            forgetLastDesired()  // a blocked box changes nothing, not even while the hub is away
             return env
         }
         let (generation, spec) = try await hub.desired(hostID: hostID)
@@ -333,7 +344,11 @@ public final class Agent: Service, Sendable {
             // A replacement box enrolled for recovery: reporting only, until `recover` restored the guests.
         } else if let spec {
             let outcome = try await engine.reconcile(desired: spec)
-            state.withLock { $0.lastSpec = spec }
+            state.withLock {
+                $0.lastSpec = spec
+                $0.lastGeneration = generation
+            }
+            saveLastDesired(spec, generation: generation)
             backupTick(spec)
             await actOnRequests(spec)
             await housekeeping()
@@ -777,7 +792,7 @@ public final class Agent: Service, Sendable {
             } catch is CancellationError {
                 break
             } catch {
-                let delay = min(300, backoff) * Double.random(in: 0.5...1.5)
+                let delay = min(Double(maxBackoffSeconds), backoff) * Double.random(in: 0.5...1.5)
                 failing = true
                 if let hubError = error as? HubClientError, hubError.status == 401 {
                     // Retrying will not help: say what will.
@@ -789,6 +804,9 @@ public final class Agent: Service, Sendable {
                         """)
                 } else {
                     logger.warning("cycle failed: \(error); retrying in \(Int(delay.rounded())) s")
+                    // The box does not wait for the hub to keep what was published: guests that
+                    // stopped or drifted are put back while the hub is unreachable.
+                    if error is HubClientError { await reconcileOffline() }
                 }
                 backoff *= 2
                 try? await Task.sleep(for: .seconds(delay))
