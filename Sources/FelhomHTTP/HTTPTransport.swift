@@ -12,6 +12,9 @@ public struct HTTPRequestSpec: Sendable {
     /// buffered as usual (they are the server's small error bodies). For downloads of release
     /// assets that must not be held in memory whole.
     public var responseSink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?
+    /// A shorter bound than the transport's own for this request (a long-poll: its wait plus a
+    /// margin, so a link that silently drops packets is noticed in seconds, not minutes).
+    public var timeout: Duration?
 
     public init(
         method: String, target: String, headers: [(String, String)] = [], body: Data? = nil,

@@ -37,12 +37,13 @@ public struct NIOHTTPTransport: HTTPTransport {
     }
 
     public func send(_ request: HTTPRequestSpec) async throws -> HTTPResponseSpec {
-        try await withThrowingTaskGroup(of: HTTPResponseSpec.self) { group in
+        let limit = min(request.timeout ?? requestTimeout, requestTimeout)
+        return try await withThrowingTaskGroup(of: HTTPResponseSpec.self) { group in
             group.addTask { try await self.perform(request) }
             group.addTask {
-                try await Task.sleep(for: self.requestTimeout)
+                try await Task.sleep(for: limit)
                 throw HTTPClientError(
-                    code: .timeout, message: "no answer from \(self.host):\(self.port) within \(self.requestTimeout)",
+                    code: .timeout, message: "no answer from \(self.host):\(self.port) within \(limit)",
                     request: "\(request.method) \(Self.pathOnly(request.target))")
             }
             defer { group.cancelAll() }

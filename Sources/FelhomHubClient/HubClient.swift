@@ -60,7 +60,7 @@ public struct HubClient: Sendable {
     /// One call; a non-2xx answer becomes a ``HubClientError`` carrying the hub's message.
     public func call(
         _ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil, contentType: String = "application/json",
-        responseSink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)? = nil
+        responseSink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)? = nil, timeout: Duration? = nil
     ) async throws -> Data {
         var target = basePath + path
         if !query.isEmpty {
@@ -74,8 +74,9 @@ public struct HubClient: Sendable {
         if body != nil { headers.append(("Content-Type", contentType)) }
         let response: HTTPResponseSpec
         do {
-            response = try await transport.send(
-                HTTPRequestSpec(method: method, target: target, headers: headers, body: body, responseSink: responseSink))
+            var spec = HTTPRequestSpec(method: method, target: target, headers: headers, body: body, responseSink: responseSink)
+            spec.timeout = timeout
+            response = try await transport.send(spec)
         } catch let error as HTTPClientError {
             throw HubClientError(code: error.code.raw, message: error.message)
         }
@@ -198,7 +199,8 @@ public struct HubClient: Sendable {
     public func control(after: Int64?, wait: Int) async throws -> ControlEnvelope {
         var query = [("wait", "\(wait)")]
         if let after { query.insert(("after_generation", "\(after)"), at: 0) }
-        let data = try await call("GET", "/api/v1/control", query: query)
+        // The hub answers by `wait` seconds; past that plus a margin the link is presumed gone.
+        let data = try await call("GET", "/api/v1/control", query: query, timeout: .seconds(wait + 20))
         return try decodeContract(data, "control")
     }
 

@@ -58,7 +58,7 @@ extension Agent {
         guard state.withLock({ !($0.lastEnvelope?.blocked ?? false) }), let (generation, spec) = lastDesired() else { return }
         // A replacement box waiting for `recover` provisions nothing, online or not.
         if FileManager.default.fileExists(atPath: stateDir + "/" + Self.recoveryPendingFile) { return }
-        let label = generation.map { "generation \($0)" } ?? "the last desired state"
+        let label = "the last published state" + (generation.map { " (generation \($0))" } ?? "")
         do {
             let outcome = try await engine.reconcile(desired: spec)
             state.withLock {
@@ -67,7 +67,7 @@ extension Agent {
                 $0.offlineReconciles += 1
             }
             if !outcome.planned.isEmpty || outcome.failed > 0 {
-                logger.notice("the hub is unreachable: reconciled \(label) from state_dir: \(outcome.succeeded) done, \(outcome.failed) failed")
+                logger.notice("the hub is unreachable: reconciled \(label): \(outcome.succeeded) done, \(outcome.failed) failed")
             } else {
                 logger.info("the hub is unreachable: \(label) is in place")
             }
