@@ -394,7 +394,8 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             #expect(await w.sim.engine.snapshot().containers[100]?.running == true, "started again without the hub")
             #expect(offline.status.offlineReconciles >= 3, "\(lines.all)")
             #expect(
-                lines.all.contains { $0.contains("the hub is unreachable: reconciled the last published state (generation 1): 1 done, 0 failed") }, "\(lines.all)"
+                lines.all.contains { $0.contains("the hub is unreachable: reconciled the last published state (generation 1): 1 done, 0 failed") },
+                "\(lines.all)"
             )
             let waits = lines.all.compactMap { line in line.firstMatch(of: /retrying in (\d+) s/).map { Int($0.1) ?? -1 } }
             #expect(waits.count >= 3 && waits.allSatisfy { (0...3).contains($0) }, "jittered and capped by max_backoff_seconds: \(waits)")
