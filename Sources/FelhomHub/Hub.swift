@@ -12,6 +12,10 @@ public struct Hub: Sendable {
     public struct Settings: Sendable {
         /// Poll interval handed to agents.
         public var pollIntervalSeconds = 300
+        /// A host report whose state is unchanged (everything but the sampled metrics: time, CPU,
+        /// memory and disk use, uptime, load, hardware sensors) adds a history row only this often;
+        /// the latest report is always kept. 0: a history row for every report.
+        public var reportHistoryHeartbeatSeconds = 900
         /// Longest long-poll wait a client may ask for.
         public var maxLongPollSeconds = 55
         /// Mark the dashboard's session cookie `Secure` (the hub is served over TLS, directly or behind a proxy).
@@ -54,7 +58,7 @@ public struct Hub: Sendable {
     /// Per-key rate limits.
     public let limiter: RateLimiter
     /// Group commit of host reports (SQLite: one connection, so many reports share one commit).
-    let reportWriter: GroupCommit<ReportWrite, ReportWritten?>?
+    let reportWriter: GroupCommit<ReportWrite, HostsTable.ReportRecorded?>?
 
     public init(
         store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
@@ -209,24 +213,32 @@ public struct Hub: Sendable {
         }
     }
 
-    /// Stores a host report (history + latest) and answers with the control envelope.
+    /// Stores a host report (latest, and history when its state changed or the heartbeat is due)
+    /// and answers with the control envelope.
     public func ingestHostReport(_ body: Data, by principal: Principal) async throws -> ControlEnvelope {
         guard case .host(let hostID, _) = principal else { throw HubError.forbidden("post host reports (host keys only)") }
         let report = try checked { try HostReport.decode(body) }
         let text = String(decoding: report.encoded(), as: UTF8.self)
-        let now = self.now
-        let item = ReportWrite(hostID: hostID, text: text, now: now, appliedGeneration: report.appliedGeneration)
-        let written: ReportWritten?
+        let item = ReportWrite(
+            hostID: hostID, text: text, now: self.now, appliedGeneration: report.appliedGeneration, stateHash: report.stateDigest,
+            heartbeat: Int64(settings.reportHistoryHeartbeatSeconds))
+        let written: HostsTable.ReportRecorded?
         if let reportWriter {
             written = try await reportWriter.submit(item)
         } else {
-            written = try await store.transaction { db in try await Self.writeReport(item, in: db) }
+            // PostgreSQL: one statement, atomic on its own; concurrent reports run on the pool's
+            // connections and share the WAL flushes of their commits.
+            written = try await store.withDB { db in
+                try await ReportsTable.writeHostReportInOneStatement(
+                    hostID: item.hostID, body: item.text, at: item.now, appliedGeneration: item.appliedGeneration, stateHash: item.stateHash,
+                    heartbeat: item.heartbeat, in: db)
+            }
         }
         guard let written else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()
         return ControlEnvelope(
-            pollIntervalSeconds: settings.pollIntervalSeconds, blocked: written.blocked,
-            desiredGeneration: written.desiredGeneration, hasSignedOps: written.hasSignedOps)
+            pollIntervalSeconds: settings.pollIntervalSeconds, blocked: written.blocked, desiredGeneration: written.generation,
+            hasSignedOps: !written.blocked && written.pendingOps)
     }
 
     /// One host report to store.
@@ -235,26 +247,23 @@ public struct Hub: Sendable {
         var text: String
         var now: Int64
         var appliedGeneration: Int64?
+        /// ``HostReport/stateDigest`` of the report.
+        var stateHash: String
+        /// `report_history_heartbeat_seconds`.
+        var heartbeat: Int64
     }
 
-    /// What the envelope needs, read by the same statement that records the report's time.
-    struct ReportWritten: Sendable {
-        var desiredGeneration: Int64
-        var blocked: Bool
-        var hasSignedOps: Bool
-    }
-
-    /// History + latest + the host row, inside the caller's transaction. `nil`: no such host.
-    /// A blocked host (or one of a suspended customer) is still seen alive, but its report is not
-    /// stored and it is told only that it is blocked.
-    static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> ReportWritten? {
-        guard let host = try await HostsTable.recordReport(hostID: w.hostID, at: w.now, appliedGeneration: w.appliedGeneration, in: db) else {
-            return nil
-        }
-        let written = ReportWritten(desiredGeneration: host.generation, blocked: host.blocked, hasSignedOps: !host.blocked && host.pendingOps)
-        guard !host.blocked else { return written }
-        try await ReportsTable.insertHostReport(hostID: w.hostID, body: w.text, at: w.now, in: db)
-        return written
+    /// The host row, history (when due) and latest, inside the caller's transaction (SQLite's group
+    /// commit). `nil`: no such host. A blocked host (or one of a suspended customer) is still seen
+    /// alive, but its report is not stored and it is told only that it is blocked.
+    static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> HostsTable.ReportRecorded? {
+        guard
+            let host = try await HostsTable.recordReport(
+                hostID: w.hostID, at: w.now, appliedGeneration: w.appliedGeneration, stateHash: w.stateHash, heartbeat: w.heartbeat, in: db)
+        else { return nil }
+        guard !host.blocked else { return host }
+        try await ReportsTable.insertHostReport(hostID: w.hostID, body: w.text, at: w.now, history: host.historyDue, in: db)
+        return host
     }
 
     /// Stores a guest (controller) report and answers with its host's control envelope.

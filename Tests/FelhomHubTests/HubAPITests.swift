@@ -604,6 +604,62 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
         await h.hub.store.close()
     }
 
+    /// Issue 21: a report whose state is unchanged (only its samples moved) adds no history row
+    /// until the heartbeat is due; a state change adds one at once; the latest is always replaced.
+    /// On PostgreSQL the whole write is one statement.
+    @Test(arguments: TestStores.kinds)
+    func reportHistoryKeepsStateChangesAndAHeartbeat(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date())
+        let h = try await HubHarness.make(kind, clock: clock)
+        try await h.app.test(.router) { client in
+            let w = try await world(client, h.hub)
+            func post(_ body: String) async throws {
+                let answer = try await client.call(.post, "/api/v1/host-report", key: w.hostKeyA, body: body)
+                #expect(answer.status == .ok, "\(String(decoding: answer.body, as: UTF8.self))")
+            }
+            func history() async throws -> Int {
+                try await h.hub.store.withDB { db in
+                    try await db.select().column("id").from("host_reports").where("host_id", .equal, SQLBind(w.hostA)).all().count
+                }
+            }
+            func latest() async throws -> String {
+                try await h.hub.store.withDB { db in
+                    try await db.select().column("body").from("host_report_latest").where("host_id", .equal, SQLBind(w.hostA)).first()?
+                        .decode(column: "body", as: String.self) ?? ""
+                }
+            }
+            try await post(sampleReport())
+            #expect(try await history() == 1)
+            // Only samples moved (time, CPU, memory, uptime, load): the latest shows them, no new row.
+            clock.advance(by: 60)
+            let sampled = sampleReport().replacingOccurrences(of: #""cpu":0.12"#, with: #""cpu":0.97"#)
+                .replacingOccurrences(of: #""uptime":86400"#, with: #""uptime":86460"#)
+                .replacingOccurrences(of: "2026-11-23T12:00:00Z", with: "2026-11-23T12:01:00Z")
+            try await post(sampled)
+            #expect(try await history() == 1)
+            #expect(try await latest().contains(#""cpu":0.97"#))
+            // The state changed (a guest stopped): a row at once.
+            clock.advance(by: 60)
+            let stopped = sampleReport().replacingOccurrences(of: #""status":"running""#, with: #""status":"stopped""#)
+            try await post(stopped)
+            #expect(try await history() == 2)
+            try await post(stopped)
+            #expect(try await history() == 2)
+            // Unchanged for a heartbeat (900 s by default): one row again.
+            clock.advance(by: 901)
+            try await post(stopped)
+            #expect(try await history() == 3)
+            // A blocked host's reports are not stored; after unblocking its first report is.
+            _ = try await client.call(.post, "/api/v1/hosts/\(w.hostA)/block", key: operatorKey)
+            try await post(sampleReport())
+            #expect(try await history() == 3)
+            _ = try await client.call(.post, "/api/v1/hosts/\(w.hostA)/unblock", key: operatorKey)
+            try await post(stopped)
+            #expect(try await history() == 4)
+        }
+        await h.hub.store.close()
+    }
+
     @Test(arguments: TestStores.kinds)
     func reportIngestAndBadInput(_ kind: HubStore.Kind) async throws {
         // A clock that stands still: the retention checks below must not depend on how fast the test runs.
@@ -722,7 +778,7 @@ func field(_ key: String, of items: [JSONValue]) -> [String] {
             await a.close()
             let b = try await HubStore.open(url: "sqlite:\(path)")
             let versions = try await b.withDB { db in try await db.select().column("version").from("schema_migrations").all().count }
-            #expect(versions == 22)  // one row per migration: bump with each new one
+            #expect(versions == 23)  // one row per migration: bump with each new one
             await b.close()
         }
         await h.hub.store.close()

@@ -20,6 +20,7 @@ public struct HubConfig: Decodable, Sendable {
     public var downAfterSeconds: Int?
     public var backupDeadlineHour: Int?
     public var reportRetentionDays: Int?
+    public var reportHistoryHeartbeatSeconds: Int?
     public var operatorEmail: String?
     public var mailFrom: String?
     public var smtpHost: String?
@@ -77,6 +78,7 @@ public struct HubConfig: Decodable, Sendable {
         case downAfterSeconds = "down_after_seconds"
         case backupDeadlineHour = "backup_deadline_hour"
         case reportRetentionDays = "report_retention_days"
+        case reportHistoryHeartbeatSeconds = "report_history_heartbeat_seconds"
         case operatorEmail = "operator_email"
         case mailFrom = "mail_from"
         case smtpHost = "smtp_host"
@@ -120,6 +122,7 @@ public struct HubConfig: Decodable, Sendable {
     static func kind(of key: CodingKeys) -> ConfigLoader.ConfigKey.Kind {
         switch key {
         case .pollIntervalSeconds, .checkIntervalSeconds, .staleAfterSeconds, .downAfterSeconds, .backupDeadlineHour, .reportRetentionDays,
+            .reportHistoryHeartbeatSeconds,
             .smtpPort, .maxGuestsPerHost, .maxConnections, .idleTimeoutSeconds, .maxLongPollsPerKey, .maxLongPollSeconds,
             .applyDeadlineSeconds, .eventRetentionDays, .mailRetentionDays, .backupOverdueDays, .restoreTestOverdueDays,
             .reservedHostMemoryMB, .memorySafetyBufferMB:
@@ -211,6 +214,10 @@ extension HubConfig {
         if let seconds = pollIntervalSeconds {
             guard seconds >= 1 else { throw invalid("poll_interval_seconds must be at least 1") }
             settings.pollIntervalSeconds = seconds
+        }
+        if let seconds = reportHistoryHeartbeatSeconds {
+            guard (0...86400).contains(seconds) else { throw invalid("report_history_heartbeat_seconds must be 0…86400 (0: every report)") }
+            settings.reportHistoryHeartbeatSeconds = seconds
         }
         // TLS: terminated by the hub itself (certificate and key files), or by a reverse proxy in
         // front (listed in trusted_proxies, comma-separated addresses). Either way dashboard cookies

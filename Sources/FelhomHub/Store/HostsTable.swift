@@ -57,21 +57,46 @@ enum HostsTable {
     }
 
     /// What a report's answer needs, read by the statement that records the report's time.
-    static func recordReport(hostID: String, at now: Int64, appliedGeneration: Int64?, in db: any SQLDatabase) async throws
-        -> (generation: Int64, blocked: Bool, pendingOps: Bool)?
-    {
-        guard
-            let row = try await db.raw(
-                """
-                UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation),
-                    liveness = CASE WHEN liveness = 'unknown' THEN 'alive' ELSE liveness END
-                WHERE id = \(bind: hostID)
-                RETURNING desired_generation, blocked, customer_suspended, \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
-                """
-            ).first()
-        else { return nil }
+    struct ReportRecorded: Sendable {
+        var generation: Int64
+        var blocked: Bool
+        var pendingOps: Bool
+        /// The report's state changed, or the last history row is older than the heartbeat.
+        var historyDue: Bool
+    }
+
+    /// The SET list and RETURNING list of the host row's update for one report (shared by the
+    /// SQLite path and PostgreSQL's one-statement write). The history decision reads the row's old
+    /// values (SET expressions all see the row as it was), so concurrent replicas agree.
+    static func reportUpdate(hostID: String, at now: Int64, appliedGeneration: Int64?, stateHash: String, heartbeat: Int64) -> SQLQueryString {
+        """
+        UPDATE hosts SET last_report_at = \(bind: now), applied_generation = COALESCE(\(bind: appliedGeneration), applied_generation),
+            liveness = CASE WHEN liveness = 'unknown' THEN 'alive' ELSE liveness END,
+            report_history_due = CASE WHEN report_state_hash = \(bind: stateHash) AND report_history_at > \(bind: now - heartbeat) THEN 0 ELSE 1 END,
+            report_history_at = CASE WHEN report_state_hash = \(bind: stateHash) AND report_history_at > \(bind: now - heartbeat)
+                THEN report_history_at ELSE \(bind: now) END,
+            report_state_hash = CASE WHEN blocked = 0 AND customer_suspended = 0 THEN \(bind: stateHash) ELSE NULL END
+        WHERE id = \(bind: hostID)
+        RETURNING id, desired_generation, blocked, customer_suspended, report_history_due,
+            \(pendingSignedOpsCondition(hostColumn: "hosts.id", now: now)) AS pending_ops
+        """
+    }
+
+    static func decodeRecorded(_ row: any SQLRow) throws -> ReportRecorded {
         let blocked = try row.decode(column: "blocked", as: Int.self) != 0 || row.decode(column: "customer_suspended", as: Int.self) != 0
-        return (try row.decode(column: "desired_generation", as: Int64.self), blocked, try row.decode(column: "pending_ops", as: Int64.self) > 0)
+        return ReportRecorded(
+            generation: try row.decode(column: "desired_generation", as: Int64.self), blocked: blocked,
+            pendingOps: try row.decode(column: "pending_ops", as: Int64.self) > 0,
+            historyDue: try row.decode(column: "report_history_due", as: Int.self) != 0)
+    }
+
+    /// Records a report's time on the host row; `nil`: no such host.
+    static func recordReport(
+        hostID: String, at now: Int64, appliedGeneration: Int64?, stateHash: String, heartbeat: Int64, in db: any SQLDatabase
+    ) async throws -> ReportRecorded? {
+        let update = reportUpdate(hostID: hostID, at: now, appliedGeneration: appliedGeneration, stateHash: stateHash, heartbeat: heartbeat)
+        guard let row = try await db.raw(update).first() else { return nil }
+        return try decodeRecorded(row)
     }
 
     /// Generation, kill-switch state and pending ops of several hosts in one query (long-poll watcher).

@@ -343,6 +343,14 @@ enum Migrations {
             try await db.raw("CREATE TABLE IF NOT EXISTS leader_leases (key BIGINT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)")
                 .run()
         },
+        Migration(version: 23, name: "report history: state digest and heartbeat") { db in
+            // A report whose state (everything but the sampled metrics) is unchanged adds a history
+            // row only once per `report_history_heartbeat_seconds`; decided by the UPDATE of the
+            // host row that every report makes (so replicas agree), which also says whether it is due.
+            try await db.raw("ALTER TABLE hosts ADD COLUMN report_state_hash TEXT").run()
+            try await db.raw("ALTER TABLE hosts ADD COLUMN report_history_at BIGINT").run()
+            try await db.raw("ALTER TABLE hosts ADD COLUMN report_history_due INTEGER NOT NULL DEFAULT 1").run()
+        },
     ]
 
     static func apply(to store: HubStore) async throws {

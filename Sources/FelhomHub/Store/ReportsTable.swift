@@ -5,15 +5,39 @@ import SQLKit
 /// SQL of reports from boxes: history (`host_reports`, `guest_reports`, pruned) and the latest of
 /// each (`host_report_latest`, `guest_report_latest`, kept).
 enum ReportsTable {
-    /// Stores a host report: history + latest.
-    static func insertHostReport(hostID: String, body: String, at: Int64, in db: any SQLDatabase) async throws {
-        try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
-            .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(at), SQLBind(body)).run()
-        // Upsert the latest report (same statement shape on SQLite and PostgreSQL).
+    /// Stores the latest host report, and a history row too when `history`.
+    static func insertHostReport(hostID: String, body: String, at: Int64, history: Bool, in db: any SQLDatabase) async throws {
+        if history {
+            try await db.insert(into: "host_reports").columns("id", "host_id", "received_at", "body")
+                .values(SQLBind(Ids.make("rep")), SQLBind(hostID), SQLBind(at), SQLBind(body)).run()
+        }
         try await db.insert(into: "host_report_latest").columns("host_id", "received_at", "body")
             .values(SQLBind(hostID), SQLBind(at), SQLBind(body))
             .onConflict(with: ["host_id"]) { $0.set(excludedValueOf: "received_at").set(excludedValueOf: "body") }
             .run()
+    }
+
+    /// PostgreSQL: a whole host report in one statement (one round trip, atomic without BEGIN and
+    /// COMMIT): the host row's update, the history row when due, the latest upsert. `nil`: no such host.
+    static func writeHostReportInOneStatement(
+        hostID: String, body: String, at now: Int64, appliedGeneration: Int64?, stateHash: String, heartbeat: Int64, in db: any SQLDatabase
+    ) async throws -> HostsTable.ReportRecorded? {
+        let update = HostsTable.reportUpdate(
+            hostID: hostID, at: now, appliedGeneration: appliedGeneration, stateHash: stateHash, heartbeat: heartbeat)
+        let statement: SQLQueryString = """
+            WITH h AS (\(update)),
+            history AS (
+                INSERT INTO host_reports (id, host_id, received_at, body)
+                SELECT \(bind: Ids.make("rep")), h.id, \(bind: now), \(bind: body) FROM h
+                WHERE h.blocked = 0 AND h.customer_suspended = 0 AND h.report_history_due = 1),
+            latest AS (
+                INSERT INTO host_report_latest (host_id, received_at, body)
+                SELECT h.id, \(bind: now), \(bind: body) FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0
+                ON CONFLICT (host_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body)
+            SELECT desired_generation, blocked, customer_suspended, report_history_due, pending_ops FROM h
+            """
+        guard let row = try await db.raw(statement).first() else { return nil }
+        return try HostsTable.decodeRecorded(row)
     }
 
     /// Stores a guest report: history + latest, and the guest's report time.
