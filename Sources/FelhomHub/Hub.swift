@@ -218,9 +218,10 @@ public struct Hub: Sendable {
     public func ingestHostReport(_ body: Data, by principal: Principal) async throws -> ControlEnvelope {
         guard case .host(let hostID, _) = principal else { throw HubError.forbidden("post host reports (host keys only)") }
         let report = try checked { try HostReport.decode(body) }
-        let text = String(decoding: report.encoded(), as: UTF8.self)
+        let encoded = report.encoded()
         let item = ReportWrite(
-            hostID: hostID, text: text, now: self.now, appliedGeneration: report.appliedGeneration, stateHash: report.stateDigest,
+            hostID: hostID, text: String(decoding: encoded, as: UTF8.self), now: self.now, appliedGeneration: report.appliedGeneration,
+            stateHash: ReportDigest.state(ofEncoded: encoded),
             heartbeat: Int64(settings.reportHistoryHeartbeatSeconds))
         let written: HostsTable.ReportRecorded?
         if let reportWriter {
@@ -247,7 +248,7 @@ public struct Hub: Sendable {
         var text: String
         var now: Int64
         var appliedGeneration: Int64?
-        /// ``HostReport/stateDigest`` of the report.
+        /// ``ReportDigest/state(ofEncoded:)`` of the report.
         var stateHash: String
         /// `report_history_heartbeat_seconds`.
         var heartbeat: Int64

@@ -1,4 +1,5 @@
 import Crypto
+import FelhomCore
 import Foundation
 import SQLKit
 import Synchronization
@@ -39,7 +40,7 @@ public struct KeyAuthority: Sendable {
     }
 
     static func hash(_ key: String) -> String {
-        SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array(key.utf8)))
     }
 
     /// Constant-time equality of two byte strings of the same length.
@@ -61,7 +62,7 @@ public struct KeyAuthority: Sendable {
 
     /// The hex SHA-256 of the configured operator key: dashboard sessions are bound to it, so
     /// rotating the key ends every session.
-    var operatorKeyBinding: String { (operatorKeyHash ?? []).map { String(format: "%02x", $0) }.joined() }
+    var operatorKeyBinding: String { Hex.encode(operatorKeyHash ?? []) }
 
     /// Resolves an `Authorization: Bearer KEY` header; throws 401 for anything else.
     public func principal(authorization: String?) async throws -> Principal {
@@ -70,7 +71,7 @@ public struct KeyAuthority: Sendable {
         guard !key.isEmpty, key.count <= 256 else { throw HubError.unauthorized }
         let presented = Array(SHA256.hash(data: Array(key.utf8)))
         if let op = operatorKeyHash, Self.constantTimeEqual(presented, op) { return .operator }
-        let hashText = presented.map { String(format: "%02x", $0) }.joined()
+        let hashText = Hex.encode(presented)
         if let cached = cache.get(hashText) { return cached }
         let principal = try await lookup(hashText)
         cache.put(hashText, principal)

@@ -102,7 +102,7 @@ extension Hub {
                     try await ReleasesTable.insertChunk(component: component, version: version, index: i, data: last, in: db)
                 }
             }
-            let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            let digest = Hex.encode(hasher.finalize())
             guard total == release.size else {
                 throw HubError(.unprocessableContent, "asset_mismatch", "the asset has \(total) bytes, the manifest says \(release.size)")
             }
