@@ -72,7 +72,7 @@ public struct Hub: Sendable {
         self.generations = GenerationWatch()
         self.limiter = RateLimiter(limits: settings.rateLimits, clock: clock)
         self.metrics = HubMetrics()
-        self.reportWriter = store.kind == .sqlite ? GroupCommit(store: store) { db, w in try await Hub.writeReport(w, in: db) } : nil
+        self.reportWriter = store.kind == .sqlite ? GroupCommit(store: store, batch: { db, batch in try await Hub.writeReports(batch, in: db) }) : nil
     }
 
     var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
@@ -254,17 +254,27 @@ public struct Hub: Sendable {
         var heartbeat: Int64
     }
 
-    /// The host row, history (when due) and latest, inside the caller's transaction (SQLite's group
-    /// commit). `nil`: no such host. A blocked host (or one of a suspended customer) is still seen
-    /// alive, but its report is not stored and it is told only that it is blocked.
-    static func writeReport(_ w: ReportWrite, in db: any SQLDatabase) async throws -> HostsTable.ReportRecorded? {
-        guard
+    /// A batch of reports inside the caller's transaction (SQLite's group commit): each host row
+    /// in order (so a host twice in a batch sees its own first report), then the history rows due
+    /// and the latest reports in one multi-row statement each. `nil` for a host that does not
+    /// exist. A blocked host (or one of a suspended customer) is still seen alive, but its report is
+    /// not stored and it is told only that it is blocked.
+    static func writeReports(_ batch: [ReportWrite], in db: any SQLDatabase) async throws -> [HostsTable.ReportRecorded?] {
+        var out: [HostsTable.ReportRecorded?] = []
+        var history: [ReportsTable.HostReportRow] = []
+        var latest: [ReportsTable.HostReportRow] = []
+        for w in batch {
             let host = try await HostsTable.recordReport(
                 hostID: w.hostID, at: w.now, appliedGeneration: w.appliedGeneration, stateHash: w.stateHash, heartbeat: w.heartbeat, in: db)
-        else { return nil }
-        guard !host.blocked else { return host }
-        try await ReportsTable.insertHostReport(hostID: w.hostID, body: w.text, at: w.now, history: host.historyDue, in: db)
-        return host
+            out.append(host)
+            guard let host, !host.blocked else { continue }
+            let row = ReportsTable.HostReportRow(hostID: w.hostID, at: w.now, body: w.text)
+            if host.historyDue { history.append(row) }
+            latest.removeAll { $0.hostID == w.hostID }  // the later report of a host wins
+            latest.append(row)
+        }
+        try await ReportsTable.insertHostReports(history: history, latest: latest, in: db)
+        return out
     }
 
     /// Stores a guest (controller) report and answers with its host's control envelope.

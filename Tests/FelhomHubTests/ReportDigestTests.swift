@@ -1,6 +1,8 @@
 import Crypto
 import FelhomCore
+import FelhomTestSupport
 import Foundation
+import SQLKit
 import Testing
 
 @testable import FelhomHub
@@ -48,5 +50,41 @@ import Testing
     func unreadableBytesAreHashedWhole(_ text: String) {
         #expect(ReportDigest.sampledRanges(Array(text.utf8)) == nil)
         #expect(ReportDigest.state(ofEncoded: Data(text.utf8)) == Data(SHA256.hash(data: Data(text.utf8))).base64EncodedString())
+    }
+}
+
+/// SQLite's group commit writes a batch of reports with shared statements.
+@Suite struct ReportBatchTests {
+    @Test func aBatchKeepsEachHostsOrderAndItsLaterReport() async throws {
+        let store = try await TestStores.open(.sqlite)
+        let hub = Hub(store: store, operatorKey: operatorKey)
+        let c = try await hub.createCustomer(
+            .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
+        let (a, _) = try await hub.createHost(customerID: c, name: "a", by: .operator)
+        let (b, _) = try await hub.createHost(customerID: c, name: "b", by: .operator)
+        func write(_ host: String, _ body: String) throws -> Hub.ReportWrite {
+            let encoded = try HostReport.decode(Data(body.utf8)).encoded()
+            return Hub.ReportWrite(
+                hostID: host, text: String(decoding: encoded, as: UTF8.self), now: 1000, appliedGeneration: nil,
+                stateHash: ReportDigest.state(ofEncoded: encoded), heartbeat: 900)
+        }
+        let stopped = sampleReport().replacingOccurrences(of: #""status":"running""#, with: #""status":"stopped""#)
+        let batch = [
+            try write(a, sampleReport()), try write(b, sampleReport()), try write("hst_missing", sampleReport()), try write(a, stopped),
+            try write(a, stopped),
+        ]
+        let out = try await store.transaction { db in try await Hub.writeReports(batch, in: db) }
+        #expect(out.map { $0 != nil } == [true, true, false, true, true])
+        #expect(out.compactMap { $0?.historyDue } == [true, true, true, false], "the second `stopped` of a is unchanged")
+        let (history, latestA) = try await store.withDB { db in
+            (
+                try await db.select().column("host_id").from("host_reports").all().count,
+                try await db.select().column("body").from("host_report_latest").where("host_id", .equal, SQLBind(a)).first()?
+                    .decode(column: "body", as: String.self)
+            )
+        }
+        #expect(history == 3)
+        #expect(latestA?.contains(#""status":"stopped""#) == true)
+        await store.close()
     }
 }

@@ -5,21 +5,32 @@ import SQLKit
 /// SQL of reports from boxes: history (`host_reports`, `guest_reports`, pruned) and the latest of
 /// each (`host_report_latest`, `guest_report_latest`, kept).
 enum ReportsTable {
-    /// Stores the latest host report, and a history row too when `history`.
-    static func insertHostReport(hostID: String, body: String, at: Int64, history: Bool, in db: any SQLDatabase) async throws {
-        // Raw statements (same text on SQLite and PostgreSQL): the query builder's serialization
-        // was a measurable share of ingest time, and these run for every report.
-        if history {
+    /// One host report to store.
+    struct HostReportRow: Sendable {
+        var hostID: String
+        var at: Int64
+        var body: String
+    }
+
+    /// Stores history rows and replaces latest reports, one multi-row statement each (same text on
+    /// SQLite and PostgreSQL; `latest` holds each host once).
+    static func insertHostReports(history: [HostReportRow], latest: [HostReportRow], in db: any SQLDatabase) async throws {
+        // Raw statements: the query builder's serialization was a measurable share of ingest time.
+        for chunk in history.chunked(by: 200) {
+            var values: [SQLQueryString] = []
+            for r in chunk { values.append("(\(bind: Ids.make("rep")), \(bind: r.hostID), \(bind: r.at), \(bind: r.body))") }
+            try await db.raw("INSERT INTO host_reports (id, host_id, received_at, body) VALUES \(values.joined(separator: ", "))").run()
+        }
+        for chunk in latest.chunked(by: 200) {
+            var values: [SQLQueryString] = []
+            for r in chunk { values.append("(\(bind: r.hostID), \(bind: r.at), \(bind: r.body))") }
             try await db.raw(
-                "INSERT INTO host_reports (id, host_id, received_at, body) VALUES (\(bind: Ids.make("rep")), \(bind: hostID), \(bind: at), \(bind: body))"
+                """
+                INSERT INTO host_report_latest (host_id, received_at, body) VALUES \(values.joined(separator: ", "))
+                ON CONFLICT (host_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body
+                """
             ).run()
         }
-        try await db.raw(
-            """
-            INSERT INTO host_report_latest (host_id, received_at, body) VALUES (\(bind: hostID), \(bind: at), \(bind: body))
-            ON CONFLICT (host_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body
-            """
-        ).run()
     }
 
     /// PostgreSQL: a whole host report in one statement (one round trip, atomic without BEGIN and
@@ -70,5 +81,12 @@ enum ReportsTable {
         let hosts = try await db.delete(from: "host_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
         let guests = try await db.delete(from: "guest_reports").where("received_at", .lessThan, SQLBind(cutoff)).returning("id").all().count
         return hosts + guests
+    }
+}
+
+extension Array {
+    /// Consecutive slices of at most `size` elements (statements stay under the bind limits).
+    func chunked(by size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
