@@ -54,22 +54,38 @@ public struct CheckerService: Service {
             let ttl = max(3, Int((settings.interval * 3).components.seconds))
             try await hub.store.withLeaderLock(key: Self.leaderLockKey, ttl: ttl) { isLeader in
                 let announced = LeaderFlag()
-                try await loop(isLeader: {
-                    let leader = try await isLeader()
-                    let was = announced.value.withLock { flag in
-                        defer { flag = leader }
-                        return flag
-                    }
-                    if leader && !was && hub.store.kind == .postgres { logger.info("this hub now runs the checkers (leader)") }
-                    if !leader && was { logger.warning("another replica holds the checkers' lease now (this one stopped leading)") }
-                    return leader
-                })
+                try await loop(
+                    ttl: ttl,
+                    isLeader: {
+                        let leader: Bool
+                        do { leader = try await isLeader() } catch {
+                            // A lease that cannot be renewed runs out: say so now instead of
+                            // claiming to lead while another replica may take over.
+                            if announced.value.withLock({ flag in
+                                defer { flag = false }
+                                return flag
+                            }) {
+                                logger.warning(
+                                    "cannot renew the checkers' lease (this one stopped leading until the database answers)",
+                                    metadata: ["error": "\(error)"])
+                            }
+                            throw error
+                        }
+                        let was = announced.value.withLock { flag in
+                            defer { flag = leader }
+                            return flag
+                        }
+                        if leader && !was && hub.store.kind == .postgres { logger.info("this hub now runs the checkers (leader)") }
+                        if !leader && was { logger.warning("another replica holds the checkers' lease now (this one stopped leading)") }
+                        return leader
+                    })
             }
         }
     }
 
-    private func loop(isLeader: () async throws -> Bool) async throws {
+    private func loop(ttl: Int, isLeader: () async throws -> Bool) async throws {
         while !Task.isCancelled {
+            let started = ContinuousClock.now
             do {
                 if try await isLeader() {
                     let live = try await hub.checkLiveness(thresholds: settings.thresholds)
@@ -90,6 +106,13 @@ public struct CheckerService: Service {
                 }
             } catch {
                 logger.error("checker pass failed; retrying next interval", metadata: ["error": "\(error)"])
+            }
+            let took = ContinuousClock.now - started
+            if hub.store.kind == .postgres, took > .seconds(ttl) {
+                // The lease may have passed to another replica meanwhile (its writes are conditional,
+                // so nothing is emitted twice); a pass this slow is worth knowing about.
+                logger.warning(
+                    "a checker pass took longer than the lease", metadata: ["seconds": "\(took.components.seconds)", "lease_seconds": "\(ttl)"])
             }
             // Cancellation (graceful shutdown) ends the loop cleanly instead of failing the service.
             do { try await Task.sleep(for: settings.interval) } catch { return }
