@@ -227,13 +227,13 @@ public struct Hub: Sendable {
         if let reportWriter {
             written = try await reportWriter.submit(item)
         } else {
-            // PostgreSQL: one statement, atomic on its own; concurrent reports run on the pool's
-            // connections and share the WAL flushes of their commits.
-            written = try await store.withDB { db in
-                try await ReportsTable.writeHostReportInOneStatement(
-                    hostID: item.hostID, body: item.text, at: item.now, appliedGeneration: item.appliedGeneration, stateHash: item.stateHash,
-                    heartbeat: item.heartbeat, in: db)
-            }
+            // PostgreSQL: one prepared statement, atomic on its own; concurrent reports run on the
+            // pool's connections and share the WAL flushes of their commits.
+            written = try await store.executePrepared(
+                ReportsTable.HostReportWrite(
+                    hostID: item.hostID, now: item.now, appliedGeneration: item.appliedGeneration, stateHash: item.stateHash,
+                    heartbeat: item.heartbeat, body: item.text)
+            ).first
         }
         guard let written else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()

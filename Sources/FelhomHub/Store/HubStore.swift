@@ -147,6 +147,23 @@ public final class HubStore: Sendable {
         }
     }
 
+    /// Runs a PostgreSQL prepared statement: prepared once per pooled connection, then only bound
+    /// and executed (no parse and plan per call). For the hottest statements; PostgreSQL only.
+    func executePrepared<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws -> [Statement.Row] {
+        guard case .postgres(let client) = backend else {
+            throw StoreError(code: .unavailable, message: "prepared statements are used on PostgreSQL only")
+        }
+        do {
+            var rows: [Statement.Row] = []
+            for try await row in try await client.execute(statement) { rows.append(row) }
+            return rows
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw logged(StoreError.wrap(error))
+        }
+    }
+
     /// Logs a database failure (a conflict is the caller's business: debug) with the store's kind and
     /// the error's code; values bound to statements are never logged.
     private func logged(_ error: StoreError) -> StoreError {

@@ -1,5 +1,6 @@
 import FelhomCore
 import Foundation
+import PostgresNIO
 import SQLKit
 
 /// SQL of reports from boxes: history (`host_reports`, `guest_reports`, pruned) and the latest of
@@ -33,27 +34,58 @@ enum ReportsTable {
         }
     }
 
-    /// PostgreSQL: a whole host report in one statement (one round trip, atomic without BEGIN and
-    /// COMMIT): the host row's update, the history row when due, the latest upsert. `nil`: no such host.
-    static func writeHostReportInOneStatement(
-        hostID: String, body: String, at now: Int64, appliedGeneration: Int64?, stateHash: String, heartbeat: Int64, in db: any SQLDatabase
-    ) async throws -> HostsTable.ReportRecorded? {
-        let update = HostsTable.reportUpdate(
-            hostID: hostID, at: now, appliedGeneration: appliedGeneration, stateHash: stateHash, heartbeat: heartbeat)
-        let statement: SQLQueryString = """
-            WITH h AS (\(update)),
+    /// PostgreSQL: a whole host report in one prepared statement (one round trip, atomic without
+    /// BEGIN and COMMIT, parsed and planned once per connection): the host row's update (the same
+    /// as ``HostsTable/reportUpdate(hostID:at:appliedGeneration:stateHash:heartbeat:)`` — keep the
+    /// two in step; `reportHistoryKeepsStateChangesAndAHeartbeat` runs both), the history row when
+    /// due, the latest upsert. No row: no such host.
+    struct HostReportWrite: PostgresPreparedStatement {
+        static let sql = """
+            WITH h AS (
+                UPDATE hosts SET last_report_at = $2, applied_generation = COALESCE($3, applied_generation),
+                    liveness = CASE WHEN liveness = 'unknown' THEN 'alive' ELSE liveness END,
+                    report_history_due = CASE WHEN report_state_hash = $4 AND report_history_at > $5 THEN 0 ELSE 1 END,
+                    report_history_at = CASE WHEN report_state_hash = $4 AND report_history_at > $5 THEN report_history_at ELSE $2 END,
+                    report_state_hash = CASE WHEN blocked = 0 AND customer_suspended = 0 THEN $4 ELSE NULL END
+                WHERE id = $1
+                RETURNING id, desired_generation, blocked, customer_suspended, report_history_due,
+                    (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
+                       AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= $2) AS pending_ops),
             history AS (
                 INSERT INTO host_reports (id, host_id, received_at, body)
-                SELECT \(bind: Ids.make("rep")), h.id, \(bind: now), \(bind: body) FROM h
-                WHERE h.blocked = 0 AND h.customer_suspended = 0 AND h.report_history_due = 1),
+                SELECT $6, h.id, $2, $7 FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0 AND h.report_history_due = 1),
             latest AS (
                 INSERT INTO host_report_latest (host_id, received_at, body)
-                SELECT h.id, \(bind: now), \(bind: body) FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0
+                SELECT h.id, $2, $7 FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0
                 ON CONFLICT (host_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body)
             SELECT desired_generation, blocked, customer_suspended, report_history_due, pending_ops FROM h
             """
-        guard let row = try await db.raw(statement).first() else { return nil }
-        return try HostsTable.decodeRecorded(row)
+        static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .int8, .text, .int8, .text, .text]
+        typealias Row = HostsTable.ReportRecorded
+
+        var hostID: String
+        var now: Int64
+        var appliedGeneration: Int64?
+        var stateHash: String
+        var heartbeat: Int64
+        var body: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var b = PostgresBindings(capacity: 7)
+            b.append(hostID)
+            b.append(now)
+            b.append(appliedGeneration)
+            b.append(stateHash)
+            b.append(now - heartbeat)
+            b.append(Ids.make("rep"))
+            b.append(body)
+            return b
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            let (generation, blocked, suspended, due, pending) = try row.decode((Int64, Int, Int, Int, Int64).self)
+            return .init(generation: generation, blocked: blocked != 0 || suspended != 0, pendingOps: pending > 0, historyDue: due != 0)
+        }
     }
 
     /// Stores a guest report: history + latest, and the guest's report time.
