@@ -2,6 +2,16 @@
 import os, re, socket, subprocess, tempfile, time
 
 
+def stop_process(proc, timeout=30):
+    """SIGTERM, then SIGKILL if `proc` has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -37,11 +47,7 @@ class Simulator:
             raise RuntimeError(f"felhom pve-sim did not print its fingerprint and tokens (got {sorted(self.tokens)})")
 
     def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=10)
 
     def __enter__(self):
         return self
@@ -128,11 +134,7 @@ class HubProcess:
             return self._json.loads(r.read())
 
     def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def compose_state(project):

@@ -19,7 +19,7 @@ Usage: partition_test.py BIN_DIR [PARTITION_SECONDS=120]
 """
 import json, os, re, subprocess, sys, threading, time, urllib.request
 
-from common import Checks, RootPVE, Simulator, free_port, wait_for
+from common import Checks, RootPVE, Simulator, free_port, stop_process, wait_for
 
 bin_dir = sys.argv[1]
 partition = float(sys.argv[2]) if len(sys.argv) > 2 else 120
@@ -99,11 +99,7 @@ class Hub:
             return json.loads(r.read())
 
     def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def main(sim, work):
@@ -214,11 +210,7 @@ def main(sim, work):
         checks.check("after: the agent converges to what was published meanwhile; node_recovered once", converges)
     finally:
         if agent:
-            agent.terminate()
-            try:
-                agent.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+            stop_process(agent, timeout=60)
         hub.close()
 
 
