@@ -68,7 +68,7 @@ let package = Package(
         ),
         .target(
             name: "ObjectStore",
-            dependencies: ["FelhomHTTP", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FelhomCore", "FelhomHTTP", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "Proxmox",

@@ -36,7 +36,9 @@ import Testing
             // Up to 30 s: Python starting on a loaded 2-core machine took more than 5 s in CI.
             let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline {
-                if (try? await TunnelSupervisor.probe(metrics: metrics, timeout: 1).status) != .stopped { break }
+                // Answered (running or degraded): a probe that timed out says `unknown`, not "up".
+                let status = await TunnelSupervisor.probe(metrics: metrics, timeout: 5).status
+                if status == .running || status == .degraded { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
             return CommandResult(exitCode: 0, stdout: "")

@@ -15,7 +15,7 @@ extension Hub {
 
     /// `sha256:` and 16 hex digits: names a token in views and events without revealing it.
     static func tunnelFingerprint(_ token: String) -> String {
-        "sha256:" + SHA256.hash(data: Data(token.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        "sha256:" + Hex.encode(SHA256.hash(data: Data(token.utf8)).prefix(8))
     }
 
     /// Checks that `token` is a connector token — base64 of a JSON object with the account tag

@@ -1,4 +1,5 @@
 import Crypto
+import FelhomCore
 import Foundation
 
 /// AWS Signature Version 4 (docs/object-storage.md): the canonical request, the string to sign,
@@ -220,16 +221,8 @@ public enum SigV4 {
         return (sts, signature(stringToSign: sts, key: key))
     }
 
-    /// Lower-case hex of a digest or MAC.
-    public static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    /// Lower-case hex of a digest or MAC (``FelhomCore/Hex``).
+    public static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 { Hex.encode(bytes) }
 
     static func hex(_ digest: SHA256.Digest) -> String { hex(Array(digest)) }
     static func hex(_ mac: HMAC<SHA256>.MAC) -> String { hex(Array(mac)) }
