@@ -22,6 +22,8 @@ public struct NIOHTTPTransport: HTTPTransport {
     /// Connect to this address instead of resolving `host` (like curl's `--resolve`); the `Host`
     /// header and the TLS server name stay `host`. For S3 virtual-host addressing in tests.
     public var connectAddress: String?
+    /// The TLS context, built once and shared by every request of this transport (and its copies).
+    private let contexts = SSLContextCache()
 
     /// The `Host` header this transport sends for `host` and `port` (what a signer must sign).
     public static func hostHeader(host: String, port: Int) -> String {
@@ -243,9 +245,27 @@ public struct NIOHTTPTransport: HTTPTransport {
         return HTTPClientError(code: .tls, message: "TLS handshake with \(host):\(port) failed: \(cause)", request: request)
     }
 
-    private func makeSSLContext() throws -> NIOSSLContext { try trust.makeSSLContext() }
+    private func makeSSLContext() throws -> NIOSSLContext { try contexts.context(for: trust) }
 
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+/// One transport's TLS client context. Building one parses the trust store (the system bundle is
+/// about 150 certificates): per request that was thousands of allocations and, in a long-running
+/// agent, megabytes of heap the allocator kept. The context is immutable once built and safe to
+/// share across connections; it is rebuilt after ``maxAge`` so a rotated CA file or an updated
+/// system bundle is picked up without a restart.
+final class SSLContextCache: Sendable {
+    static let maxAge: Duration = .seconds(600)
+    private let cached = Mutex<(context: NIOSSLContext, built: ContinuousClock.Instant)?>(nil)
+
+    func context(for trust: TLSTrust) throws -> NIOSSLContext {
+        let now = ContinuousClock.now
+        if let hit = cached.withLock({ $0 }), now - hit.built < Self.maxAge { return hit.context }
+        let fresh = try trust.makeSSLContext()
+        cached.withLock { $0 = (fresh, now) }
+        return fresh
     }
 }

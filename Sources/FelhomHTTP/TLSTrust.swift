@@ -70,8 +70,10 @@ extension TLSTrust {
         config.minimumTLSVersion = .tlsv12
         switch self {
         case .pinnedLeafSHA256:
-            // The custom callback replaces chain and hostname checks with the pin comparison.
+            // The custom callback replaces chain and hostname checks with the pin comparison, so
+            // no trust store is loaded (an empty set of roots, not the system bundle).
             config.certificateVerification = .noHostnameVerification
+            config.trustRoots = .certificates([])
         case .caFile(let path):
             guard FileManager.default.isReadableFile(atPath: path) else {
                 throw HTTPClientError(code: .invalidArgument, message: "CA file '\(path)' is not readable")

@@ -1,9 +1,9 @@
 import FelhomCore
-import FelhomHTTP
 import Foundation
 import PVESimulator
 import Testing
 
+@testable import FelhomHTTP
 @testable import Proxmox
 
 /// Real TLS handshakes against the simulator's HTTPS server with certificates made in the test.
@@ -59,6 +59,28 @@ import Testing
             #expect(e?.message.contains(other.fingerprint) == true)
             #expect(e?.message.contains(secret) == false)
         }
+    }
+
+    /// One client keeps one TLS context (no trust store parsed per request) and still checks the
+    /// pin on every new connection: a cached context never turns a refusal into an acceptance.
+    @Test func oneClientReusesItsTLSContextAndChecksThePinEveryTime() async throws {
+        let tls = try TLSMaterial.selfSigned(commonName: "pve1")
+        let other = try TLSMaterial.selfSigned(commonName: "pve1")
+        try await withServer(tls) { port, secret in
+            let good = try client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: tls.fingerprint)))
+            for _ in 0..<3 { #expect(try await good.version().release == "9.1") }
+            let bad = try client(port, secret, .pinnedLeafSHA256(try CertificateFingerprint(parsing: other.fingerprint)))
+            for _ in 0..<3 {
+                let e = await #expect(throws: PVEError.self) { _ = try await bad.version() }
+                #expect(e?.code == .tls)
+            }
+        }
+        let cache = SSLContextCache()
+        let first = try cache.context(for: .systemDefault)
+        #expect(try cache.context(for: .systemDefault) === first)
+        // A CA file that cannot be read is still a clear error on every try (nothing cached).
+        let unreadable = SSLContextCache()
+        for _ in 0..<2 { #expect(throws: HTTPClientError.self) { _ = try unreadable.context(for: .caFile("/nonexistent/ca.pem")) } }
     }
 
     @Test func caSignedLeafVerifiesWithCAFileAndCanAlsoBePinned() async throws {
