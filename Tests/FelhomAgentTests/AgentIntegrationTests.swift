@@ -406,6 +406,41 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
         }
     }
 
+    /// A kept state that does not decode (torn by a bad disk, edited by hand, or hostile) is ignored
+    /// with a warning naming the file: the offline agent changes nothing on the box.
+    @Test func aCorruptKeptDesiredStateIsIgnoredWithAWarning() async throws {
+        try await withAgentWorld { w in
+            try await w.publish([web])
+            try await w.agent().cycle()
+            let root = try w.rootPVE()
+            _ = try await root.waitTask(try await root.stopContainer(node: "pve1", vmid: 100))
+            let path = w.stateDir + "/desired-last.json"
+            let bad: [String] = [
+                "{\"generation\": 3, \"spec\": {\"guests\": [{\"vmid\": 100",  // torn write
+                "{\"generation\": 3}",  // no spec
+                "{\"generation\": 3, \"spec\": {\"guests\": [{\"vmid\": -1, \"name\": \"../x\"}]}}",  // invalid guest
+                "\u{00}\u{FF}not json",
+            ]
+            for contents in bad {
+                try contents.write(toFile: path, atomically: true, encoding: .utf8)
+                let lines = LogLines()
+                var logger = Logger(label: "agent") { _ in CapturingLogHandler(lines: lines) }
+                logger.logLevel = .info
+                let offline = try await w.agent(logger: logger, hubURL: "http://127.0.0.1:1", maxBackoffSeconds: 1)
+                let running = Task { try await offline.run() }
+                for _ in 0..<200 where lines.all.filter({ $0.contains("ignoring \(path)") }).count < 2 {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                running.cancel()
+                _ = try? await running.value
+                #expect(lines.all.filter { $0.contains("warning: ignoring \(path)") }.count >= 2, "\(contents): \(lines.all)")
+                #expect(offline.status.offlineReconciles == 0, "\(contents)")
+                #expect(await w.sim.engine.snapshot().containers[100]?.running == false, "nothing changed on the box: \(contents)")
+                #expect(try String(contentsOfFile: path, encoding: .utf8) == contents, "the file is left for the operator to see")
+            }
+        }
+    }
+
     @Test func aRefusedHostKeyIsLoggedWithWhatToDo() async throws {
         try await withAgentWorld { w in
             let lines = LogLines()
