@@ -57,8 +57,13 @@ public struct Hub: Sendable {
     public var logger = Logger(label: "felhom.hub")
     /// Per-key rate limits.
     public let limiter: RateLimiter
-    /// Group commit of host reports (SQLite: one connection, so many reports share one commit).
-    let reportWriter: GroupCommit<ReportWrite, HostsTable.ReportRecorded?>?
+    /// Group commit of host reports: many reports share one commit. SQLite: one lane (one
+    /// connection). PostgreSQL: ``reportLanes`` lanes, hosts partitioned among them, each batch one
+    /// statement; the lanes commit concurrently.
+    let reportWriter: GroupCommitLanes<ReportWrite, HostsTable.ReportRecorded?>
+    /// PostgreSQL's report lanes: a quarter of the pool's connections, the rest stay free for
+    /// long-polls, the dashboard and the checkers.
+    static let reportLanes = 4
 
     public init(
         store: HubStore, operatorKey: String?, settings: Settings = Settings(), clock: WallClock = SystemWallClock(),
@@ -72,7 +77,16 @@ public struct Hub: Sendable {
         self.generations = GenerationWatch()
         self.limiter = RateLimiter(limits: settings.rateLimits, clock: clock)
         self.metrics = HubMetrics()
-        self.reportWriter = store.kind == .sqlite ? GroupCommit(store: store, batch: { db, batch in try await Hub.writeReports(batch, in: db) }) : nil
+        switch store.kind {
+        case .sqlite:
+            self.reportWriter = GroupCommitLanes(lanes: 1, key: \.hostID) { batch in
+                try await store.transaction { db in try await Hub.writeReports(batch, in: db) }
+            }
+        case .postgres:
+            self.reportWriter = GroupCommitLanes(lanes: Self.reportLanes, key: \.hostID) { batch in
+                try await Hub.writeReports(batch, on: store)
+            }
+        }
     }
 
     var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
@@ -223,18 +237,7 @@ public struct Hub: Sendable {
             hostID: hostID, text: String(decoding: encoded, as: UTF8.self), now: self.now, appliedGeneration: report.appliedGeneration,
             stateHash: ReportDigest.state(ofEncoded: encoded),
             heartbeat: Int64(settings.reportHistoryHeartbeatSeconds))
-        let written: HostsTable.ReportRecorded?
-        if let reportWriter {
-            written = try await reportWriter.submit(item)
-        } else {
-            // PostgreSQL: one prepared statement, atomic on its own; concurrent reports run on the
-            // pool's connections and share the WAL flushes of their commits.
-            written = try await store.executePrepared(
-                ReportsTable.HostReportWrite(
-                    hostID: item.hostID, now: item.now, appliedGeneration: item.appliedGeneration, stateHash: item.stateHash,
-                    heartbeat: item.heartbeat, body: item.text)
-            ).first
-        }
+        let written = try await reportWriter.submit(item)
         guard let written else { throw HubError.notFound("host \(hostID)") }
         metrics.reportsAccepted.increment()
         return ControlEnvelope(
@@ -252,6 +255,19 @@ public struct Hub: Sendable {
         var stateHash: String
         /// `report_history_heartbeat_seconds`.
         var heartbeat: Int64
+    }
+
+    /// PostgreSQL: a batch of reports (each host once) in one statement, committed on its own;
+    /// answers in the batch's order, `nil` for a host that does not exist.
+    static func writeReports(_ batch: [ReportWrite], on store: HubStore) async throws -> [HostsTable.ReportRecorded?] {
+        var out = [HostsTable.ReportRecorded?](repeating: nil, count: batch.count)
+        for row in try await store.executePrepared(ReportsTable.HostReportBatchWrite(reports: batch)) {
+            guard (1...Int64(batch.count)).contains(row.position) else {
+                throw StoreError(code: .unavailable, message: "a report batch answered position \(row.position) of \(batch.count)")
+            }
+            out[Int(row.position) - 1] = row.recorded
+        }
+        return out
     }
 
     /// A batch of reports inside the caller's transaction (SQLite's group commit): each host row

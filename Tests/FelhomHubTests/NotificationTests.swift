@@ -1,10 +1,11 @@
 import FelhomCore
-import FelhomHub
 import FelhomTestSupport
 import Foundation
 import SQLKit
 import Synchronization
 import Testing
+
+@testable import FelhomHub
 
 /// A mailer that fails a given number of times, then records what it sends.
 final class FlakyMailer: Mailer {
@@ -176,23 +177,33 @@ final class FlakyMailer: Mailer {
 }
 
 @Suite struct GroupCommitTests {
-    /// Concurrent reports share commits on SQLite; each caller still gets its own answer, and one
-    /// failing write (a host that does not exist) does not fail the others in its batch.
-    @Test func concurrentReportsAllLandAndABadOneFailsAlone() async throws {
-        let hub = Hub(store: try await TestStores.open(.sqlite), operatorKey: operatorKey)
+    /// Concurrent reports share commits (SQLite: one lane; PostgreSQL: lanes, each batch one
+    /// statement); each caller still gets its own answer, one failing write (a host that does not
+    /// exist) does not fail the others in its batch, and a host reporting twice at once has both
+    /// reports stored, the later one latest.
+    @Test(arguments: TestStores.kinds)
+    func concurrentReportsAllLandAndABadOneFailsAlone(_ kind: HubStore.Kind) async throws {
+        let hub = Hub(store: try await TestStores.open(kind), operatorKey: operatorKey)
         let c = try await hub.createCustomer(
             .init(name: "A", email: "a@example.hu", domain: "a.example.hu", timezone: nil, language: nil), by: .operator)
         var hosts: [String] = []
         for i in 0..<30 { hosts.append(try await hub.createHost(customerID: c, name: "h\(i)", by: .operator).id) }
         let body = Data(sampleReport().utf8)
+        // hosts[0] reports three times at once, with three different states.
+        let twice = (1...3).map {
+            Data(sampleReport().replacingOccurrences(of: "\"agent_version\":\"0.1.0\"", with: "\"agent_version\":\"0.1.\($0)\"").utf8)
+        }
+        #expect(Set(twice).count == 3)
         let results = await withTaskGroup(of: (String, Bool).self) { group in
-            for h in hosts + ["hst_does_not_exist"] {
-                group.addTask {
-                    do {
-                        _ = try await hub.ingestHostReport(body, by: .host(hostID: h, customerID: c))
-                        return (h, true)
-                    } catch {
-                        return (h, false)
+            for (i, h) in (hosts + ["hst_does_not_exist"]).enumerated() {
+                for (j, b) in (i == 0 ? twice : [body]).enumerated() {
+                    group.addTask {
+                        do {
+                            _ = try await hub.ingestHostReport(b, by: .host(hostID: h, customerID: c))
+                            return ("\(h)#\(j)", true)
+                        } catch {
+                            return ("\(h)#\(j)", false)
+                        }
                     }
                 }
             }
@@ -200,12 +211,29 @@ final class FlakyMailer: Mailer {
             for await (h, ok) in group { out[h] = ok }
             return out
         }
-        #expect(hosts.allSatisfy { results[$0] == true })
-        #expect(results["hst_does_not_exist"] == false)
+        #expect(hosts.allSatisfy { results["\($0)#0"] == true })
+        #expect(results["\(hosts[0])#1"] == true && results["\(hosts[0])#2"] == true)
+        #expect(results["hst_does_not_exist#0"] == false)
         let stored = try await hub.store.withDB { db in
-            try await db.select().column("host_id").from("host_reports").all().count
+            try await db.select().column("host_id").from("host_reports").all().map { try $0.decode(column: "host_id", as: String.self) }
         }
-        #expect(stored == 30)
+        #expect(stored.count == 32, "three states of hosts[0], one of each other host")
+        #expect(stored.filter { $0 == hosts[0] }.count == 3)
+        let first = hosts[0]
+        let latest = try await hub.store.withDB { db in try await ReportsTable.latestHostReport(hostID: first, in: db) }
+        #expect(latest != nil)
+        let hostRows = try await hub.store.withDB { db in
+            try await db.select().column("id").from("hosts").where("last_report_at", .isNot, SQLLiteral.null).all().count
+        }
+        #expect(hostRows == 30)
         await hub.store.close()
+    }
+
+    /// A key's lane is the same in every process (replicas agree) and keys spread over the lanes.
+    @Test func lanesAreStableAndSpread() {
+        #expect(GroupCommitLanes<Int, Int>.lane(of: "hst_abc", count: 4) == GroupCommitLanes<Int, Int>.lane(of: "hst_abc", count: 4))
+        let counts = (0..<1000).reduce(into: [Int: Int]()) { c, i in c[GroupCommitLanes<Int, Int>.lane(of: "hst_\(i)", count: 4), default: 0] += 1 }
+        #expect(counts.keys.sorted() == [0, 1, 2, 3])
+        #expect(counts.values.allSatisfy { $0 > 150 }, "\(counts)")
     }
 }

@@ -1,35 +1,27 @@
 import Foundation
-import SQLKit
 
-/// Group commit: writes that arrive while a transaction is committing wait for it and then go
-/// together in the next one, so many reports share one commit (one fsync) instead of one each.
+/// Group commit: writes that arrive while a batch is committing wait for it and then go together
+/// in the next one, so many reports share one commit (one WAL flush or fsync) instead of one each.
 ///
-/// A caller is answered only after its own transaction has committed, so nothing acknowledged can
-/// be lost. If a batch fails, its items are retried one by one so one bad write cannot fail its
-/// neighbours. Used for report ingest on SQLite, whose single connection serializes writers.
+/// A caller is answered only after its own batch has committed, so nothing acknowledged can be
+/// lost. If a batch fails, its items are retried one by one so one bad write cannot fail its
+/// neighbours. With a `key`, a batch holds each key at most once (a later item of the same key
+/// waits for the next batch, in arrival order): a batch can then be one set-based statement that
+/// touches each row once. Used for report ingest: on SQLite (one connection, one lane) and on
+/// PostgreSQL (several lanes, see ``GroupCommitLanes``).
 actor GroupCommit<Item: Sendable, Output: Sendable> {
-    typealias Body = @Sendable (any SQLDatabase, Item) async throws -> Output
-    /// Writes a whole batch inside its transaction and answers one output per item, in order
-    /// (so statements can be shared by the batch: one multi-row insert instead of one each).
-    typealias BatchBody = @Sendable (any SQLDatabase, [Item]) async throws -> [Output]
+    /// Writes a whole batch, committed when it returns, and answers one output per item, in order.
+    typealias BatchBody = @Sendable ([Item]) async throws -> [Output]
 
-    let store: HubStore
     let maxBatch: Int
     let body: BatchBody
+    let key: (@Sendable (Item) -> String)?
     private var pending: [(item: Item, done: CheckedContinuation<Output, any Error>)] = []
     private var draining = false
 
-    init(store: HubStore, maxBatch: Int = 256, body: @escaping Body) {
-        self.init(store: store, maxBatch: maxBatch) { (db: any SQLDatabase, items: [Item]) in
-            var out: [Output] = []
-            for item in items { out.append(try await body(db, item)) }
-            return out
-        }
-    }
-
-    init(store: HubStore, maxBatch: Int = 256, batch: @escaping BatchBody) {
-        self.store = store
+    init(maxBatch: Int = 256, key: (@Sendable (Item) -> String)? = nil, batch: @escaping BatchBody) {
         self.maxBatch = maxBatch
+        self.key = key
         self.body = batch
     }
 
@@ -43,14 +35,33 @@ actor GroupCommit<Item: Sendable, Output: Sendable> {
         }
     }
 
-    private func drain() async {
-        while !pending.isEmpty {
+    /// The next batch: the oldest items, at most `maxBatch`, each key at most once.
+    private func takeBatch() -> [(item: Item, done: CheckedContinuation<Output, any Error>)] {
+        guard let key else {
             let batch = Array(pending.prefix(maxBatch))
             pending.removeFirst(batch.count)
-            let items = batch.map(\.item)
+            return batch
+        }
+        var seen = Set<String>()
+        var batch: [(item: Item, done: CheckedContinuation<Output, any Error>)] = []
+        var rest: [(item: Item, done: CheckedContinuation<Output, any Error>)] = []
+        for p in pending {
+            if batch.count < maxBatch, seen.insert(key(p.item)).inserted {
+                batch.append(p)
+            } else {
+                rest.append(p)
+            }
+        }
+        pending = rest
+        return batch
+    }
+
+    private func drain() async {
+        while !pending.isEmpty {
+            let batch = takeBatch()
             let body = self.body
             do {
-                let outputs = try await store.transaction { db in try await body(db, items) }
+                let outputs = try await body(batch.map(\.item))
                 guard outputs.count == batch.count else {
                     throw StoreError(code: .unavailable, message: "a batch answered \(outputs.count) of \(batch.count)")
                 }
@@ -58,7 +69,7 @@ actor GroupCommit<Item: Sendable, Output: Sendable> {
             } catch {
                 for item in batch {
                     do {
-                        let one = try await store.transaction { db in try await body(db, [item.item]) }
+                        let one = try await body([item.item])
                         guard let output = one.first else { throw StoreError(code: .unavailable, message: "a write answered nothing") }
                         item.done.resume(returning: output)
                     } catch {
@@ -68,5 +79,30 @@ actor GroupCommit<Item: Sendable, Output: Sendable> {
             }
         }
         draining = false
+    }
+}
+
+/// Several group commits side by side, an item's lane chosen by its key (a stable hash), so the
+/// lanes' batches never touch the same rows (no lock waits or deadlocks between them) and a key's
+/// items keep their order. PostgreSQL commits the lanes' batches concurrently on the pool's
+/// connections; each batch is one commit.
+struct GroupCommitLanes<Item: Sendable, Output: Sendable>: Sendable {
+    let lanes: [GroupCommit<Item, Output>]
+    let key: @Sendable (Item) -> String
+
+    init(lanes count: Int, maxBatch: Int = 256, key: @escaping @Sendable (Item) -> String, batch: @escaping GroupCommit<Item, Output>.BatchBody) {
+        self.key = key
+        self.lanes = (0..<max(1, count)).map { _ in GroupCommit(maxBatch: maxBatch, key: key, batch: batch) }
+    }
+
+    func submit(_ item: Item) async throws -> Output {
+        try await lanes[Self.lane(of: key(item), count: lanes.count)].submit(item)
+    }
+
+    /// FNV-1a of the key's UTF-8 bytes: the same lane for a key in every process and run.
+    static func lane(of key: String, count: Int) -> Int {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return Int(h % UInt64(count))
     }
 }

@@ -34,57 +34,66 @@ enum ReportsTable {
         }
     }
 
-    /// PostgreSQL: a whole host report in one prepared statement (one round trip, atomic without
-    /// BEGIN and COMMIT, parsed and planned once per connection): the host row's update (the same
-    /// as ``HostsTable/reportUpdate(hostID:at:appliedGeneration:stateHash:heartbeat:)`` — keep the
-    /// two in step; `reportHistoryKeepsStateChangesAndAHeartbeat` runs both), the history row when
-    /// due, the latest upsert. No row: no such host.
-    struct HostReportWrite: PostgresPreparedStatement {
+    /// PostgreSQL: a batch of host reports (each host at most once) in one prepared statement (one
+    /// round trip and one commit for the batch, atomic without BEGIN and COMMIT, parsed and planned
+    /// once per connection). The reports travel as parallel arrays, unnested with their position:
+    /// the host rows' update (the same as
+    /// ``HostsTable/reportUpdate(hostID:at:appliedGeneration:stateHash:heartbeat:)`` — keep the two
+    /// in step; `reportHistoryKeepsStateChangesAndAHeartbeat` runs both), the history rows due, the
+    /// latest upserts. One row per stored report, with its position; a position with no row: no
+    /// such host.
+    struct HostReportBatchWrite: PostgresPreparedStatement {
         static let sql = """
-            WITH h AS (
-                UPDATE hosts SET last_report_at = $2, applied_generation = COALESCE($3, applied_generation),
-                    liveness = CASE WHEN liveness = 'unknown' THEN 'alive' ELSE liveness END,
-                    report_history_due = CASE WHEN report_state_hash = $4 AND report_history_at > $5 THEN 0 ELSE 1 END,
-                    report_history_at = CASE WHEN report_state_hash = $4 AND report_history_at > $5 THEN report_history_at ELSE $2 END,
-                    report_state_hash = CASE WHEN blocked = 0 AND customer_suspended = 0 THEN $4 ELSE NULL END
-                WHERE id = $1
-                RETURNING id, desired_generation, blocked, customer_suspended, report_history_due,
+            WITH input AS (
+                SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::bool[], $5::text[], $6::int8[], $7::text[], $8::text[])
+                    WITH ORDINALITY AS t(host_id, at, applied, has_applied, state_hash, cutoff, rep_id, body, n)),
+            h AS (
+                UPDATE hosts SET last_report_at = i.at,
+                    applied_generation = CASE WHEN i.has_applied THEN i.applied ELSE hosts.applied_generation END,
+                    liveness = CASE WHEN hosts.liveness = 'unknown' THEN 'alive' ELSE hosts.liveness END,
+                    report_history_due = CASE WHEN hosts.report_state_hash = i.state_hash AND hosts.report_history_at > i.cutoff THEN 0 ELSE 1 END,
+                    report_history_at = CASE WHEN hosts.report_state_hash = i.state_hash AND hosts.report_history_at > i.cutoff
+                        THEN hosts.report_history_at ELSE i.at END,
+                    report_state_hash = CASE WHEN hosts.blocked = 0 AND hosts.customer_suspended = 0 THEN i.state_hash ELSE NULL END
+                FROM input i WHERE hosts.id = i.host_id
+                RETURNING i.n, hosts.id, i.at, i.rep_id, i.body, hosts.desired_generation, hosts.blocked, hosts.customer_suspended,
+                    hosts.report_history_due,
                     (SELECT COUNT(*) FROM signed_ops WHERE signed_ops.host_id = hosts.id
-                       AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= $2) AS pending_ops),
+                       AND signed_ops.status IN ('signed', 'delivered') AND signed_ops.expires_at >= i.at) AS pending_ops),
             history AS (
                 INSERT INTO host_reports (id, host_id, received_at, body)
-                SELECT $6, h.id, $2, $7 FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0 AND h.report_history_due = 1),
+                SELECT h.rep_id, h.id, h.at, h.body FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0 AND h.report_history_due = 1),
             latest AS (
                 INSERT INTO host_report_latest (host_id, received_at, body)
-                SELECT h.id, $2, $7 FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0
+                SELECT h.id, h.at, h.body FROM h WHERE h.blocked = 0 AND h.customer_suspended = 0
                 ON CONFLICT (host_id) DO UPDATE SET received_at = excluded.received_at, body = excluded.body)
-            SELECT desired_generation, blocked, customer_suspended, report_history_due, pending_ops FROM h
+            SELECT n, desired_generation, blocked, customer_suspended, report_history_due, pending_ops FROM h
             """
-        static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .int8, .text, .int8, .text, .text]
-        typealias Row = HostsTable.ReportRecorded
+        static let bindingDataTypes: [PostgresDataType] = [
+            .textArray, .int8Array, .int8Array, .boolArray, .textArray, .int8Array, .textArray, .textArray,
+        ]
+        /// The report's position in the batch (from 1) and what its host row said.
+        typealias Row = (position: Int64, recorded: HostsTable.ReportRecorded)
 
-        var hostID: String
-        var now: Int64
-        var appliedGeneration: Int64?
-        var stateHash: String
-        var heartbeat: Int64
-        var body: String
+        /// The reports, each host at most once (a host twice would be updated once and upserted twice).
+        var reports: [Hub.ReportWrite]
 
         func makeBindings() throws -> PostgresBindings {
-            var b = PostgresBindings(capacity: 7)
-            b.append(hostID)
-            b.append(now)
-            b.append(appliedGeneration)
-            b.append(stateHash)
-            b.append(now - heartbeat)
-            b.append(Ids.make("rep"))
-            b.append(body)
+            var b = PostgresBindings(capacity: 8)
+            b.append(reports.map(\.hostID))
+            b.append(reports.map(\.now))
+            b.append(reports.map { $0.appliedGeneration ?? 0 })
+            b.append(reports.map { $0.appliedGeneration != nil })
+            b.append(reports.map(\.stateHash))
+            b.append(reports.map { $0.now - $0.heartbeat })
+            b.append(reports.map { _ in Ids.make("rep") })
+            b.append(reports.map(\.text))
             return b
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {
-            let (generation, blocked, suspended, due, pending) = try row.decode((Int64, Int, Int, Int, Int64).self)
-            return .init(generation: generation, blocked: blocked != 0 || suspended != 0, pendingOps: pending > 0, historyDue: due != 0)
+            let (n, generation, blocked, suspended, due, pending) = try row.decode((Int64, Int64, Int, Int, Int, Int64).self)
+            return (n, .init(generation: generation, blocked: blocked != 0 || suspended != 0, pendingOps: pending > 0, historyDue: due != 0))
         }
     }
 
