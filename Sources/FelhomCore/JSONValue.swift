@@ -119,7 +119,14 @@ extension JSONValue: Codable {
         } else if let i = try? c.decode(Int64.self) {
             self = .int(i)
         } else if let d = try? c.decode(Double.self) {
-            self = .double(d)
+            // A whole number held as a Double (`1e3`, `2.0`, or digits past a Double's precision:
+            // `88888888880016626.9460`) is an int: written back it has no fraction and would read
+            // again as `.int`, so a stored value would change on a re-read (fuzz-guest-report).
+            if let whole = Int64(exactly: d) {
+                self = .int(whole)
+            } else {
+                self = .double(d)
+            }
         } else if let s = try? c.decode(String.self) {
             self = .string(s)
         } else if let a = try? c.decode([JSONValue].self) {

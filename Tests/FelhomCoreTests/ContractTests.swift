@@ -71,6 +71,20 @@ import Testing
         #expect(try HostReport.decode(hostReport.encoded()) == hostReport)
     }
 
+    /// Found by `fuzz-guest-report` (seed `regression-integral-double`): a number written with a
+    /// fraction that a Double holds as a whole number (`88888888880016626.9460`) was `.double`, was
+    /// written back without the fraction and read again as `.int`, so a stored report changed on a
+    /// re-read. Free-form members (telemetry, log issues) must round-trip through their encoding.
+    @Test(arguments: ["88888888880016626.9460", "88888888888800166260", "2.0", "-0.0", "1e3", "9223372036854775807.5", "1.5"])
+    func freeFormNumbersRoundTrip(number: String) throws {
+        let json =
+            #"{"reported_at":"2027-11-23T12:00:00Z","controller_version":"1","stacks":[],"telemetry":[\#(number)],"log_issues":[{"tr":[\#(number)]}],"storage_paths":[]}"#
+        let report = try GuestReport.decode(Data(json.utf8))
+        let again = try GuestReport.decode(report.encoded())
+        #expect(again == report, "\(String(decoding: report.encoded(), as: UTF8.self))")
+        #expect(again.encoded() == report.encoded())
+    }
+
     @Test func controlEnvelopeGolden() throws {
         let golden = try Data(contentsOf: Self.dir.appendingPathComponent("control-envelope.golden.json"))
         let e = try JSONDecoder().decode(ControlEnvelope.self, from: golden)
