@@ -83,9 +83,11 @@ public struct Hub: Sendable {
                 try await store.transaction { db in try await Hub.writeReports(batch, in: db) }
             }
         case .postgres:
-            self.reportWriter = GroupCommitLanes(lanes: Self.reportLanes, key: \.hostID) { batch in
-                try await Hub.writeReports(batch, on: store)
-            }
+            // After a lost connection the batch may have committed: its callers get the error (the
+            // agents send again) rather than a second copy of each report.
+            self.reportWriter = GroupCommitLanes(
+                lanes: Self.reportLanes, key: \.hostID, retryAlone: { ($0 as? StoreError)?.refusedByServer ?? false },
+                batch: { batch in try await Hub.writeReports(batch, on: store) })
         }
     }
 

@@ -229,6 +229,38 @@ final class FlakyMailer: Mailer {
         await hub.store.close()
     }
 
+    /// A failed batch is retried item by item only when nothing of it can have been stored: after a
+    /// lost connection (no SQLSTATE) every caller gets the error, never a second copy of a write.
+    @Test(arguments: [(nil as String?, false), ("08006", false), ("57P01", false), ("23505", true), ("40P01", true)])
+    func aFailedBatchIsRetriedAloneOnlyWhenTheServerRefusedIt(sqlState: String?, retried: Bool) async throws {
+        let calls = Mutex<[[Int]]>([])
+        let body: GroupCommit<Int, Int>.BatchBody = { items in
+            let first = calls.withLock { c in
+                c.append(items)
+                return c.count == 1
+            }
+            if first { throw StoreError(code: .query, message: "batch failed", sqlState: sqlState) }
+            return items
+        }
+        let commit = GroupCommit<Int, Int>(retryAlone: { ($0 as? StoreError)?.refusedByServer ?? false }, batch: body)
+        let results = await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 1...5 { group.addTask { (i, (try? await commit.submit(i)) == i) } }
+            var out: [Int: Bool] = [:]
+            for await (i, ok) in group { out[i] = ok }
+            return out
+        }
+        let batches = calls.withLock { $0 }
+        let first = Set(batches[0])
+        let later = batches.dropFirst().flatMap { $0 }
+        if retried {
+            #expect(results.values.allSatisfy { $0 }, "every item stored after the retry: \(batches)")
+            #expect(first.isSubset(of: Set(later)), "the failed batch's items were sent again: \(batches)")
+        } else {
+            #expect(results.filter { !$0.value }.map(\.key).sorted() == first.sorted(), "only the failed batch's callers get the error")
+            #expect(first.isDisjoint(with: Set(later)), "nothing of the failed batch was sent again: \(batches)")
+        }
+    }
+
     /// A key's lane is the same in every process (replicas agree) and keys spread over the lanes.
     @Test func lanesAreStableAndSpread() {
         #expect(GroupCommitLanes<Int, Int>.lane(of: "hst_abc", count: 4) == GroupCommitLanes<Int, Int>.lane(of: "hst_abc", count: 4))

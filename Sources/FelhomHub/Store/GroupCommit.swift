@@ -4,8 +4,11 @@ import Foundation
 /// in the next one, so many reports share one commit (one WAL flush or fsync) instead of one each.
 ///
 /// A caller is answered only after its own batch has committed, so nothing acknowledged can be
-/// lost. If a batch fails, its items are retried one by one so one bad write cannot fail its
-/// neighbours. With a `key`, a batch holds each key at most once (a later item of the same key
+/// lost. If a batch fails and `retryAlone` says the failure left nothing stored (SQLite: always,
+/// its transaction rolled back; PostgreSQL: only when the server refused the statement, never
+/// after a lost connection, whose commit may have happened), its items are retried one by one so
+/// one bad write cannot fail its neighbours; otherwise every caller of the batch gets the error.
+/// With a `key`, a batch holds each key at most once (a later item of the same key
 /// waits for the next batch, in arrival order): a batch can then be one set-based statement that
 /// touches each row once. Used for report ingest: on SQLite (one connection, one lane) and on
 /// PostgreSQL (several lanes, see ``GroupCommitLanes``).
@@ -16,12 +19,17 @@ actor GroupCommit<Item: Sendable, Output: Sendable> {
     let maxBatch: Int
     let body: BatchBody
     let key: (@Sendable (Item) -> String)?
+    let retryAlone: @Sendable (any Error) -> Bool
     private var pending: [(item: Item, done: CheckedContinuation<Output, any Error>)] = []
     private var draining = false
 
-    init(maxBatch: Int = 256, key: (@Sendable (Item) -> String)? = nil, batch: @escaping BatchBody) {
+    init(
+        maxBatch: Int = 256, key: (@Sendable (Item) -> String)? = nil, retryAlone: @escaping @Sendable (any Error) -> Bool = { _ in true },
+        batch: @escaping BatchBody
+    ) {
         self.maxBatch = maxBatch
         self.key = key
+        self.retryAlone = retryAlone
         self.body = batch
     }
 
@@ -67,6 +75,10 @@ actor GroupCommit<Item: Sendable, Output: Sendable> {
                 }
                 for (b, o) in zip(batch, outputs) { b.done.resume(returning: o) }
             } catch {
+                guard retryAlone(error) else {
+                    for item in batch { item.done.resume(throwing: error) }
+                    continue
+                }
                 for item in batch {
                     do {
                         let one = try await body([item.item])
@@ -90,9 +102,12 @@ struct GroupCommitLanes<Item: Sendable, Output: Sendable>: Sendable {
     let lanes: [GroupCommit<Item, Output>]
     let key: @Sendable (Item) -> String
 
-    init(lanes count: Int, maxBatch: Int = 256, key: @escaping @Sendable (Item) -> String, batch: @escaping GroupCommit<Item, Output>.BatchBody) {
+    init(
+        lanes count: Int, maxBatch: Int = 256, key: @escaping @Sendable (Item) -> String,
+        retryAlone: @escaping @Sendable (any Error) -> Bool = { _ in true }, batch: @escaping GroupCommit<Item, Output>.BatchBody
+    ) {
         self.key = key
-        self.lanes = (0..<max(1, count)).map { _ in GroupCommit(maxBatch: maxBatch, key: key, batch: batch) }
+        self.lanes = (0..<max(1, count)).map { _ in GroupCommit(maxBatch: maxBatch, key: key, retryAlone: retryAlone, batch: batch) }
     }
 
     func submit(_ item: Item) async throws -> Output {

@@ -345,11 +345,22 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable { case invalidURL, unavailable, conflict, query }
     public var code: Code
     public var message: String
+    /// PostgreSQL's SQLSTATE when the server answered with an error (the statement was rolled
+    /// back); `nil` when it did not answer (a lost connection: whether a commit happened is unknown).
+    public var sqlState: String?
     public var description: String { "store \(code.rawValue): \(message)" }
 
-    public init(code: Code, message: String) {
+    public init(code: Code, message: String, sqlState: String? = nil) {
         self.code = code
         self.message = message
+        self.sqlState = sqlState
+    }
+
+    /// The server refused the statement, so nothing of it was stored and sending it again cannot
+    /// store anything twice (not a connection or shutdown error: SQLSTATE classes 08 and 57).
+    var refusedByServer: Bool {
+        guard let sqlState else { return false }
+        return !sqlState.hasPrefix("08") && !sqlState.hasPrefix("57")
     }
 
     /// Classifies a driver error by its SQL error code (never by its text: postgres-nio's
@@ -357,7 +368,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     static func wrap(_ error: Error) -> StoreError {
         if isUniqueViolation(error) { return StoreError(code: .conflict, message: "already exists") }
         if let pg = error as? PSQLError {
-            return StoreError(code: .query, message: pg.serverInfo?[.message] ?? "database error (\(pg.code))")
+            return StoreError(code: .query, message: pg.serverInfo?[.message] ?? "database error (\(pg.code))", sqlState: pg.serverInfo?[.sqlState])
         }
         return StoreError(code: .query, message: String(describing: error))
     }
