@@ -10,6 +10,14 @@ come back throughout, reporting to whichever replica answers. Afterwards each ho
 when the leader died is emitted once, by the next leader), and after every kill another replica
 took over.
 
+Deadline transitions too: two more hosts owe backups (their published state names a backup storage)
+and were created three days ago (`created_at` moved back in the database), with
+`backup_overdue_days` 1 and `backup_deadline_hour` 0. Each round, before the kill, each posts a
+`backup_completed` that is then moved two days back in the database, so a new `backup_overdue`
+(one per last success) is due while leaders die. Afterwards each host has exactly one
+`backup_overdue` per last success it had (never, then each moved-back one) and one
+`expected_backup_missed` per local day: none missed, none twice.
+
 Prints `N passed, N failed`. Usage: hub_leader_kill_test.py BIN_DIR POSTGRES_URL [ROUNDS=5] [ROUND_SECONDS=10]
 """
 import os, random, signal, subprocess, sys, threading, time, uuid
@@ -24,7 +32,8 @@ hub_bin = os.path.join(bin_dir, "felhom-hub")
 OP = "leader-kill-operator-key-0123456789"
 STALE, CHECK = 2, 1
 ENV = {"FELHOM_HUB_CHECK_INTERVAL_SECONDS": str(CHECK), "FELHOM_HUB_STALE_AFTER_SECONDS": str(STALE),
-       "FELHOM_HUB_DOWN_AFTER_SECONDS": "120", "FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0"}
+       "FELHOM_HUB_DOWN_AFTER_SECONDS": "120", "FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0",
+       "FELHOM_HUB_BACKUP_OVERDUE_DAYS": "1", "FELHOM_HUB_BACKUP_DEADLINE_HOUR": "0"}
 LEADER_LINE = "now runs the checkers (leader)"
 STOPPED_LINE = "stopped leading"
 
@@ -71,6 +80,36 @@ hubs = [replica(), replica()]
 split_brain = []  # moments two live replicas had both announced leadership
 takeovers = []  # per kill: whether another replica announced itself leader afterwards
 pausing = None
+owing_stop = threading.Event()
+
+
+def psql(sql):
+    return subprocess.run(["psql", db_url, "-At", "-c", sql], check=True, capture_output=True, text=True).stdout
+
+
+def keep_reporting(hosts):
+    """The owing hosts stay alive (only an alive host is checked for overdue backups)."""
+    while not owing_stop.is_set():
+        for host in hosts:
+            send(host)
+        time.sleep(0.5)
+
+
+def backup_completed(host):
+    """A `backup_completed` from the host, then moved two days back: its last success is old again."""
+    import json, urllib.request
+    for h in random.sample(hubs, len(hubs)):
+        req = urllib.request.Request(h.url + "/api/v1/events", data=json.dumps({"type": "backup_completed"}).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {host['api_key']}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                event_id = json.loads(r.read())["id"]
+            break
+        except OSError:
+            continue
+    else:
+        raise AssertionError("no replica took the backup event")
+    psql(f"UPDATE events SET at = at - 2 * 86400 WHERE id = '{event_id}'")
 
 
 def send(host):
@@ -84,9 +123,21 @@ def send(host):
 try:
     cid = hubs[0].call("POST", "/api/v1/customers", {"name": "Leader Test", "email": "l@example.hu", "domain": "leader.example.hu"})["id"]
     hosts = [hubs[0].call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"box-{i}"}) for i in range(4)]
+    owing = [hubs[0].call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"owing-{i}"}) for i in range(2)]
+    for host in owing:
+        hubs[0].call("PUT", f"/api/v1/hosts/{host['id']}/desired", {
+            "guests": [{"vmid": 100, "name": "web", "cpu": 1, "memory_mb": 512, "disk_gb": 4, "run_state": "running"}],
+            "storage_policy": {"backup_storage": "pbs-felhom", "backup_hour": 0, "keep_last": 7}})
+        hubs[0].call("POST", f"/api/v1/hosts/{host['id']}/desired/publish")
+    psql("UPDATE hosts SET created_at = created_at - 3 * 86400 WHERE id IN (" + ",".join(f"'{h['id']}'" for h in owing) + ")")
+    reporter = threading.Thread(target=keep_reporting, args=(owing,), daemon=True)
+    reporter.start()
     pausing = PausingHosts(hosts, send, STALE + CHECK + 6)  # past the stale threshold plus a takeover (the lease's 3 s)
     for _ in range(rounds):
-        time.sleep(round_seconds)
+        time.sleep(round_seconds / 2)
+        for host in owing:
+            backup_completed(host)
+        time.sleep(round_seconds / 2)
         current = leader()
         if current is None:
             takeovers.append(False)
@@ -110,9 +161,25 @@ try:
         # unseen: at most one per kill. What is seen is emitted once.
         pausing.check(lambda host_id: hubs[-1].call("GET", f"/api/v1/events?host_id={host_id}&limit=500")["events"], unobserved=rounds)
 
+    def deadline_transitions_are_emitted_once_each():
+        time.sleep(CHECK * 4)  # the last moved-back success is seen by the leader
+        for host in owing:
+            events = hubs[-1].call("GET", f"/api/v1/events?host_id={host['id']}&limit=500")["events"]
+            successes = sorted(e["at"] for e in events if e["type"] == "backup_completed")
+            overdue = [e["data"]["last_at"] for e in events if e["type"] == "backup_overdue"]
+            missed = [e["data"]["local_day"] for e in events if e["type"] == "expected_backup_missed"]
+            print(f"  {host['id']}: {len(successes)} moved-back successes, {len(overdue)} backup_overdue, {len(missed)} expected_backup_missed")
+            assert len(successes) == rounds, f"{len(successes)} successes stored of {rounds}"
+            assert len(overdue) == len(set(overdue)), f"a backup_overdue twice for one last success: {sorted(overdue)}"
+            assert len(overdue) == rounds + 1, f"one backup_overdue per last success (never + {rounds}): got {sorted(overdue)} for {successes}"
+            assert "never" in overdue, overdue
+            assert missed and len(missed) == len(set(missed)), f"expected_backup_missed per local day: {missed}"
+
     checks.check("after each kill -9 of the leader another replica takes the checkers over", another_replica_takes_over_after_each_kill)
     checks.check("each stale and recovery transition is emitted exactly once across leader kills", transitions_are_emitted_once_each)
+    checks.check("each backup deadline transition is emitted exactly once across leader kills", deadline_transitions_are_emitted_once_each)
 finally:
+    owing_stop.set()
     if pausing:
         pausing.close()
     for h in hubs:
