@@ -3,6 +3,7 @@ import FelhomCore
 import FelhomHubClient
 import FelhomTestSupport
 import Foundation
+import Logging
 import PVESimulator
 import Testing
 
@@ -146,6 +147,111 @@ import Testing
             let dumps = await w.sim.engine.snapshot().volumes.filter { $0.vmid == 100 && $0.content == "backup" }.count
             #expect(dumps == 2, "the seeded backup and the requested one")
             #expect(try await events(w, "restore_test_passed").count == tests)
+        }
+    }
+
+    /// An operator's backup request is not "done" while its backup is only due in memory: an
+    /// agent restarted before the backup started still makes it (it used to be recorded acted on
+    /// at once, and lost), and makes it once.
+    @Test func aBackupRequestDueWhenTheAgentRestartsIsStillMade() async throws {
+        try await withAgentWorld { w in
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            var web = Self.web
+            web.backup = false
+            try await publishWithBackups(w, [web])
+            // A long app-consistent bound: the request stays due, waiting for a controller that never calls.
+            let waiting = try await w.agent(backup: BackupSettings(boxKey: key, appBound: 3600, taskTimeout: .seconds(30), timeZone: .gmt))
+            let asked = try await w.op.requestNow(hostID: w.hostID, kind: .backup, vmid: 100)
+            try await waiting.cycle()
+            try await waiting.cycle()
+            #expect(waiting.backups?.lastResults.isEmpty == true, "still waiting for the controller")
+            let done = (try? String(contentsOfFile: w.stateDir + "/requests-done.json", encoding: .utf8)) ?? ""
+            #expect(!done.contains(asked.id), "not answered yet: \(done)")
+
+            // Killed here; the next agent (the bound passed) makes the backup of that request.
+            let restarted = try await w.agent(backup: BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt))
+            await restarted.resumeInFlight()
+            try await restarted.cycle()
+            await restarted.backups?.drain()
+            let result = try #require(restarted.backups?.lastResults[100])
+            #expect(result.failure == nil && result.op == "backup-100-\(asked.id)", "\(result.op)")
+            try await restarted.cycle()
+            let recorded = try String(contentsOfFile: w.stateDir + "/requests-done.json", encoding: .utf8)
+            #expect(recorded.contains(asked.id))
+
+            // And once: another restart adds no backup.
+            let again = try await w.agent(backup: BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt))
+            await again.resumeInFlight()
+            try await again.cycle()
+            await again.backups?.drain()
+            #expect(again.backups?.lastResults.isEmpty == true)
+            let dumps = await w.sim.engine.snapshot().volumes.filter { $0.vmid == 100 && $0.content == "backup" }.count
+            #expect(dumps == 2, "the seeded backup and the requested one")
+            #expect(try await events(w, "backup_completed").count == 1)
+        }
+    }
+
+    /// The restore-test queue is kept in a file: a test queued when the agent stops runs after the
+    /// restart; one whose journal says it finished (killed after `done`, before the queue was
+    /// written) is not run again; one a restart interrupted runs again under a new id.
+    @Test func queuedRestoreTestsSurviveARestartAndNeverRunTwice() async throws {
+        try await withAgentWorld { w in
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            await w.sim.engine.setAppHealth(vmid: 100, json: #"[{"name":"photos","state":"running","protected":false,"services":[]}]"#)
+            let settings = BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt)
+            let restore = RestoreTestSettings(runner: SimCommandRunner(engine: w.sim.engine), healthTimeout: .seconds(20))
+            try await publishWithBackups(w, [Self.web])
+            let agent = try await w.agent(backup: settings, restoreTests: restore)
+            // A backup of the running apps (and its first restore test) to test from.
+            try await agent.cycle()
+            await agent.backups?.drain()
+            await agent.restoreTests?.drain()
+            let tester = try #require(agent.restoreTests?.tester)
+            let file = w.stateDir + "/restore-tests-queued.json"
+            let earlier = Set(agent.journal.allOperations().map(\.op).filter { $0.hasPrefix("restore-test-") })
+            #expect(earlier.count == 1)
+            func ops() -> [String] { agent.journal.allOperations().map(\.op).filter { $0.hasPrefix("restore-test-") && !earlier.contains($0) }.sorted() }
+            func queue(_ ids: [String]) throws {
+                let entries = ids.map { #"{"vmid":100,"storage":"pbs-felhom","id":"\#($0)"}"# }.joined(separator: ",")
+                try Data("[\(entries)]".utf8).write(to: URL(fileURLWithPath: file))
+            }
+            func stored() -> String { (try? String(contentsOfFile: file, encoding: .utf8)) ?? "" }
+
+            // Queued before a stop: held until the restart's journal work is done, then run.
+            try queue(["first"])
+            let held = RestoreTests(tester: tester, hub: nil, logger: Logger(label: "t"), queueFile: file)
+            await held.drain()
+            #expect(ops().isEmpty, "held until resumeQueued")
+            held.request(vmid: 100, storage: "pbs-felhom")
+            #expect(stored().contains("first") && stored().components(separatedBy: "\"vmid\"").count == 2, "one per guest: \(stored())")
+            let restarted = RestoreTests(tester: tester, hub: nil, logger: Logger(label: "t"), queueFile: file)
+            restarted.resumeQueued()
+            await restarted.drain()
+            #expect(ops() == ["restore-test-100-first"])
+            #expect(restarted.last(vmid: 100)?.result.passed == true)
+            #expect(stored() == "[]", "done: out of the kept queue")
+
+            // Killed after its `done`, before the queue was written: not run twice.
+            try queue(["first"])
+            let afterDone = RestoreTests(tester: tester, hub: nil, logger: Logger(label: "t"), queueFile: file)
+            afterDone.resumeQueued()
+            await afterDone.drain()
+            #expect(ops() == ["restore-test-100-first"])
+            #expect(stored() == "[]")
+
+            // Interrupted by a restart (its journal says so): run again, under a new id.
+            try agent.journal.append(op: RestoreTester.op(vmid: 100, id: "cut"), kind: RestoreTester.kind, step: "begin", data: ["vmid": "100"])
+            try agent.journal.append(
+                op: RestoreTester.op(vmid: 100, id: "cut"), kind: RestoreTester.kind, step: "done",
+                data: ["vmid": "100", "passed": "0", "reason": RestoreTester.interrupted])
+            try queue(["cut"])
+            let rerun = RestoreTests(tester: tester, hub: nil, logger: Logger(label: "t"), queueFile: file)
+            rerun.resumeQueued()
+            await rerun.drain()
+            let all = ops()
+            #expect(all.count == 3 && all.contains("restore-test-100-cut") && all.contains("restore-test-100-first"), "\(all)")
+            #expect(rerun.last(vmid: 100)?.result.passed == true)
+            #expect(stored() == "[]")
         }
     }
 }

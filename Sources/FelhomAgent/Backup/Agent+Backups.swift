@@ -71,19 +71,30 @@ extension Agent {
     /// Acts once on each operator request of the desired state (`requests`): a backup request
     /// marks the guest due now (its controller quiesces; past the bound the agent backs it up
     /// crash-consistent), a restore-test request queues a restore test of its latest backup. Each
-    /// id is remembered in `state_dir/requests-done.json` (written after acting: at worst a
-    /// request is acted on twice after a crash, never lost).
+    /// id is remembered in `state_dir/requests-done.json` once it is answered durably — a backup
+    /// request when its backup is journaled (or another backup of the guest answers it), a
+    /// restore-test request once it is in the kept queue — so a restart never loses one; asked
+    /// again after a crash, a request finds its journaled backup or its queued test and adds none.
     func actOnRequests(_ spec: DesiredState) async {
         guard !spec.requests.isEmpty, let backups, let storage = spec.storagePolicy.backupStorage, !storage.isEmpty else { return }
         var done = Self.readRequestsDone(requestsFile)
         let new = spec.requests.filter { !done.contains($0.id) }
         guard !new.isEmpty else { return }
         let now = clock.now()
+        let before = done.count
         for r in new {
             switch r.kind {
             case .backup:
-                let marked = backups.requestNow(vmid: r.vmid, id: r.id, storage: storage, now: now)
-                logger.notice("operator request \(r.id): backup of \(r.vmid) \(marked ? "due now" : "already due or running")")
+                switch backups.requestNow(vmid: r.vmid, id: r.id, storage: storage, now: now) {
+                case .pending:
+                    if !pendingRequests.withLock({ $0.insert(r.id).inserted }) { continue }  // said once; asked again next cycle
+                    logger.notice("operator request \(r.id): backup of \(r.vmid) due now")
+                    continue  // not answered until its backup is journaled
+                case .answered:
+                    if !pendingRequests.withLock({ $0.remove(r.id) != nil }) {
+                        logger.notice("operator request \(r.id): backup of \(r.vmid) already due, running or done")
+                    }
+                }
             case .restoreTest:
                 if let restoreTests {
                     restoreTests.request(vmid: r.vmid, storage: storage)
@@ -94,6 +105,7 @@ extension Agent {
             }
             done.append(r.id)
         }
+        guard done.count > before else { return }
         let kept = Array(done.suffix(200))
         do throws(AppendLogError) {
             try DurableFile.write(Array((try? JSONEncoder().encode(kept)) ?? Data("[]".utf8)), to: requestsFile, mode: 0o600)

@@ -54,15 +54,28 @@ public final class AgentBackups: LocalAPIBackend, Sendable {
         }
     }
 
+    /// Where an operator's backup request stands (``requestNow(vmid:id:storage:now:)``).
+    public enum RequestState: Sendable, Equatable {
+        /// Due now in the request's own window, held in memory only: a restart forgets it, so the
+        /// request is not yet answered.
+        case pending
+        /// Answered durably: its backup is journaled (finished or in flight, which a restart
+        /// finishes), or another backup of the guest, due or running, answers it (a daily one is
+        /// marked again after a restart).
+        case answered
+    }
+
     /// An operator's request (`id`): `vmid` is due now in the request's own window, unless a
-    /// backup of it is already due or running (that one answers the request). Returns whether it
-    /// was marked.
+    /// backup of it is already due or running (that one answers the request). Asked again for the
+    /// same request (every cycle until answered), it says where the request stands.
     @discardableResult
-    public func requestNow(vmid: Int, id: String, storage: String?, now: Date = Date()) -> Bool {
+    public func requestNow(vmid: Int, id: String, storage: String?, now: Date = Date()) -> RequestState {
         state.withLock { s in
-            guard s.due[vmid] == nil, !s.running.contains(vmid), !runner.tried(vmid: vmid, window: id) else { return false }
+            if runner.journal.entries(of: BackupRunner.op(vmid: vmid, window: id)).isEmpty == false { return .answered }
+            if s.due[vmid]?.window == id { return .pending }
+            guard s.due[vmid] == nil, !s.running.contains(vmid) else { return .answered }
             s.due[vmid] = Due(window: id, since: now, storage: storage)
-            return true
+            return .pending
         }
     }
 

@@ -67,6 +67,8 @@ public final class Agent: Service, Sendable {
     public let healer: ControllerHealer?
     /// Operator requests already acted on (`state_dir/requests-done.json`).
     let requestsFile: String
+    /// Backup requests due now but not yet journaled (each said in the log once).
+    let pendingRequests = Mutex<Set<String>>([])
     let state = Mutex(Status())
     /// A/B self-update (nil: not configured).
     let updater: AgentUpdater?
@@ -176,7 +178,8 @@ public final class Agent: Service, Sendable {
                 pve: pve, node: node, queue: queue, journal: journal, backend: PrivilegedBackend(runner: restoreSettings.runner),
                 scratchStorage: restoreSettings.scratchStorage, healthTimeout: restoreSettings.healthTimeout, taskTimeout: backup.taskTimeout,
                 log: log)
-            restoreTests = RestoreTests(tester: tester, everyDays: restoreSettings.everyDays, hub: hub, logger: logger)
+            restoreTests = RestoreTests(
+                tester: tester, everyDays: restoreSettings.everyDays, hub: hub, logger: logger, queueFile: stateDir + "/restore-tests-queued.json")
         } else {
             restoreTests = nil
         }
@@ -202,8 +205,8 @@ public final class Agent: Service, Sendable {
             backups = AgentBackups(
                 runner: runner, appBound: backup.appBound,
                 onFinished: { [hub, logger, restoreTests] result in
+                    restoreTests?.afterBackup(result)  // queued (durably) before the report's round trip
                     await Self.report(result, hub: hub, logger: logger)
-                    restoreTests?.afterBackup(result)
                 }, whileQuiesced: whileQuiesced)
         } else {
             backups = nil
@@ -283,9 +286,14 @@ public final class Agent: Service, Sendable {
         }
         if let backups {
             for (op, entries) in journal.inFlight() where entries.first?.kind == BackupRunner.kind {
-                if let result = await backups.runner.resume(op: op, entries: entries) { await Self.report(result, hub: hub, logger: logger) }
+                if let result = await backups.runner.resume(op: op, entries: entries) {
+                    restoreTests?.afterBackup(result)
+                    await Self.report(result, hub: hub, logger: logger)
+                }
             }
         }
+        restoreTests?.afterRestart()
+        restoreTests?.resumeQueued()
         for (op, entries) in journal.inFlight() where entries.first?.kind == SignedOpRunner.kind && op.hasPrefix("lr-") {
             // A rollback handed in through the local API: no hub delivers it again, so finish it here.
             let outcome = await runner.handle(id: op, blob: [], signature: "")

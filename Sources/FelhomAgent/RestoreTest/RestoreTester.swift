@@ -30,6 +30,11 @@ public struct RestoreTester: Sendable {
     }
 
     public static let kind = "restore-test"
+    /// The reason a restart gives a test it interrupted.
+    public static let interrupted = "interrupted by a restart"
+
+    /// The journal key of `vmid`'s restore test `id`.
+    public static func op(vmid: Int, id: String) -> String { "restore-test-\(vmid)-\(id)" }
     public static let tag = "felhom-restore-test"
 
     let pve: any PVEAPI
@@ -66,7 +71,7 @@ public struct RestoreTester: Sendable {
 
     /// Tests the latest backup of `vmid` on `backupStorage`; `id` makes the journal key unique.
     public func run(vmid: Int, backupStorage: String, id: String) async -> Result {
-        let op = "restore-test-\(vmid)-\(id)"
+        let op = Self.op(vmid: vmid, id: id)
         var result = Result(vmid: vmid, op: op, passed: false)
         do {
             guard
@@ -208,8 +213,8 @@ public struct RestoreTester: Sendable {
             _ = try? await pve.waitTask(upid, timeout: taskTimeout)  // a restore still running finishes first
         }
         await destroyScratch(op: op, scratch: scratch)
-        let result = Result(vmid: vmid, op: op, scratchVMID: scratch, volid: begin.data["volid"], passed: false, reason: "interrupted by a restart")
-        try? journal.append(op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)", "passed": "0", "reason": "interrupted by a restart"])
+        let result = Result(vmid: vmid, op: op, scratchVMID: scratch, volid: begin.data["volid"], passed: false, reason: Self.interrupted)
+        try? journal.append(op: op, kind: Self.kind, step: "done", data: ["vmid": "\(vmid)", "passed": "0", "reason": Self.interrupted])
         return result
     }
 
