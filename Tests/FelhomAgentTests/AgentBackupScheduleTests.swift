@@ -210,7 +210,9 @@ import Testing
             let file = w.stateDir + "/restore-tests-queued.json"
             let earlier = Set(agent.journal.allOperations().map(\.op).filter { $0.hasPrefix("restore-test-") })
             #expect(earlier.count == 1)
-            func ops() -> [String] { agent.journal.allOperations().map(\.op).filter { $0.hasPrefix("restore-test-") && !earlier.contains($0) }.sorted() }
+            func ops() -> [String] {
+                agent.journal.allOperations().map(\.op).filter { $0.hasPrefix("restore-test-") && !earlier.contains($0) }.sorted()
+            }
             func queue(_ ids: [String]) throws {
                 let entries = ids.map { #"{"vmid":100,"storage":"pbs-felhom","id":"\#($0)"}"# }.joined(separator: ",")
                 try Data("[\(entries)]".utf8).write(to: URL(fileURLWithPath: file))
