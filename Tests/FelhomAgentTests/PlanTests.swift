@@ -1,4 +1,5 @@
 import FelhomCore
+import Foundation
 import Testing
 
 @testable import FelhomAgent
@@ -181,5 +182,43 @@ import Testing
         let quick = GuestQueue()
         _ = try await quick.run(vmid: 101) { 1 }
         #expect(await quick.drain(upTo: .seconds(5)) == true)
+    }
+
+    /// A cycle reports first, then observes again to plan. A task begun before a restart (here a
+    /// stop) that ends in between leaves nothing to plan and a stale report: the outcome says the
+    /// box moved, so the agent reports again (found by the random kill soak: the drift view kept a
+    /// stopped guest "running").
+    @Test func anObservationThatMovedSinceTheReportIsNoticed() {
+        func report(_ guests: [HostReport.Guest]) -> HostReport {
+            HostReport(
+                reportedAt: Date(timeIntervalSince1970: 0), agentVersion: "x",
+                host: .init(cpu: 0, memoryTotal: 0, memoryUsed: 0, diskTotal: 0, diskUsed: 0, uptime: 0, load: [], kernel: "", pveVersion: ""),
+                guests: guests, cloudflared: .unknown)
+        }
+        func spec(_ memory: Int) -> HostReport.GuestSpec {
+            HostReport.GuestSpec(cores: 2, cpuunits: 200, memory: memory, disk: 8, description: "apps\n", mountPoints: [])
+        }
+        func observed(_ vmid: Int, _ status: ObservedGuest.Status, mem: Int = 2048, readable: Bool = true) -> ObservedGuest {
+            PlanTests().observed(vmid, status, mem: mem, readable: readable)
+        }
+        var outcome = Engine.Outcome(planned: [])
+        outcome.observed = [observed(100, .stopped), observed(101, .running, mem: 512)]
+        let stale = report([
+            .init(vmid: 100, name: "web", status: .running, spec: spec(2048)), .init(vmid: 101, name: "db", status: .running, spec: spec(512)),
+        ])
+        #expect(outcome.observedDiffers(from: stale), "100 stopped since the report")
+        let same = report([
+            .init(vmid: 100, name: "web", status: .stopped, spec: spec(2048)), .init(vmid: 101, name: "db", status: .running, spec: spec(512)),
+        ])
+        #expect(!outcome.observedDiffers(from: same))
+        let memory = report([
+            .init(vmid: 100, name: "web", status: .stopped, spec: spec(1024)), .init(vmid: 101, name: "db", status: .running, spec: spec(512)),
+        ])
+        #expect(outcome.observedDiffers(from: memory), "memory changed")
+        let gone = report([.init(vmid: 100, name: "web", status: .stopped, spec: spec(2048))])
+        #expect(outcome.observedDiffers(from: gone), "a guest appeared")
+        // Unreadable on both sides (no spec, no config) is not a change.
+        outcome.observed = [observed(100, .stopped, readable: false)]
+        #expect(!outcome.observedDiffers(from: report([.init(vmid: 100, name: "web", status: .stopped, spec: nil)])))
     }
 }

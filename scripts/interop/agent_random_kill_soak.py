@@ -49,6 +49,7 @@ def main(sim):
     work = sim.work
     stack = "k" + uuid.uuid4().hex[:6]
     lost_events = [0]
+    last_output = [""]
     hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP, env={"FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0"})
     call = hub.call
     pve = RootPVE(sim)
@@ -116,6 +117,8 @@ def main(sim):
             except subprocess.TimeoutExpired:
                 p.send_signal(signal.SIGKILL)
                 out, _ = p.communicate()
+            if kill_after is None:
+                last_output[0] = out
             return p.returncode, out, time.time() - started
 
         def journal():
@@ -147,7 +150,9 @@ def main(sim):
                 st = call("GET", f"/api/v1/signed-ops/{op_id}")
                 assert st["status"] == "applied", (op_id, st["status"], st.get("reason"))
                 assert len([op for op in ops if op_id in op]) == 1, f"signed op {op_id} has {len([op for op in ops if op_id in op])} journal operations"
-            assert call("GET", f"/api/v1/hosts/{host}/drift")["in_sync"] is True, "drift view not in sync"
+            drift = call("GET", f"/api/v1/hosts/{host}/drift")
+            assert drift["in_sync"] is True, f"drift view not in sync: {[g for g in drift['guests'] if g['state'] not in ('in_sync', 'unexpected')]}" \
+                f"\n--- the last clean run ---\n{last_output[0][-3000:]}"
             # Backups: PBS holds exactly the journal's finished backups, each posted at most once.
             stored = {}
             for v in pve.get("/nodes/pve1/storage/pbs-felhom/content"):

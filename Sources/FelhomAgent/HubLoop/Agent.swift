@@ -386,6 +386,9 @@ public final class Agent: Service, Sendable {
             if !outcome.planned.isEmpty {
                 logger.info("reconciled generation \(generation): \(outcome.succeeded) done, \(outcome.failed) failed")
                 reportNow = true
+            } else if let report, outcome.observedDiffers(from: report) {
+                logger.info("the box changed since this cycle's report (a task from before ended): reporting it")
+                reportNow = true
             }
         }
         if reportNow {

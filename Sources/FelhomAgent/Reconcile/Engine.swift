@@ -32,6 +32,18 @@ public struct Engine: Sendable {
         public var errors: [String] = []
         /// Guests created (provisioned from the golden template) in this pass: each is reported as an event.
         public var provisioned: [Int] = []
+        /// The guests as this pass observed them, before acting.
+        public var observed: [ObservedGuest] = []
+
+        /// Whether the box this pass observed differs, in any guest's presence, run status or
+        /// memory, from `report` — taken earlier in the cycle. A task started before a restart
+        /// (a stop, a start) can end between the two: the plan then has nothing to do, and the
+        /// report already sent is stale.
+        public func observedDiffers(from report: HostReport) -> Bool {
+            let before = Dictionary(report.guests.map { ($0.vmid, "\($0.status.rawValue) \($0.spec?.memory ?? 0)") }, uniquingKeysWith: { a, _ in a })
+            let after = Dictionary(observed.map { ($0.vmid, "\($0.status.rawValue) \($0.config?.memory ?? 0)") }, uniquingKeysWith: { a, _ in a })
+            return before != after
+        }
     }
 
     /// Observes, plans and acts once. Different guests proceed in parallel; one guest's actions in order.
@@ -39,6 +51,7 @@ public struct Engine: Sendable {
         let observed = try await HostObserver(pve: pve, node: node).guests().map(\.0)
         let plan = Plan.make(desired: desired, actual: observed)
         var outcome = Outcome(planned: plan)
+        outcome.observed = observed
         let byGuest = Dictionary(grouping: plan, by: \.vmid)
         let results = await withTaskGroup(of: [(PlannedAction, Bool, String?)].self) { group in
             for (vmid, actions) in byGuest {
