@@ -41,6 +41,7 @@ struct FailingReads: PVEAPI {
 
     func version() async throws -> PVEVersion { try await real.version() }
     func nodes() async throws -> [PVENode] { try await real.nodes() }
+    func ownTasks(node: String, vmid: Int?, type: String?) async throws -> [UPID] { try await real.ownTasks(node: node, vmid: vmid, type: type) }
     func nodeStatus(node: String) async throws -> PVENodeStatus {
         if failNodeStatus { throw boom }
         return try await real.nodeStatus(node: node)

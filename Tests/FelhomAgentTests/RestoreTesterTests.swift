@@ -81,4 +81,39 @@ import Testing
             #expect(await h.engine.snapshot().containers[101] != nil, "guest 101 is not ours: left alone")
         }
     }
+
+    /// Killed after asking PVE for the scratch restore but before journaling its UPID (the random
+    /// kill soak left scratch guest 9900 behind this way): the restart finds the request in PVE's
+    /// task list — a vzrestore of exactly that vmid by the agent's own token, after `begin` —
+    /// journals it and destroys the orphan. The same vmid restored by another token is left alone.
+    @Test func aKillBeforeTheRestoreIsJournaledStillFindsAndDestroysTheOrphan() async throws {
+        try await withSim { h in
+            let j = try journal()
+            await h.engine.setAppHealth(vmid: 100, json: Self.healthy)
+            try await backUp(h, 100)
+            let volid = try #require(
+                try await h.client().storageContent(node: "pve1", storage: "pbs-felhom", content: "backup", vmid: 100).first?.volid)
+            func restore(_ c: PVEClient, into vmid: Int) async throws {
+                var spec = ContainerCreateSpec(vmid: vmid, ostemplate: volid, restore: true)
+                spec.rootfs = "local-lvm:4"
+                _ = try await c.waitTask(try await c.createContainer(node: "pve1", spec), initialInterval: .milliseconds(10))
+            }
+            let op = "restore-test-100-unrecorded"
+            try j.append(op: op, kind: RestoreTester.kind, step: "begin", data: ["vmid": "100", "scratch": "9902", "volid": volid])
+            try await restore(try h.client(), into: 9902)  // asked for; the kill came before the journal line
+            let resumed = try #require(try await tester(h, j).resume(op: op, entries: j.entries(of: op)))
+            #expect(resumed.reason == RestoreTester.interrupted)
+            #expect(await h.engine.snapshot().containers[9902] == nil, "the orphan scratch guest is destroyed")
+            #expect(j.entries(of: op).map(\.step) == ["begin", "restore", "destroyed", "done"])
+            #expect(j.entries(of: op)[1].data["found"] == "task list")
+
+            // Someone else (the root token) restored into the scratch vmid: not this operation's.
+            let op2 = "restore-test-100-theirs"
+            try j.append(op: op2, kind: RestoreTester.kind, step: "begin", data: ["vmid": "100", "scratch": "9903", "volid": volid])
+            try await restore(try h.rootClient(), into: 9903)
+            _ = try await tester(h, j).resume(op: op2, entries: j.entries(of: op2))
+            #expect(await h.engine.snapshot().containers[9903] != nil, "not created by this agent: left alone")
+            #expect(!j.entries(of: op2).contains { $0.step == "restore" || $0.step == "destroyed" })
+        }
+    }
 }

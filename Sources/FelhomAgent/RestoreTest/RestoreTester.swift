@@ -192,12 +192,26 @@ public struct RestoreTester: Sendable {
 
     /// Whether the journal shows this operation created `scratch`: its restore task is recorded,
     /// is the creation of exactly that vmid, and did not fail.
+    ///
+    /// Killed after asking PVE for the restore but before journaling its UPID, the operation has
+    /// `begin` (which found the vmid free) and no `restore`: then PVE's task list is asked for a
+    /// `vzrestore` of exactly that vmid by this agent's own token, started no earlier than `begin`
+    /// — the request this operation made. Found, its UPID is journaled (the proof, kept) and
+    /// checked like a recorded one; anything else leaves the guest alone.
     func createdHere(op: String, scratch: Int) async -> Bool {
         let entries = journal.entries(of: op)
-        guard entries.first?.step == "begin", entries.first?.data["scratch"] == "\(scratch)",
-            let text = entries.last(where: { $0.step == "restore" })?.data["upid"], let upid = try? UPID(parsing: text),
-            upid.type == "vzrestore", upid.id == "\(scratch)"
-        else { return false }
+        guard let begin = entries.first, begin.step == "begin", begin.data["scratch"] == "\(scratch)" else { return false }
+        var upid = entries.last(where: { $0.step == "restore" })?.data["upid"].flatMap { try? UPID(parsing: $0) }
+        if upid == nil {
+            let since = UInt32(max(0, begin.at.timeIntervalSince1970.rounded(.down) - 1))
+            let asked = try? await pve.ownTasks(node: node, vmid: scratch, type: "vzrestore").filter { $0.starttime >= since }
+            if let found = asked?.last {  // the oldest after begin: this operation's
+                try? journal.append(
+                    op: op, kind: Self.kind, step: "restore", data: ["vmid": "\(scratch)", "upid": found.description, "found": "task list"])
+                upid = found
+            }
+        }
+        guard let upid, upid.type == "vzrestore", upid.id == "\(scratch)" else { return false }
         guard let status = try? await pve.taskStatus(upid) else { return false }
         return status.isRunning || status.succeeded
     }
@@ -209,7 +223,8 @@ public struct RestoreTester: Sendable {
         guard let begin = entries.first, begin.step == "begin", let vmid = begin.data["vmid"].flatMap(Int.init),
             let scratch = begin.data["scratch"].flatMap(Int.init)
         else { return nil }
-        if let text = entries.last(where: { $0.step == "restore" })?.data["upid"], let upid = try? UPID(parsing: text) {
+        _ = await createdHere(op: op, scratch: scratch)  // a restore asked for but not journaled is found and journaled
+        if let text = journal.entries(of: op).last(where: { $0.step == "restore" })?.data["upid"], let upid = try? UPID(parsing: text) {
             _ = try? await pve.waitTask(upid, timeout: taskTimeout)  // a restore still running finishes first
         }
         await destroyScratch(op: op, scratch: scratch)

@@ -20,6 +20,10 @@ public protocol PVEAPI: Sendable {
     func storageContent(node: String, storage: String, content: String?, vmid: Int?) async throws -> [PVEStorageContent]
     func snapshots(node: String, vmid: Int) async throws -> [PVESnapshot]
     func taskStatus(_ upid: UPID) async throws -> PVETaskStatus
+    /// `GET /nodes/{node}/tasks` (`source=all`): the tasks this client's own token started
+    /// (running and finished, newest first), of `type` on `vmid` when given — how an operation
+    /// killed between asking for a task and recording its UPID finds out whether it was asked.
+    func ownTasks(node: String, vmid: Int?, type: String?) async throws -> [UPID]
     /// Log lines from `start` (0-based offset); `limit` 0 means all.
     func taskLog(_ upid: UPID, start: Int, limit: Int) async throws -> [PVETaskLogLine]
 

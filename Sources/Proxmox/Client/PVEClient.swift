@@ -161,6 +161,19 @@ public struct PVEClient: PVEAPI {
             json: try await request("GET", "/nodes/\(Self.seg(upid.node))/tasks/\(Self.seg(upid.description))/status"))
     }
 
+    public func ownTasks(node: String, vmid: Int? = nil, type: String? = nil) async throws -> [UPID] {
+        var q: [(String, String)] = [("source", "all"), ("limit", "500")]
+        if let vmid { q.append(("vmid", String(vmid))) }
+        if let type { q.append(("typefilter", type)) }
+        let data = try await request("GET", "/nodes/\(Self.seg(node))/tasks", query: q)
+        let all = try list(data, "tasks") { item -> UPID in
+            guard let text = item["upid"]?.stringValue else { throw PVEError(code: .decoding, message: "tasks: an entry without upid") }
+            return try UPID(parsing: text)
+        }
+        // A token with Sys.Audit sees every user's tasks: keep this token's own.
+        return all.filter { $0.user == connection.tokenID && (vmid == nil || $0.id == String(vmid!)) && (type == nil || $0.type == type) }
+    }
+
     public func taskLog(_ upid: UPID, start: Int = 0, limit: Int = 0) async throws -> [PVETaskLogLine] {
         let data = try await request(
             "GET", "/nodes/\(Self.seg(upid.node))/tasks/\(Self.seg(upid.description))/log",
