@@ -83,4 +83,27 @@ import Testing
             #expect(interrupted.failure?.message.contains("interrupted") == true && j.entries(of: op2).last?.step == "failed")
         }
     }
+
+    /// Killed after asking for vzdump but before journaling its UPID: the restart finds the task in
+    /// PVE's task list (this token's vzdump of the guest after `begin`) and finishes it, so the
+    /// backup PVE made is recorded; another token's vzdump of the same guest is not adopted.
+    @Test func aKillBeforeTheVzdumpIsJournaledStillRecordsTheBackup() async throws {
+        try await withSim { h in
+            let j = try journal()
+            let (r, key) = try await runner(h, journal: j)
+            let op = BackupRunner.op(vmid: 101, window: "u")
+            try j.append(op: op, kind: BackupRunner.kind, step: "begin", data: ["vmid": "101", "storage": "pbs-felhom", "consistency": "crash"])
+            _ = try #require(try await h.client().vzdump(node: "pve1", VzdumpOptions(vmids: [101], storage: "pbs-felhom")).upid)
+            let resumed = try #require(await r.resume(op: op, entries: j.entries(of: op)))
+            #expect(resumed.failure == nil && resumed.encrypted == key, "\(String(describing: resumed.failure))")
+            #expect(j.entries(of: op).map(\.step) == ["begin", "vzdump", "done"])
+            #expect(j.entries(of: op)[1].data["found"] == "task list")
+
+            let op2 = BackupRunner.op(vmid: 100, window: "u")
+            try j.append(op: op2, kind: BackupRunner.kind, step: "begin", data: ["vmid": "100", "storage": "pbs-felhom", "consistency": "crash"])
+            _ = try #require(try await h.rootClient().vzdump(node: "pve1", VzdumpOptions(vmids: [100], storage: "pbs-felhom")).upid)
+            let theirs = try #require(await r.resume(op: op2, entries: j.entries(of: op2)))
+            #expect(theirs.failure?.message.contains("interrupted") == true && j.entries(of: op2).last?.step == "failed")
+        }
+    }
 }

@@ -112,15 +112,27 @@ public struct BackupRunner: Sendable {
     /// Finishes a backup a crash left in flight (at start-up): with its vzdump task recorded, waits
     /// for that task and checks what it stored (done, or failed with the reason); without one
     /// (killed before vzdump started) it is failed as interrupted — retried in the next window,
-    /// never run twice in this one.
+    /// never run twice in this one. Killed after asking for vzdump but before journaling its UPID,
+    /// the task is found in PVE's task list (a `vzdump` of this guest by the agent's own token,
+    /// started no earlier than `begin`), journaled, and finished like a recorded one — so a backup
+    /// PVE made is never left unrecorded.
     public func resume(op: String, entries: [JournalEntry]) async -> Result? {
         guard let begin = entries.first(where: { $0.step == "begin" }) ?? entries.first, let vmid = begin.data["vmid"].flatMap(Int.init) else {
             return nil
         }
         let consistency = begin.data["consistency"].flatMap(Consistency.init(rawValue:)) ?? .crash
         var result = Result(vmid: vmid, op: op, consistency: consistency, seconds: 0)
+        var recorded = entries.last(where: { $0.step == "vzdump" })?.data["upid"]
+        if recorded == nil, begin.step == "begin" {
+            let since = UInt32(max(0, begin.at.timeIntervalSince1970.rounded(.down) - 1))
+            if let found = (try? await pve.ownTasks(node: node, vmid: vmid, type: "vzdump"))?.filter({ $0.starttime >= since }).last {
+                try? journal.append(
+                    op: op, kind: Self.kind, step: "vzdump", data: ["vmid": "\(vmid)", "upid": found.description, "found": "task list"])
+                recorded = found.description
+            }
+        }
         await conclude(&result, how: "finished after a restart") {
-            guard let storage = begin.data["storage"], let text = entries.last(where: { $0.step == "vzdump" })?.data["upid"] else {
+            guard let storage = begin.data["storage"], let text = recorded else {
                 throw BackupError(.taskFailed, "interrupted before the backup task started")
             }
             let upid = try UPID(parsing: text)
