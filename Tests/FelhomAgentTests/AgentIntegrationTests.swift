@@ -69,9 +69,11 @@ struct AgentWorld: Sendable {
 
 /// Runs `body` with a fresh world: simulator (seed adjusted by `adjust`), hub, a customer, a host
 /// and a pinned operator key registered on the hub.
-func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (AgentWorld) async throws -> Void) async throws {
+func withAgentWorld(
+    _ adjust: (inout SimState) -> Void = { _ in }, hub adjustHub: (inout HubConfig) -> Void = { _ in }, _ body: (AgentWorld) async throws -> Void
+) async throws {
     try await withSim(adjust) { sim in
-        try await withRunningHub { hub in
+        try await withRunningHub(adjust: adjustHub) { hub in
             let op = try HubClient(url: hub.url, key: Secret(operatorKey))
             let customer = try await op.createCustomer(NewCustomer(name: "A", email: "a@example.hu", domain: "a.example.hu"))
             let (hostID, hostKey) = try await op.createHost(customerID: customer, name: "box")
@@ -240,6 +242,27 @@ func withAgentWorld(_ adjust: (inout SimState) -> Void = { _ in }, _ body: (Agen
             let events = try await w.op.events(type: "op_refused")
             #expect(events.count == 1, "one event, not one per cycle")
             #expect(events.first?.data["vmid"]?.lenientInt == 101)
+        }
+    }
+
+    /// The hub refuses an `op_refused` (rate limited): the cycle still ends, the generation counts as
+    /// applied, and the event is tried again next cycle (a 429 used to abort the cycle and the
+    /// event was never posted again; found by the random kill soak).
+    @Test func aRefusedEventDoesNotAbortTheCycleAndIsSaidAgain() async throws {
+        let oneEvent: (inout HubConfig) -> Void = { c in
+            c.rateLimitEventsPerMinute = 0.001
+            c.rateLimitEventsBurst = 1
+        }
+        try await withAgentWorld(hub: oneEvent) { w in
+            let agent = try await w.agent()
+            try await w.publish([])  // 100 and 101 (tagged felhom) not desired: two op_refused, room for one
+            try await agent.cycle()
+            #expect(agent.status.appliedGeneration == 1, "the cycle ended: \(agent.status)")
+            #expect(try await w.op.events(type: "op_refused").count == 1)
+            try await agent.cycle()  // the other is tried again (and refused again: the bucket is empty)
+            #expect(agent.status.appliedGeneration == 1)
+            let kept = await w.sim.engine.snapshot().containers
+            #expect(kept[100] != nil && kept[101] != nil)
         }
     }
 

@@ -50,7 +50,9 @@ def main(sim):
     stack = "k" + uuid.uuid4().hex[:6]
     lost_events = [0]
     last_output = [""]
-    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP, env={"FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0"})
+    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP, env={"FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0",
+                                                                        # every run is a new process: op_refused, backups, restore tests
+                                                                        "FELHOM_HUB_RATE_LIMIT_EVENTS_PER_MINUTE": "0"})
     call = hub.call
     pve = RootPVE(sim)
     try:

@@ -754,7 +754,14 @@ public final class Agent: Service, Sendable {
                 ),
             ]
             if let name = names[vmid] { data["name"] = .string(name) }
-            try await hub.postEvent(type: "op_refused", severity: .warning, data: .object(data))
+            do {
+                try await hub.postEvent(type: "op_refused", severity: .warning, data: .object(data))
+            } catch {
+                // Not said: said again next cycle. The cycle goes on (the generation applied is
+                // recorded); a rate-limited event used to abort it and was never posted again.
+                logger.warning("cannot post op_refused for \(vmid) to the hub (again next cycle): \(error)")
+                _ = state.withLock { $0.refusedDestroys.remove(vmid) }
+            }
         }
     }
 
