@@ -1,4 +1,5 @@
 import FelhomCore
+import FelhomTestSupport
 import Foundation
 import PVESimulator
 import Proxmox
@@ -206,6 +207,42 @@ struct FailingReads: PVEAPI {
                 data: ["upid": "UPID:pve1:00001234:00005678:6740A000:vzrestore:101:felhom@pve!agent:", "vmid": "100"])
             #expect(await !prov.createdByThisOperation(op: "p", vmid: 100).proven)
             #expect(pve.writes.all == [])
+        }
+    }
+
+    /// Killed between asking PVE for the golden-template restore and recording its UPID: the
+    /// restart finds this token's vzrestore of the vmid after `begin` in PVE's task list and
+    /// finishes the provision (tagged, configured, started) instead of leaving an untagged guest
+    /// it calls not its own. A guest another token restored there is still left alone.
+    @Test func aKillBeforeTheRestoreIsRecordedStillFinishesTheProvision() async throws {
+        try await FelhomTestSupport.withSim { (h: SimHarness) in
+            let client = try h.client()
+            let journal = try Journal(path: NSTemporaryDirectory() + "felhom-pf-\(UUID().uuidString).jsonl")
+            let prov = Provisioner(
+                pve: client, journal: journal, settings: .init(node: "pve1", goldenTemplate: SimSeed.goldenTemplateVolid, storage: "local-lvm"))
+            func restore(_ c: PVEClient, _ vmid: Int) async throws {
+                var spec = ContainerCreateSpec(vmid: vmid, ostemplate: SimSeed.goldenTemplateVolid, restore: true)
+                spec.storage = "local-lvm"
+                _ = try await c.waitTask(try await c.createContainer(node: "pve1", spec), initialInterval: .milliseconds(10))
+            }
+            let guest = DesiredState.Guest(vmid: 150, name: "photos", cpu: 1, memoryMB: 768, diskGB: 4, runState: .running)
+            try journal.append(op: "provision-150-k", kind: Provisioner.kind, step: "begin", data: Provisioner.data(guest))
+            try await restore(client, 150)  // asked for; the kill came before the journal line
+            try await prov.resume(op: "provision-150-k", entries: journal.entries(of: "provision-150-k"))
+            let steps = journal.entries(of: "provision-150-k")
+            #expect(steps.last?.step == "done" && steps[1].data["found"] == "task list", "\(steps.map(\.step))")
+            let cfg = try await client.containerConfig(node: "pve1", vmid: 150, current: true)
+            #expect(cfg.raw["tags"]?.stringValue == "felhom" && cfg.memory == 768)
+            #expect(try await client.containerStatus(node: "pve1", vmid: 150).isRunning)
+
+            // The root token restored into 151 after this operation began: not this operation's.
+            let other = DesiredState.Guest(vmid: 151, name: "x", cpu: 1, memoryMB: 512, diskGB: 4, runState: .running)
+            try journal.append(op: "provision-151-k", kind: Provisioner.kind, step: "begin", data: Provisioner.data(other))
+            try await restore(try h.rootClient(), 151)
+            await #expect(throws: Provisioner.Failure.self) {
+                try await prov.resume(op: "provision-151-k", entries: journal.entries(of: "provision-151-k"))
+            }
+            #expect(journal.entries(of: "provision-151-k").last?.data["reason"]?.contains("left untouched") == true)
         }
     }
 }

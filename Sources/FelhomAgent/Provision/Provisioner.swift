@@ -102,16 +102,23 @@ public struct Provisioner: Sendable {
         try await run(op: op, guest: guest, from: last, upid: upid)
     }
 
-    private func run(op: String, guest: DesiredState.Guest, from step: ProvisionStep, upid: UPID?) async throws {
+    private func run(op: String, guest: DesiredState.Guest, from step: ProvisionStep, upid recorded: UPID?) async throws {
         let node = settings.node
         let vmid = guest.vmid
+        var upid = recorded
         do {
             var step = step
             if step == .begin {
                 if try await !vmidIsFree(vmid) {
                     // Something is there, and this op has no record (no restore UPID) of creating
-                    // it: it is not ours to adopt, rewrite or remove.
-                    throw NotOurs(vmid: vmid)
+                    // it — unless it was killed between asking for the restore and recording it:
+                    // then PVE's task list holds this token's vzrestore of the vmid after `begin`.
+                    guard let found = await askedForByThisOperation(op: op, vmid: vmid) else {
+                        // Not ours to adopt, rewrite or remove.
+                        throw NotOurs(vmid: vmid)
+                    }
+                    try record(op, .restoreStarted, data: ["upid": found.description, "vmid": "\(vmid)", "found": "task list"])
+                    upid = found
                 } else {
                     var spec = ContainerCreateSpec(vmid: vmid, ostemplate: settings.goldenTemplate, restore: true)
                     spec.storage = settings.storage
@@ -238,6 +245,16 @@ public struct Provisioner: Sendable {
     }
 
     /// The vmid holds a guest this operation cannot prove it created.
+    /// The restore this operation asked PVE for but did not live to record: a `vzrestore` of
+    /// exactly `vmid` by this agent's own token, started no earlier than the operation's `begin`
+    /// (which found the vmid free). Nil when there is none, or the task list cannot be read.
+    func askedForByThisOperation(op: String, vmid: Int) async -> UPID? {
+        guard let begin = journal.entries(of: op).first, begin.step == ProvisionStep.begin.rawValue else { return nil }
+        let since = UInt32(max(0, begin.at.timeIntervalSince1970.rounded(.down) - 1))
+        let asked = try? await pve.ownTasks(node: settings.node, vmid: vmid, type: "vzrestore").filter { $0.starttime >= since }
+        return asked?.last  // newest first: the oldest after begin is this operation's
+    }
+
     struct NotOurs: Error, CustomStringConvertible {
         var vmid: Int
         var description: String {
