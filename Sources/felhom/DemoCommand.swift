@@ -457,6 +457,16 @@ struct DemoCommand: AsyncParsableCommand {
             _ = try? await hubTask.value
             if seen.controllerRuntime == "docker" { await demoController?.cleanUp() }
         }
+        // The new box's first backups and restore tests run beside its loop: let them end and report
+        // before the agent and then the hub stop, so nothing is cut off or connects to a hub going down.
+        let vmids = Set(desired.guests.map(\.vmid)).union([100, 101])
+        for _ in 0..<30 {
+            await agentB.backups?.drain()
+            await agentB.restoreTests?.drain()
+            try? await Task.sleep(for: .seconds(2))  // a cycle may make more due
+            if !vmids.contains(where: { agentB.backups?.awaitingBackup(vmid: $0) == true }) { break }
+        }
+        await agentB.restoreTests?.drain()
         await agentGroup.triggerGracefulShutdown()
         _ = try? await agentTask.value
         await hubGroup.triggerGracefulShutdown()
