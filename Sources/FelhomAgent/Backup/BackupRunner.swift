@@ -124,8 +124,7 @@ public struct BackupRunner: Sendable {
         var result = Result(vmid: vmid, op: op, consistency: consistency, seconds: 0)
         var recorded = entries.last(where: { $0.step == "vzdump" })?.data["upid"]
         if recorded == nil, begin.step == "begin" {
-            let since = UInt32(max(0, begin.at.timeIntervalSince1970.rounded(.down) - 1))
-            if let found = (try? await pve.ownTasks(node: node, vmid: vmid, type: "vzdump"))?.filter({ $0.starttime >= since }).last {
+            if let found = await pve.ownTask(node: node, vmid: vmid, type: "vzdump", since: begin.at) {
                 try? journal.append(
                     op: op, kind: Self.kind, step: "vzdump", data: ["vmid": "\(vmid)", "upid": found.description, "found": "task list"])
                 recorded = found.description

@@ -250,9 +250,7 @@ public struct Provisioner: Sendable {
     /// (which found the vmid free). Nil when there is none, or the task list cannot be read.
     func askedForByThisOperation(op: String, vmid: Int) async -> UPID? {
         guard let begin = journal.entries(of: op).first, begin.step == ProvisionStep.begin.rawValue else { return nil }
-        let since = UInt32(max(0, begin.at.timeIntervalSince1970.rounded(.down) - 1))
-        let asked = try? await pve.ownTasks(node: settings.node, vmid: vmid, type: "vzrestore").filter { $0.starttime >= since }
-        return asked?.last  // newest first: the oldest after begin is this operation's
+        return await pve.ownTask(node: settings.node, vmid: vmid, type: "vzrestore", since: begin.at)
     }
 
     struct NotOurs: Error, CustomStringConvertible {

@@ -203,9 +203,7 @@ public struct RestoreTester: Sendable {
         guard let begin = entries.first, begin.step == "begin", begin.data["scratch"] == "\(scratch)" else { return false }
         var upid = entries.last(where: { $0.step == "restore" })?.data["upid"].flatMap { try? UPID(parsing: $0) }
         if upid == nil {
-            let since = UInt32(max(0, begin.at.timeIntervalSince1970.rounded(.down) - 1))
-            let asked = try? await pve.ownTasks(node: node, vmid: scratch, type: "vzrestore").filter { $0.starttime >= since }
-            if let found = asked?.last {  // the oldest after begin: this operation's
+            if let found = await pve.ownTask(node: node, vmid: scratch, type: "vzrestore", since: begin.at) {
                 try? journal.append(
                     op: op, kind: Self.kind, step: "restore", data: ["vmid": "\(scratch)", "upid": found.description, "found": "task list"])
                 upid = found

@@ -1,4 +1,5 @@
 import FelhomCore
+import Foundation
 
 /// The Proxmox VE operations Felhom uses, as a protocol so the agent can be tested with fakes.
 ///
@@ -45,6 +46,17 @@ public protocol PVEAPI: Sendable {
     func updateStorage(_ storage: String, content: [String]) async throws
     /// `DELETE /storage/{storage}`: removes the entry only; Proxmox leaves the data where it is.
     func deleteStorage(_ storage: String) async throws
+}
+
+extension PVEAPI {
+    /// The oldest task of `type` on `vmid` that this client's own token started no earlier than
+    /// `since` (whole seconds, one second of slack), or nil when there is none or the task list
+    /// cannot be read — how an operation killed between asking for a task and journaling its UPID
+    /// finds the task it asked for.
+    public func ownTask(node: String, vmid: Int, type: String, since: Date) async -> UPID? {
+        let floor = UInt32(max(0, since.timeIntervalSince1970.rounded(.down) - 1))
+        return try? await ownTasks(node: node, vmid: vmid, type: type).filter { $0.starttime >= floor }.last  // newest first
+    }
 }
 
 /// Parameters of `POST /storage` for the storages the agent adds: a `dir` storage on a disk the
