@@ -245,6 +245,22 @@ func withAgentWorld(
         }
     }
 
+    /// A generation that changes nothing on the box (the guests are already as published) is
+    /// shown applied on the hub after the cycle that applied it, not at the next report five
+    /// minutes later (found by `scripts/bench-agent-idle 0`, whose wait never ended).
+    @Test func aGenerationWithNothingToDoIsReportedAppliedAtOnce() async throws {
+        try await withAgentWorld { w in
+            let agent = try await w.agent()
+            try await w.publish([web, db])
+            try await agent.cycle()
+            try await w.publish([web, db])  // generation 2: the same guests
+            try await agent.cycle()
+            #expect(agent.status.lastOutcome?.planned.isEmpty == true, "nothing to do")
+            let view = try await w.op.host(w.hostID)
+            #expect(view.desiredGeneration == 2 && view.appliedGeneration == 2, "\(view)")
+        }
+    }
+
     /// The hub refuses an `op_refused` (rate limited): the cycle still ends, the generation counts as
     /// applied, and the event is tried again next cycle (a 429 used to abort the cycle and the
     /// event was never posted again; found by the random kill soak).

@@ -182,15 +182,26 @@ class PausingHosts:
     """Hosts that fall silent past the stale threshold and come back, again and again, so the
     liveness checker has transitions to emit while faults are injected.
 
-    `send(host) -> status` posts one report (to whichever hub is up). After `stop()` each host
-    finishes its pause, returns, and keeps reporting until `close()`, so no transition follows its
-    last return; `check(events_of)` then asserts one `node_stale` per pause and one
-    `node_recovered` per return, in alternation."""
+    `send(host) -> status` posts one report (to whichever hub is up). Each host pauses
+    `pause_seconds` between acknowledged reports until `stop()`, and has then made at least
+    `min_pauses` pauses; it keeps reporting every half second until `close()`, so no transition
+    follows its last return.
 
-    def __init__(self, hosts, send, pause_seconds):
+    The hub sees silences, not intentions: a report that took long under load, or a host created
+    a moment before its first report, is a silence too. So every silence between two acknowledged
+    reports is measured from this side (`since`: when the hosts were created, the hub's start of
+    their clock): the shortest it can have been (end of one send to start of the next) and the
+    longest (start to end). `check(events_of)` asserts the events alternate, one `node_recovered`
+    per `node_stale`, at least one `node_stale` per deliberate pause (less `unobserved`), and no
+    more than the silences that could have been stale (the hub's clock is whole seconds: a
+    silence of `stale_after - 1` may already count)."""
+
+    def __init__(self, hosts, send, pause_seconds, stale_after, since=None, min_pauses=2):
         import threading
-        self.hosts, self.send, self.pause = hosts, send, pause_seconds
-        self.pauses = {h["id"]: 0 for h in hosts}
+        self.hosts, self.send, self.pause, self.stale_after = hosts, send, pause_seconds, stale_after
+        self.min_pauses = min_pauses
+        self.gaps = {h["id"]: [] for h in hosts}  # (shortest, longest) silence between acknowledged reports
+        self.last = {h["id"]: (since, since) if since is not None else None for h in hosts}
         self.settled = set()
         self.lock = threading.Lock()
         self.stopping, self.done = threading.Event(), threading.Event()
@@ -198,24 +209,48 @@ class PausingHosts:
         for t in self.threads:
             t.start()
 
+    def _send(self, host):
+        start = time.time()
+        status = self.send(host)
+        end = time.time()
+        if status == 200:
+            with self.lock:
+                prev = self.last[host["id"]]
+                if prev is not None:
+                    self.gaps[host["id"]].append((start - prev[1], end - prev[0]))
+                self.last[host["id"]] = (start, end)
+        return status
+
+    def pauses(self, host_id):
+        """Deliberate pauses so far: silences at least `pause_seconds` long for sure."""
+        with self.lock:
+            return sum(1 for shortest, _ in self.gaps[host_id] if shortest >= self.pause)
+
+    def possible_stale(self, host_id):
+        """Silences the hub may have seen as stale, the one going on now included."""
+        with self.lock:
+            gaps = list(self.gaps[host_id])
+            last = self.last[host_id]
+        if last is not None:
+            gaps.append((0, time.time() - last[0]))
+        return sum(1 for _, longest in gaps if longest >= self.stale_after - 1)
+
     def _run(self, host, offset):
-        while self.send(host) != 200 and not self.done.is_set():
+        while self._send(host) != 200 and not self.done.is_set():
             time.sleep(0.2)
         time.sleep(offset)
-        while not self.stopping.is_set() and not self.done.is_set():
+        while not self.done.is_set() and not (self.stopping.is_set() and self.pauses(host["id"]) >= self.min_pauses):
             time.sleep(self.pause)
-            while self.send(host) != 200 and not self.done.is_set():  # the return, retried until a hub answers
+            while self._send(host) != 200 and not self.done.is_set():  # the return, retried until a hub answers
                 time.sleep(0.2)
-            with self.lock:
-                self.pauses[host["id"]] += 1
             time.sleep(0.3)
         with self.lock:
             self.settled.add(host["id"])
         while not self.done.is_set():  # alive from now on
-            self.send(host)
+            self._send(host)
             time.sleep(0.5)
 
-    def stop(self, timeout=90):
+    def stop(self, timeout=120):
         """Ends the pauses; returns once every host has made its last return."""
         self.stopping.set()
         wait_for(lambda: len(self.settled) == len(self.hosts), timeout=timeout)
@@ -224,16 +259,16 @@ class PausingHosts:
         self.done.set()
 
     def check(self, events_of, unobserved=0):
-        """`events_of(host_id)` -> the host's events (dicts with `type` and `at`). Every pause the
+        """`events_of(host_id)` -> the host's events (dicts with `type` and `at`). Every silence the
         checker saw is one `node_stale` and one `node_recovered`, in alternation, never twice. With
-        `unobserved`, that many pauses per host may go unseen (liveness is sampled: a pause that
-        falls in a leader takeover gap is never stale to the hub)."""
+        `unobserved`, that many deliberate pauses per host may go unseen (liveness is sampled: a
+        pause that falls in an outage or a leader takeover gap is never stale to the hub)."""
         for h in self.hosts:
             types = [e["type"] for e in sorted(events_of(h["id"]), key=lambda e: e["at"])
                      if e["type"] in ("node_stale", "node_recovered")]
-            n = self.pauses[h["id"]]
+            n, most = self.pauses(h["id"]), self.possible_stale(h["id"])
             stale, recovered = types.count("node_stale"), types.count("node_recovered")
-            assert n >= 2, f"{h['id']} paused only {n} times"
+            assert n >= self.min_pauses, f"{h['id']} paused only {n} times"
             assert all(a != b for a, b in zip(types, types[1:])), f"{h['id']}: a transition twice in a row: {types}"
             assert stale == recovered, f"{h['id']}: {stale} node_stale but {recovered} node_recovered: {types}"
-            assert n - unobserved <= stale <= n, f"{h['id']}: {n} pauses but events {types}"
+            assert n - unobserved <= stale <= most, f"{h['id']}: {n} deliberate pauses, {most} silences that may be stale, but events {types}"

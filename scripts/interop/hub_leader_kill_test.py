@@ -122,6 +122,7 @@ def send(host):
 
 try:
     cid = hubs[0].call("POST", "/api/v1/customers", {"name": "Leader Test", "email": "l@example.hu", "domain": "leader.example.hu"})["id"]
+    created = time.time()
     hosts = [hubs[0].call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"box-{i}"}) for i in range(4)]
     owing = [hubs[0].call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"owing-{i}"}) for i in range(2)]
     for host in owing:
@@ -132,7 +133,7 @@ try:
     psql("UPDATE hosts SET created_at = created_at - 3 * 86400 WHERE id IN (" + ",".join(f"'{h['id']}'" for h in owing) + ")")
     reporter = threading.Thread(target=keep_reporting, args=(owing,), daemon=True)
     reporter.start()
-    pausing = PausingHosts(hosts, send, STALE + CHECK + 6)  # past the stale threshold plus a takeover (the lease's 3 s)
+    pausing = PausingHosts(hosts, send, STALE + CHECK + 6, STALE, since=created)  # past the stale threshold plus a takeover (the lease's 3 s)
     for _ in range(rounds):
         time.sleep(round_seconds / 2)
         for host in owing:

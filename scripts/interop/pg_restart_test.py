@@ -63,6 +63,7 @@ try:
     hub_log = hub.lines
     cid = hub.call("POST", "/api/v1/customers", {"name": "Crash Test", "email": "c@example.hu", "domain": "crash.example.hu"})["id"]
     busy = [hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"busy-{i}"}) for i in range(20)]
+    created = time.time()  # the sleepy hosts' clock starts at their creation (a host that never reported is stale too)
     sleepy = [hub.call("POST", "/api/v1/hosts", {"customer_id": cid, "name": f"sleepy-{i}"}) for i in range(4)]
     acked = collections.defaultdict(set)  # host id -> reported_at values answered 200
     statuses = collections.Counter()
@@ -93,7 +94,7 @@ try:
     threads = [threading.Thread(target=busy_worker, args=(busy[k::6],)) for k in range(6)]
     for t in threads:
         t.start()
-    pausing = PausingHosts(sleepy, send, STALE + CHECK + 6)  # longer than a crash and its recovery, or a takeover
+    pausing = PausingHosts(sleepy, send, STALE + CHECK + 6, STALE, since=created)  # longer than a crash and its recovery, or a takeover
     crash_times = []
     for _ in range(restarts):
         time.sleep(seconds / (restarts + 1))

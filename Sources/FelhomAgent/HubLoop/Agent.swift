@@ -389,6 +389,10 @@ public final class Agent: Service, Sendable {
             } else if let report, outcome.observedDiffers(from: report) {
                 logger.info("the box changed since this cycle's report (a task from before ended): reporting it")
                 reportNow = true
+            } else if let report, report.appliedGeneration != appliedGenerationForReport {
+                // Nothing to change, but a generation the hub does not know is applied yet.
+                logger.info("generation \(generation) applied (nothing to change): reporting it")
+                reportNow = true
             }
         }
         if reportNow {
