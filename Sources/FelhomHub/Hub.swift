@@ -1,3 +1,4 @@
+import Crypto
 import FelhomAPI
 import FelhomCore
 import Foundation
@@ -418,12 +419,43 @@ public struct Hub: Sendable {
         // The hub's receive time is the event's time (checks depend on it); a client's claim is kept as data.
         if let claimed = e.at, source != .hub { data["client_at"] = .string(claimed.formatted(.iso8601)) }
         let at = source == .hub ? (e.at ?? clock.now()) : clock.now()
+        var id = Ids.make("evt")
+        if let key = e.idempotencyKey {
+            guard Pattern.whole(key, #"[A-Za-z0-9_.:#@-]{1,128}"#) else {
+                throw HubError.badRequest("must be 1–128 characters of [A-Za-z0-9_.:#@-]", path: "$.idempotency_key")
+            }
+            id = Self.idempotentEventID(poster: principal, key: key)
+        }
         let ev = HubEvent(
-            id: Ids.make("evt"), at: at, source: source, hostID: hostID, guestID: guestID,
+            id: id, at: at, source: source, hostID: hostID, guestID: guestID,
             customerID: customerID, type: e.type, severity: severity, data: .object(data))
-        try await insertEvent(ev)
+        guard e.idempotencyKey != nil else {
+            try await insertEvent(ev)
+            metrics.eventsRecorded.increment()
+            return ev
+        }
+        // Said before: the first one stands (no second row, no second mail).
+        let stored = try await store.transaction { db -> HubEvent? in
+            if try await record(ev, in: db, ignoreDuplicate: true) { return nil }
+            return try await EventsTable.get(ev.id, in: db)
+        }
+        if let stored { return stored }
         metrics.eventsRecorded.increment()
         return ev
+    }
+
+    /// The id of an event posted with an idempotency key: the same poster and key give the same
+    /// id, and no other poster's key can (the key is scoped to the principal that posts it).
+    static func idempotentEventID(poster: Principal, key: String) -> String {
+        let scope: String
+        switch poster {
+        case .host(let h, _): scope = "host:" + h
+        case .guest(let g, let h, _): scope = "guest:" + h + "/" + g
+        case .operator: scope = "operator"
+        case .customer(let c): scope = "customer:" + c
+        }
+        let digest = SHA256.hash(data: Data((scope + "\n" + key).utf8))
+        return "evt_k" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
     }
 
     func insertEvent(_ ev: HubEvent) async throws {

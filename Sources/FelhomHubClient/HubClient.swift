@@ -286,8 +286,14 @@ public struct HubClient: Sendable {
         try await send("POST", "/api/v1/releases/\(Self.segment(component))/\(Self.segment(version))/rollout", body: request)
     }
 
-    public func postEvent(type: String, severity: HubEvent.Severity, data: JSONValue = .object([:])) async throws {
-        _ = try await send("POST", "/api/v1/events", body: NewEvent(type: type, severity: severity, data: data), as: HubEvent.self)
+    /// Posts an event. With `idempotencyKey`, saying it again (after a kill, or an answer that
+    /// never came) records nothing new; `at` is when it happened (the hub keeps it as `client_at`).
+    public func postEvent(
+        type: String, severity: HubEvent.Severity, data: JSONValue = .object([:]), idempotencyKey: String? = nil, at: Date? = nil
+    ) async throws {
+        _ = try await send(
+            "POST", "/api/v1/events", body: NewEvent(type: type, severity: severity, at: at, data: data, idempotencyKey: idempotencyKey),
+            as: HubEvent.self)
     }
 
     // MARK: - Operator

@@ -5,6 +5,7 @@ import FelhomTestSupport
 import Foundation
 import Logging
 import PVESimulator
+import SQLKit
 import Testing
 
 /// The backup schedule inside the agent's cycle, with a real hub: the storage policy of the
@@ -188,6 +189,45 @@ import Testing
             let dumps = await w.sim.engine.snapshot().volumes.filter { $0.vmid == 100 && $0.content == "backup" }.count
             #expect(dumps == 2, "the seeded backup and the requested one")
             #expect(try await events(w, "backup_completed").count == 1)
+        }
+    }
+
+    /// A backup outcome the hub never heard (the agent killed between the journal's `done` and
+    /// the post, or the hub away then) is said again by the next agent, and only once however
+    /// often the agent restarts (the idempotency key is the journal op).
+    @Test func aBackupOutcomeTheHubNeverHeardIsSaidAgainOnce() async throws {
+        try await withAgentWorld { w in
+            let key = try #require(await w.sim.engine.snapshot().storages.first { $0.id == "pbs-felhom" }?.encryptionKeyFingerprint)
+            let settings = BackupSettings(boxKey: key, appBound: 0, taskTimeout: .seconds(30), timeZone: .gmt)
+            try await publishWithBackups(w, [Self.web])
+            let agent = try await w.agent(backup: settings)
+            try await agent.cycle()
+            await agent.backups?.drain()
+            let result = try #require(agent.backups?.lastResults[100])
+            #expect(result.failure == nil)
+            #expect(try await events(w, "backup_completed").count == 1)
+            // A restart: the outcome is said again and the hub keeps the first.
+            let restarted = try await w.agent(backup: settings)
+            await restarted.resumeInFlight()
+            try await restarted.cycle()
+            #expect(restarted.backupOutcomes.isDelivered(OutcomeLedger.key(op: result.op)))
+            #expect(try await events(w, "backup_completed").count == 1, "said again, recorded once")
+
+            // As if the first post never arrived: the next agent says it, with what the journal kept.
+            try await w.store.withDB { db in try await db.raw("DELETE FROM events WHERE type = 'backup_completed'").run() }
+            let third = try await w.agent(backup: settings)
+            await third.resumeInFlight()
+            try await third.cycle()
+            let said = try await events(w, "backup_completed")
+            #expect(said.count == 1)
+            let data = said.first?.data
+            #expect(data?["vmid"]?.lenientInt == 100 && data?["volid"]?.stringValue == result.volid && data?["size"]?.lenientInt == result.size)
+            #expect(data?["encrypted"]?.stringValue == key && data?["client_at"] != nil, "\(String(describing: data))")
+            // Still once after yet another restart; no backup was made again.
+            let fourth = try await w.agent(backup: settings)
+            try await fourth.cycle()
+            #expect(try await events(w, "backup_completed").count == 1)
+            #expect(await w.sim.engine.snapshot().volumes.filter { $0.vmid == 100 && $0.content == "backup" }.count == 2)
         }
     }
 

@@ -1,3 +1,4 @@
+import FelhomAPI
 import FelhomCore
 import FelhomHub
 import FelhomTestSupport
@@ -208,6 +209,41 @@ import Testing
         let (hub, _, _) = try await setup(.sqlite, clock: clock)
         clock.set(Date(timeIntervalSince1970: 1_782_876_600))  // 05:30 local
         #expect(try await hub.checkBackupDeadlines(deadlineHour: 6).isEmpty)
+        await hub.store.close()
+    }
+
+    /// An outcome said again with its idempotency key (the agent killed before it heard the
+    /// answer, or the hub was away) is recorded once and answered with the first; the key is the
+    /// poster's own (another host's same key is another event); a malformed key is refused by name.
+    @Test(arguments: TestStores.kinds)
+    func anEventSaidAgainWithItsIdempotencyKeyIsRecordedOnce(_ kind: HubStore.Kind) async throws {
+        let clock = ManualClock(start: Date(timeIntervalSince1970: 1_800_000_000))
+        let (hub, host, _) = try await setup(kind, clock: clock)
+        let customer = try await hub.host(host, by: .operator).customerID
+        let asHost = Principal.host(hostID: host, customerID: customer)
+        let (other, _) = try await hub.createHost(customerID: customer, name: "pince", by: .operator)
+        let asOther = Principal.host(hostID: other, customerID: customer)
+        let said = NewEvent(type: "backup_completed", data: ["vmid": 100], idempotencyKey: "outcome:backup-100-2027-01-15")
+        let first = try await hub.postEvent(said, by: asHost)
+        clock.advance(by: 3600)
+        let again = try await hub.postEvent(said, by: asHost)
+        #expect(again.id == first.id && again.at == first.at, "the first one stands")
+        #expect(try await hub.events(hostID: host, type: "backup_completed", since: nil, limit: 10, by: .operator).count == 1)
+        let elsewhere = try await hub.postEvent(said, by: asOther)
+        #expect(elsewhere.id != first.id && elsewhere.hostID == other)
+        #expect(try await hub.events(hostID: other, type: "backup_completed", since: nil, limit: 10, by: .operator).count == 1)
+        var bad = said
+        bad.idempotencyKey = "with space"
+        await #expect(throws: HubError.self) { _ = try await hub.postEvent(bad, by: asHost) }
+        do {
+            _ = try await hub.postEvent(bad, by: asHost)
+        } catch let e as HubError {
+            #expect(e.path == "$.idempotency_key")
+        }
+        // Without a key every post is its own event.
+        _ = try await hub.postEvent(.init(type: "backup_completed"), by: asHost)
+        _ = try await hub.postEvent(.init(type: "backup_completed"), by: asHost)
+        #expect(try await hub.events(hostID: host, type: "backup_completed", since: nil, limit: 10, by: .operator).count == 3)
         await hub.store.close()
     }
 }

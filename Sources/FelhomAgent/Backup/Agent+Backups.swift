@@ -119,10 +119,30 @@ extension Agent {
         return (try? JSONDecoder().decode([String].self, from: data)) ?? []
     }
 
+    /// Says again the backup and restore-test outcomes of the last day that the hub has not taken
+    /// (a kill between the journal's end and the post, or a hub away at that moment); the hub
+    /// keeps the first of each (idempotency key). See ``OutcomeLedger``.
+    func resendOutcomes() async {
+        let now = clock.now()
+        if backups != nil {
+            for (op, entries) in backupOutcomes.undelivered(journal, kind: BackupRunner.kind, now: now) {
+                guard let result = BackupRunner.finished(op: op, entries: entries) else { continue }
+                await Self.report(result, hub: hub, logger: logger, ledger: backupOutcomes, at: entries.last?.at)
+            }
+        }
+        if let restoreTests {
+            for (op, entries) in restoreTests.outcomes.undelivered(journal, kind: RestoreTester.kind, now: now) {
+                guard let (at, result) = RestoreTests.finished(op: op, entries: entries) else { continue }
+                await RestoreTests.report(result, hub: hub, logger: logger, ledger: restoreTests.outcomes, at: at)
+            }
+        }
+    }
+
     /// One backup's outcome as an event to the hub: `backup_completed`, `backup_unencrypted`
     /// (critical: stored without this box's encryption, counted as failed) or `backup_failed`
-    /// with the reason code.
-    static func report(_ result: BackupRunner.Result, hub: HubClient, logger: Logger) async {
+    /// with the reason code. Posted with the op's idempotency key; `ledger` remembers that the
+    /// hub took it, `at` is when it happened (an outcome said again).
+    static func report(_ result: BackupRunner.Result, hub: HubClient, logger: Logger, ledger: OutcomeLedger, at: Date? = nil) async {
         var data: [String: JSONValue] = [
             "vmid": .int(Int64(result.vmid)), "consistency": .string(result.consistency.rawValue),
             "duration_seconds": .int(Int64(result.seconds.rounded())),
@@ -142,8 +162,12 @@ extension Agent {
             if let size = result.size { data["size"] = .int(size) }
             if let e = result.encrypted { data["encrypted"] = .string(e) }
         }
-        do { try await hub.postEvent(type: type, severity: severity, data: .object(data)) } catch {
-            logger.warning("cannot post \(type) for \(result.vmid) to the hub: \(error)")
+        let key = OutcomeLedger.key(op: result.op)
+        do {
+            try await hub.postEvent(type: type, severity: severity, data: .object(data), idempotencyKey: key, at: at)
+            ledger.markDelivered(key)
+        } catch {
+            logger.warning("cannot post \(type) for \(result.vmid) to the hub (said again next cycle): \(error)")
         }
     }
 

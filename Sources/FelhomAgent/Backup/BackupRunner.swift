@@ -158,7 +158,7 @@ public struct BackupRunner: Sendable {
                 op: op, kind: Self.kind, step: "done",
                 data: [
                     "vmid": "\(vmid)", "volid": stored.volid, "consistency": consistency.rawValue, "encrypted": stored.encrypted ?? "",
-                    "verification": stored.verificationState ?? "",
+                    "verification": stored.verificationState ?? "", "size": "\(stored.size)",
                 ])
             log("backup of \(vmid) \(how): \(stored.volid) (\(consistency.rawValue)-consistent)")
         } catch let error as BackupError {
@@ -169,9 +169,31 @@ public struct BackupRunner: Sendable {
             result.failure = BackupError(.taskFailed, "\(error)")
         }
         if let failure = result.failure {
-            try? journal.append(op: op, kind: Self.kind, step: "failed", data: ["vmid": "\(vmid)", "reason": failure.code.rawValue])
+            try? journal.append(
+                op: op, kind: Self.kind, step: "failed",
+                data: ["vmid": "\(vmid)", "reason": failure.code.rawValue, "message": String(failure.message.prefix(300))])
             log("backup of \(vmid) FAILED: \(failure)")
         }
+    }
+
+    /// A finished backup's result rebuilt from its journal entries (to say its outcome again);
+    /// nil while it is in flight. The duration is from its first entry to its last.
+    public static func finished(op: String, entries: [JournalEntry]) -> Result? {
+        guard let first = entries.first, let end = entries.last, end.isTerminal, let vmid = end.data["vmid"].flatMap(Int.init) else {
+            return nil
+        }
+        let consistency = (end.data["consistency"] ?? first.data["consistency"]).flatMap(Consistency.init(rawValue:)) ?? .crash
+        var r = Result(vmid: vmid, op: op, consistency: consistency, seconds: max(0, end.at.timeIntervalSince(first.at)))
+        if end.step == "done" {
+            r.volid = end.data["volid"]
+            r.size = end.data["size"].flatMap(Int64.init)
+            r.encrypted = end.data["encrypted"].flatMap { $0.isEmpty ? nil : $0 }
+            r.verification = end.data["verification"].flatMap { $0.isEmpty ? nil : $0 }
+        } else {
+            let code = end.data["reason"].flatMap(BackupError.Code.init(rawValue:)) ?? .taskFailed
+            r.failure = BackupError(code, end.data["message"] ?? "(said again after a restart: the message was not kept)")
+        }
+        return r
     }
 
     /// Whether this window's backup of `vmid` already ran to an end (done or failed).

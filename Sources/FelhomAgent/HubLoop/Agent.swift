@@ -32,6 +32,8 @@ public final class Agent: Service, Sendable {
     public let localTokens: LocalTokens?
     /// Restore tests (after backups, weekly per guest); nil without `backup` or without a runner.
     public let restoreTests: RestoreTests?
+    /// Backup outcomes the hub has taken (the rest are said again: ``resendOutcomes()``).
+    public let backupOutcomes = OutcomeLedger()
     let provisioner: Provisioner
     let engine: Engine
     let runner: SignedOpRunner
@@ -204,9 +206,9 @@ public final class Agent: Service, Sendable {
             }
             backups = AgentBackups(
                 runner: runner, appBound: backup.appBound,
-                onFinished: { [hub, logger, restoreTests] result in
+                onFinished: { [hub, logger, restoreTests, backupOutcomes] result in
                     restoreTests?.afterBackup(result)  // queued (durably) before the report's round trip
-                    await Self.report(result, hub: hub, logger: logger)
+                    await Self.report(result, hub: hub, logger: logger, ledger: backupOutcomes)
                 }, whileQuiesced: whileQuiesced)
         } else {
             backups = nil
@@ -275,7 +277,7 @@ public final class Agent: Service, Sendable {
         if let restoreTests {
             for (op, entries) in journal.inFlight() where entries.first?.kind == RestoreTester.kind {
                 if let result = await restoreTests.tester.resume(op: op, entries: entries) {
-                    await RestoreTests.report(result, hub: hub, logger: logger)
+                    await RestoreTests.report(result, hub: hub, logger: logger, ledger: restoreTests.outcomes)
                     // Its orphan is gone; the test itself is run again (from the same backup storage).
                     if let storage = result.volid?.split(separator: ":").first {
                         logger.notice("restore test of \(result.vmid) interrupted by a restart: run again")
@@ -288,7 +290,7 @@ public final class Agent: Service, Sendable {
             for (op, entries) in journal.inFlight() where entries.first?.kind == BackupRunner.kind {
                 if let result = await backups.runner.resume(op: op, entries: entries) {
                     restoreTests?.afterBackup(result)
-                    await Self.report(result, hub: hub, logger: logger)
+                    await Self.report(result, hub: hub, logger: logger, ledger: backupOutcomes)
                 }
             }
         }
@@ -359,6 +361,7 @@ public final class Agent: Service, Sendable {
             saveLastDesired(spec, generation: generation)
             backupTick(spec)
             await actOnRequests(spec)
+            await resendOutcomes()
             await housekeeping()
             await routeTick(spec)
             await snapshotTick(spec, report: report)
@@ -396,8 +399,14 @@ public final class Agent: Service, Sendable {
             }
         }
         if reportNow {
-            // Tell the hub what the box looks like now, not at the next interval.
-            if let fresh = try await hostReport() { _ = try await hub.postHostReport(fresh) }
+            // Tell the hub what the box looks like now, not at the next interval. The cycle's work
+            // is done: a refused or failed follow-up (say a 429 after a burst of publishes) is
+            // logged, and the next report says it.
+            do {
+                if let fresh = try await hostReport() { _ = try await hub.postHostReport(fresh) }
+            } catch {
+                logger.warning("cannot report the box after this cycle (the next report says it): \(error)")
+            }
         }
         return env
     }

@@ -36,6 +36,8 @@ public final class RestoreTests: Sendable {
     public let tester: RestoreTester
     let everyDays: Int
     let hub: HubClient?
+    /// Restore-test outcomes the hub has taken (the rest are said again).
+    public let outcomes = OutcomeLedger()
     let logger: Logger
     let state = Mutex(State())
     /// Where the queue is kept (nil: in memory only).
@@ -82,17 +84,23 @@ public final class RestoreTests: Sendable {
     static func fromJournal(_ journal: Journal) -> [Int: Last] {
         var out: [Int: Last] = [:]
         for (op, entries) in journal.allOperations() where entries.first?.kind == RestoreTester.kind {
-            guard let done = entries.last(where: { $0.step == "done" }), let vmid = done.data["vmid"].flatMap(Int.init) else { continue }
-            let begin = entries.first
-            var r = RestoreTester.Result(
-                vmid: vmid, op: op, scratchVMID: begin?.data["scratch"].flatMap(Int.init), volid: begin?.data["volid"],
-                passed: done.data["passed"] == "1",
-                reason: done.data["reason"].flatMap { $0.isEmpty ? nil : $0 })
-            r.restoreSeconds = done.data["restore_seconds"].flatMap(Double.init)
-            r.healthySeconds = done.data["healthy_seconds"].flatMap(Double.init)
-            if (out[vmid]?.at ?? .distantPast) <= done.at { out[vmid] = Last(at: done.at, result: r) }
+            guard let (at, r) = finished(op: op, entries: entries) else { continue }
+            if (out[r.vmid]?.at ?? .distantPast) <= at { out[r.vmid] = Last(at: at, result: r) }
         }
         return out
+    }
+
+    /// A finished restore test rebuilt from its journal entries, with when it ended; nil before its `done`.
+    static func finished(op: String, entries: [JournalEntry]) -> (at: Date, result: RestoreTester.Result)? {
+        guard let done = entries.last(where: { $0.step == "done" }), let vmid = done.data["vmid"].flatMap(Int.init) else { return nil }
+        let begin = entries.first
+        var r = RestoreTester.Result(
+            vmid: vmid, op: op, scratchVMID: begin?.data["scratch"].flatMap(Int.init), volid: begin?.data["volid"],
+            passed: done.data["passed"] == "1",
+            reason: done.data["reason"].flatMap { $0.isEmpty ? nil : $0 })
+        r.restoreSeconds = done.data["restore_seconds"].flatMap(Double.init)
+        r.healthySeconds = done.data["healthy_seconds"].flatMap(Double.init)
+        return (done.at, r)
     }
 
     /// The last restore test of `vmid`.
@@ -203,7 +211,7 @@ public final class RestoreTests: Sendable {
                 s.current = nil
                 self.persist(s)  // before the report: an event at most once, the journal holds the result
             }
-            await Self.report(result, hub: self.hub, logger: self.logger)
+            await Self.report(result, hub: self.hub, logger: self.logger, ledger: self.outcomes)
             self.state.withLock { $0.running = false }
             self.kick()
         }
@@ -212,12 +220,14 @@ public final class RestoreTests: Sendable {
     func runOne(vmid: Int, storage: String) async -> RestoreTester.Result {
         let result = await tester.run(vmid: vmid, backupStorage: storage, id: Self.newID())
         state.withLock { $0.last[vmid] = Last(at: Date(), result: result) }
-        await Self.report(result, hub: hub, logger: logger)
+        await Self.report(result, hub: hub, logger: logger, ledger: outcomes)
         return result
     }
 
     /// `restore_test_passed` (times, stacks) or `restore_test_failed` (the reason) to the hub.
-    static func report(_ r: RestoreTester.Result, hub: HubClient?, logger: Logger) async {
+    /// One restore test's outcome as an event to the hub, with the op's idempotency key; `ledger`
+    /// remembers that the hub took it, `at` is when it happened (an outcome said again).
+    static func report(_ r: RestoreTester.Result, hub: HubClient?, logger: Logger, ledger: OutcomeLedger, at: Date? = nil) async {
         guard let hub else { return }
         var data: [String: JSONValue] = ["vmid": .int(Int64(r.vmid))]
         if let v = r.volid { data["volid"] = .string(v) }
@@ -226,8 +236,12 @@ public final class RestoreTests: Sendable {
         data["stacks"] = .int(Int64(r.stacks.count))
         if let reason = r.reason { data["reason"] = .string(String(reason.prefix(300))) }
         let type = r.passed ? "restore_test_passed" : "restore_test_failed"
-        do { try await hub.postEvent(type: type, severity: r.passed ? .info : .critical, data: .object(data)) } catch {
-            logger.warning("cannot post \(type) for \(r.vmid) to the hub: \(error)")
+        let key = OutcomeLedger.key(op: r.op)
+        do {
+            try await hub.postEvent(type: type, severity: r.passed ? .info : .critical, data: .object(data), idempotencyKey: key, at: at)
+            ledger.markDelivered(key)
+        } catch {
+            logger.warning("cannot post \(type) for \(r.vmid) to the hub (said again next cycle): \(error)")
         }
     }
 

@@ -1141,7 +1141,8 @@ enum OpenAPIDocument {
                 host_enrolled, keys_revoked, expected_backup_missed, …) are refused (403); a host may post its backup,
                 restore-test, provisioning and hardware events, a guest db_dump_* and its own app_* events (400 otherwise).
                 The severity of a known type is the hub's; the event's time is the hub's receive time (a client's `at`
-                is kept as data.client_at); data is at most 16 KiB.
+                is kept as data.client_at); data is at most 16 KiB. With an idempotency_key, posting again with the same key
+                (from the same key holder) records nothing new and answers the event stored the first time.
               requestBody:
                 required: true
                 content:
@@ -1155,6 +1156,7 @@ enum OpenAPIDocument {
                         guest_id: {type: string, pattern: '^[A-Za-z0-9_-]{1,64}$', nullable: true}
                         at: {type: string, format: date-time, nullable: true}
                         data: {type: object, nullable: true}
+                        idempotency_key: {type: string, pattern: '^[A-Za-z0-9_.:#@-]{1,128}$', nullable: true}
               responses:
                 "201": {description: the stored event}
                 "400": {description: "bad input; error.path names it"}

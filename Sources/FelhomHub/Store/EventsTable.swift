@@ -26,16 +26,23 @@ enum EventsTable {
         if let hostID { query = query.where("host_id", .equal, SQLBind(hostID)) }
         if let type { query = query.where("type", .equal, SQLBind(type)) }
         if let since { query = query.where("at", .greaterThanOrEqual, SQLBind(since)) }
-        return try await query.orderBy("at", .descending).orderBy("id", .descending).limit(limit).all().map { r in
-            HubEvent(
-                id: try r.decode(column: "id", as: String.self),
-                at: Date(timeIntervalSince1970: TimeInterval(try r.decode(column: "at", as: Int64.self))),
-                source: HubEvent.Source(rawValue: try r.decode(column: "source", as: String.self)) ?? .hub,
-                hostID: try r.decode(column: "host_id", as: String?.self), guestID: try r.decode(column: "guest_id", as: String?.self),
-                customerID: try r.decode(column: "customer_id", as: String?.self), type: try r.decode(column: "type", as: String.self),
-                severity: HubEvent.Severity(rawValue: try r.decode(column: "severity", as: String.self)) ?? .info,
-                data: (try? JSONValue.parse(try r.decode(column: "data", as: String.self))) ?? .object([:]))
-        }
+        return try await query.orderBy("at", .descending).orderBy("id", .descending).limit(limit).all().map(event(from:))
+    }
+
+    /// One event by id.
+    static func get(_ id: String, in db: any SQLDatabase) async throws -> HubEvent? {
+        try await db.select().column("*").from("events").where("id", .equal, SQLBind(id)).limit(1).first().map(event(from:))
+    }
+
+    static func event(from r: any SQLRow) throws -> HubEvent {
+        HubEvent(
+            id: try r.decode(column: "id", as: String.self),
+            at: Date(timeIntervalSince1970: TimeInterval(try r.decode(column: "at", as: Int64.self))),
+            source: HubEvent.Source(rawValue: try r.decode(column: "source", as: String.self)) ?? .hub,
+            hostID: try r.decode(column: "host_id", as: String?.self), guestID: try r.decode(column: "guest_id", as: String?.self),
+            customerID: try r.decode(column: "customer_id", as: String?.self), type: try r.decode(column: "type", as: String.self),
+            severity: HubEvent.Severity(rawValue: try r.decode(column: "severity", as: String.self)) ?? .info,
+            data: (try? JSONValue.parse(try r.decode(column: "data", as: String.self))) ?? .object([:]))
     }
 
     /// Whether the host has an event of one of `types` at or after `since`.
