@@ -23,7 +23,9 @@ STEPS = ["provision.after_begin", "provision.after_restore_started", "provision.
 def main(sim):
     checks = Checks("agent crash")
     work = sim.work
-    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP)
+    # The agent is started again and again within seconds (each run reports, and reports again
+    # once it applied the generation): more than an agent's per-key report budget of 12 a minute.
+    hub = HubProcess(hub_bin, f"sqlite:{work}/hub.sqlite", OP, env={"FELHOM_HUB_RATE_LIMIT_REPORTS_PER_MINUTE": "0"})
     hport, call = hub.port, hub.call
     try:
         pve = RootPVE(sim)
