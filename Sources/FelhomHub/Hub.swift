@@ -455,7 +455,7 @@ public struct Hub: Sendable {
         case .customer(let c): scope = "customer:" + c
         }
         let digest = SHA256.hash(data: Data((scope + "\n" + key).utf8))
-        return "evt_k" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        return "evt_k" + Hex.encode(digest.prefix(16))
     }
 
     func insertEvent(_ ev: HubEvent) async throws {

@@ -1,4 +1,5 @@
 import Crypto
+import FelhomCore
 import Foundation
 import Synchronization
 
@@ -33,7 +34,7 @@ public final class OutcomeLedger: Sendable {
             op.utf8.count <= 100
             && op.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_.:#@-".unicodeScalars.contains($0)) }
         if allowed { return "outcome:" + op }
-        return "outcome:" + SHA256.hash(data: Data(op.utf8)).map { String(format: "%02x", $0) }.joined()
+        return "outcome:" + Hex.encode(SHA256.hash(data: Data(op.utf8)))
     }
 
     /// Journal ops of `kind` that finished within ``window`` before `now` and whose outcome the
