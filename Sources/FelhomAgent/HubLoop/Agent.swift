@@ -788,6 +788,8 @@ public final class Agent: Service, Sendable {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let env = try await cycle()
+                // What the cycle's work freed goes back to the kernel, not kept for the next burst.
+                HeapTrim.run()
                 if state.withLock({ $0.restartForUpdate }) {
                     logger.notice("a new agent release was switched in: exiting so systemd starts it")
                     break
