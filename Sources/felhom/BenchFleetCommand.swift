@@ -128,12 +128,17 @@ struct BenchFleetCommand: AsyncParsableCommand {
         }
     }
 
-    /// `label: rss=… MiB fds=…` of a process, from /proc.
+    /// `label: rss=… MiB (anon …, file …) fds=…` of a process, from /proc: the anonymous part is
+    /// what the process allocated, the file-backed part its code and mapped files (SQLite's WAL index).
     static func sample(_ pid: Int32, label: String) -> String {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.map { $0.split(separator: " ").dropFirst().first ?? "?" } ?? "?"
+        func mib(_ field: String) -> String {
+            let kib = status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+                .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) }
+            return kib.map { String($0 / 1024) } ?? "?"
+        }
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count).map(String.init) ?? "?"
-        return "\(label): rss=\((Int(rss) ?? 0) / 1024) MiB fds=\(fds)"
+        return "\(label): rss=\(mib("VmRSS")) MiB (anon \(mib("RssAnon")), file \(mib("RssFile"))) fds=\(fds)"
     }
 }
 
