@@ -507,7 +507,7 @@ final class GenerationWatch: Sendable {
         var epochs: [String: UInt64] = [:]
         /// Waits whose timer fired before they were parked: parking them returns at once.
         var abandoned: Set<UUID> = []
-        /// Waits that have parked (and not yet been cleaned up).
+        /// Waits whose park ran, parked or returning at once (until cleaned up).
         var parked: Set<UUID> = []
         /// Long-polls holding a slot, per host key.
         var slots: [String: Int] = [:]
@@ -587,12 +587,20 @@ final class GenerationWatch: Sendable {
     /// Number of parked waits (for tests).
     var parkedCount: Int { state.withLock { $0.waiters.values.reduce(0) { $0 + $1.count } } }
 
+    /// Ids the watch still holds for waits (parked, or marked to return at once): zero once every
+    /// wait has returned (for tests; anything left is memory that grows with every poll).
+    var bookkeepingCount: Int {
+        state.withLock { s in s.waiters.values.reduce(0) { $0 + $1.count } + s.abandoned.count + s.parked.count }
+    }
+
     private func park(hostID: String, id: UUID, since epoch: UInt64?) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.abandoned.remove(id) != nil { return true }
-                if let epoch, s.epochs[hostID] ?? 0 != epoch { return true }  // notified since the host was read
+                // `parked` says this park ran, so ``cancel(hostID:id:)`` does not mark it abandoned
+                // (an id nobody would remove: memory that grew with every such poll).
                 s.parked.insert(id)
+                if let epoch, s.epochs[hostID] ?? 0 != epoch { return true }  // notified since the host was read
                 s.waiters[hostID, default: [:]][id] = c
                 return false
             }
