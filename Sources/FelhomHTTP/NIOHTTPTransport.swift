@@ -160,24 +160,52 @@ public struct NIOHTTPTransport: HTTPTransport {
                 if let body = request.body {
                     head.headers.add(name: "Content-Length", value: String(body.count))
                 }
-                try await outbound.write(.head(head))
-                if let body = request.body, !body.isEmpty {
-                    // In 256 KiB pieces, each written when the socket takes it: an 8 MiB upload
-                    // part is not copied whole into another buffer.
-                    var offset = body.startIndex
-                    while offset < body.endIndex {
-                        let end = min(offset + (256 << 10), body.endIndex)
-                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body[offset..<end]))))
-                        offset = end
+                // A server may answer and close before it has read the whole request (an early 413
+                // or 401), or answer the moment the last byte arrives and close before the client's
+                // own end-of-request reaches the channel (seen under load: "I/O on closed channel"
+                // on a request the server had answered). Either way its answer is already in the
+                // inbound stream: a failed write is kept and the answer read; the write's error is
+                // thrown only when no complete answer came. The last bytes and the end of the
+                // request go in one write, so the request is complete on the wire with nothing left
+                // to fail after it.
+                var writeFailure: (any Error)?
+                do {
+                    if let body = request.body, !body.isEmpty {
+                        try await outbound.write(.head(head))
+                        // In 256 KiB pieces, each written when the socket takes it: an 8 MiB upload
+                        // part is not copied whole into another buffer.
+                        var offset = body.startIndex
+                        while offset < body.endIndex {
+                            let end = min(offset + (256 << 10), body.endIndex)
+                            let piece = HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body[offset..<end])))
+                            if end == body.endIndex {
+                                try await outbound.write(contentsOf: [piece, .end(nil)])
+                            } else {
+                                try await outbound.write(piece)
+                            }
+                            offset = end
+                        }
+                    } else {
+                        try await outbound.write(contentsOf: [.head(head), .end(nil)])
                     }
+                } catch {
+                    writeFailure = error
                 }
-                try await outbound.write(.end(nil))
 
                 var status = 0
                 var reason = ""
                 var headers: [(String, String)] = []
                 var body = ByteBuffer()
-                for try await part in inbound {
+                var answer = inbound.makeAsyncIterator()
+                while true {
+                    let next: HTTPClientResponsePart?
+                    do {
+                        next = try await answer.next()
+                    } catch {
+                        // The connection broke: when the request could not be sent, that says more.
+                        throw writeFailure ?? error
+                    }
+                    guard let part = next else { break }
                     switch part {
                     case .head(let h):
                         status = Int(h.status.code)
@@ -208,6 +236,7 @@ public struct NIOHTTPTransport: HTTPTransport {
                             "\(host):\(port) closed the connection without an HTTP answer: if it serves HTTPS (TLS), use an https:// URL",
                         request: requestName)
                 }
+                if let writeFailure, status == 0 { throw writeFailure }
                 throw HTTPClientError(code: .transport, message: "connection closed before the answer was complete", request: requestName)
             }
         } catch let e as HTTPClientError {
