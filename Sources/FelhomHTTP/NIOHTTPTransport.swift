@@ -286,11 +286,15 @@ public struct NIOHTTPTransport: HTTPTransport {
 /// agent, megabytes of heap the allocator kept. The context is immutable once built and safe to
 /// share across connections; it is rebuilt after ``maxAge`` so a rotated CA file or an updated
 /// system bundle is picked up without a restart.
-final class SSLContextCache: Sendable {
-    static let maxAge: Duration = .seconds(600)
+public final class SSLContextCache: Sendable {
+    /// How long a built context is used before the trust is read again.
+    public static let maxAge: Duration = .seconds(600)
     private let cached = Mutex<(context: NIOSSLContext, built: ContinuousClock.Instant)?>(nil)
 
-    func context(for trust: TLSTrust) throws -> NIOSSLContext {
+    public init() {}
+
+    /// The context for `trust`, built on first use and again once it is ``maxAge`` old.
+    public func context(for trust: TLSTrust) throws -> NIOSSLContext {
         let now = ContinuousClock.now
         if let hit = cached.withLock({ $0 }), now - hit.built < Self.maxAge { return hit.context }
         let fresh = try trust.makeSSLContext()

@@ -138,10 +138,11 @@ struct SMTPMailerTests {
                 host: "127.0.0.1", port: sink.port, security: .starttls, trust: .pinnedLeafSHA256(tls.pin),
                 username: "felhom", password: Secret("s3cret-smtp-pass")))
         try await mailer.send(hungarian)
+        // A second message over the mailer's reused TLS context: a new handshake, the pin checked again.
+        try await mailer.send(hungarian)
         let got = try sink.messages()
-        try #require(got.count == 1)
-        #expect(got[0]["tls"] == .bool(true))
-        #expect(got[0]["auth"] == .bool(true))
+        try #require(got.count == 2)
+        #expect(got.allSatisfy { $0["tls"] == .bool(true) && $0["auth"] == .bool(true) })
     }
 
     @Test func wrongPasswordFailsWithoutShowingIt() async throws {
@@ -165,6 +166,8 @@ struct SMTPMailerTests {
         let sink = try SMTPSink(["--starttls", tls.cert, tls.key])
         defer { sink.stop() }
         let mailer = SMTPMailer(settings: .init(host: "127.0.0.1", port: sink.port, security: .starttls, trust: .pinnedLeafSHA256(other.pin)))
+        await #expect(throws: MailError.self) { try await mailer.send(hungarian) }
+        // The reused context does not remember a handshake: the wrong pin is refused every time.
         await #expect(throws: MailError.self) { try await mailer.send(hungarian) }
         #expect(try sink.messages().isEmpty)
     }

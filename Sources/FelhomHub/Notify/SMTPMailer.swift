@@ -51,13 +51,17 @@ public struct SMTPSettings: Sendable {
 /// error message.
 public struct SMTPMailer: Mailer {
     public let settings: SMTPSettings
+    /// The TLS context, built once for every message (rebuilt after ten minutes): parsing the
+    /// system's trust store for each mail cost thousands of allocations.
+    private let contexts = SSLContextCache()
 
     public init(settings: SMTPSettings) { self.settings = settings }
 
     public func send(_ message: MailMessage) async throws {
         let settings = settings
+        let sslContext = settings.security == .none ? nil : try contexts.context(for: settings.trust)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await Self.deliver(message, settings: settings) }
+            group.addTask { try await Self.deliver(message, settings: settings, sslContext: sslContext) }
             group.addTask {
                 try await Task.sleep(for: settings.timeout)
                 throw MailError(message: "SMTP \(settings.host):\(settings.port): no completion within \(settings.timeout)")
@@ -67,12 +71,11 @@ public struct SMTPMailer: Mailer {
         }
     }
 
-    private static func deliver(_ message: MailMessage, settings: SMTPSettings) async throws {
+    private static func deliver(_ message: MailMessage, settings: SMTPSettings, sslContext: NIOSSLContext?) async throws {
         if settings.password != nil, settings.security == .none {
             throw MailError(message: "SMTP credentials are configured but security is 'none': refusing to send them in clear text")
         }
         let destination = "SMTP \(settings.host):\(settings.port)"
-        let sslContext = settings.security == .none ? nil : try settings.trust.makeSSLContext()
         let implicitTLS = settings.security == .tls
         let trust = settings.trust
         let host = settings.host
