@@ -130,12 +130,9 @@ public func withRunningHub<T: Sendable>(
         _ = try? await running.value
     }
     do {
-        var bound: Int?
-        for _ in 0..<500 where bound == nil {
-            try await Task.sleep(for: .milliseconds(10))
-            bound = port.withLock { $0 }
+        guard let bound = try await boundPort(port) else {
+            throw StoreError(code: .unavailable, message: "the test hub did not start listening within \(startDeadline)")
         }
-        guard let bound else { throw StoreError(code: .unavailable, message: "the test hub did not start listening") }
         let result = try await body(RunningHub(hub: built.hub, url: "http://127.0.0.1:\(bound)"))
         await stop()
         return result
@@ -170,6 +167,21 @@ extension TestClientProtocol {
     }
 }
 
+/// How long a test server may take to listen. Timed by the clock, not by a count of short sleeps:
+/// with every suite starting at once on two cores, a sleep of 10 ms can take far longer, and 500 of
+/// them ran out while hubs were still starting (about 25 s into a loaded run).
+let startDeadline: Duration = .seconds(120)
+
+/// The port the server reported once it listens, or nil after ``startDeadline``.
+func boundPort(_ port: borrowing Mutex<Int?>) async throws -> Int? {
+    let deadline = ContinuousClock.now + startDeadline
+    while ContinuousClock.now < deadline {
+        if let bound = port.withLock({ $0 }) { return bound }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return port.withLock { $0 }
+}
+
 /// Runs a server (`make` builds it, given a callback that receives the bound port) on a free
 /// loopback port for `body`, then shuts it down however `body` ends.
 public func withServedApplication<T: Sendable>(
@@ -182,12 +194,9 @@ public func withServedApplication<T: Sendable>(
     let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
     let running = Task { try await group.run() }
     defer { running.cancel() }
-    var bound: Int?
-    for _ in 0..<500 where bound == nil {
-        try await Task.sleep(for: .milliseconds(10))
-        bound = port.withLock { $0 }
+    guard let bound = try await boundPort(port) else {
+        throw StoreError(code: .unavailable, message: "the test server did not start listening within \(startDeadline)")
     }
-    guard let bound else { throw StoreError(code: .unavailable, message: "the test server did not start listening") }
     do {
         let result = try await body(bound)
         await group.triggerGracefulShutdown()

@@ -132,6 +132,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         hup.resume()
         defer { hup.cancel() }
+        // This process is the agent's own: what a cycle freed goes back to the kernel after it.
+        HeapTrim.enableAfterCycles()
         var services: [any Service] = [agent]
         if let api = cfg.localAPI {
             guard let backups = agent.backups else {

@@ -789,7 +789,7 @@ public final class Agent: Service, Sendable {
             do {
                 let env = try await cycle()
                 // What the cycle's work freed goes back to the kernel, not kept for the next burst.
-                HeapTrim.run()
+                HeapTrim.afterCycle()
                 if state.withLock({ $0.restartForUpdate }) {
                     logger.notice("a new agent release was switched in: exiting so systemd starts it")
                     break
